@@ -1,0 +1,46 @@
+"""rmt — checkable linear-stability theory of gradient-based machine unlearning.
+
+Sign convention everywhere: "diverges" = the iterates escape w* = the model **forgets**;
+"converges" = the model **resists** unlearning. See THEORY.md for the mathematical contract.
+"""
+
+from . import ensembles
+from .coherence import CoherenceResult, coherence
+from .hessians import HessianSet
+from .meansquare import (
+    MeanSquareOperator,
+    MeanSquareResult,
+    SecondMomentResult,
+    critical_alpha,
+    critical_batch,
+    critical_eta,
+    mean_square,
+    mean_square_rate,
+    mixed_hessian,
+    mixed_hessian_extremes,
+    noise_coefficients,
+    second_moment,
+)
+from .schedule import Schedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HessianSet",
+    "Schedule",
+    "ensembles",
+    "coherence",
+    "CoherenceResult",
+    "mixed_hessian",
+    "mixed_hessian_extremes",
+    "MeanSquareOperator",
+    "MeanSquareResult",
+    "SecondMomentResult",
+    "mean_square",
+    "mean_square_rate",
+    "second_moment",
+    "critical_eta",
+    "critical_batch",
+    "critical_alpha",
+    "noise_coefficients",
+]

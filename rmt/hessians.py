@@ -1,0 +1,431 @@
+"""Per-sample curvature: the :class:`HessianSet` (THEORY.md §1).
+
+A HessianSet holds the per-sample PSD Hessians H_i of a *retain* set R and an optional *forget*
+set F, in one of four representations:
+
+``"dense"``     arrays (n, d, d)
+``"rank1"``     factors g_i of shape (n, d):     H_i = g_i g_iᵀ   (Gauss–Newton / MSE)
+``"factor"``    factors F_i of shape (n, d, k):  H_i = F_i F_iᵀ
+``"commuting"`` eigenvalue profiles λ (n, d) in a shared orthonormal basis Q: H_i = Q diag(λ_i) Qᵀ
+
+Factor-backed sets never build a d×d per-sample matrix: every pairwise quantity comes from factor
+inner products, tr(H_i H_j) = ‖F_iᵀF_j‖_F² (THEORY §1).
+
+Everything the analyses need reduces to coordinates on the *span* U of the Hessians that enter
+the dynamics (the orthogonal complement of their common null space N, THEORY §3 "Null space").
+:meth:`HessianSet.reduction` returns those coordinates; they are computed once from a thin SVD
+of the stacked factors and cached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from ._validation import check_finite_array
+
+__all__ = ["HessianSet", "Reduction"]
+
+#: Relative tolerance for symmetry and positive semi-definiteness of dense input.
+PSD_RTOL = 1e-8
+
+_SETS = ("retain", "forget")
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """Coordinates of the active Hessians on their span U (dimension ``r``).
+
+    ``psi_retain`` has shape (r, n_retain, k): the reduced factors Ψ_i = Uᵀ F_i, so that the
+    reduced Hessian is Ψ_i Ψ_iᵀ (r×r). ``basis`` is U (d, r), an orthonormal basis of the span.
+    ``null_dim`` = d − r is the dimension of the common null space on which every step is the
+    identity.
+    """
+
+    basis: np.ndarray
+    psi_retain: np.ndarray | None
+    psi_forget: np.ndarray | None
+    dim: int
+
+    @property
+    def r(self) -> int:
+        return self.basis.shape[1]
+
+    @property
+    def null_dim(self) -> int:
+        return self.dim - self.r
+
+    def psi(self, which):
+        return self.psi_retain if which == "retain" else self.psi_forget
+
+    def mean(self, which):
+        """Reduced mean Hessian H̄_S = (1/n) Σ Ψ_i Ψ_iᵀ (r×r)."""
+        psi = self.psi(which)
+        r, n, k = psi.shape
+        flat = psi.reshape(r, n * k)
+        return (flat @ flat.T) / n
+
+    def hessians(self, which):
+        """Reduced per-sample Hessians (n, r, r) — for tests and small problems only."""
+        psi = self.psi(which)
+        return np.einsum("rna,sna->nrs", psi, psi)
+
+
+def _check_set(arr, name, kind):
+    if kind == "dense":
+        arr = check_finite_array(arr, name, ndim=3)
+        if arr.shape[1] != arr.shape[2]:
+            raise ValueError(f"{name} must have shape (n, d, d), got {arr.shape}")
+    elif kind == "factors":
+        arr = check_finite_array(arr, name, ndim=(2, 3))
+    elif kind == "commuting":
+        arr = check_finite_array(arr, name, ndim=2)
+        if np.any(arr < 0):
+            i, k = np.argwhere(arr < 0)[0]
+            raise ValueError(
+                f"{name} must hold non-negative eigenvalues (PSD Hessians); "
+                f"entry [{i}, {k}] is {arr[i, k]}"
+            )
+    if arr.shape[0] < 1:
+        raise ValueError(f"{name} must hold at least one sample, got shape {arr.shape}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} must have dimension d >= 1, got shape {arr.shape}")
+    return arr
+
+
+def _dense_to_factors(H, name, scale):
+    """Symmetric eigendecomposition H_i = V diag(λ) Vᵀ → factors V sqrt(λ), zero-padded.
+
+    Checks symmetry and PSD with a tolerance relative to ``scale`` (the largest spectral norm
+    in the whole set); eigenvalues within that tolerance of zero are treated as exact zeros.
+    """
+    n, d, _ = H.shape
+    tol = PSD_RTOL * scale
+    asym = np.max(np.abs(H - np.swapaxes(H, 1, 2)), axis=(1, 2))
+    if np.any(asym > tol):
+        i = int(np.argmax(asym))
+        raise ValueError(
+            f"{name}[{i}] is not symmetric: max |H - Hᵀ| = {asym[i]:.3g} exceeds "
+            f"{PSD_RTOL:g} × scale ({scale:.3g})"
+        )
+    Hs = 0.5 * (H + np.swapaxes(H, 1, 2))
+    lam, vec = np.linalg.eigh(Hs)
+    if np.any(lam[:, 0] < -tol):
+        i = int(np.argmin(lam[:, 0]))
+        raise ValueError(
+            f"{name}[{i}] is not positive semi-definite: smallest eigenvalue {lam[i, 0]:.3g} "
+            f"is below -{PSD_RTOL:g} × scale ({scale:.3g})"
+        )
+    keep = lam > tol
+    k = max(int(keep.sum(axis=1).max()), 1)
+    F = np.zeros((n, d, k))
+    for i in range(n):
+        cols = np.flatnonzero(keep[i])
+        F[i, :, : cols.size] = vec[i][:, cols] * np.sqrt(lam[i, cols])
+    return F
+
+
+class HessianSet:
+    """Per-sample PSD Hessians split into a retain set and an optional forget set (THEORY §1).
+
+    Build with :meth:`from_dense`, :meth:`from_factors` or :meth:`from_commuting`; do not call the
+    constructor directly. Attributes: ``kind`` ("dense", "rank1", "factor", "commuting"),
+    ``n_retain``, ``n_forget`` (0 without a forget set), ``dim`` (d), ``rank`` (factor columns per
+    sample: 1 for rank-one sets, k for factor sets, the largest per-sample rank otherwise),
+    ``span_dim`` / ``null_dim`` (dimension of the span of all Hessians and of their common null
+    space).
+    """
+
+    def __init__(self, kind, retain, forget=None, *, basis=None, _token=None):
+        if _token is not _CONSTRUCT:
+            raise TypeError(
+                "build a HessianSet with HessianSet.from_dense, from_factors or from_commuting"
+            )
+        self.kind = kind
+        self._retain = retain
+        self._forget = forget
+        self._basis = basis
+        self._reductions = {}
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_dense(cls, retain, forget=None):
+        """Dense per-sample Hessians, arrays of shape (n, d, d).
+
+        Each matrix must be symmetric and PSD up to a relative tolerance of 1e-8 times the largest
+        spectral norm in the set; otherwise ``ValueError`` names the offending sample.
+        """
+        R = _check_set(retain, "retain", "dense")
+        F = None if forget is None else _check_set(forget, "forget", "dense")
+        if F is not None and F.shape[1] != R.shape[1]:
+            raise ValueError(
+                f"retain and forget dimensions differ: retain has d={R.shape[1]}, "
+                f"forget has d={F.shape[1]}"
+            )
+        hs = cls("dense", R, F, _token=_CONSTRUCT)
+        # validate (symmetry/PSD) eagerly so bad input fails at construction
+        hs._dense_factors = {}
+        scale = max(_spectral_scale(R), 0.0 if F is None else _spectral_scale(F))
+        scale = scale if scale > 0 else 1.0
+        hs._dense_factors["retain"] = _dense_to_factors(R, "retain", scale)
+        if F is not None:
+            hs._dense_factors["forget"] = _dense_to_factors(F, "forget", scale)
+        return hs
+
+    @classmethod
+    def from_factors(cls, retain, forget=None):
+        """Factor-backed Hessians: shape (n, d) → H_i = g_i g_iᵀ; shape (n, d, k) → H_i = F_i F_iᵀ.
+
+        No d×d matrix is ever formed for a factor-backed set.
+        """
+        R = _check_set(retain, "retain", "factors")
+        F = None if forget is None else _check_set(forget, "forget", "factors")
+        if F is not None and F.shape[1] != R.shape[1]:
+            raise ValueError(
+                f"retain and forget dimensions differ: retain has d={R.shape[1]}, "
+                f"forget has d={F.shape[1]}"
+            )
+        kind = "rank1" if R.ndim == 2 and (F is None or F.ndim == 2) else "factor"
+        return cls(kind, R, F, _token=_CONSTRUCT)
+
+    @classmethod
+    def from_commuting(cls, retain, forget=None, basis=None):
+        """Simultaneously diagonalisable Hessians H_i = Q diag(λ_i) Qᵀ (THEORY §3, commuting).
+
+        ``retain``/``forget`` are eigenvalue profiles of shape (n, d) (non-negative); ``basis`` is
+        an orthogonal (d, d) matrix Q whose columns are the shared eigenvectors (identity if None).
+        Commuting sets get closed-form mean-square rates and critical step sizes.
+        """
+        R = _check_set(retain, "retain", "commuting")
+        F = None if forget is None else _check_set(forget, "forget", "commuting")
+        d = R.shape[1]
+        if F is not None and F.shape[1] != d:
+            raise ValueError(
+                f"retain and forget dimensions differ: retain has d={d}, forget has d={F.shape[1]}"
+            )
+        if basis is None:
+            Q = np.eye(d)
+        else:
+            Q = check_finite_array(basis, "basis", ndim=2)
+            if Q.shape != (d, d):
+                raise ValueError(f"basis must have shape ({d}, {d}), got {Q.shape}")
+            err = np.max(np.abs(Q.T @ Q - np.eye(d)))
+            if err > 1e-8:
+                raise ValueError(f"basis must be orthogonal: max |QᵀQ - I| = {err:.3g}")
+        return cls("commuting", R, F, basis=Q, _token=_CONSTRUCT)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_retain(self) -> int:
+        return int(self._retain.shape[0])
+
+    @property
+    def n_forget(self) -> int:
+        return 0 if self._forget is None else int(self._forget.shape[0])
+
+    @property
+    def has_forget(self) -> bool:
+        return self._forget is not None
+
+    @property
+    def n(self) -> int:
+        """Total number of samples n_r + n_f."""
+        return self.n_retain + self.n_forget
+
+    @property
+    def dim(self) -> int:
+        return int(self._retain.shape[1])
+
+    @property
+    def rank(self) -> int:
+        if self.kind == "rank1":
+            return 1
+        return int(max(self.factors(w).shape[2] for w in self._present()))
+
+    def size(self, which):
+        """Number of samples in ``which`` ("retain" or "forget")."""
+        _check_which(which)
+        return self.n_retain if which == "retain" else self.n_forget
+
+    @property
+    def span_dim(self) -> int:
+        """Dimension r of the span of all Hessians (retain ∪ forget)."""
+        return self.reduction(True, self.has_forget).r
+
+    @property
+    def null_dim(self) -> int:
+        """Dimension d − r of the common null space of all Hessians."""
+        return self.dim - self.span_dim
+
+    def __repr__(self):
+        parts = [
+            f"kind={self.kind!r}",
+            f"n_retain={self.n_retain}",
+            f"n_forget={self.n_forget}",
+            f"dim={self.dim}",
+        ]
+        if self.kind in ("rank1", "factor"):
+            parts.append(f"rank={self.rank}")
+        key = (True, self.has_forget)
+        if key in self._reductions:
+            parts.append(f"span_dim={self._reductions[key].r}")
+        return f"HessianSet({', '.join(parts)})"
+
+    def _present(self):
+        return ("retain", "forget") if self.has_forget else ("retain",)
+
+    def _raw(self, which):
+        _check_which(which)
+        if which == "forget" and self._forget is None:
+            raise ValueError("this HessianSet has no forget set")
+        return self._retain if which == "retain" else self._forget
+
+    # ------------------------------------------------------------------ views
+    def factors(self, which="retain") -> np.ndarray:
+        """Factors F_i with H_i = F_i F_iᵀ, shape (n, d, k) (zero-padded to a common k)."""
+        raw = self._raw(which)
+        if self.kind == "dense":
+            return self._dense_factors[which]
+        if self.kind == "commuting":
+            active = np.flatnonzero(np.any(raw > 0, axis=0))
+            if active.size == 0:
+                return np.zeros((raw.shape[0], self.dim, 1))
+            return self._basis[None, :, active] * np.sqrt(raw[:, None, active])
+        if raw.ndim == 2:
+            return raw[:, :, None]
+        return raw
+
+    def dense(self, which="retain") -> np.ndarray:
+        """Per-sample Hessians as a dense (n, d, d) array.
+
+        For factor-backed sets this builds n d×d matrices: meant for tests and small problems.
+        """
+        raw = self._raw(which)
+        if self.kind == "dense":
+            return raw
+        if self.kind == "commuting":
+            Q = self._basis
+            return np.einsum("ak,nk,bk->nab", Q, raw, Q)
+        F = self.factors(which)
+        return np.einsum("nak,nbk->nab", F, F)
+
+    def eigenvalues(self, which="retain") -> np.ndarray:
+        """Eigenvalue profiles (n, d) of a commuting set in its shared basis."""
+        if self.kind != "commuting":
+            raise ValueError(f"eigenvalues() needs a commuting set, this one is {self.kind!r}")
+        return self._raw(which)
+
+    @property
+    def basis(self) -> np.ndarray:
+        """The shared orthonormal eigenbasis Q of a commuting set."""
+        if self.kind != "commuting":
+            raise ValueError(f"basis needs a commuting set, this one is {self.kind!r}")
+        return self._basis
+
+    def mean(self, which="retain") -> np.ndarray:
+        """Mean Hessian H̄_S = (1/n_S) Σ_{i∈S} H_i as a dense (d, d) array."""
+        raw = self._raw(which)
+        if self.kind == "dense":
+            return raw.mean(axis=0)
+        if self.kind == "commuting":
+            return (self._basis * raw.mean(axis=0)) @ self._basis.T
+        F = self.factors(which)
+        n, d, k = F.shape
+        flat = F.transpose(1, 0, 2).reshape(d, n * k)
+        return (flat @ flat.T) / n
+
+    def max_eigenvalues(self, which="retain") -> np.ndarray:
+        """λ_max(H_i) for every sample of ``which``, shape (n,), without forming d×d matrices."""
+        raw = self._raw(which)
+        if self.kind == "commuting":
+            return raw.max(axis=1)
+        if self.kind == "rank1":
+            return np.einsum("na,na->n", raw, raw)
+        F = self.factors(which)
+        small = np.einsum("nak,nal->nkl", F, F)  # k×k Gram FᵢᵀFᵢ has the same non-zero spectrum
+        return np.linalg.eigvalsh(small)[:, -1].clip(min=0.0)
+
+    def trace_products(self, a="retain", b="retain") -> np.ndarray:
+        """Matrix of tr(H_i H_j) for i ∈ a, j ∈ b (THEORY §1), via factor inner products."""
+        Ra, Rb = self._raw(a), self._raw(b)
+        if self.kind == "commuting":
+            return Ra @ Rb.T
+        if self.kind == "rank1":
+            return (Ra @ Rb.T) ** 2
+        Fa, Fb = self.factors(a), self.factors(b)
+        cross = np.einsum("iak,jal->ijkl", Fa, Fb)
+        return np.einsum("ijkl,ijkl->ij", cross, cross)
+
+    # ------------------------------------------------------------------ span reduction
+    def reduction(self, retain=True, forget=None) -> Reduction:
+        """Coordinates of the selected sets on the span of their Hessians (cached).
+
+        ``retain``/``forget`` select which sets define the span (the sets that enter the dynamics
+        with a non-zero weight); by default both present sets. The span basis comes from a thin SVD
+        of the stacked factors [F_1 … F_n] (d × Σk), keeping singular values above
+        max(d, Σk)·eps·s_max — the ``numpy.linalg.matrix_rank`` rule.
+        """
+        forget = self.has_forget if forget is None else bool(forget)
+        retain = bool(retain)
+        if forget and not self.has_forget:
+            raise ValueError("this HessianSet has no forget set")
+        key = (retain, forget)
+        if key not in self._reductions:
+            self._reductions[key] = self._build_reduction(retain, forget)
+        return self._reductions[key]
+
+    def _build_reduction(self, retain, forget):
+        d = self.dim
+        chosen = [w for w, on in (("retain", retain), ("forget", forget)) if on]
+        if self.kind == "commuting":
+            active = np.zeros(d, dtype=bool)
+            for w in chosen:
+                active |= np.any(self._raw(w) > 0, axis=0)
+            U = self._basis[:, active]
+            psis = {
+                w: np.transpose(
+                    np.sqrt(self._raw(w)[:, active])[:, :, None] * np.eye(active.sum())[None],
+                    (1, 0, 2),
+                )
+                for w in chosen
+            }
+            return Reduction(U, psis.get("retain"), psis.get("forget"), d)
+        factors = {w: self.factors(w) for w in chosen}
+        if not factors:
+            return Reduction(np.zeros((d, 0)), None, None, d)
+        k = max(F.shape[2] for F in factors.values())
+        factors = {
+            w: (F if F.shape[2] == k else np.concatenate(
+                [F, np.zeros(F.shape[:2] + (k - F.shape[2],))], axis=2))
+            for w, F in factors.items()
+        }
+        blocks = [factors[w].transpose(1, 0, 2).reshape(d, -1) for w in chosen]
+        Phi = np.concatenate(blocks, axis=1)
+        U, s, Vt = np.linalg.svd(Phi, full_matrices=False)
+        if s.size == 0 or s[0] == 0.0:
+            r = 0
+        else:
+            r = int(np.sum(s > s[0] * max(Phi.shape) * np.finfo(float).eps))
+        U = U[:, :r]
+        Psi = s[:r, None] * Vt[:r]  # = Uᵀ Φ
+        psis, start = {}, 0
+        for w in chosen:
+            n = factors[w].shape[0]
+            psis[w] = Psi[:, start : start + n * k].reshape(r, n, k)
+            start += n * k
+        return Reduction(U, psis.get("retain"), psis.get("forget"), d)
+
+
+def _spectral_scale(H):
+    # cheap upper bound of max_i ‖H_i‖₂ (Frobenius norm), used only to set tolerances
+    return float(np.sqrt(np.max(np.einsum("nab,nab->n", H, H))))
+
+
+def _check_which(which):
+    if which not in _SETS:
+        raise ValueError(f"which must be 'retain' or 'forget', got {which!r}")
+
+
+_CONSTRUCT = object()
