@@ -135,7 +135,8 @@ def aligned(
     σ_cross = √(a_R a_F)|between|√(n_r n_f) (see :func:`aligned_expected_coherence`).
     ``noise="gaussian"``: z ~ N(0, I/d) isotropic, so the formulas hold in expectation up to the
     folded-normal correction documented in :func:`aligned_expected_coherence`.
-    The whole configuration is rotated by a Haar-random orthogonal matrix drawn from ``seed``.
+    The shared directions (and orthogonal noise directions) form a Haar-random orthonormal frame
+    drawn from ``seed``.
     """
     nr = check_int(n_retain, "n_retain", minimum=1)
     nf = check_int(n_forget, "n_forget", minimum=0)
@@ -150,21 +151,22 @@ def aligned(
         raise ValueError(f"noise must be 'orthogonal' or 'gaussian', got {noise!r}")
     rng = check_random_state(seed)
     n = nr + nf
-    uR = np.zeros(d)
-    uR[0] = 1.0
-    uF = np.zeros(d)
-    uF[0], uF[1] = c, math.sqrt(max(1.0 - c * c, 0.0))
+    if noise == "orthogonal" and d < n + 2:
+        raise ValueError(f"noise='orthogonal' needs d >= n_retain + n_forget + 2 = {n + 2}, got d={d}")
+    # A Haar-random orthonormal frame of just the columns needed (QR of a d×m Gaussian matrix),
+    # instead of rotating by a full d×d orthogonal matrix.
+    m = n + 2 if noise == "orthogonal" else 2
+    Z0, R0 = np.linalg.qr(rng.standard_normal((d, m)))
+    frame = Z0 * np.sign(np.diag(R0))
+    uR = frame[:, 0]
+    uF = c * frame[:, 0] + math.sqrt(max(1.0 - c * c, 0.0)) * frame[:, 1]
     if noise == "orthogonal":
-        if d < n + 2:
-            raise ValueError(f"noise='orthogonal' needs d >= n_retain + n_forget + 2 = {n + 2}, got d={d}")
-        Z = np.zeros((n, d))
-        Z[np.arange(n), 2 + np.arange(n)] = 1.0
+        Z = frame[:, 2:].T
     else:
         Z = rng.standard_normal((n, d)) / math.sqrt(d)
     a = np.concatenate([np.full(nr, aR), np.full(nf, aF)])
     U = np.vstack([np.tile(uR, (nr, 1)), np.tile(uF, (nf, 1))])
     G = math.sqrt(scale) * (np.sqrt(a)[:, None] * U + np.sqrt(1.0 - a)[:, None] * Z)
-    G = G @ random_orthogonal(d, rng).T
     return HessianSet.from_factors(G[:nr], G[nr:] if nf else None)
 
 

@@ -658,15 +658,20 @@ def critical_batch(hs: HessianSet, schedule: Schedule):
 def critical_alpha(hs: HessianSet, schedule: Schedule, *, grid=64, rtol=1e-10):
     """Critical mixing weight α* = inf{α ∈ [0, 1] : ρ(T) > 1} (the schedule's ``alpha`` is ignored).
 
-    Returns 0.0 if already unstable at α = 0⁺ (for instance when the forget set has a direction
-    outside the retain span, which ascent always escapes along), None if stable for every
-    α ∈ [0, 1]. Located by a uniform scan of ``grid`` points and refined with Brent's method.
+    Returns 0.0 if already unstable at α = 0 or α = 0⁺ — in particular, exactly, whenever the
+    forget set has a curvature direction outside the retain span, which ascent escapes along for
+    every α > 0 — and None if stable for every α ∈ [0, 1]. Located by a uniform scan of ``grid`` points and refined with Brent's method.
     """
     _check_pair(hs, schedule.replace(alpha=0.0) if schedule.schedule != "sam" else schedule)
     if not hs.has_forget:
         raise ValueError("critical_alpha needs a HessianSet with a forget set")
     if schedule.schedule == "sam":
         raise ValueError("critical_alpha is not defined for schedule='sam' (alpha must be 0)")
+
+    # A forget direction outside the retain span is an escape direction of D for every α > 0
+    # (vᵀDv = −α vᵀH̄_F v < 0), so the infimum is exactly 0 — decided here, not by a root-finder.
+    if hs.reduction(True, True).r > hs.reduction(True, False).r:
+        return 0.0
 
     def f(alpha):
         return _rate_at(hs, schedule, alpha=float(alpha)) - 1.0

@@ -1,0 +1,364 @@
+"""numba kernels of the Monte Carlo engine (THEORY.md §2, §2.1; plain-numpy twins in
+``_reference.py``).
+
+Every kernel is ``parallel=True`` over *replicas* (never over time): replica ``r`` runs its whole
+trajectory inside one ``prange`` iteration, owns its SplitMix64 stream (``_rng.py``) and its
+scratch buffers, and performs its floating-point operations in a fixed order. So the result for
+a given seed is bit-identical whatever ``NUMBA_NUM_THREADS`` is.
+
+Hessian storage ("working coordinates" of dimension m, chosen by ``engine.py``): one float64 array
+``G`` of shape (n, kk, m) per set and an integer mode
+
+* ``FACTOR`` (0): ``G[i, a]`` is column a of F_i, H_i v = Σ_a G[i,a] (G[i,a]·v)   — O(m·kk)
+* ``DIAG``   (1): ``G[i, 0]`` is the eigenvalue profile,  H_i v = G[i,0] ⊙ v      — O(m)
+* ``DENSE``  (2): ``G[i]`` is the (m, m) matrix,          H_i v = G[i] v          — O(m²)
+
+so a step costs O(B·m·kk) and never forms a d×d matrix on the factor paths.
+
+Compilation caching: off unless the environment variable ``RMT_NUMBA_CACHE`` is "1"/"true"/"yes";
+when requested but numba finds no writable cache location (read-only install, no HOME, ...), the
+kernels fall back to in-memory compilation with a ``RuntimeWarning`` instead of failing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+
+import numba
+import numpy as np
+from numba import prange
+
+FACTOR, DIAG, DENSE = 0, 1, 2
+SUMMED, ALTERNATING, SAM = 0, 1, 2
+BERNOULLI, WITH_REPLACEMENT, WITHOUT_REPLACEMENT = 0, 1, 2
+
+_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_ONE = np.uint64(1)
+_INV53 = 1.0 / 9007199254740992.0
+
+
+def cache_requested(env=None) -> bool:
+    """True when ``RMT_NUMBA_CACHE`` asks for on-disk caching of compiled kernels."""
+    env = os.environ if env is None else env
+    return str(env.get("RMT_NUMBA_CACHE", "0")).strip().lower() in ("1", "true", "yes", "on")
+
+
+def make_jit(cache, *, parallel=False, njit=numba.njit):
+    """Decorator factory: ``njit(cache=cache)`` that degrades to ``cache=False`` instead of failing.
+
+    numba raises ``RuntimeError("cannot cache function ...: no locator available")`` at
+    decoration time when no cache directory is writable (read-only site-packages, unset HOME);
+    a toolkit must still import there, so we warn and compile in memory.
+    """
+
+    def decorate(func):
+        if cache:
+            try:
+                return njit(cache=True, parallel=parallel, nogil=True)(func)
+            except RuntimeError as exc:  # no writable cache location
+                warnings.warn(
+                    f"RMT_NUMBA_CACHE is set but numba cannot cache {func.__name__!r} ({exc}); "
+                    "compiling in memory instead",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return njit(cache=False, parallel=parallel, nogil=True)(func)
+
+    return decorate
+
+
+_CACHE = cache_requested()
+_jit = make_jit(_CACHE)
+_pjit = make_jit(_CACHE, parallel=True)
+
+
+# ---------------------------------------------------------------------- random stream
+@_jit
+def _next(state):
+    state[0] = state[0] + _GAMMA
+    z = state[0]
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@_jit
+def _uniform(state):
+    return np.float64(_next(state) >> _S11) * _INV53
+
+
+@_jit
+def _uniform_open(state):
+    return np.float64((_next(state) >> _S11) + _ONE) * _INV53
+
+
+@_jit
+def _index(state, m):
+    j = int(_uniform(state) * m)
+    return j if j < m else m - 1
+
+
+@_jit
+def _draw(state, sampling, n, batch, lq, perm, idx):
+    """Fill ``idx`` with one batch (with multiplicity); return its length. See _rng.draw_batch."""
+    count = 0
+    if sampling == BERNOULLI:
+        i = -1.0
+        while True:
+            u = _uniform_open(state)
+            g = 0.0 if lq == -np.inf else math.floor(math.log(u) / lq)
+            nxt = i + 1.0 + g
+            if nxt >= n:
+                break
+            i = nxt
+            idx[count] = int(i)
+            count += 1
+    elif sampling == WITH_REPLACEMENT:
+        for b in range(batch):
+            idx[b] = _index(state, n)
+        count = batch
+    else:
+        for j in range(batch):
+            t = j + _index(state, n - j)
+            tmp = perm[j]
+            perm[j] = perm[t]
+            perm[t] = tmp
+            idx[j] = perm[j]
+        count = batch
+    return count
+
+
+# ---------------------------------------------------------------------- linear algebra
+@_jit
+def _dot(a, b, m):
+    # four independent accumulators in a fixed order: lets LLVM pipeline the adds without
+    # fastmath reassociation, so the result stays deterministic
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    j = 0
+    while j + 4 <= m:
+        s0 += a[j] * b[j]
+        s1 += a[j + 1] * b[j + 1]
+        s2 += a[j + 2] * b[j + 2]
+        s3 += a[j + 3] * b[j + 3]
+        j += 4
+    while j < m:
+        s0 += a[j] * b[j]
+        j += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@_jit
+def _apply_set(G, mode, idx, nb, coef, w, y):
+    """y += coef · Σ_{b < nb} H_{idx[b]} w."""
+    m = w.shape[0]
+    kk = G.shape[1]
+    for b in range(nb):
+        i = idx[b]
+        if mode == FACTOR:
+            for a in range(kk):
+                g = G[i, a]
+                t = coef * _dot(g, w, m)
+                for j in range(m):
+                    y[j] += t * g[j]
+        elif mode == DIAG:
+            g = G[i, 0]
+            for j in range(m):
+                y[j] += coef * g[j] * w[j]
+        else:
+            Hi = G[i]
+            for r in range(m):
+                y[r] += coef * _dot(Hi[r], w, m)
+
+
+@_jit
+def _copy(src, dst):
+    for j in range(src.shape[0]):
+        dst[j] = src[j]
+
+
+@_jit
+def _apply_J(sched, GR, modeR, idxR, nbR, cR, useR, GF, modeF, idxF, nbF, cF, useF, K, w, y, v):
+    """y = J w for the drawn batches (cR, cF already divided by the nominal batch sizes).
+
+    summed:      y = w + cR Σ_R H_i w + cF Σ_F H_j w
+    alternating: v = w + cR Σ_R H_i w;  y = v + cF Σ_F H_j v
+    sam:         v = K w;               y = w + cR Σ_R H_i v,   K = I + (ρ/a) H̄_R
+    """
+    m = w.shape[0]
+    if sched == SUMMED:
+        _copy(w, y)
+        if useR:
+            _apply_set(GR, modeR, idxR, nbR, cR, w, y)
+        if useF:
+            _apply_set(GF, modeF, idxF, nbF, cF, w, y)
+    elif sched == ALTERNATING:
+        _copy(w, v)
+        if useR:
+            _apply_set(GR, modeR, idxR, nbR, cR, w, v)
+        _copy(v, y)
+        if useF:
+            _apply_set(GF, modeF, idxF, nbF, cF, v, y)
+    else:
+        for r in range(m):
+            v[r] = _dot(K[r], w, m)
+        _copy(w, y)
+        _apply_set(GR, modeR, idxR, nbR, cR, v, y)
+
+
+@_jit
+def _norm(y):
+    return math.sqrt(_dot(y, y, y.shape[0]))
+
+
+# ---------------------------------------------------------------------- kernels
+@_pjit
+def run_vector(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
+               sched, sampling, K, W0, seeds, steps, burn_in, restart, record,
+               logsum, nmeas, nsing, traj):
+    """Propagate one renormalised vector per replica for ``steps`` steps.
+
+    Outputs per replica r: ``logsum[r]`` = Σ log‖J_k ŵ_k‖ over measured steps k ≥ burn_in,
+    ``nmeas[r]`` their number, ``nsing[r]`` the number of steps with J_k ŵ_k = 0 exactly, and
+    (if ``record``) ``traj[r, k]`` = log‖w_k‖ (natural log of the un-renormalised norm).
+    On a singular step: with ``restart`` the vector restarts from W0[r] (that step is not
+    measured); without, the trajectory is absorbed at 0 (traj = -inf from then on).
+    """
+    R = W0.shape[0]
+    m = W0.shape[1]
+    for rep in prange(R):
+        state = np.empty(1, np.uint64)
+        state[0] = seeds[rep]
+        permR = np.arange(nR)
+        permF = np.arange(max(nF, 1))
+        idxR = np.empty(max(nR, 1), np.int64)
+        idxF = np.empty(max(nF, 1), np.int64)
+        w = np.empty(m)
+        y = np.empty(m)
+        v = np.empty(m)
+        w0 = W0[rep]
+        n0 = _norm(w0)
+        acc = 0.0
+        cnt = 0
+        sing = 0
+        if n0 == 0.0:
+            if record:
+                for k in range(steps + 1):
+                    traj[rep, k] = -np.inf
+        else:
+            for j in range(m):
+                w[j] = w0[j] / n0
+            L = math.log(n0)
+            if record:
+                traj[rep, 0] = L
+            dead = False
+            for k in range(steps):
+                if dead:
+                    if record:
+                        traj[rep, k + 1] = -np.inf
+                    continue
+                nbR = _draw(state, sampling, nR, BR, lqR, permR, idxR) if useR else 0
+                nbF = _draw(state, sampling, nF, BF, lqF, permF, idxF) if useF else 0
+                _apply_J(sched, GR, modeR, idxR, nbR, cR, useR,
+                         GF, modeF, idxF, nbF, cF, useF, K, w, y, v)
+                nrm = _norm(y)
+                if nrm == 0.0:
+                    sing += 1
+                    if restart:
+                        for j in range(m):
+                            w[j] = w0[j] / n0
+                    else:
+                        dead = True
+                        L = -np.inf
+                else:
+                    ln = math.log(nrm)
+                    if k >= burn_in:
+                        acc += ln
+                        cnt += 1
+                    L += ln
+                    for j in range(m):
+                        w[j] = y[j] / nrm
+                if record:
+                    traj[rep, k + 1] = L
+        logsum[rep] = acc
+        nmeas[rep] = cnt
+        nsing[rep] = sing
+
+
+@_pjit
+def run_spectrum(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
+                 sched, sampling, K, Q0, seeds, steps, burn_in,
+                 logsum, nmeas, nsing):
+    """Benettin/QR: propagate an orthonormal p-frame per replica, re-orthonormalise every step
+    by modified Gram–Schmidt and accumulate log R_jj (``logsum[r, j]``) over steps ≥ burn_in.
+
+    A step on which some R_jj is exactly 0 (the frame loses rank) is counted in ``nsing``, not
+    measured, and the frame restarts from Q0[r].
+    """
+    R = Q0.shape[0]
+    p = Q0.shape[1]
+    m = Q0.shape[2]
+    for rep in prange(R):
+        state = np.empty(1, np.uint64)
+        state[0] = seeds[rep]
+        permR = np.arange(nR)
+        permF = np.arange(max(nF, 1))
+        idxR = np.empty(max(nR, 1), np.int64)
+        idxF = np.empty(max(nF, 1), np.int64)
+        Q = np.empty((p, m))
+        Y = np.empty((p, m))
+        v = np.empty(m)
+        rdiag = np.empty(p)
+        for a in range(p):
+            for j in range(m):
+                Q[a, j] = Q0[rep, a, j]
+        cnt = 0
+        sing = 0
+        for a in range(p):
+            logsum[rep, a] = 0.0
+        for k in range(steps):
+            nbR = _draw(state, sampling, nR, BR, lqR, permR, idxR) if useR else 0
+            nbF = _draw(state, sampling, nF, BF, lqF, permF, idxF) if useF else 0
+            for a in range(p):
+                _apply_J(sched, GR, modeR, idxR, nbR, cR, useR,
+                         GF, modeF, idxF, nbF, cF, useF, K, Q[a], Y[a], v)
+            ok = True
+            for a in range(p):
+                ya = Y[a]
+                for b in range(a):
+                    yb = Y[b]
+                    r = _dot(yb, ya, m)
+                    for j in range(m):
+                        ya[j] -= r * yb[j]
+                nrm = _norm(ya)
+                if nrm == 0.0:
+                    ok = False
+                    break
+                rdiag[a] = nrm
+                for j in range(m):
+                    ya[j] = ya[j] / nrm
+            if not ok:
+                sing += 1
+                for a in range(p):
+                    for j in range(m):
+                        Q[a, j] = Q0[rep, a, j]
+                continue
+            if k >= burn_in:
+                for a in range(p):
+                    logsum[rep, a] += math.log(rdiag[a])
+                cnt += 1
+            for a in range(p):
+                for j in range(m):
+                    Q[a, j] = Y[a, j]
+        nmeas[rep] = cnt
+        nsing[rep] = sing

@@ -1,0 +1,33 @@
+"""Two-layer ReLU CNN under the signal-plus-noise model (THEORY.md §6).
+
+Chain made computable end to end: data (:mod:`.data`) → network and exact per-sample gradients
+(:mod:`.network`) → per-sample Gauss–Newton curvature as a factor-backed
+:class:`rmt.HessianSet` → coherence, closed form (:mod:`.closed_form`) and sampled → real
+nonlinear unlearning runs (:mod:`.unlearning`) → escape heatmaps with the linear frontier
+(:mod:`.heatmap`).
+
+Sign convention: "diverges" = the iterates escape w* = the model **forgets**; "converges" = the
+model **resists** unlearning.
+"""
+
+
+from .data import SignalNoiseData, make_data, split_forget
+from .network import CNN, TrainResult, gauss_newton_hessians, init_cnn, train
+
+
+__all__ = [
+    "SignalNoiseData",
+    "make_data",
+    "split_forget",
+    "CNN",
+    "init_cnn",
+    "train",
+    "TrainResult",
+    "gauss_newton_hessians",
+    "ClosedFormCoherence",
+    "closed_form_coherence",
+    "sampled_coherence",
+    "UnlearningRun",
+    "unlearn",
+    "linear_prediction",
+]

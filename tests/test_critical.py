@@ -1,0 +1,148 @@
+"""Commuting closed forms and critical values (THEORY §3 'Commuting ensembles', 'Frontier')."""
+
+import numpy as np
+import pytest
+
+import rmt
+from rmt import HessianSet, Schedule
+from rmt.ensembles import commuting, near_optimal
+
+import oracle
+
+SAMPLINGS = ("bernoulli", "with_replacement", "without_replacement")
+
+
+def commuting_pair(seed, n_r=4, n_f=3, d=3, basis="random"):
+    rng = np.random.default_rng(seed)
+    lr = rng.gamma(1.0, 1.0, (n_r, d)) * (rng.random((n_r, d)) < 0.7)
+    lf = rng.gamma(1.0, 0.5, (n_f, d)) * (rng.random((n_f, d)) < 0.7)
+    lr[0] += 0.2  # every direction active in the retain set
+    hs = commuting(lr, lf, basis=basis, seed=seed)
+    dense = HessianSet.from_dense(hs.dense("retain"), hs.dense("forget"))
+    return hs, dense
+
+
+@pytest.mark.parametrize("schedule", ["summed", "alternating", "sam"])
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_commuting_closed_form_equals_operator(sampling, schedule):
+    hs, dense = commuting_pair(hash((sampling, schedule)) % 1000)
+    kw = dict(sam_rho=0.2, sam_a=0.7) if schedule == "sam" else dict(alpha=0.2)
+    for eta in (0.1, 0.5, 1.3):
+        sch = Schedule(eta, 2, sampling=sampling, schedule=schedule, **kw)
+        closed = rmt.mean_square(hs, sch)
+        assert closed.method == "closed_form"
+        generic = rmt.mean_square_rate(dense, sch, method="dense")
+        assert closed.rate == pytest.approx(generic, rel=1e-10)
+        alpha = kw.get("alpha", 0.0)
+        exact, _ = oracle.oracle_rate(hs.dense("retain"), hs.dense("forget"), eta, 2, alpha, sampling, schedule, **{k: v for k, v in kw.items() if k != "alpha"})
+        assert closed.rate == pytest.approx(exact, rel=1e-10)
+
+
+@pytest.mark.parametrize("schedule", ["summed", "alternating", "sam"])
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+def test_commuting_critical_eta_closed_form_equals_numeric(sampling, schedule):
+    # alpha small enough that D ≻ 0 in every direction
+    hs, dense = commuting_pair(7 + len(sampling) + len(schedule), n_f=2)
+    kw = dict(sam_rho=0.3, sam_a=1.0) if schedule == "sam" else dict(alpha=0.05)
+    sch = Schedule(1.0, 2, sampling=sampling, schedule=schedule, **kw)
+    closed = rmt.critical_eta(hs, sch)
+    numeric = rmt.critical_eta(dense, sch)
+    assert closed > 0
+    assert closed == pytest.approx(numeric, rel=1e-7)
+    below = rmt.mean_square_rate(dense, sch.replace(eta=closed * (1 - 1e-6)))
+    above = rmt.mean_square_rate(dense, sch.replace(eta=closed * (1 + 1e-6)))
+    assert below <= 1.0 < above
+
+
+def test_summed_critical_eta_formula_per_direction():
+    # single direction: η* = 2D/(D² + V) (THEORY §3), written out by hand for Bernoulli sampling
+    lam = np.array([[1.0], [3.0], [0.0], [2.0]])
+    lf = np.array([[0.5], [1.5]])
+    hs = commuting(lam, lf)
+    n, B, nf, alpha = 4, 2, 2, 0.3
+    D = (1 - alpha) * lam.mean() - alpha * lf.mean()
+    V = (1 - alpha) ** 2 * (n - B) / (B * n) * (lam**2).mean() + alpha**2 * (nf - B) / (B * nf) * (lf**2).mean()
+    sch = Schedule(1.0, B, alpha=alpha)
+    assert rmt.critical_eta(hs, sch) == pytest.approx(2 * D / (D**2 + V), rel=1e-12)
+
+
+@pytest.mark.parametrize("sigma,B", [(1, 1), (3, 2), (10, 5), (20, 20)])
+def test_near_optimal_construction_threshold(sigma, B):
+    # Dexter et al. Thm 2 construction: stable iff λ < (2/η)[1 + (n/B − 1)/σ]^{-1} (Bernoulli)
+    n, lam = 20, 1.7
+    hs = near_optimal(n, sigma, lam, d=2)
+    eta_star = (2 / lam) / (1 + (n / B - 1) / sigma)
+    assert rmt.critical_eta(hs, Schedule(1.0, B)) == pytest.approx(eta_star, rel=1e-9)
+
+
+def test_critical_eta_generic_brackets_the_edge():
+    rng = np.random.default_rng(0)
+    for trial in range(5):
+        G = rng.standard_normal((6, 4))
+        hs = HessianSet.from_factors(G[:4], G[4:])
+        for sampling in ("bernoulli", "without_replacement"):
+            sch = Schedule(1.0, 2, alpha=0.0, sampling=sampling)
+            eta = rmt.critical_eta(hs, sch)
+            assert eta > 0
+            assert rmt.mean_square_rate(hs, sch.replace(eta=eta)) == pytest.approx(1.0, abs=1e-8)
+            assert rmt.mean_square_rate(hs, sch.replace(eta=eta * 0.999)) < 1.0
+            assert rmt.mean_square_rate(hs, sch.replace(eta=eta * 1.001)) > 1.0
+            # the stable set is an interval: scan below η*
+            for e in np.linspace(0.05, 0.99, 8) * eta:
+                assert rmt.mean_square_rate(hs, sch.replace(eta=e)) < 1.0
+
+
+def test_critical_eta_is_zero_when_mean_dynamics_escape():
+    # a forget direction outside the retain span: λ_min(D) < 0, no η > 0 is stable
+    hs = rmt.ensembles.hessian_test(20, 4, forget=5, seed=1)
+    sch = Schedule(0.5, 2, alpha=0.1, sampling="without_replacement")
+    assert rmt.mixed_hessian_extremes(hs, 0.1)[0] < 0
+    assert rmt.critical_eta(hs, sch) == 0.0
+    for eta in (1e-4, 1e-2, 0.5):
+        assert rmt.mean_square_rate(hs, sch.replace(eta=eta)) > 1.0
+
+
+def test_critical_eta_alternating_generic():
+    rng = np.random.default_rng(5)
+    G = rng.standard_normal((5, 4))
+    hs = HessianSet.from_factors(G, 0.5 * G[:2])  # forget curvature inside the retain span
+    sch = Schedule(1.0, 2, alpha=0.1, schedule="alternating", sampling="with_replacement")
+    assert rmt.mixed_hessian_extremes(hs, 0.1)[0] > 0
+    eta = rmt.critical_eta(hs, sch)
+    assert eta > 0
+    assert rmt.mean_square_rate(hs, sch.replace(eta=eta * 0.999)) <= 1.0
+    assert rmt.mean_square_rate(hs, sch.replace(eta=eta * 1.001)) > 1.0
+
+
+@pytest.mark.parametrize("sampling", ["bernoulli", "with_replacement", "without_replacement"])
+def test_critical_batch_is_the_smallest_stable_batch(sampling):
+    hs = rmt.ensembles.hessian_test(30, 3)
+    sch = Schedule(0.6, 1, sampling=sampling)
+    B = rmt.critical_batch(hs, sch)
+    rates = [rmt.mean_square_rate(hs, sch.replace(batch=b)) for b in range(1, 31)]
+    assert all(a >= b - 1e-12 for a, b in zip(rates, rates[1:])), "ρ(T) must not increase with B"
+    want = next((b for b, r in zip(range(1, 31), rates) if r <= 1.0), None)
+    assert want is not None and B == want
+
+
+def test_critical_batch_none_when_never_stable():
+    hs = rmt.ensembles.hessian_test(10, 2)  # λ_max(H̄) = 2
+    assert rmt.critical_batch(hs, Schedule(1.5, 1)) is None  # η λ > 2: even GD diverges
+
+
+def test_critical_alpha_crossing():
+    G = np.random.default_rng(8).standard_normal((8, 4))
+    hs = HessianSet.from_factors(G, 0.8 * G[:3])  # forget curvature inside the retain span
+    sch = Schedule(0.3, 2, sampling="without_replacement")
+    a = rmt.critical_alpha(hs, sch)
+    assert a is not None and 0 < a < 1
+    assert rmt.mean_square_rate(hs, sch.replace(alpha=a * 0.99)) <= 1.0
+    assert rmt.mean_square_rate(hs, sch.replace(alpha=min(a * 1.01, 1.0))) > 1.0
+
+
+def test_critical_alpha_zero_for_forget_only_directions():
+    hs = rmt.ensembles.hessian_test(12, 3, forget=4, seed=0)
+    assert rmt.critical_alpha(hs, Schedule(0.2, 2)) == 0.0
+    hs = rmt.ensembles.aligned(6, 4, 14, 0.6, 0.6, 0.9, seed=3)  # own noise directions per sample
+    assert rmt.critical_alpha(hs, Schedule(0.3, 2)) == 0.0
+    assert rmt.mean_square_rate(hs, Schedule(0.3, 2, alpha=1e-6)) > 1.0

@@ -1,0 +1,462 @@
+"""Sympy derivations of the stability thresholds (THEORY.md §2.1, §3, §5).
+
+Every public function here is a *procedure*: it starts from the second-moment recursion
+E[w_{k+1} w_{k+1}ᵀ] = T(E[w_k w_kᵀ]) written in sympy symbols and ends in a threshold by
+substitution, ``solve`` and ``simplify``. Each returns a :class:`Derivation` holding
+
+- ``expression``: the final sympy object (a threshold, a condition or a list of roots),
+- ``function``: a ``lambdify``'d numpy function of ``args`` (in that order),
+- ``latex``: LaTeX of the final result,
+- ``steps``: the intermediate (description, sympy object) pairs, so a reader can follow the
+  derivation and modify it (they are printed in docs/theory.md).
+
+Symbols (all positive unless stated): η (eta), α (alpha, in [0, 1]), per set S ∈ {R, F}: size n_S,
+batch B_S, per-direction mean eigenvalue m_S = (1/n)Σλ_i and mean square q_S = (1/n)Σλ_i²;
+λ̄ = λ_max(H̄), σ the coherence, L = max_i λ_max(H_i).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import sympy as sp
+
+__all__ = [
+    "Derivation",
+    "SYMBOLS",
+    "sampling_coefficients",
+    "commuting_direction_rate",
+    "commuting_critical_eta",
+    "commuting_critical_batch",
+    "commuting_critical_alpha",
+    "alternating_direction_polynomial",
+    "dexter_thm1",
+    "dexter_single_sample",
+    "dexter_thm2_condition",
+    "wu_ma_e_sharpness",
+    "wu_ma_e_nonuniformity",
+    "unlearning_noise_condition",
+    "unlearning_mean_escape",
+    "sam_threshold",
+    "all_derivations",
+]
+
+SCHEMES = ("bernoulli", "with_replacement", "without_replacement")
+
+eta, alpha = sp.symbols("eta alpha", positive=True)
+n, B = sp.symbols("n B", positive=True)
+n_R, B_R, m_R, q_R = sp.symbols("n_R B_R m_R q_R", positive=True)
+n_F, B_F, m_F, q_F = sp.symbols("n_F B_F m_F q_F", positive=True)
+lam_bar, sigma, L, c, e = sp.symbols("lambdabar sigma L c e", positive=True)
+D, V = sp.symbols("D V", real=True)
+rho_sam, a_sam = sp.symbols("rho a", positive=True)
+lam_min = sp.symbols("lambda_min", nonnegative=True)
+s_nu = sp.symbols("s", positive=True)
+
+#: name → sympy symbol, for readers who want to build on these derivations.
+SYMBOLS = {
+    str(s): s
+    for s in (eta, alpha, n, B, n_R, B_R, m_R, q_R, n_F, B_F, m_F, q_F, lam_bar, sigma, L, c, e,
+              D, V, rho_sam, a_sam, lam_min, s_nu)
+}
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """Result of one symbolic derivation: expression, numpy function, LaTeX and the steps."""
+
+    name: str
+    expression: object
+    args: tuple
+    function: object = field(repr=False)
+    latex: str
+    steps: tuple = field(default=(), repr=False)
+    section: str = ""
+
+    def __call__(self, *values):
+        return self.function(*values)
+
+
+def _make(name, expr, args, steps, section):
+    f = sp.lambdify(args, expr, modules="numpy")
+    if isinstance(expr, (list, tuple)):
+        tex = r",\quad ".join(sp.latex(x) for x in expr)
+    else:
+        tex = sp.latex(expr)
+    return Derivation(name, expr, tuple(args), f, tex, tuple(steps), section)
+
+
+def _check_scheme(sampling):
+    if sampling not in SCHEMES:
+        raise ValueError(f"sampling must be one of {list(SCHEMES)}, got {sampling!r}")
+
+
+# ---------------------------------------------------------------------- sampling (THEORY §2.1)
+@lru_cache(maxsize=None)
+def sampling_coefficients(sampling: str) -> Derivation:
+    """Noise coefficients (c, e) of a sampling scheme, derived from the indicator moments.
+
+    Batch Hessian Ĥ = (1/B)Σ_i x_i H_i. In one direction (eigenvalues λ_i) the second moment is
+    E[Ĥ²] = (1/B²)[Σ_i E[x_i²] λ_i² + Σ_{i≠j} E[x_i x_j] λ_i λ_j]; with Σλ_i² = n q and
+    Σ_{i≠j}λ_iλ_j = n²m² − n q this is m² + c·q − e·m², which is read off as the coefficients of
+    q and m² (THEORY §2.1 table). Moments: Bernoulli E[x_i²] = p, E[x_ix_j] = p² (p = B/n);
+    with replacement (multinomial counts) E[x_i²] = B/n − B/n² + B²/n², E[x_ix_j] = B(B−1)/n²;
+    without replacement E[x_i²] = B/n, E[x_ix_j] = B(B−1)/(n(n−1)).
+    Expression: the tuple (c, e) in the symbols n, B.
+    """
+    _check_scheme(sampling)
+    m, q = sp.symbols("m q", positive=True)
+    if sampling == "bernoulli":
+        p = B / n
+        ex2, exy = p, p**2
+    elif sampling == "with_replacement":
+        ex2 = B / n - B / n**2 + B**2 / n**2
+        exy = B * (B - 1) / n**2
+    else:
+        ex2 = B / n
+        exy = B * (B - 1) / (n * (n - 1))
+    second = (ex2 * n * q + exy * (n**2 * m**2 - n * q)) / B**2
+    noise = sp.expand(second - m**2)
+    c_expr = sp.factor(sp.simplify(noise.coeff(q)))
+    e_expr = sp.factor(sp.simplify(-noise.coeff(m, 2)))
+    steps = [
+        ("E[x_i^2], E[x_i x_j]", (ex2, exy)),
+        ("E[\\hat H^2] in one direction", sp.simplify(second)),
+        ("noise E[\\hat H^2] - m^2", sp.simplify(noise)),
+    ]
+    return _make(f"sampling-{sampling}", (c_expr, e_expr), (n, B), steps, "§2.1")
+
+
+def _noise(sampling, nn, BB, mm, qq):
+    """Per-direction noise N = c q − e m² of one set, with the derived (c, e)."""
+    ce = sampling_coefficients(sampling).expression
+    cc = ce[0].subs({n: nn, B: BB})
+    ee = ce[1].subs({n: nn, B: BB})
+    return cc * qq - ee * mm**2
+
+
+# ---------------------------------------------------------------------- commuting sets (§3)
+@lru_cache(maxsize=None)
+def commuting_direction_rate(sampling: str, schedule: str = "summed") -> Derivation:
+    """Per-direction mean-square factor E[j_k²] of a commuting set (THEORY §3).
+
+    In the shared eigenbasis every step is diagonal, j_k = 1 − η(1−α)ĥ_R,k + ηαĥ_F,k, so
+    T maps diag matrices to diag matrices and ρ(T) = max_k E[j_k²]. Summed:
+    E[j²] = (1 − ηD)² + η²V with D = (1−α)m_R − αm_F and V = (1−α)²N_R + α²N_F (independent
+    batches); alternating: the product of the retain factor (1−η(1−α)m_R)² + η²(1−α)²N_R and the
+    forget factor (1+ηαm_F)² + η²α²N_F. Args: (eta, alpha, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F).
+    """
+    _check_scheme(sampling)
+    if schedule not in ("summed", "alternating"):
+        raise ValueError(f"schedule must be 'summed' or 'alternating', got {schedule!r}")
+    hR, hF = sp.symbols("hhat_R hhat_F", real=True)
+    N_R = _noise(sampling, n_R, B_R, m_R, q_R)
+    N_F = _noise(sampling, n_F, B_F, m_F, q_F)
+    a, b = 1 - alpha, alpha
+    if schedule == "summed":
+        j = 1 - eta * a * hR + eta * b * hF
+        j2 = sp.expand(j**2)
+        # E[ĥ] = m, E[ĥ²] = m² + N; the two sets are sampled independently
+        moments = {hR**2: m_R**2 + N_R, hF**2: m_F**2 + N_F}
+        ej2 = j2.subs(moments).subs({hR: m_R, hF: m_F})
+        target = (1 - eta * (a * m_R - b * m_F)) ** 2 + eta**2 * (a**2 * N_R + b**2 * N_F)
+        assert sp.simplify(ej2 - target) == 0
+        steps = [("j_k", j), ("E[j_k^2]", ej2)]
+        expr = target
+    else:
+        fR = (1 - eta * a * m_R) ** 2 + eta**2 * a**2 * N_R
+        fF = (1 + eta * b * m_F) ** 2 + eta**2 * b**2 * N_F
+        steps = [("retain factor", fR), ("forget factor", fF)]
+        expr = fR * fF
+    args = (eta, alpha, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F)
+    return _make(f"commuting-rate-{sampling}-{schedule}", expr, args, steps, "§3")
+
+
+@lru_cache(maxsize=None)
+def commuting_critical_eta(sampling: str) -> Derivation:
+    """Per-direction critical step size of the summed schedule, η*_k = 2D_k/(D_k² + V_k) (§3).
+
+    Solves (1 − ηD)² + η²V = 1 for η: the roots are η = 0 and η = 2D/(D² + V); the direction is
+    stable on (0, η*_k) when D > 0 and for no η > 0 when D ≤ 0. Then D and V are replaced by the
+    set moments of the scheme. Args: (alpha, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F).
+    """
+    _check_scheme(sampling)
+    generic = (1 - eta * D) ** 2 + eta**2 * V
+    roots = sp.solve(sp.Eq(generic, 1), eta)
+    nonzero = [r for r in roots if sp.simplify(r) != 0]
+    assert len(nonzero) == 1
+    root = sp.simplify(nonzero[0])
+    assert sp.simplify(root - 2 * D / (D**2 + V)) == 0
+    a, b = 1 - alpha, alpha
+    Dk = a * m_R - b * m_F
+    Vk = a**2 * _noise(sampling, n_R, B_R, m_R, q_R) + b**2 * _noise(sampling, n_F, B_F, m_F, q_F)
+    expr = root.subs({D: Dk, V: Vk})
+    steps = [("condition", sp.Lt(generic, 1)), ("roots in eta", roots), ("eta^*", root)]
+    args = (alpha, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F)
+    return _make(f"commuting-critical-eta-{sampling}", expr, args, steps, "§3")
+
+
+@lru_cache(maxsize=None)
+def commuting_critical_batch(sampling: str) -> Derivation:
+    """Per-direction critical batch B*_k of the summed schedule with B_F = B (§3).
+
+    Every scheme has c, e affine in x = 1/B, so (1 − ηD)² + η²V(1/B) = 1 is linear in x and
+    ``solve`` returns the unique root; B*_k = 1/x is the smallest (real) batch at which the
+    direction is marginally stable (ρ is non-increasing in B). Args as
+    :func:`commuting_critical_eta` plus eta, minus B_R/B_F: (eta, alpha, m_R, q_R, n_R, m_F, q_F, n_F).
+    """
+    _check_scheme(sampling)
+    x = sp.symbols("x", positive=True)
+    rate = commuting_direction_rate(sampling, "summed").expression.subs({B_R: 1 / x, B_F: 1 / x})
+    rate = sp.simplify(rate)
+    sol = sp.solve(sp.Eq(rate, 1), x)
+    assert len(sol) == 1, sol
+    Bstar = sp.simplify(1 / sol[0])
+    steps = [("rate with B = 1/x", rate), ("x^* = 1/B^*", sol[0])]
+    args = (eta, alpha, m_R, q_R, n_R, m_F, q_F, n_F)
+    return _make(f"commuting-critical-batch-{sampling}", Bstar, args, steps, "§3")
+
+
+@lru_cache(maxsize=None)
+def commuting_critical_alpha(sampling: str) -> Derivation:
+    """The two roots in α of (1 − ηD(α))² + η²V(α) = 1, a quadratic in α (§3).
+
+    α*_k is the first root in [0, 1] at which the direction's factor crosses 1 from below (see
+    :func:`theory.theorems.closed_form_critical_alpha`). Expression: list of the two roots.
+    Args: (eta, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F).
+    """
+    _check_scheme(sampling)
+    rate = commuting_direction_rate(sampling, "summed").expression
+    poly = sp.Poly(sp.expand(rate - 1), alpha)
+    assert poly.degree() <= 2
+    roots = sp.solve(poly.as_expr(), alpha)
+    steps = [("polynomial in alpha", poly.as_expr())]
+    args = (eta, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F)
+    # coefficients are returned too (a numerically stable root choice needs them)
+    coeffs = [sp.simplify(poly.coeff_monomial(alpha**k)) for k in (2, 1, 0)]
+    d = _make(f"commuting-critical-alpha-{sampling}", coeffs, args, steps + [("roots", roots)], "§3")
+    return d
+
+
+@lru_cache(maxsize=None)
+def alternating_direction_polynomial(sampling: str) -> Derivation:
+    """Coefficients (η¹..η⁴) of E[j_k²] − 1 for the alternating schedule (a quartic in η, §3).
+
+    E[j²] − 1 = η·q(η) with q cubic; η*_k is the smallest positive root at which q turns positive.
+    Expression: list [c1, c2, c3, c4] of the coefficients of η, η², η³, η⁴.
+    Args: (alpha, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F).
+    """
+    rate = commuting_direction_rate(sampling, "alternating").expression
+    poly = sp.Poly(sp.expand(rate - 1), eta)
+    assert poly.coeff_monomial(1) == 0
+    coeffs = [sp.factor(poly.coeff_monomial(eta**k)) for k in (1, 2, 3, 4)]
+    args = (alpha, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F)
+    return _make(f"alternating-polynomial-{sampling}", coeffs, args,
+                 [("E[j^2] - 1", poly.as_expr())], "§3")
+
+
+# ---------------------------------------------------------------------- Dexter et al. (§5.1-5.2)
+#: A generic admissible point (n > B, σ < n, L > λ̄, …) used to pick the positive root of a
+#: quadratic when sympy cannot decide signs such as that of n − B on its own.
+_PROBE = {n: 7, B: 2, L: 3, lam_bar: 1, sigma: 2, alpha: sp.Rational(3, 10), rho_sam: sp.Rational(1, 10),
+          a_sam: 1, lam_min: sp.Rational(1, 2), s_nu: 1, D: 1}
+
+
+def _solve_eta(lower_bound):
+    """The positive root η of lower_bound(η) = 1 (lower_bound = κ·η² with κ > 0 on n > B)."""
+    sol = sp.solve(sp.Eq(lower_bound, 1), eta)
+    pos = [r for r in sol if complex(r.subs(_PROBE).evalf()).real > 0]
+    assert len(pos) == 1, sol
+    return sp.simplify(pos[0])
+
+
+@lru_cache(maxsize=None)
+def dexter_single_sample() -> Derivation:
+    """Single-sample divergence condition, Bernoulli SGD (THEORY §5.1, middle step) [der].
+
+    T = (I−ηH̄)⊗(I−ηH̄) + η²N with both parts cone-preserving, so ρ(T) ≥ η²ρ(N); N is
+    self-adjoint with N(M) = c·(1/n)Σ_i H_i M H_i (Bernoulli: c = (n−B)/(Bn)), so taking
+    M = uuᵀ with u the top eigenvector of H_i gives ρ(N) ≥ (c/n)·λ_max(H_i)². Hence
+    ρ(T) ≥ η²(c/n)L² with L = max_i λ_max(H_i), and the iterates do not converge once
+    η ≥ n / (L √(n/B − 1)). Args: (L, n, B).
+    """
+    cc = sampling_coefficients("bernoulli").expression[0]
+    lower = eta**2 * cc / n * L**2
+    thr = _solve_eta(lower)
+    steps = [("rho(T) >= eta^2 rho(N) >= eta^2 (c/n) L^2", lower), ("eta threshold", thr)]
+    return _make("dexter-single-sample", thr, (L, n, B), steps, "§5.1")
+
+
+@lru_cache(maxsize=None)
+def dexter_thm1() -> Derivation:
+    """Dexter et al. Theorem 1, Bernoulli SGD diverges if λ_max(H̄) ≥ (σ/η)(n/B − 1)^{−1/2} (§5.1).
+
+    From :func:`dexter_single_sample` and the block-norm bound λ_max(Σ_i H_i) ≤ λ₁(S) = σL, i.e.
+    L ≥ nλ̄/σ: substitute L → nλ̄/σ in the lower bound and solve for η:
+    η_thm = σ / (λ̄ √(n/B − 1)). Args: (lambdabar, sigma, n, B).
+    """
+    single = dexter_single_sample()
+    lower = single.steps[0][1].subs(L, n * lam_bar / sigma)
+    thr = _solve_eta(lower)
+    steps = [("substitute L >= n lambdabar / sigma", lower), ("eta threshold", thr)]
+    return _make("dexter-thm1", thr, (lam_bar, sigma, n, B), steps, "§5.1")
+
+
+@lru_cache(maxsize=None)
+def dexter_thm2_condition(sampling: str = "bernoulli") -> Derivation:
+    """Exact stability condition of the Dexter Theorem 2 construction (THEORY §5.2).
+
+    H_i = (λn/σ)e₁e₁ᵀ for i ≤ σ, 0 otherwise: a commuting set with one active direction,
+    m = λ, q = (1/n)·σ·(λn/σ)² = λ²n/σ. Substituting into η* = 2D/(D² + V) (α = 0) gives
+    ρ(T) < 1 iff η < η*, and solving for λ gives λ < (2/η)[1 + (n/B − 1)/σ]^{−1} for Bernoulli.
+    Expression: the critical λ as a function of (eta, sigma, n, B).
+    """
+    _check_scheme(sampling)
+    lam = sp.symbols("lambda", positive=True)
+    crit = commuting_critical_eta(sampling).expression
+    subs = {alpha: 0, m_R: lam, q_R: lam**2 * n / sigma, n_R: n, B_R: B}
+    eta_star = sp.simplify(crit.subs(subs))
+    sol = sp.solve(sp.Eq(eta, eta_star), lam)
+    assert len(sol) == 1, sol
+    lam_star = sp.simplify(sol[0])
+    steps = [("eta^* of the construction", eta_star), ("critical lambda", lam_star)]
+    return _make(f"dexter-thm2-{sampling}", lam_star, (eta, sigma, n, B), steps, "§5.2")
+
+
+# ---------------------------------------------------------------------- Wu–Ma–E (§5.3)
+@lru_cache(maxsize=None)
+def wu_ma_e_sharpness() -> Derivation:
+    """Sharpness condition: stability needs λ_max(H̄) ≤ 2/η (THEORY §5.3).
+
+    T ⪰ E[J]⊗E[J] on the PSD cone (the noise part is a covariance), so
+    ρ(T) ≥ ρ(I − ηH̄)² and ρ(I − ηH̄) > 1 once 1 − ηλ̄ < −1. Expression: η threshold 2/λ̄.
+    """
+    cond = (1 - eta * lam_bar) ** 2
+    sol = [s for s in sp.solve(sp.Eq(cond, 1), eta) if s != 0]
+    thr = sp.simplify(sol[0])
+    return _make("wu-ma-e-sharpness", thr, (lam_bar,), [("(1 - eta lambdabar)^2 = 1", sol)], "§5.3")
+
+
+@lru_cache(maxsize=None)
+def wu_ma_e_nonuniformity(sampling: str = "without_replacement") -> Derivation:
+    """Non-uniformity condition s ≤ (1/η)√(B(n−1)/(n−B)) (Wu–Ma–E, without replacement, §5.3).
+
+    Their one-dimensional argument: E[j²] = (1 − ηλ̄)² + η²c·s² ≤ 1 needs η²c s² ≤ 1 with the
+    scheme coefficient c (without replacement c = (n−B)/(B(n−1))). Solving η²c s² = 1 gives
+    η_thm = 1/(s√c). In d = 1 this is exact; for d > 1 with s² = λ_max((1/n)ΣH_i² − H̄²) it is
+    **not** implied by the exact operator (see docs/theory.md, findings). Args: (s, n, B).
+    """
+    cc = sampling_coefficients(sampling).expression[0]
+    lower = eta**2 * cc * s_nu**2
+    thr = _solve_eta(lower)
+    return _make(f"wu-ma-e-nonuniformity-{sampling}", thr, (s_nu, n, B),
+                 [("eta^2 c s^2 = 1", lower), ("eta threshold", thr)], "§5.3")
+
+
+# ---------------------------------------------------------------------- unlearning (§5.4)
+@lru_cache(maxsize=None)
+def unlearning_noise_condition(sampling: str, which: str = "retain", form: str = "coherence"):
+    """Divergence condition (a) (which="retain") or (b) (which="forget") of THEORY §5.4.
+
+    Summed schedule, weight w = 1−α (retain) or α (forget). T − η²w²N_S is cone-preserving for
+    every scheme (it is E[J]⊗E[J] plus the other set's covariance), so ρ(T) ≥ η²w²ρ(N_S).
+
+    Bernoulli: N_S = c·(1/n)ΣH_i·H_i, ρ(N_S) ≥ (c/n)L² ≥ (c/n)(nλ̄/σ)² (as Dexter Thm 1), giving
+    η w λ̄ √(n/B − 1) ≥ σ.
+
+    With / without replacement: N_S = c·C with C(M) = (1/n)ΣH_iMH_i − H̄MH̄ = E[(H_I−H̄)M(H_I−H̄)]
+    completely positive but *not* ⪰ (1/n)H_iMH_i, so the single-sample step changes:
+    ⟨uuᵀ, C(uuᵀ)⟩ = Var_I(uᵀH_Iu) ≥ (x_i − x̄)²/(n−1) (the other n−1 deviations sum to −(x_i−x̄)),
+    with x_i = λ_max(H_i) = L for the top eigenvector u of the sharpest sample and
+    x̄ = uᵀH̄u ≤ λ̄. Hence ρ(N_S) ≥ c(L − λ̄)²/(n−1) when L ≥ λ̄, and with L ≥ nλ̄/σ:
+    ρ(N_S) ≥ c λ̄²(n/σ − 1)²/(n−1) — proven. (At σ = n the covariance can vanish: identical
+    Hessians have no sampling noise under these schemes, and the bound correctly gives nothing.)
+
+    ``form="single"`` stops before the coherence step (uses L); ``form="coherence"`` uses σ.
+    Expression: the η threshold. Args: single (L, lambdabar, n, B, alpha); coherence
+    (lambdabar, sigma, n, B, alpha).
+    """
+    _check_scheme(sampling)
+    if which not in ("retain", "forget"):
+        raise ValueError(f"which must be 'retain' or 'forget', got {which!r}")
+    if form not in ("single", "coherence"):
+        raise ValueError(f"form must be 'single' or 'coherence', got {form!r}")
+    w = (1 - alpha) if which == "retain" else alpha
+    cc = sampling_coefficients(sampling).expression[0]
+    if sampling == "bernoulli":
+        rhoN = cc / n * L**2
+    else:
+        rhoN = cc * (L - lam_bar) ** 2 / (n - 1)
+    lower = eta**2 * w**2 * rhoN
+    steps = [("rho(T) >= eta^2 w^2 rho(N_S) >=", lower)]
+    if form == "coherence":
+        lower = lower.subs(L, n * lam_bar / sigma)
+        steps.append(("L >= n lambdabar / sigma", lower))
+        args = (lam_bar, sigma, n, B, alpha)
+    else:
+        args = (L, lam_bar, n, B, alpha)
+    thr = _solve_eta(lower)
+    steps.append(("eta threshold", thr))
+    return _make(f"unlearning-{which}-noise-{sampling}-{form}", thr, args, steps, "§5.4")
+
+
+@lru_cache(maxsize=None)
+def unlearning_mean_escape() -> Derivation:
+    """Condition (c) of THEORY §5.4: ρ(I − ηD) > 1 ⇒ divergence, for every scheme.
+
+    E[JMJᵀ] ⪰ E[J]ME[J]ᵀ for PSD M (the difference is a covariance), so ρ(T) ≥ ρ(I − ηD)².
+    ρ(I − ηD) > 1 iff λ_min(D) < 0 (any η > 0) or 1 − ηλ_max(D) < −1, i.e. η > 2/λ_max(D).
+    Expression: the η threshold 2/λ_max(D) (0 when λ_min(D) < 0). Args: (D,) = λ_max(D).
+    """
+    cond = (1 - eta * D) ** 2
+    sol = [s for s in sp.solve(sp.Eq(cond, 1), eta) if s != 0]
+    thr = sp.simplify(sol[0])
+    return _make("unlearning-mean-escape", thr, (D,),
+                 [("(1 - eta D)^2 = 1", sol), ("eta threshold", thr)], "§5.4")
+
+
+# ---------------------------------------------------------------------- SAM (§5.6)
+@lru_cache(maxsize=None)
+def sam_threshold() -> Derivation:
+    """SAM divergence threshold (THEORY §5.6), Bernoulli sampling.
+
+    SAM: T(M) = AMAᵀ + η²N(KMK), K = I + (ρ/a)H̄, A = I − ηH̄K. Both parts are cone-preserving,
+    so ρ(T) ≥ η²ρ(M ↦ N(KMK)); the similarity M ↦ K^{1/2}MK^{1/2} turns this map into
+    Y ↦ (c/n)Σ_i G_i Y G_i with G_i = K^{1/2}H_iK^{1/2}, whose spectral radius is
+    ≥ (c/n)max_i λ_max(G_i)² ≥ (c/n)κ²L², κ = 1 + (ρ/a)λ_min(H̄) on the span (the columns of the
+    factors of H_i lie in the span, where K ⪰ κI). With L ≥ nλ̄/σ: SAM diverges once
+    η ≥ σ/(κ λ̄ √(n/B − 1)) — the SGD threshold of Dexter Thm 1 times κ^{−1}.
+    Args: (lambdabar, sigma, n, B, rho, a, lambda_min).
+    """
+    kappa = 1 + (rho_sam / a_sam) * lam_min
+    cc = sampling_coefficients("bernoulli").expression[0]
+    lower = eta**2 * cc / n * kappa**2 * (n * lam_bar / sigma) ** 2
+    thr = _solve_eta(lower)
+    sgd = dexter_thm1().expression
+    assert sp.simplify(thr - sgd / kappa) == 0
+    return _make("sam-divergence", thr, (lam_bar, sigma, n, B, rho_sam, a_sam, lam_min),
+                 [("rho(T) >= eta^2 (c/n) kappa^2 L^2", lower), ("eta threshold", thr)], "§5.6")
+
+
+def all_derivations():
+    """Every derivation, for the docs (name → Derivation)."""
+    out = {}
+    for s in SCHEMES:
+        out[f"sampling-{s}"] = sampling_coefficients(s)
+        out[f"commuting-rate-{s}-summed"] = commuting_direction_rate(s, "summed")
+        out[f"commuting-critical-eta-{s}"] = commuting_critical_eta(s)
+        out[f"commuting-critical-batch-{s}"] = commuting_critical_batch(s)
+        out[f"commuting-critical-alpha-{s}"] = commuting_critical_alpha(s)
+        out[f"alternating-polynomial-{s}"] = alternating_direction_polynomial(s)
+        out[f"dexter-thm2-{s}"] = dexter_thm2_condition(s)
+        out[f"unlearning-retain-noise-{s}"] = unlearning_noise_condition(s, "retain")
+        out[f"unlearning-forget-noise-{s}"] = unlearning_noise_condition(s, "forget")
+    out["dexter-single-sample"] = dexter_single_sample()
+    out["dexter-thm1"] = dexter_thm1()
+    out["wu-ma-e-sharpness"] = wu_ma_e_sharpness()
+    out["wu-ma-e-nonuniformity"] = wu_ma_e_nonuniformity()
+    out["unlearning-mean-escape"] = unlearning_mean_escape()
+    out["sam-divergence"] = sam_threshold()
+    return out
