@@ -72,17 +72,27 @@ def split_forget(n, forget, seed=None):
     return np.flatnonzero(mask), f
 
 
-def _from_rows(G, forget, seed):
+def _from_rows(G, forget, seed, representation="rank1"):
+    """Rank-one rows g_i → HessianSet; "commuting" when every g_i lies on one coordinate axis."""
+    if representation not in ("rank1", "commuting"):
+        raise ValueError(f"representation must be 'rank1' or 'commuting', got {representation!r}")
     r, f = split_forget(G.shape[0], forget, seed)
+    if representation == "commuting":
+        if np.any(np.count_nonzero(G, axis=1) > 1):
+            raise ValueError("representation='commuting' needs axis-aligned rank-one rows")
+        lam = G**2  # H_i = g_i g_iᵀ = diag(g_i²) for axis-aligned g_i
+        return HessianSet.from_commuting(lam[r], lam[f] if f.size else None)
     return HessianSet.from_factors(G[r], G[f] if f.size else None)
 
 
-def hessian_test(n=100, sigma=1, *, lam=2.0, forget=None, seed=None):
+def hessian_test(n=100, sigma=1, *, lam=2.0, forget=None, representation="rank1", seed=None):
     """The shared-direction "Hessian test" ensemble (THEORY §7).
 
     d = n − σ + 1; H_i = (λn/σ) e₀e₀ᵀ for i < σ, else (λn/σ) e_{i−σ+1} e_{i−σ+1}ᵀ, so that
     λ_max(H̄) = λ (= 2 in the published grids) and the coherence is exactly σ. Rank-one factors.
     ``forget``: None (SGD), a count (random subset chosen with ``seed``) or explicit indices.
+    ``representation``: "rank1" (factors g_i) or "commuting" (the same Hessians as diagonal
+    eigenvalue profiles, which unlocks the closed forms of THEORY §3 — use it for grids).
     """
     n = check_int(n, "n", minimum=1)
     sigma = check_int(sigma, "sigma", minimum=1, maximum=n)
@@ -92,14 +102,15 @@ def hessian_test(n=100, sigma=1, *, lam=2.0, forget=None, seed=None):
     amp = math.sqrt(lam * n / sigma)
     G[:sigma, 0] = amp
     G[np.arange(sigma, n), np.arange(1, n - sigma + 1)] = amp
-    return _from_rows(G, forget, seed)
+    return _from_rows(G, forget, seed, representation)
 
 
-def near_optimal(n, sigma, lam, *, d=1, forget=None, seed=None):
+def near_optimal(n, sigma, lam, *, d=1, forget=None, representation="rank1", seed=None):
     """Dexter et al. Theorem 2 construction (THEORY §5.2).
 
     H_i = (λ n/σ) e₁e₁ᵀ for the first σ samples and 0 for the rest; then ρ(T) < 1 iff
-    λ < (2/η)[1 + (n/B − 1)/σ]^{−1} (Bernoulli sampling).
+    λ < (2/η)[1 + (n/B − 1)/σ]^{−1} (Bernoulli sampling). ``representation`` as in
+    :func:`hessian_test`.
     """
     n = check_int(n, "n", minimum=1)
     sigma = check_int(sigma, "sigma", minimum=1, maximum=n)
@@ -107,7 +118,7 @@ def near_optimal(n, sigma, lam, *, d=1, forget=None, seed=None):
     d = check_int(d, "d", minimum=1)
     G = np.zeros((n, d))
     G[:sigma, 0] = math.sqrt(lam * n / sigma)
-    return _from_rows(G, forget, seed)
+    return _from_rows(G, forget, seed, representation)
 
 
 def aligned(

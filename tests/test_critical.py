@@ -146,3 +146,15 @@ def test_critical_alpha_zero_for_forget_only_directions():
     hs = rmt.ensembles.aligned(6, 4, 14, 0.6, 0.6, 0.9, seed=3)  # own noise directions per sample
     assert rmt.critical_alpha(hs, Schedule(0.3, 2)) == 0.0
     assert rmt.mean_square_rate(hs, Schedule(0.3, 2, alpha=1e-6)) > 1.0
+
+
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+@pytest.mark.parametrize("schedule", ["summed", "alternating"])
+def test_hessian_test_commuting_representation_matches_rank_one(sampling, schedule):
+    a = rmt.ensembles.hessian_test(12, 4, forget=[0, 1, 2], seed=0)
+    b = rmt.ensembles.hessian_test(12, 4, forget=[0, 1, 2], representation="commuting", seed=0)
+    np.testing.assert_allclose(a.dense("forget"), b.dense("forget"))
+    for alpha in (0.0, 0.1):
+        sch = Schedule(0.6, 3, alpha=alpha, sampling=sampling, schedule=schedule)
+        assert rmt.mean_square_rate(b, sch) == pytest.approx(rmt.mean_square_rate(a, sch), rel=1e-9)
+        assert rmt.critical_eta(b, sch) == pytest.approx(rmt.critical_eta(a, sch), rel=1e-7, abs=1e-12)
