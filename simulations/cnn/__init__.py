@@ -10,10 +10,11 @@ Sign convention: "diverges" = the iterates escape w* = the model **forgets**; "c
 model **resists** unlearning.
 """
 
-
+from .closed_form import ClosedFormCoherence, closed_form_coherence, sampled_coherence
 from .data import SignalNoiseData, make_data, split_forget
+from .heatmap import HeatmapResult, heatmap, plot_heatmap
 from .network import CNN, TrainResult, gauss_newton_hessians, init_cnn, train
-
+from .unlearning import UnlearningRun, linear_prediction, unlearn
 
 __all__ = [
     "SignalNoiseData",
@@ -27,6 +28,9 @@ __all__ = [
     "ClosedFormCoherence",
     "closed_form_coherence",
     "sampled_coherence",
+    "HeatmapResult",
+    "heatmap",
+    "plot_heatmap",
     "UnlearningRun",
     "unlearn",
     "linear_prediction",

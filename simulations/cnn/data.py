@@ -131,6 +131,8 @@ def split_forget(data: SignalNoiseData, how="random", *, size=None, fraction=Non
         if indices is None:
             raise ValueError("how='indices' needs indices")
         idx = np.asarray(indices)
+        if idx.size == 0:
+            idx = idx.astype(int).reshape(0)
         if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
             raise ValueError(f"indices must be a 1-d integer array, got {idx.dtype} {idx.shape}")
         if idx.size and (idx.min() < 0 or idx.max() >= n):

@@ -23,6 +23,7 @@ import numpy as np
 from rmt import HessianSet
 from rmt._validation import check_choice, check_int, check_positive, check_random_state
 
+from ._threads import single_blas_thread
 from .data import SignalNoiseData
 
 __all__ = [
@@ -151,7 +152,7 @@ def train(cnn: CNN, data: SignalNoiseData, *, loss="squared", tol=None, max_step
           lr=None, lr_scale=1.0, refresh=200) -> TrainResult:
     """Full-batch gradient descent on L(W) = (1/n) Σ_i ℓ(f(W, x_i), y_i) until L ≤ tol.
 
-    Defaults: ``tol`` = 1e-6 (squared loss: exact interpolation, ∇ℓ_i(w*) = (f_i − y_i) g_i → 0)
+    Defaults: ``tol`` = 1e-8 (squared loss: exact interpolation, ∇ℓ_i(w*) = (f_i − y_i) g_i → 0)
     and 1e-2 (logistic loss: only approached as ‖W‖ → ∞). Unless ``lr`` is given the step size is
     ``lr_scale``/λ_max of the Gauss–Newton Hessian of L (curvature bound ℓ'' ≤ 1 resp. ¼),
     recomputed every ``refresh`` steps as the activation pattern changes — a stable GD step.
@@ -163,11 +164,16 @@ def train(cnn: CNN, data: SignalNoiseData, *, loss="squared", tol=None, max_step
     if data.d != cnn.d:
         raise ValueError(f"data dimension d={data.d} differs from the network's d={cnn.d}")
     check_choice(loss, "loss", LOSSES)
-    tol = (1e-6 if loss == "squared" else 1e-2) if tol is None else check_positive(tol, "tol")
+    tol = (1e-8 if loss == "squared" else 1e-2) if tol is None else check_positive(tol, "tol")
     max_steps = check_int(max_steps, "max_steps", minimum=0)
     lr_scale = check_positive(lr_scale, "lr_scale")
     refresh = check_int(refresh, "refresh", minimum=1)
     fixed_lr = None if lr is None else check_positive(lr, "lr")
+    with single_blas_thread():
+        return _train(cnn, data, loss, tol, max_steps, lr_scale, refresh, fixed_lr)
+
+
+def _train(cnn, data, loss, tol, max_steps, lr_scale, refresh, fixed_lr):
     W = cnn.W.copy()
     X, y, n = data.X, data.y, data.n
     hist = []
