@@ -124,10 +124,9 @@ def test_second_moment_with_null_space_and_vector_start():
     np.testing.assert_allclose(default.total, np.trace(wantI, axis1=1, axis2=2), rtol=1e-10)
 
 
-@pytest.mark.parametrize(
-    "sampling,schedule,rep",
-    [(s, sc, "rank1") for s in SAMPLINGS for sc in SCHEDULES] + [("without_replacement", "summed", "dense"), ("bernoulli", "alternating", "factor")],
-)
+@pytest.mark.parametrize("rep", REPRS)
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("sampling", SAMPLINGS)
 def test_second_moment_matches_brute_force_monte_carlo(sampling, schedule, rep):
     hs, HR, HF = make_set(rep, seed=13, n_r=4, n_f=3, d=3)
     eta, B, alpha = 1.1, 2, 0.25
