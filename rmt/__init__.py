@@ -22,6 +22,7 @@ from .meansquare import (
     second_moment,
 )
 from .schedule import Schedule
+from .montecarlo import lyapunov, lyapunov_spectrum, moment_growth, simulate
 
 __version__ = "0.1.0"
 
@@ -43,4 +44,8 @@ __all__ = [
     "critical_batch",
     "critical_alpha",
     "noise_coefficients",
+    "lyapunov",
+    "lyapunov_spectrum",
+    "moment_growth",
+    "simulate",
 ]

@@ -51,7 +51,12 @@ def cache_requested(env=None) -> bool:
     return str(env.get("RMT_NUMBA_CACHE", "0")).strip().lower() in ("1", "true", "yes", "on")
 
 
-def make_jit(cache, *, parallel=False, njit=numba.njit):
+#: fast-math flags for the inner products only: reassociation (SIMD lanes) and FMA contraction.
+#: Never "nnan"/"ninf": the kernels rely on inf/NaN semantics elsewhere.
+_FAST = {"reassoc", "contract"}
+
+
+def make_jit(cache, *, parallel=False, fastmath=False, njit=numba.njit):
     """Decorator factory: ``njit(cache=cache)`` that degrades to ``cache=False`` instead of failing.
 
     numba raises ``RuntimeError("cannot cache function ...: no locator available")`` at
@@ -59,10 +64,15 @@ def make_jit(cache, *, parallel=False, njit=numba.njit):
     a toolkit must still import there, so we warn and compile in memory.
     """
 
+    # error_model="numpy": no ZeroDivisionError checks on every division — the kernels never
+    # divide by zero (norms are tested first) and the checks roughly double the IR to optimise
+    opts = dict(parallel=parallel, fastmath=set(fastmath) if fastmath else False, nogil=True,
+                error_model="numpy")
+
     def decorate(func):
         if cache:
             try:
-                return njit(cache=True, parallel=parallel, nogil=True)(func)
+                return njit(cache=True, **opts)(func)
             except RuntimeError as exc:  # no writable cache location
                 warnings.warn(
                     f"RMT_NUMBA_CACHE is set but numba cannot cache {func.__name__!r} ({exc}); "
@@ -70,13 +80,14 @@ def make_jit(cache, *, parallel=False, njit=numba.njit):
                     RuntimeWarning,
                     stacklevel=2,
                 )
-        return njit(cache=False, parallel=parallel, nogil=True)(func)
+        return njit(cache=False, **opts)(func)
 
     return decorate
 
 
 _CACHE = cache_requested()
 _jit = make_jit(_CACHE)
+_fjit = make_jit(_CACHE, fastmath=_FAST)
 _pjit = make_jit(_CACHE, parallel=True)
 
 
@@ -137,25 +148,41 @@ def _draw(state, sampling, n, batch, lq, perm, idx):
 
 
 # ---------------------------------------------------------------------- linear algebra
-@_jit
+@_fjit
 def _dot(a, b, m):
-    # four independent accumulators in a fixed order: lets LLVM pipeline the adds without
-    # fastmath reassociation, so the result stays deterministic
+    # reassociation lets LLVM split the sum over SIMD lanes; the order it picks is fixed in the
+    # compiled code, so every replica (on any thread) still gets bit-identical results
+    s = 0.0
+    for j in range(m):
+        s += a[j] * b[j]
+    return s
+
+
+@_fjit
+def _axpy(t, g, y, m):
+    for j in range(m):
+        y[j] += t * g[j]
+
+
+@_fjit
+def _dot4(g0, g1, g2, g3, w, m):
     s0 = 0.0
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
-    j = 0
-    while j + 4 <= m:
-        s0 += a[j] * b[j]
-        s1 += a[j + 1] * b[j + 1]
-        s2 += a[j + 2] * b[j + 2]
-        s3 += a[j + 3] * b[j + 3]
-        j += 4
-    while j < m:
-        s0 += a[j] * b[j]
-        j += 1
-    return (s0 + s1) + (s2 + s3)
+    for j in range(m):
+        wj = w[j]
+        s0 += g0[j] * wj
+        s1 += g1[j] * wj
+        s2 += g2[j] * wj
+        s3 += g3[j] * wj
+    return s0, s1, s2, s3
+
+
+@_fjit
+def _axpy4(t0, g0, t1, g1, t2, g2, t3, g3, y, m):
+    for j in range(m):
+        y[j] += (t0 * g0[j] + t1 * g1[j]) + (t2 * g2[j] + t3 * g3[j])
 
 
 @_jit
@@ -163,20 +190,31 @@ def _apply_set(G, mode, idx, nb, coef, w, y):
     """y += coef · Σ_{b < nb} H_{idx[b]} w."""
     m = w.shape[0]
     kk = G.shape[1]
-    for b in range(nb):
-        i = idx[b]
-        if mode == FACTOR:
-            for a in range(kk):
-                g = G[i, a]
-                t = coef * _dot(g, w, m)
-                for j in range(m):
-                    y[j] += t * g[j]
-        elif mode == DIAG:
-            g = G[i, 0]
+    if mode == FACTOR:
+        # columns (sample, factor column) in blocks of four: four independent memory streams in
+        # flight and one pass over y per block instead of four (the step is bandwidth-bound)
+        C = nb * kk
+        c = 0
+        while c + 4 <= C:
+            g0 = G[idx[c // kk], c % kk]
+            g1 = G[idx[(c + 1) // kk], (c + 1) % kk]
+            g2 = G[idx[(c + 2) // kk], (c + 2) % kk]
+            g3 = G[idx[(c + 3) // kk], (c + 3) % kk]
+            t0, t1, t2, t3 = _dot4(g0, g1, g2, g3, w, m)
+            _axpy4(coef * t0, g0, coef * t1, g1, coef * t2, g2, coef * t3, g3, y, m)
+            c += 4
+        while c < C:
+            g = G[idx[c // kk], c % kk]
+            _axpy(coef * _dot(g, w, m), g, y, m)
+            c += 1
+    elif mode == DIAG:
+        for b in range(nb):
+            g = G[idx[b], 0]
             for j in range(m):
                 y[j] += coef * g[j] * w[j]
-        else:
-            Hi = G[i]
+    else:
+        for b in range(nb):
+            Hi = G[idx[b]]
             for r in range(m):
                 y[r] += coef * _dot(Hi[r], w, m)
 
@@ -188,7 +226,8 @@ def _copy(src, dst):
 
 
 @_jit
-def _apply_J(sched, GR, modeR, idxR, nbR, cR, useR, GF, modeF, idxF, nbF, cF, useF, K, w, y, v):
+def _apply_J(sched_code, GR, modeR, idxR, nbR, cR, useR,
+             GF, modeF, idxF, nbF, cF, useF, K, w, y, v):
     """y = J w for the drawn batches (cR, cF already divided by the nominal batch sizes).
 
     summed:      y = w + cR Σ_R H_i w + cF Σ_F H_j w
@@ -196,13 +235,13 @@ def _apply_J(sched, GR, modeR, idxR, nbR, cR, useR, GF, modeF, idxF, nbF, cF, us
     sam:         v = K w;               y = w + cR Σ_R H_i v,   K = I + (ρ/a) H̄_R
     """
     m = w.shape[0]
-    if sched == SUMMED:
+    if sched_code == SUMMED:
         _copy(w, y)
         if useR:
             _apply_set(GR, modeR, idxR, nbR, cR, w, y)
         if useF:
             _apply_set(GF, modeF, idxF, nbF, cF, w, y)
-    elif sched == ALTERNATING:
+    elif sched_code == ALTERNATING:
         _copy(w, v)
         if useR:
             _apply_set(GR, modeR, idxR, nbR, cR, w, v)
@@ -222,9 +261,77 @@ def _norm(y):
 
 
 # ---------------------------------------------------------------------- kernels
+@_jit
+def _one_vector(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
+                sched_code, sampling, K, W0, seeds, steps, burn_in, restart, record,
+                logsum, nmeas, nsing, traj):
+    """One replica of :func:`run_vector` (serial; the parallel kernel only distributes these).
+
+    Keeping the whole trajectory in an ordinary function keeps the parfor body tiny, which
+    roughly halves the first-call compile time.
+    """
+    m = W0.shape[1]
+    state = np.empty(1, np.uint64)
+    state[0] = seeds[rep]
+    permR = np.arange(nR)
+    permF = np.arange(max(nF, 1))
+    idxR = np.empty(max(nR, 1), np.int64)
+    idxF = np.empty(max(nF, 1), np.int64)
+    w = np.empty(m)
+    y = np.empty(m)
+    v = np.empty(m)
+    w0 = W0[rep]
+    n0 = _norm(w0)
+    acc = 0.0
+    cnt = 0
+    sing = 0
+    if n0 == 0.0:
+        if record:
+            for k in range(steps + 1):
+                traj[rep, k] = -np.inf
+    else:
+        for j in range(m):
+            w[j] = w0[j] / n0
+        L = math.log(n0)
+        if record:
+            traj[rep, 0] = L
+        dead = False
+        for k in range(steps):
+            if dead:
+                if record:
+                    traj[rep, k + 1] = -np.inf
+                continue
+            nbR = _draw(state, sampling, nR, BR, lqR, permR, idxR) if useR else 0
+            nbF = _draw(state, sampling, nF, BF, lqF, permF, idxF) if useF else 0
+            _apply_J(sched_code, GR, modeR, idxR, nbR, cR, useR,
+                     GF, modeF, idxF, nbF, cF, useF, K, w, y, v)
+            nrm = _norm(y)
+            if nrm == 0.0:
+                sing += 1
+                if restart:
+                    for j in range(m):
+                        w[j] = w0[j] / n0
+                else:
+                    dead = True
+                    L = -np.inf
+            else:
+                ln = math.log(nrm)
+                if k >= burn_in:
+                    acc += ln
+                    cnt += 1
+                L += ln
+                for j in range(m):
+                    w[j] = y[j] / nrm
+            if record:
+                traj[rep, k + 1] = L
+    logsum[rep] = acc
+    nmeas[rep] = cnt
+    nsing[rep] = sing
+
+
 @_pjit
 def run_vector(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-               sched, sampling, K, W0, seeds, steps, burn_in, restart, record,
+               sched_code, sampling, K, W0, seeds, steps, burn_in, restart, record,
                logsum, nmeas, nsing, traj):
     """Propagate one renormalised vector per replica for ``steps`` steps.
 
@@ -234,70 +341,76 @@ def run_vector(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, use
     On a singular step: with ``restart`` the vector restarts from W0[r] (that step is not
     measured); without, the trajectory is absorbed at 0 (traj = -inf from then on).
     """
-    R = W0.shape[0]
-    m = W0.shape[1]
-    for rep in prange(R):
-        state = np.empty(1, np.uint64)
-        state[0] = seeds[rep]
-        permR = np.arange(nR)
-        permF = np.arange(max(nF, 1))
-        idxR = np.empty(max(nR, 1), np.int64)
-        idxF = np.empty(max(nF, 1), np.int64)
-        w = np.empty(m)
-        y = np.empty(m)
-        v = np.empty(m)
-        w0 = W0[rep]
-        n0 = _norm(w0)
-        acc = 0.0
-        cnt = 0
-        sing = 0
-        if n0 == 0.0:
-            if record:
-                for k in range(steps + 1):
-                    traj[rep, k] = -np.inf
-        else:
+    for rep in prange(W0.shape[0]):
+        _one_vector(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
+                    sched_code, sampling, K, W0, seeds, steps, burn_in, restart, record,
+                    logsum, nmeas, nsing, traj)
+
+
+@_jit
+def _one_spectrum(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
+                  sched_code, sampling, K, Q0, seeds, steps, burn_in, logsum, nmeas, nsing):
+    """One replica of :func:`run_spectrum` (serial)."""
+    p = Q0.shape[1]
+    m = Q0.shape[2]
+    state = np.empty(1, np.uint64)
+    state[0] = seeds[rep]
+    permR = np.arange(nR)
+    permF = np.arange(max(nF, 1))
+    idxR = np.empty(max(nR, 1), np.int64)
+    idxF = np.empty(max(nF, 1), np.int64)
+    Q = np.empty((p, m))
+    Y = np.empty((p, m))
+    v = np.empty(m)
+    rdiag = np.empty(p)
+    for a in range(p):
+        for j in range(m):
+            Q[a, j] = Q0[rep, a, j]
+    cnt = 0
+    sing = 0
+    for a in range(p):
+        logsum[rep, a] = 0.0
+    for k in range(steps):
+        nbR = _draw(state, sampling, nR, BR, lqR, permR, idxR) if useR else 0
+        nbF = _draw(state, sampling, nF, BF, lqF, permF, idxF) if useF else 0
+        for a in range(p):
+            _apply_J(sched_code, GR, modeR, idxR, nbR, cR, useR,
+                     GF, modeF, idxF, nbF, cF, useF, K, Q[a], Y[a], v)
+        ok = True
+        for a in range(p):
+            ya = Y[a]
+            for b in range(a):
+                yb = Y[b]
+                r = _dot(yb, ya, m)
+                for j in range(m):
+                    ya[j] -= r * yb[j]
+            nrm = _norm(ya)
+            if nrm == 0.0:
+                ok = False
+                break
+            rdiag[a] = nrm
             for j in range(m):
-                w[j] = w0[j] / n0
-            L = math.log(n0)
-            if record:
-                traj[rep, 0] = L
-            dead = False
-            for k in range(steps):
-                if dead:
-                    if record:
-                        traj[rep, k + 1] = -np.inf
-                    continue
-                nbR = _draw(state, sampling, nR, BR, lqR, permR, idxR) if useR else 0
-                nbF = _draw(state, sampling, nF, BF, lqF, permF, idxF) if useF else 0
-                _apply_J(sched, GR, modeR, idxR, nbR, cR, useR,
-                         GF, modeF, idxF, nbF, cF, useF, K, w, y, v)
-                nrm = _norm(y)
-                if nrm == 0.0:
-                    sing += 1
-                    if restart:
-                        for j in range(m):
-                            w[j] = w0[j] / n0
-                    else:
-                        dead = True
-                        L = -np.inf
-                else:
-                    ln = math.log(nrm)
-                    if k >= burn_in:
-                        acc += ln
-                        cnt += 1
-                    L += ln
-                    for j in range(m):
-                        w[j] = y[j] / nrm
-                if record:
-                    traj[rep, k + 1] = L
-        logsum[rep] = acc
-        nmeas[rep] = cnt
-        nsing[rep] = sing
+                ya[j] = ya[j] / nrm
+        if not ok:
+            sing += 1
+            for a in range(p):
+                for j in range(m):
+                    Q[a, j] = Q0[rep, a, j]
+            continue
+        if k >= burn_in:
+            for a in range(p):
+                logsum[rep, a] += math.log(rdiag[a])
+            cnt += 1
+        for a in range(p):
+            for j in range(m):
+                Q[a, j] = Y[a, j]
+    nmeas[rep] = cnt
+    nsing[rep] = sing
 
 
 @_pjit
 def run_spectrum(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-                 sched, sampling, K, Q0, seeds, steps, burn_in,
+                 sched_code, sampling, K, Q0, seeds, steps, burn_in,
                  logsum, nmeas, nsing):
     """Benettin/QR: propagate an orthonormal p-frame per replica, re-orthonormalise every step
     by modified Gram–Schmidt and accumulate log R_jj (``logsum[r, j]``) over steps ≥ burn_in.
@@ -305,60 +418,6 @@ def run_spectrum(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, u
     A step on which some R_jj is exactly 0 (the frame loses rank) is counted in ``nsing``, not
     measured, and the frame restarts from Q0[r].
     """
-    R = Q0.shape[0]
-    p = Q0.shape[1]
-    m = Q0.shape[2]
-    for rep in prange(R):
-        state = np.empty(1, np.uint64)
-        state[0] = seeds[rep]
-        permR = np.arange(nR)
-        permF = np.arange(max(nF, 1))
-        idxR = np.empty(max(nR, 1), np.int64)
-        idxF = np.empty(max(nF, 1), np.int64)
-        Q = np.empty((p, m))
-        Y = np.empty((p, m))
-        v = np.empty(m)
-        rdiag = np.empty(p)
-        for a in range(p):
-            for j in range(m):
-                Q[a, j] = Q0[rep, a, j]
-        cnt = 0
-        sing = 0
-        for a in range(p):
-            logsum[rep, a] = 0.0
-        for k in range(steps):
-            nbR = _draw(state, sampling, nR, BR, lqR, permR, idxR) if useR else 0
-            nbF = _draw(state, sampling, nF, BF, lqF, permF, idxF) if useF else 0
-            for a in range(p):
-                _apply_J(sched, GR, modeR, idxR, nbR, cR, useR,
-                         GF, modeF, idxF, nbF, cF, useF, K, Q[a], Y[a], v)
-            ok = True
-            for a in range(p):
-                ya = Y[a]
-                for b in range(a):
-                    yb = Y[b]
-                    r = _dot(yb, ya, m)
-                    for j in range(m):
-                        ya[j] -= r * yb[j]
-                nrm = _norm(ya)
-                if nrm == 0.0:
-                    ok = False
-                    break
-                rdiag[a] = nrm
-                for j in range(m):
-                    ya[j] = ya[j] / nrm
-            if not ok:
-                sing += 1
-                for a in range(p):
-                    for j in range(m):
-                        Q[a, j] = Q0[rep, a, j]
-                continue
-            if k >= burn_in:
-                for a in range(p):
-                    logsum[rep, a] += math.log(rdiag[a])
-                cnt += 1
-            for a in range(p):
-                for j in range(m):
-                    Q[a, j] = Y[a, j]
-        nmeas[rep] = cnt
-        nsing[rep] = sing
+    for rep in prange(Q0.shape[0]):
+        _one_spectrum(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
+                      sched_code, sampling, K, Q0, seeds, steps, burn_in, logsum, nmeas, nsing)

@@ -1,0 +1,28 @@
+"""Monte Carlo engine: products of random mixing operators (THEORY.md §2, §3).
+
+Almost-sure (Lyapunov exponents), moment (g(p)) and trajectory views of w_{k+1} = J_k w_k,
+complementing the exact mean-square operator of :mod:`rmt.meansquare`. See
+:mod:`rmt.montecarlo.engine` for conventions (span, start vectors, seeds, paths).
+"""
+
+from .engine import (
+    LyapunovResult,
+    LyapunovSpectrumResult,
+    MomentGrowthResult,
+    SimulationResult,
+    lyapunov,
+    lyapunov_spectrum,
+    moment_growth,
+    simulate,
+)
+
+__all__ = [
+    "lyapunov",
+    "lyapunov_spectrum",
+    "moment_growth",
+    "simulate",
+    "LyapunovResult",
+    "LyapunovSpectrumResult",
+    "MomentGrowthResult",
+    "SimulationResult",
+]

@@ -1,0 +1,623 @@
+"""Public Monte Carlo API: Lyapunov exponents, moment growth and trajectories (THEORY.md §2, §3).
+
+The linearised dynamics w_{k+1} = J_k w_k with i.i.d. random J_k (THEORY §2, sampling §2.1):
+
+    summed       J = I − η(1−α)Ĥ_R + ηαĤ_F
+    alternating  J = (I + ηαĤ_F)(I − η(1−α)Ĥ_R)
+    sam          J = I − ηĤ_R (I + (ρ/a)H̄_R)                   (α = 0)
+
+with Ĥ_S = (1/B_S) Σ_i x_i H_i: ``bernoulli`` x_i ~ Bernoulli(B/n) i.i.d. (divided by the
+nominal B; an empty batch gives Ĥ = 0), ``with_replacement`` B i.i.d. uniform indices (x_i =
+counts), ``without_replacement`` B distinct indices. Retain and forget batches are independent;
+a set whose weight is zero (α = 0: forget; α = 1: retain) is not sampled at all.
+
+**Span.** Every J is the identity on the common null space N of the Hessians that enter it, so
+w = u + v with v frozen. Exponents and moments are measured on u (the span U = N^⊥): that is the
+meaningful quantity, exactly as ``mean_square_rate`` is ρ(T) on the span (THEORY §3, "Null
+space"); the null-space part contributes exponent 0 and is excluded.
+
+**Paths** (``path="auto"`` picks; every path gives the same law):
+
+* ``"factor"``  full coordinates, H_i v = F_i(F_iᵀv): O(B·d·k) per step, never a d×d matrix.
+  Chosen for rank-one/factor sets when Σ n_S k ≥ d (the span is generically all of R^d).
+* ``"gram"``    span coordinates from ``hs.reduction`` (reduced factors Ψ_i = UᵀF_i, r ≤ Σ n_S k):
+  O(B·r·k) per step. Chosen when Σ n_S k < d, for dense sets and for SAM.
+* ``"dense"``   span coordinates with the reduced r×r Hessians: O(B·r²) (fallback for dense sets of
+  high per-sample rank).
+* ``"diagonal"`` commuting sets in their eigenbasis: O(B·d) per step.
+
+**Start vectors** (explicit): by default each replica starts from an isotropic Gaussian vector on
+the span (N(0, I_r) in span coordinates), or, on the factor path, from w_0 = Σ_i F_i z_i with
+z ~ N(0, I) (a Gaussian combination of the factor columns, which lies in the span); both are then
+normalised to ‖w_0‖ = 1 and almost surely overlap every Oseledets direction. They come from the
+replica's own stream, so they are reproducible and thread-independent.
+
+**Randomness.** ``seed`` (int, SeedSequence, Generator or None) → one SeedSequence; replica r
+uses its r-th spawned child for both its start vector and its 64-bit kernel stream, so the result
+for a given seed does not depend on the number of threads (``NUMBA_NUM_THREADS``).
+
+**Renormalisation.** The vector is renormalised every step and log‖J_k ŵ_k‖ accumulated, so
+strongly divergent or contracting runs neither overflow nor underflow. A step that maps the
+vector exactly to 0 is *counted* (``singular_steps``) and reported with a warning, never turned
+into a silent −inf/NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._validation import check_choice, check_finite_array, check_int, check_random_state
+from ..hessians import HessianSet
+from ..schedule import Schedule
+from . import _kernels as K_
+from . import _reference as R_
+
+__all__ = [
+    "lyapunov",
+    "lyapunov_spectrum",
+    "moment_growth",
+    "simulate",
+    "LyapunovResult",
+    "LyapunovSpectrumResult",
+    "MomentGrowthResult",
+    "SimulationResult",
+]
+
+PATHS = ("auto", "factor", "gram", "dense", "diagonal")
+_SAMPLING = {"bernoulli": K_.BERNOULLI, "with_replacement": K_.WITH_REPLACEMENT,
+             "without_replacement": K_.WITHOUT_REPLACEMENT}
+_SCHED = {"summed": K_.SUMMED, "alternating": K_.ALTERNATING, "sam": K_.SAM}
+
+
+# ====================================================================== results
+@dataclass(frozen=True)
+class LyapunovResult:
+    """Top Lyapunov exponent λ₁ per step, measured on the span of the Hessians (THEORY §3).
+
+    λ₁ = lim_k (1/k) log‖J_k⋯J_1 w_0‖, estimated per replica by the renormalised sum
+    (1/K') Σ_{k ≥ burn_in} log‖J_k ŵ_k‖ (ŵ_k = w_k/‖w_k‖, K' = measured steps), averaged over
+    independent replicas. λ₁ > 0: a typical run escapes w* (the model **forgets**); λ₁ < 0: a
+    typical run returns (the model **resists**). This is the *almost-sure* notion; mean square is
+    ρ(T), and Jensen gives λ₁ ≤ ½ log ρ(T).
+
+    Fields: ``exponent`` (mean of ``per_replica``), ``stderr`` (sample std / √replicas),
+    ``per_replica``, ``singular_steps`` (per replica: steps that mapped the vector exactly to 0;
+    such a step is not measured and the vector restarts from w_0 — if they have positive
+    probability the unconditional exponent is −∞), ``n_singular`` (their total),
+    ``measured_steps`` (per replica), ``steps``, ``burn_in``, ``replicas``, ``span_dim`` (r, or
+    None when the factor path did not need the span basis), ``dim`` (d), ``path``.
+    """
+
+    exponent: float
+    stderr: float
+    per_replica: np.ndarray = field(repr=False)
+    singular_steps: np.ndarray = field(repr=False)
+    n_singular: int
+    measured_steps: np.ndarray = field(repr=False)
+    steps: int
+    burn_in: int
+    replicas: int
+    span_dim: int | None
+    dim: int
+    path: str
+
+    @property
+    def escapes(self) -> bool:
+        """λ₁ > 0: almost every run escapes w* (the model forgets)."""
+        return self.exponent > 0.0
+
+
+@dataclass(frozen=True)
+class LyapunovSpectrumResult:
+    """Top k Lyapunov exponents λ₁ ≥ … ≥ λ_k per step on the span (Benettin/QR, THEORY §3).
+
+    A k-frame Q is propagated, Y = J_k Q, re-orthonormalised every step (Y = Q'R, modified
+    Gram–Schmidt) and λ_j ≈ (1/K') Σ_{k ≥ burn_in} log R_jj. Same fields as
+    :class:`LyapunovResult` with arrays: ``exponent`` (k,), ``stderr`` (k,), ``per_replica``
+    (replicas, k). ``exponent[0]`` is λ₁; Σ_j λ_j is the growth rate of k-volumes.
+    A singular step (the frame loses rank exactly) is counted in ``singular_steps``, not
+    measured, and the frame restarts.
+    """
+
+    exponent: np.ndarray
+    stderr: np.ndarray
+    per_replica: np.ndarray = field(repr=False)
+    singular_steps: np.ndarray = field(repr=False)
+    n_singular: int
+    measured_steps: np.ndarray = field(repr=False)
+    steps: int
+    burn_in: int
+    replicas: int
+    span_dim: int
+    dim: int
+    path: str
+    k: int
+
+
+@dataclass(frozen=True)
+class MomentGrowthResult:
+    """Moment Lyapunov function g(p) = lim (1/k) log E‖w_k‖^p on the span (THEORY §3).
+
+    g is convex with g(0) = 0, g′(0) = λ₁ and g(2) = log ρ(T). Estimated from ``replicas``
+    independent runs started at ‖w_0‖ = 1: M_p(k) = log mean_r ‖w_k^{(r)}‖^p (log-sum-exp, no
+    overflow), and g(p) = [M_p(K) − M_p(⌊K/2⌋)] / (K − ⌊K/2⌋) — the slope over the second half,
+    which removes the O(1/K) bias of the constant prefactor in E‖w_k‖^p ≈ C ρ_p^k.
+
+    Fields: ``p`` (m,), ``g`` (m,), ``stderr`` (m,; delete-a-group jackknife over 20 replica
+    groups), ``log_moment`` (m, steps+1) = M_p(k), ``ess`` (m,) the effective sample size
+    (Σw)²/Σw² of the weights w_r = ‖w_K^{(r)}‖^p, ``reliable`` (m,) = ess ≥ max(20, replicas/100),
+    ``exponent`` (the Lyapunov estimate mean_r [log‖w_K‖ − log‖w_{⌊K/2⌋}‖]/(K − ⌊K/2⌋) from the
+    same runs and window — the slope of g at 0; runs absorbed at 0 are left out),
+    ``singular_steps``, ``steps``, ``replicas``, ``path``.
+
+    **Heavy tails.** ‖w_k‖^p is log-normal-like with log-variance growing ∝ k, so for large p·√k
+    the sample mean is dominated by a handful of replicas and *underestimates* E‖w_k‖^p: the
+    estimate of g(p) is then biased low and its jackknife error is itself unreliable. A low
+    ``ess`` flags exactly this; trust g(p) only where ``reliable`` is True.
+    """
+
+    p: np.ndarray
+    g: np.ndarray
+    stderr: np.ndarray
+    log_moment: np.ndarray = field(repr=False)
+    ess: np.ndarray
+    reliable: np.ndarray
+    exponent: float
+    singular_steps: np.ndarray = field(repr=False)
+    steps: int
+    replicas: int
+    path: str
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    """Trajectories ‖w_k‖², k = 0..steps, of ``replicas`` independent runs (THEORY §2).
+
+    ``log_norm_sq`` (replicas, steps+1) holds log‖w_k‖² of the *full* vector w = u + v (span part
+    u evolves, null-space part v is frozen, ‖w‖² = ‖u‖² + ‖v‖²); kept in log form because
+    divergent runs overflow float64. ``null_norm_sq`` = ‖v‖². ``norm_sq`` exponentiates (may be
+    inf). A run absorbed at u = 0 by an exactly singular step is counted in ``singular_steps``
+    (its span part is exactly 0 from then on). E‖w_k‖² is exactly ``rmt.second_moment``.
+
+    Use :meth:`escaped` for published heuristics such as "diverged when ‖w‖² ≥ 1000‖w_0‖² within
+    1000 steps, majority of 10 runs" — escaped = diverged = the model **forgets**.
+    """
+
+    log_norm_sq: np.ndarray = field(repr=False)
+    null_norm_sq: float
+    singular_steps: np.ndarray = field(repr=False)
+    steps: int
+    replicas: int
+    path: str
+
+    @property
+    def norm_sq(self) -> np.ndarray:
+        """‖w_k‖² (overflows to inf for strongly divergent runs; use ``log_norm_sq``)."""
+        with np.errstate(over="ignore"):
+            return np.exp(self.log_norm_sq)
+
+    def escaped(self, threshold=1000.0, within=None) -> np.ndarray:
+        """Per replica: ‖w_k‖² ≥ threshold·‖w_0‖² for some k ≤ ``within`` (default: all steps)."""
+        bad = isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+        if bad or not threshold > 0:
+            raise ValueError(f"threshold must be a positive number, got {threshold!r}")
+        within = self.steps if within is None else check_int(within, "within", minimum=0,
+                                                              maximum=self.steps)
+        rel = self.log_norm_sq[:, : within + 1] - self.log_norm_sq[:, :1]
+        return np.any(rel >= math.log(threshold), axis=1)
+
+    def majority_escaped(self, threshold=1000.0, within=None) -> bool:
+        """The heuristic verdict: more than half of the replicas escaped."""
+        return bool(2 * int(self.escaped(threshold, within).sum()) > self.replicas)
+
+
+# ====================================================================== preparation
+@dataclass
+class _Plan:
+    """Working coordinates and kernel arguments for one (hs, schedule, path)."""
+
+    path: str
+    args_R: tuple
+    args_F: tuple
+    sched: int
+    sampling: int
+    K: np.ndarray
+    m: int
+    dim: int
+    span_dim: int | None
+    basis: np.ndarray | None  # (d, m) orthonormal, None on the factor path (identity coords)
+    start_factors: np.ndarray | None  # (N, m) factor columns (rows) for the factor-path start
+
+
+def _seed_sequence(seed):
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.SeedSequence(int(seed.integers(0, 2**63)))
+    check_random_state(seed)  # type and sign validation, message names ``seed``
+    return np.random.SeedSequence(seed)
+
+
+def _streams(seed, replicas):
+    """Per replica: (numpy Generator for the start vector, uint64 kernel seed)."""
+    ss = _seed_sequence(seed)
+    gens, words = [], np.empty(replicas, dtype=np.uint64)
+    for r, child in enumerate(ss.spawn(replicas)):
+        a = np.random.SeedSequence(child.entropy, spawn_key=child.spawn_key + (0,))
+        b = np.random.SeedSequence(child.entropy, spawn_key=child.spawn_key + (1,))
+        gens.append(np.random.default_rng(a))
+        words[r] = b.generate_state(1, dtype=np.uint64)[0]
+    return gens, words
+
+
+def _check_pair(hs, schedule):
+    if not isinstance(hs, HessianSet):
+        raise TypeError(f"hs must be a HessianSet, got {type(hs).__name__}")
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+    schedule.validate_for(hs)
+
+
+def _check_steps(steps, burn_in):
+    steps = check_int(steps, "steps", minimum=1)
+    if burn_in is None:
+        burn_in = steps // 10
+    burn_in = check_int(burn_in, "burn_in", minimum=0)
+    if burn_in >= steps:
+        raise ValueError(f"burn_in must be < steps={steps}, got {burn_in}")
+    return steps, burn_in
+
+
+def _set_args(G, mode, n, B, coef, sampling, use, m):
+    if not use:
+        return (np.zeros((1, 1, m)), K_.FACTOR, 0, 1, 0.0, 0.0, False)
+    lq = math.log1p(-B / n) if B < n else -math.inf
+    return (np.ascontiguousarray(G, dtype=np.float64), mode, n, B, coef / B, lq, True)
+
+
+def _plan(hs, schedule, path) -> _Plan:
+    _check_pair(hs, schedule)
+    check_choice(path, "path", PATHS)
+    sch = schedule
+    sam = sch.schedule == "sam"
+    use_r = sch.uses_retain
+    use_f = sch.uses_forget and not sam
+    sets = [w for w, on in (("retain", use_r), ("forget", use_f)) if on]
+    d = hs.dim
+    if path == "auto":
+        if hs.kind == "commuting":
+            path = "diagonal"
+        elif sam or hs.kind == "dense":
+            path = "gram"
+        else:
+            N = sum(hs.size(w) * hs.factors(w).shape[2] for w in sets)
+            path = "gram" if N < d else "factor"
+    if path == "diagonal" and hs.kind != "commuting":
+        raise ValueError(f"path='diagonal' needs a commuting HessianSet, this one is {hs.kind!r}")
+    if path == "factor" and sam:
+        raise ValueError("schedule='sam' needs the span coordinates: use path 'gram' or 'dense'")
+
+    coef = {"retain": -sch.eta * (1.0 - sch.alpha) if not sam else -sch.eta,
+            "forget": sch.eta * sch.alpha}
+    Bsz = {"retain": sch.batch, "forget": sch.batch_forget}
+    basis, span_dim, start = None, None, None
+    G, modes = {}, {}
+    if path == "diagonal":
+        active = np.zeros(d, dtype=bool)
+        for w in sets:
+            active |= np.any(hs.eigenvalues(w) > 0, axis=0)
+        m = int(active.sum())
+        basis = hs.basis[:, active]
+        for w in sets:
+            G[w] = hs.eigenvalues(w)[:, active][:, None, :]
+            modes[w] = K_.DIAG
+        Kmat = np.eye(m)
+        if sam:
+            Kmat = Kmat + (sch.sam_rho / sch.sam_a) * np.diag(G["retain"][:, 0, :].mean(axis=0))
+    elif path == "factor":
+        m = d
+        for w in sets:
+            G[w] = np.ascontiguousarray(hs.factors(w).transpose(0, 2, 1))
+            modes[w] = K_.FACTOR
+        # (N, d) factor columns as rows: a view when only one set enters
+        start = (G[sets[0]].reshape(-1, d) if len(sets) == 1
+                 else np.concatenate([G[w].reshape(-1, d) for w in sets], axis=0))
+        Kmat = np.eye(1)
+    else:
+        red = hs.reduction(use_r, use_f)
+        m = red.r
+        basis = red.basis
+        for w in sets:
+            psi = red.psi(w)  # (r, n, k)
+            if path == "dense" or (hs.kind == "dense" and 2 * psi.shape[2] > m):
+                G[w] = red.hessians(w)
+                modes[w] = K_.DENSE
+            else:
+                G[w] = np.ascontiguousarray(psi.transpose(1, 2, 0))
+                modes[w] = K_.FACTOR
+        Kmat = np.eye(m)
+        if sam:
+            Kmat = Kmat + (sch.sam_rho / sch.sam_a) * red.mean("retain")
+        if path == "gram" and hs.kind == "dense" and any(v == K_.DENSE for v in modes.values()):
+            path = "dense"
+    if path != "factor":
+        span_dim = m
+    if m == 0 or (start is not None and not np.any(start)):
+        raise ValueError(
+            "every Hessian that enters the dynamics is zero: the step is the identity and "
+            "there is no span on which to measure an exponent"
+        )
+    samp = _SAMPLING[sch.sampling]
+    args = {}
+    for w in ("retain", "forget"):
+        on = w in sets
+        args[w] = _set_args(G.get(w), modes.get(w, K_.FACTOR), hs.size(w) if on else 0,
+                            Bsz[w], coef[w], samp, on, m)
+    return _Plan(path, args["retain"], args["forget"], _SCHED[sch.schedule], samp,
+                 np.ascontiguousarray(Kmat), m, d, span_dim, basis, start)
+
+
+def _start_vectors(plan, gens, count=1):
+    """(replicas, count, m) start vectors (not yet orthonormalised), see module docstring.
+
+    Each replica draws its own Gaussian coefficients from its own stream; on the factor path the
+    combination Σ_i F_i z_i for all replicas is one BLAS product (R·count, N) @ (N, d), since the
+    per-replica matrix-vector products would dominate short runs at large d.
+    """
+    R = len(gens)
+    if plan.start_factors is None:
+        return np.stack([g.standard_normal((count, plan.m)) for g in gens])
+    N = plan.start_factors.shape[0]
+    Z = np.stack([g.standard_normal((count, N)) for g in gens]).reshape(R * count, N)
+    return (Z @ plan.start_factors).reshape(R, count, plan.m)
+
+
+def _kernel_args(plan):
+    return (*plan.args_R, *plan.args_F, plan.sched, plan.sampling, plan.K)
+
+
+def _run_vector(plan, W0, seeds, steps, burn_in, restart, record, backend="numba"):
+    R = W0.shape[0]
+    logsum = np.zeros(R)
+    nmeas = np.zeros(R, dtype=np.int64)
+    nsing = np.zeros(R, dtype=np.int64)
+    traj = np.zeros((R, steps + 1) if record else (1, 1))
+    fn = K_.run_vector if backend == "numba" else R_.run_vector
+    fn(*_kernel_args(plan), np.ascontiguousarray(W0), seeds, steps, burn_in, restart, record,
+       logsum, nmeas, nsing, traj)
+    return logsum, nmeas, nsing, (traj if record else None)
+
+
+def _run_spectrum(plan, Q0, seeds, steps, burn_in, backend="numba"):
+    R, p, _ = Q0.shape
+    logsum = np.zeros((R, p))
+    nmeas = np.zeros(R, dtype=np.int64)
+    nsing = np.zeros(R, dtype=np.int64)
+    fn = K_.run_spectrum if backend == "numba" else R_.run_spectrum
+    fn(*_kernel_args(plan), np.ascontiguousarray(Q0), seeds, steps, burn_in,
+       logsum, nmeas, nsing)
+    return logsum, nmeas, nsing
+
+
+def _warn_singular(n_sing, what):
+    if n_sing:
+        warnings.warn(
+            f"{n_sing} step(s) mapped the vector exactly to 0 (J_k singular on it); {what}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _check_finite(x, what):
+    if not np.all(np.isfinite(x)):
+        raise FloatingPointError(
+            f"{what} is not finite: a single step overflowed float64 (Hessian scale too large)"
+        )
+
+
+def _check_backend(backend):
+    return check_choice(backend, "backend", ("numba", "reference"))
+
+
+# ====================================================================== public functions
+def lyapunov(hs, schedule, steps, replicas, seed, burn_in=None, *, path="auto",
+             backend="numba") -> LyapunovResult:
+    """Top Lyapunov exponent λ₁ of w_{k+1} = J_k w_k on the span of the Hessians (THEORY §2, §3).
+
+    λ₁ = lim (1/k) log‖J_k⋯J_1 w_0‖ (almost surely, for a.e. start on the span). Estimated by
+    renormalising every step and averaging log‖J_k ŵ_k‖ over steps k ≥ ``burn_in`` (default
+    steps // 10) in each of ``replicas`` ≥ 2 independent runs; ``stderr`` is the standard error
+    across replicas. The null-space part of w is frozen (exponent 0 there) and excluded; start
+    vectors and paths are described in the module docstring. λ₁ ≤ ½ log ρ(T) (Jensen).
+
+    ``path``: "auto", "factor", "gram", "dense", "diagonal"; ``backend="reference"`` runs the
+    plain-numpy twin of the kernel on identical draws (slow, for testing).
+    """
+    plan = _plan(hs, schedule, path)
+    steps, burn_in = _check_steps(steps, burn_in)
+    replicas = check_int(replicas, "replicas", minimum=2)
+    _check_backend(backend)
+    gens, seeds = _streams(seed, replicas)
+    W0 = _start_vectors(plan, gens)[:, 0, :]
+    logsum, nmeas, nsing, _ = _run_vector(plan, W0, seeds, steps, burn_in, True, False, backend)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per = np.where(nmeas > 0, logsum / np.maximum(nmeas, 1), np.nan)
+    _warn_singular(int(nsing.sum()), "those steps were not measured and the vector restarted "
+                   "from w_0; the exponent is conditional on non-singular steps")
+    if np.any(nmeas == 0):
+        raise FloatingPointError(
+            "every measured step of some replica was singular: the exponent is -inf "
+            "(J maps the span to 0 with high probability)"
+        )
+    _check_finite(per, "the Lyapunov estimate")
+    return LyapunovResult(
+        exponent=float(per.mean()),
+        stderr=float(per.std(ddof=1) / math.sqrt(replicas)),
+        per_replica=per,
+        singular_steps=nsing,
+        n_singular=int(nsing.sum()),
+        measured_steps=nmeas,
+        steps=steps,
+        burn_in=burn_in,
+        replicas=replicas,
+        span_dim=plan.span_dim,
+        dim=plan.dim,
+        path=plan.path,
+    )
+
+
+def lyapunov_spectrum(hs, schedule, steps, replicas, seed, k, burn_in=None, *, path="auto",
+                      backend="numba") -> LyapunovSpectrumResult:
+    """Top ``k`` Lyapunov exponents λ₁ ≥ … ≥ λ_k on the span (Benettin/QR; THEORY §3).
+
+    A random orthonormal k-frame on the span (QR of k start vectors, module docstring) is
+    propagated by the same J_k as a vector would be and re-orthonormalised every step;
+    λ_j ≈ mean over steps ≥ ``burn_in`` of log R_jj. ``k`` must not exceed the span dimension r
+    (the span basis is therefore always computed). Cost: k times that of :func:`lyapunov` plus
+    O(k²·m) for the re-orthonormalisation.
+    """
+    plan = _plan(hs, schedule, path)
+    steps, burn_in = _check_steps(steps, burn_in)
+    replicas = check_int(replicas, "replicas", minimum=2)
+    _check_backend(backend)
+    sch = schedule
+    r = plan.span_dim
+    if r is None:
+        r = hs.reduction(sch.uses_retain, sch.uses_forget and sch.schedule != "sam").r
+    k = check_int(k, "k", minimum=1, maximum=r)
+    gens, seeds = _streams(seed, replicas)
+    raw = _start_vectors(plan, gens, count=k)
+    Q0 = np.empty_like(raw)
+    for i in range(replicas):
+        q, _ = np.linalg.qr(raw[i].T)
+        Q0[i] = q.T
+    logsum, nmeas, nsing = _run_spectrum(plan, Q0, seeds, steps, burn_in, backend)
+    _warn_singular(int(nsing.sum()), "those steps were not measured and the frame restarted")
+    if np.any(nmeas == 0):
+        raise FloatingPointError("every measured step of some replica was singular")
+    per = logsum / nmeas[:, None]
+    _check_finite(per, "the Lyapunov spectrum estimate")
+    return LyapunovSpectrumResult(
+        exponent=per.mean(axis=0),
+        stderr=per.std(axis=0, ddof=1) / math.sqrt(replicas),
+        per_replica=per,
+        singular_steps=nsing,
+        n_singular=int(nsing.sum()),
+        measured_steps=nmeas,
+        steps=steps,
+        burn_in=burn_in,
+        replicas=replicas,
+        span_dim=r,
+        dim=plan.dim,
+        path=plan.path,
+        k=k,
+    )
+
+
+def _logmeanexp(x, axis=0):
+    mx = np.max(x, axis=axis, keepdims=True)
+    finite = np.isfinite(mx)
+    mx = np.where(finite, mx, 0.0)
+    with np.errstate(divide="ignore"):
+        out = np.log(np.mean(np.exp(x - mx), axis=axis, keepdims=True)) + mx
+    return np.squeeze(out, axis=axis)
+
+
+def moment_growth(hs, schedule, p, steps, replicas, seed, *, path="auto",
+                  backend="numba") -> MomentGrowthResult:
+    """Moment Lyapunov function g(p) = lim (1/k) log E‖w_k‖^p on the span (THEORY §3).
+
+    ``p``: a real number or 1-d array. Runs ``replicas`` ≥ 2 trajectories from unit start
+    vectors on the span, records log‖w_k‖, and estimates g(p) as the second-half slope of
+    log mean_r ‖w_k‖^p (see :class:`MomentGrowthResult`, including where heavy tails make the
+    estimate unreliable). g(2) = log ρ(T) and g′(0) = λ₁ in exact arithmetic.
+    """
+    plan = _plan(hs, schedule, path)
+    p_arr = check_finite_array(p, "p", ndim=(0, 1)).reshape(-1)
+    if p_arr.size == 0:
+        raise ValueError("p must hold at least one exponent")
+    steps = check_int(steps, "steps", minimum=2)
+    replicas = check_int(replicas, "replicas", minimum=2)
+    _check_backend(backend)
+    gens, seeds = _streams(seed, replicas)
+    W0 = _start_vectors(plan, gens)[:, 0, :]
+    _, _, nsing, traj = _run_vector(plan, W0, seeds, steps, 0, False, True, backend)
+    _warn_singular(int(nsing.sum()), "those runs are absorbed at 0 (‖w‖^p = 0 for p > 0)")
+    traj = traj - traj[:, :1]  # log‖w_k‖ relative to ‖w_0‖ = 1 (exactly 0 up to rounding)
+    _check_finite(traj[np.isfinite(traj) | ~np.isneginf(traj)], "a trajectory")
+    half = steps // 2
+    span = steps - half
+    pl = p_arr[:, None, None] * traj[None, :, :]  # (m, R, steps+1)
+    with np.errstate(invalid="ignore"):
+        pl = np.where(np.isnan(pl), -np.inf, pl)  # 0 · (−inf) for p = 0 on absorbed runs
+    log_moment = _logmeanexp(pl, axis=1)
+    g = (log_moment[:, steps] - log_moment[:, half]) / span
+    # delete-a-group jackknife over replica groups
+    G = min(20, replicas)
+    groups = np.arange(replicas) % G
+    ends = pl[:, :, [half, steps]]
+    jack = np.empty((p_arr.size, G))
+    for j in range(G):
+        lm = _logmeanexp(ends[:, groups != j, :], axis=1)
+        jack[:, j] = (lm[:, 1] - lm[:, 0]) / span
+    with np.errstate(invalid="ignore"):
+        stderr = np.sqrt((G - 1) / G * np.sum((jack - jack.mean(axis=1, keepdims=True)) ** 2,
+                                              axis=1))
+    wlog = pl[:, :, steps]
+    wlog = wlog - np.max(wlog, axis=1, keepdims=True)
+    wts = np.exp(wlog)
+    ess = wts.sum(axis=1) ** 2 / np.sum(wts**2, axis=1)
+    reliable = ess >= max(20.0, replicas / 100.0)
+    # same second-half window as g, so g(p)/p and the exponent see the same transient
+    with np.errstate(invalid="ignore"):
+        inc = (traj[:, steps] - traj[:, half]) / span
+    inc = inc[np.isfinite(inc)]
+    exponent = float(inc.mean()) if inc.size else -math.inf
+    return MomentGrowthResult(
+        p=p_arr, g=g, stderr=stderr, log_moment=log_moment, ess=ess, reliable=reliable,
+        exponent=exponent, singular_steps=nsing, steps=steps, replicas=replicas, path=plan.path,
+    )
+
+
+def simulate(hs, schedule, steps, replicas, seed, *, w0=None, path="auto",
+             backend="numba") -> SimulationResult:
+    """‖w_k‖² trajectories (k = 0..steps) of ``replicas`` independent runs (THEORY §2).
+
+    ``w0``: a fixed start vector of shape (d,) used by every replica (its null-space part is
+    frozen and included in ‖w_k‖²), or None for a random unit start on the span per replica
+    (module docstring). E‖w_k‖² equals ``rmt.second_moment(hs, schedule, steps, m0=w0).total``
+    exactly. ``replicas`` ≥ 1.
+    """
+    plan = _plan(hs, schedule, path)
+    steps = check_int(steps, "steps", minimum=1)
+    replicas = check_int(replicas, "replicas", minimum=1)
+    _check_backend(backend)
+    gens, seeds = _streams(seed, replicas)
+    null = 0.0
+    if w0 is None:
+        W0 = _start_vectors(plan, gens)[:, 0, :]
+        W0 /= np.linalg.norm(W0, axis=1, keepdims=True)
+    else:
+        w0 = check_finite_array(w0, "w0", ndim=1)
+        if w0.shape != (plan.dim,):
+            raise ValueError(f"w0 must have shape ({plan.dim},), got {w0.shape}")
+        if plan.basis is None:
+            u = w0
+        else:
+            u = plan.basis.T @ w0
+            null = float(max(w0 @ w0 - u @ u, 0.0))
+        W0 = np.repeat(u[None, :], replicas, axis=0)
+    _, _, nsing, traj = _run_vector(plan, W0, seeds, steps, 0, False, True, backend)
+    _warn_singular(int(nsing.sum()), "those runs are absorbed at u = 0 (span part exactly 0)")
+    with np.errstate(divide="ignore"):
+        log_null = math.log(null) if null > 0 else -math.inf
+    log_norm_sq = np.logaddexp(2.0 * traj, log_null)
+    if np.any(np.isnan(log_norm_sq)) or np.any(np.isposinf(log_norm_sq)):
+        raise FloatingPointError("a trajectory is not finite: a step overflowed float64")
+    return SimulationResult(log_norm_sq=log_norm_sq, null_norm_sq=null, singular_steps=nsing,
+                            steps=steps, replicas=replicas, path=plan.path)
