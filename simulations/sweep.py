@@ -25,6 +25,7 @@ process and Dask executors give bit-identical data.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -61,6 +62,7 @@ _META = "sweep.json"
 _CELLS = "cells"
 _RESULT = "result.zarr"
 _COMPLETE = "COMPLETE"
+_LOCK = ".lock"
 
 
 class SweepError(ValueError):
@@ -219,7 +221,7 @@ def _prepare_store(store: Path, meta: dict) -> None:
     if store.exists() and not store.is_dir():
         raise SweepError(f"output {str(store)!r} exists and is not a directory")
     meta_path = store / _META
-    if store.is_dir() and any(store.iterdir()):
+    if store.is_dir() and not _is_fresh(store):
         old = _read_json(meta_path)
         if old is None:
             raise SweepMismatchError(
@@ -236,8 +238,49 @@ def _prepare_store(store: Path, meta: dict) -> None:
             )
         return
     store.mkdir(parents=True, exist_ok=True)
-    (store / _CELLS).mkdir(exist_ok=True)
     _atomic_write_text(meta_path, json.dumps(meta, indent=2, sort_keys=True), fsync=True)
+    (store / _CELLS).mkdir(exist_ok=True)
+
+
+def _is_fresh(store: Path) -> bool:
+    """True if ``store`` holds nothing but what a run killed before writing sweep.json leaves."""
+    if (store / _META).exists():
+        return False
+    for p in store.iterdir():
+        if p.name == _LOCK or (p.name.startswith(".") and p.name.endswith(".tmp")):
+            continue
+        if p.name == _CELLS and p.is_dir() and not any(p.iterdir()):
+            continue
+        return False
+    return True
+
+
+class _StoreLock:
+    """Exclusive advisory lock on the store (released by the kernel if the process dies)."""
+
+    def __init__(self, store: Path):
+        self.path = store / _LOCK
+        self.fh = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.fh = open(self.path, "a")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            raise SweepError(
+                f"another process is running a sweep in {str(self.path.parent)!r}; "
+                "wait for it or choose another --out"
+            ) from None
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
 
 
 def sweep_status(store) -> SweepStatus:
@@ -269,7 +312,11 @@ def open_sweep(store):
     meta = _read_json(store / _META)
     if meta is None or not _is_complete(store, meta):
         raise SweepError(f"{str(store)!r} does not hold a finished sweep; rerun it to complete")
-    return xr.open_zarr(store / _RESULT, consolidated=False, chunks=None)
+    ds = xr.open_zarr(store / _RESULT, consolidated=False, chunks=None)
+    order = json.loads(ds.attrs.get("sweep_outputs", "[]"))
+    if sorted(order) == sorted(ds.data_vars):  # zarr lists arrays alphabetically: restore order
+        ds = ds[order]
+    return ds
 
 
 # ---------------------------------------------------------------------- worker side
@@ -310,16 +357,23 @@ def _serial(func, todo, seed, **_):
         yield _run_cell(func, flat, index, params, seed)
 
 
+def _ignore_sigint():  # worker initializer: Ctrl-C is handled by the coordinating process
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _processes(func, todo, seed, *, n_workers=None, **_):
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    n = n_workers or os.cpu_count() or 1
+    n = max(1, min(n_workers or os.cpu_count() or 1, len(todo)))
     # forkserver: workers never inherit the parent's threads (tqdm, Dask) or locks.
     ctx = multiprocessing.get_context("forkserver")
-    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_ignore_sigint)
     it = iter(todo)
     pending = set()
+    finished = False
     try:
         # bounded submission: a few tasks per worker in flight, so a huge grid needs no
         # huge queue and an interrupt loses at most the cells in flight
@@ -332,9 +386,15 @@ def _processes(func, todo, seed, *, n_workers=None, **_):
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.add(pool.submit(_run_cell, func, *nxt, seed))
+        finished = True
     finally:
         for fut in pending:
             fut.cancel()
+        if not finished:
+            # interrupted or failed: results of running cells would not be recorded anyway, so
+            # stop our workers now instead of waiting for them (Python < 3.14 has no public API)
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -402,6 +462,7 @@ def _assemble(store: Path, meta: dict, results: dict[int, dict]):
         sweep_fingerprint=meta["fingerprint"],
         sweep_func=meta["func"],
         sweep_seed=meta["seed"],
+        sweep_outputs=json.dumps(outputs),
         sweep_config=json.dumps(meta.get("config"), sort_keys=True),
         convention="diverges = the model forgets (escapes w*); converges = the model resists",
     )
@@ -490,6 +551,13 @@ def run_sweep(
         "fingerprint": fingerprint(name, grid, seed, config),
     }
     _prepare_store(store, meta)
+    with _StoreLock(store):  # one run per store at a time
+        return _run_locked(func, grid, store, meta, executor, seed, progress, on_cell_done,
+                           dict(n_workers=n_workers, dask_local=dask_local,
+                                scheduler=scheduler, client=client))
+
+
+def _run_locked(func, grid, store, meta, executor, seed, progress, on_cell_done, options):
     if _is_complete(store, meta):
         return open_sweep(store)
 
@@ -503,20 +571,20 @@ def run_sweep(
         bar = tqdm(total=total, initial=len(results), desc=f"sweep {store.name}", unit="cell")
     try:
         if todo:
-            run = _EXECUTOR_FUNCS[executor](
-                func, todo, seed, n_workers=n_workers, dask_local=dask_local,
-                scheduler=scheduler, client=client,
-            )
-            for flat, outputs, _secs in run:
-                params = {n: grid[n][i] for n, i in zip(grid, _unflatten(flat, grid))}
-                rec = {"cell": flat, "params": params, "outputs": outputs}
-                # data first (atomic), so a record on disk is always a finished cell
-                _atomic_write_text(_cell_path(store, flat), json.dumps(rec, allow_nan=True))
-                results[flat] = outputs
-                if on_cell_done is not None:
-                    on_cell_done(flat, outputs)
-                if bar is not None:
-                    bar.update(1)
+            run = _EXECUTOR_FUNCS[executor](func, todo, seed, **options)
+            # closing(): the executor's cleanup runs at once, even if we are interrupted
+            # between two cells (not only when the generator is garbage collected)
+            with contextlib.closing(run):
+                for flat, outputs, _secs in run:
+                    params = {n: grid[n][i] for n, i in zip(grid, _unflatten(flat, grid))}
+                    rec = {"cell": flat, "params": params, "outputs": outputs}
+                    # data first (atomic), so a record on disk is always a finished cell
+                    _atomic_write_text(_cell_path(store, flat), json.dumps(rec, allow_nan=True))
+                    results[flat] = outputs
+                    if on_cell_done is not None:
+                        on_cell_done(flat, outputs)
+                    if bar is not None:
+                        bar.update(1)
     finally:
         if bar is not None:
             bar.close()
@@ -677,10 +745,10 @@ def validate_config(raw: Mapping) -> dict:
     if "lyapunov" in quantities:
         lyap.setdefault("steps", 1000)
         lyap.setdefault("replicas", 8)
-        for k in _LYAPUNOV_KEYS:
+        for k, low in (("steps", 1), ("replicas", 2)):
             v = lyap[k]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise SweepError(f"config [lyapunov]: {k} must be a positive integer, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise SweepError(f"config [lyapunov]: {k} must be an integer >= {low}, got {v!r}")
         try:
             resolve_lyapunov()
         except Exception as exc:

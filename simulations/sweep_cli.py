@@ -121,6 +121,10 @@ def cmd_sweep(args) -> int:
         ds = run_config(raw, args.out, executor=executor, progress=not args.no_progress, **opts)
     except SweepError as exc:
         return _error("sweep", exc)
+    except KeyboardInterrupt:
+        print(f"rmt sweep: interrupted; finished cells are saved in {args.out} — rerun the same "
+              "command to resume", file=sys.stderr)
+        return 130
     total = int(np.prod([ds.sizes[d] for d in ds.dims]))
     dims = ", ".join(f"{d}={ds.sizes[d]}" for d in ds.dims)
     print(
@@ -305,6 +309,17 @@ def analyze(hs, *, etas=None, batches=(1,), alphas=None, samplings=("bernoulli",
     return report
 
 
+def _json_safe(obj):
+    """Recursively replace non-finite floats (JSON has none) and numpy scalars."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating, np.integer, np.bool_)):
+        return _num(obj)
+    return obj
+
+
 def _num_or_str(x):
     if x is None or isinstance(x, (str, bool, int, float)):
         return x if not isinstance(x, float) else _num(x)
@@ -376,7 +391,7 @@ def cmd_analyze(args) -> int:
         return _error("analyze", exc)
     rep["file"] = str(args.file)
     if args.json:
-        print(json.dumps(rep, indent=2, allow_nan=False))
+        print(json.dumps(_json_safe(rep), indent=2, allow_nan=False))
     else:
         _print_text(args.file, rep)
     return 0

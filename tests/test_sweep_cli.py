@@ -1,0 +1,280 @@
+"""``rmt sweep`` (configs, fail-fast validation, resume) and ``rmt analyze``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from rmt import HessianSet, Schedule, coherence, critical_eta, ensembles, mean_square_rate
+from simulations.cli import main
+from simulations.sweep import open_sweep, sweep_status
+
+TOML = """
+description = "Hessian test with a forget set"
+seed = 3
+quantities = ["rate", "critical_eta", "coherence"]
+
+[ensemble]
+name = "hessian_test"
+n = 12
+lam = 2.0
+forget = 3
+
+[schedule]
+sampling = "without_replacement"
+alpha = 0.1
+
+[grid]
+eta = [0.5, 0.8]
+batch = [1, 3]
+sigma = [1, 2, 4]
+"""
+
+YAML = """
+description: same sweep, other format
+seed: 3
+quantities: [rate, critical_eta, coherence]
+ensemble: {name: hessian_test, n: 12, lam: 2.0, forget: 3}
+schedule: {sampling: without_replacement, alpha: 0.1}
+grid:
+  eta: [0.5, 0.8]
+  batch: [1, 3]
+  sigma: [1, 2, 4]
+"""
+
+
+def _write(tmp_path, text, name="sweep.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_sweep_cli_end_to_end_matches_direct_computation(tmp_path, capsys):
+    cfg = _write(tmp_path, TOML)
+    store = tmp_path / "out"
+    assert main(["sweep", str(cfg), "--out", str(store), "--serial", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "12 cells (12 computed now, 0 reused)" in out
+    ds = open_sweep(store).load()
+    assert dict(ds.sizes) == {"eta": 2, "batch": 2, "sigma": 3}
+    assert list(ds.data_vars) == [
+        "rate", "diverges", "critical_eta",
+        "coherence", "coherence_retain", "coherence_forget", "coherence_cross",
+    ]
+    # hessian_test has coherence exactly sigma
+    np.testing.assert_allclose(ds.coherence.isel(eta=0, batch=0).values, [1, 2, 4], rtol=1e-12)
+    # one cell recomputed by hand with the same ensemble stream
+    from simulations.sweep import ConfigCell, cell_seed, load_config, validate_config
+
+    conf = validate_config(load_config(cfg))
+    ens_ss = np.random.SeedSequence(3, spawn_key=(1, 2))  # position of sigma=4 (ensemble axis)
+    hs = ensembles.hessian_test(12, 4, lam=2.0, forget=3, seed=ens_ss)
+    sch = Schedule(eta=0.8, batch=3, alpha=0.1, sampling="without_replacement")
+    assert float(ds.rate.sel(eta=0.8, batch=3, sigma=4)) == pytest.approx(
+        mean_square_rate(hs, sch), rel=1e-12)
+    assert float(ds.diverges.sel(eta=0.8, batch=3, sigma=4)) == float(mean_square_rate(hs, sch) > 1)
+    direct = ConfigCell(conf)({"eta": 0.8, "batch": 3, "sigma": 4}, cell_seed(3, (1, 1, 2)))
+    assert direct["critical_eta"] == float(ds.critical_eta.sel(eta=0.8, batch=3, sigma=4))
+
+    # rerun: nothing recomputed; the YAML spelling of the same sweep is the same sweep
+    assert main(["sweep", str(cfg), "--out", str(store), "--serial", "--no-progress"]) == 0
+    assert "(0 computed now, 12 reused)" in capsys.readouterr().out
+    ycfg = _write(tmp_path, YAML, "sweep.yaml")
+    assert main(["sweep", str(ycfg), "--out", str(store), "--no-progress"]) == 0
+    assert "(0 computed now, 12 reused)" in capsys.readouterr().out
+    xr.testing.assert_identical(open_sweep(store).load(), ds)
+
+
+def test_sweep_cli_processes_executor_matches_serial(tmp_path, capsys):
+    cfg = _write(tmp_path, TOML)
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "a"), "--serial", "--no-progress"]) == 0
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "b"), "--workers", "2",
+                 "--no-progress"]) == 0
+    xr.testing.assert_identical(open_sweep(tmp_path / "a").load(), open_sweep(tmp_path / "b").load())
+
+
+BAD = [
+    ("unknown top-level key", "foo = 1\n" + TOML, "unknown key(s) ['foo']"),
+    ("unknown ensemble", TOML.replace('"hessian_test"', '"gaussian_blob"'), "unknown ensemble 'gaussian_blob'"),
+    ("unknown ensemble key", TOML.replace("lam = 2.0", "lamda = 2.0"), "unknown key(s) ['lamda']"),
+    ("unknown schedule key", TOML.replace('alpha = 0.1', 'alpha = 0.1\nmomentum = 0.9'), "['momentum']"),
+    ("unknown quantity", TOML.replace('"coherence"]', '"entropy"]'), "unknown quantity 'entropy'"),
+    ("empty axis", TOML.replace("sigma = [1, 2, 4]", "sigma = []"), "grid axis 'sigma' is empty"),
+    ("empty grid", TOML[: TOML.index("[grid]")] + "[grid]\n", "grid is empty"),
+    ("negative eta", TOML.replace("eta = [0.5, 0.8]", "eta = [-0.5, 0.8]"), "'eta' has negative values"),
+    ("zero eta", TOML.replace("eta = [0.5, 0.8]", "eta = [0.0, 0.8]"), "eta must be > 0"),
+    ("alpha > 1", TOML.replace("alpha = 0.1", "alpha = 1.5"), "alpha must lie in [0, 1]"),
+    ("batch too large", TOML.replace("batch = [1, 3]", "batch = [1, 30]"), "batch must be <= the retain set size"),
+    ("sigma > n", TOML.replace("sigma = [1, 2, 4]", "sigma = [1, 20]"), "sigma must be <= 12"),
+    ("unknown axis", TOML.replace("sigma = [1, 2, 4]", "snr = [1.0]"), "unknown axis 'snr'"),
+    ("duplicate param", TOML.replace("sigma = [1, 2, 4]", "n = [10, 12]"), "'n' is given both"),
+    ("missing eta", TOML.replace("eta = [0.5, 0.8]\n", ""), "'eta' is needed by ['rate']"),
+    ("bad sampling", TOML.replace('"without_replacement"', '"stratified"'), "sampling must be one of"),
+    ("seed", TOML.replace("seed = 3", "seed = -3"), "seed must be a non-negative integer"),
+    ("lyapunov table", TOML + "\n[lyapunov]\nsteps = 10\n", "'lyapunov' is not among the quantities"),
+    ("bad toml", "quantities = [", "could not be parsed"),
+]
+
+
+@pytest.mark.parametrize("label, text, message", BAD, ids=[b[0] for b in BAD])
+def test_bad_configs_fail_fast_naming_the_problem(tmp_path, capsys, label, text, message):
+    cfg = _write(tmp_path, text)
+    store = tmp_path / "out"
+    assert main(["sweep", str(cfg), "--out", str(store), "--serial", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "rmt sweep: error:" in err
+    assert message in err, err
+    assert not store.exists()  # nothing written, nothing computed
+
+
+def test_bad_config_file_names(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    cfg = _write(tmp_path, TOML, "sweep.json")
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "use a .toml, .yaml or .yml file" in capsys.readouterr().err
+
+
+def test_output_folder_holding_a_different_sweep_fails_fast(tmp_path, capsys):
+    cfg = _write(tmp_path, TOML)
+    store = tmp_path / "out"
+    assert main(["sweep", str(cfg), "--out", str(store), "--serial", "--no-progress"]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in (store / "cells").iterdir())
+    other = _write(tmp_path, TOML.replace("batch = [1, 3]", "batch = [1, 2]"), "other.toml")
+    assert main(["sweep", str(other), "--out", str(store), "--serial", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a different sweep" in err and "grid" in err
+    quant = _write(tmp_path, TOML.replace('"critical_eta", ', ""), "q.toml")
+    assert main(["sweep", str(quant), "--out", str(store), "--serial", "--no-progress"]) == 2
+    assert "differs in: config" in capsys.readouterr().err
+    assert sorted(p.name for p in (store / "cells").iterdir()) == before
+    assert sweep_status(store).complete
+
+
+# ---------------------------------------------------------------------- rmt analyze
+def _npz(tmp_path, **arrays):
+    p = tmp_path / "curv.npz"
+    np.savez(p, **arrays)
+    return p
+
+
+def test_analyze_json_matches_the_library(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    G, Gf = rng.standard_normal((8, 5)), rng.standard_normal((3, 5))
+    path = _npz(tmp_path, retain_grads=G, forget_grads=Gf)
+    assert main(["analyze", str(path), "--eta", "0.05", "0.4", "--batch", "2", "--alpha", "0.1",
+                 "--sampling", "without_replacement", "--no-lyapunov", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    hs = HessianSet.from_factors(G, Gf)
+    c = coherence(hs)
+    assert rep["coherence"]["sigma"] == pytest.approx(c.sigma, rel=1e-12)
+    assert rep["coherence"]["sigma_retain"] == pytest.approx(c.sigma_retain, rel=1e-12)
+    assert rep["coherence"]["sigma_forget"] == pytest.approx(c.sigma_forget, rel=1e-12)
+    assert rep["coherence"]["sigma_cross"] == pytest.approx(c.sigma_cross, rel=1e-12)
+    assert rep["hessians"] == {"kind": "rank1", "n_retain": 8, "n_forget": 3, "dim": 5,
+                               "span_dim": 5, "null_dim": 0}
+    assert "diverges = forgets" in rep["convention"]
+    assert [r["schedule"]["eta"] for r in rep["results"]] == [0.05, 0.4]
+    for r in rep["results"]:
+        sch = Schedule(eta=r["schedule"]["eta"], batch=2, alpha=0.1, sampling="without_replacement")
+        rho = mean_square_rate(hs, sch)
+        assert r["rate"] == pytest.approx(rho, rel=1e-10)
+        assert r["diverges"] == (rho > 1)
+        assert r["verdict"] == ("diverges (forgets)" if rho > 1 else "converges (resists)")
+        assert r["critical_eta"] == pytest.approx(critical_eta(hs, sch), rel=1e-9, abs=1e-300)
+        assert r["lyapunov"]["available"] is False
+        assert "theorems" in r
+    # a stable case exists among the two step sizes on a retain-only set
+    path2 = _npz(tmp_path, retain_grads=G)
+    assert main(["analyze", str(path2), "--eta", "0.01", "--no-lyapunov", "--json"]) == 0
+    rep2 = json.loads(capsys.readouterr().out)
+    assert rep2["results"][0]["schedule"]["alpha"] == 0.0
+    assert rep2["results"][0]["verdict"] == "converges (resists)"
+    assert rep2["results"][0]["critical_eta"] > 0.01
+
+
+def test_analyze_accepts_hessians_and_factors_consistently(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    F = rng.standard_normal((6, 4, 2))
+    H = np.einsum("nak,nbk->nab", F, F)
+    reports = []
+    for arrays in ({"retain_factors": F}, {"retain_hessians": H}):
+        p = _npz(tmp_path, **arrays)
+        assert main(["analyze", str(p), "--eta", "0.1", "--batch", "3", "--no-lyapunov",
+                     "--json"]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    a, b = reports
+    assert a["coherence"]["sigma"] == pytest.approx(b["coherence"]["sigma"], rel=1e-9)
+    assert a["results"][0]["rate"] == pytest.approx(b["results"][0]["rate"], rel=1e-9)
+    assert a["coherence"]["sigma_forget"] is None  # NaN (no forget set) → null
+
+
+def test_analyze_text_output_and_lyapunov(tmp_path, capsys):
+    rng = np.random.default_rng(2)
+    path = _npz(tmp_path, retain_grads=rng.standard_normal((6, 3)),
+                forget_grads=rng.standard_normal((2, 3)))
+    assert main(["analyze", str(path), "--eta", "0.2", "--batch", "2", "--lyapunov-steps", "200",
+                 "--replicas", "2"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("sigma=", "sigma_retain=", "sigma_forget=", "sigma_cross=", "rho(T) =",
+                   "critical eta* =", "diverges = forgets"):
+        assert needle in out
+    assert ("Lyapunov exponent (almost-sure) =" in out) or ("Lyapunov: rmt.lyapunov unavailable" in out)
+    assert ("theorems:" in out)
+
+
+@pytest.mark.parametrize(
+    "arrays, args, message",
+    [
+        ({"retain_grads": np.ones((3, 2)), "extra": np.ones(2)}, [], "unknown key(s) ['extra']"),
+        ({"forget_grads": np.ones((3, 2))}, [], "has no retain set"),
+        ({"retain_grads": np.ones((3, 2)), "retain_hessians": np.ones((3, 2, 2))}, [], "not several"),
+        ({"retain_grads": np.ones((3, 2, 2))}, [], "must have 2 dimensions"),
+        ({"retain_grads": np.eye(3)}, ["--eta", "-1"], "--eta must be > 0"),
+        ({"retain_grads": np.eye(3)}, ["--eta", "0.1", "--batch", "5"], "batch must be <="),
+        ({"retain_grads": np.eye(3)}, ["--eta", "0.1", "--alpha", "0.5"], "needs a forget set"),
+    ],
+)
+def test_analyze_bad_input(tmp_path, capsys, arrays, args, message):
+    p = _npz(tmp_path, **arrays)
+    assert main(["analyze", str(p), "--no-lyapunov", *args]) == 2
+    err = capsys.readouterr().err
+    assert "rmt analyze: error:" in err and message in err, err
+
+
+def test_missing_estimators_are_reported_not_fatal(tmp_path, capsys, monkeypatch):
+    import simulations.sweep as sweep_mod
+
+    def broken():
+        raise ImportError("simulated: lyapunov not built")
+
+    monkeypatch.setattr(sweep_mod, "resolve_lyapunov", broken)
+    path = _npz(tmp_path, retain_grads=np.eye(3))
+    assert main(["analyze", str(path), "--eta", "0.1", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    ly = rep["results"][0]["lyapunov"]
+    assert ly["available"] is False and "simulated: lyapunov not built" in ly["reason"]
+    # a sweep asking for the missing estimator fails before computing anything
+    cfg = _write(tmp_path, TOML.replace('"coherence"]', '"lyapunov"]'))
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "o"), "--serial"]) == 2
+    assert "quantity 'lyapunov' is unavailable" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_lyapunov_sweep_is_executor_independent(tmp_path, capsys):
+    text = TOML.replace('"coherence"]', '"lyapunov"]') + "\n[lyapunov]\nsteps = 400\nreplicas = 4\n"
+    cfg = _write(tmp_path, text)
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "a"), "--serial", "--no-progress"]) == 0
+    assert main(["sweep", str(cfg), "--out", str(tmp_path / "b"), "--workers", "2",
+                 "--no-progress"]) == 0
+    a, b = open_sweep(tmp_path / "a").load(), open_sweep(tmp_path / "b").load()
+    xr.testing.assert_identical(a, b)
+    assert np.all(np.isfinite(a.lyapunov.values))
+    # almost-sure growth never exceeds the mean-square rate (Jensen), up to the MC error
+    # (margin for the finite-horizon bias of a 400-step estimate)
+    assert np.all(a.lyapunov <= 0.5 * np.log(a.rate) + 5 * a.lyapunov_stderr + 0.05)
