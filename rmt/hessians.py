@@ -99,7 +99,7 @@ def _dense_to_factors(H, name, scale):
     """Symmetric eigendecomposition H_i = V diag(λ) Vᵀ → factors V sqrt(λ), zero-padded.
 
     Checks symmetry and PSD with a tolerance relative to ``scale`` (the largest spectral norm
-    in the whole set); eigenvalues within that tolerance of zero are treated as exact zeros.
+    in the whole set); eigenvalues below 10·d·eps·scale (round-off) are treated as exact zeros.
     """
     n, d, _ = H.shape
     tol = PSD_RTOL * scale
@@ -118,7 +118,9 @@ def _dense_to_factors(H, name, scale):
             f"{name}[{i}] is not positive semi-definite: smallest eigenvalue {lam[i, 0]:.3g} "
             f"is below -{PSD_RTOL:g} × scale ({scale:.3g})"
         )
-    keep = lam > tol
+    # Only round-off-level eigenvalues count as zero: a genuine small curvature (say 1e-9 of the
+    # scale) changes the span and ρ(T), so the drop threshold is d·eps·scale, not the PSD tolerance.
+    keep = lam > 10 * d * np.finfo(float).eps * scale
     k = max(int(keep.sum(axis=1).max()), 1)
     F = np.zeros((n, d, k))
     for i in range(n):
@@ -155,7 +157,9 @@ class HessianSet:
         """Dense per-sample Hessians, arrays of shape (n, d, d).
 
         Each matrix must be symmetric and PSD up to a relative tolerance of 1e-8 times the largest
-        spectral norm in the set; otherwise ``ValueError`` names the offending sample.
+        spectral norm in the set; otherwise ``ValueError`` names the offending sample. Eigenvalues
+        at round-off level (below 10·d·eps times that scale) are treated as exact zeros; anything
+        larger is genuine curvature and stays in the span.
         """
         R = _check_set(retain, "retain", "dense")
         F = None if forget is None else _check_set(forget, "forget", "dense")

@@ -198,3 +198,14 @@ def test_mixed_hessian_extremes_ignore_the_null_space():
     lo, hi = rmt.mixed_hessian_extremes(hs, 0.2)
     assert lo > 0
     assert np.linalg.eigvalsh(rmt.mixed_hessian(hs, 0.2))[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_small_genuine_curvature_is_kept_in_dense_sets():
+    # regression: a 1e-9 eigenvalue is curvature, not round-off; dense and factor paths must agree
+    H = np.array([np.diag([1.0, 1e-9])])
+    F = np.array([np.diag([1.0, np.sqrt(1e-9)])])
+    a, b = HessianSet.from_dense(H), HessianSet.from_factors(F)
+    assert a.span_dim == b.span_dim == 2
+    sch = Schedule(0.6, 1)
+    assert rmt.mean_square_rate(a, sch) == pytest.approx(rmt.mean_square_rate(b, sch), rel=1e-12)
+    assert rmt.mean_square_rate(a, sch) == pytest.approx((1 - 0.6e-9) ** 2, rel=1e-12)
