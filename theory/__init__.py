@@ -1,1 +1,68 @@
-"""Symbolic layer: sympy derivations, theorem objects and closed forms (THEORY.md §3-§5)."""
+"""Symbolic layer: sympy derivations, theorem objects and closed forms (THEORY.md §3-§5).
+
+- :mod:`theory.derivations` — sympy procedures from the second-moment recursion to thresholds;
+- :mod:`theory.theorems`    — :func:`theorems` (encoded statements with ``applies``,
+  ``threshold``, ``check`` against the exact ρ(T));
+- :mod:`theory.counterexample` — :func:`search_counterexample` (Hypothesis-driven);
+- :mod:`theory.examples`    — canonical worked examples reused by the tests;
+- ``python -m theory.report`` — the tightness report (docs/theory_report.md).
+
+Sign convention: "diverges" = the iterates escape w* = the model forgets; "converges" = resists.
+"""
+
+from .derivations import (
+    Derivation,
+    all_derivations,
+    alternating_direction_polynomial,
+    commuting_critical_alpha,
+    commuting_critical_batch,
+    commuting_critical_eta,
+    commuting_direction_rate,
+    dexter_single_sample,
+    dexter_thm1,
+    dexter_thm2_condition,
+    sam_threshold,
+    sampling_coefficients,
+    unlearning_mean_escape,
+    unlearning_noise_condition,
+    wu_ma_e_nonuniformity,
+    wu_ma_e_sharpness,
+)
+from .theorems import RATE_TOL, Theorem, TheoremCheck, check_all, get_theorem, theorems
+
+
+def __getattr__(name):
+    # the counterexample search needs Hypothesis (a dev dependency): import it on first use so
+    # that ``import theory`` works without it
+    if name in ("search_counterexample", "Counterexample"):
+        from . import counterexample
+
+        return getattr(counterexample, name)
+    raise AttributeError(f"module 'theory' has no attribute {name!r}")
+
+__all__ = [
+    "theorems",
+    "get_theorem",
+    "check_all",
+    "Theorem",
+    "TheoremCheck",
+    "RATE_TOL",
+    "search_counterexample",
+    "Counterexample",
+    "Derivation",
+    "all_derivations",
+    "sampling_coefficients",
+    "commuting_direction_rate",
+    "commuting_critical_eta",
+    "commuting_critical_batch",
+    "commuting_critical_alpha",
+    "alternating_direction_polynomial",
+    "dexter_thm1",
+    "dexter_single_sample",
+    "dexter_thm2_condition",
+    "wu_ma_e_sharpness",
+    "wu_ma_e_nonuniformity",
+    "unlearning_noise_condition",
+    "unlearning_mean_escape",
+    "sam_threshold",
+]

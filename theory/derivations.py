@@ -17,6 +17,7 @@ batch B_S, per-direction mean eigenvalue m_S = (1/n)Σλ_i and mean square q_S =
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -41,6 +42,14 @@ __all__ = [
     "unlearning_mean_escape",
     "sam_threshold",
     "all_derivations",
+    "noise_operator_threshold",
+    "scheme_analogue_threshold",
+    "coherence_sum_threshold",
+    "coherence_resistance_threshold",
+    "closed_form_rate",
+    "closed_form_critical_eta",
+    "closed_form_critical_batch",
+    "closed_form_critical_alpha",
 ]
 
 SCHEMES = ("bernoulli", "with_replacement", "without_replacement")
@@ -231,11 +240,11 @@ def commuting_critical_alpha(sampling: str) -> Derivation:
     rate = commuting_direction_rate(sampling, "summed").expression
     poly = sp.Poly(sp.expand(rate - 1), alpha)
     assert poly.degree() <= 2
-    roots = sp.solve(poly.as_expr(), alpha)
+    roots = list(sp.roots(poly, multiple=True))  # the quadratic formula (sp.solve is slow here)
     steps = [("polynomial in alpha", poly.as_expr())]
     args = (eta, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F)
     # coefficients are returned too (a numerically stable root choice needs them)
-    coeffs = [sp.simplify(poly.coeff_monomial(alpha**k)) for k in (2, 1, 0)]
+    coeffs = [sp.cancel(poly.coeff_monomial(alpha**k)) for k in (2, 1, 0)]
     d = _make(f"commuting-critical-alpha-{sampling}", coeffs, args, steps + [("roots", roots)], "§3")
     return d
 
@@ -267,7 +276,11 @@ _PROBE = {n: 7, B: 2, L: 3, lam_bar: 1, sigma: 2, alpha: sp.Rational(3, 10), rho
 def _solve_eta(lower_bound):
     """The positive root η of lower_bound(η) = 1 (lower_bound = κ·η² with κ > 0 on n > B)."""
     sol = sp.solve(sp.Eq(lower_bound, 1), eta)
-    pos = [r for r in sol if complex(r.subs(_PROBE).evalf()).real > 0]
+    def at_probe(r):
+        r = r.subs(_PROBE)
+        return complex(r.subs({x: 1 for x in r.free_symbols}).evalf())  # remaining: positive
+
+    pos = [r for r in sol if at_probe(r).real > 0]
     assert len(pos) == 1, sol
     return sp.simplify(pos[0])
 
@@ -440,6 +453,76 @@ def sam_threshold() -> Derivation:
                  [("rho(T) >= eta^2 (c/n) kappa^2 L^2", lower), ("eta threshold", thr)], "§5.6")
 
 
+# ---------------------------------------------------------------------- operator form and candidates
+rho_N = sp.symbols("rho_N", positive=True)
+sig_R, sig_F, lam_R, lam_F, D_max = sp.symbols(
+    "sigma_R sigma_F lambdabar_R lambdabar_F D_max", positive=True)
+
+
+@lru_cache(maxsize=None)
+def noise_operator_threshold() -> Derivation:
+    """Operator form of the noise condition (THEORY §5.4; corrects Wu–Ma–E §5.3), every scheme.
+
+    T − η²𝒩 = E[J]⊗E[J] with 𝒩 = (1−α)²N_R + α²N_F; both parts are cone-preserving, so
+    ρ(T) ≥ η²ρ(𝒩) =: η²ρ_N, and η²ρ_N = 1 gives η_thm = 1/√ρ_N. Args: (rho_N,).
+    """
+    lower = eta**2 * rho_N
+    thr = _solve_eta(lower)
+    return _make("noise-operator-divergence", thr, (rho_N,),
+                 [("rho(T) >= eta^2 rho_N", lower), ("eta threshold", thr)], "§5.4")
+
+
+@lru_cache(maxsize=None)
+def scheme_analogue_threshold() -> Derivation:
+    """*Conjecture* (refuted): (a) with n/B − 1 replaced by n·c for with/without replacement.
+
+    Bernoulli has (c/n)·(nλ̄/σ)² = c·n·λ̄²/σ²; copying that expression to the other schemes with
+    their own c gives η²(1−α)²·c·n·λ̄²/σ² ≥ 1. Args: (lambdabar, sigma, n, c, alpha).
+    """
+    lower = eta**2 * (1 - alpha) ** 2 * c * n * lam_bar**2 / sigma**2
+    thr = _solve_eta(lower)
+    return _make("unlearning-retain-noise-scheme-analogue", thr, (lam_bar, sigma, n, c, alpha),
+                 [("claimed lower bound of rho(T)", lower), ("eta threshold", thr)], "§5.4")
+
+
+@lru_cache(maxsize=None)
+def coherence_sum_threshold() -> Derivation:
+    """*Conjecture* (§5.5 candidate A): the retain and forget Dexter-type noise terms add.
+
+    η²[(1−α)²(n_R/B_R − 1)λ̄_R²/σ_R² + α²(n_F/B_F − 1)λ̄_F²/σ_F²] ≥ 1 ⇒ divergence (Bernoulli).
+    Args: (lambdabar_R, sigma_R, n_R, B_R, lambdabar_F, sigma_F, n_F, B_F, alpha).
+    """
+    lower = eta**2 * ((1 - alpha) ** 2 * (n_R / B_R - 1) * lam_R**2 / sig_R**2
+                      + alpha**2 * (n_F / B_F - 1) * lam_F**2 / sig_F**2)
+    sol = sp.solve(sp.Eq(lower, 1), eta)
+    probe = {lam_R: 1, lam_F: 1, sig_R: 2, sig_F: 2, n_R: 7, n_F: 7, B_R: 2, B_F: 2,
+             alpha: sp.Rational(3, 10)}
+    thr = sp.simplify([r for r in sol if complex(r.subs(probe).evalf()).real > 0][0])
+    return _make("paper-coherence-sum", thr,
+                 (lam_R, sig_R, n_R, B_R, lam_F, sig_F, n_F, B_F, alpha),
+                 [("claimed lower bound of rho(T)", lower), ("eta threshold", thr)], "§5.5")
+
+
+@lru_cache(maxsize=None)
+def coherence_resistance_threshold() -> Derivation:
+    """*Conjecture* (§5.5 candidate B, refuted): Dexter Thm 2's exact construction condition
+    η < (2/λ)[1 + (n/B − 1)/σ]⁻¹ promoted to a sufficient convergence condition for unlearning:
+    D ≻ 0 and η < (2/λ_max(D))/[1 + (1−α)²(n_R/B_R − 1)/σ_R + α²(n_F/B_F − 1)/σ_F].
+    Built from :func:`dexter_thm2_condition` by replacing (n/B − 1)/σ with the mixed sum.
+    Args: (D_max, sigma_R, n_R, B_R, sigma_F, n_F, B_F, alpha).
+    """
+    lam_star = dexter_thm2_condition("bernoulli").expression  # critical λ at step η
+    lam = sp.symbols("lambda", positive=True)
+    eta_thm = sp.solve(sp.Eq(lam_star, lam), eta)[0]  # η* of the construction at curvature λ
+    mixed = (1 - alpha) ** 2 * (n_R / B_R - 1) / sig_R + alpha**2 * (n_F / B_F - 1) / sig_F
+    gen = sp.simplify(eta_thm.subs(lam, D_max) * (1 + (n / B - 1) / sigma))
+    expr = gen / (1 + mixed)
+    assert sp.simplify(gen - 2 / D_max) == 0
+    return _make("paper-coherence-resistance", expr,
+                 (D_max, sig_R, n_R, B_R, sig_F, n_F, B_F, alpha),
+                 [("construction eta*(lambda)", eta_thm), ("candidate", expr)], "§5.5")
+
+
 def all_derivations():
     """Every derivation, for the docs (name → Derivation)."""
     out = {}
@@ -459,4 +542,141 @@ def all_derivations():
     out["wu-ma-e-nonuniformity"] = wu_ma_e_nonuniformity()
     out["unlearning-mean-escape"] = unlearning_mean_escape()
     out["sam-divergence"] = sam_threshold()
+    out["noise-operator-divergence"] = noise_operator_threshold()
+    out["unlearning-retain-noise-scheme-analogue"] = scheme_analogue_threshold()
+    out["paper-coherence-sum"] = coherence_sum_threshold()
+    out["paper-coherence-resistance"] = coherence_resistance_threshold()
     return out
+
+
+# ---------------------------------------------------------------------- numeric evaluation
+def _commuting_args(hs, schedule):
+    """Per-direction (m, q, n, B) of each set of a commuting HessianSet, active directions only."""
+    if hs.kind != "commuting":
+        raise ValueError(f"hs must be a commuting HessianSet, got kind {hs.kind!r}")
+    s = schedule
+    lamR = hs.eigenvalues("retain")
+    lamF = hs.eigenvalues("forget") if hs.has_forget else np.zeros((1, hs.dim))
+    active = np.zeros(hs.dim, dtype=bool)
+    if s.uses_retain:
+        active |= np.any(lamR > 0, axis=0)
+    if s.uses_forget:
+        active |= np.any(lamF > 0, axis=0)
+    lamR, lamF = lamR[:, active], lamF[:, active]
+    nF = lamF.shape[0]
+    BF = s.batch_forget if hs.has_forget else 1
+    mR, qR, nR = lamR.mean(0), (lamR**2).mean(0), float(lamR.shape[0])
+    mF, qF, nF = lamF.mean(0), (lamF**2).mean(0), float(nF)
+    # without replacement with n = 1 the derived c is 0/0, but a single sample has no noise:
+    # q = m² makes N = c(q − m²) = 0 for any finite c (n = 2 is only a placeholder)
+    if s.sampling == "without_replacement":
+        if nR == 1:
+            qR, nR = mR**2, 2.0
+        if nF == 1:
+            qF, nF = mF**2, 2.0
+    return (mR, qR, nR, float(s.batch), mF, qF, nF, float(BF))
+
+
+def closed_form_rate(hs, schedule):
+    """ρ(T) of a commuting set from the sympy per-direction factor (summed or alternating)."""
+    mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(hs, schedule)
+    s = schedule
+    f = commuting_direction_rate(s.sampling, s.schedule).function
+    return float(np.max(f(s.eta, s.alpha, mR, qR, nR, BR, mF, qF, nF, BF)))
+
+
+def closed_form_critical_eta(hs, schedule):
+    """η* of a commuting set: summed η*_k = 2D_k/(D_k² + V_k); alternating: the first positive
+    root of the cubic q_k(η) at which E[j_k²] − 1 = η q_k(η) turns positive (§3); min over k.
+    """
+    if schedule.schedule == "alternating":
+        return _alternating_critical_eta(hs, schedule)
+    if schedule.schedule != "summed":
+        raise ValueError("closed_form_critical_eta needs schedule='summed' or 'alternating'")
+    mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(hs, schedule)
+    a = schedule.alpha
+    Dk = (1 - a) * mR - a * mF
+    if np.any(Dk <= 0):
+        return 0.0
+    f = commuting_critical_eta(schedule.sampling).function
+    return float(np.min(f(a, mR, qR, nR, BR, mF, qF, nF, BF)))
+
+
+def _alternating_critical_eta(hs, schedule):
+    mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(hs, schedule)
+    coeffs = alternating_direction_polynomial(schedule.sampling).function(
+        schedule.alpha, mR, qR, nR, BR, mF, qF, nF, BF)
+    cs = [np.broadcast_to(np.asarray(x, float), mR.shape) for x in coeffs]
+    best = math.inf
+    for k in range(mR.size):
+        q = np.polynomial.Polynomial([c[k] for c in cs])  # E[j²] − 1 = η·q(η)
+        scale = float(np.max(np.abs(q.coef))) or 1.0
+        if q.coef[0] > 1e-14 * scale:
+            return 0.0  # unstable for every small η
+        roots = q.roots()
+        crit = math.inf
+        for r in np.sort(roots[(np.abs(roots.imag) <= 1e-9 * np.abs(roots)) & (roots.real > 0)].real):
+            if q(r * (1 + 1e-9)) > 0:
+                crit = float(r)
+                break
+        best = min(best, crit)
+    return best
+
+
+def closed_form_critical_batch(hs, schedule):
+    """Smallest integer B with ρ(T) ≤ 1 from the sympy B*_k (summed, B_F = B); None if none.
+
+    Each direction is stable iff B ≥ B*_k (ρ_k decreases in B); a direction whose mean factor
+    already has (1 − ηD_k)² > 1 is stable for no B.
+    """
+    if schedule.schedule != "summed" or schedule.forget_batch is not None:
+        raise ValueError("closed_form_critical_batch needs schedule='summed' and forget_batch=None")
+    mR, qR, nR, _, mF, qF, nF, _ = _commuting_args(hs, schedule)
+    s = schedule
+    nmax = int(min([nR] + ([nF] if s.uses_forget else [])))
+    rate = commuting_direction_rate(s.sampling, "summed").function
+    Bstar = commuting_critical_batch(s.sampling).function
+    Dk = (1 - s.alpha) * mR - s.alpha * mF
+    if np.any((1 - s.eta * Dk) ** 2 > 1):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bs = np.atleast_1d(Bstar(s.eta, s.alpha, mR, qR, nR, mF, qF, nF))
+    need = 1
+    for k, b in enumerate(bs):
+        r1 = rate(s.eta, s.alpha, mR[k], qR[k], nR, 1.0, mF[k], qF[k], nF, 1.0)
+        if r1 <= 1:  # stable already at B = 1
+            continue
+        if not np.isfinite(b) or b <= 0:
+            return None
+        need = max(need, int(np.ceil(b * (1 - 1e-12))))
+    return need if need <= nmax else None
+
+
+def closed_form_critical_alpha(hs, schedule):
+    """α* = inf{α ∈ [0, 1]: ρ(T) > 1} from the quadratic f_k(α) = ρ_k(α) − 1 (summed, §3).
+
+    Per direction: 0 if f_k(0) > 0, else the first root in [0, 1] after which f_k > 0; the
+    minimum over directions; None when every f_k ≤ 0 on [0, 1].
+    """
+    if schedule.schedule != "summed":
+        raise ValueError("closed_form_critical_alpha needs schedule='summed'")
+    mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(hs, schedule.replace(alpha=0.5))
+    coef = commuting_critical_alpha(schedule.sampling).function
+    best = None
+    A, Bc, C = (np.broadcast_to(np.asarray(x, float), mR.shape)
+                for x in coef(schedule.eta, mR, qR, nR, BR, mF, qF, nF, BF))
+    for a2, a1, a0 in zip(A, Bc, C):
+        f = np.polynomial.Polynomial([a0, a1, a2])
+        scale = max(abs(a0), abs(a1), abs(a2), 1e-300)
+        if a0 > 1e-13 * scale:
+            cand = 0.0
+        else:
+            roots = f.roots() if abs(a2) > 1e-14 * scale or abs(a1) > 1e-14 * scale else []
+            cand = None
+            for r in sorted(np.real(x) for x in roots if abs(np.imag(x)) <= 1e-12):
+                if -1e-12 <= r <= 1.0 and f(min(r + 1e-7, 1.0)) > 0 and r < 1.0:
+                    cand = max(float(r), 0.0)
+                    break
+        if cand is not None and (best is None or cand < best):
+            best = cand
+    return best

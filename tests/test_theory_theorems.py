@@ -1,0 +1,271 @@
+"""Theorem objects: interface, ≥ 500 instances per proven theorem, counterexample search."""
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import HealthCheck, given, settings
+
+import rmt
+from rmt import HessianSet, Schedule
+from rmt import testing as rt
+from theory import check_all, get_theorem, search_counterexample, theorems
+from theory import examples as ex
+from theory.counterexample import theorem_instances
+from theory.theorems import Instance
+
+PROVEN = [t.name for t in theorems("proven")]
+
+
+def test_catalogue_interface():
+    ths = theorems()
+    names = [t.name for t in ths]
+    assert len(set(names)) == len(names)
+    for must in ("dexter-thm1", "dexter-thm2-construction", "wu-ma-e-sharpness",
+                 "unlearning-retain-noise", "unlearning-forget-noise", "unlearning-mean-escape",
+                 "sam-divergence", "naive-mean-stability"):
+        assert must in names
+    for t in ths:
+        assert t.conclusion in ("diverges", "converges")
+        assert t.status in ("proven", "conjecture")
+        assert isinstance(t.expression, (sp.Basic, tuple, list))
+        assert isinstance(t.latex, str) and t.latex
+        assert t.source
+    assert len(theorems("conjecture")) >= 4
+    assert sum("paper" in n for n in names) >= 2
+
+
+def test_check_result_is_a_frozen_dataclass():
+    import dataclasses
+
+    e = ex.near_optimal_construction()
+    res = get_theorem("dexter-thm1").check(e.hs, e.schedule)
+    for f in ("name", "applies", "conclusion", "threshold", "exact_critical", "rate", "held",
+              "tightness"):
+        assert hasattr(res, f)
+    assert res.held is None and res.applies is False  # η = 0.9 < √2: does not apply
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.rate = 0.0
+
+
+def test_bad_input_names_the_argument():
+    th = get_theorem("dexter-thm1")
+    with pytest.raises(TypeError, match="hs"):
+        th.applies(np.eye(2), Schedule(eta=1.0, batch=1))
+    with pytest.raises(TypeError, match="schedule"):
+        th.check(ex.orthogonal_noise_blowup().hs, {"eta": 1.0})
+    with pytest.raises(ValueError, match="status"):
+        theorems("maybe")
+    with pytest.raises(ValueError, match="name"):
+        get_theorem("no-such-theorem")
+    with pytest.raises(ValueError, match="conclusion"):
+        search_counterexample(lambda h, s: True, "explodes")
+    with pytest.raises(TypeError, match="hypothesis"):
+        search_counterexample("not callable", "diverges")
+    with pytest.raises(ValueError, match="max_examples"):
+        search_counterexample(lambda h, s: True, "diverges", max_examples=0)
+    with pytest.raises(ValueError, match="seed"):
+        search_counterexample(lambda h, s: True, "diverges", seed=-1)
+
+
+# ---------------------------------------------------------------------- worked examples
+def test_near_optimal_construction_is_exact():
+    e = ex.near_optimal_construction()
+    th = get_theorem("dexter-thm2-construction")
+    res = th.check(e.hs, e.schedule)
+    assert res.applies and res.held
+    assert res.threshold == pytest.approx(e.expected["critical_eta"], rel=1e-12)
+    assert res.exact_critical == pytest.approx(e.expected["critical_eta"], rel=1e-9)
+    assert res.tightness == pytest.approx(1.0, rel=1e-9)
+    assert res.rate == pytest.approx(e.expected["rate"], rel=1e-12)
+    thm1 = get_theorem("dexter-thm1")
+    assert thm1.threshold(e.hs, e.schedule) == pytest.approx(e.expected["dexter_thm1_eta"])
+    assert not thm1.applies(e.hs, e.schedule)  # η = 0.9 < √2
+
+
+def test_orthogonal_blowup_refutes_naive_statement_by_hand():
+    e = ex.orthogonal_noise_blowup()
+    naive = get_theorem("naive-mean-stability")
+    res = naive.check(e.hs, e.schedule)
+    assert res.applies and res.held is False
+    assert res.rate == pytest.approx(e.expected["rate"], rel=1e-12)
+    assert res.exact_critical == pytest.approx(e.expected["critical_eta"], rel=1e-9)
+    # the proven single-sample statement applies here and holds: n/(L√(n/B−1)) = 4/(4√3)
+    single = get_theorem("dexter-thm1-single-sample").check(e.hs, e.schedule)
+    assert single.threshold == pytest.approx(1 / math.sqrt(3), rel=1e-12)
+    assert single.applies and single.held
+
+
+def test_mean_escape_example():
+    e = ex.unlearning_mean_escape_example()
+    res = get_theorem("unlearning-mean-escape").check(e.hs, e.schedule)
+    assert res.threshold == 0.0 and res.applies and res.held
+    assert res.exact_critical == 0.0 and res.tightness == 1.0
+    assert res.rate == pytest.approx(e.expected["rate"], rel=1e-12)
+
+
+# ---------------------------------------------------------------------- regression findings
+@pytest.mark.parametrize("example, theorem, side", [
+    ("wu-ma-e-counterexample", "wu-ma-e-nonuniformity", "below"),
+    ("scheme-analogue-counterexample", "unlearning-retain-noise-scheme-analogue", "below"),
+    ("coherence-resistance-counterexample", "paper-coherence-resistance", "above"),
+    ("orthogonal-noise-blowup", "naive-mean-stability", "above"),
+])
+def test_regression_counterexamples(example, theorem, side):
+    e = ex.all_examples()[example]
+    th = get_theorem(theorem)
+    assert th.status == "conjecture"
+    assert th.applies(e.hs, e.schedule)
+    rate = rmt.mean_square_rate(e.hs, e.schedule)
+    if side == "below":
+        assert rate < 1 - 1e-3
+    else:
+        assert rate > 1 + 1e-3
+    assert th.check(e.hs, e.schedule, critical=False).held is False
+
+
+def test_wu_ma_e_counterexample_is_genuine():
+    """Independent check by enumerating the without-replacement batches (no rmt operator)."""
+    e = ex.wu_ma_e_counterexample()
+    H = e.hs.dense("retain")
+    n, d, _ = H.shape
+    T = np.zeros((d * d, d * d))
+    for i in range(n):  # B = 1 without replacement: each sample with probability 1/n
+        J = np.eye(d) - e.schedule.eta * H[i]
+        T += np.kron(J, J) / n
+    assert np.max(np.abs(np.linalg.eigvals(T))) < 0.95
+    Hb = H.mean(0)
+    C = np.einsum("nab,nbc->ac", H, H) / n - Hb @ Hb
+    s = math.sqrt(np.linalg.eigvalsh(C)[-1])
+    # the literal condition: s > (1/η)√(B(n−1)/(n−B)), while η λ_max(H̄) < 2
+    assert e.schedule.eta * s >= math.sqrt((n - 1) / (n - 1)) * (1 - 1e-12)
+    assert e.schedule.eta * np.linalg.eigvalsh(Hb)[-1] < 2
+
+
+# ---------------------------------------------------------------------- ≥ 500 instances each
+@pytest.mark.parametrize("name", PROVEN)
+def test_proven_theorem_holds_on_500_instances(name):
+    th = get_theorem(name)
+    seen = []
+
+    @settings(max_examples=500, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(theorem_instances(th))
+    def run(pair):
+        inst = Instance(*pair)
+        assert th.applies(inst)
+        rate = inst.rate
+        seen.append(rate)
+        assert th.holds_for_rate(rate), (pair, rate, th.threshold(inst))
+
+    run()
+    assert len(seen) >= 500
+
+
+@settings(max_examples=150, deadline=None, database=None, derandomize=True)
+@given(rt.instances(schedule_kinds=("summed", "alternating", "sam")))
+def test_no_proven_theorem_fails_on_generic_instances(pair):
+    for res in check_all(*pair, theorems("proven"), critical=False):
+        assert res.held is not False, res
+
+
+@settings(max_examples=40, deadline=None, database=None, derandomize=True)
+@given(rt.instances(schedule_kinds=("summed",)))
+def test_divergence_bounds_are_never_below_the_exact_edge(pair):
+    """Tightness ≥ 1 for proven divergence statements (η_thm ≥ η*_exact)."""
+    inst = Instance(*pair)
+    for th in theorems("proven"):
+        if th.conclusion != "diverges" or not th.structural(inst):
+            continue
+        res = th.check(inst)
+        assert res.tightness >= 1 - 1e-7, res
+
+
+# ---------------------------------------------------------------------- counterexample search
+def test_search_refutes_the_naive_statement_within_300_examples():
+    def hypothesis(hs, sch):
+        if sch.schedule != "summed":
+            return False
+        lo, hi = rmt.mixed_hessian_extremes(hs, sch.alpha)
+        scale = max(abs(lo), abs(hi))
+        return lo > 1e-10 * scale and sch.eta * hi < 2
+
+    ce = search_counterexample(hypothesis, "converges", max_examples=300, seed=0)
+    assert ce is not None
+    assert hypothesis(ce.hs, ce.schedule)
+    assert ce.rate > 1
+    assert rmt.mean_square_rate(ce.hs, ce.schedule) == pytest.approx(ce.rate)
+
+
+def test_search_does_not_refute_a_proven_theorem():
+    th = get_theorem("dexter-thm1-single-sample")
+    assert search_counterexample(th.applies, th.conclusion, max_examples=200, seed=0,
+                                 strategy=theorem_instances(th)) is None
+    th = get_theorem("unlearning-mean-escape")
+    assert search_counterexample(th.applies, th.conclusion, max_examples=200, seed=1) is None
+
+
+def test_search_is_reproducible():
+    th = get_theorem("naive-mean-stability")
+    a = search_counterexample(th.applies, th.conclusion, max_examples=300, seed=0)
+    b = search_counterexample(th.applies, th.conclusion, max_examples=300, seed=0)
+    assert a is not None and b is not None
+    assert a.rate == b.rate and a.schedule == b.schedule
+
+
+def test_search_finds_wu_ma_e_counterexample():
+    th = get_theorem("wu-ma-e-nonuniformity")
+    ce = search_counterexample(th.applies, th.conclusion, max_examples=300, seed=0,
+                               strategy=theorem_instances(th))
+    assert ce is not None and ce.rate < 1
+
+
+# ---------------------------------------------------------------------- strategies
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(rt.hessian_sets())
+def test_hessian_sets_are_valid_psd(hs):
+    assert isinstance(hs, HessianSet)
+    for w in (("retain", "forget") if hs.has_forget else ("retain",)):
+        lam = np.linalg.eigvalsh(hs.dense(w))
+        assert lam.min() >= -1e-10 * max(1.0, lam.max())
+
+
+def test_alignment_controls_coherence():
+    for kind in ("rank1", "factor", "dense"):
+        same = rt.build_hessian_set(kind, 3, 5, 0, 1.0, 0.0, 0.0, seed=1, rank=1)
+        assert rmt.coherence(same).sigma == pytest.approx(5.0, rel=1e-9)
+    low = [rmt.coherence(rt.build_hessian_set("rank1", 6, 5, 0, 0.0, 0, 0, seed=s)).sigma
+           for s in range(5)]
+    high = [rmt.coherence(rt.build_hessian_set("rank1", 6, 5, 0, 0.9, 0, 0, seed=s)).sigma
+            for s in range(5)]
+    assert max(low) < min(high)
+    cons = rt.build_hessian_set("construction", 2, 6, 0, 0.5, 0, 0, seed=0)
+    assert rmt.coherence(cons).sigma == pytest.approx(3.0, rel=1e-12)
+
+
+def test_strategy_arguments_are_validated():
+    with pytest.raises(ValueError, match="kinds"):
+        rt.hessian_sets(kinds=("banana",))
+    with pytest.raises(ValueError, match="alphas"):
+        rt.schedules(alphas="some")
+    with pytest.raises(ValueError, match="eta_range"):
+        rt.instances(eta_range=(0.0, 1.0))
+    with pytest.raises(TypeError, match="hs"):
+        rt.schedules(hs="not a set")
+    with pytest.raises(ValueError, match="kind"):
+        rt.build_hessian_set("banana", 2, 2, 0, 0, 0, 0, 0)
+    with pytest.raises(ValueError, match="within_retain"):
+        rt.build_hessian_set("rank1", 2, 2, 0, 1.5, 0, 0, 0)
+    with pytest.raises(ValueError, match="between"):
+        rt.build_hessian_set("rank1", 2, 2, 1, 0.5, 0.5, 2.0, 0)
+    with pytest.raises(TypeError, match="n_retain"):
+        rt.build_hessian_set("rank1", 2, 2.5, 0, 0, 0, 0, 0)
+
+
+def test_register_profiles():
+    from hypothesis import settings as hs_settings
+
+    rt.register_profiles()
+    assert hs_settings.get_profile("ci").deadline is None
+    assert hs_settings.get_profile("dev").deadline is None
