@@ -1,0 +1,487 @@
+"""CNN experiments of ``rmt reproduce`` (issue 6, items 2 and 3; THEORY §6, §7).
+
+Two experiments, each a resumable sweep (``simulations.sweep.run_sweep``) stored under
+``OUT/sweeps/<name>``; :data:`EXPERIMENTS` is picked up by ``simulations.reproduce``:
+
+* ``coherence_snr`` — coherence σ of the per-sample curvature vs SNR, closed form
+  (:func:`~simulations.cnn.closed_form.closed_form_coherence`) against sampled networks, at
+  initialisation (plain gradient outer products) and at the trained squared-loss interpolating
+  solution (Gauss–Newton Hessians). Sweep axes ``(state, snr, replicate)``; one cell = one
+  independent (data, network) draw. The draw is keyed by the (snr, replicate) position only, so
+  the init and the trained cell of a pair share data and initial weights (a paired comparison).
+  Figure ``coherence_snr.png``; table of closed form vs sampled mean ± sd and relative error.
+* ``cnn_heatmaps`` — escape of real nonlinear unlearning runs on the CNN vs (SNR, α) and vs
+  (SNR, B), with the linear-theory frontier overlaid (protocol of
+  :func:`simulations.cnn.heatmap.heatmap`, docs/cnn.md §3). Every heatmap cell is a sweep cell.
+  A row (one SNR) shares one data set, forget split and trained network, drawn from the row key
+  ``SeedSequence(seed, spawn_key=(ROW_TAG, i_snr))``; a worker process trains each row once and
+  keeps it in a small in-process cache (training is deterministic, so the cache never changes
+  data). The unlearning runs of a cell use the cell's own SeedSequence. Figures
+  ``cnn_heatmap_snr_alpha.png``, ``cnn_heatmap_snr_batch.png``.
+
+Agreement is reported two ways (both honestly, see the returned ``text``): against the
+finite-horizon frontier ρ(T) = ρ_c = F^{2/K} (the CNN module's definition: counted cells are ≥ 1
+cell from the predicted frontier) and against the plain asymptotic frontier ρ(T) = 1 (counted the
+same way, w.r.t. that frontier); the fraction of *all* cells that match is given as well.
+
+Sign convention: "diverges" = the iterates escape w* = the model **forgets**; "converges" = the
+model **resists** unlearning.
+
+Sizes live in :data:`SIZES` (``"quick"`` and ``"full"``); tests monkeypatch them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..sweep import run_sweep
+
+__all__ = ["EXPERIMENTS", "SIZES", "CoherenceCell", "HeatmapCell",
+           "experiment_coherence_snr", "experiment_cnn_heatmaps"]
+
+SIGN_CONVENTION = "diverges = forgets (escapes w*), converges = resists unlearning"
+
+#: spawn-key tags of the streams shared by several cells (never a grid position: grids are small)
+ROW_TAG = 7_000_001
+PAIR_TAG = 7_000_002
+
+
+def _snr_grid(lo, hi, k):
+    return [float(f"{s:.4g}") for s in np.geomspace(lo, hi, k)]
+
+
+#: Problem sizes per mode. ``coherence``: CoherenceCell fields + the SNR grid and replicates;
+#: ``heatmap``: HeatmapCell fields shared by both maps + grid size and per-map settings.
+SIZES = {
+    "quick": {
+        "coherence": dict(n=60, d=400, m=20, snr=_snr_grid(0.01, 3.0, 8), replicates=3,
+                          closed_form_points=60),
+        "heatmap": dict(n=100, d=200, m=20, n_forget=10, grid=6, steps=400, replicas=3,
+                        snr_range=(0.05, 3.0), almost_sure=False,
+                        snr_alpha=dict(eta_scale=0.5, batch=20, alpha_range=(0.0, 0.3)),
+                        snr_batch=dict(eta_scale=1.0, alpha=0.05)),
+    },
+    "full": {
+        # max_steps: at SNR 10 the Gauss–Newton condition number (∝ n·SNR²) needs > 20k GD steps
+        "coherence": dict(n=60, d=400, m=20, snr=_snr_grid(0.01, 10.0, 13), replicates=6,
+                          closed_form_points=100, max_steps=60000),
+        "heatmap": dict(n=100, d=200, m=20, n_forget=10, grid=8, steps=400, replicas=3,
+                        snr_range=(0.05, 3.0), almost_sure=True, lyapunov_steps=1000,
+                        snr_alpha=dict(eta_scale=0.5, batch=20, alpha_range=(0.0, 0.3)),
+                        snr_batch=dict(eta_scale=1.0, alpha=0.05)),
+    },
+}
+
+
+def _derived(seed: np.random.SeedSequence, key) -> np.random.SeedSequence:
+    """A stream derived from the sweep's root seed and an explicit key (shared by several cells)."""
+    return np.random.SeedSequence(seed.entropy, spawn_key=tuple(int(k) for k in key))
+
+
+# ============================================================================ coherence vs SNR
+@dataclass(frozen=True)
+class CoherenceCell:
+    """One (data, network) draw: sampled σ of the per-sample curvature and the closed form.
+
+    Grid axes, in this order: ``state`` ("init" | "trained"), ``snr``, ``replicate``. The draw uses
+    ``SeedSequence(root, spawn_key=(PAIR_TAG, i_snr, i_replicate))`` — the same for both states.
+    Init: H_i = g_i g_iᵀ (``weights=False``); trained: squared loss to ``tol``, H_i = ℓ''_i g_i g_iᵀ
+    with ℓ'' = 1 (docs/cnn.md §1). σ is :func:`rmt.coherence` (THEORY §4).
+    """
+
+    n: int = 60
+    d: int = 400
+    m: int = 20
+    sigma_p: float = 1.0
+    sigma0: float = 0.01
+    tol: float = 1e-8
+    max_steps: int = 20000
+
+    __name__ = "CoherenceCell"
+
+    def __call__(self, params, seed):
+        from rmt import coherence
+
+        from ._threads import single_blas_thread
+        from .closed_form import closed_form_coherence
+        from .data import make_data
+        from .network import gauss_newton_hessians, init_cnn, train
+
+        state, snr = params["state"], float(params["snr"])
+        if len(seed.spawn_key) != 3:
+            raise ValueError("CoherenceCell needs the grid axes (state, snr, replicate), got a "
+                             f"cell seed with spawn_key {seed.spawn_key}")
+        _, i_snr, i_rep = seed.spawn_key
+        rng = np.random.default_rng(_derived(seed, (PAIR_TAG, i_snr, i_rep)))
+        data = make_data(self.n, self.d, snr, sigma_p=self.sigma_p, seed=rng)
+        net = init_cnn(self.d, self.m, sigma0=self.sigma0, seed=rng)
+        converged, steps = True, 0
+        if state == "trained":
+            res = train(net, data, loss="squared", tol=self.tol, max_steps=self.max_steps)
+            net, converged, steps = res.cnn, res.converged, res.steps
+        hs = gauss_newton_hessians(net, data, weights=state == "trained")
+        with single_blas_thread():
+            sig = coherence(hs).sigma
+        cf = closed_form_coherence(self.n, self.d, snr, sigma_p=self.sigma_p, m=self.m,
+                                   sigma0=self.sigma0, state=state)
+        return {"sigma_sampled": float(sig), "sigma_closed_form": cf.sigma,
+                "sigma_zeroth_order": cf.sigma_expected_matrix,
+                "train_converged": float(converged), "train_steps": float(steps)}
+
+
+def experiment_coherence_snr(out: Path, quick: bool, run_kw: dict) -> dict:
+    """Coherence vs SNR: closed form vs sampled networks, init and trained (sweep + figure)."""
+    from .. import figures
+    from .closed_form import closed_form_coherence
+
+    size = dict(SIZES["quick" if quick else "full"]["coherence"])
+    snrs = list(size.pop("snr"))
+    reps = int(size.pop("replicates"))
+    n_cf = int(size.pop("closed_form_points"))
+    cellf = CoherenceCell(**size)
+    grid = {"state": ["init", "trained"], "snr": snrs, "replicate": list(range(reps))}
+    ds = run_sweep(cellf, grid, Path(out) / "sweeps" / "coherence_snr", seed=11,
+                   config={"experiment": "coherence_snr", **asdict(cellf)}, **run_kw)
+    samp = ds["sigma_sampled"]
+    mean = samp.mean("replicate")
+    sd = samp.std("replicate", ddof=1) if reps > 1 else samp.std("replicate")
+    cf = ds["sigma_closed_form"].isel(replicate=0)
+    zo = ds["sigma_zeroth_order"].isel(replicate=0)
+    conv = ds["train_converged"]
+
+    colours = {"init": figures.OKABE_ITO["blue"], "trained": figures.OKABE_ITO["vermillion"]}
+    fine = np.geomspace(min(snrs), max(snrs), n_cf)
+    fig, ax = figures.plt.subplots(figsize=(7.2, 4.6))
+    rows = []
+    for state in grid["state"]:
+        line = [closed_form_coherence(cellf.n, cellf.d, float(s), sigma_p=cellf.sigma_p, m=cellf.m,
+                                      sigma0=cellf.sigma0, state=state).sigma for s in fine]
+        ax.plot(fine, line, "-", color=colours[state], lw=2, label=f"closed form, {state}")
+        vals = samp.sel(state=state).values  # (snr, replicate)
+        jitter = 1.0 + 0.025 * (np.arange(reps) - (reps - 1) / 2) / max(reps, 1)
+        for r in range(reps):
+            ax.scatter(np.asarray(snrs) * jitter[r], vals[:, r], s=9, color=colours[state],
+                       alpha=0.35, lw=0)
+        ax.errorbar(snrs, mean.sel(state=state).values, yerr=sd.sel(state=state).values,
+                    fmt="o" if state == "init" else "s", mfc="white", mec=colours[state],
+                    ecolor=colours[state], ms=6, capsize=3, lw=1.2,
+                    label=f"sampled networks, {state} (mean ± sd of {reps})")
+        for k, s in enumerate(snrs):
+            m_ = float(mean.sel(state=state).values[k])
+            c_ = float(cf.sel(state=state).values[k])
+            rows.append(dict(state=state, snr=float(s), closed_form=c_, sampled=m_,
+                             sampled_sd=float(sd.sel(state=state).values[k]),
+                             rel_error=c_ / m_ - 1.0,
+                             zeroth_order=float(zo.sel(state=state).values[k]),
+                             converged=int(conv.sel(state=state).values[k].min())))
+    n = cellf.n
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.axhline(n / 2, color="grey", lw=0.8, ls=":")
+    ax.text(min(snrs), 1.0 * 1.06, "σ = 1: orthogonal curvature → diverges = forgets easily",
+            fontsize=7.5, color="dimgrey")
+    ax.text(min(snrs), n / 2 * 0.82, f"σ = n/2 = {n / 2:g}: class-aligned curvature → converges = resists",
+            fontsize=7.5, color="dimgrey")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("SNR = ‖μ‖ / (σ_p √d)")
+    ax.set_ylabel("coherence σ of the per-sample Hessians")
+    ax.set_title(f"CNN coherence vs SNR (n={n}, d={cellf.d}, m={cellf.m}); "
+                 "low σ: diverges = forgets, high σ: converges = resists", fontsize=8.5)
+    ax.legend(fontsize=7.5, loc="center left")
+    figures.save(fig, Path(out) / "coherence_snr.png")
+
+    table = _md_table(rows, [("state", "{}"), ("snr", "{:.3g}"), ("closed_form", "{:.3f}"),
+                             ("sampled", "{:.3f}"), ("sampled_sd", "{:.3f}"),
+                             ("rel_error", "{:+.1%}"), ("zeroth_order", "{:.3f}"),
+                             ("converged", "{}")])
+    summary = {}
+    for state in grid["state"]:
+        errs = np.array([r["rel_error"] for r in rows if r["state"] == state])
+        ms = np.array([r["sampled"] for r in rows if r["state"] == state])
+        summary[state] = dict(max_abs_rel_error=float(np.max(np.abs(errs))),
+                              mean_abs_rel_error=float(np.mean(np.abs(errs))),
+                              monotone_sampled=bool(np.all(np.diff(ms) > -0.05 * ms[:-1])),
+                              sigma_low=float(ms[0]), sigma_high=float(ms[-1]))
+    worst = max((r for r in rows if r["state"] == "trained"), key=lambda r: abs(r["rel_error"]))
+    text = (
+        f"Closed form (lines) vs sampled networks (points: mean ± sd over {reps} independent draws "
+        f"of data and network per SNR; the init and trained cells of a draw share data and initial "
+        f"weights). n = {n}, d = {cellf.d}, m = {cellf.m}, σ_p = {cellf.sigma_p}, "
+        f"σ₀ = {cellf.sigma0}; trained = squared loss to {cellf.tol:g} (Gauss–Newton curvature, "
+        "ℓ'' = 1). Max |relative error|: "
+        + "; ".join(f"{s} {v['max_abs_rel_error']:.1%} (mean {v['mean_abs_rel_error']:.1%})"
+                    for s, v in summary.items())
+        + ". σ rises from "
+        + "; ".join(f"{v['sigma_low']:.2f} ({s})" for s, v in summary.items())
+        + f" at SNR {min(snrs):g} to "
+        + "; ".join(f"{v['sigma_high']:.2f} ({s})" for s, v in summary.items())
+        + f" at SNR {max(snrs):g} (n/2 = {n / 2:g}). Low SNR: the network memorises its noise "
+        "patches, per-sample curvature is nearly orthogonal (σ ≈ 1), so unlearning diverges = the "
+        "model forgets easily; high SNR: class-aligned curvature (σ → n/2), unlearning converges = "
+        "the model resists. The trained-state closed form is an approximation (docs/cnn.md §2.2); "
+        f"its largest error here is {worst['rel_error']:+.1%} at SNR {worst['snr']:.3g} (the "
+        "signal/noise cross-over is near SNR ≈ 0.3, where the fit is split between both "
+        "channels). 'zeroth_order' is λ_max(E|S|)/E a without the finite-size corrections."
+        + ("" if all(r["converged"] for r in rows) else
+           " Some trained networks did not reach the loss tolerance within max_steps (column "
+           "'converged' = 0); their σ is that of the last iterate.")
+    )
+    return {"figures": ["coherence_snr.png"], "table": table, "text": text, "rows": rows,
+            "summary": summary,
+            "params": {**asdict(cellf), "snr": snrs, "replicates": reps}}
+
+
+# ============================================================================ CNN heatmaps
+_ROW_CACHE: dict = {}
+_ROW_CACHE_MAX = 4
+
+
+@dataclass(frozen=True)
+class HeatmapCell:
+    """One heatmap cell: ρ(T) of the linearisation at w* and real nonlinear unlearning runs.
+
+    Grid axes: ``snr`` then ``alpha`` (``axes="snr,alpha"``, fixed ``batch``) or ``batch``
+    (``axes="snr,batch"``, fixed ``alpha``). Per SNR row (shared stream, see the module doc):
+    balanced data with a random forget set of ``n_forget``, the CNN trained on the squared loss to
+    interpolation, the per-sample Gauss–Newton HessianSet, η = ``eta_scale``/λ_max(H̄_R). Per cell:
+    Schedule(η, B, α, sampling, schedule, forget batch min(B, n_forget)); ``rate`` = ρ(T)
+    (exact, span-restricted, THEORY §3); ``predicted`` = ρ(T) > F^{2/K};
+    ``predicted_asymptotic`` = ρ(T) > 1; ``observed`` = majority of ``replicas`` runs of
+    :func:`~simulations.cnn.unlearning.unlearn` escaped (1 = diverges = forgets);
+    ``lyapunov`` = λ₁ (``rmt.lyapunov``) when ``almost_sure``, else NaN.
+    """
+
+    axes: str = "snr,alpha"
+    n: int = 100
+    d: int = 200
+    m: int = 20
+    sigma_p: float = 1.0
+    sigma0: float = 0.01
+    n_forget: int = 10
+    eta_scale: float = 1.0
+    batch: int = 10
+    alpha: float = 0.05
+    sampling: str = "without_replacement"
+    schedule: str = "summed"
+    steps: int = 400
+    escape_factor: float = 10.0
+    replicas: int = 3
+    perturbation: float = 1e-3
+    almost_sure: bool = False
+    lyapunov_steps: int = 1000
+
+    __name__ = "HeatmapCell"
+
+    def __post_init__(self):
+        if self.axes not in ("snr,alpha", "snr,batch"):
+            raise ValueError(f"axes must be 'snr,alpha' or 'snr,batch', got {self.axes!r}")
+
+    def _row(self, snr, seed):
+        from rmt import coherence
+
+        from ._threads import single_blas_thread
+        from .data import make_data, split_forget
+        from .network import gauss_newton_hessians, init_cnn, train
+
+        i_snr = seed.spawn_key[0]
+        key = (self, seed.entropy, i_snr, snr)
+        hit = _ROW_CACHE.get(key)
+        if hit is not None:
+            return hit
+        rs = _derived(seed, (ROW_TAG, i_snr)).spawn(2)
+        rng = np.random.default_rng(rs[0])
+        data = make_data(self.n, self.d, snr, sigma_p=self.sigma_p, seed=rng)
+        data = split_forget(data, "random", size=self.n_forget, seed=rng)
+        tr = train(init_cnn(self.d, self.m, sigma0=self.sigma0, seed=np.random.default_rng(rs[1])),
+                   data)
+        hs = gauss_newton_hessians(tr.cnn, data)
+        with single_blas_thread():
+            lam = float(np.linalg.eigvalsh(hs.reduction(True, False).mean("retain"))[-1])
+            sig_r = float(coherence(hs).sigma_retain)
+        row = (tr.cnn, data, hs, self.eta_scale / lam, sig_r, bool(tr.converged))
+        while len(_ROW_CACHE) >= _ROW_CACHE_MAX:
+            _ROW_CACHE.pop(next(iter(_ROW_CACHE)))
+        _ROW_CACHE[key] = row
+        return row
+
+    def __call__(self, params, seed):
+        import rmt
+        from rmt import Schedule, mean_square_rate
+
+        from ._threads import single_blas_thread
+        from .unlearning import horizon_rate, unlearn
+
+        snr = float(params["snr"])
+        net, data, hs, eta, sig_r, conv = self._row(snr, seed)
+        if self.axes == "snr,alpha":
+            a_, B = float(params["alpha"]), int(self.batch)
+        else:
+            a_, B = float(self.alpha), int(params["batch"])
+        sch = Schedule(eta=eta, batch=B, alpha=a_, sampling=self.sampling, schedule=self.schedule,
+                       forget_batch=min(B, self.n_forget))
+        with single_blas_thread():
+            rate = float(mean_square_rate(hs, sch))
+        lyap = math.nan
+        if self.almost_sure:
+            lseed = _derived(seed, tuple(seed.spawn_key) + (1,))
+            lyap = float(rmt.lyapunov(hs, sch, steps=self.lyapunov_steps, replicas=4,
+                                      seed=int(lseed.generate_state(1)[0])).exponent)
+        run = unlearn(net, data, sch, steps=self.steps, perturbation=self.perturbation,
+                      escape_factor=self.escape_factor, replicas=self.replicas,
+                      seed=np.random.default_rng(_derived(seed, tuple(seed.spawn_key) + (0,))))
+        rho_c = horizon_rate(self.steps, self.escape_factor)
+        return {"rate": rate, "predicted": float(rate > rho_c),
+                "predicted_asymptotic": float(rate > 1.0), "observed": float(run.escaped),
+                "escape_fraction": run.escape_fraction,
+                "forget_loss_increase": float(np.mean(run.forget_loss_increase)),
+                "retain_loss_change": float(np.mean(run.retain_loss_change)),
+                "eta": eta, "sigma_retain": sig_r, "train_converged": float(conv),
+                "lyapunov": lyap}
+
+
+def _heatmap_cell(h: dict, axes: str) -> HeatmapCell:
+    common = {k: h[k] for k in ("n", "d", "m", "n_forget", "steps", "replicas", "almost_sure")}
+    if "lyapunov_steps" in h:
+        common["lyapunov_steps"] = h["lyapunov_steps"]
+    if axes == "snr,alpha":
+        s = h["snr_alpha"]
+        return HeatmapCell(axes=axes, eta_scale=s["eta_scale"], batch=s["batch"], **common)
+    s = h["snr_batch"]
+    return HeatmapCell(axes=axes, eta_scale=s["eta_scale"], alpha=s["alpha"], **common)
+
+
+def _one_heatmap(out: Path, h: dict, axes: str, run_kw: dict, seed: int):
+    from .heatmap import HeatmapResult, _batch_grid, _counted, plot_heatmap
+    from .unlearning import horizon_rate
+
+    cellf = _heatmap_cell(h, axes)
+    G = int(h["grid"])
+    snrs = _snr_grid(*h["snr_range"], G)
+    if axes == "snr,alpha":
+        second_name = "alpha"
+        second = [float(f"{a:.4g}") for a in np.linspace(*h["snr_alpha"]["alpha_range"], G)]
+    else:
+        second_name = "batch"
+        second = [int(b) for b in _batch_grid(cellf.n - cellf.n_forget, G)]
+    stem = "cnn_heatmap_" + axes.replace(",", "_")
+    t0 = time.perf_counter()
+    ds = run_sweep(cellf, {"snr": snrs, second_name: second}, Path(out) / "sweeps" / stem,
+                   seed=seed, config={"experiment": stem, **asdict(cellf)}, **run_kw)
+    seconds = time.perf_counter() - t0
+    get = lambda v: ds[v].transpose("snr", second_name).values  # noqa: E731
+    rate = get("rate")
+    pred = get("predicted") > 0.5
+    pred_inf = get("predicted_asymptotic") > 0.5
+    obs = get("observed") > 0.5
+    cnt, cnt_inf = _counted(pred), _counted(pred_inf)
+    agree = float(np.mean(obs[cnt] == pred[cnt])) if cnt.any() else math.nan
+    agree_inf = float(np.mean(obs[cnt_inf] == pred_inf[cnt_inf])) if cnt_inf.any() else math.nan
+    lyap = get("lyapunov") if cellf.almost_sure else None
+    agree_as = None
+    n_as = 0
+    if lyap is not None:
+        pred_as = lyap * cellf.steps > np.log(cellf.escape_factor)
+        cnt_as = _counted(pred_as)
+        n_as = int(cnt_as.sum())
+        agree_as = float(np.mean(obs[cnt_as] == pred_as[cnt_as])) if cnt_as.any() else math.nan
+    rho_c = horizon_rate(cellf.steps, cellf.escape_factor)
+    res = HeatmapResult(axes, np.asarray(snrs), np.asarray(second, dtype=float), rate, pred, pred_inf,
+                        obs, get("escape_fraction"), cnt, cnt_inf, agree, agree_inf, rho_c,
+                        get("eta")[:, 0], get("sigma_retain")[:, 0],
+                        get("forget_loss_increase"), get("retain_loss_change"),
+                        {**asdict(cellf), "seed": seed}, seconds, lyap, agree_as)
+    plot_heatmap(res, Path(out) / f"{stem}.png")
+    row = dict(map=f"SNR × {'α' if second_name == 'alpha' else 'B'}", cells=int(obs.size),
+               counted=int(cnt.sum()), agreement=agree,
+               all_cells=float(np.mean(obs == pred)),
+               counted_asymptotic=int(cnt_inf.sum()), agreement_asymptotic=agree_inf,
+               all_cells_asymptotic=float(np.mean(obs == pred_inf)),
+               observed_forgets=int(obs.sum()), predicted_forgets=int(pred.sum()),
+               agreement_almost_sure=agree_as, counted_almost_sure=n_as,
+               train_converged=bool(np.all(get("train_converged") > 0.5)),
+               seconds=seconds)
+    fixed = (f"B = {cellf.batch}, η = {cellf.eta_scale}/λ_max(H̄_R)" if second_name == "alpha"
+             else f"α = {cellf.alpha}, η = {cellf.eta_scale}/λ_max(H̄_R)")
+    disagree = [dict(snr=float(snrs[i]), **{second_name: second[j]}, rate=float(rate[i, j]),
+                     escape_fraction=float(res.escape_fraction[i, j]))
+                for i, j in res.disagreements()]
+    disagree_inf = [dict(snr=float(snrs[i]), **{second_name: second[j]}, rate=float(rate[i, j]))
+                    for i, j in res.disagreements(asymptotic=True)]
+    return row, res, fixed, disagree, disagree_inf, f"{stem}.png"
+
+
+def experiment_cnn_heatmaps(out: Path, quick: bool, run_kw: dict) -> dict:
+    """Escape heatmaps (SNR × α, SNR × B) of nonlinear CNN unlearning with the linear frontier."""
+    h = SIZES["quick" if quick else "full"]["heatmap"]
+    rows, figs, notes = [], [], []
+    for k, axes in enumerate(("snr,alpha", "snr,batch")):
+        row, res, fixed, dis, dis_inf, fig = _one_heatmap(Path(out), h, axes, run_kw, seed=21 + k)
+        rows.append(row)
+        figs.append(fig)
+        notes.append(
+            f"* **{row['map']}** ({fixed}): {row['observed_forgets']}/{row['cells']} cells observed "
+            f"to diverge (forget), {row['predicted_forgets']} predicted. Disagreements among counted "
+            f"cells (finite horizon): {dis if dis else 'none'}; against ρ(T) = 1: "
+            f"{len(dis_inf)} counted cells"
+            + (" — all 'predicted diverges, observed resists' with ρ(T) − 1 ≤ "
+               f"{max(d['rate'] for d in dis_inf) - 1:.3g}" if dis_inf and all(
+                   res.predicted_asymptotic[i, j] and not res.observed[i, j]
+                   for i, j in res.disagreements(asymptotic=True)) else "")
+            + "."
+        )
+    h0 = _heatmap_cell(h, "snr,alpha")
+    table = _md_table(rows, [
+        ("map", "{}"), ("cells", "{}"),
+        ("agreement", "{:.3f}"), ("counted", "{}"), ("all_cells", "{:.3f}"),
+        ("agreement_asymptotic", "{:.3f}"), ("counted_asymptotic", "{}"),
+        ("all_cells_asymptotic", "{:.3f}"),
+    ])
+    rho_c = h0.escape_factor ** (2.0 / h0.steps)
+    text = "\n".join([
+        f"Real nonlinear mixed descent/ascent on the CNN (n = {h0.n}, d = {h0.d}, m = {h0.m}, "
+        f"random forget set of {h0.n_forget}, squared loss, batches without replacement, summed "
+        f"schedule) from w* + ε‖w*‖u (ε = {h0.perturbation:g}); a run **diverges = forgets** when "
+        f"‖w_k − w*‖ ≥ {h0.escape_factor:g}·‖w_0 − w*‖ within K = {h0.steps} steps (majority of "
+        f"{h0.replicas}); otherwise it **converges = resists**. Prediction: exact ρ(T) of the "
+        f"linearisation at w*. 'agreement' is the CNN module's definition: counted cells (≥ 1 cell "
+        f"from the predicted frontier) against the finite-horizon frontier ρ(T) = F^(2/K) = "
+        f"{rho_c:.4f} (solid line); 'agreement_asymptotic' uses the plain frontier ρ(T) = 1 "
+        "(dashed), counted w.r.t. that frontier; 'all_cells' columns count every cell, "
+        "frontier-adjacent ones included. Rerunning the command recomputes nothing (each cell is a "
+        "sweep cell under sweeps/).",
+        "",
+        *notes,
+        "",
+        "Why ρ(T) = 1 disagrees more: with α > 0 a forget gradient has a component outside the "
+        "retain span, along which ascent is asymptotically unstable (ρ(T) > 1 for every α > 0), "
+        "but at high SNR that component is tiny (ρ(T) − 1 ~ α/SNR²) and escape takes far more "
+        "than K steps, so the runs resist in any practical horizon. Near the frontier, ρ(T) is a "
+        "mean-square rate and a single run grows at the (smaller) almost-sure rate λ₁ ≤ ½ log ρ(T).",
+    ])
+    if any(r["agreement_almost_sure"] is not None for r in rows):
+        text += "\n\nAlmost-sure prediction (K·λ₁ > log F, λ₁ from `rmt.lyapunov`): " + "; ".join(
+            f"{r['map']} {r['agreement_almost_sure']:.3f} over {r['counted_almost_sure']} counted cells"
+            for r in rows)
+    return {"figures": figs, "table": table, "text": text, "rows": rows,
+            "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in h.items()}}
+
+
+def _md_table(rows, cols):
+    def fmt(f, v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        return f.format(v)
+
+    head = "| " + " | ".join(c for c, _ in cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
+    return head + "".join("| " + " | ".join(fmt(f, r[c]) for c, f in cols) + " |\n" for r in rows)
+
+
+EXPERIMENTS = {
+    "coherence_snr": experiment_coherence_snr,
+    "cnn_heatmaps": experiment_cnn_heatmaps,
+}
