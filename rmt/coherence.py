@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from ._validation import check_real, check_unit_interval
+from ._validation import check_hessian_set, check_real, check_unit_interval
 from .hessians import HessianSet
 
 __all__ = ["CoherenceResult", "coherence", "coherence_of_matrix"]
@@ -141,8 +141,7 @@ def coherence(hs: HessianSet) -> CoherenceResult:
     S_ij = √tr(H_i H_j) and σ = λ_max(S)/max_i λ_max(H_i); tr(H_i H_j) comes from factor inner
     products (rank-one: (g_iᵀg_j)²), so the cost is O(n² d k²) with no d×d matrices.
     """
-    if not isinstance(hs, HessianSet):
-        raise TypeError(f"hs must be a HessianSet, got {type(hs).__name__}")
+    check_hessian_set(hs)
     Trr = hs.trace_products("retain", "retain")
     lr = hs.max_eigenvalues("retain")
     if hs.has_forget:

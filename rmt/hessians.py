@@ -20,7 +20,6 @@ of the stacked factors and cached.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 
 import numpy as np
 

@@ -34,7 +34,14 @@ import scipy.linalg
 import scipy.optimize
 import scipy.sparse.linalg as spla
 
-from ._validation import check_choice, check_finite_array, check_int, check_unit_interval
+from ._validation import (
+    check_choice,
+    check_finite_array,
+    check_hessian_set,
+    check_int,
+    check_pair,
+    check_unit_interval,
+)
 from .hessians import HessianSet
 from .schedule import Schedule
 
@@ -70,14 +77,6 @@ def noise_coefficients(sampling: str, n: int, batch: int) -> tuple[float, float]
         return 0.0, 0.0
     c = (n - batch) / (batch * (n - 1))
     return c, c
-
-
-def _check_pair(hs, schedule):
-    if not isinstance(hs, HessianSet):
-        raise TypeError(f"hs must be a HessianSet, got {type(hs).__name__}")
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-    schedule.validate_for(hs)
 
 
 @dataclass
@@ -127,7 +126,7 @@ class MeanSquareOperator:
     """
 
     def __init__(self, hs: HessianSet, schedule: Schedule):
-        _check_pair(hs, schedule)
+        check_pair(hs, schedule)
         self.hs, self.schedule = hs, schedule
         sch = schedule
         use_r = sch.uses_retain
@@ -460,8 +459,7 @@ def mixed_hessian(hs: HessianSet, alpha: float, *, matrix_free=False):
     :class:`scipy.sparse.linalg.LinearOperator` that applies D through the factors (O(n d k) per
     product, no d×d matrix).
     """
-    if not isinstance(hs, HessianSet):
-        raise TypeError(f"hs must be a HessianSet, got {type(hs).__name__}")
+    check_hessian_set(hs)
     alpha = check_unit_interval(alpha, "alpha")
     if alpha > 0 and not hs.has_forget:
         raise ValueError(f"alpha={alpha} > 0 needs a forget set, but the HessianSet has none")
@@ -494,8 +492,7 @@ def mixed_hessian_extremes(hs: HessianSet, alpha: float) -> tuple[float, float]:
 
 
 def _reduced_mixed(hs, alpha):
-    if not isinstance(hs, HessianSet):
-        raise TypeError(f"hs must be a HessianSet, got {type(hs).__name__}")
+    check_hessian_set(hs)
     alpha = check_unit_interval(alpha, "alpha")
     if alpha > 0 and not hs.has_forget:
         raise ValueError(f"alpha={alpha} > 0 needs a forget set, but the HessianSet has none")
@@ -528,7 +525,7 @@ def critical_eta(hs: HessianSet, schedule: Schedule, *, rtol=1e-10) -> float:
     (THEORY §3). For the alternating and SAM schedules the stable set need not be an interval:
     η* is the first loss of stability, located by a geometric scan and refined with Brent's method.
     """
-    _check_pair(hs, schedule)
+    check_pair(hs, schedule)
     if hs.kind == "commuting":
         return _commuting_critical_eta(hs, schedule)
     if schedule.schedule == "sam":
@@ -630,7 +627,7 @@ def critical_batch(hs: HessianSet, schedule: Schedule):
     and T is monotone in its noise part on the PSD cone — so a bisection over integers is exact.
     Returns None when even the largest admissible batch is unstable.
     """
-    _check_pair(hs, schedule)
+    check_pair(hs, schedule)
     sizes = []
     if schedule.uses_retain:
         sizes.append(hs.n_retain)
@@ -662,7 +659,7 @@ def critical_alpha(hs: HessianSet, schedule: Schedule, *, grid=64, rtol=1e-10):
     forget set has a curvature direction outside the retain span, which ascent escapes along for
     every α > 0 — and None if stable for every α ∈ [0, 1]. Located by a uniform scan of ``grid`` points and refined with Brent's method.
     """
-    _check_pair(hs, schedule.replace(alpha=0.0) if schedule.schedule != "sam" else schedule)
+    check_pair(hs, schedule.replace(alpha=0.0) if schedule.schedule != "sam" else schedule)
     if not hs.has_forget:
         raise ValueError("critical_alpha needs a HessianSet with a forget set")
     if schedule.schedule == "sam":

@@ -54,9 +54,8 @@ def phase_diagram(ax, x, y, diverges, *, disagree=None, curves=(), xlabel="", yl
         Patch(color=OKABE_ITO["orange"], label=LEGEND_DIVERGES),
     ]
     if np.nanmin(Z) < 0.5 < np.nanmax(Z) and len(x) > 1 and len(y) > 1:
-        cs = ax.contour(x, y, Z.filled(np.nan), levels=[0.5], colors=OKABE_ITO["black"], linewidths=1.5)
+        ax.contour(x, y, Z.filled(np.nan), levels=[0.5], colors=OKABE_ITO["black"], linewidths=1.5)
         handles.append(plt.Line2D([], [], color=OKABE_ITO["black"], lw=1.5, label="exact frontier ρ(T)=1"))
-        del cs
     for cx, cy, label, style in curves:
         (line,) = ax.plot(cx, cy, label=label, **style)
         handles.append(line)

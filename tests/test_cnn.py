@@ -14,7 +14,7 @@ import contextlib
 import numpy as np
 import pytest
 
-from rmt import HessianSet, Schedule, coherence
+from rmt import HessianSet, Schedule
 from simulations.cli import main as rmt_main
 from simulations.cnn import (
     closed_form_coherence,

@@ -1,6 +1,5 @@
 """Exact mean-square analysis against independent dense oracles (THEORY §3)."""
 
-import itertools
 
 import numpy as np
 import pytest

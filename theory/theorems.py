@@ -30,9 +30,8 @@ from functools import cached_property
 import numpy as np
 
 import rmt
-from rmt.hessians import HessianSet
+from rmt._validation import check_pair
 from rmt.meansquare import noise_coefficients
-from rmt.schedule import Schedule
 
 from . import derivations as dv
 
@@ -53,19 +52,13 @@ RATE_TOL = 1e-9
 EIG_RTOL = 1e-10
 
 
-def _validate(hs, schedule):
-    if not isinstance(hs, HessianSet):
-        raise TypeError(f"hs must be a rmt.HessianSet, got {type(hs).__name__}")
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a rmt.Schedule, got {type(schedule).__name__}")
-    schedule.validate_for(hs)
 
 
 class Instance:
     """An (hs, schedule) pair with the cached spectral quantities the theorems need."""
 
     def __init__(self, hs, schedule):
-        _validate(hs, schedule)
+        check_pair(hs, schedule)
         self.hs, self.schedule = hs, schedule
 
     @property

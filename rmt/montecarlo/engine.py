@@ -51,9 +51,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .._validation import check_choice, check_finite_array, check_int, check_random_state
-from ..hessians import HessianSet
-from ..schedule import Schedule
+from .._validation import check_choice, check_finite_array, check_int, check_pair, check_random_state
 from . import _kernels as K_
 from . import _reference as R_
 
@@ -255,12 +253,6 @@ def _streams(seed, replicas):
     return gens, words
 
 
-def _check_pair(hs, schedule):
-    if not isinstance(hs, HessianSet):
-        raise TypeError(f"hs must be a HessianSet, got {type(hs).__name__}")
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-    schedule.validate_for(hs)
 
 
 def _check_steps(steps, burn_in):
@@ -281,7 +273,7 @@ def _set_args(G, mode, n, B, coef, sampling, use, m):
 
 
 def _plan(hs, schedule, path) -> _Plan:
-    _check_pair(hs, schedule)
+    check_pair(hs, schedule)
     check_choice(path, "path", PATHS)
     sch = schedule
     sam = sch.schedule == "sam"
