@@ -243,8 +243,10 @@ def main(argv=None):
          f"{t_e1[1] / t_lim_cpu:.2f}× (goal ≤ 2×). Best engine wall figure: {best * 1e6:.1f} µs. "
          f"The engine gathers B random rows of a {(2200 * d * 8) / 2**20:.0f} MiB factor matrix "
          "each step while the limit uses a cache-resident block: the gap is memory traffic.")
+    load = os.getloadavg()[0]
+    busy = " (above 1: other jobs shared the cores)" if load > 1.5 else ""
     emit(f"- 2-thread speed-up of the engine (wall): {t_e1[0] / t_e2[0]:.2f}× — load average "
-         f"{os.getloadavg()[0]:.1f} on 2 cores at this point, i.e. the second core was busy.")
+         f"{load:.1f} on 2 cores at this point{busy}.")
     emit(f"- first call (cold JIT, fresh interpreter, no cache): vector kernel {jit[0]:.1f} s wall "
          f"/ {jit[1]:.1f} s CPU; spectrum kernel {jit[2]:.1f} s wall / {jit[3]:.1f} s CPU.")
     emit()
