@@ -278,3 +278,17 @@ def test_lyapunov_sweep_is_executor_independent(tmp_path, capsys):
     # almost-sure growth never exceeds the mean-square rate (Jensen), up to the MC error
     # (margin for the finite-horizon bias of a 400-step estimate)
     assert np.all(a.lyapunov <= 0.5 * np.log(a.rate) + 5 * a.lyapunov_stderr + 0.05)
+
+
+def test_documented_example_config_is_valid(tmp_path):
+    # the TOML example in docs/sweeps.md must stay a valid config (it once was not)
+    from pathlib import Path
+
+    from simulations.sweep import load_config, validate_config
+
+    text = (Path(__file__).parents[1] / "docs" / "sweeps.md").read_text()
+    block = text.split("```toml", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.toml"
+    path.write_text(block)
+    cfg = validate_config(load_config(path))
+    assert cfg is not None
