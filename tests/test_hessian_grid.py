@@ -48,3 +48,12 @@ def test_dexter_curves():
     np.testing.assert_allclose(hg.dexter_thm1_sigma(100, B, 0.5), 0.5 * 2 * np.sqrt(100 / B - 1))
     np.testing.assert_allclose(hg.dexter_thm2_sigma(100, B, 0.5), (100 / B - 1) / (2 / 1.0 - 1))
     assert np.all(np.isinf(hg.dexter_thm2_sigma(100, B, 1.0)))
+
+
+def test_full_mode_uses_the_published_resolution():
+    from simulations import reproduce
+
+    sizes = reproduce._grid_sizes(quick=False)
+    assert sizes["sigma"] == list(range(1, 51)) and sizes["batch"] == list(range(1, 50))
+    cell = reproduce.HessianGridCell()
+    assert (cell.n, cell.runs, cell.steps, cell.threshold) == (100, 10, 1000, 1000.0)
