@@ -105,6 +105,18 @@ class _SetTerm:
 
     def noise(self, M):
         """N_S(M) = c·Q_S(M) − e·H̄ M H̄."""
+        r, n, k = self.psi.shape
+        N = n * k
+        if self.e != 0.0 and N < r:
+            # Low-rank form: with Φ = [Ψ_1 … Ψ_n] (r×N) and Y = ΦᵀMΦ,
+            # N_S(M) = Φ [(c/n)·blockdiag(Y_ii) − (e/n²)·Y] Φᵀ — O(r²N + rN²) instead of O(r³).
+            flat = self.psi.reshape(r, N)
+            Y = flat.T @ (M @ flat)
+            Z = (-self.e / n**2) * Y
+            blocks = Y.reshape(n, k, n, k)[np.arange(n), :, np.arange(n), :]  # (n, k, k)
+            Zb = Z.reshape(n, k, n, k)
+            Zb[np.arange(n), :, np.arange(n), :] += (self.c / n) * blocks
+            return flat @ Z @ flat.T
         out = self.c * self.quad(M) if self.c != 0.0 else np.zeros_like(M)
         if self.e != 0.0:
             out -= self.e * (self.mean @ M @ self.mean)

@@ -139,3 +139,20 @@ def test_second_moment_matches_brute_force_monte_carlo(sampling, schedule, rep):
     z = np.abs(mean[1:] - exact[1:]) / se[1:]
     # 5 standard errors: a false alarm has probability < 1e-5 across the 8 steps (fixed seed)
     assert z.max() < 5.0, (z, mean, exact)
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+@pytest.mark.parametrize("sampling", ["with_replacement", "without_replacement"])
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_low_rank_noise_path_matches_oracle(rank, sampling, schedule):
+    # few samples in a larger span (Σk < r) take the low-rank Φ Y Φᵀ form of the noise operator
+    rng = np.random.default_rng(21 + rank)
+    HR, FR = oracle.random_psd_set(rng, 2, 6, rank)
+    HF, FF = oracle.random_psd_set(rng, 2, 6, rank)
+    hs = HessianSet.from_factors(FR, FF)
+    sch = Schedule(1.3, 1, alpha=0.4, sampling=sampling, schedule=schedule)
+    op = rmt.MeanSquareOperator(hs, sch)
+    assert all(t.psi.shape[1] * t.psi.shape[2] < op.r for t in op.terms.values())
+    exact, _ = oracle.oracle_rate(HR, HF, 1.3, 1, 0.4, sampling, schedule)
+    for method in ("dense", "arpack"):
+        assert rmt.mean_square_rate(hs, sch, method=method) == pytest.approx(exact, rel=1e-9)
