@@ -94,6 +94,18 @@ def _check_set(arr, name, kind):
     return arr
 
 
+def _check_sets(retain, forget, kind):
+    """Validate the retain set and the optional forget set, and that their dimensions agree."""
+    R = _check_set(retain, "retain", kind)
+    F = None if forget is None else _check_set(forget, "forget", kind)
+    if F is not None and F.shape[1] != R.shape[1]:
+        raise ValueError(
+            f"retain and forget dimensions differ: retain has d={R.shape[1]}, "
+            f"forget has d={F.shape[1]}"
+        )
+    return R, F
+
+
 def _dense_to_factors(H, name, scale):
     """Symmetric eigendecomposition H_i = V diag(λ) Vᵀ → factors V sqrt(λ), zero-padded.
 
@@ -160,13 +172,7 @@ class HessianSet:
         at round-off level (below 10·d·eps times that scale) are treated as exact zeros; anything
         larger is genuine curvature and stays in the span.
         """
-        R = _check_set(retain, "retain", "dense")
-        F = None if forget is None else _check_set(forget, "forget", "dense")
-        if F is not None and F.shape[1] != R.shape[1]:
-            raise ValueError(
-                f"retain and forget dimensions differ: retain has d={R.shape[1]}, "
-                f"forget has d={F.shape[1]}"
-            )
+        R, F = _check_sets(retain, forget, "dense")
         hs = cls("dense", R, F, _token=_CONSTRUCT)
         # validate (symmetry/PSD) eagerly so bad input fails at construction
         hs._dense_factors = {}
@@ -183,13 +189,7 @@ class HessianSet:
 
         No d×d matrix is ever formed for a factor-backed set.
         """
-        R = _check_set(retain, "retain", "factors")
-        F = None if forget is None else _check_set(forget, "forget", "factors")
-        if F is not None and F.shape[1] != R.shape[1]:
-            raise ValueError(
-                f"retain and forget dimensions differ: retain has d={R.shape[1]}, "
-                f"forget has d={F.shape[1]}"
-            )
+        R, F = _check_sets(retain, forget, "factors")
         kind = "rank1" if R.ndim == 2 and (F is None or F.ndim == 2) else "factor"
         return cls(kind, R, F, _token=_CONSTRUCT)
 
@@ -201,13 +201,8 @@ class HessianSet:
         an orthogonal (d, d) matrix Q whose columns are the shared eigenvectors (identity if None).
         Commuting sets get closed-form mean-square rates and critical step sizes.
         """
-        R = _check_set(retain, "retain", "commuting")
-        F = None if forget is None else _check_set(forget, "forget", "commuting")
+        R, F = _check_sets(retain, forget, "commuting")
         d = R.shape[1]
-        if F is not None and F.shape[1] != d:
-            raise ValueError(
-                f"retain and forget dimensions differ: retain has d={d}, forget has d={F.shape[1]}"
-            )
         if basis is None:
             Q = np.eye(d)
         else:
