@@ -128,13 +128,11 @@ def trained_activation_fractions(n, d, snr, sigma_p=1.0, sigma0=0.01):
 
 
 def _folded_mean(mean, var):
-    """E|X| for X ~ N(mean, var)."""
+    """E|X| for X ~ N(mean, var): the folded-normal mean √(2v/π)e^{−μ²/2v} + μ(1 − 2Φ(−μ/√v))."""
     if var <= 0:
         return abs(mean)
     sd = math.sqrt(var)
-    return sd * math.sqrt(2 / math.pi) * math.exp(-mean * mean / (2 * var)) + mean * (
-        1 - 2 * scipy.stats.norm.cdf(-mean / sd)
-    )
+    return float(scipy.stats.foldnorm(c=abs(mean) / sd, scale=sd).mean())
 
 
 # ---------------------------------------------------------------------- the model
