@@ -1,7 +1,8 @@
 """Synthetic Hessian ensembles (THEORY.md §5, §7).
 
 Every generator takes ``seed`` (int, SeedSequence, numpy Generator or None) and never touches
-global RNG state.
+global RNG state. Every generator declares its arguments' allowed values as
+``<generator>.parameter_constraints`` (:mod:`rmt.validation`); the sweep config looks them up.
 
 - :func:`hessian_test`   — the shared-direction construction of the published "Hessian test" grids
 - :func:`near_optimal`   — the near-optimality construction of Dexter et al. Theorem 2
@@ -14,19 +15,13 @@ global RNG state.
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 
 import numpy as np
-from scipy.stats import norm as _normal
+from scipy.stats import foldnorm, ortho_group
 
-from ._validation import (
-    check_finite_array,
-    check_int,
-    check_positive,
-    check_random_state,
-    check_real,
-    check_unit_interval,
-)
 from .hessians import HessianSet
+from .validation import Array, Interval, Options, RandomState, check_int, constrained
 
 __all__ = [
     "hessian_test",
@@ -40,28 +35,35 @@ __all__ = [
 ]
 
 
+# ---------------------------------------------------------------------- constraint building blocks
+def _at_least(k):
+    return [Interval(Integral, k, None, closed="left")]
+
+
+_POSITIVE = [Interval(Real, 0, None, closed="neither")]
+_UNIT = [Interval(Real, 0, 1, closed="both")]
+_SEED = [RandomState()]
+#: a count of forget samples (random subset drawn with ``seed``) or explicit indices
+_FORGET = [None, Interval(Integral, 0, None, closed="left"), Array(ndim=1, kind="integer")]
+_REPRESENTATION = [Options(("rank1", "commuting"))]
+
+
+@constrained({"d": _at_least(1), "seed": _SEED})
 def random_orthogonal(d, seed=None):
-    """Haar-distributed orthogonal (d, d) matrix (QR of a Gaussian matrix with sign fix)."""
-    d = check_int(d, "d", minimum=1)
-    rng = check_random_state(seed)
-    Z = rng.standard_normal((d, d))
-    Q, R = np.linalg.qr(Z)
-    return Q * np.sign(np.diag(R))
+    """Haar-distributed orthogonal (d, d) matrix (``scipy.stats.ortho_group``, drawn from ``seed``)."""
+    return ortho_group.rvs(d, random_state=seed)
 
 
+@constrained({"n": _at_least(1), "forget": _FORGET, "seed": _SEED})
 def split_forget(n, forget, seed=None):
     """Indices (retain, forget) of n samples; ``forget`` is a count (random subset) or indices."""
-    n = check_int(n, "n", minimum=1)
     if forget is None:
         return np.arange(n), np.array([], dtype=int)
-    if isinstance(forget, (int, np.integer)) and not isinstance(forget, bool):
+    if isinstance(forget, int):
         nf = check_int(forget, "forget", minimum=0, maximum=n - 1)
-        rng = check_random_state(seed)
-        f = np.sort(rng.choice(n, size=nf, replace=False)) if nf else np.array([], dtype=int)
+        f = np.sort(seed.choice(n, size=nf, replace=False)) if nf else np.array([], dtype=int)
     else:
-        f = np.asarray(forget)
-        if f.ndim != 1 or not np.issubdtype(f.dtype, np.integer):
-            raise TypeError("forget must be a count or a 1-d array of integer indices")
+        f = forget
         if np.any((f < 0) | (f >= n)) or np.unique(f).size != f.size:
             raise ValueError(f"forget indices must be distinct and in [0, {n}), got {f}")
         if f.size >= n:
@@ -74,8 +76,6 @@ def split_forget(n, forget, seed=None):
 
 def _from_rows(G, forget, seed, representation="rank1"):
     """Rank-one rows g_i → HessianSet; "commuting" when every g_i lies on one coordinate axis."""
-    if representation not in ("rank1", "commuting"):
-        raise ValueError(f"representation must be 'rank1' or 'commuting', got {representation!r}")
     r, f = split_forget(G.shape[0], forget, seed)
     if representation == "commuting":
         if np.any(np.count_nonzero(G, axis=1) > 1):
@@ -85,6 +85,10 @@ def _from_rows(G, forget, seed, representation="rank1"):
     return HessianSet.from_factors(G[r], G[f] if f.size else None)
 
 
+@constrained({
+    "n": _at_least(1), "sigma": _at_least(1), "lam": _POSITIVE, "forget": _FORGET,
+    "representation": _REPRESENTATION, "seed": _SEED,
+})
 def hessian_test(n=100, sigma=1, *, lam=2.0, forget=None, representation="rank1", seed=None):
     """The shared-direction "Hessian test" ensemble (THEORY §7).
 
@@ -94,9 +98,7 @@ def hessian_test(n=100, sigma=1, *, lam=2.0, forget=None, representation="rank1"
     ``representation``: "rank1" (factors g_i) or "commuting" (the same Hessians as diagonal
     eigenvalue profiles, which unlocks the closed forms of THEORY §3 — use it for grids).
     """
-    n = check_int(n, "n", minimum=1)
     sigma = check_int(sigma, "sigma", minimum=1, maximum=n)
-    lam = check_positive(lam, "lam")
     d = n - sigma + 1
     G = np.zeros((n, d))
     amp = math.sqrt(lam * n / sigma)
@@ -105,6 +107,10 @@ def hessian_test(n=100, sigma=1, *, lam=2.0, forget=None, representation="rank1"
     return _from_rows(G, forget, seed, representation)
 
 
+@constrained({
+    "n": _at_least(1), "sigma": _at_least(1), "lam": _POSITIVE, "d": _at_least(1),
+    "forget": _FORGET, "representation": _REPRESENTATION, "seed": _SEED,
+})
 def near_optimal(n, sigma, lam, *, d=1, forget=None, representation="rank1", seed=None):
     """Dexter et al. Theorem 2 construction (THEORY §5.2).
 
@@ -112,15 +118,25 @@ def near_optimal(n, sigma, lam, *, d=1, forget=None, representation="rank1", see
     λ < (2/η)[1 + (n/B − 1)/σ]^{−1} (Bernoulli sampling). ``representation`` as in
     :func:`hessian_test`.
     """
-    n = check_int(n, "n", minimum=1)
     sigma = check_int(sigma, "sigma", minimum=1, maximum=n)
-    lam = check_positive(lam, "lam")
-    d = check_int(d, "d", minimum=1)
     G = np.zeros((n, d))
     G[:sigma, 0] = math.sqrt(lam * n / sigma)
     return _from_rows(G, forget, seed, representation)
 
 
+#: Parameters shared by :func:`aligned` and :func:`aligned_expected_coherence`.
+_ALIGNED = {
+    "n_retain": _at_least(1),
+    "n_forget": _at_least(0),
+    "d": _at_least(2),
+    "within_retain": _UNIT,
+    "within_forget": _UNIT,
+    "between": [Interval(Real, -1, 1, closed="both")],
+    "noise": [Options(("orthogonal", "gaussian"))],
+}
+
+
+@constrained({**_ALIGNED, "scale": _POSITIVE, "seed": _SEED})
 def aligned(
     n_retain,
     n_forget,
@@ -149,23 +165,13 @@ def aligned(
     The shared directions (and orthogonal noise directions) form a Haar-random orthonormal frame
     drawn from ``seed``.
     """
-    nr = check_int(n_retain, "n_retain", minimum=1)
-    nf = check_int(n_forget, "n_forget", minimum=0)
-    d = check_int(d, "d", minimum=2)
-    aR = check_unit_interval(within_retain, "within_retain")
-    aF = check_unit_interval(within_forget, "within_forget")
-    c = check_real(between, "between")
-    if not -1.0 <= c <= 1.0:
-        raise ValueError(f"between must lie in [-1, 1], got {c}")
-    scale = check_positive(scale, "scale")
-    if noise not in ("orthogonal", "gaussian"):
-        raise ValueError(f"noise must be 'orthogonal' or 'gaussian', got {noise!r}")
-    rng = check_random_state(seed)
+    nr, nf, aR, aF, c, rng = n_retain, n_forget, within_retain, within_forget, between, seed
     n = nr + nf
     if noise == "orthogonal" and d < n + 2:
         raise ValueError(f"noise='orthogonal' needs d >= n_retain + n_forget + 2 = {n + 2}, got d={d}")
-    # A Haar-random orthonormal frame of just the columns needed (QR of a d×m Gaussian matrix),
-    # instead of rotating by a full d×d orthogonal matrix.
+    # A Haar-random orthonormal frame of just the columns needed (QR of a d×m Gaussian matrix,
+    # O(d m²)), instead of the first m columns of a full d×d ortho_group draw (O(d³)): d may be
+    # large with gaussian noise.
     m = n + 2 if noise == "orthogonal" else 2
     Z0, R0 = np.linalg.qr(rng.standard_normal((d, m)))
     frame = Z0 * np.sign(np.diag(R0))
@@ -182,13 +188,13 @@ def aligned(
 
 
 def _folded_mean(mu, s):
+    """E|X| for X ~ N(mu, s²): the folded normal |N(mu, s²)| is ``foldnorm(|mu|/s, scale=s)``."""
     if s == 0:
         return abs(mu)
-    return s * math.sqrt(2 / math.pi) * math.exp(-mu * mu / (2 * s * s)) + mu * (
-        1 - 2 * _normal.cdf(-mu / s)
-    )
+    return float(foldnorm.mean(abs(mu) / s, scale=s))
 
 
+@constrained(_ALIGNED)
 def aligned_expected_coherence(
     n_retain, n_forget, d, within_retain=0.0, within_forget=0.0, between=0.0, *, noise="orthogonal"
 ):
@@ -203,8 +209,7 @@ def aligned_expected_coherence(
     approximation, accurate when d ≫ n; ignores the O(√(log n / d)) spread of ‖g_i‖²). Cross
     pairs: mean √(a_R a_F)·between, variance (1 − a_R a_F between²)/d, same folded mean.
     """
-    nr, nf = int(n_retain), int(n_forget)
-    aR, aF, c = float(within_retain), float(within_forget), float(between)
+    nr, nf, aR, aF, c = n_retain, n_forget, within_retain, within_forget, between
     x = math.sqrt(aR * aF) * c
     if noise == "orthogonal":
         mR, mF, mX = aR, aF, abs(x)
@@ -230,26 +235,27 @@ def aligned_expected_coherence(
     return {"sigma": sigma, "sigma_retain": sig_r, "sigma_forget": sig_f, "sigma_cross": sig_x}
 
 
+@constrained({
+    "retain_eigs": [Array(ndim=2)],
+    "forget_eigs": [None, Array(ndim=2)],
+    "basis": [Options(("identity", "random")), Array(ndim=2)],
+    "seed": _SEED,
+})
 def commuting(retain_eigs, forget_eigs=None, *, basis="identity", seed=None):
     """Simultaneously diagonal HessianSet from eigenvalue profiles (THEORY §3, commuting).
 
     ``retain_eigs``/``forget_eigs`` have shape (n, d) (non-negative). ``basis`` is "identity",
     "random" (Haar-random orthogonal from ``seed``) or an explicit orthogonal (d, d) matrix.
     """
-    R = check_finite_array(retain_eigs, "retain_eigs", ndim=2)
-    d = R.shape[1]
     if isinstance(basis, str):
-        if basis == "identity":
-            Q = None
-        elif basis == "random":
-            Q = random_orthogonal(d, seed)
-        else:
-            raise ValueError(f"basis must be 'identity', 'random' or an array, got {basis!r}")
-    else:
-        Q = basis
-    return HessianSet.from_commuting(R, forget_eigs, basis=Q)
+        basis = None if basis == "identity" else random_orthogonal(retain_eigs.shape[1], seed)
+    return HessianSet.from_commuting(retain_eigs, forget_eigs, basis=basis)
 
 
+@constrained({
+    "n_retain": _at_least(1), "n_forget": _at_least(0), "d": _at_least(1), "k": _at_least(1),
+    "shared": _UNIT, "scale": _POSITIVE, "seed": _SEED,
+})
 def wishart(n_retain, n_forget=0, d=10, k=2, *, shared=0.0, scale=1.0, seed=None):
     """Rank-k Wishart-type per-sample Hessians H_i = F_i F_iᵀ with F_i ∈ R^{d×k}.
 
@@ -257,13 +263,7 @@ def wishart(n_retain, n_forget=0, d=10, k=2, *, shared=0.0, scale=1.0, seed=None
     to all samples), so E H_i = scale·k·I/d and ``shared`` ∈ [0, 1] tunes the alignment of the
     curvature between samples (0: independent, 1: identical). Returns a factor-backed set.
     """
-    nr = check_int(n_retain, "n_retain", minimum=1)
-    nf = check_int(n_forget, "n_forget", minimum=0)
-    d = check_int(d, "d", minimum=1)
-    k = check_int(k, "k", minimum=1)
-    shared = check_unit_interval(shared, "shared")
-    scale = check_positive(scale, "scale")
-    rng = check_random_state(seed)
+    nr, nf, rng = n_retain, n_forget, seed
     F0 = rng.standard_normal((d, k))
     Z = rng.standard_normal((nr + nf, d, k))
     F = math.sqrt(scale / d) * (math.sqrt(shared) * F0[None] + math.sqrt(1 - shared) * Z)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import ClassVar
 
-from ._validation import check_choice, check_int, check_positive, check_unit_interval
+from .validation import Interval, Options, validate_params
 
 __all__ = ["Schedule", "SAMPLING_SCHEMES", "SCHEDULES"]
 
@@ -56,17 +58,23 @@ class Schedule:
     sam_rho: float = 0.0
     sam_a: float = 1.0
 
+    #: Allowed values of every field (:mod:`rmt.validation`); the sweep config and the command
+    #: line look the ranges up here. Checks relating several fields live in ``__post_init__``.
+    parameter_constraints: ClassVar[dict] = {
+        "eta": [Interval(Real, 0, None, closed="neither")],
+        "batch": [Interval(Integral, 1, None, closed="left")],
+        "alpha": [Interval(Real, 0, 1, closed="both")],
+        "sampling": [Options(SAMPLING_SCHEMES)],
+        "schedule": [Options(SCHEDULES)],
+        "forget_batch": [None, Interval(Integral, 1, None, closed="left")],
+        "sam_rho": [Interval(Real, 0, None, closed="left")],
+        "sam_a": [Interval(Real, 0, None, closed="neither")],
+    }
+
     def __post_init__(self):
-        set_ = object.__setattr__
-        set_(self, "eta", check_positive(self.eta, "eta"))
-        set_(self, "batch", check_int(self.batch, "batch", minimum=1))
-        set_(self, "alpha", check_unit_interval(self.alpha, "alpha"))
-        check_choice(self.sampling, "sampling", SAMPLING_SCHEMES)
-        check_choice(self.schedule, "schedule", SCHEDULES)
-        if self.forget_batch is not None:
-            set_(self, "forget_batch", check_int(self.forget_batch, "forget_batch", minimum=1))
-        set_(self, "sam_rho", check_positive(self.sam_rho, "sam_rho", allow_zero=True))
-        set_(self, "sam_a", check_positive(self.sam_a, "sam_a"))
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for name, value in validate_params(self.parameter_constraints, fields).items():
+            object.__setattr__(self, name, value)
         if self.schedule == "sam" and self.alpha != 0.0:
             raise ValueError(
                 f"schedule='sam' is defined for SGD only: alpha must be 0, got {self.alpha}"
