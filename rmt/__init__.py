@@ -6,7 +6,9 @@ Sign convention everywhere: "diverges" = the iterates escape w* = the model **fo
 
 from . import ensembles
 from .coherence import CoherenceResult, coherence
+from .dynamics import Dynamics, SetTerm
 from .hessians import HessianSet
+from . import verdict
 from .meansquare import (
     MeanSquareOperator,
     MeanSquareResult,
@@ -29,6 +31,8 @@ __version__ = "0.1.0"
 __all__ = [
     "HessianSet",
     "Schedule",
+    "Dynamics",
+    "SetTerm",
     "ensembles",
     "coherence",
     "CoherenceResult",

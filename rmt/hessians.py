@@ -151,7 +151,7 @@ class HessianSet:
     space).
     """
 
-    def __init__(self, kind, retain, forget=None, *, basis=None, _token=None):
+    def __init__(self, kind, retain, forget=None, *, basis=None, gradients=None, _token=None):
         if _token is not _CONSTRUCT:
             raise TypeError(
                 "build a HessianSet with HessianSet.from_dense, from_factors or from_commuting"
@@ -160,12 +160,17 @@ class HessianSet:
         self._retain = retain
         self._forget = forget
         self._basis = basis
+        self._gradients = _check_gradients(gradients or {}, retain, forget)
         self._reductions = {}
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_dense(cls, retain, forget=None):
+    def from_dense(cls, retain, forget=None, *, retain_gradients=None, forget_gradients=None):
         """Dense per-sample Hessians, arrays of shape (n, d, d).
+
+        ``retain_gradients``/``forget_gradients``: per-sample loss gradients g_i = ∇ℓ_i(w*) of
+        shape (n, d) at a minimum that does not interpolate (THEORY §8); they add the drift b_k
+        to the linearised step. Omit them (or pass zeros) at an interpolating minimum.
 
         Each matrix must be symmetric and PSD up to a relative tolerance of 1e-8 times the largest
         spectral norm in the set; otherwise ``ValueError`` names the offending sample. Eigenvalues
@@ -173,7 +178,8 @@ class HessianSet:
         larger is genuine curvature and stays in the span.
         """
         R, F = _check_sets(retain, forget, "dense")
-        hs = cls("dense", R, F, _token=_CONSTRUCT)
+        hs = cls("dense", R, F, gradients={"retain": retain_gradients, "forget": forget_gradients},
+                 _token=_CONSTRUCT)
         # validate (symmetry/PSD) eagerly so bad input fails at construction
         hs._dense_factors = {}
         scale = max(_spectral_scale(R), 0.0 if F is None else _spectral_scale(F))
@@ -184,17 +190,22 @@ class HessianSet:
         return hs
 
     @classmethod
-    def from_factors(cls, retain, forget=None):
+    def from_factors(cls, retain, forget=None, *, retain_gradients=None, forget_gradients=None):
         """Factor-backed Hessians: shape (n, d) → H_i = g_i g_iᵀ; shape (n, d, k) → H_i = F_i F_iᵀ.
 
-        No d×d matrix is ever formed for a factor-backed set.
+        No d×d matrix is ever formed for a factor-backed set. The factors are the Gauss–Newton
+        factors √ℓ''·∇f (not the loss gradients). ``retain_gradients``/``forget_gradients``:
+        per-sample loss gradients g_i = ∇ℓ_i(w*), shape (n, d), at a non-interpolating minimum
+        (THEORY §8; see :meth:`from_dense`).
         """
         R, F = _check_sets(retain, forget, "factors")
         kind = "rank1" if R.ndim == 2 and (F is None or F.ndim == 2) else "factor"
-        return cls(kind, R, F, _token=_CONSTRUCT)
+        return cls(kind, R, F, gradients={"retain": retain_gradients, "forget": forget_gradients},
+                   _token=_CONSTRUCT)
 
     @classmethod
-    def from_commuting(cls, retain, forget=None, basis=None):
+    def from_commuting(cls, retain, forget=None, basis=None, *, retain_gradients=None,
+                       forget_gradients=None):
         """Simultaneously diagonalisable Hessians H_i = Q diag(λ_i) Qᵀ (THEORY §3, commuting).
 
         ``retain``/``forget`` are eigenvalue profiles of shape (n, d) (non-negative); ``basis`` is
@@ -212,7 +223,9 @@ class HessianSet:
             err = np.max(np.abs(Q.T @ Q - np.eye(d)))
             if err > 1e-8:
                 raise ValueError(f"basis must be orthogonal: max |QᵀQ - I| = {err:.3g}")
-        return cls("commuting", R, F, basis=Q, _token=_CONSTRUCT)
+        return cls("commuting", R, F, basis=Q,
+                   gradients={"retain": retain_gradients, "forget": forget_gradients},
+                   _token=_CONSTRUCT)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -241,6 +254,16 @@ class HessianSet:
         if self.kind == "rank1":
             return 1
         return int(max(self.factors(w).shape[2] for w in self._present()))
+
+    @property
+    def has_gradients(self) -> bool:
+        """Per-sample gradients were given for at least one set (a non-interpolating minimum)."""
+        return any(g is not None for g in self._gradients.values())
+
+    def gradients(self, which="retain"):
+        """Per-sample loss gradients g_i = ∇ℓ_i(w*) of ``which``, shape (n, d), or None."""
+        self._raw(which)
+        return self._gradients.get(which)
 
     def size(self, which):
         """Number of samples in ``which`` ("retain" or "forget")."""
@@ -414,6 +437,28 @@ class HessianSet:
             psis[w] = Psi[:, start : start + n * k].reshape(r, n, k)
             start += n * k
         return Reduction(U, psis.get("retain"), psis.get("forget"), d)
+
+
+def _check_gradients(gradients, retain, forget):
+    """Validate per-sample gradients against their set: shape (n, d), finite, real."""
+    out = {}
+    for which, raw in (("retain", retain), ("forget", forget)):
+        g = gradients.get(which)
+        if g is None:
+            continue
+        name = f"{which}_gradients"
+        if raw is None:
+            raise ValueError(f"{name} was given but the HessianSet has no {which} set")
+        if np.iscomplexobj(np.asarray(g)):
+            raise TypeError(f"{name} must be real, got a complex array")
+        g = check_finite_array(g, name, ndim=2)
+        shape = (raw.shape[0], raw.shape[1])
+        if g.shape != shape:
+            raise ValueError(
+                f"{name} must have shape (n_{which}, d) = {shape}, got {g.shape}"
+            )
+        out[which] = g
+    return out
 
 
 def _spectral_scale(H):

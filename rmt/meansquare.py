@@ -39,11 +39,12 @@ from ._validation import (
     check_finite_array,
     check_hessian_set,
     check_int,
-    check_pair,
     check_unit_interval,
 )
+from .dynamics import Dynamics, as_dynamics, noise_coefficients
 from .hessians import HessianSet
 from .schedule import Schedule
+from .verdict import MEAN_SQUARE, verdict_text
 
 __all__ = [
     "noise_coefficients",
@@ -60,170 +61,119 @@ __all__ = [
     "mixed_hessian_extremes",
 ]
 
+#: Relative round-off of the per-direction moments and of small symmetric eigensolvers: a mixed
+#: curvature below ``_ROUNDOFF`` (× r for eigensolvers) times the scale is treated as exactly 0.
+_ROUNDOFF = 8 * np.finfo(float).eps
+
 #: Largest span dimension for which the r²×r² operator matrix is built and diagonalised directly.
 DENSE_MAX_SPAN = 20
 
 
-def noise_coefficients(sampling: str, n: int, batch: int) -> tuple[float, float]:
-    """(c, e) with E[ĤMĤ] − H̄MH̄ = c·(1/n)Σ_i H_i M H_i − e·H̄MH̄ (THEORY §2.1)."""
-    check_choice(sampling, "sampling", ("bernoulli", "with_replacement", "without_replacement"))
-    n = check_int(n, "n", minimum=1)
-    batch = check_int(batch, "batch", minimum=1, maximum=n)
-    if sampling == "bernoulli":
-        return (n - batch) / (batch * n), 0.0
-    if sampling == "with_replacement":
-        return 1.0 / batch, 1.0 / batch
-    if n == 1:
-        return 0.0, 0.0
-    c = (n - batch) / (batch * (n - 1))
-    return c, c
+class MeanSquareOperator(spla.LinearOperator):
+    """The mean-square operator T(M) = E[J M Jᵀ] on r×r matrices of the span (THEORY §3).
 
+    Built from a :class:`~rmt.dynamics.Dynamics` (or an ``(hs, schedule)`` pair): the set terms,
+    their weights and sampling coefficients and the combinator all come from there, so
 
-@dataclass
-class _SetTerm:
-    """One active set S in reduced coordinates: Ψ (r, n, k), H̄, the step weight s and (c, e)."""
+        summed       T(M) = E[J] M E[J]ᵀ + Σ_S s_S² N_S(M)
+        alternating  T = T_F ∘ T_R,   T_S(M) = A_S M A_S + s_S² N_S(M),   A_S = I + s_S H̄_S
+        sam          T(M) = E[J] M E[J]ᵀ + η² N_R(K M K)
 
-    psi: np.ndarray
-    mean: np.ndarray
-    weight: float  # J contains + weight · Ĥ_S
-    c: float
-    e: float
+    A :class:`scipy.sparse.linalg.LinearOperator` on vec(M) (row-major, all r×r matrices, not
+    only symmetric ones) with ``matvec``/``matmat``/``adjoint``; :meth:`apply` works on matrices
+    and :meth:`matrix` gives the dense r²×r² Kronecker form for small spans.
 
-    def quad(self, M):
-        """(1/n) Σ_i H_i M H_i for symmetric M (reduced coordinates)."""
-        r, n, k = self.psi.shape
-        flat = self.psi.reshape(r, n * k)
-        MP = M @ flat
-        if k == 1:
-            v = np.einsum("ab,ab->b", flat, MP)
-            return (flat * v) @ flat.T / n
-        P3 = self.psi
-        MP3 = MP.reshape(r, n, k)
-        Y = np.einsum("rna,rnb->nab", P3, MP3)
-        X = np.einsum("rna,nab->rnb", P3, Y).reshape(r, n * k)
-        return X @ flat.T / n
-
-    def noise(self, M):
-        """N_S(M) = c·Q_S(M) − e·H̄ M H̄."""
-        r, n, k = self.psi.shape
-        N = n * k
-        if self.e != 0.0 and N < r:
-            # Low-rank form: with Φ = [Ψ_1 … Ψ_n] (r×N) and Y = ΦᵀMΦ,
-            # N_S(M) = Φ [(c/n)·blockdiag(Y_ii) − (e/n²)·Y] Φᵀ — O(r²N + rN²) instead of O(r³).
-            flat = self.psi.reshape(r, N)
-            Y = flat.T @ (M @ flat)
-            Z = (-self.e / n**2) * Y
-            blocks = Y.reshape(n, k, n, k)[np.arange(n), :, np.arange(n), :]  # (n, k, k)
-            Zb = Z.reshape(n, k, n, k)
-            Zb[np.arange(n), :, np.arange(n), :] += (self.c / n) * blocks
-            return flat @ Z @ flat.T
-        out = self.c * self.quad(M) if self.c != 0.0 else np.zeros_like(M)
-        if self.e != 0.0:
-            out -= self.e * (self.mean @ M @ self.mean)
-        return out
-
-    def kron_noise(self):
-        """Row-major Kronecker matrix of N_S (r²×r²), for small r."""
-        hs = np.einsum("rna,sna->nrs", self.psi, self.psi)
-        Kq = np.einsum("nab,ncd->acbd", hs, hs).reshape(hs.shape[1] ** 2, -1) / hs.shape[0]
-        return self.c * Kq - self.e * np.kron(self.mean, self.mean)
-
-
-class MeanSquareOperator:
-    """The mean-square operator T(M) = E[J M Jᵀ] on symmetric r×r matrices of the span (THEORY §3).
-
-    Attributes: ``r`` (span dimension), ``null_dim``, ``reduction`` (the span coordinates),
-    ``mean_map`` (E[J] on the span), ``self_adjoint`` (True for the summed schedule, whose T is
-    self-adjoint in the Frobenius inner product).
+    Attributes: ``dynamics``, ``r`` (span dimension), ``null_dim``, ``reduction`` (the span
+    coordinates), ``mean_map`` (E[J] on the span), ``terms`` (name → SetTerm),
+    ``self_adjoint`` (True for the summed schedule, whose T is self-adjoint in the Frobenius
+    inner product).
     """
 
-    def __init__(self, hs: HessianSet, schedule: Schedule):
-        check_pair(hs, schedule)
-        self.hs, self.schedule = hs, schedule
-        sch = schedule
-        use_r = sch.uses_retain
-        use_f = sch.uses_forget and sch.schedule != "sam"
-        red = hs.reduction(use_r, use_f)
-        self.reduction = red
-        self.r = red.r
-        self.null_dim = red.null_dim
-        if self.r == 0:
-            raise ValueError(
-                "every Hessian that enters the dynamics is zero: the step is the identity and "
-                "there is no span on which to measure stability"
-            )
-        eye = np.eye(self.r)
-        self.terms = {}
-        if use_r:
-            c, e = noise_coefficients(sch.sampling, hs.n_retain, sch.batch)
-            self.terms["retain"] = _SetTerm(
-                red.psi_retain, red.mean("retain"), -sch.eta * (1.0 - sch.alpha), c, e
-            )
-        if use_f:
-            c, e = noise_coefficients(sch.sampling, hs.n_forget, sch.batch_forget)
-            self.terms["forget"] = _SetTerm(
-                red.psi_forget, red.mean("forget"), sch.eta * sch.alpha, c, e
-            )
-        if sch.schedule == "summed":
-            self.mean_map = eye + sum(t.weight * t.mean for t in self.terms.values())
-        elif sch.schedule == "alternating":
-            maps = {w: eye + t.weight * t.mean for w, t in self.terms.items()}
-            self.mean_map = maps.get("forget", eye) @ maps.get("retain", eye)
-            self._step_maps = maps
-        else:  # sam
-            Hbar = self.terms["retain"].mean
-            self._K = eye + (sch.sam_rho / sch.sam_a) * Hbar
-            self.mean_map = eye - sch.eta * Hbar @ self._K
-        self.self_adjoint = sch.schedule == "summed"
+    def __init__(self, hs, schedule=None):
+        dyn = as_dynamics(hs, schedule)
+        self.dynamics = dyn
+        self.hs, self.schedule = dyn.hs, dyn.schedule
+        self.reduction = dyn.reduction
+        self.r = dyn.r
+        self.null_dim = dyn.null_dim
+        self.terms = {t.name: t for t in dyn.terms}
+        self.mean_map = dyn.mean_map
+        self.self_adjoint = dyn.combinator == "summed"
+        super().__init__(dtype=np.dtype(float), shape=(self.r**2, self.r**2))
 
     # ------------------------------------------------------------------ application
-    def _step(self, which, M):
-        t = self.terms[which]
-        A = self._step_maps[which]
+    def _set_step(self, t, M, adjoint=False):
+        A = self.dynamics.step_maps[t.name]
         return A @ M @ A + t.weight**2 * t.noise(M)
 
-    def apply(self, M: np.ndarray) -> np.ndarray:
-        """T(M) for a symmetric (r, r) matrix M in span coordinates."""
-        sch = self.schedule.schedule
-        if sch == "summed":
+    def _apply(self, M, adjoint=False):
+        dyn = self.dynamics
+        if dyn.combinator == "summed":
             A = self.mean_map
             out = A @ M @ A
-            for t in self.terms.values():
+            for t in dyn.terms:
                 out += t.weight**2 * t.noise(M)
-        elif sch == "alternating":
+        elif dyn.combinator == "alternating":
+            # T = T_F ∘ T_R with self-adjoint T_S, so T* = T_R ∘ T_F
             out = M
-            for w in ("retain", "forget"):
-                if w in self.terms:
-                    out = self._step(w, out)
-        else:
-            A, K = self.mean_map, self._K
-            out = A @ M @ A.T + self.schedule.eta**2 * self.terms["retain"].noise(K @ M @ K)
+            for t in (reversed(dyn.terms) if adjoint else dyn.terms):
+                out = self._set_step(t, out)
+        else:  # SAM, A = I − ηH̄K symmetric (H̄ and K commute); T*(M) = AMA + η² K N(M) K
+            A, K = self.mean_map, dyn.K
+            t = dyn.terms[0]
+            if adjoint:
+                out = A @ M @ A.T + t.weight**2 * (K @ t.noise(M) @ K)
+            else:
+                out = A @ M @ A.T + t.weight**2 * t.noise(K @ M @ K)
+        return out
+
+    def apply(self, M: np.ndarray) -> np.ndarray:
+        """T(M) for a symmetric (r, r) matrix M in span coordinates (symmetrised output)."""
+        out = self._apply(M)
         return 0.5 * (out + out.T)
+
+    def apply_adjoint(self, M: np.ndarray) -> np.ndarray:
+        """T*(M) = E[Jᵀ M J] (the Frobenius adjoint), symmetrised."""
+        out = self._apply(M, adjoint=True)
+        return 0.5 * (out + out.T)
+
+    def _matvec(self, x):
+        r = self.r
+        return self._apply(np.asarray(x, dtype=float).reshape(r, r)).ravel()
+
+    def _rmatvec(self, x):
+        r = self.r
+        return self._apply(np.asarray(x, dtype=float).reshape(r, r), adjoint=True).ravel()
+
+    def _matmat(self, X):
+        return np.column_stack([self._matvec(X[:, j]) for j in range(X.shape[1])])
+
+    def _adjoint(self):
+        return _AdjointOperator(self)
 
     def matrix(self) -> np.ndarray:
         """The r²×r² matrix of T in row-major vec coordinates (small r only)."""
-        sch = self.schedule.schedule
+        dyn = self.dynamics
         if self.r > 60:
             raise ValueError(f"matrix() is for small spans (r <= 60); this one has r={self.r}")
-        if sch == "summed":
+        if dyn.combinator == "summed":
             A = self.mean_map
             out = np.kron(A, A)
-            for t in self.terms.values():
+            for t in dyn.terms:
                 out += t.weight**2 * t.kron_noise()
             return out
-        if sch == "alternating":
+        if dyn.combinator == "alternating":
             out = np.eye(self.r**2)
-            for w in ("retain", "forget"):
-                if w in self.terms:
-                    t, A = self.terms[w], self._step_maps[w]
-                    out = (np.kron(A, A) + t.weight**2 * t.kron_noise()) @ out
+            for t in dyn.terms:
+                A = dyn.step_maps[t.name]
+                out = (np.kron(A, A) + t.weight**2 * t.kron_noise()) @ out
             return out
-        A, K = self.mean_map, self._K
-        KK = np.kron(K, K)
-        return np.kron(A, A) + self.schedule.eta**2 * self.terms["retain"].kron_noise() @ KK
+        A, K = self.mean_map, dyn.K
+        t = dyn.terms[0]
+        return np.kron(A, A) + t.weight**2 * t.kron_noise() @ np.kron(K, K)
 
     def as_linear_operator(self) -> spla.LinearOperator:
-        """T as a :class:`scipy.sparse.linalg.LinearOperator` on vec(M) (symmetrised input)."""
+        """T restricted to symmetric matrices (input symmetrised) as a LinearOperator on vec(M)."""
         r = self.r
 
         def matvec(x):
@@ -246,7 +196,7 @@ class MeanSquareOperator:
         if method == "closed_form":
             if self.hs.kind != "commuting":
                 raise ValueError("method='closed_form' needs a commuting HessianSet")
-            rate, k = _commuting_rate(self.hs, self.schedule)
+            rate, k = _commuting_rate(self.dynamics)
             return rate, None, method, True
         if method == "dense":
             vals, vecs = np.linalg.eig(self.matrix())
@@ -278,6 +228,21 @@ class MeanSquareOperator:
         return float(np.abs(vals[i])), _normalise_psd(V), "arpack", converged
 
 
+class _AdjointOperator(spla.LinearOperator):
+    def __init__(self, op):
+        self.op = op
+        super().__init__(dtype=op.dtype, shape=op.shape)
+
+    def _matvec(self, x):
+        return self.op._rmatvec(x)
+
+    def _rmatvec(self, x):
+        return self.op._matvec(x)
+
+    def _adjoint(self):
+        return self.op
+
+
 def _normalise_psd(V):
     V = 0.5 * (V + V.T)
     tr = np.trace(V)
@@ -288,47 +253,9 @@ def _normalise_psd(V):
 
 
 # ---------------------------------------------------------------------- commuting closed forms
-def _commuting_moments(hs, schedule):
-    """Per-direction mean m_S,k and noise N_S,k for each active set of a commuting HessianSet."""
-    sch = schedule
-    use_f = sch.uses_forget and sch.schedule != "sam"
-    sets = [w for w, on in (("retain", sch.uses_retain), ("forget", use_f)) if on]
-    active = np.zeros(hs.dim, dtype=bool)
-    for w in sets:
-        active |= np.any(hs.eigenvalues(w) > 0, axis=0)
-    out = {}
-    for w in sets:
-        lam = hs.eigenvalues(w)[:, active]
-        n = lam.shape[0]
-        B = sch.batch if w == "retain" else sch.batch_forget
-        c, e = noise_coefficients(sch.sampling, n, B)
-        m = lam.mean(axis=0)
-        out[w] = (m, c * (lam**2).mean(axis=0) - e * m**2)
-    return out, active
-
-
-def _commuting_direction_rates(hs, schedule):
-    """E[j_k²] per active direction (the diagonal of T in the shared basis)."""
-    sch = schedule
-    mom, _ = _commuting_moments(hs, sch)
-    a, b, eta = 1.0 - sch.alpha, sch.alpha, sch.eta
-    if sch.schedule == "sam":
-        m, N = mom["retain"]
-        kappa = 1.0 + (sch.sam_rho / sch.sam_a) * m
-        return (1.0 - eta * kappa * m) ** 2 + eta**2 * kappa**2 * N
-    weights = {"retain": -eta * a, "forget": eta * b}
-    if sch.schedule == "summed":
-        mean = 1.0 + sum(weights[w] * m for w, (m, N) in mom.items())
-        var = sum(weights[w] ** 2 * N for w, (m, N) in mom.items())
-        return mean**2 + var
-    prod = 1.0
-    for w, (m, N) in mom.items():
-        prod = prod * ((1.0 + weights[w] * m) ** 2 + weights[w] ** 2 * N)
-    return prod
-
-
-def _commuting_rate(hs, schedule):
-    rates = _commuting_direction_rates(hs, schedule)
+def _commuting_rate(dyn):
+    """ρ(T) = max_k E[j_k²] of a commuting set (THEORY §3) from the per-direction factors."""
+    rates = dyn.direction_rates()
     if rates.size == 0:
         raise ValueError("every Hessian that enters the dynamics is zero")
     k = int(np.argmax(rates))
@@ -353,18 +280,24 @@ class MeanSquareResult:
     null_dim: int
     method: str
     converged: bool
+    notion: str = MEAN_SQUARE
 
     @property
-    def diverges(self) -> bool:
+    def forgets(self) -> bool:
         """ρ(T) > 1: the model escapes w* in mean square (forgets)."""
         return self.rate > 1.0
 
     @property
+    def diverges(self) -> bool:
+        """Alias of :attr:`forgets` (ρ(T) > 1)."""
+        return self.forgets
+
+    @property
     def verdict(self) -> str:
-        return "diverges (forgets)" if self.diverges else "converges (resists)"
+        return verdict_text(self.forgets)
 
 
-def mean_square(hs: HessianSet, schedule: Schedule, *, method="auto", tol=1e-12) -> MeanSquareResult:
+def mean_square(hs, schedule=None, *, method="auto", tol=1e-12) -> MeanSquareResult:
     """Exact mean-square analysis on the span of the Hessians (THEORY §3).
 
     ρ(T) is the spectral radius of T(M) = E[J M Jᵀ] restricted to symmetric matrices on the span
@@ -373,12 +306,12 @@ def mean_square(hs: HessianSet, schedule: Schedule, *, method="auto", tol=1e-12)
     (matrix-free Lanczos/Arnoldi from the identity, which overlaps the PSD top eigenmatrix), or
     ``"auto"`` (closed form if commuting, dense for r ≤ 20, ARPACK otherwise).
     """
-    op = MeanSquareOperator(hs, schedule)
+    op = MeanSquareOperator(as_dynamics(hs, schedule))
     rate, V, used, conv = op.rate(method=method, tol=tol)
     return MeanSquareResult(rate, V, op.r, op.null_dim, used, conv)
 
 
-def mean_square_rate(hs: HessianSet, schedule: Schedule, *, method="auto", tol=1e-12) -> float:
+def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12) -> float:
     """ρ(T): the mean-square growth rate per step on the span of the Hessians (THEORY §3).
 
     T(M) = E[J M Jᵀ]; for the summed schedule
@@ -405,14 +338,21 @@ class SecondMomentResult:
     matrices: np.ndarray | None = field(default=None, repr=False)
 
 
-def second_moment(hs, schedule, steps, m0=None, *, return_matrices=False) -> SecondMomentResult:
+def second_moment(hs, schedule=None, steps=None, m0=None, *,
+                  return_matrices=False) -> SecondMomentResult:
     """Exact second moments E‖w_k‖², k = 0..steps, by iterating T (THEORY §3).
 
     ``m0`` is E[w_0 w_0ᵀ] as a (d, d) PSD matrix, or a vector w_0 of shape (d,) (deterministic
     start, m0 = w_0 w_0ᵀ), or None for m0 = I. With w = u + v (u on the span U, v on the null
     space), v is frozen and ‖w‖² = ‖u‖² + ‖v‖², so E‖w_k‖² = tr T^k(Uᵀm0U) + tr(P_N m0).
     """
-    op = MeanSquareOperator(hs, schedule)
+    if isinstance(hs, Dynamics) and not isinstance(schedule, Schedule) and schedule is not None:
+        # second_moment(dynamics, steps, m0) positional form
+        schedule, steps, m0 = None, schedule, steps if m0 is None else m0
+    op = MeanSquareOperator(as_dynamics(hs, schedule))
+    hs = op.hs
+    if steps is None:
+        raise TypeError("second_moment needs steps")
     steps = check_int(steps, "steps", minimum=0)
     d, U = hs.dim, op.reduction.basis
     if m0 is None:
@@ -427,7 +367,7 @@ def second_moment(hs, schedule, steps, m0=None, *, return_matrices=False) -> Sec
             vec = m0
             u = U.T @ m0
             Muu = np.outer(u, u)
-            null = float(max(m0 @ m0 - u @ u, 0.0))
+            null = 0.0 if op.null_dim == 0 else float(max(m0 @ m0 - u @ u, 0.0))
         else:
             if m0.shape != (d, d):
                 raise ValueError(f"m0 must have shape ({d}, {d}), got {m0.shape}")
@@ -437,7 +377,8 @@ def second_moment(hs, schedule, steps, m0=None, *, return_matrices=False) -> Sec
                 raise ValueError("m0 must be positive semi-definite (a second-moment matrix)")
             vec = None
             Muu = U.T @ m0 @ U
-            null = float(np.trace(m0) - np.trace(Muu))
+            # tr(P_N m0 P_N) ≥ 0; exactly 0 without a null space (no round-off residue)
+            null = 0.0 if op.null_dim == 0 else float(max(np.trace(m0) - np.trace(Muu), 0.0))
     span = np.empty(steps + 1)
     mats = None
     if return_matrices:
@@ -520,11 +461,11 @@ def _reduced_mixed(hs, alpha):
 
 
 # ---------------------------------------------------------------------- critical values
-def _rate_at(hs, schedule, **changes):
-    return mean_square_rate(hs, schedule.replace(**changes))
+def _rate_at(dyn, **changes):
+    return mean_square_rate(dyn.replace(**changes))
 
 
-def critical_eta(hs: HessianSet, schedule: Schedule, *, rtol=1e-10) -> float:
+def critical_eta(hs, schedule=None, *, rtol=1e-10) -> float:
     """Critical learning rate η*: the edge of the stable interval (0, η*] where ρ(T) ≤ 1.
 
     The schedule's own ``eta`` is ignored. Returns 0.0 when no η > 0 is stable (e.g.
@@ -537,26 +478,22 @@ def critical_eta(hs: HessianSet, schedule: Schedule, *, rtol=1e-10) -> float:
     (THEORY §3). For the alternating and SAM schedules the stable set need not be an interval:
     η* is the first loss of stability, located by a geometric scan and refined with Brent's method.
     """
-    check_pair(hs, schedule)
-    if hs.kind == "commuting":
-        return _commuting_critical_eta(hs, schedule)
-    if schedule.schedule == "sam":
-        op0 = MeanSquareOperator(hs, schedule)
-        Hb = op0.terms["retain"].mean
-        D = Hb @ op0._K
-        lam = np.linalg.eigvals(D).real
-    else:
-        D = _reduced_mixed(hs, schedule.alpha)
-        lam = np.linalg.eigvalsh(D)
-    scale = max(abs(lam[0]), abs(lam[-1]), np.max(np.abs(lam)))
+    dyn = as_dynamics(hs, schedule)
+    if dyn.hs.kind == "commuting":
+        return _commuting_critical_eta(dyn)
+    D = dyn.mixed_hessian()
+    lam = np.linalg.eigvals(D).real if dyn.combinator == "sam" else np.linalg.eigvalsh(D)
+    scale = float(np.max(np.abs(lam)))
     lmin, lmax = float(np.min(lam)), float(np.max(lam))
-    if lmin <= 1e-12 * scale:
+    # λ_min(D) ≤ 0 (up to the round-off of an r×r eigensolver): the mean dynamics escape for
+    # every small η. A genuine small curvature (1e-13 of the scale) is above this tolerance.
+    if lmin <= _ROUNDOFF * dyn.r * scale:
         return 0.0
 
     def g(eta):
-        return (_rate_at(hs, schedule, eta=eta) - 1.0) / eta
+        return (_rate_at(dyn, eta=eta) - 1.0) / eta
 
-    if schedule.schedule == "summed":
+    if dyn.combinator == "summed":
         hi = 2.0 / lmax  # ρ(T) ≥ ρ(E[J])² > 1 beyond this
         if g(hi) <= 0:
             return hi
@@ -586,39 +523,45 @@ def _first_crossing(g, lo, hi_hint, rtol, grid=64):
     return math.inf
 
 
-def _commuting_critical_eta(hs, schedule):
-    mom, _ = _commuting_moments(hs, schedule)
-    a, b = 1.0 - schedule.alpha, schedule.alpha
-    if schedule.schedule == "sam":
-        m, N = mom["retain"]
-        kappa = 1.0 + (schedule.sam_rho / schedule.sam_a) * m
-        with np.errstate(divide="ignore", invalid="ignore"):
-            etas = np.where(m > 0, 2.0 * m / (kappa * (m**2 + N)), 0.0)
-        return float(np.min(etas))
-    coef = {"retain": -a, "forget": b}  # J ∋ η·coef·Ĥ
-    if schedule.schedule == "summed":
-        D = -sum(coef[w] * m for w, (m, N) in mom.items())
-        V = sum(coef[w] ** 2 * N for w, (m, N) in mom.items())
-        scale = max(float(np.max(np.abs(D))), float(np.max(V)), 1e-300)
-        frozen = (np.abs(D) <= 1e-14 * scale) & (V <= 1e-14 * scale**2)
-        if np.any((D <= 1e-14 * scale) & ~frozen):
+def _commuting_critical_eta(dyn):
+    """η* of a commuting set from the per-direction factors of :meth:`Dynamics.direction_factors`.
+
+    Summed/SAM: E[j_k²] − 1 = η(a1 + η a2) with one root η*_k = −a1/a2 (= 2D_k/(D_k² + V_k)).
+    Alternating: the product of the two per-set quadratics minus 1 is η·q_k(η), q_k a cubic;
+    η*_k is the first positive root after which q_k turns positive.
+    """
+    factors = dyn.direction_factors()
+    if dyn.combinator != "alternating":
+        a1 = sum(f[2] for f in factors)
+        # summed: Σ_S of (2 s m) terms; the quadratic coefficient is (Σ s m)² + Σ s² N
+        moms = dyn.direction_moments()
+        u = {t.name: t.weight / dyn.eta for t, _, _ in moms}
+        kappa = 1.0
+        if dyn.combinator == "sam":
+            kappa = 1.0 + (dyn.schedule.sam_rho / dyn.schedule.sam_a) * moms[0][1]
+        a2 = (sum(u[t.name] * m for t, m, _ in moms) * kappa) ** 2 + \
+            sum(u[t.name] ** 2 * N for t, _, N in moms) * kappa**2
+        scale = max(float(np.max(np.abs(a1))), float(np.max(a2)), 1e-300)
+        frozen = (np.abs(a1) <= _ROUNDOFF * scale) & (a2 <= _ROUNDOFF * scale)
+        if np.any((a1 >= -_ROUNDOFF * scale) & ~frozen):
             return 0.0
-        etas = np.where(frozen, np.inf, 2.0 * D / np.where(frozen, 1.0, D**2 + V))
+        etas = np.where(frozen, np.inf, -a1 / np.where(frozen, 1.0, a2))
         return float(np.min(etas))
-    # alternating: per direction Π_S [(1 + η c_S m_S)² + η² c_S² N_S] − 1, a quartic in η
     best = math.inf
-    k_dirs = next(iter(mom.values()))[0].size
+    P = np.polynomial.Polynomial
+    k_dirs = factors[0][1].size
     for k in range(k_dirs):
-        poly = np.polynomial.Polynomial([1.0])
-        for w, (m, N) in mom.items():
-            cm = coef[w] * m[k]
-            poly = poly * np.polynomial.Polynomial([1.0, 2 * cm, cm**2 + coef[w] ** 2 * N[k]])
+        poly = P([1.0])
+        for _, a0, a1, a2 in factors:
+            poly = poly * P([a0[k], a1[k], a2[k]])
         p = (poly - 1.0).trim(tol=0.0)
         coeffs = p.coef
         if coeffs.size <= 1 or np.all(np.abs(coeffs) <= 1e-15 * np.max(np.abs(poly.coef))):
             continue  # direction is frozen (identity)
-        q = np.polynomial.Polynomial(coeffs[1:])  # p(η) = η q(η)
-        if q(0.0) > 0:
+        q = P(coeffs[1:])  # p(η) = η q(η)
+        # the sign of q just above 0 is that of its first coefficient above round-off
+        lead = q.coef[np.abs(q.coef) > _ROUNDOFF * np.max(np.abs(poly.coef))]
+        if lead.size and lead[0] > 0:
             return 0.0
         roots = q.roots()
         pos = np.sort(roots[(np.abs(roots.imag) <= 1e-9 * np.abs(roots)) & (roots.real > 0)].real)
@@ -631,7 +574,7 @@ def _commuting_critical_eta(hs, schedule):
     return best
 
 
-def critical_batch(hs: HessianSet, schedule: Schedule):
+def critical_batch(hs, schedule=None):
     """Smallest batch size B* with ρ(T) ≤ 1 (the schedule's own ``batch`` is ignored).
 
     The forget batch follows B when ``forget_batch`` is None. ρ(T) is non-increasing in B for
@@ -639,16 +582,13 @@ def critical_batch(hs: HessianSet, schedule: Schedule):
     and T is monotone in its noise part on the PSD cone — so a bisection over integers is exact.
     Returns None when even the largest admissible batch is unstable.
     """
-    check_pair(hs, schedule)
-    sizes = []
-    if schedule.uses_retain:
-        sizes.append(hs.n_retain)
-    if schedule.uses_forget and schedule.forget_batch is None:
-        sizes.append(hs.n_forget)
+    dyn = as_dynamics(hs, schedule)
+    schedule = dyn.schedule
+    sizes = [t.n for t in dyn.terms if t.name == "retain" or schedule.forget_batch is None]
     hi = min(sizes) if sizes else schedule.batch
 
     def stable(B):
-        return _rate_at(hs, schedule, batch=B) <= 1.0
+        return _rate_at(dyn, batch=B) <= 1.0
 
     if not stable(hi):
         return None
@@ -664,14 +604,19 @@ def critical_batch(hs: HessianSet, schedule: Schedule):
     return hi
 
 
-def critical_alpha(hs: HessianSet, schedule: Schedule, *, grid=64, rtol=1e-10):
+def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10):
     """Critical mixing weight α* = inf{α ∈ [0, 1] : ρ(T) > 1} (the schedule's ``alpha`` is ignored).
 
     Returns 0.0 if already unstable at α = 0 or α = 0⁺ — in particular, exactly, whenever the
     forget set has a curvature direction outside the retain span, which ascent escapes along for
     every α > 0 — and None if stable for every α ∈ [0, 1]. Located by a uniform scan of ``grid`` points and refined with Brent's method.
     """
-    check_pair(hs, schedule.replace(alpha=0.0) if schedule.schedule != "sam" else schedule)
+    if isinstance(hs, Dynamics):
+        hs, schedule = hs.hs, hs.schedule
+    if schedule is not None and schedule.schedule != "sam":
+        Dynamics(hs, schedule.replace(alpha=0.0))  # validates the pair
+    else:
+        as_dynamics(hs, schedule)
     if not hs.has_forget:
         raise ValueError("critical_alpha needs a HessianSet with a forget set")
     if schedule.schedule == "sam":
@@ -683,7 +628,7 @@ def critical_alpha(hs: HessianSet, schedule: Schedule, *, grid=64, rtol=1e-10):
         return 0.0
 
     def f(alpha):
-        return _rate_at(hs, schedule, alpha=float(alpha)) - 1.0
+        return mean_square_rate(hs, schedule.replace(alpha=float(alpha))) - 1.0
 
     pts = np.linspace(0.0, 1.0, grid + 1)
     prev = None

@@ -1,0 +1,416 @@
+"""One unlearning step, defined once: :class:`Dynamics` (THEORY.md §2, §2.1, §8).
+
+A :class:`Dynamics` is the validated pair (HessianSet, Schedule) with everything that defines the
+random step, in span coordinates:
+
+    δ_{k+1} = J_k δ_k + b_k
+
+**Set terms.** Each set S that enters the step with a non-zero weight is one :class:`SetTerm`:
+its size n, batch B, weight s (J contains s·Ĥ_S), sampling coefficients (c, e), reduced factors
+Ψ_i = UᵀF_i, reduced mean H̄_S and, when per-sample gradients were given, the reduced gradients.
+
+    retain   s = −η(1−α)      (descent)            skipped when α = 1
+    forget   s = +ηα          (ascent)             skipped when α = 0, and for SAM
+    SAM      s = −η on retain, and Ĥ is followed by K = I + (ρ/a)H̄_R
+
+with the batch Hessian Ĥ_S = (1/B) Σ_i x_i H_i and batch gradient ĝ_S = (1/B) Σ_i x_i g_i drawn
+with the *same* indicators x (THEORY §8).
+
+**Combinator** (``Dynamics.combinator``): how the set terms make one step. Each term is the
+affine map  a_S(δ) = (I + s_S Ĥ_S K) δ + s_S g̃_S,  and
+
+    "summed"       J = I + Σ_S s_S Ĥ_S,                 b = Σ_S s_S ĝ_S
+    "alternating"  J = A_F A_R,  A_S = I + s_S Ĥ_S,      b = A_F s_R ĝ_R + s_F ĝ_F   (retain, then forget)
+    "sam"          J = I − η Ĥ_R K,                      b = −η (ĝ_R + (ρ/a) Ĥ_R ḡ_R)
+
+(the SAM drift is the linearisation of the gradient at the ascent point w + (ρ/a)∇L_R(w), so
+g̃_i = g_i + (ρ/a) H_i ḡ_R). :meth:`Dynamics.step` evaluates exactly this for given batch
+indicators: it is the definition every other module (mean-square operator, Monte Carlo kernels,
+closed forms, theorem instances, test oracles) must agree with.
+
+**Sampling coefficients** (THEORY §2.1). For any two per-sample quantities u_i, v_i,
+E[û ⊗ v̂] − ū ⊗ v̄ = c·(1/n)Σ_i u_i ⊗ v_i − e·ū ⊗ v̄, with
+
+    bernoulli            c = (n−B)/(B n)      e = 0
+    with_replacement     c = 1/B              e = 1/B
+    without_replacement  c = (n−B)/(B(n−1))   e = c
+
+**Coordinates.** U (d×r) is an orthonormal basis of the span of the active Hessians; on its
+complement every J is the identity (THEORY §3, "Null space"). When gradients are present their
+components outside U span V (d×q); there the step is δ ↦ δ + (drift), a linear walk (THEORY §8).
+Affine quantities live in the p = r + q coordinates [U, V]; whatever lies outside [U, V] is
+frozen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validation import check_choice, check_int, check_pair
+from .hessians import HessianSet
+from .schedule import SAMPLING_SCHEMES, Schedule
+
+__all__ = ["Dynamics", "SetTerm", "noise_coefficients", "as_dynamics"]
+
+
+def noise_coefficients(sampling: str, n: int, batch: int) -> tuple[float, float]:
+    """(c, e) with E[ĤMĤ] − H̄MH̄ = c·(1/n)Σ_i H_i M H_i − e·H̄MH̄ (THEORY §2.1)."""
+    check_choice(sampling, "sampling", SAMPLING_SCHEMES)
+    n = check_int(n, "n", minimum=1)
+    batch = check_int(batch, "batch", minimum=1, maximum=n)
+    if sampling == "bernoulli":
+        return (n - batch) / (batch * n), 0.0
+    if sampling == "with_replacement":
+        return 1.0 / batch, 1.0 / batch
+    if n == 1:
+        return 0.0, 0.0
+    c = (n - batch) / (batch * (n - 1))
+    return c, c
+
+
+@dataclass(frozen=True, eq=False)
+class SetTerm:
+    """One active set S of the step, in span coordinates (module docstring).
+
+    ``name`` ("retain"/"forget"), ``n``, ``batch``, ``weight`` s (J ∋ s·Ĥ_S), ``c``/``e``
+    (sampling coefficients), ``psi`` (r, n, k) reduced factors, ``mean`` H̄_S (r×r),
+    ``gradients`` (n, p) reduced per-sample drift vectors g̃_i in [U, V] coordinates (None
+    without gradients), ``profile`` (n, r) per-direction eigenvalues for commuting sets (None
+    otherwise).
+    """
+
+    name: str
+    n: int
+    batch: int
+    weight: float
+    c: float
+    e: float
+    psi: np.ndarray = field(repr=False)
+    mean: np.ndarray = field(repr=False)
+    gradients: np.ndarray | None = field(default=None, repr=False)
+    profile: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def mean_gradient(self) -> np.ndarray | None:
+        """ḡ_S (p,), or None without gradients."""
+        return None if self.gradients is None else self.gradients.mean(axis=0)
+
+    def hessians(self) -> np.ndarray:
+        """Reduced per-sample Hessians (n, r, r): tests and small problems only."""
+        return np.einsum("rna,sna->nrs", self.psi, self.psi)
+
+    def batch_hessian(self, x) -> np.ndarray:
+        """Ĥ_S = (1/B) Σ_i x_i Ψ_iΨ_iᵀ for indicators/counts ``x`` (n,)."""
+        r, n, k = self.psi.shape
+        flat = self.psi.reshape(r, n * k)
+        return (flat * np.repeat(np.asarray(x, float), k)) @ flat.T / self.batch
+
+    def batch_gradient(self, x) -> np.ndarray:
+        """ĝ_S = (1/B) Σ_i x_i g̃_i (p,) (zero without gradients is *not* implied: needs gradients)."""
+        return np.asarray(x, float) @ self.gradients / self.batch
+
+    def quad(self, M):
+        """(1/n) Σ_i H_i M H_i for symmetric M (r×r)."""
+        r, n, k = self.psi.shape
+        flat = self.psi.reshape(r, n * k)
+        MP = M @ flat
+        if k == 1:
+            v = np.einsum("ab,ab->b", flat, MP)
+            return (flat * v) @ flat.T / n
+        MP3 = MP.reshape(r, n, k)
+        Y = np.einsum("rna,rnb->nab", self.psi, MP3)
+        X = np.einsum("rna,nab->rnb", self.psi, Y).reshape(r, n * k)
+        return X @ flat.T / n
+
+    def noise(self, M):
+        """N_S(M) = c·(1/n)Σ_i H_i M H_i − e·H̄ M H̄ = E[ĤMĤ] − H̄MH̄ (THEORY §2.1)."""
+        r, n, k = self.psi.shape
+        N = n * k
+        if self.e != 0.0 and N < r:
+            # Low-rank form: with Φ = [Ψ_1 … Ψ_n] (r×N) and Y = ΦᵀMΦ,
+            # N_S(M) = Φ [(c/n)·blockdiag(Y_ii) − (e/n²)·Y] Φᵀ — O(r²N + rN²) instead of O(r³).
+            flat = self.psi.reshape(r, N)
+            Y = flat.T @ (M @ flat)
+            Z = (-self.e / n**2) * Y
+            blocks = Y.reshape(n, k, n, k)[np.arange(n), :, np.arange(n), :]
+            Zb = Z.reshape(n, k, n, k)
+            Zb[np.arange(n), :, np.arange(n), :] += (self.c / n) * blocks
+            return flat @ Z @ flat.T
+        out = self.c * self.quad(M) if self.c != 0.0 else np.zeros_like(M)
+        if self.e != 0.0:
+            out -= self.e * (self.mean @ M @ self.mean)
+        return out
+
+    def kron_noise(self):
+        """Row-major Kronecker matrix of N_S (r²×r²), small r only."""
+        hs = self.hessians()
+        r = hs.shape[1]
+        Kq = np.einsum("nab,ncd->acbd", hs, hs).reshape(r * r, r * r) / self.n
+        return self.c * Kq - self.e * np.kron(self.mean, self.mean)
+
+    def cross_noise(self, v):
+        """E[Ĥ v ĝᵀ] − H̄ v ḡᵀ = c·(1/n)Σ_i H_i v g̃_iᵀ − e·H̄ v ḡᵀ, shape (r, p), for v (r,)."""
+        r, n, k = self.psi.shape
+        proj = np.einsum("rnk,r->nk", self.psi, v)  # Ψ_iᵀ v
+        Hv = np.einsum("rnk,nk->rn", self.psi, proj)  # H_i v, (r, n)
+        out = (self.c / n) * (Hv @ self.gradients)
+        if self.e != 0.0:
+            out -= self.e * np.outer(self.mean @ v, self.mean_gradient)
+        return out
+
+    def gradient_noise(self):
+        """Cov(ĝ) = c·(1/n)Σ_i g̃_i g̃_iᵀ − e·ḡḡᵀ, shape (p, p)."""
+        G = self.gradients
+        out = (self.c / self.n) * (G.T @ G)
+        if self.e != 0.0:
+            gb = self.mean_gradient
+            out -= self.e * np.outer(gb, gb)
+        return out
+
+
+class Dynamics:
+    """The random affine step δ ↦ J δ + b of one unlearning schedule on one HessianSet.
+
+    Build it once with ``Dynamics(hs, schedule)`` (validates the pair) and pass it to any
+    analysis in place of ``(hs, schedule)``. Immutable; :meth:`replace` gives the dynamics of a
+    changed schedule on the same set (span coordinates are cached on the HessianSet).
+
+    Attributes
+    ----------
+    hs, schedule : the inputs.
+    combinator : "summed", "alternating" or "sam" (module docstring).
+    terms : tuple of :class:`SetTerm`, in application order (retain, then forget).
+    basis : U (d, r), orthonormal basis of the span of the active Hessians.
+    r, span_dim : r.   null_dim : d − r.   dim : d.
+    K : (r, r) SAM factor I + (ρ/a)H̄_R (identity for the other combinators).
+    mean_map : E[J] on the span (r, r).
+    has_drift : per-sample gradients enter the step.
+    drift_basis : V (d, q), directions outside the span that the drift reaches (q = 0 without).
+    p : r + q, the dimension of the affine coordinates [U, V].
+    """
+
+    def __init__(self, hs: HessianSet, schedule: Schedule):
+        check_pair(hs, schedule)
+        self.hs, self.schedule = hs, schedule
+        sch = schedule
+        self.combinator = sch.schedule
+        use_r = sch.uses_retain
+        use_f = sch.uses_forget and sch.schedule != "sam"
+        self.active = tuple(w for w, on in (("retain", use_r), ("forget", use_f)) if on)
+        _check_gradients(hs, self.active)
+        red = hs.reduction(use_r, use_f)
+        self.reduction = red
+        self.basis = red.basis
+        self.r = self.span_dim = red.r
+        self.dim = hs.dim
+        self.null_dim = red.null_dim
+        if self.r == 0:
+            raise ValueError(
+                "every Hessian that enters the dynamics is zero: the step is the identity and "
+                "there is no span on which to measure stability"
+            )
+        eye = np.eye(self.r)
+        weights = {"retain": -sch.eta * (1.0 - sch.alpha), "forget": sch.eta * sch.alpha}
+        batches = {"retain": sch.batch, "forget": sch.batch_forget}
+        means = {w: red.mean(w) for w in self.active}
+        self.K = eye
+        if self.combinator == "sam":
+            self.K = eye + (sch.sam_rho / sch.sam_a) * means["retain"]
+        self.has_drift = hs.has_gradients and any(
+            hs.gradients(w) is not None for w in self.active)
+        grads, self.drift_basis = self._affine_gradients(means) if self.has_drift else ({}, None)
+        if self.drift_basis is None:
+            self.drift_basis = np.zeros((self.dim, 0))
+        self.q = self.drift_basis.shape[1]
+        self.p = self.r + self.q
+        profiles = self._profiles() if hs.kind == "commuting" else {}
+        terms = []
+        for w in self.active:
+            c, e = noise_coefficients(sch.sampling, hs.size(w), batches[w])
+            terms.append(SetTerm(w, hs.size(w), batches[w], weights[w], c, e, red.psi(w),
+                                 means[w], grads.get(w), profiles.get(w)))
+        self.terms = tuple(terms)
+        self.step_maps = {t.name: eye + t.weight * t.mean @ self.K for t in self.terms}
+        if self.combinator == "alternating":
+            self.mean_map = self.step_maps.get("forget", eye) @ self.step_maps.get("retain", eye)
+        else:
+            self.mean_map = eye + sum(t.weight * t.mean for t in self.terms) @ self.K
+
+    # ------------------------------------------------------------------ construction helpers
+    def _affine_gradients(self, means):
+        """Per-term drift vectors g̃_i in [U, V] coordinates and the drift basis V."""
+        U = self.basis
+        raw = {w: self.hs.gradients(w) for w in self.active}
+        if self.combinator == "sam":  # g̃_i = g_i + (ρ/a) H_i ḡ_R  (module docstring)
+            g = raw["retain"]
+            gbar_u = U.T @ g.mean(axis=0)
+            psi = self.reduction.psi("retain")
+            Hg = np.einsum("rnk,nk->nr", psi, np.einsum("rnk,r->nk", psi, gbar_u))
+            raw = {"retain": g + (self.schedule.sam_rho / self.schedule.sam_a) * (Hg @ U.T)}
+        span = {w: g @ U for w, g in raw.items()}
+        resid = np.concatenate([raw[w] - span[w] @ U.T for w in self.active], axis=0)
+        scale = max(float(np.max(np.abs(np.concatenate(list(raw.values()))))), 0.0)
+        V = np.zeros((self.dim, 0))
+        if scale > 0 and resid.size:
+            Uv, s, _ = np.linalg.svd(resid.T, full_matrices=False)
+            tol = max(resid.shape) * np.finfo(float).eps * max(s[0] if s.size else 0.0, scale)
+            V = Uv[:, : int(np.sum(s > tol))]
+        out = {w: np.concatenate([span[w], raw[w] @ V], axis=1) for w in self.active}
+        return out, V
+
+    def _profiles(self):
+        """Per-direction eigenvalues (n, r) of a commuting set on the active directions."""
+        active = np.zeros(self.dim, dtype=bool)
+        for w in self.active:
+            active |= np.any(self.hs.eigenvalues(w) > 0, axis=0)
+        return {w: self.hs.eigenvalues(w)[:, active] for w in self.active}
+
+    # ------------------------------------------------------------------ views
+    def term(self, name):
+        """The :class:`SetTerm` called ``name``, or None when that set does not enter the step."""
+        for t in self.terms:
+            if t.name == name:
+                return t
+        return None
+
+    @property
+    def sampling(self) -> str:
+        return self.schedule.sampling
+
+    @property
+    def eta(self) -> float:
+        return self.schedule.eta
+
+    def replace(self, **changes) -> "Dynamics":
+        """The dynamics of ``schedule.replace(**changes)`` on the same HessianSet."""
+        return Dynamics(self.hs, self.schedule.replace(**changes))
+
+    def mixed_hessian(self) -> np.ndarray:
+        """D = −Σ_S (s_S/η) H̄_S K on the span: (1−α)H̄_R − αH̄_F, SAM H̄_R K (E[J] = I − ηD when summed)."""
+        return sum(-t.weight / self.eta * t.mean for t in self.terms) @ self.K
+
+    def mean_drift(self) -> np.ndarray:
+        """E[b] in [U, V] coordinates (p,); zeros without drift."""
+        if not self.has_drift:
+            return np.zeros(self.p)
+        if self.combinator == "alternating":
+            out = np.zeros(self.p)
+            for t in self.terms:  # E[A_F s_R ĝ_R] = E[A_F] s_R ḡ_R (independent batches)
+                out = self._pad_map(self.step_maps[t.name]) @ out + t.weight * t.mean_gradient
+            return out
+        return sum(t.weight * t.mean_gradient for t in self.terms)
+
+    def _pad_map(self, A):
+        """An (r, r) span map extended by the identity on the drift directions V."""
+        if self.q == 0:
+            return A
+        out = np.eye(self.p)
+        out[: self.r, : self.r] = A
+        return out
+
+    # ------------------------------------------------------------------ the step itself
+    def step(self, indicators) -> tuple[np.ndarray, np.ndarray]:
+        """(J, b) for given batch indicators/counts: ``{"retain": x_R (n_R,), "forget": x_F}``.
+
+        J is (p, p) in [U, V] coordinates (identity on V), b is (p,) (zeros without drift).
+        This is the definition of one step (module docstring); tests use it as the oracle that
+        every operator and kernel must agree with.
+        """
+        eye = np.eye(self.p)
+        J, b = eye.copy(), np.zeros(self.p)
+        for t in self.terms:
+            x = np.asarray(indicators[t.name], float)
+            if x.shape != (t.n,):
+                raise ValueError(f"indicators[{t.name!r}] must have shape ({t.n},), got {x.shape}")
+            A = eye + _pad_zero(t.weight * t.batch_hessian(x) @ self.K, self.p)
+            bt = t.weight * t.batch_gradient(x) if t.gradients is not None else np.zeros(self.p)
+            if self.combinator == "alternating":
+                J, b = A @ J, A @ b + bt
+            else:
+                J, b = J + (A - eye), b + bt
+        return J, b
+
+    # ------------------------------------------------------------------ commuting closed forms
+    def direction_moments(self):
+        """Commuting sets: per term (term, m_k, N_k) on the active directions, with
+        m_k = mean eigenvalue and N_k = c·mean(λ_k²) − e·m_k² (THEORY §3, commuting)."""
+        if self.hs.kind != "commuting":
+            raise ValueError(f"direction moments need a commuting HessianSet, got {self.hs.kind!r}")
+        out = []
+        for t in self.terms:
+            lam = t.profile
+            m = lam.mean(axis=0)
+            out.append((t, m, t.c * (lam**2).mean(axis=0) - t.e * m**2))
+        return out
+
+    def direction_factors(self):
+        """Commuting sets: per term the quadratic E[a_k²] = 1 + 2 s κ m + s²κ²(m² + N) of its
+        per-direction factor, as coefficient arrays (a0, a1, a2) in powers of η (κ = SAM factor)."""
+        out = []
+        for t, m, N in self.direction_moments():
+            u = t.weight / self.eta  # s = u·η
+            kappa = np.ones_like(m)
+            if self.combinator == "sam":
+                kappa = 1.0 + (self.schedule.sam_rho / self.schedule.sam_a) * m
+            out.append((t, np.ones_like(m), 2 * u * kappa * m, u**2 * kappa**2 * (m**2 + N)))
+        return out
+
+    def direction_rates(self) -> np.ndarray:
+        """Commuting sets: E[j_k²] per active direction (the diagonal of T, THEORY §3)."""
+        moms = self.direction_moments()
+        if self.combinator == "alternating":
+            prod = 1.0
+            for t, m, N in moms:
+                prod = prod * ((1.0 + t.weight * m) ** 2 + t.weight**2 * N)
+            return np.asarray(prod)
+        kappa = 1.0
+        if self.combinator == "sam":
+            kappa = 1.0 + (self.schedule.sam_rho / self.schedule.sam_a) * moms[0][1]
+        mean = 1.0 + sum(t.weight * m for t, m, _ in moms) * kappa
+        var = sum(t.weight**2 * N for t, _, N in moms) * kappa**2
+        return mean**2 + var
+
+    def __repr__(self):
+        parts = ", ".join(f"{t.name}(n={t.n}, B={t.batch}, s={t.weight:.4g})" for t in self.terms)
+        drift = f", drift q={self.q}" if self.has_drift else ""
+        return (f"Dynamics({self.combinator}, {self.schedule.sampling}, r={self.r}, "
+                f"null_dim={self.null_dim}{drift}: {parts})")
+
+
+def _pad_zero(A, p):
+    r = A.shape[0]
+    if r == p:
+        return A
+    out = np.zeros((p, p))
+    out[:r, :r] = A
+    return out
+
+
+def _check_gradients(hs, active):
+    """Per-sample gradients must be given for every active set or for none (THEORY §8)."""
+    if not hs.has_gradients:
+        return
+    have = [w for w in active if hs.gradients(w) is not None]
+    missing = [w for w in active if hs.gradients(w) is None]
+    if have and missing:
+        raise ValueError(
+            f"per-sample gradients were given for the {have[0]} set but not for the "
+            f"{missing[0]} set, which also enters the step: pass {missing[0]}_gradients "
+            "(zeros if that set is interpolated)"
+        )
+
+
+def as_dynamics(hs, schedule=None) -> Dynamics:
+    """Normalise the ``(hs, schedule)`` arguments of a public function into a :class:`Dynamics`.
+
+    Accepts a Dynamics (``schedule`` must then be None) or a HessianSet and a Schedule.
+    """
+    if isinstance(hs, Dynamics):
+        if schedule is not None:
+            raise TypeError("pass either a Dynamics or (HessianSet, Schedule), not both")
+        return hs
+    if schedule is None:
+        raise TypeError("schedule is required when hs is a HessianSet (or pass a Dynamics)")
+    return Dynamics(hs, schedule)
