@@ -368,7 +368,7 @@ def _bad_cell(params, seed):
 
 
 def test_store_lock_and_leftovers_of_a_run_killed_at_startup(tmp_path):
-    from simulations.sweep import _StoreLock
+    from simulations.sweep_engine import _store_lock
 
     mk = tmp_path / "m"
     mk.mkdir()
@@ -379,7 +379,7 @@ def test_store_lock_and_leftovers_of_a_run_killed_at_startup(tmp_path):
     ds = run_sweep(Counting(mk, "a"), GRID, store, executor="serial", seed=0, progress=False)
     assert ds.sizes["eta"] == 3
     # a second run on a store that is in use fails fast instead of racing
-    with _StoreLock(store):
+    with _store_lock(store):
         with pytest.raises(SweepError, match="another process is running a sweep"):
             run_sweep(Counting(mk, "b"), GRID, store, executor="serial", seed=0, progress=False)
     assert markers(mk, "b") == []
@@ -408,3 +408,44 @@ def test_ctrl_c_stops_workers_promptly(tmp_path):
     assert elapsed < 3.0, elapsed
     assert len(markers(mk)) == 2  # no further cell was started after the interrupt
     assert _records(tmp_path / "s") == set()
+
+
+def test_engine_is_generic_and_sweep_reexports_it():
+    """The engine imports nothing of rmt; simulations.sweep re-exports its public names."""
+    import simulations.sweep as sweep
+    import simulations.sweep_engine as engine
+
+    code = ("import sys, simulations.sweep_engine; "
+            "print([m for m in sys.modules if m == 'rmt' or m.startswith('rmt.')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=TESTS_DIR.parent)
+    assert out.stdout.strip() == "[]"
+    for name in engine.__all__:
+        assert getattr(sweep, name) is getattr(engine, name)
+
+
+def test_second_process_on_a_store_in_use_fails_fast(tmp_path):
+    """The filelock store lock is an OS lock: another process gets a clear error at once."""
+    from simulations.sweep_engine import _store_lock
+
+    store = tmp_path / "s"
+    store.mkdir()
+    code = textwrap.dedent(f"""
+        import sys
+        from simulations.sweep_engine import SweepError, _store_lock
+        try:
+            with _store_lock(__import__("pathlib").Path({str(store)!r})):
+                print("ACQUIRED")
+        except SweepError as exc:
+            print("REFUSED", exc)
+    """)
+    with _store_lock(store):
+        t0 = time.monotonic()
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             cwd=TESTS_DIR.parent, timeout=60)
+        assert time.monotonic() - t0 < 30
+    assert out.stdout.startswith("REFUSED") and "another process is running a sweep" in out.stdout
+    # released when the holder is done
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=TESTS_DIR.parent, timeout=60)
+    assert out.stdout.strip() == "ACQUIRED", out.stderr
