@@ -369,19 +369,42 @@ def _print_text(path, rep):
                   f"  tightness={_fmt(row.get('tightness'))}  threshold={_fmt(row.get('threshold'))}")
 
 
+#: ``rmt analyze`` option → (constraint table that owns it, parameter name in that table).
+_ANALYZE_OPTIONS = {
+    "eta": ("schedule", "eta"),
+    "batch": ("schedule", "batch"),
+    "alpha": ("schedule", "alpha"),
+    "forget_batch": ("schedule", "forget_batch"),
+    "lyapunov_steps": ("lyapunov", "steps"),
+    "replicas": ("lyapunov", "replicas"),
+    "seed": ("lyapunov", "seed"),
+}
+
+
+def _check_analyze_options(args):
+    """Check the numeric options against the tables of Schedule and of the Lyapunov settings.
+
+    The allowed ranges are looked up, never copied; messages name the option (``--eta must be >
+    0, got -1.0``).
+    """
+    from rmt.schedule import Schedule
+    from rmt.validation import validate_param
+
+    from .sweep import LYAPUNOV_CONSTRAINTS
+
+    tables = {"schedule": Schedule.parameter_constraints, "lyapunov": LYAPUNOV_CONSTRAINTS}
+    for attr, (owner, param) in _ANALYZE_OPTIONS.items():
+        values = getattr(args, attr)
+        if values is None:  # not given: analyze() picks the documented default
+            continue
+        for v in values if isinstance(values, list) else [values]:
+            validate_param("--" + attr.replace("_", "-"), v, tables[owner][param])
+
+
 def cmd_analyze(args) -> int:
     try:
         hs, _ = load_npz(args.file)
-        for name in ("batch",):
-            vals = getattr(args, name)
-            if any(v < 1 for v in vals):
-                raise ValueError(f"--{name} must be >= 1, got {vals}")
-        if args.eta is not None and any(not (v > 0 and math.isfinite(v)) for v in args.eta):
-            raise ValueError(f"--eta must be > 0, got {args.eta}")
-        if args.alpha is not None and any(not 0 <= v <= 1 for v in args.alpha):
-            raise ValueError(f"--alpha must lie in [0, 1], got {args.alpha}")
-        if args.lyapunov_steps < 1 or args.replicas < 1 or args.seed < 0:
-            raise ValueError("--lyapunov-steps and --replicas must be >= 1, --seed >= 0")
+        _check_analyze_options(args)
         rep = analyze(
             hs, etas=args.eta, batches=args.batch, alphas=args.alpha, samplings=args.sampling,
             schedules=args.schedule, forget_batch=args.forget_batch, lyapunov=not args.no_lyapunov,

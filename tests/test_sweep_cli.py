@@ -104,11 +104,12 @@ BAD = [
     ("unknown quantity", TOML.replace('"coherence"]', '"entropy"]'), "unknown quantity 'entropy'"),
     ("empty axis", TOML.replace("sigma = [1, 2, 4]", "sigma = []"), "grid axis 'sigma' is empty"),
     ("empty grid", TOML[: TOML.index("[grid]")] + "[grid]\n", "grid is empty"),
-    ("negative eta", TOML.replace("eta = [0.5, 0.8]", "eta = [-0.5, 0.8]"), "'eta' has negative values"),
+    ("negative eta", TOML.replace("eta = [0.5, 0.8]", "eta = [-0.5, 0.8]"),
+     "config [grid] axis 'eta': eta must be > 0, got -0.5"),
     ("zero eta", TOML.replace("eta = [0.5, 0.8]", "eta = [0.0, 0.8]"), "eta must be > 0"),
     ("alpha > 1", TOML.replace("alpha = 0.1", "alpha = 1.5"), "alpha must lie in [0, 1]"),
     ("batch too large", TOML.replace("batch = [1, 3]", "batch = [1, 30]"), "batch must be <= the retain set size"),
-    ("sigma > n", TOML.replace("sigma = [1, 2, 4]", "sigma = [1, 20]"), "sigma must be <= 12"),
+    ("sigma > n", TOML.replace("sigma = [1, 2, 4]", "sigma = [1, 20]"), "sigma must lie in [1, 12], got 20"),
     ("unknown axis", TOML.replace("sigma = [1, 2, 4]", "snr = [1.0]"), "unknown axis 'snr'"),
     ("duplicate param", TOML.replace("sigma = [1, 2, 4]", "n = [10, 12]"), "'n' is given both"),
     ("missing eta", TOML.replace("eta = [0.5, 0.8]\n", ""), "'eta' is needed by ['rate']"),
@@ -292,3 +293,64 @@ def test_documented_example_config_is_valid(tmp_path):
     path.write_text(block)
     cfg = validate_config(load_config(path))
     assert cfg is not None
+
+
+ALIGNED = """
+seed = 1
+quantities = ["coherence", "rate"]
+
+[ensemble]
+name = "aligned"
+n_retain = 4
+n_forget = 2
+d = 10
+within_retain = 0.5
+within_forget = 0.3
+
+[schedule]
+eta = 0.5
+batch = 2
+alpha = 0.1
+forget_batch = 1
+
+[grid]
+between = [-0.5, 0, 0.5]
+"""
+
+
+def test_aligned_negative_between_grid_validates_and_runs(tmp_path, capsys):
+    # regression: a generic "no negative grid values" rule once refused this valid grid; values
+    # are now checked against aligned.parameter_constraints (between in [-1, 1])
+    cfg = _write(tmp_path, ALIGNED)
+    store = tmp_path / "out"
+    assert main(["sweep", str(cfg), "--out", str(store), "--serial", "--no-progress"]) == 0
+    ds = open_sweep(store).load()
+    assert list(ds.between.values) == [-0.5, 0.0, 0.5]
+    for c in (-0.5, 0.0, 0.5):
+        want = ensembles.aligned_expected_coherence(4, 2, 10, 0.5, 0.3, c)  # exact (orthogonal noise)
+        assert float(ds.coherence.sel(between=c)) == pytest.approx(want["sigma"], rel=1e-9)
+        assert float(ds.coherence_cross.sel(between=c)) == pytest.approx(want["sigma_cross"], abs=1e-9)
+    # |between| enters the coherence only: ±0.5 give the same σ
+    assert float(ds.coherence.sel(between=-0.5)) == pytest.approx(float(ds.coherence.sel(between=0.5)))
+    # out of the declared range: refused before anything is written, naming argument and range
+    bad = _write(tmp_path, ALIGNED.replace("[-0.5, 0, 0.5]", "[-1.5, 0]"), "bad.toml")
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "o"), "--serial"]) == 2
+    assert "config [grid] axis 'between': between must lie in [-1, 1], got -1.5" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--alpha", "1.5"], "--alpha must lie in [0, 1], got 1.5"),
+        (["--batch", "0"], "--batch must be >= 1, got 0"),
+        (["--forget-batch", "0"], "--forget-batch must be >= 1, got 0"),
+        (["--replicas", "1"], "--replicas must be >= 2, got 1"),
+        (["--lyapunov-steps", "0"], "--lyapunov-steps must be >= 1, got 0"),
+        (["--seed", "-1"], "--seed must be a non-negative integer"),
+    ],
+)
+def test_analyze_options_checked_against_the_owners_constraints(tmp_path, capsys, args, message):
+    p = _npz(tmp_path, retain_grads=np.eye(3))
+    assert main(["analyze", str(p), "--eta", "0.1", *args]) == 2
+    assert message in capsys.readouterr().err
