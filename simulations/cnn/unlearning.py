@@ -28,6 +28,7 @@ import numpy as np
 import rmt
 from rmt import HessianSet, Schedule, mean_square_rate
 from rmt._validation import check_int, check_positive, check_random_state
+from rmt.verdict import MEAN_SQUARE, OBSERVED, verdict_text
 
 from ._threads import single_blas_thread
 from .data import SignalNoiseData
@@ -40,10 +41,12 @@ __all__ = ["UnlearningRun", "unlearn", "linear_prediction", "LinearPrediction", 
 class UnlearningRun:
     """Outcome of :func:`unlearn` (majority over ``replicas`` runs).
 
-    ``escaped`` (True = diverges = forgets), ``escape_fraction`` (fraction of replicas that
-    escaped), ``distance_ratio`` (final ‖w_k − w*‖/‖w_0 − w*‖ per replica, inf on overflow),
-    ``forget_loss_increase`` L_F(w_K) − L_F(w*) and ``retain_loss_change`` L_R(w_K) − L_R(w*)
-    (per replica, inf on overflow), ``steps_run`` per replica, ``overflowed`` per replica.
+    Verdict fields (:mod:`rmt.verdict`): ``forgets`` (= ``escaped``), ``verdict``, ``notion`` =
+    ``"observed"``. ``escaped`` (True = diverges = forgets; kept for backward compatibility),
+    ``escape_fraction`` (fraction of replicas that escaped), ``distance_ratio`` (final
+    ‖w_k − w*‖/‖w_0 − w*‖ per replica, inf on overflow), ``forget_loss_increase``
+    L_F(w_K) − L_F(w*) and ``retain_loss_change`` L_R(w_K) − L_R(w*) (per replica, inf on
+    overflow), ``steps_run`` per replica, ``overflowed`` per replica.
     """
 
     escaped: bool
@@ -55,8 +58,17 @@ class UnlearningRun:
     overflowed: np.ndarray = field(repr=False)
 
     @property
+    def forgets(self) -> bool:
+        """True when the majority of runs escaped w* (the model forgets)."""
+        return self.escaped
+
+    @property
     def verdict(self) -> str:
-        return "diverges (forgets)" if self.escaped else "converges (resists)"
+        return verdict_text(self.escaped)
+
+    @property
+    def notion(self) -> str:
+        return OBSERVED
 
 
 def _batch_weights(rng, n, B, sampling):
@@ -175,7 +187,8 @@ class LinearPrediction:
 
     ``rate`` = ρ(T) on the span (mean square); ``lyapunov`` = top Lyapunov exponent λ₁ when
     ``rmt.lyapunov`` is available (almost sure), else None; ``diverges`` = rate > threshold
-    (the mean-square verdict; True = forgets); ``notion`` names the notion used.
+    (the mean-square verdict; True = forgets); ``notion`` names the notion used
+    (:data:`rmt.verdict.MEAN_SQUARE`). ``forgets`` / ``verdict``: the :mod:`rmt.verdict` fields.
     """
 
     rate: float
@@ -183,6 +196,14 @@ class LinearPrediction:
     threshold: float
     diverges: bool
     notion: str
+
+    @property
+    def forgets(self) -> bool:
+        return self.diverges
+
+    @property
+    def verdict(self) -> str:
+        return verdict_text(self.diverges)
 
 
 def horizon_rate(steps, escape_factor) -> float:
@@ -205,4 +226,4 @@ def linear_prediction(hs: HessianSet, schedule: Schedule, *, threshold=1.0, lyap
     if hasattr(rmt, "lyapunov"):
         res = rmt.lyapunov(hs, schedule, steps=lyapunov_steps, replicas=4, seed=seed)
         lyap = float(res.exponent)
-    return LinearPrediction(rate, lyap, threshold, bool(rate > threshold), "mean-square")
+    return LinearPrediction(rate, lyap, threshold, bool(rate > threshold), MEAN_SQUARE)
