@@ -1,6 +1,7 @@
 """Figures for the reproduction report (matplotlib, Agg backend, colour-blind-safe colours).
 
-Every phase diagram uses the same legend convention: "diverges = forgets" / "converges = resists".
+Every phase diagram uses the same legend convention, :data:`LEGEND_DIVERGES` /
+:data:`LEGEND_CONVERGES`, the short form of :data:`rmt.verdict.SIGN_CONVENTION`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+
+from rmt.verdict import FORGETS, RESISTS  # noqa: E402
 
 # Okabe–Ito palette (colour-blind safe)
 OKABE_ITO = {
@@ -26,18 +29,20 @@ OKABE_ITO = {
 }
 #: converges (resists) → blue, diverges (forgets) → orange
 VERDICT_CMAP = ListedColormap([OKABE_ITO["sky"], OKABE_ITO["orange"]])
-LEGEND_CONVERGES = "converges = resists"
-LEGEND_DIVERGES = "diverges = forgets"
-
-__all__ = ["phase_diagram", "save", "OKABE_ITO", "VERDICT_CMAP"]
 
 
-def _edges(values):
-    v = np.asarray(values, dtype=float)
-    if v.size == 1:
-        return np.array([v[0] - 0.5, v[0] + 0.5])
-    mid = 0.5 * (v[1:] + v[:-1])
-    return np.concatenate([[v[0] - (mid[0] - v[0])], mid, [v[-1] + (v[-1] - mid[-1])]])
+def _legend(verdict: str) -> str:
+    """``"diverges (forgets)"`` → ``"diverges = forgets"`` (legend wording of rmt.verdict)."""
+    word, meaning = verdict.rstrip(")").split(" (")
+    return f"{word} = {meaning}"
+
+
+#: legend labels of the two verdicts, derived from :mod:`rmt.verdict`
+LEGEND_CONVERGES = _legend(RESISTS)
+LEGEND_DIVERGES = _legend(FORGETS)
+
+__all__ = ["phase_diagram", "save", "OKABE_ITO", "VERDICT_CMAP", "LEGEND_CONVERGES",
+           "LEGEND_DIVERGES"]
 
 
 def phase_diagram(ax, x, y, diverges, *, disagree=None, curves=(), xlabel="", ylabel="", title=""):
@@ -45,10 +50,12 @@ def phase_diagram(ax, x, y, diverges, *, disagree=None, curves=(), xlabel="", yl
 
     ``diverges``: (len(y), len(x)) array of 0/1 (NaN = not computed). ``disagree``: boolean array
     of the same shape marking cells where another verdict (e.g. the published heuristic) differs.
-    ``curves``: iterable of (x_values, y_values, label, style-dict).
+    ``curves``: iterable of (x_values, y_values, label, style-dict). Cells are centred on the
+    grid values (``pcolormesh(shading="nearest")``: edges at the midpoints in data coordinates,
+    so on a log-scaled axis only a geometric grid gets equal-width cells).
     """
     Z = np.ma.masked_invalid(np.asarray(diverges, dtype=float))
-    ax.pcolormesh(_edges(x), _edges(y), Z, cmap=VERDICT_CMAP, vmin=0, vmax=1, shading="flat")
+    mesh = ax.pcolormesh(x, y, Z, cmap=VERDICT_CMAP, vmin=0, vmax=1, shading="nearest")
     handles = [
         Patch(color=OKABE_ITO["sky"], label=LEGEND_CONVERGES),
         Patch(color=OKABE_ITO["orange"], label=LEGEND_DIVERGES),
@@ -64,8 +71,9 @@ def phase_diagram(ax, x, y, diverges, *, disagree=None, curves=(), xlabel="", yl
         pts = ax.scatter(np.asarray(x)[xx], np.asarray(y)[yy], marker="x", s=14,
                          color=OKABE_ITO["vermillion"], label="heuristic disagrees")
         handles.append(pts)
-    ax.set_xlim(_edges(x)[0], _edges(x)[-1])
-    ax.set_ylim(_edges(y)[0], _edges(y)[-1])
+    edges = mesh.get_coordinates()  # the cell edges matplotlib chose: curves never widen the view
+    ax.set_xlim(edges[..., 0].min(), edges[..., 0].max())
+    ax.set_ylim(edges[..., 1].min(), edges[..., 1].max())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
