@@ -5,7 +5,7 @@
 Times both maps (SNR × α and SNR × B) with the defaults of ``rmt cnn heatmap`` and prints a
 markdown report: wall time, agreement with the finite-horizon linear frontier ρ(T) = F^{2/K}
 and with the asymptotic one ρ(T) = 1, and the cells that disagree.
-Convention: "diverges" = forgets, "converges" = resists.
+Convention: :data:`rmt.verdict.SIGN_CONVENTION`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from simulations.cnn.heatmap import heatmap, plot_heatmap  # noqa: E402
+from rmt.verdict import SIGN_CONVENTION  # noqa: E402
+from simulations.cnn.heatmap import HeatmapResult, heatmap, plot_heatmap  # noqa: E402
 
 CONFIGS = {
     "snr,alpha": dict(eta_scale=0.5, batch=20, alpha_range=(0.0, 0.3)),
@@ -50,12 +51,12 @@ def main(argv=None):
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}, "
           f"numpy {np.__version__}\n")
     print("command: `/work/venv/bin/python benchmarks/bench_cnn.py > benchmarks/results_cnn.md`\n")
-    print("Convention: **diverges = forgets** (escapes w*), **converges = resists**. Cells: "
+    print(f"Convention: {SIGN_CONVENTION}. Cells: "
           "observed majority of 3 nonlinear runs (400 steps, escape = distance ×10); prediction "
           "ρ(T) > ρ_c = 10^(2/400) (finite horizon) and ρ(T) > 1 (asymptotic).\n")
     for axes, kw in CONFIGS.items():
         t0 = time.perf_counter()
-        res = heatmap(axes, grid=args.grid, n=100, d=200, m=20, seed=0, **kw)
+        res = HeatmapResult(heatmap(axes, grid=args.grid, n=100, d=200, m=20, seed=0, **kw))
         wall = time.perf_counter() - t0
         path = os.path.join(args.out, f"cnn_heatmap_{axes.replace(',', '_')}.png")
         plot_heatmap(res, path)

@@ -28,7 +28,7 @@ from simulations.cnn import (
     unlearn,
 )
 from simulations.cnn.closed_form import expected_abs_noise_inner, expected_max_normal, symbolic_gram
-from simulations.cnn.heatmap import heatmap
+from simulations.cnn.heatmap import HeatmapResult, heatmap
 from simulations.cnn.network import forward, loss_terms, per_sample_gradients
 from simulations.cnn.unlearning import horizon_rate
 
@@ -233,6 +233,13 @@ def test_small_step_descent_resists_and_large_ascent_forgets():
     # the linear theory at w* agrees on both
     assert not linear_prediction(hs, calm_s).diverges
     assert linear_prediction(hs, wild_s, threshold=horizon_rate(400, 10.0)).diverges
+    # one verdict vocabulary (rmt.verdict): observed runs and mean-square predictions
+    from rmt.verdict import MEAN_SQUARE, OBSERVED, verdict_text
+
+    assert (calm.forgets, calm.verdict, calm.notion) == (False, verdict_text(False), OBSERVED)
+    assert (wild.forgets, wild.verdict, wild.notion) == (True, verdict_text(True), OBSERVED)
+    pred = linear_prediction(hs, wild_s, threshold=horizon_rate(400, 10.0))
+    assert (pred.forgets, pred.verdict, pred.notion) == (True, verdict_text(True), MEAN_SQUARE)
 
 
 def test_horizon_rate():
@@ -241,14 +248,49 @@ def test_horizon_rate():
 
 def test_small_heatmap_agrees_with_linear_frontier(tmp_path):
     res = heatmap("snr,alpha", grid=4, n=40, d=80, m=6, n_forget=5, batch=10, eta_scale=0.5,
-                  alpha_range=(0.0, 0.3), snr_range=(0.05, 3.0), steps=300, replicas=1, seed=0)
-    assert res.rate.shape == (4, 4)
-    assert res.counted.any()
-    assert res.agreement >= 0.9
+                  alpha_range=(0.0, 0.3), snr_range=(0.05, 3.0), steps=300, replicas=1, seed=0,
+                  almost_sure=False)
+    assert res["rate"].shape == (4, 4)
+    assert res["counted"].values.any()
+    assert res.attrs["agreement"] >= 0.9
     # both outcomes occur: plain descent (α = 0) resists at every SNR, strong ascent forgets at
     # low SNR, while the highest SNR still resists a moderate α (class-aligned curvature)
-    assert not res.observed[:, 0].any()
-    assert res.observed[0, -1] and not res.observed[-1, 1]
+    obs = res["observed"].values
+    assert not obs[:, 0].any()
+    assert obs[0, -1] and not obs[-1, 1]
+
+
+def test_heatmap_is_a_labelled_dataset_of_sweep_cells(tmp_path):
+    """heatmap() = HeatmapCell on every cell with the sweep engine's seeds: same values as a sweep."""
+    import xarray as xr
+
+    from rmt.verdict import MEAN_SQUARE, OBSERVED, SIGN_CONVENTION
+    from simulations.cnn.heatmap import _ROW_CACHE, HeatmapCell
+    from simulations.sweep import run_sweep
+
+    kw = dict(n=16, d=30, m=4, n_forget=4, eta_scale=1.0, steps=60, replicas=1)
+    ds = heatmap("snr,batch", grid=2, snr_range=(0.1, 2.0), alpha=0.05, seed=3, almost_sure=False,
+                 **kw)
+    assert isinstance(ds, xr.Dataset)
+    assert dict(ds.sizes) == {"snr": 2, "batch": 2}
+    assert list(ds["observed"].dims) == ["snr", "batch"] and list(ds["eta"].dims) == ["snr"]
+    for v in ("observed", "escape_fraction", "predicted", "predicted_asymptotic", "rate",
+              "counted", "counted_asymptotic", "forget_loss_increase", "retain_loss_change",
+              "sigma_retain", "train_converged"):
+        assert v in ds, v
+    assert ds["observed"].dtype == bool and ds["observed"].attrs["notion"] == OBSERVED
+    assert ds["predicted"].attrs["notion"] == MEAN_SQUARE
+    assert ds.attrs["convention"] == SIGN_CONVENTION and ds.attrs["seed"] == 3
+    assert ds.attrs["alpha"] == 0.05 and ds.attrs["steps"] == 60 and "batch" not in ds.attrs
+    # the same cells through the sweep engine (fresh row cache): identical values
+    _ROW_CACHE.clear()
+    cell = HeatmapCell(axes="snr,batch", alpha=0.05, almost_sure=False, lyapunov_steps=2000, **kw)
+    grid = {"snr": ds["snr"].values.tolist(), "batch": ds["batch"].values.tolist()}
+    sw = run_sweep(cell, grid, tmp_path / "sweep", executor="serial", seed=3, progress=False)
+    for v in ("rate", "escape_fraction", "forget_loss_increase", "retain_loss_change"):
+        np.testing.assert_array_equal(sw[v].transpose("snr", "batch").values, ds[v].values, err_msg=v)
+    np.testing.assert_array_equal(sw["observed"].values > 0.5, ds["observed"].values)
+    np.testing.assert_array_equal(sw["eta"].values[:, 0], ds["eta"].values)
 
 
 def test_heatmap_uses_lyapunov_when_available(monkeypatch):
@@ -264,11 +306,13 @@ def test_heatmap_uses_lyapunov_when_available(monkeypatch):
     monkeypatch.setattr(rmt, "lyapunov", fake, raising=False)
     kw = dict(grid=3, n=24, d=40, m=4, n_forget=4, batch=8, steps=100, replicas=1, seed=1)
     res = heatmap("snr,alpha", **kw)
-    assert res.lyapunov is not None
-    np.testing.assert_allclose(res.lyapunov, 0.5 * np.log(res.rate), rtol=1e-12)
-    assert res.agreement_almost_sure == res.agreement
+    assert "lyapunov" in res and "predicted_almost_sure" in res
+    np.testing.assert_allclose(res["lyapunov"].values, 0.5 * np.log(res["rate"].values), rtol=1e-12)
+    assert res.attrs["agreement_almost_sure"] == res.attrs["agreement"]
     monkeypatch.delattr(rmt, "lyapunov")
-    assert heatmap("snr,alpha", **kw).lyapunov is None
+    plain = heatmap("snr,alpha", **kw)
+    assert "lyapunov" not in plain and "agreement_almost_sure" not in plain.attrs
+    assert HeatmapResult(plain).lyapunov is None
     with pytest.raises(ValueError, match="lyapunov"):
         heatmap("snr,alpha", almost_sure=True, **kw)
 
@@ -356,4 +400,4 @@ def test_trained_coherence_at_snr_10_near_half_n():
 def test_default_8x8_heatmap_agreement(axes):
     kw = dict(eta_scale=0.5, batch=20, alpha_range=(0.0, 0.3)) if axes == "snr,alpha" else dict(alpha=0.05)
     res = heatmap(axes, grid=8, seed=0, **kw)
-    assert res.agreement >= 0.9
+    assert res.attrs["agreement"] >= 0.9

@@ -4,15 +4,15 @@ Chain made computable end to end: data (:mod:`.data`) → network and exact per-
 (:mod:`.network`) → per-sample Gauss–Newton curvature as a factor-backed
 :class:`rmt.HessianSet` → coherence, closed form (:mod:`.closed_form`) and sampled → real
 nonlinear unlearning runs (:mod:`.unlearning`) → escape heatmaps with the linear frontier
-(:mod:`.heatmap`).
+(:mod:`.heatmap`: one cell protocol, :class:`HeatmapCell`; :func:`heatmap` returns an
+``xarray.Dataset`` over (snr, alpha | batch)).
 
-Sign convention: "diverges" = the iterates escape w* = the model **forgets**; "converges" = the
-model **resists** unlearning.
+Sign convention: :data:`rmt.verdict.SIGN_CONVENTION`.
 """
 
 from .closed_form import ClosedFormCoherence, closed_form_coherence, sampled_coherence
 from .data import SignalNoiseData, make_data, split_forget
-from .heatmap import HeatmapResult, heatmap, plot_heatmap
+from .heatmap import HeatmapCell, HeatmapResult, heatmap, plot_heatmap
 from .network import CNN, TrainResult, gauss_newton_hessians, init_cnn, train
 from .unlearning import UnlearningRun, linear_prediction, unlearn
 
@@ -28,6 +28,7 @@ __all__ = [
     "ClosedFormCoherence",
     "closed_form_coherence",
     "sampled_coherence",
+    "HeatmapCell",
     "HeatmapResult",
     "heatmap",
     "plot_heatmap",

@@ -7,7 +7,8 @@ JSON of ``coherence``: ``sigma_closed_form`` and ``sigma_sampled`` (union R ∪ 
 ``sigma_retain``, ``sigma_forget``, ``sigma_cross`` (mean over ``--replicates`` networks), their
 closed forms under ``closed_form``, ``snr``, ``state`` and the inputs. JSON of ``heatmap``:
 ``agreement``, ``cells``, the grid values (``snr`` and ``alpha`` or ``batch``), and more
-(:meth:`simulations.cnn.heatmap.HeatmapResult.to_dict`). Convention: "diverges" = forgets.
+(:meth:`simulations.cnn.heatmap.HeatmapResult.to_dict`). Convention:
+:data:`rmt.verdict.SIGN_CONVENTION`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import json
 import math
 import os
 import sys
+
+from rmt.verdict import SIGN_CONVENTION_SHORT
 
 
 def _num(x):
@@ -61,15 +64,16 @@ def _coherence(args):
 
 
 def _heatmap(args):
-    from .heatmap import heatmap, plot_heatmap
+    from .heatmap import HeatmapResult, heatmap, plot_heatmap
 
     kw = {}
     if args.eta_scale is not None:
         kw["eta_scale"] = args.eta_scale
     elif args.axes == "snr,alpha":
         kw["eta_scale"] = 0.5
-    res = heatmap(args.axes, grid=args.grid, seed=args.seed, n=args.n, d=args.d, m=args.m,
-                  steps=args.steps, replicas=args.replicas, **kw, **_axis_defaults(args))
+    res = HeatmapResult(heatmap(args.axes, grid=args.grid, seed=args.seed, n=args.n, d=args.d,
+                                m=args.m, steps=args.steps, replicas=args.replicas, **kw,
+                                **_axis_defaults(args)))
     out_dir = args.out
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"cnn_heatmap_{args.axes.replace(',', '_')}")
@@ -86,7 +90,7 @@ def _heatmap(args):
               f"{res.agreement:.3f} over {int(res.counted.sum())} cells >= 1 cell from it")
         print(f"  agreement with the asymptotic frontier rho(T) = 1: {res.agreement_asymptotic:.3f}")
         print(f"  figure: {stem}.png   data: {stem}.json")
-        print("  convention: diverges = forgets, converges = resists")
+        print(f"  convention: {SIGN_CONVENTION_SHORT}")
     return 0
 
 
@@ -114,8 +118,7 @@ def register(subparsers):
     """Add ``rmt cnn coherence`` and ``rmt cnn heatmap`` (each sets ``func``, returns an exit code)."""
     p = subparsers.add_parser(
         "cnn", help="two-layer ReLU CNN under signal-plus-noise: coherence and escape heatmaps",
-        description="Two-layer ReLU CNN (THEORY §6). Convention: diverges = forgets, "
-                    "converges = resists.")
+        description=f"Two-layer ReLU CNN (THEORY §6). Convention: {SIGN_CONVENTION_SHORT}.")
     sub = p.add_subparsers(dest="cnn_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 

@@ -11,21 +11,18 @@ Two experiments, each a resumable sweep (``simulations.sweep.run_sweep``) stored
   the init and the trained cell of a pair share data and initial weights (a paired comparison).
   Figure ``coherence_snr.png``; table of closed form vs sampled mean ± sd and relative error.
 * ``cnn_heatmaps`` — escape of real nonlinear unlearning runs on the CNN vs (SNR, α) and vs
-  (SNR, B), with the linear-theory frontier overlaid (protocol of
-  :func:`simulations.cnn.heatmap.heatmap`, docs/cnn.md §3). Every heatmap cell is a sweep cell.
-  A row (one SNR) shares one data set, forget split and trained network, drawn from the row key
-  ``SeedSequence(seed, spawn_key=(ROW_TAG, i_snr))``; a worker process trains each row once and
-  keeps it in a small in-process cache (training is deterministic, so the cache never changes
-  data). The unlearning runs of a cell use the cell's own SeedSequence. Figures
-  ``cnn_heatmap_snr_alpha.png``, ``cnn_heatmap_snr_batch.png``.
+  (SNR, B), with the linear-theory frontier overlaid. Every heatmap cell is a sweep cell of
+  :class:`simulations.cnn.heatmap.HeatmapCell` — the one implementation of the protocol, which
+  :func:`simulations.cnn.heatmap.heatmap` runs serially (docs/cnn.md §3; seeding and the per-row
+  cache are described there). Figures ``cnn_heatmap_snr_alpha.png``,
+  ``cnn_heatmap_snr_batch.png``.
 
 Agreement is reported two ways (both honestly, see the returned ``text``): against the
 finite-horizon frontier ρ(T) = ρ_c = F^{2/K} (the CNN module's definition: counted cells are ≥ 1
 cell from the predicted frontier) and against the plain asymptotic frontier ρ(T) = 1 (counted the
 same way, w.r.t. that frontier); the fraction of *all* cells that match is given as well.
 
-Sign convention: "diverges" = the iterates escape w* = the model **forgets**; "converges" = the
-model **resists** unlearning.
+Sign convention: :data:`rmt.verdict.SIGN_CONVENTION`.
 
 Sizes live in :data:`SIZES` (``"quick"`` and ``"full"``); tests monkeypatch them.
 """
@@ -40,26 +37,21 @@ from pathlib import Path
 import numpy as np
 
 from ..sweep import run_sweep
+from .heatmap import _ROW_CACHE, HeatmapCell, derived_seed, snr_grid  # noqa: F401 (re-exported)
 
 __all__ = ["EXPERIMENTS", "SIZES", "CoherenceCell", "HeatmapCell",
            "experiment_coherence_snr", "experiment_cnn_heatmaps"]
 
-SIGN_CONVENTION = "diverges = forgets (escapes w*), converges = resists unlearning"
-
-#: spawn-key tags of the streams shared by several cells (never a grid position: grids are small)
-ROW_TAG = 7_000_001
+#: spawn-key tag of the stream shared by the init and trained cells of one draw (never a grid
+#: position: grids are small; the heatmap rows use ``ROW_TAG``)
 PAIR_TAG = 7_000_002
-
-
-def _snr_grid(lo, hi, k):
-    return [float(f"{s:.4g}") for s in np.geomspace(lo, hi, k)]
 
 
 #: Problem sizes per mode. ``coherence``: CoherenceCell fields + the SNR grid and replicates;
 #: ``heatmap``: HeatmapCell fields shared by both maps + grid size and per-map settings.
 SIZES = {
     "quick": {
-        "coherence": dict(n=60, d=400, m=20, snr=_snr_grid(0.01, 3.0, 8), replicates=3,
+        "coherence": dict(n=60, d=400, m=20, snr=snr_grid(0.01, 3.0, 8), replicates=3,
                           closed_form_points=60),
         "heatmap": dict(n=100, d=200, m=20, n_forget=10, grid=6, steps=400, replicas=3,
                         snr_range=(0.05, 3.0), almost_sure=False,
@@ -68,7 +60,7 @@ SIZES = {
     },
     "full": {
         # max_steps: at SNR 10 the Gauss–Newton condition number (∝ n·SNR²) needs > 20k GD steps
-        "coherence": dict(n=60, d=400, m=20, snr=_snr_grid(0.01, 10.0, 13), replicates=6,
+        "coherence": dict(n=60, d=400, m=20, snr=snr_grid(0.01, 10.0, 13), replicates=6,
                           closed_form_points=100, max_steps=60000),
         "heatmap": dict(n=100, d=200, m=20, n_forget=10, grid=8, steps=400, replicas=3,
                         snr_range=(0.05, 3.0), almost_sure=True, lyapunov_steps=1000,
@@ -76,11 +68,6 @@ SIZES = {
                         snr_batch=dict(eta_scale=1.0, alpha=0.05)),
     },
 }
-
-
-def _derived(seed: np.random.SeedSequence, key) -> np.random.SeedSequence:
-    """A stream derived from the sweep's root seed and an explicit key (shared by several cells)."""
-    return np.random.SeedSequence(seed.entropy, spawn_key=tuple(int(k) for k in key))
 
 
 # ============================================================================ coherence vs SNR
@@ -117,7 +104,7 @@ class CoherenceCell:
             raise ValueError("CoherenceCell needs the grid axes (state, snr, replicate), got a "
                              f"cell seed with spawn_key {seed.spawn_key}")
         _, i_snr, i_rep = seed.spawn_key
-        rng = np.random.default_rng(_derived(seed, (PAIR_TAG, i_snr, i_rep)))
+        rng = np.random.default_rng(derived_seed(seed, (PAIR_TAG, i_snr, i_rep)))
         data = make_data(self.n, self.d, snr, sigma_p=self.sigma_p, seed=rng)
         net = init_cnn(self.d, self.m, sigma0=self.sigma0, seed=rng)
         converged, steps = True, 0
@@ -237,113 +224,6 @@ def experiment_coherence_snr(out: Path, quick: bool, run_kw: dict) -> dict:
 
 
 # ============================================================================ CNN heatmaps
-_ROW_CACHE: dict = {}
-_ROW_CACHE_MAX = 4
-
-
-@dataclass(frozen=True)
-class HeatmapCell:
-    """One heatmap cell: ρ(T) of the linearisation at w* and real nonlinear unlearning runs.
-
-    Grid axes: ``snr`` then ``alpha`` (``axes="snr,alpha"``, fixed ``batch``) or ``batch``
-    (``axes="snr,batch"``, fixed ``alpha``). Per SNR row (shared stream, see the module doc):
-    balanced data with a random forget set of ``n_forget``, the CNN trained on the squared loss to
-    interpolation, the per-sample Gauss–Newton HessianSet, η = ``eta_scale``/λ_max(H̄_R). Per cell:
-    Schedule(η, B, α, sampling, schedule, forget batch min(B, n_forget)); ``rate`` = ρ(T)
-    (exact, span-restricted, THEORY §3); ``predicted`` = ρ(T) > F^{2/K};
-    ``predicted_asymptotic`` = ρ(T) > 1; ``observed`` = majority of ``replicas`` runs of
-    :func:`~simulations.cnn.unlearning.unlearn` escaped (1 = diverges = forgets);
-    ``lyapunov`` = λ₁ (``rmt.lyapunov``) when ``almost_sure``, else NaN.
-    """
-
-    axes: str = "snr,alpha"
-    n: int = 100
-    d: int = 200
-    m: int = 20
-    sigma_p: float = 1.0
-    sigma0: float = 0.01
-    n_forget: int = 10
-    eta_scale: float = 1.0
-    batch: int = 10
-    alpha: float = 0.05
-    sampling: str = "without_replacement"
-    schedule: str = "summed"
-    steps: int = 400
-    escape_factor: float = 10.0
-    replicas: int = 3
-    perturbation: float = 1e-3
-    almost_sure: bool = False
-    lyapunov_steps: int = 1000
-
-    __name__ = "HeatmapCell"
-
-    def __post_init__(self):
-        if self.axes not in ("snr,alpha", "snr,batch"):
-            raise ValueError(f"axes must be 'snr,alpha' or 'snr,batch', got {self.axes!r}")
-
-    def _row(self, snr, seed):
-        from rmt import coherence
-
-        from ._threads import single_blas_thread
-        from .data import make_data, split_forget
-        from .network import gauss_newton_hessians, init_cnn, train
-
-        i_snr = seed.spawn_key[0]
-        key = (self, seed.entropy, i_snr, snr)
-        hit = _ROW_CACHE.get(key)
-        if hit is not None:
-            return hit
-        rs = _derived(seed, (ROW_TAG, i_snr)).spawn(2)
-        rng = np.random.default_rng(rs[0])
-        data = make_data(self.n, self.d, snr, sigma_p=self.sigma_p, seed=rng)
-        data = split_forget(data, "random", size=self.n_forget, seed=rng)
-        tr = train(init_cnn(self.d, self.m, sigma0=self.sigma0, seed=np.random.default_rng(rs[1])),
-                   data)
-        hs = gauss_newton_hessians(tr.cnn, data)
-        with single_blas_thread():
-            lam = float(np.linalg.eigvalsh(hs.reduction(True, False).mean("retain"))[-1])
-            sig_r = float(coherence(hs).sigma_retain)
-        row = (tr.cnn, data, hs, self.eta_scale / lam, sig_r, bool(tr.converged))
-        while len(_ROW_CACHE) >= _ROW_CACHE_MAX:
-            _ROW_CACHE.pop(next(iter(_ROW_CACHE)))
-        _ROW_CACHE[key] = row
-        return row
-
-    def __call__(self, params, seed):
-        import rmt
-        from rmt import Schedule, mean_square_rate
-
-        from ._threads import single_blas_thread
-        from .unlearning import horizon_rate, unlearn
-
-        snr = float(params["snr"])
-        net, data, hs, eta, sig_r, conv = self._row(snr, seed)
-        if self.axes == "snr,alpha":
-            a_, B = float(params["alpha"]), int(self.batch)
-        else:
-            a_, B = float(self.alpha), int(params["batch"])
-        sch = Schedule(eta=eta, batch=B, alpha=a_, sampling=self.sampling, schedule=self.schedule,
-                       forget_batch=min(B, self.n_forget))
-        with single_blas_thread():
-            rate = float(mean_square_rate(hs, sch))
-        lyap = math.nan
-        if self.almost_sure:
-            lseed = _derived(seed, tuple(seed.spawn_key) + (1,))
-            lyap = float(rmt.lyapunov(hs, sch, steps=self.lyapunov_steps, replicas=4,
-                                      seed=int(lseed.generate_state(1)[0])).exponent)
-        run = unlearn(net, data, sch, steps=self.steps, perturbation=self.perturbation,
-                      escape_factor=self.escape_factor, replicas=self.replicas,
-                      seed=np.random.default_rng(_derived(seed, tuple(seed.spawn_key) + (0,))))
-        rho_c = horizon_rate(self.steps, self.escape_factor)
-        return {"rate": rate, "predicted": float(rate > rho_c),
-                "predicted_asymptotic": float(rate > 1.0), "observed": float(run.escaped),
-                "escape_fraction": run.escape_fraction,
-                "forget_loss_increase": float(np.mean(run.forget_loss_increase)),
-                "retain_loss_change": float(np.mean(run.retain_loss_change)),
-                "eta": eta, "sigma_retain": sig_r, "train_converged": float(conv),
-                "lyapunov": lyap}
-
-
 def _heatmap_cell(h: dict, axes: str) -> HeatmapCell:
     common = {k: h[k] for k in ("n", "d", "m", "n_forget", "steps", "replicas", "almost_sure")}
     if "lyapunov_steps" in h:
@@ -356,55 +236,30 @@ def _heatmap_cell(h: dict, axes: str) -> HeatmapCell:
 
 
 def _one_heatmap(out: Path, h: dict, axes: str, run_kw: dict, seed: int):
-    from .heatmap import HeatmapResult, _batch_grid, _counted, plot_heatmap
-    from .unlearning import horizon_rate
+    from .heatmap import HeatmapResult, plot_heatmap, second_grid, summarise
 
     cellf = _heatmap_cell(h, axes)
     G = int(h["grid"])
-    snrs = _snr_grid(*h["snr_range"], G)
-    if axes == "snr,alpha":
-        second_name = "alpha"
-        second = [float(f"{a:.4g}") for a in np.linspace(*h["snr_alpha"]["alpha_range"], G)]
-    else:
-        second_name = "batch"
-        second = [int(b) for b in _batch_grid(cellf.n - cellf.n_forget, G)]
+    snrs = snr_grid(*h["snr_range"], G)
+    second_name = cellf.second_name
+    second = second_grid(axes, G, h["snr_alpha"]["alpha_range"], cellf.n - cellf.n_forget)
     stem = "cnn_heatmap_" + axes.replace(",", "_")
     t0 = time.perf_counter()
     ds = run_sweep(cellf, {"snr": snrs, second_name: second}, Path(out) / "sweeps" / stem,
                    seed=seed, config={"experiment": stem, **asdict(cellf)}, **run_kw)
-    seconds = time.perf_counter() - t0
-    get = lambda v: ds[v].transpose("snr", second_name).values  # noqa: E731
-    rate = get("rate")
-    pred = get("predicted") > 0.5
-    pred_inf = get("predicted_asymptotic") > 0.5
-    obs = get("observed") > 0.5
-    cnt, cnt_inf = _counted(pred), _counted(pred_inf)
-    agree = float(np.mean(obs[cnt] == pred[cnt])) if cnt.any() else math.nan
-    agree_inf = float(np.mean(obs[cnt_inf] == pred_inf[cnt_inf])) if cnt_inf.any() else math.nan
-    lyap = get("lyapunov") if cellf.almost_sure else None
-    agree_as = None
-    n_as = 0
-    if lyap is not None:
-        pred_as = lyap * cellf.steps > np.log(cellf.escape_factor)
-        cnt_as = _counted(pred_as)
-        n_as = int(cnt_as.sum())
-        agree_as = float(np.mean(obs[cnt_as] == pred_as[cnt_as])) if cnt_as.any() else math.nan
-    rho_c = horizon_rate(cellf.steps, cellf.escape_factor)
-    res = HeatmapResult(axes, np.asarray(snrs), np.asarray(second, dtype=float), rate, pred, pred_inf,
-                        obs, get("escape_fraction"), cnt, cnt_inf, agree, agree_inf, rho_c,
-                        get("eta")[:, 0], get("sigma_retain")[:, 0],
-                        get("forget_loss_increase"), get("retain_loss_change"),
-                        {**asdict(cellf), "seed": seed}, seconds, lyap, agree_as)
+    res = HeatmapResult(summarise(ds, cellf, seed=seed, seconds=time.perf_counter() - t0))
     plot_heatmap(res, Path(out) / f"{stem}.png")
+    rate, obs, pred, pred_inf = res.rate, res.observed, res.predicted, res.predicted_asymptotic
     row = dict(map=f"SNR × {'α' if second_name == 'alpha' else 'B'}", cells=int(obs.size),
-               counted=int(cnt.sum()), agreement=agree,
+               counted=int(res.counted.sum()), agreement=res.agreement,
                all_cells=float(np.mean(obs == pred)),
-               counted_asymptotic=int(cnt_inf.sum()), agreement_asymptotic=agree_inf,
+               counted_asymptotic=int(res.counted_asymptotic.sum()),
+               agreement_asymptotic=res.agreement_asymptotic,
                all_cells_asymptotic=float(np.mean(obs == pred_inf)),
                observed_forgets=int(obs.sum()), predicted_forgets=int(pred.sum()),
-               agreement_almost_sure=agree_as, counted_almost_sure=n_as,
-               train_converged=bool(np.all(get("train_converged") > 0.5)),
-               seconds=seconds)
+               agreement_almost_sure=res.agreement_almost_sure,
+               counted_almost_sure=int(res.counted_almost_sure.sum()) if cellf.almost_sure else 0,
+               train_converged=bool(np.all(res.train_converged)), seconds=res.seconds)
     fixed = (f"B = {cellf.batch}, η = {cellf.eta_scale}/λ_max(H̄_R)" if second_name == "alpha"
              else f"α = {cellf.alpha}, η = {cellf.eta_scale}/λ_max(H̄_R)")
     disagree = [dict(snr=float(snrs[i]), **{second_name: second[j]}, rate=float(rate[i, j]),
