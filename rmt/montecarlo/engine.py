@@ -11,6 +11,12 @@ nominal B; an empty batch gives Ĥ = 0), ``with_replacement`` B i.i.d. uniform i
 counts), ``without_replacement`` B distinct indices. Retain and forget batches are independent;
 a set whose weight is zero (α = 0: forget; α = 1: retain) is not sampled at all.
 
+**One definition of the step.** The step is :class:`rmt.dynamics.Dynamics` (active sets, weights
+s_S, batch sizes, sampling, combinator, SAM factor K, drift vectors); this module only chooses how
+the kernels store the per-sample Hessians. Every public function takes ``(hs, schedule, ...)`` or
+a ``Dynamics`` in place of the pair (``lyapunov(dyn, steps=..., replicas=..., seed=...)``), which
+also saves rebuilding the span coordinates on repeated calls.
+
 **Span.** Every J is the identity on the common null space N of the Hessians that enter it, so
 w = u + v with v frozen. Exponents and moments are measured on u (the span U = N^⊥): that is the
 meaningful quantity, exactly as ``mean_square_rate`` is ρ(T) on the span (THEORY §3, "Null
@@ -47,11 +53,15 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .._validation import check_choice, check_finite_array, check_int, check_pair, check_random_state
+from scipy.special import logsumexp
+
+from ..dynamics import Dynamics, as_dynamics
+from ..validation import check_choice, check_finite_array, check_int, check_random_state
+from ..verdict import ALMOST_SURE, verdict_text
 from . import _kernels as K_
 from . import _reference as R_
 
@@ -87,8 +97,11 @@ class LyapunovResult:
     ``per_replica``, ``singular_steps`` (per replica: steps that mapped the vector exactly to 0;
     such a step is not measured and the vector restarts from w_0 — if they have positive
     probability the unconditional exponent is −∞), ``n_singular`` (their total),
-    ``measured_steps`` (per replica), ``steps``, ``burn_in``, ``replicas``, ``span_dim`` (r, or
-    None when the factor path did not need the span basis), ``dim`` (d), ``path``.
+    ``measured_steps`` (per replica), ``steps``, ``burn_in``, ``replicas``, ``span_dim`` (r),
+    ``dim`` (d), ``path``.
+
+    Verdict (:mod:`rmt.verdict`): ``forgets`` = λ₁ > 0, ``verdict`` its text, ``notion`` =
+    ``"almost-sure"``; ``escapes`` is an alias of ``forgets``.
     """
 
     exponent: float
@@ -100,14 +113,25 @@ class LyapunovResult:
     steps: int
     burn_in: int
     replicas: int
-    span_dim: int | None
+    span_dim: int
     dim: int
     path: str
 
+    notion = ALMOST_SURE
+
+    @property
+    def forgets(self) -> bool:
+        """λ₁ > 0: almost every run escapes w* (the model forgets)."""
+        return bool(self.exponent > 0.0)
+
+    @property
+    def verdict(self) -> str:
+        return verdict_text(self.forgets)
+
     @property
     def escapes(self) -> bool:
-        """λ₁ > 0: almost every run escapes w* (the model forgets)."""
-        return self.exponent > 0.0
+        """Alias of :attr:`forgets`."""
+        return self.forgets
 
 
 @dataclass(frozen=True)
@@ -119,7 +143,7 @@ class LyapunovSpectrumResult:
     :class:`LyapunovResult` with arrays: ``exponent`` (k,), ``stderr`` (k,), ``per_replica``
     (replicas, k). ``exponent[0]`` is λ₁; Σ_j λ_j is the growth rate of k-volumes.
     A singular step (the frame loses rank exactly) is counted in ``singular_steps``, not
-    measured, and the frame restarts.
+    measured, and the frame restarts. Verdict fields as :class:`LyapunovResult`, from λ₁.
     """
 
     exponent: np.ndarray
@@ -135,6 +159,17 @@ class LyapunovSpectrumResult:
     dim: int
     path: str
     k: int
+
+    notion = ALMOST_SURE
+
+    @property
+    def forgets(self) -> bool:
+        """λ₁ = ``exponent[0]`` > 0 (the model forgets)."""
+        return bool(self.exponent[0] > 0.0)
+
+    @property
+    def verdict(self) -> str:
+        return verdict_text(self.forgets)
 
 
 @dataclass(frozen=True)
@@ -217,8 +252,14 @@ class SimulationResult:
 # ====================================================================== preparation
 @dataclass
 class _Plan:
-    """Working coordinates and kernel arguments for one (hs, schedule, path)."""
+    """Working coordinates and kernel arguments for one (Dynamics, path).
 
+    Everything about the step — active sets, weights s_S, batch sizes, sampling, combinator and
+    the SAM factor K — is read from the :class:`~rmt.dynamics.Dynamics`; the plan only chooses
+    the storage of the per-sample Hessians (``path``) that the kernels apply.
+    """
+
+    dyn: Dynamics
     path: str
     args_R: tuple
     args_F: tuple
@@ -227,9 +268,25 @@ class _Plan:
     K: np.ndarray
     m: int
     dim: int
-    span_dim: int | None
+    span_dim: int
     basis: np.ndarray | None  # (d, m) orthonormal, None on the factor path (identity coords)
     start_factors: np.ndarray | None  # (N, m) factor columns (rows) for the factor-path start
+
+
+def _dynamics(hs, schedule, fname):
+    """``as_dynamics`` with a clearer message for ``fname(dyn, steps, ...)`` called positionally."""
+    if isinstance(hs, Dynamics) and schedule is not None:
+        raise TypeError(
+            f"{fname}: with a Dynamics in place of (hs, schedule) pass the other arguments by "
+            f"keyword, e.g. {fname}(dyn, steps=..., replicas=..., seed=...)"
+        )
+    return as_dynamics(hs, schedule)
+
+
+def _required(fname, **values):
+    for name, value in values.items():
+        if value is None:
+            raise TypeError(f"{fname}() missing required argument {name!r}")
 
 
 def _seed_sequence(seed):
@@ -253,8 +310,6 @@ def _streams(seed, replicas):
     return gens, words
 
 
-
-
 def _check_steps(steps, burn_in):
     steps = check_int(steps, "steps", minimum=1)
     if burn_in is None:
@@ -265,93 +320,68 @@ def _check_steps(steps, burn_in):
     return steps, burn_in
 
 
-def _set_args(G, mode, n, B, coef, sampling, use, m):
-    if not use:
-        return (np.zeros((1, 1, m)), K_.FACTOR, 0, 1, 0.0, 0.0, False)
+_UNUSED = (K_.FACTOR, 0, 1, 0.0, 0.0, False)
+
+
+def _set_args(G, mode, term, m):
+    """Kernel arguments of one set: (G, mode, n, B, s/B, log(1 − B/n), in use)."""
+    if term is None:  # the set does not enter the step: never sampled
+        return (np.zeros((1, 1, m)), *_UNUSED)
+    n, B = term.n, term.batch
     lq = math.log1p(-B / n) if B < n else -math.inf
-    return (np.ascontiguousarray(G, dtype=np.float64), mode, n, B, coef / B, lq, True)
+    return (np.ascontiguousarray(G, dtype=np.float64), mode, n, B, term.weight / B, lq, True)
 
 
-def _plan(hs, schedule, path) -> _Plan:
-    check_pair(hs, schedule)
+def _choose_path(dyn, path, *, full_coordinates=True):
+    """Resolve ``path="auto"`` (module docstring) and reject impossible choices."""
     check_choice(path, "path", PATHS)
-    sch = schedule
-    sam = sch.schedule == "sam"
-    use_r = sch.uses_retain
-    use_f = sch.uses_forget and not sam
-    sets = [w for w, on in (("retain", use_r), ("forget", use_f)) if on]
-    d = hs.dim
+    hs, sam = dyn.hs, dyn.combinator == "sam"
     if path == "auto":
         if hs.kind == "commuting":
             path = "diagonal"
-        elif sam or hs.kind == "dense":
+        elif sam or hs.kind == "dense" or not full_coordinates:
             path = "gram"
         else:
-            N = sum(hs.size(w) * hs.factors(w).shape[2] for w in sets)
-            path = "gram" if N < d else "factor"
+            N = sum(t.n * hs.factors(t.name).shape[2] for t in dyn.terms)
+            path = "gram" if N < dyn.dim else "factor"
     if path == "diagonal" and hs.kind != "commuting":
         raise ValueError(f"path='diagonal' needs a commuting HessianSet, this one is {hs.kind!r}")
     if path == "factor" and sam:
         raise ValueError("schedule='sam' needs the span coordinates: use path 'gram' or 'dense'")
+    return path
 
-    coef = {"retain": -sch.eta * (1.0 - sch.alpha) if not sam else -sch.eta,
-            "forget": sch.eta * sch.alpha}
-    Bsz = {"retain": sch.batch, "forget": sch.batch_forget}
-    basis, span_dim, start = None, None, None
+
+def _plan(dyn, path, *, full_coordinates=True) -> _Plan:
+    """Kernel arguments for ``dyn`` on ``path`` (``full_coordinates=False``: never "factor")."""
+    path = _choose_path(dyn, path, full_coordinates=full_coordinates)
+    hs, d = dyn.hs, dyn.dim
+    basis, start = dyn.basis, None
     G, modes = {}, {}
     if path == "diagonal":
-        active = np.zeros(d, dtype=bool)
-        for w in sets:
-            active |= np.any(hs.eigenvalues(w) > 0, axis=0)
-        m = int(active.sum())
-        basis = hs.basis[:, active]
-        for w in sets:
-            G[w] = hs.eigenvalues(w)[:, active][:, None, :]
-            modes[w] = K_.DIAG
-        Kmat = np.eye(m)
-        if sam:
-            Kmat = Kmat + (sch.sam_rho / sch.sam_a) * np.diag(G["retain"][:, 0, :].mean(axis=0))
+        for t in dyn.terms:
+            G[t.name], modes[t.name] = t.profile[:, None, :], K_.DIAG
     elif path == "factor":
-        m = d
-        for w in sets:
-            G[w] = np.ascontiguousarray(hs.factors(w).transpose(0, 2, 1))
-            modes[w] = K_.FACTOR
+        for t in dyn.terms:
+            G[t.name] = np.ascontiguousarray(hs.factors(t.name).transpose(0, 2, 1))
+            modes[t.name] = K_.FACTOR
         # (N, d) factor columns as rows: a view when only one set enters
-        start = (G[sets[0]].reshape(-1, d) if len(sets) == 1
-                 else np.concatenate([G[w].reshape(-1, d) for w in sets], axis=0))
-        Kmat = np.eye(1)
+        rows = [G[t.name].reshape(-1, d) for t in dyn.terms]
+        start = rows[0] if len(rows) == 1 else np.concatenate(rows, axis=0)
+        basis = None
     else:
-        red = hs.reduction(use_r, use_f)
-        m = red.r
-        basis = red.basis
-        for w in sets:
-            psi = red.psi(w)  # (r, n, k)
-            if path == "dense" or (hs.kind == "dense" and 2 * psi.shape[2] > m):
-                G[w] = red.hessians(w)
-                modes[w] = K_.DENSE
+        for t in dyn.terms:
+            if path == "dense" or (hs.kind == "dense" and 2 * t.psi.shape[2] > dyn.r):
+                G[t.name], modes[t.name] = t.hessians(), K_.DENSE
             else:
-                G[w] = np.ascontiguousarray(psi.transpose(1, 2, 0))
-                modes[w] = K_.FACTOR
-        Kmat = np.eye(m)
-        if sam:
-            Kmat = Kmat + (sch.sam_rho / sch.sam_a) * red.mean("retain")
-        if path == "gram" and hs.kind == "dense" and any(v == K_.DENSE for v in modes.values()):
+                G[t.name] = np.ascontiguousarray(t.psi.transpose(1, 2, 0))
+                modes[t.name] = K_.FACTOR
+        if path == "gram" and K_.DENSE in modes.values():
             path = "dense"
-    if path != "factor":
-        span_dim = m
-    if m == 0 or (start is not None and not np.any(start)):
-        raise ValueError(
-            "every Hessian that enters the dynamics is zero: the step is the identity and "
-            "there is no span on which to measure an exponent"
-        )
-    samp = _SAMPLING[sch.sampling]
-    args = {}
-    for w in ("retain", "forget"):
-        on = w in sets
-        args[w] = _set_args(G.get(w), modes.get(w, K_.FACTOR), hs.size(w) if on else 0,
-                            Bsz[w], coef[w], samp, on, m)
-    return _Plan(path, args["retain"], args["forget"], _SCHED[sch.schedule], samp,
-                 np.ascontiguousarray(Kmat), m, d, span_dim, basis, start)
+    m = d if path == "factor" else dyn.r
+    Kmat = np.eye(1) if path == "factor" else dyn.K
+    args = {w: _set_args(G.get(w), modes.get(w), dyn.term(w), m) for w in ("retain", "forget")}
+    return _Plan(dyn, path, args["retain"], args["forget"], _SCHED[dyn.combinator],
+                 _SAMPLING[dyn.sampling], np.ascontiguousarray(Kmat), m, d, dyn.r, basis, start)
 
 
 def _start_vectors(plan, gens, count=1):
@@ -417,8 +447,8 @@ def _check_backend(backend):
 
 
 # ====================================================================== public functions
-def lyapunov(hs, schedule, steps, replicas, seed, burn_in=None, *, path="auto",
-             backend="numba") -> LyapunovResult:
+def lyapunov(hs, schedule=None, steps=None, replicas=None, seed=None, burn_in=None, *,
+             path="auto", backend="numba") -> LyapunovResult:
     """Top Lyapunov exponent λ₁ of w_{k+1} = J_k w_k on the span of the Hessians (THEORY §2, §3).
 
     λ₁ = lim (1/k) log‖J_k⋯J_1 w_0‖ (almost surely, for a.e. start on the span). Estimated by
@@ -429,8 +459,12 @@ def lyapunov(hs, schedule, steps, replicas, seed, burn_in=None, *, path="auto",
 
     ``path``: "auto", "factor", "gram", "dense", "diagonal"; ``backend="reference"`` runs the
     plain-numpy twin of the kernel on identical draws (slow, for testing).
+    ``hs, schedule``: a HessianSet and a Schedule, or a :class:`~rmt.dynamics.Dynamics` in place
+    of the pair (then pass the remaining arguments by keyword).
     """
-    plan = _plan(hs, schedule, path)
+    dyn = _dynamics(hs, schedule, "lyapunov")
+    _required("lyapunov", steps=steps, replicas=replicas)
+    plan = _plan(dyn, path)
     steps, burn_in = _check_steps(steps, burn_in)
     replicas = check_int(replicas, "replicas", minimum=2)
     _check_backend(backend)
@@ -463,8 +497,8 @@ def lyapunov(hs, schedule, steps, replicas, seed, burn_in=None, *, path="auto",
     )
 
 
-def lyapunov_spectrum(hs, schedule, steps, replicas, seed, k, burn_in=None, *, path="auto",
-                      backend="numba") -> LyapunovSpectrumResult:
+def lyapunov_spectrum(hs, schedule=None, steps=None, replicas=None, seed=None, k=None,
+                      burn_in=None, *, path="auto", backend="numba") -> LyapunovSpectrumResult:
     """Top ``k`` Lyapunov exponents λ₁ ≥ … ≥ λ_k on the span (Benettin/QR; THEORY §3).
 
     A random orthonormal k-frame on the span (QR of k start vectors, module docstring) is
@@ -472,15 +506,16 @@ def lyapunov_spectrum(hs, schedule, steps, replicas, seed, k, burn_in=None, *, p
     λ_j ≈ mean over steps ≥ ``burn_in`` of log R_jj. ``k`` must not exceed the span dimension r
     (the span basis is therefore always computed). Cost: k times that of :func:`lyapunov` plus
     O(k²·m) for the re-orthonormalisation.
+    ``hs, schedule``: a HessianSet and a Schedule, or a :class:`~rmt.dynamics.Dynamics` in place
+    of the pair (then pass the remaining arguments by keyword).
     """
-    plan = _plan(hs, schedule, path)
+    dyn = _dynamics(hs, schedule, "lyapunov_spectrum")
+    _required("lyapunov_spectrum", steps=steps, replicas=replicas, k=k)
+    plan = _plan(dyn, path)
     steps, burn_in = _check_steps(steps, burn_in)
     replicas = check_int(replicas, "replicas", minimum=2)
     _check_backend(backend)
-    sch = schedule
     r = plan.span_dim
-    if r is None:
-        r = hs.reduction(sch.uses_retain, sch.uses_forget and sch.schedule != "sam").r
     k = check_int(k, "k", minimum=1, maximum=r)
     gens, seeds = _streams(seed, replicas)
     raw = _start_vectors(plan, gens, count=k)
@@ -512,24 +547,24 @@ def lyapunov_spectrum(hs, schedule, steps, replicas, seed, k, burn_in=None, *, p
 
 
 def _logmeanexp(x, axis=0):
-    mx = np.max(x, axis=axis, keepdims=True)
-    finite = np.isfinite(mx)
-    mx = np.where(finite, mx, 0.0)
-    with np.errstate(divide="ignore"):
-        out = np.log(np.mean(np.exp(x - mx), axis=axis, keepdims=True)) + mx
-    return np.squeeze(out, axis=axis)
+    """log mean exp(x) along ``axis`` = logsumexp − log n; −inf where every entry is −inf."""
+    return logsumexp(x, axis=axis) - math.log(x.shape[axis])
 
 
-def moment_growth(hs, schedule, p, steps, replicas, seed, *, path="auto",
-                  backend="numba") -> MomentGrowthResult:
+def moment_growth(hs, schedule=None, p=None, steps=None, replicas=None, seed=None, *,
+                  path="auto", backend="numba") -> MomentGrowthResult:
     """Moment Lyapunov function g(p) = lim (1/k) log E‖w_k‖^p on the span (THEORY §3).
 
     ``p``: a real number or 1-d array. Runs ``replicas`` ≥ 2 trajectories from unit start
     vectors on the span, records log‖w_k‖, and estimates g(p) as the second-half slope of
     log mean_r ‖w_k‖^p (see :class:`MomentGrowthResult`, including where heavy tails make the
     estimate unreliable). g(2) = log ρ(T) and g′(0) = λ₁ in exact arithmetic.
+    ``hs, schedule``: a HessianSet and a Schedule, or a :class:`~rmt.dynamics.Dynamics` in place
+    of the pair (then pass the remaining arguments by keyword).
     """
-    plan = _plan(hs, schedule, path)
+    dyn = _dynamics(hs, schedule, "moment_growth")
+    _required("moment_growth", p=p, steps=steps, replicas=replicas)
+    plan = _plan(dyn, path)
     p_arr = check_finite_array(p, "p", ndim=(0, 1)).reshape(-1)
     if p_arr.size == 0:
         raise ValueError("p must hold at least one exponent")
@@ -576,7 +611,7 @@ def moment_growth(hs, schedule, p, steps, replicas, seed, *, path="auto",
     )
 
 
-def simulate(hs, schedule, steps, replicas, seed, *, w0=None, path="auto",
+def simulate(hs, schedule=None, steps=None, replicas=None, seed=None, *, w0=None, path="auto",
              backend="numba") -> SimulationResult:
     """‖w_k‖² trajectories (k = 0..steps) of ``replicas`` independent runs (THEORY §2).
 
@@ -584,8 +619,12 @@ def simulate(hs, schedule, steps, replicas, seed, *, w0=None, path="auto",
     frozen and included in ‖w_k‖²), or None for a random unit start on the span per replica
     (module docstring). E‖w_k‖² equals ``rmt.second_moment(hs, schedule, steps, m0=w0).total``
     exactly. ``replicas`` ≥ 1.
+    ``hs, schedule``: a HessianSet and a Schedule, or a :class:`~rmt.dynamics.Dynamics` in place
+    of the pair (then pass the remaining arguments by keyword).
     """
-    plan = _plan(hs, schedule, path)
+    dyn = _dynamics(hs, schedule, "simulate")
+    _required("simulate", steps=steps, replicas=replicas)
+    plan = _plan(dyn, path)
     steps = check_int(steps, "steps", minimum=1)
     replicas = check_int(replicas, "replicas", minimum=1)
     _check_backend(backend)
