@@ -251,11 +251,13 @@ class Dynamics:
             raw = {"retain": g + (self.schedule.sam_rho / self.schedule.sam_a) * (Hg @ U.T)}
         span = {w: g @ U for w, g in raw.items()}
         resid = np.concatenate([raw[w] - span[w] @ U.T for w in self.active], axis=0)
-        scale = max(float(np.max(np.abs(np.concatenate(list(raw.values()))))), 0.0)
+        # a residual at the round-off of the projection (relative to the whole gradient stack)
+        # is not a direction: only genuine out-of-span drift gets a coordinate in V
+        scale = float(np.linalg.norm(np.concatenate(list(raw.values()))))
         V = np.zeros((self.dim, 0))
         if scale > 0 and resid.size:
             Uv, s, _ = np.linalg.svd(resid.T, full_matrices=False)
-            tol = max(resid.shape) * np.finfo(float).eps * max(s[0] if s.size else 0.0, scale)
+            tol = 10 * max(resid.shape) * np.finfo(float).eps * scale
             V = Uv[:, : int(np.sum(s > tol))]
         out = {w: np.concatenate([span[w], raw[w] @ V], axis=1) for w in self.active}
         return out, V

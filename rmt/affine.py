@@ -1,0 +1,253 @@
+"""Exact moments of affine unlearning at a non-interpolating minimum (THEORY.md §8).
+
+Linearised about w*, with δ_k = w_k − w* and the *same* batch for the matrix and the drift,
+
+    δ_{k+1} = J_k δ_k + b_k       (J_k, b_k from :class:`rmt.Dynamics`; b_k = 0 at an
+                                   interpolating minimum)
+
+The pair (M_k, m_k) = (E[δ_kδ_kᵀ], E[δ_k]) follows an exact linear recursion. For one random
+affine map a(δ) = Aδ + b, independent of δ,
+
+    m' = E[A] m + E[b]
+    M' = E[A M Aᵀ] + X + Xᵀ + E[b bᵀ],        X = E[A m bᵀ]
+
+and for a set term A = I + sĤK, b = s g̃̂ (batch means with the same indicators):
+
+    E[A M Aᵀ] = Ā M Āᵀ + s² N(K M K)                      (N: the noise operator of THEORY §2.1)
+    X         = Ā m b̄ᵀ + s² (c/n Σ_i H_i K m g̃_iᵀ − e H̄ K m ḡᵀ)
+    E[bbᵀ]    = b̄ b̄ᵀ + s² (c/n Σ_i g̃_i g̃_iᵀ − e ḡ ḡᵀ)
+
+(summed: the set terms add inside one map, independent batches add their covariances;
+alternating: the retain map, then the forget map). Everything lives in the p = r + q affine
+coordinates [U, V] of the Dynamics: on V (drift directions outside the Hessian span) J is the
+identity, so the mean moves linearly there forever, E[δ_k]_V = E[δ_0]_V + k·E[b]_V.
+
+**Stationary answers** (ρ(T) < 1 and no drift outside the span): E[δ_k] → m∞ with
+(I − E[J]) m∞ = E[b] (summed: m∞ = D⁻¹(αḡ_F − (1−α)ḡ_R)/... on the span), and
+E[δδᵀ] → M∞, the solution of the Lyapunov-type equation (I − T) M∞ = X(m∞) + X(m∞)ᵀ + E[bbᵀ].
+With zero gradients everything reduces to THEORY §3 (m ≡ E[δ_0]·E[J]^k, M_k = T^k(M_0)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse.linalg as spla
+
+from ._validation import check_finite_array, check_int
+from .dynamics import Dynamics, as_dynamics
+
+__all__ = ["AffineMoments", "StationaryResult", "affine_moments", "stationary", "start_coordinates"]
+
+
+def _pad(A, p):
+    r = A.shape[0]
+    if r == p:
+        return A
+    out = np.eye(p)
+    out[:r, :r] = A
+    return out
+
+
+def _maps(dyn: Dynamics):
+    """The independent random affine maps of one step, in order: lists of set terms per map."""
+    if dyn.combinator == "alternating":
+        return [[t] for t in dyn.terms]
+    return [list(dyn.terms)]
+
+
+def _apply_map(dyn, terms, M, m):
+    """(M', m') after one random affine map made of ``terms`` (module docstring)."""
+    r, p, K = dyn.r, dyn.p, dyn.K
+    eye = np.eye(r)
+    A = eye + sum(t.weight * t.mean for t in terms) @ K
+    Abar = _pad(A, p)
+    drift = dyn.has_drift
+    bbar = sum(t.weight * t.mean_gradient for t in terms) if drift else np.zeros(p)
+    Mu = M[:r, :r]
+    KMK = K @ Mu @ K.T
+    out = Abar @ M @ Abar.T
+    noise = sum(t.weight**2 * t.noise(KMK) for t in terms)
+    out[:r, :r] += noise
+    m_new = Abar @ m + bbar
+    if drift:
+        X = np.outer(Abar @ m, bbar)
+        Km = K @ m[:r]
+        for t in terms:
+            X[:r, :] += t.weight**2 * t.cross_noise(Km)
+        out += X + X.T + np.outer(bbar, bbar)
+        for t in terms:
+            out += t.weight**2 * t.gradient_noise()
+    return 0.5 * (out + out.T), m_new
+
+
+def affine_step(dyn: Dynamics, M: np.ndarray, m: np.ndarray):
+    """One exact step of the moment recursion: (M, m) ↦ (E[δ'δ'ᵀ], E[δ']) in [U, V] coordinates."""
+    for terms in _maps(dyn):
+        M, m = _apply_map(dyn, terms, M, m)
+    return M, m
+
+
+def start_coordinates(dyn: Dynamics, start):
+    """Split a start into affine coordinates and a frozen remainder.
+
+    ``start``: None (δ_0 = 0), a vector (d,) (deterministic δ_0), or a PSD matrix (d, d) =
+    E[δ_0δ_0ᵀ] with mean zero. Returns (M0 (p,p), m0 (p,), frozen_sq) where frozen_sq is the
+    constant E‖δ_0‖² outside [U, V].
+    """
+    p, d = dyn.p, dyn.dim
+    W = np.concatenate([dyn.basis, dyn.drift_basis], axis=1)
+    if start is None:
+        return np.zeros((p, p)), np.zeros(p), 0.0
+    s0 = check_finite_array(start, "start", ndim=(1, 2))
+    if s0.ndim == 1:
+        if s0.shape != (d,):
+            raise ValueError(f"start as a vector must have shape ({d},), got {s0.shape}")
+        c = W.T @ s0
+        frozen = 0.0 if W.shape[1] == d else max(float(s0 @ s0 - c @ c), 0.0)
+        return np.outer(c, c), c, frozen
+    if s0.shape != (d, d):
+        raise ValueError(f"start as a second-moment matrix must have shape ({d}, {d}), "
+                         f"got {s0.shape}")
+    scale = max(float(np.max(np.abs(s0))), 1e-300)
+    if np.max(np.abs(s0 - s0.T)) > 1e-10 * scale or np.linalg.eigvalsh(s0)[0] < -1e-10 * scale:
+        raise ValueError("start as a matrix must be symmetric positive semi-definite "
+                         "(a second moment E[δ0 δ0ᵀ])")
+    M0 = W.T @ s0 @ W
+    frozen = 0.0 if W.shape[1] == d else max(float(np.trace(s0) - np.trace(M0)), 0.0)
+    return M0, np.zeros(p), frozen
+
+
+@dataclass(frozen=True)
+class AffineMoments:
+    """Exact E‖δ_k‖² and E[δ_k] for k = 0..steps of the affine recursion (THEORY §8).
+
+    ``expected_sq_distance`` (steps+1,) = E‖δ_k‖² = E‖w_k − w*‖²; ``mean`` (steps+1, p) = E[δ_k]
+    in [U, V] coordinates; ``mean_norm`` (steps+1,) = ‖E[δ_k]‖ (the mean path norm, without the
+    frozen part); ``span_sq`` / ``drift_sq`` the parts of E‖δ_k‖² on the Hessian span U and on
+    the drift directions V; ``frozen_sq`` the constant part elsewhere. ``M_final`` is E[δ_Kδ_Kᵀ].
+    """
+
+    expected_sq_distance: np.ndarray
+    mean: np.ndarray = field(repr=False)
+    mean_norm: np.ndarray = field(repr=False)
+    span_sq: np.ndarray = field(repr=False)
+    drift_sq: np.ndarray = field(repr=False)
+    frozen_sq: float
+    M_final: np.ndarray = field(repr=False)
+    steps: int
+
+
+def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoments:
+    """Exact first and second moments of δ_{k+1} = J_kδ_k + b_k for k = 0..steps (THEORY §8).
+
+    Accepts ``(hs, schedule, steps)`` or ``(dynamics, steps=...)``. ``start`` as in
+    :func:`start_coordinates` (default δ_0 = 0: unlearning starts at w*). Cost per step
+    O(r³ + r²Σk + p²n): no d×d matrix is formed.
+    """
+    if isinstance(hs, Dynamics) and schedule is not None and steps is None:
+        schedule, steps = None, schedule
+    dyn = as_dynamics(hs, schedule)
+    if steps is None:
+        raise TypeError("affine_moments needs steps")
+    steps = check_int(steps, "steps", minimum=0)
+    M, m, frozen = start_coordinates(dyn, start)
+    r = dyn.r
+    total = np.empty(steps + 1)
+    span = np.empty(steps + 1)
+    means = np.empty((steps + 1, dyn.p))
+    for k in range(steps + 1):
+        span[k] = np.trace(M[:r, :r])
+        total[k] = np.trace(M)
+        means[k] = m
+        if k < steps:
+            M, m = affine_step(dyn, M, m)
+    if not np.all(np.isfinite(total)):
+        raise FloatingPointError("the exact second moment overflowed float64: the iterates "
+                                 "escape far faster than the horizon (shorten steps)")
+    return AffineMoments(total + frozen, means, np.linalg.norm(means, axis=1), span,
+                         total - span, frozen, M, steps)
+
+
+@dataclass(frozen=True)
+class StationaryResult:
+    """Stationary answers of the affine recursion when it is mean-square stable (THEORY §8).
+
+    ``exists``: ρ(T) < 1 and no drift outside the span (else the moments grow and the other
+    fields are None). ``mean`` m∞ (p,) in [U, V] coordinates and ``mean_full`` (d,) in the
+    original coordinates; ``displacement`` = ‖m∞‖ (how far unlearning moves the model on
+    average); ``covariance`` = M∞ − m∞m∞ᵀ; ``rms_distance`` = √tr M∞ (root-mean-square distance
+    from w* in the stationary state); ``rate`` = ρ(T); ``null_drift`` = ‖E[b]_V‖ per step.
+    """
+
+    exists: bool
+    rate: float
+    null_drift: float
+    mean: np.ndarray | None = field(repr=False)
+    mean_full: np.ndarray | None = field(repr=False)
+    covariance: np.ndarray | None = field(repr=False)
+    displacement: float | None
+    rms_distance: float | None
+    reason: str
+
+
+def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
+    """Displaced fixed point m∞ and stationary second moment M∞ (THEORY §8), exactly.
+
+    Solves (I − E[J]) m∞ = E[b] on the span and the Lyapunov-type equation
+    (I − T) M∞ = X(m∞) + X(m∞)ᵀ + E[bbᵀ] with T the mean-square operator (matrix-free: conjugate
+    gradients for the self-adjoint summed T, GMRES otherwise; dense for small spans).
+    ``rate``: ρ(T) if already known (else computed).
+    """
+    from .meansquare import MeanSquareOperator, mean_square_rate
+
+    dyn = as_dynamics(hs, schedule)
+    r, p = dyn.r, dyn.p
+    rho = float(mean_square_rate(dyn) if rate is None else rate)
+    bbar = dyn.mean_drift()
+    null_drift = float(np.linalg.norm(bbar[r:])) if dyn.q else 0.0
+    if rho >= 1.0:
+        return StationaryResult(False, rho, null_drift, None, None, None, None, None,
+                                f"ρ(T) = {rho:.6g} ≥ 1: the second moment grows (no stationary state)")
+    if null_drift > 0.0:
+        return StationaryResult(False, rho, null_drift, None, None, None, None, None,
+                                f"the drift has a component {null_drift:.3g} per step outside the "
+                                "span of the Hessians: the mean moves linearly forever")
+    A = dyn.mean_map
+    m_inf = np.zeros(p)
+    m_inf[:r] = np.linalg.solve(np.eye(r) - A, bbar[:r])
+    # constant part C of the fixed-point equation: one step of the recursion from (0, m∞) gives
+    # M' = X + Xᵀ + E[bbᵀ] for the summed/SAM map; for alternating apply the maps in turn.
+    C = _constant_part(dyn, m_inf)
+    op = MeanSquareOperator(dyn)
+    Cu = C[:r, :r]
+    if r <= 20:
+        Mu = np.linalg.solve(np.eye(r * r) - op.matrix(), Cu.ravel()).reshape(r, r)
+    else:
+        I_T = spla.LinearOperator(op.shape, matvec=lambda x: x - op.matvec(x), dtype=float)
+        solver = spla.cg if op.self_adjoint else spla.gmres
+        x, info = solver(I_T, Cu.ravel(), rtol=tol, maxiter=50 * r * r)
+        if info != 0:
+            raise RuntimeError(f"the stationary Lyapunov equation did not converge (info={info})")
+        Mu = x.reshape(r, r)
+    Mu = 0.5 * (Mu + Mu.T)
+    cov = Mu - np.outer(m_inf[:r], m_inf[:r])
+    W = np.concatenate([dyn.basis, dyn.drift_basis], axis=1)
+    return StationaryResult(True, rho, null_drift, m_inf, W @ m_inf, cov,
+                            float(np.linalg.norm(m_inf)), float(math.sqrt(max(np.trace(Mu), 0.0))),
+                            "ρ(T) < 1 and no drift outside the span")
+
+
+def _constant_part(dyn, m_inf):
+    """C = M∞ − T(M∞) for the stationary state whose mean is m∞ (exact, linear in the moments).
+
+    The recursion is M' = T(M) + L(m) with L affine in m; at the fixed point m = m∞, so
+    C = L(m∞) = [one step from (M = 0, m = m∞)] − [the homogeneous part of that step, which is 0].
+    For the alternating schedule, T = T_F∘T_R and the retain map's constant part passes through
+    the forget map's T_F: applying the two maps from M = 0 gives exactly L(m∞).
+    """
+    M0 = np.zeros((dyn.p, dyn.p))
+    M1, _ = affine_step(dyn, M0, m_inf)
+    return M1

@@ -1,0 +1,151 @@
+"""Exact moments of the affine recursion (THEORY §8) against an enumeration oracle and MC."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import rmt
+from rmt import Dynamics, HessianSet, Schedule
+from rmt.affine import affine_moments, stationary
+
+from oracle import batch_outcomes
+
+SAMPLINGS = ["bernoulli", "with_replacement", "without_replacement"]
+KINDS = [("summed", 0.3), ("alternating", 0.3), ("summed", 0.0), ("summed", 1.0), ("sam", 0.0)]
+
+
+def _oracle_maps(HR, HF, gR, gF, sch):
+    """[(p, J, b)] in full coordinates, built directly from THEORY §8 (no rmt code)."""
+    d = HR.shape[1]
+    I = np.eye(d)
+    eta, a = sch.eta, sch.alpha
+    sR, sF = -eta * (1 - a), eta * a
+    if sch.schedule == "sam":
+        sR = -eta
+    def batches(H, g, B):
+        return [(p, np.einsum("i,iab->ab", x, H) / B, x @ g / B)
+                for p, x in batch_outcomes(len(H), B, sch.sampling)]
+    R = batches(HR, gR, sch.batch) if (a < 1) else [(1.0, np.zeros((d, d)), np.zeros(d))]
+    F = batches(HF, gF, sch.batch_forget) if (a > 0 and sch.schedule != "sam") \
+        else [(1.0, np.zeros((d, d)), np.zeros(d))]
+    out = []
+    if sch.schedule == "sam":
+        c = sch.sam_rho / sch.sam_a
+        K = I + c * HR.mean(0)
+        gbar = gR.mean(0)
+        return [(p, I + sR * Hr @ K, sR * (g + c * Hr @ gbar)) for p, Hr, g in R]
+    for (pr, Hr, gr), (pf, Hf, gf) in itertools.product(R, F):
+        if sch.schedule == "summed":
+            J, b = I + sR * Hr + sF * Hf, sR * gr + sF * gf
+        else:
+            AF = I + sF * Hf
+            J, b = AF @ (I + sR * Hr), AF @ (sR * gr) + sF * gf
+        out.append((pr * pf, J, b))
+    return out
+
+
+def _oracle_moments(maps, d0, steps):
+    M, m = np.outer(d0, d0), d0.copy()
+    sq, means = [np.trace(M)], [m]
+    for _ in range(steps):
+        M = sum(p * (J @ M @ J.T + J @ np.outer(m, b) + np.outer(b, m) @ J.T + np.outer(b, b))
+                for p, J, b in maps)
+        m = sum(p * (J @ m + b) for p, J, b in maps)
+        sq.append(np.trace(M))
+        means.append(m)
+    return np.array(sq), np.array(means)
+
+
+def _instance(seed, d=3, nr=3, nf=2, null=False):
+    rng = np.random.default_rng(seed)
+    FR = rng.standard_normal((nr, d)) / np.sqrt(d)
+    FF = rng.standard_normal((nf, d)) / np.sqrt(d)
+    if null:  # Hessians span only the first two coordinates; gradients reach the third
+        FR[:, 2] = 0.0
+        FF[:, 2] = 0.0
+    gR = 0.3 * rng.standard_normal((nr, d))
+    gF = 0.3 * rng.standard_normal((nf, d))
+    HR = np.einsum("na,nb->nab", FR, FR)
+    HF = np.einsum("na,nb->nab", FF, FF)
+    return FR, FF, gR, gF, HR, HF
+
+
+@pytest.mark.parametrize("null", [False, True])
+@pytest.mark.parametrize("sampling", SAMPLINGS)
+@pytest.mark.parametrize("kind,alpha", KINDS)
+def test_exact_affine_moments_match_enumeration(kind, alpha, sampling, null):
+    FR, FF, gR, gF, HR, HF = _instance(7, null=null)
+    extra = {"sam_rho": 0.8} if kind == "sam" else {}
+    sch = Schedule(0.9, 2, alpha=alpha, sampling=sampling, schedule=kind, **extra)
+    hs = HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF)
+    d0 = np.array([0.2, -0.1, 0.4])
+    res = affine_moments(hs, sch, 6, start=d0)
+    sq, means = _oracle_moments(_oracle_maps(HR, HF, gR, gF, sch), d0, 6)
+    np.testing.assert_allclose(res.expected_sq_distance, sq, rtol=1e-11, atol=1e-14)
+    dyn = Dynamics(hs, sch)
+    W = np.concatenate([dyn.basis, dyn.drift_basis], axis=1)
+    np.testing.assert_allclose(res.mean @ W.T + (d0 - W @ (W.T @ d0)), means, atol=1e-12)
+    if null:
+        assert dyn.q == 1 and dyn.r == 2
+
+
+@pytest.mark.parametrize("kind,alpha", KINDS)
+def test_zero_gradients_reduce_to_homogeneous_second_moment(kind, alpha):
+    FR, FF, _, _, _, _ = _instance(3, d=4, nr=3, nf=2)
+    extra = {"sam_rho": 0.5} if kind == "sam" else {}
+    sch = Schedule(0.7, 1, alpha=alpha, sampling="with_replacement", schedule=kind, **extra)
+    hs0 = HessianSet.from_factors(FR, FF)
+    hsz = HessianSet.from_factors(FR, FF, retain_gradients=np.zeros((3, 4)),
+                                  forget_gradients=np.zeros((2, 4)))
+    w0 = np.array([0.3, -0.2, 0.5, 0.1])
+    ref = rmt.second_moment(hs0, sch, 8, m0=w0).total
+    for hs in (hs0, hsz):
+        np.testing.assert_allclose(affine_moments(hs, sch, 8, start=w0).expected_sq_distance,
+                                   ref, rtol=1e-12)
+    assert not np.any(affine_moments(hsz, sch, 8).expected_sq_distance)
+
+
+@pytest.mark.parametrize("kind,alpha", [("summed", 0.2), ("alternating", 0.2), ("sam", 0.0)])
+def test_stationary_state_is_the_limit_of_the_recursion(kind, alpha):
+    FR, _, gR, gF, _, _ = _instance(11, d=3, nr=4, nf=3)
+    FF = 0.5 * FR[:3]  # forget curvature inside the retain span: D ≻ 0, a stable fixed point
+    extra = {"sam_rho": 0.3} if kind == "sam" else {}
+    sch = Schedule(1.0, 2, alpha=alpha, schedule=kind, sampling="without_replacement", **extra)
+    hs = HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF)
+    st = stationary(hs, sch)
+    assert st.exists and st.rate < 1
+    long = affine_moments(hs, sch, 12000)  # ρ(T) ≈ 0.994: 12000 steps reach round-off
+    np.testing.assert_allclose(long.mean[-1], st.mean, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(long.expected_sq_distance[-1], st.rms_distance**2, rtol=1e-8)
+    dyn = Dynamics(hs, sch)
+    # m∞ solves (I − E[J]) m∞ = E[b]
+    np.testing.assert_allclose((np.eye(dyn.r) - dyn.mean_map) @ st.mean, dyn.mean_drift(),
+                               atol=1e-12)
+
+
+def test_stationary_reports_null_drift_and_growth():
+    FR, FF, gR, gF, _, _ = _instance(5, null=True)
+    hs = HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF)
+    st = stationary(hs, Schedule(0.3, 2))
+    assert not st.exists and st.null_drift > 0 and "outside the span" in st.reason
+    # the mean moves linearly along V
+    res = affine_moments(hs, Schedule(0.3, 2), 50)
+    v = res.mean[:, -1]
+    np.testing.assert_allclose(np.diff(v), np.diff(v)[0], rtol=1e-10)
+
+
+def test_bad_gradients_rejected_up_front():
+    FR, FF, gR, gF, _, _ = _instance(1)
+    with pytest.raises(ValueError, match=r"retain_gradients must have shape \(n_retain, d\)"):
+        HessianSet.from_factors(FR, FF, retain_gradients=gR[:, :2], forget_gradients=gF)
+    bad = gR.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="retain_gradients contains NaN"):
+        HessianSet.from_factors(FR, FF, retain_gradients=bad)
+    with pytest.raises(ValueError, match="no forget set"):
+        HessianSet.from_factors(FR, forget_gradients=gF)
+    with pytest.raises(TypeError, match="complex"):
+        HessianSet.from_factors(FR, FF, retain_gradients=gR + 1j)
+    with pytest.raises(ValueError, match="start as a vector must have shape"):
+        affine_moments(HessianSet.from_factors(FR, FF), Schedule(0.3, 1), 3, start=np.ones(2))
