@@ -24,32 +24,12 @@ from rmt import ensembles
 from rmt.schedule import Schedule
 from rmt.validation import Interval, RandomState, validate_param
 
-from .sweep_engine import (
-    EXECUTORS,
-    SweepError,
-    SweepMismatchError,
-    SweepStatus,
-    _check_grid,
-    cell_seed,
-    fingerprint,
-    grid_cells,
-    open_sweep,
-    run_sweep,
-    sweep_status,
-)
+from . import sweep_engine as _engine
+from .sweep_engine import *  # noqa: F403  (re-export: the engine's public names)
+from .sweep_engine import SweepError, _check_grid, grid_cells, run_sweep
 
 __all__ = [
-    # the engine (re-exported from simulations.sweep_engine)
-    "EXECUTORS",
-    "SweepError",
-    "SweepMismatchError",
-    "SweepStatus",
-    "run_sweep",
-    "open_sweep",
-    "sweep_status",
-    "grid_cells",
-    "cell_seed",
-    "fingerprint",
+    *_engine.__all__,
     # config-driven sweeps
     "ENSEMBLES",
     "QUANTITIES",
