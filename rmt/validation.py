@@ -174,7 +174,9 @@ class Options(Constraint):
             raise ValueError("Options needs at least one option")
 
     def accepts_type(self, value):
-        return any(type(value) is type(o) for o in self.options)
+        if isinstance(value, (bool, np.bool_)):
+            return any(isinstance(o, bool) for o in self.options)
+        return any(isinstance(value, type(o)) for o in self.options)
 
     def _listed(self):
         try:
