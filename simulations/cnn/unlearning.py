@@ -37,8 +37,16 @@ from .network import CNN, batch_loss_gradient, forward, loss_terms, per_sample_g
 __all__ = ["UnlearningRun", "unlearn", "linear_prediction", "LinearPrediction", "horizon_rate"]
 
 
+class _Verdict:
+    """``verdict`` (:func:`rmt.verdict.verdict_text`) of a result's ``forgets``."""
+
+    @property
+    def verdict(self) -> str:
+        return verdict_text(self.forgets)
+
+
 @dataclass(frozen=True)
-class UnlearningRun:
+class UnlearningRun(_Verdict):
     """Outcome of :func:`unlearn` (majority over ``replicas`` runs).
 
     Verdict fields (:mod:`rmt.verdict`): ``forgets`` (= ``escaped``), ``verdict``, ``notion`` =
@@ -57,18 +65,12 @@ class UnlearningRun:
     steps_run: np.ndarray = field(repr=False)
     overflowed: np.ndarray = field(repr=False)
 
+    notion = OBSERVED
+
     @property
     def forgets(self) -> bool:
         """True when the majority of runs escaped w* (the model forgets)."""
         return self.escaped
-
-    @property
-    def verdict(self) -> str:
-        return verdict_text(self.escaped)
-
-    @property
-    def notion(self) -> str:
-        return OBSERVED
 
 
 def _batch_weights(rng, n, B, sampling):
@@ -182,7 +184,7 @@ def _one_run(Wstar, data, Xr, yr, Xf, yf, sch, steps, eps, factor, loss, rng):
 
 
 @dataclass(frozen=True)
-class LinearPrediction:
+class LinearPrediction(_Verdict):
     """Linear-theory prediction at w* (THEORY §3).
 
     ``rate`` = ρ(T) on the span (mean square); ``lyapunov`` = top Lyapunov exponent λ₁ when
@@ -200,10 +202,6 @@ class LinearPrediction:
     @property
     def forgets(self) -> bool:
         return self.diverges
-
-    @property
-    def verdict(self) -> str:
-        return verdict_text(self.diverges)
 
 
 def horizon_rate(steps, escape_factor) -> float:
