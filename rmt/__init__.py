@@ -7,6 +7,8 @@ Sign convention everywhere: "diverges" = the iterates escape w* = the model **fo
 from . import ensembles
 from .coherence import CoherenceResult, coherence
 from .dynamics import Dynamics, SetTerm
+from .affine import AffineMoments, StationaryResult, affine_moments, stationary
+from .forecast import ForecastResult, forecast
 from .hessians import HessianSet
 from . import verdict
 from .meansquare import (
@@ -33,6 +35,12 @@ __all__ = [
     "Schedule",
     "Dynamics",
     "SetTerm",
+    "affine_moments",
+    "AffineMoments",
+    "stationary",
+    "StationaryResult",
+    "forecast",
+    "ForecastResult",
     "ensembles",
     "coherence",
     "CoherenceResult",

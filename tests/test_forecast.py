@@ -1,0 +1,96 @@
+"""rmt.forecast: finite-horizon verdicts (THEORY §8) on constructed cases with known answers."""
+
+import numpy as np
+import pytest
+
+import rmt
+from rmt import HessianSet, Schedule
+from rmt.forecast import forecast
+
+
+def _drifting(seed=0, d=6, nr=12, nf=3, null=False, shift=0.0):
+    rng = np.random.default_rng(seed)
+    FR = rng.standard_normal((nr, d)) / np.sqrt(d)
+    FF = rng.standard_normal((nf, d)) / np.sqrt(d)
+    if null:
+        FR[:, -1] = FF[:, -1] = 0.0
+    gR = 0.05 * rng.standard_normal((nr, d))
+    gR -= gR.mean(0)  # a minimum of the retain loss: the retain gradients cancel
+    gF = 0.05 * rng.standard_normal((nf, d)) + shift
+    return HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF)
+
+
+def test_zero_drift_matches_homogeneous_second_moment_and_is_reproducible():
+    rng = np.random.default_rng(1)
+    F = rng.standard_normal((10, 4)) / 2
+    hs = HessianSet.from_factors(F)
+    sch = Schedule(0.4, 2)
+    w0 = np.array([0.3, 0.1, -0.2, 0.5])
+    f = forecast(hs, sch, 30, start=w0, seed=3, lyapunov=False)
+    np.testing.assert_allclose(f.expected_sq_distance,
+                               rmt.second_moment(hs, sch, 30, m0=w0).total[1:], rtol=1e-12)
+    g = forecast(rmt.Dynamics(hs, sch), 30, start=w0, seed=3, lyapunov=False)
+    np.testing.assert_array_equal(f.final_distance, g.final_distance)
+    assert f.radius == pytest.approx(10 * np.linalg.norm(w0))
+
+
+def test_linear_drift_outside_the_span_escapes():
+    hs = _drifting(null=True, shift=0.1)  # the forget gradients share a null-space component
+    f = forecast(hs, Schedule(0.5, 3, alpha=0.05), 400, seed=0)
+    assert f.null_drift > 0
+    assert f.outcome == "escapes" and "linear drift" in f.reason and f.forgets
+
+
+def test_displaced_fixed_point():
+    # forget gradients with a common mean pull the model to m∞ ≠ 0 while ρ(T) < 1
+    rng = np.random.default_rng(2)
+    d = 4
+    FR = rng.standard_normal((16, d))
+    FF = FR[:4].copy()  # inside the retain span: D ≻ 0 for small α
+    gR = 0.01 * rng.standard_normal((16, d))
+    gR -= gR.mean(0)
+    gF = np.tile(rng.standard_normal(d), (4, 1))
+    hs = HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF)
+    sch = Schedule(0.05, 8, alpha=0.2, forget_batch=2)
+    f = forecast(hs, sch, 3000, seed=1)
+    assert f.rate < 1 and f.stationary.exists
+    assert f.stationary.displacement > f.radius
+    assert f.outcome == "displaced" and "fixed point" in f.reason
+
+
+def test_returns_when_stable_and_centred():
+    hs = _drifting(seed=4, nf=3)
+    f = forecast(hs, Schedule(0.2, 6, alpha=0.0), 300, radius=5.0, seed=2)
+    assert f.rate < 1 and f.outcome == "returns" and not f.forgets
+    assert f.leave_probability == 0.0 and not f.mean_square_leaves
+
+
+def test_almost_sure_growth_escapes_and_notions_are_reported():
+    hs = _drifting(seed=5)
+    f = forecast(hs, Schedule(0.5, 4, alpha=0.4, forget_batch=2), 300, seed=0)
+    assert f.rate > 1 and f.lyapunov > 0
+    assert f.outcome == "escapes" and "almost-sure growth" in f.reason
+    assert f.notion == "almost-sure" and f.mean_square_leaves and f.almost_sure_leaves
+    g = forecast(hs, Schedule(0.5, 4, alpha=0.4, forget_batch=2), 300, seed=0, notion="mean-square",
+                 lyapunov=False)
+    assert g.outcome == "escapes" and "mean-square growth" in g.reason
+
+
+def test_bad_input_is_rejected_before_work():
+    hs = _drifting()
+    sch = Schedule(0.3, 2, alpha=0.1)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        forecast(hs, sch, 0)
+    with pytest.raises(ValueError, match="radius must be > 0"):
+        forecast(hs, sch, 10, radius=-1.0)
+    with pytest.raises(ValueError, match="notion must be one of"):
+        forecast(hs, sch, 10, notion="typical")
+    with pytest.raises(ValueError, match="escape_factor must be > 1"):
+        forecast(hs, sch, 10, escape_factor=1.0)
+    with pytest.raises(ValueError, match=r"start must have shape \(6,\)"):
+        forecast(hs, sch, 10, start=np.ones(3))
+    with pytest.raises(ValueError, match="replicas must be >= 2"):
+        forecast(hs, sch, 10, replicas=1)
+    hs0 = HessianSet.from_factors(np.eye(3))
+    with pytest.raises(ValueError, match="nothing moves"):
+        forecast(hs0, Schedule(0.3, 1), 10, start=np.zeros(3))
