@@ -26,6 +26,8 @@ space"). Applying T costs O(r³ + r²·Σk) for span dimension r; no d×d matrix
 from __future__ import annotations
 
 import math
+import os
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -33,6 +35,7 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 import scipy.sparse.linalg as spla
+from threadpoolctl import threadpool_limits
 
 from ._validation import (
     check_choice,
@@ -65,8 +68,15 @@ __all__ = [
 #: curvature below ``_ROUNDOFF`` (× r for eigensolvers) times the scale is treated as exactly 0.
 _ROUNDOFF = 8 * np.finfo(float).eps
 
-#: Largest span dimension for which the r²×r² operator matrix is built and diagonalised directly.
-DENSE_MAX_SPAN = 20
+#: Largest span dimension for which ``method="auto"`` builds and diagonalises the r²×r² operator
+#: matrix; beyond it the regular-splitting solver is faster (and certified).
+DENSE_MAX_SPAN = 8
+
+#: Largest span dimension for which :func:`stable_set` solves the polynomial eigenvalue problem
+#: det(T(x) − I) = 0 on symmetric matrices (companion size deg·r(r+1)/2).
+PEP_MAX_SPAN = 12
+
+METHODS = ("auto", "closed_form", "dense", "arpack", "splitting")
 
 
 class MeanSquareOperator(spla.LinearOperator):
@@ -185,14 +195,20 @@ class MeanSquareOperator(spla.LinearOperator):
     # ------------------------------------------------------------------ spectrum
     def rate(self, method="auto", tol=1e-12):
         """Spectral radius ρ(T) on the span and its PSD eigenmatrix → (rate, eigenmatrix, method, converged)."""
-        check_choice(method, "method", ("auto", "closed_form", "dense", "arpack"))
+        check_choice(method, "method", METHODS)
         if method == "auto":
             if self.hs.kind == "commuting":
                 method = "closed_form"
             elif self.r <= DENSE_MAX_SPAN:
                 method = "dense"
             else:
-                method = "arpack"
+                method = "splitting"
+        if method == "splitting":
+            try:
+                b = _splitting_rate(self, tol=tol)
+            except np.linalg.LinAlgError:
+                return self._arpack(tol)
+            return 1.0 + b.estimate, b.eigenmatrix, method, b.converged
         if method == "closed_form":
             if self.hs.kind != "commuting":
                 raise ValueError("method='closed_form' needs a commuting HessianSet")
@@ -252,6 +268,302 @@ def _normalise_psd(V):
     return V / norm if norm > 0 else V
 
 
+# ---------------------------------------------------------------------- BLAS threads
+def blas_threads() -> int:
+    """BLAS threads for the exact operator: ``RMT_BLAS_THREADS`` if set, else the free cores.
+
+    Free cores = ``os.cpu_count()`` minus the 1-minute load average (at least 1): on a busy
+    machine extra BLAS threads only oversubscribe the cores and slow every job down.
+    """
+    env = os.environ.get("RMT_BLAS_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"RMT_BLAS_THREADS must be a positive integer, got {env!r}") from None
+    cpus = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # pragma: no cover - not available on every platform
+        load = 0.0
+    return int(max(1, min(cpus, math.floor(cpus - load + 0.5))))
+
+
+def _capped(fn):
+    """Run ``fn`` with the BLAS thread pool capped at :func:`blas_threads`."""
+
+    def wrapper(*args, **kwargs):
+        with threadpool_limits(limits=blas_threads(), user_api="blas"):
+            return fn(*args, **kwargs)
+
+    wrapper.__name__, wrapper.__qualname__, wrapper.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    wrapper.__wrapped__ = fn
+    return wrapper
+
+
+# ---------------------------------------------------------------------- regular splitting
+class _Splitting:
+    """T = 𝒜 + 𝒩 with 𝒜(M) = A M Aᵀ (A = E[J]) and the positive remainder 𝒩 = T − 𝒜.
+
+    Why: the eigenvalues of T clustered just below 1 come from tiny-curvature directions, where
+    T ≈ 𝒜. The Stein map (μ − 𝒜)⁻¹ is inverted exactly in the eigenbasis of A, so
+    K(μ) = (μ − 𝒜)⁻¹𝒩 no longer has the cluster. Both 𝒜 and 𝒩 are positive maps (𝒩 is a sum of
+    compositions of the noise maps N_S, E[(Ĥ−H̄)M(Ĥ−H̄)] ⪰ 0, with congruences), so for
+    μ > ρ(𝒜) this is a regular splitting of μ − T (THEORY §3) and
+
+        ρ(T) < μ  ⇔  ρ(K(μ)) < 1,        ρ(T) = μ  ⇔  ρ(K(μ)) = 1,        ρ(T) ≥ ρ(𝒜).
+
+    Everything is parametrised by δ = μ − 1, and μ − a_i a_j = δ + b_i + b_j − b_i b_j with b_i
+    the eigenvalues of I − A formed without cancellation, so δ ~ 1e-7 keeps its digits.
+    """
+
+    def __init__(self, op):
+        self.op = op
+        dyn = op.dynamics
+        r = op.r
+        eye = np.eye(r)
+        if dyn.combinator == "alternating":
+            E = np.zeros((r, r))
+            for t in dyn.terms:  # I − A_t A = (I − A_t) + A_t (I − A)
+                E = -t.weight * t.mean + dyn.step_maps[t.name] @ E
+        else:
+            E = -sum(t.weight * t.mean for t in dyn.terms) @ dyn.K
+        self.A = eye - E
+        if dyn.combinator == "alternating":
+            b, V = np.linalg.eig(E)
+            if np.max(np.abs(b.imag)) <= _ROUNDOFF * r * max(np.max(np.abs(b)), 1e-300):
+                b, V = b.real, V.real
+            W = np.linalg.inv(V)
+            if np.linalg.norm(V, 2) * np.linalg.norm(W, 2) > 1e8:
+                raise np.linalg.LinAlgError("E[J] is too far from normal for the Stein splitting")
+        else:
+            b, V = np.linalg.eigh(0.5 * (E + E.T))
+            W = V.T
+        self.b, self.V, self.W = b, V, W
+        a2 = -2 * np.real(b) + np.abs(b) ** 2  # |a|² − 1 = −2 Re b + |b|²
+        self.delta_mean = float(np.max(a2))  # ρ(𝒜) − 1
+        self._den_base = b[:, None] + b[None, :] - b[:, None] * b[None, :]
+
+    def noise(self, M):
+        """𝒩(M) = T(M) − A M Aᵀ, formed directly (no subtraction)."""
+        dyn = self.op.dynamics
+        if dyn.combinator == "summed":
+            out = np.zeros_like(M)
+            for t in dyn.terms:
+                out += t.weight**2 * t.noise(M)
+            return out
+        if dyn.combinator == "sam":
+            t = dyn.terms[0]
+            return t.weight**2 * t.noise(dyn.K @ M @ dyn.K)
+        mean_part, Z = M, np.zeros_like(M)
+        for t in dyn.terms:  # T_t(P M Pᵀ + Z) = A_t P M Pᵀ A_t + [A_t Z A_t + s² N_t(P M Pᵀ + Z)]
+            A = dyn.step_maps[t.name]
+            Z = A @ Z @ A + t.weight**2 * t.noise(mean_part + Z)
+            mean_part = A @ mean_part @ A
+        return Z
+
+    def stein_solve(self, delta, C):
+        """X with (1 + δ)X − A X Aᵀ = C, for δ > ρ(𝒜) − 1."""
+        V, W = self.V, self.W
+        Y = (W @ C @ W.T) / (delta + self._den_base)
+        X = V @ Y @ V.T
+        return np.real(X) if np.iscomplexobj(X) else X
+
+    def K(self, delta, M):
+        out = self.stein_solve(delta, self.noise(M))
+        return 0.5 * (out + out.T)
+
+
+def _sym_basis_size(r):
+    return r * (r + 1) // 2
+
+
+def _perron(split, delta, v0=None, tol=1e-14):
+    """ρ(K(1+δ)) and its PSD eigenmatrix, with a Collatz–Wielandt bracket (lo, hi) of ρ(K).
+
+    For a positive map K and X ≻ 0: λ_min(X^{-1/2}K(X)X^{-1/2}) ≤ ρ(K) ≤ λ_max(…) (THEORY §3,
+    Krein–Rutman). The bracket is (0, inf) when the eigenmatrix is not numerically definite.
+    """
+    r = split.op.r
+    if r <= 2:
+        basis = []
+        for i in range(r):
+            for j in range(r):
+                Eij = np.zeros((r, r))
+                Eij[i, j] = 1.0
+                basis.append(split.K(delta, 0.5 * (Eij + Eij.T)).ravel())
+        Km = np.array(basis).T
+        vals, vecs = np.linalg.eig(Km)
+        i = int(np.argmax(np.abs(vals)))
+        kappa, X = float(np.abs(vals[i])), np.real(vecs[:, i]).reshape(r, r)
+    else:
+        def mv(x):
+            M = np.asarray(x, float).reshape(r, r)
+            return split.K(delta, 0.5 * (M + M.T)).ravel()
+
+        Kop = spla.LinearOperator((r * r, r * r), matvec=mv, dtype=float)
+        if v0 is None:
+            v0 = (np.eye(r) / np.sqrt(r)).ravel()
+        try:
+            vals, vecs = spla.eigs(Kop, k=1, which="LM", v0=v0, tol=tol,
+                                   ncv=min(r * r, 20), maxiter=max(1000, 10 * r * r))
+        except spla.ArpackNoConvergence as exc:
+            if len(exc.eigenvalues) == 0:
+                raise
+            vals, vecs = exc.eigenvalues, exc.eigenvectors
+        i = int(np.argmax(np.abs(vals)))
+        kappa, X = float(np.abs(vals[i])), np.real(vecs[:, i]).reshape(r, r)
+    X = _normalise_psd(X)
+    return kappa, X, _cw_bracket(lambda M: split.K(delta, M), X)
+
+
+def _cw_bracket(apply, X):
+    """Certified bracket (lo, hi) of the spectral radius of a positive map from X ⪰ 0.
+
+    hi: for P ≻ 0, ρ ≤ λ_max(P^{-1/2} K(P) P^{-1/2}); P = X, or X + τI when X is singular (still
+    a valid bound; the smallest over a few τ is kept). lo: K(X) ⪰ cX with X ⪰ 0 gives ρ ≥ c,
+    and c = 1/λ_max(K(X)^{-1/2} X K(X)^{-1/2}) when K(X) ≻ 0 (Collatz–Wielandt, Krein–Rutman).
+    """
+    r = X.shape[0]
+    tiny = 1e3 * r * np.finfo(float).eps
+    KX = apply(X)
+    lamK, QK = np.linalg.eigh(KX)
+    lo = 0.0
+    keep = lamK > tiny * max(lamK[-1], 0.0)
+    if np.any(keep):
+        # on the range of K(X) (X must live there too, up to round-off: else no bound)
+        Qr = QK[:, keep]
+        Xr = Qr.T @ X @ Qr
+        if np.linalg.norm(X - Qr @ Xr @ Qr.T) <= tiny * np.linalg.norm(X):
+            S = Qr / np.sqrt(lamK[keep])
+            G = S.T @ X @ S
+            top = np.linalg.eigvalsh(0.5 * (G + G.T))[-1]
+            lo = float(1.0 / top) if top > 0 else 0.0
+    lam, Q = np.linalg.eigh(X)
+    hi = math.inf
+    top = lam[-1]
+    for tau in ((0.0,) if lam[0] > tiny * top else (1e-10, 1e-7, 1e-4)):
+        P, KP = X, KX
+        if tau:
+            P = X + tau * top * np.eye(r)
+            KP = KX + tau * top * apply(np.eye(r))
+        lp, Qp = (lam, Q) if not tau else np.linalg.eigh(P)
+        S = Qp / np.sqrt(lp)
+        G = S.T @ KP @ S
+        hi = min(hi, float(np.linalg.eigvalsh(0.5 * (G + G.T))[-1]))
+    return lo, hi
+
+
+@dataclass
+class _Bracket:
+    """Certified bracket of δ = ρ(T) − 1, best estimate, eigenmatrix and work done."""
+
+    lo: float
+    hi: float
+    estimate: float
+    eigenmatrix: np.ndarray | None = None
+    evaluations: int = 0
+    converged: bool = False
+    timed_out: bool = False
+
+
+def _splitting_rate(op, *, tol=1e-12, time_budget=None, stop_width=0.0, verdict_only=False):
+    """ρ(T) − 1 from the splitting: the root δ* of κ(δ) = ρ(K(1+δ)) = 1 (:class:`_Splitting`).
+
+    h(δ) = 1/κ(δ) − 1 increases from −1 at the pole δ_𝒜 = ρ(𝒜) − 1 to +∞ and is searched in
+    t = log(δ − δ_𝒜) by Illinois-safeguarded secant steps: near a strongly coupled pole
+    κ ~ c/(δ − δ_𝒜) (h is smooth), near a weakly coupled one (the tiny-curvature directions
+    barely feel the noise) the root sits within a few ulps of δ_𝒜 and the log scale reaches it
+    in a few steps. The certified bracket (lo, hi) moves only with Collatz–Wielandt-certified
+    signs of κ − 1, so it always contains δ*. ``verdict_only`` stops as soon as the sign of δ*
+    is certified: one solve at δ = 0 unless ρ(T) is within the certificate's resolution of 1.
+    """
+    t0 = time.perf_counter()
+    split = _Splitting(op)
+    dA = split.delta_mean
+    out = _Bracket(lo=dA, hi=math.inf, estimate=dA)
+    floor = 64 * np.finfo(float).eps * (1.0 + abs(dA))
+    ta, fa = math.log(floor), -1.0  # pole model: h → −1 at δ_𝒜 (assumed, never certified)
+    tb = fb = None
+    side = None
+    v0 = None
+    t = math.log(-dA) if dA < -floor else math.log(max(abs(dA), 1e-3))
+    for _ in range(200):
+        if time_budget is not None and time.perf_counter() - t0 > time_budget:
+            out.timed_out = True
+            break
+        x = dA + math.exp(t)
+        kappa, X, (klo, khi) = _perron(split, x, v0)
+        out.evaluations += 1
+        v0 = X.ravel()
+        out.eigenmatrix, out.estimate = X, x
+        if kappa == 0.0:  # 𝒩 ≡ 0 (no sampling noise): T = 𝒜 and ρ(T) = ρ(𝒜) exactly
+            out.lo = out.hi = out.estimate = dA
+            out.converged = True
+            return out
+        if klo > 1.0:      # certified ρ(T) > 1 + x
+            out.lo = max(out.lo, x)
+        elif khi < 1.0:    # certified ρ(T) < 1 + x
+            out.hi = min(out.hi, x)
+        if verdict_only and (out.lo > 0.0 or out.hi <= 0.0):
+            out.converged = True
+            break
+        if out.hi - out.lo <= max(tol * (1.0 + abs(x)), stop_width):
+            out.converged = True
+            break
+        h = 1.0 / kappa - 1.0 if kappa > 0 else math.inf
+        if abs(h) <= 0.1 * tol:
+            out.converged = True
+            break
+        if h < 0:
+            if side == "a" and fb is not None:
+                fb *= 0.5
+            ta, fa, side = t, h, "a"
+        else:
+            if side == "b":
+                fa *= 0.5
+            tb, fb, side = t, h, "b"
+        if tb is None:  # nothing with κ < 1 yet: jump to a Collatz–Wielandt upper bound of T
+            _, up = _cw_bracket(op.apply, X)
+            if math.isfinite(up) and up - 1.0 > x:
+                out.hi = min(out.hi, up - 1.0)
+                t = math.log(up - 1.0 - dA)
+            else:
+                t += max(math.log(2.0 * kappa), math.log(2.0))
+            continue
+        tn = tb - fb * (tb - ta) / (fb - fa)
+        if not (ta < tn < tb):
+            tn = 0.5 * (ta + tb)
+        if abs(math.exp(tn) - math.exp(t)) <= 0.1 * tol * (1.0 + abs(x)) or \
+                math.exp(tb) - math.exp(ta) <= max(0.1 * tol * (1.0 + abs(x)), stop_width):
+            out.estimate, out.converged = dA + math.exp(tn), True
+            break
+        t = tn
+    if out.converged and not out.timed_out and not verdict_only:
+        _certify(split, out, tol, v0)
+    if not out.converged:
+        out.estimate = min(max(out.estimate, out.lo), out.hi)
+    return out
+
+
+def _certify(split, out, tol, v0):
+    """Move the certified bracket to within a few ``tol`` of the estimate (≤ 2 more solves)."""
+    est = out.estimate
+    for k in (1.0, 16.0):
+        w = k * tol * (1.0 + abs(est))
+        if out.hi - out.lo <= 4 * w + 4 * tol * (1.0 + abs(est)):
+            return
+        for x, side in ((est - w, "lo"), (est + w, "hi")):
+            if x <= split.delta_mean or (side == "lo" and x <= out.lo) or (side == "hi" and x >= out.hi):
+                continue
+            _, X, (klo, khi) = _perron(split, x, v0)
+            out.evaluations += 1
+            if side == "lo" and klo > 1.0:
+                out.lo = x
+            if side == "hi" and khi < 1.0:
+                out.hi = x
+
+
 # ---------------------------------------------------------------------- commuting closed forms
 def _commuting_rate(dyn):
     """ρ(T) = max_k E[j_k²] of a commuting set (THEORY §3) from the per-direction factors."""
@@ -271,7 +583,15 @@ class MeanSquareResult:
     i.e. the model **forgets**; ≤ 1 means it **resists**). ``eigenmatrix`` is the top eigenmatrix in
     span coordinates (PSD by Krein–Rutman, Frobenius-normalised; None for closed forms),
     ``span_dim``/``null_dim`` the dimensions of the span and of the common null space, ``method``
-    the algorithm used and ``converged`` whether the eigensolver converged.
+    the algorithm used and ``converged`` whether the requested precision was reached.
+
+    ``bounds`` = (lo, hi) brackets ρ(T). For ``method="splitting"`` it is *certified*
+    (Collatz–Wielandt bounds of the regular splitting, see :class:`_Splitting`); for the exact
+    methods (``closed_form``, ``dense``) it is (rate, rate) up to round-off; for ``arpack`` it is
+    (rate, rate) and not certified. ``horizon``/``neutral``: with a horizon of k steps, the
+    result is *neutral within the horizon* when the bracket shows |ρ − 1|·k < ``horizon_tol``
+    (E‖w_k‖² changes by less than that fraction over k steps): then ``verdict`` says so instead
+    of forgets/resists, and ``rate`` is only known to that precision.
     """
 
     rate: float
@@ -281,6 +601,10 @@ class MeanSquareResult:
     method: str
     converged: bool
     notion: str = MEAN_SQUARE
+    bounds: tuple[float, float] = (math.nan, math.nan)
+    horizon: int | None = None
+    neutral: bool = False
+    elapsed: float = 0.0
 
     @property
     def forgets(self) -> bool:
@@ -294,24 +618,74 @@ class MeanSquareResult:
 
     @property
     def verdict(self) -> str:
+        if self.neutral:
+            return (f"neutral within the horizon: |ρ(T) − 1|·{self.horizon} is below the "
+                    "horizon tolerance, so E‖w_k‖² neither grows nor decays detectably")
         return verdict_text(self.forgets)
 
 
-def mean_square(hs, schedule=None, *, method="auto", tol=1e-12) -> MeanSquareResult:
+@_capped
+def mean_square(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None,
+                horizon=None, horizon_tol=1e-2) -> MeanSquareResult:
     """Exact mean-square analysis on the span of the Hessians (THEORY §3).
 
     ρ(T) is the spectral radius of T(M) = E[J M Jᵀ] restricted to symmetric matrices on the span
-    U of the Hessians that enter J. ``method``: ``"closed_form"`` (commuting sets:
-    ρ = max_k E[j_k²]), ``"dense"`` (eigenvalues of the r²×r² matrix, r ≤ 60), ``"arpack"``
-    (matrix-free Lanczos/Arnoldi from the identity, which overlaps the PSD top eigenmatrix), or
-    ``"auto"`` (closed form if commuting, dense for r ≤ 20, ARPACK otherwise).
+    U of the Hessians that enter J. ``method``:
+
+    - ``"closed_form"``: commuting sets, ρ = max_k E[j_k²];
+    - ``"dense"``: eigenvalues of the r²×r² matrix (r ≤ 60);
+    - ``"splitting"``: T = 𝒜 + 𝒩 with 𝒜(M) = E[J] M E[J]ᵀ inverted exactly (Stein equation in
+      the eigenbasis of E[J]); ρ(T) is the root of ρ((μ − 𝒜)⁻¹𝒩) = 1, which no longer sees the
+      cluster of eigenvalues just below 1 that tiny-curvature directions put into T. Returns a
+      certified bracket (Collatz–Wielandt);
+    - ``"arpack"``: matrix-free Lanczos/Arnoldi on T from the identity (slow when the top of the
+      spectrum crowds towards 1);
+    - ``"auto"``: closed form if commuting, dense for r ≤ ``DENSE_MAX_SPAN``, else splitting.
+
+    ``tol``: relative precision of ρ. ``time_budget`` (seconds, splitting only): when it runs out
+    the certified bracket found so far is returned with ``converged=False`` and a
+    RuntimeWarning. ``horizon`` (steps): ρ is only needed to the precision a k-step run can
+    detect, |ρ − 1|·k ≥ ``horizon_tol``; the solver stops there and reports
+    ``neutral=True`` when the bracket lies inside that band. BLAS threads are capped by
+    :func:`blas_threads` (``RMT_BLAS_THREADS``).
     """
+    t0 = time.perf_counter()
+    if horizon is not None:
+        horizon = check_int(horizon, "horizon", minimum=1)
+    if time_budget is not None and not (time_budget > 0):
+        raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
     op = MeanSquareOperator(as_dynamics(hs, schedule))
-    rate, V, used, conv = op.rate(method=method, tol=tol)
-    return MeanSquareResult(rate, V, op.r, op.null_dim, used, conv)
+    check_choice(method, "method", METHODS)
+    band = horizon_tol / horizon if horizon is not None else 0.0
+    if method == "auto" and (horizon is not None or time_budget is not None) \
+            and op.hs.kind != "commuting":
+        method = "splitting"
+    used = method
+    if method in ("splitting", "auto") and (method == "splitting" or
+                                            (op.hs.kind != "commuting" and op.r > DENSE_MAX_SPAN)):
+        try:
+            b = _splitting_rate(op, tol=tol, time_budget=time_budget, stop_width=band)
+        except np.linalg.LinAlgError:
+            b = None
+        if b is not None:
+            if b.timed_out:
+                warnings.warn(
+                    f"mean_square: time budget of {time_budget} s ran out after {b.evaluations} "
+                    f"solves; returning the certified bracket ρ ∈ [{1 + b.lo:.15g}, {1 + b.hi:.15g}]",
+                    RuntimeWarning, stacklevel=2)
+            bounds = (1.0 + b.lo, 1.0 + b.hi)
+            neutral = horizon is not None and bounds[0] >= 1 - band and bounds[1] <= 1 + band
+            return MeanSquareResult(1.0 + b.estimate, b.eigenmatrix, op.r, op.null_dim,
+                                    "splitting", b.converged, bounds=bounds, horizon=horizon,
+                                    neutral=neutral, elapsed=time.perf_counter() - t0)
+        used = "arpack"
+    rate, V, used, conv = op.rate(method=used, tol=tol)
+    neutral = horizon is not None and abs(rate - 1.0) <= band
+    return MeanSquareResult(rate, V, op.r, op.null_dim, used, conv, bounds=(rate, rate),
+                            horizon=horizon, neutral=neutral, elapsed=time.perf_counter() - t0)
 
 
-def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12) -> float:
+def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None) -> float:
     """ρ(T): the mean-square growth rate per step on the span of the Hessians (THEORY §3).
 
     T(M) = E[J M Jᵀ]; for the summed schedule
@@ -319,7 +693,57 @@ def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12) -> float:
     ρ(T) > 1 ⇔ the iterates escape w* (the model forgets). The null-space dimension is
     ``hs.null_dim`` (or :func:`mean_square` for a result object). See :func:`mean_square`.
     """
-    return mean_square(hs, schedule, method=method, tol=tol).rate
+    return mean_square(hs, schedule, method=method, tol=tol, time_budget=time_budget).rate
+
+
+@_capped
+def mean_square_stable(hs, schedule=None, *, time_budget=None) -> bool:
+    """Sign test ρ(T) ≤ 1 (the model resists) without computing ρ to full precision.
+
+    Regular splitting (:func:`mean_square`, ``method="splitting"``): ρ(T) < 1 ⇔ ρ(𝒜) < 1 and
+    ρ((I − 𝒜)⁻¹𝒩) < 1, and the second is certified by one Collatz–Wielandt bound at μ = 1 —
+    a single well-conditioned eigen-solve, whatever the cluster of T's spectrum below 1.
+    Only when ρ(T) is within the certificate's resolution of 1 is ρ refined further.
+    """
+    return _is_stable(as_dynamics(hs, schedule), time_budget=time_budget)
+
+
+def _is_stable(dyn, time_budget=None):
+    if dyn.hs.kind == "commuting":
+        return _commuting_rate(dyn)[0] <= 1.0
+    op = MeanSquareOperator(dyn)
+    if op.r <= 2:
+        return op.rate("dense")[0] <= 1.0
+    try:
+        b = _splitting_rate(op, tol=1e-12, time_budget=time_budget, verdict_only=True)
+    except np.linalg.LinAlgError:
+        return op.rate("arpack")[0] <= 1.0
+    if b.hi <= 0.0:
+        return True
+    if b.lo > 0.0:
+        return False
+    return b.estimate <= 0.0
+
+
+def _stability_margin(dyn):
+    """A continuous function with the sign of 1 − ρ(T): 1/ρ(K(1)) − 1 (−1 when ρ(𝒜) ≥ 1).
+
+    Same sign as 1 − ρ(T) by the regular-splitting theorem, and well conditioned near ρ = 1
+    (no near-1 cluster): what root-finders on η, B, α should evaluate.
+    """
+    if dyn.hs.kind == "commuting":
+        return 1.0 - _commuting_rate(dyn)[0]
+    op = MeanSquareOperator(dyn)
+    if op.r <= 2:
+        return 1.0 - op.rate("dense")[0]
+    try:
+        split = _Splitting(op)
+    except np.linalg.LinAlgError:
+        return 1.0 - op.rate("arpack")[0]
+    if split.delta_mean >= 0.0:
+        return -1.0 if split.delta_mean > 0.0 else 1.0 - op.rate("splitting")[0]
+    kappa = _perron(split, 0.0)[0]
+    return 1.0 / kappa - 1.0 if kappa > 0 else math.inf
 
 
 # ---------------------------------------------------------------------- second moment
