@@ -66,6 +66,9 @@ def main(argv=None):
               f"over {int(res.counted.sum())}/{res.counted.size} cells")
         print(f"- agreement (asymptotic frontier ρ = 1): {res.agreement_asymptotic:.3f} over "
               f"{int(res.counted_asymptotic.sum())} cells")
+        if res.agreement_almost_sure is not None:
+            print(f"- agreement (almost-sure, K·λ₁ > log F): {res.agreement_almost_sure:.3f} over "
+                  f"{int(res.counted_almost_sure.sum())} cells")
         dis = res.disagreements()
         print(f"- disagreeing counted cells: {dis if dis else 'none'}")
         allc = np.argwhere(res.predicted != res.observed)
