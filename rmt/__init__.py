@@ -8,7 +8,7 @@ from . import ensembles
 from .coherence import CoherenceResult, coherence
 from .dynamics import Dynamics, SetTerm
 from .affine import AffineMoments, StationaryResult, affine_moments, stationary
-from .forecast import ForecastResult, forecast
+from .forecast import ForecastResult, HorizonCritical, forecast, horizon_critical, out_of_span_share
 from .hessians import HessianSet
 from . import verdict
 from .meansquare import (
@@ -41,6 +41,9 @@ __all__ = [
     "StationaryResult",
     "forecast",
     "ForecastResult",
+    "horizon_critical",
+    "HorizonCritical",
+    "out_of_span_share",
     "ensembles",
     "coherence",
     "CoherenceResult",

@@ -49,7 +49,8 @@ from .affine import StationaryResult, affine_moments, affine_step, stationary
 from .dynamics import Dynamics, as_dynamics
 from .verdict import ALMOST_SURE, MEAN_SQUARE, verdict_text
 
-__all__ = ["ForecastResult", "forecast", "OUTCOMES"]
+__all__ = ["ForecastResult", "forecast", "OUTCOMES", "HorizonCritical", "horizon_critical",
+           "out_of_span_share"]
 
 #: The three forecast outcomes (module docstring).
 OUTCOMES = ("escapes", "displaced", "returns")
@@ -222,3 +223,105 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
         stationary=st, expected_sq_distance=esq, mean_path_norm=mom.mean_norm[1:],
         final_distance=np.exp(paths.log_norm[:, -1]),
     )
+
+
+# ---------------------------------------------------------------------- horizon-aware critical values
+@dataclass(frozen=True)
+class HorizonCritical:
+    """Critical value of one knob at a finite horizon (mean square, start-aware; THEORY §8).
+
+    ``value``: for η and α the smallest value at which max_{k ≤ steps} E‖δ_k‖² reaches
+    ``radius``² (the model leaves the ball), for B the smallest batch that stays inside (None
+    when no value in range does); ``asymptotic``: the ρ(T) = 1 critical value of
+    :mod:`rmt.meansquare` beside it; ``out_of_span_share`` (α only): the share
+    tr(P⊥ H̄_F)/tr(H̄_F) of forget curvature outside the retain span, which makes the asymptotic
+    α* exactly 0 whenever it is positive.
+    """
+
+    parameter: str
+    value: float | int | None
+    asymptotic: float | int | None
+    steps: int
+    radius: float
+    out_of_span_share: float | None = None
+
+
+def out_of_span_share(hs) -> float:
+    """tr(P⊥ H̄_F)/tr(H̄_F): the share of forget curvature outside the span of the retain Hessians."""
+    if not hs.has_forget:
+        raise ValueError("out_of_span_share needs a HessianSet with a forget set")
+    U = hs.reduction(True, False).basis
+    F = hs.factors("forget")
+    total = float(np.einsum("nak,nak->", F, F))
+    inside = float(np.sum(np.einsum("ar,nak->nrk", U, F) ** 2))
+    return max(total - inside, 0.0) / total if total > 0 else 0.0
+
+
+def horizon_critical(hs, schedule, parameter, steps, *, start=None, radius=None,
+                     escape_factor=10.0, grid=48, rtol=1e-6) -> HorizonCritical:
+    """Critical η, α or B at a horizon of ``steps`` steps (exact mean square, start-aware).
+
+    The model *leaves* when max_{k ≤ steps} E‖w_k − w*‖² ≥ radius² (the mean-square notion of
+    :func:`forecast`; radius and start default as there, evaluated once at ``schedule``). η: the
+    smallest η in (0, 4/λ_max(D)] that leaves; α: the smallest α in [0, 1]; B: the smallest batch
+    that stays inside. Located by a scan of ``grid`` points refined by bisection — a window
+    narrower than one grid cell can be missed (unlike the exact asymptotic values).
+    """
+    from .meansquare import critical_alpha, critical_batch, critical_eta
+
+    dyn = as_dynamics(hs, schedule)
+    check_choice(parameter, "parameter", ("eta", "alpha", "batch"))
+    steps = check_int(steps, "steps", minimum=1)
+    exact_start, _, start_norm = _default_start(dyn, start, 2, np.random.SeedSequence(0))
+    if radius is None:
+        if start_norm > 0:
+            radius = escape_factor * start_norm
+        elif dyn.has_drift:
+            M1, _ = affine_step(dyn, np.zeros((dyn.p, dyn.p)), np.zeros(dyn.p))
+            radius = escape_factor * math.sqrt(max(np.trace(M1), 0.0))
+        else:
+            radius = escape_factor
+    radius = check_positive(radius, "radius")
+
+    def excess(**change):
+        try:
+            d2 = dyn.replace(**change)
+            m = affine_moments(d2, steps, start=exact_start).expected_sq_distance
+        except FloatingPointError:
+            return math.inf
+        return float(np.max(m[1:]) - radius**2)
+
+    share = None
+    if parameter == "batch":
+        sizes = [t.n for t in dyn.terms if t.name == "retain" or dyn.schedule.forget_batch is None]
+        value = None
+        for B in range(1, min(sizes) + 1):
+            if excess(batch=B) < 0:
+                value = B
+                break
+        return HorizonCritical("batch", value, critical_batch(dyn), steps, float(radius))
+    if parameter == "alpha":
+        share = out_of_span_share(dyn.hs)
+        pts = np.linspace(0.0, 1.0, grid + 1)
+        asym = critical_alpha(dyn.hs, dyn.schedule)
+        f = lambda a: excess(alpha=float(a))  # noqa: E731
+    else:
+        D = dyn.mixed_hessian()
+        lam = float(np.max(np.abs(np.linalg.eigvals(D))))
+        pts = np.geomspace(1e-3 / lam, 4.0 / lam, grid)
+        asym = critical_eta(dyn)
+        f = lambda e: excess(eta=float(e))  # noqa: E731
+    prev, value = None, None
+    for x in pts:
+        if f(x) >= 0:
+            if prev is None:
+                value = float(x)
+            else:
+                lo, hi = prev, x
+                while hi - lo > rtol * hi:
+                    mid = 0.5 * (lo + hi)
+                    lo, hi = (lo, mid) if f(mid) >= 0 else (mid, hi)
+                value = float(hi)
+            break
+        prev = x
+    return HorizonCritical(parameter, value, asym, steps, float(radius), share)

@@ -94,3 +94,35 @@ def test_bad_input_is_rejected_before_work():
     hs0 = HessianSet.from_factors(np.eye(3))
     with pytest.raises(ValueError, match="nothing moves"):
         forecast(hs0, Schedule(0.3, 1), 10, start=np.zeros(3))
+
+
+def test_horizon_critical_eta_matches_scalar_closed_form():
+    # one direction, n samples of curvature λ_i: E‖δ_K‖² = ρ(η)^K ‖δ_0‖² exactly, with
+    # ρ(η) = (1 − η m)² + η² c(mean λ² ) (bernoulli, e = 0)
+    import scipy.optimize
+    lam = np.array([0.5, 1.0, 2.0, 4.0])
+    hs = HessianSet.from_factors(np.sqrt(lam)[:, None])
+    n, B, K, F = 4, 2, 50, 10.0
+    m, q, c = lam.mean(), (lam**2).mean(), (n - B) / (B * n)
+
+    def g(eta):
+        return K * np.log((1 - eta * m) ** 2 + eta**2 * c * q) - 2 * np.log(F)
+
+    lo = 2 * m / (m**2 + c * q)  # ρ = 1 here, so g < 0
+    expected = scipy.optimize.brentq(g, lo, 10 * lo)
+    from rmt.forecast import horizon_critical
+    res = horizon_critical(hs, Schedule(0.1, B), "eta", K, start=np.array([1.0]))
+    assert res.value == pytest.approx(expected, rel=1e-5)
+    assert res.asymptotic == pytest.approx(lo, rel=1e-9)
+    assert res.value > res.asymptotic
+
+
+def test_out_of_span_share_and_asymptotic_alpha_zero():
+    from rmt.forecast import horizon_critical, out_of_span_share
+    hs = rmt.ensembles.hessian_test(12, 3, forget=4, seed=0)
+    share = out_of_span_share(hs)
+    assert 0 < share <= 1
+    res = horizon_critical(hs, Schedule(0.2, 2, alpha=0.1), "alpha", 100,
+                           start=np.ones(hs.dim) / np.sqrt(hs.dim))
+    assert res.asymptotic == 0.0 and res.out_of_span_share == pytest.approx(share)
+    assert res.value is None or res.value > 0
