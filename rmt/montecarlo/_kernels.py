@@ -421,3 +421,125 @@ def run_spectrum(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, u
     for rep in prange(Q0.shape[0]):
         _one_spectrum(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
                       sched_code, sampling, K, Q0, seeds, steps, burn_in, logsum, nmeas, nsing)
+
+
+# ---------------------------------------------------------------------- affine recursion
+@_jit
+def _add_rows(D, idx, nb, coef, y):
+    """y += coef · Σ_{b < nb} D[idx[b]]: the batch drift, drawn with the Hessians' indices."""
+    m = y.shape[0]
+    for b in range(nb):
+        _axpy(coef, D[idx[b]], y, m)
+
+
+@_jit
+def _apply_affine(sched_code, GR, modeR, idxR, nbR, cR, useR,
+                  GF, modeF, idxF, nbF, cF, useF, K, DR, DF, drift, w, y, v):
+    """y = J w + b for the drawn batches (``rmt.Dynamics.step``), b = Σ_S c_S Σ_batch g̃_i.
+
+    summed/sam:  y = J w + cR Σ_R g̃_i + cF Σ_F g̃_j
+    alternating: v = w + cR Σ_R (H_i w + g̃_i);  y = v + cF Σ_F (H_j v + g̃_j)
+                 (so b = A_F s_R ĝ_R + s_F ĝ_F: the retain drift passes through the forget step)
+    """
+    if sched_code == ALTERNATING:
+        _copy(w, v)
+        if useR:
+            _apply_set(GR, modeR, idxR, nbR, cR, w, v)
+            if drift:
+                _add_rows(DR, idxR, nbR, cR, v)
+        _copy(v, y)
+        if useF:
+            _apply_set(GF, modeF, idxF, nbF, cF, v, y)
+            if drift:
+                _add_rows(DF, idxF, nbF, cF, y)
+    else:
+        _apply_J(sched_code, GR, modeR, idxR, nbR, cR, useR,
+                 GF, modeF, idxF, nbF, cF, useF, K, w, y, v)
+        if drift:
+            if useR:
+                _add_rows(DR, idxR, nbR, cR, y)
+            if useF:
+                _add_rows(DF, idxF, nbF, cF, y)
+
+
+@_jit
+def _log_norm(y, f):
+    """(log √(‖y‖² + f²), True), or (+inf, False) when y is not finite.
+
+    ``f`` is the norm of the frozen part outside the working coordinates. When ‖y‖² overflows
+    but y is finite the norm is recomputed with scaling, so only a non-finite iterate counts as
+    an overflow.
+    """
+    m = y.shape[0]
+    s = _dot(y, y, m) + f * f
+    if s < np.inf:  # False for +inf and NaN
+        if s > 0.0:
+            return 0.5 * math.log(s), True
+        return -np.inf, True
+    mx = f
+    for j in range(m):
+        a = abs(y[j])
+        if not a < np.inf:
+            return np.inf, False
+        if a > mx:
+            mx = a
+    acc = (f / mx) * (f / mx)
+    for j in range(m):
+        acc += (y[j] / mx) * (y[j] / mx)
+    return math.log(mx) + 0.5 * math.log(acc), True
+
+
+@_jit
+def _one_affine(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
+                sched_code, sampling, K, DR, DF, drift, X0, frozen, seeds, steps,
+                logn, over, last):
+    """One replica of :func:`run_affine` (serial)."""
+    m = X0.shape[1]
+    state = np.empty(1, np.uint64)
+    state[0] = seeds[rep]
+    permR = np.arange(nR)
+    permF = np.arange(max(nF, 1))
+    idxR = np.empty(max(nR, 1), np.int64)
+    idxF = np.empty(max(nF, 1), np.int64)
+    w = np.empty(m)
+    y = np.empty(m)
+    v = np.empty(m)
+    _copy(X0[rep], w)
+    f = frozen[rep]
+    L, ok = _log_norm(w, f)
+    logn[rep, 0] = L
+    over[rep] = -1
+    for k in range(steps):
+        nbR = _draw(state, sampling, nR, BR, lqR, permR, idxR) if useR else 0
+        nbF = _draw(state, sampling, nF, BF, lqF, permF, idxF) if useF else 0
+        _apply_affine(sched_code, GR, modeR, idxR, nbR, cR, useR,
+                      GF, modeF, idxF, nbF, cF, useF, K, DR, DF, drift, w, y, v)
+        L, ok = _log_norm(y, f)
+        if not ok:
+            over[rep] = k + 1
+            for j in range(k + 1, steps + 1):
+                logn[rep, j] = np.inf
+            break
+        logn[rep, k + 1] = L
+        tmp = w
+        w = y
+        y = tmp
+    _copy(w, last[rep])
+
+
+@_pjit
+def run_affine(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
+               sched_code, sampling, K, DR, DF, drift, X0, frozen, seeds, steps,
+               logn, over, last):
+    """Iterate δ_{k+1} = J_k δ_k + b_k (no renormalisation) from X0[r] in every replica r.
+
+    ``DR``/``DF`` (n, m): per-sample drift vectors g̃_i in working coordinates (used when
+    ``drift``), drawn with the same indices as the Hessians. ``frozen[r]``: norm of the part of
+    the start outside the working coordinates (it never moves). Outputs: ``logn[r, k]`` =
+    log √(‖δ_k‖² + frozen²); ``over[r]`` = first k with δ_k not finite (then logn = +inf from
+    k on), or −1; ``last[r]`` = the last finite iterate.
+    """
+    for rep in prange(X0.shape[0]):
+        _one_affine(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
+                    sched_code, sampling, K, DR, DF, drift, X0, frozen, seeds, steps,
+                    logn, over, last)

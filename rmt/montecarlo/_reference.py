@@ -126,3 +126,55 @@ def run_spectrum(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, u
                 cnt += 1
             Q = (Qn * np.sign(np.diag(Rm))).T
         nmeas[rep], nsing[rep] = cnt, sing
+
+
+def apply_affine(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF, K, DR, DF, drift,
+                 w):
+    """J w + b for drawn batches: the drift uses the same indices as the Hessians."""
+    def rows(D, idx):
+        return D[np.asarray(idx, dtype=np.int64)].sum(axis=0) if drift and len(idx) else 0.0
+
+    if sched == ALTERNATING:
+        v = w + cR * (_hw(GR, modeR, idxR, w) + rows(DR, idxR)) if useR else w.copy()
+        return v + cF * (_hw(GF, modeF, idxF, v) + rows(DF, idxF)) if useF else v
+    y = apply_J(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF, K, w)
+    if useR:
+        y = y + cR * rows(DR, idxR)
+    if useF:
+        y = y + cF * rows(DF, idxF)
+    return y
+
+
+def _log_norm(y, f):
+    """(log √(‖y‖² + f²), finite?) with the kernel's overflow semantics."""
+    if not np.all(np.isfinite(y)):
+        return math.inf, False
+    mx = max(float(np.max(np.abs(y), initial=0.0)), f)
+    if mx == 0.0:
+        return -math.inf, True
+    return math.log(mx) + 0.5 * math.log(float(np.sum((y / mx) ** 2)) + (f / mx) ** 2), True
+
+
+def run_affine(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
+               sched, sampling, K, DR, DF, drift, X0, frozen, seeds, steps, logn, over, last):
+    """Reference of ``_kernels.run_affine`` (same in/out arrays)."""
+    for rep in range(X0.shape[0]):
+        rng = SplitMix64(int(seeds[rep]))
+        permR, permF = list(range(nR)), list(range(max(nF, 1)))
+        w, f = X0[rep].copy(), float(frozen[rep])
+        logn[rep, 0] = _log_norm(w, f)[0]
+        over[rep] = -1
+        for k in range(steps):
+            idxR, idxF = _draws(rng, sampling, useR, nR, BR, lqR, permR,
+                                useF, nF, BF, lqF, permF)
+            with np.errstate(over="ignore", invalid="ignore"):
+                y = apply_affine(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF,
+                                 K, DR, DF, drift, w)
+            L, ok = _log_norm(y, f)
+            if not ok:
+                over[rep] = k + 1
+                logn[rep, k + 1:] = math.inf
+                break
+            logn[rep, k + 1] = L
+            w = y
+        last[rep] = w

@@ -1,0 +1,188 @@
+"""Monte Carlo paths of the affine unlearning recursion δ_{k+1} = J_k δ_k + b_k (THEORY.md §8).
+
+At a minimum that does not interpolate, the per-sample gradients g_i = ∇ℓ_i(w*) are non-zero and
+the linearised step is affine: J_k as in §2, b_k = Σ_S s_S ĝ_S,k drawn with the *same* batch
+indicators (alternating: b = A_F s_R ĝ_R + s_F ĝ_F; SAM: the modified gradients g̃_i of
+:class:`rmt.dynamics.Dynamics`). :func:`affine_paths` samples ‖δ_k‖ exactly as
+``Dynamics.step`` defines the step — the law is that of the exact augmented moment recursion of
+§8 (E[δ_k] and E‖δ_k‖² are tested against it).
+
+**Coordinates.** The kernel works in the p = r + q affine coordinates [U, V] of the Dynamics (U:
+span of the active Hessians, V: the directions outside U that the drift reaches; the Hessian
+factors are zero along V, so J = I there and the drift accumulates as a walk). The part of the
+start outside [U, V] never moves; it is carried as a constant and enters every norm. ``path``
+chooses the storage of the Hessians in these coordinates ("gram", "dense", "diagonal"; "factor"
+runs in full coordinates instead — same law, used for cross-checks); ``"auto"`` never picks
+"factor", because the span coordinates are built by the Dynamics anyway and p ≤ d.
+
+**No renormalisation**: an affine map is not scale-invariant, so the iterate is propagated as is.
+A replica whose iterate becomes non-finite (float64 overflow) is marked in ``overflowed`` and its
+``log_norm`` is +inf from that step on — never NaN, never an exception.
+
+**Randomness** as in :mod:`rmt.montecarlo.engine`: one SeedSequence, one child per replica, one
+SplitMix64 stream per replica, so results are bit-identical for any ``NUMBA_NUM_THREADS``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..dynamics import as_dynamics
+from ..validation import check_finite_array, check_int
+from . import _kernels as K_
+from . import _reference as R_
+from .engine import _check_backend, _kernel_args, _plan, _streams
+
+__all__ = ["affine_paths", "AffinePathsResult"]
+
+
+@dataclass(frozen=True)
+class AffinePathsResult:
+    """‖δ_k‖, k = 0..steps, of ``replicas`` independent runs of δ_{k+1} = J_k δ_k + b_k (§8).
+
+    Fields: ``log_norm`` (replicas, steps+1) = log‖δ_k‖ of the *full* deviation (span part, drift
+    directions V and the frozen rest of the start; −inf while δ_k = 0, +inf from an overflow on);
+    ``overflowed`` (replicas,) the first step k at which δ_k became non-finite, or −1;
+    ``final`` (replicas,) = ‖δ_K‖ (inf when overflowed); ``final_state`` (replicas, d) = δ_K in
+    full coordinates (rows of overflowed replicas are NaN); ``steps``, ``replicas``, ``dim`` (d),
+    ``span_dim`` (r), ``drift_dim`` (q), ``path``.
+    """
+
+    log_norm: np.ndarray = field(repr=False)
+    steps: int
+    replicas: int
+    overflowed: np.ndarray = field(repr=False)
+    final: np.ndarray = field(repr=False)
+    final_state: np.ndarray = field(repr=False)
+    dim: int
+    span_dim: int
+    drift_dim: int
+    path: str
+
+    @property
+    def norm(self) -> np.ndarray:
+        """‖δ_k‖ (replicas, steps+1); inf after an overflow."""
+        with np.errstate(over="ignore"):
+            return np.exp(self.log_norm)
+
+    @property
+    def n_overflowed(self) -> int:
+        return int(np.sum(self.overflowed >= 0))
+
+    def exits(self, radius, within=None) -> np.ndarray:
+        """Per replica: ‖δ_k‖ ≥ ``radius`` for some k ≤ ``within`` (default: all steps) — the
+        finite-horizon question of THEORY §8 (leaving the ball = the model forgets)."""
+        radius = float(radius)
+        if not radius > 0 or not math.isfinite(radius):
+            raise ValueError(f"radius must be a positive finite number, got {radius!r}")
+        within = self.steps if within is None else check_int(within, "within", minimum=0,
+                                                              maximum=self.steps)
+        return np.any(self.log_norm[:, : within + 1] >= math.log(radius), axis=1)
+
+
+def _row_norms(A):
+    """Euclidean norms of the rows of A without overflow of the squares."""
+    mx = np.max(np.abs(A), axis=-1, initial=0.0)
+    safe = np.where(mx > 0, mx, 1.0)
+    return mx * np.sqrt(np.sum((A / safe[..., None]) ** 2, axis=-1))
+
+
+def _pad(G, mode, p):
+    """Hessian storage on the span (last axis/axes r) extended by zeros to the p coordinates."""
+    r = G.shape[-1]
+    if r == p:
+        return G
+    if mode == K_.DENSE:
+        out = np.zeros((G.shape[0], p, p))
+        out[:, :r, :r] = G
+    else:
+        out = np.zeros(G.shape[:-1] + (p,))
+        out[..., :r] = G
+    return out
+
+
+def _affine_plan(dyn, path):
+    """(plan, W, DR, DF, drift): kernel arguments in [U, V] coordinates (W = [U, V], d×p) or in
+    full coordinates on the factor path (W = None); D_S are the terms' drift vectors there."""
+    plan = _plan(dyn, path, full_coordinates=False)
+    W = np.hstack([dyn.basis, dyn.drift_basis])
+    if plan.path == "factor":  # full coordinates: g̃_i = [U, V] (its [U, V] coordinates)
+        basis, W = W, None
+
+        def to_work(g):
+            return g @ basis.T
+    else:
+        p = dyn.p
+        K = np.eye(p)
+        K[: dyn.r, : dyn.r] = plan.K
+        plan = replace(plan, K=K, m=p, args_R=(_pad(plan.args_R[0], plan.args_R[1], p),
+                                               *plan.args_R[1:]),
+                       args_F=(_pad(plan.args_F[0], plan.args_F[1], p), *plan.args_F[1:]))
+        to_work = np.asarray
+    D = {}
+    for w in ("retain", "forget"):
+        t = dyn.term(w)
+        g = None if t is None else t.gradients
+        D[w] = np.zeros((1, plan.m)) if g is None else np.ascontiguousarray(to_work(g), float)
+    return plan, W, D["retain"], D["forget"], bool(dyn.has_drift)
+
+
+def _affine_start(start, plan, W, replicas):
+    """(X0 (replicas, m), frozen norms (replicas,), frozen part (replicas or 1, d) or None)."""
+    d = plan.dim
+    if start is None:
+        return np.zeros((replicas, plan.m)), np.zeros(replicas), None
+    S = check_finite_array(start, "start", ndim=(1, 2))
+    if S.shape not in ((d,), (replicas, d)):
+        raise ValueError(f"start must have shape ({d},) or (replicas, {d}) = ({replicas}, {d}), "
+                         f"got {S.shape}")
+    S = np.atleast_2d(S)
+    if W is None:
+        X, rest = S, None
+    else:
+        X = S @ W
+        rest = S - X @ W.T
+    frozen = np.zeros(len(S)) if rest is None else _row_norms(rest)
+    if len(S) == 1:
+        X, frozen = np.repeat(X, replicas, axis=0), np.repeat(frozen, replicas)
+    return np.ascontiguousarray(X), np.ascontiguousarray(frozen), rest
+
+
+def affine_paths(hs, schedule=None, *, steps, replicas=256, seed=None, start=None, path="auto",
+                 backend="numba") -> AffinePathsResult:
+    """Sample ``replicas`` paths of δ_{k+1} = J_k δ_k + b_k for k < ``steps`` (THEORY §8).
+
+    ``hs, schedule``: a HessianSet and a Schedule, or a :class:`~rmt.dynamics.Dynamics` in place
+    of the pair. ``start``: None → δ_0 = 0 (unlearning starts at w*); a (d,) vector → the same
+    start in every replica; a (replicas, d) array → one start per replica. Whatever part of the
+    start lies outside the affine coordinates [U, V] is frozen and counted in every norm.
+    Without per-sample gradients (``dyn.has_drift`` False) this is the homogeneous recursion (a
+    zero start then stays exactly 0). ``seed``: int, SeedSequence, Generator or None;
+    ``backend="reference"`` runs the numpy twin of the kernel on identical draws.
+    See :class:`AffinePathsResult` for the fields and the module docstring for coordinates,
+    overflow and reproducibility.
+    """
+    dyn = as_dynamics(hs, schedule)
+    steps = check_int(steps, "steps", minimum=1)
+    replicas = check_int(replicas, "replicas", minimum=1)
+    _check_backend(backend)
+    plan, W, DR, DF, drift = _affine_plan(dyn, path)
+    X0, frozen, rest = _affine_start(start, plan, W, replicas)
+    _, seeds = _streams(seed, replicas)
+    logn = np.empty((replicas, steps + 1))
+    over = np.empty(replicas, dtype=np.int64)
+    last = np.empty((replicas, plan.m))
+    fn = K_.run_affine if backend == "numba" else R_.run_affine
+    fn(*_kernel_args(plan), DR, DF, drift, X0, frozen, seeds, steps, logn, over, last)
+    state = last if W is None else last @ W.T
+    if rest is not None:
+        state = state + rest
+    state[over >= 0] = np.nan
+    with np.errstate(over="ignore"):
+        final = np.exp(logn[:, -1])
+    return AffinePathsResult(log_norm=logn, steps=steps, replicas=replicas, overflowed=over,
+                             final=final, final_state=state, dim=dyn.dim, span_dim=dyn.r,
+                             drift_dim=dyn.q, path=plan.path)
