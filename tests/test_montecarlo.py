@@ -365,6 +365,40 @@ def test_same_seed_same_result_and_seed_types():
     assert np.isfinite(g.exponent)
 
 
+def test_dynamics_in_place_of_the_pair_and_verdict_fields():
+    hs, _ = CASES["rankk-gram"]
+    sch = rmt.Schedule(eta=0.3, batch=2, alpha=0.2)
+    dyn = rmt.Dynamics(hs, sch)
+    a = rmt.lyapunov(hs, sch, 60, 3, 8)
+    b = rmt.lyapunov(dyn, steps=60, replicas=3, seed=8)
+    np.testing.assert_array_equal(a.per_replica, b.per_replica)
+    assert a.forgets == a.escapes == (a.exponent > 0)
+    assert a.verdict == rmt.verdict.verdict_text(a.forgets)
+    assert a.notion == rmt.verdict.ALMOST_SURE and a.span_dim == dyn.r
+    s = rmt.lyapunov_spectrum(dyn, steps=40, replicas=2, seed=1, k=2)
+    assert s.forgets == (s.exponent[0] > 0) and s.notion == rmt.verdict.ALMOST_SURE
+    np.testing.assert_array_equal(
+        rmt.simulate(dyn, steps=10, replicas=2, seed=3).log_norm_sq,
+        rmt.simulate(hs, sch, 10, 2, 3).log_norm_sq)
+    np.testing.assert_array_equal(
+        rmt.moment_growth(dyn, p=[1.0, 2.0], steps=10, replicas=4, seed=3).g,
+        rmt.moment_growth(hs, sch, [1.0, 2.0], 10, 4, 3).g)
+    with pytest.raises(TypeError, match="keyword"):
+        rmt.lyapunov(dyn, 60, 3, 8)
+    with pytest.raises(TypeError, match="steps"):
+        rmt.lyapunov(dyn, replicas=3)
+
+
+def test_logmeanexp_keeps_minus_infinity():
+    from rmt.montecarlo.engine import _logmeanexp
+
+    x = np.array([[-np.inf, -np.inf], [0.0, -np.inf], [1000.0, 1000.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _logmeanexp(x, axis=1)
+    np.testing.assert_allclose(out, [-np.inf, -math.log(2), 1000.0])
+
+
 # ---------------------------------------------------------------------- bad input
 def _bad(fn, match, *args, exc=ValueError, **kw):
     with pytest.raises(exc, match=match):

@@ -34,6 +34,14 @@ SCRIPT = textwrap.dedent(
         rmt.simulate(hk, sch, 100, 16, 9).log_norm_sq,
         rmt.moment_growth(hs, alt, [1.0, 2.0], 100, 16, 11).log_moment,
     ]
+    # affine recursion (THEORY §8): drift reaching outside the span, per-replica starts
+    hg = rmt.HessianSet.from_factors(rng.standard_normal((20, 30)), rng.standard_normal((6, 30)),
+                                     retain_gradients=rng.standard_normal((20, 30)),
+                                     forget_gradients=rng.standard_normal((6, 30)))
+    starts = rng.standard_normal((16, 30))
+    for s in (sch.replace(eta=0.005), alt.replace(eta=0.005)):
+        res = rmt.montecarlo.affine_paths(hg, s, steps=150, replicas=16, seed=13, start=starts)
+        out += [res.log_norm, res.final_state]
     h = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in out)).hexdigest()
     print(json.dumps({"hash": h, "threads": numba.get_num_threads(),
                       "jit_first_call": jit_first_call, "jit_first_call_cpu": jit_first_call_cpu}))
