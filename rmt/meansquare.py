@@ -382,9 +382,13 @@ def _perron(split, delta, v0=None, tol=1e-14):
     """ρ(K(1+δ)) and its PSD eigenmatrix, with a Collatz–Wielandt bracket (lo, hi) of ρ(K).
 
     For a positive map K and X ≻ 0: λ_min(X^{-1/2}K(X)X^{-1/2}) ≤ ρ(K) ≤ λ_max(…) (THEORY §3,
-    Krein–Rutman). The bracket is (0, inf) when the eigenmatrix is not numerically definite.
+    Krein–Rutman). A warm start keeps a share of the identity, which overlaps every PSD
+    eigenmatrix (a warm start with an exactly zero component would hide a decoupled direction
+    from the Krylov space); a wide bracket means ARPACK returned a non-Perron eigenvector, and
+    the solve is repeated from the identity with a larger subspace.
     """
     r = split.op.r
+    Kfun = lambda M: split.K(delta, M)  # noqa: E731
     if r <= 2:
         basis = []
         for i in range(r):
@@ -392,29 +396,44 @@ def _perron(split, delta, v0=None, tol=1e-14):
                 Eij = np.zeros((r, r))
                 Eij[i, j] = 1.0
                 basis.append(split.K(delta, 0.5 * (Eij + Eij.T)).ravel())
-        Km = np.array(basis).T
-        vals, vecs = np.linalg.eig(Km)
+        vals, vecs = np.linalg.eig(np.array(basis).T)
         i = int(np.argmax(np.abs(vals)))
-        kappa, X = float(np.abs(vals[i])), np.real(vecs[:, i]).reshape(r, r)
-    else:
-        def mv(x):
-            M = np.asarray(x, float).reshape(r, r)
-            return split.K(delta, 0.5 * (M + M.T)).ravel()
+        X = _normalise_psd(np.real(vecs[:, i]).reshape(r, r))
+        return float(np.abs(vals[i])), X, _cw_bracket(Kfun, X)
+    eye = (np.eye(r) / np.sqrt(r)).ravel()
+    if not np.any(split.K(delta, np.eye(r))):
+        # K(I) = 0 and I dominates every PSD matrix: K = 0 on the cone (no sampling noise)
+        return 0.0, np.eye(r) / np.sqrt(r), (0.0, 0.0)
 
-        Kop = spla.LinearOperator((r * r, r * r), matvec=mv, dtype=float)
-        if v0 is None:
-            v0 = (np.eye(r) / np.sqrt(r)).ravel()
+    def mv(x):
+        M = np.asarray(x, float).reshape(r, r)
+        return split.K(delta, 0.5 * (M + M.T)).ravel()
+
+    Kop = spla.LinearOperator((r * r, r * r), matvec=mv, dtype=float)
+    best = None
+    starts = ([] if v0 is None else [v0 / np.linalg.norm(v0) + 0.1 * eye]) + [eye]
+    for attempt, start in enumerate(starts):
+        ncv = min(r * r - 1, 20 if attempt == 0 else 40)
         try:
-            vals, vecs = spla.eigs(Kop, k=1, which="LM", v0=v0, tol=tol,
-                                   ncv=min(r * r, 20), maxiter=max(1000, 10 * r * r))
+            vals, vecs = spla.eigs(Kop, k=1, which="LM", v0=start, tol=tol, ncv=ncv,
+                                   maxiter=max(1000, 10 * r * r))
         except spla.ArpackNoConvergence as exc:
             if len(exc.eigenvalues) == 0:
-                raise
+                continue
             vals, vecs = exc.eigenvalues, exc.eigenvectors
+        except spla.ArpackError:
+            continue
         i = int(np.argmax(np.abs(vals)))
-        kappa, X = float(np.abs(vals[i])), np.real(vecs[:, i]).reshape(r, r)
-    X = _normalise_psd(X)
-    return kappa, X, _cw_bracket(lambda M: split.K(delta, M), X)
+        kappa = float(np.abs(vals[i]))
+        X = _normalise_psd(np.real(vecs[:, i]).reshape(r, r))
+        br = _cw_bracket(Kfun, X)
+        if best is None or kappa > best[0] * (1 + 1e-12):
+            best = (kappa, X, br)
+        if br[1] - br[0] <= 1e-6 * max(kappa, 1e-300):
+            break
+    if best is None:
+        raise np.linalg.LinAlgError("ARPACK failed on the splitting operator")
+    return best
 
 
 def _cw_bracket(apply, X):
@@ -426,7 +445,14 @@ def _cw_bracket(apply, X):
     """
     r = X.shape[0]
     tiny = 1e3 * r * np.finfo(float).eps
+    lam, Q = np.linalg.eigh(0.5 * (X + X.T))
+    if not np.all(np.isfinite(lam)) or lam[-1] <= 0:
+        return 0.0, math.inf
+    lam = np.maximum(lam, 0.0)  # the PSD part of X: the bounds need X ⪰ 0
+    X = (Q * lam) @ Q.T
     KX = apply(X)
+    if not np.all(np.isfinite(KX)):
+        return 0.0, math.inf
     lamK, QK = np.linalg.eigh(KX)
     lo = 0.0
     keep = lamK > tiny * max(lamK[-1], 0.0)
@@ -439,7 +465,6 @@ def _cw_bracket(apply, X):
             G = S.T @ X @ S
             top = np.linalg.eigvalsh(0.5 * (G + G.T))[-1]
             lo = float(1.0 / top) if top > 0 else 0.0
-    lam, Q = np.linalg.eigh(X)
     hi = math.inf
     top = lam[-1]
     for tau in ((0.0,) if lam[0] > tiny * top else (1e-10, 1e-7, 1e-4)):
@@ -512,7 +537,7 @@ def _splitting_rate(op, *, tol=1e-12, time_budget=None, stop_width=0.0, verdict_
             out.converged = True
             break
         h = 1.0 / kappa - 1.0 if kappa > 0 else math.inf
-        if abs(h) <= 0.1 * tol:
+        if abs(h) <= 0.1 * tol and khi - klo <= 1e-6 * kappa:
             out.converged = True
             break
         if h < 0:
@@ -884,52 +909,377 @@ def _reduced_mixed(hs, alpha):
     return D
 
 
+# ---------------------------------------------------------------------- stable sets
+def _pmul(P, Q, mul):
+    """Product of two polynomials with (matrix) coefficients, ``mul`` the coefficient product."""
+    out = [None] * (len(P) + len(Q) - 1)
+    for i, a in enumerate(P):
+        for j, b in enumerate(Q):
+            c = mul(a, b)
+            out[i + j] = c if out[i + j] is None else out[i + j] + c
+    return out
+
+
+def _padd(P, Q):
+    n = max(len(P), len(Q))
+    zero = (P[0] if P else Q[0]) * 0
+    return [(P[k] if k < len(P) else zero) + (Q[k] if k < len(Q) else zero) for k in range(n)]
+
+
+def _weight_polys(dyn, parameter):
+    """s_S(x) = s0 + s1·x for x = η (s = u·η) or x = α (s_R = −η(1−α), s_F = ηα)."""
+    if parameter == "eta":
+        return {t.name: (0.0, t.weight / dyn.eta) for t in dyn.terms}
+    eta = dyn.eta
+    return {"retain": (-eta, eta), "forget": (0.0, eta)}
+
+
+def _operator_polynomial(dyn, parameter, commuting):
+    """Coefficients T_k of T(x) = Σ_k x^k T_k: entries of T are polynomials in η and α
+    (degree 2 summed/SAM, 4 alternating). ``commuting``: per-direction scalars (n_dir,) of the
+    diagonal action E[j_k²]; otherwise r²×r² Kronecker matrices (row-major vec)."""
+    w = _weight_polys(dyn, parameter)
+    if commuting:
+        moms = {t.name: (m, N) for t, m, N in dyn.direction_moments()}
+        one = np.ones_like(next(iter(moms.values()))[0])
+        kron = np.multiply
+        mean = {k: m for k, (m, _) in moms.items()}
+        noise = {k: N for k, (_, N) in moms.items()}
+        kappa = one
+        if dyn.combinator == "sam":
+            kappa = one + (dyn.schedule.sam_rho / dyn.schedule.sam_a) * mean["retain"]
+        mean = {k: v * kappa for k, v in mean.items()}
+        noise = {k: v * kappa**2 for k, v in noise.items()}
+    else:
+        r = dyn.r
+        one = np.eye(r)
+        kron = np.kron
+        mean = {t.name: t.mean @ dyn.K for t in dyn.terms}
+        noise = {t.name: t.kron_noise() @ (np.kron(dyn.K, dyn.K) if dyn.combinator == "sam"
+                                           else np.eye(r * r)) for t in dyn.terms}
+    ones = kron(one, one)
+
+    def step(names):
+        A = [one.copy(), one * 0]
+        for n in names:
+            s0, s1 = w[n]
+            A = _padd(A, [s0 * mean[n], s1 * mean[n]])
+        T = _pmul(A, A, kron)
+        for n in names:
+            s0, s1 = w[n]
+            T = _padd(T, [s0**2 * noise[n], 2 * s0 * s1 * noise[n], s1**2 * noise[n]])
+        return T
+
+    names = [t.name for t in dyn.terms]
+    if dyn.combinator != "alternating":
+        return step(names)
+    T = [ones]
+    for n in names:  # T = T_F ∘ T_R: later terms multiply from the left
+        T = _pmul(step([n]), T, lambda a, b: a @ b if not commuting else a * b)
+    return T
+
+
+def _sym_embedding(r):
+    """Orthonormal S (r², r(r+1)/2): vec of the symmetric basis matrices (row-major)."""
+    cols = []
+    for i in range(r):
+        for j in range(i, r):
+            E = np.zeros((r, r))
+            if i == j:
+                E[i, i] = 1.0
+            else:
+                E[i, j] = E[j, i] = 1.0 / math.sqrt(2.0)
+            cols.append(E.ravel())
+    return np.array(cols).T
+
+
+def _real_roots(coeffs, lo, hi):
+    """Real roots in (lo, hi) of det(Σ_k x^k C_k) (matrices) or of Σ_k x^k c_k (scalars)."""
+    coeffs = [np.atleast_2d(c) for c in coeffs]
+    scale = max(float(np.max(np.abs(c))) for c in coeffs) or 1.0
+    while len(coeffs) > 1 and np.max(np.abs(coeffs[-1])) <= 1e-14 * scale:
+        coeffs = coeffs[:-1]  # degree drops (e.g. no noise): the lower-degree problem
+    m = len(coeffs) - 1
+    if m == 0:
+        return np.zeros(0)
+    n = coeffs[0].shape[0]
+    if n == 1:
+        roots = np.roots([float(c[0, 0]) for c in reversed(coeffs)])
+    else:
+        A = np.zeros((m * n, m * n))
+        B = np.eye(m * n)
+        A[: (m - 1) * n, n:] = np.eye((m - 1) * n)
+        for k in range(m):
+            A[(m - 1) * n:, k * n:(k + 1) * n] = -coeffs[k]
+        B[(m - 1) * n:, (m - 1) * n:] = coeffs[m]
+        ab = scipy.linalg.eigvals(A, B, homogeneous_eigvals=True)
+        fin = np.abs(ab[1]) > 1e-13 * np.abs(ab[0])
+        roots = ab[0][fin] / ab[1][fin]
+    roots = np.asarray(roots, complex)
+    # generous on the imaginary part: a spurious breakpoint only splits an interval in two
+    # (both halves are tested and merged), a missed one could hide a window
+    real = roots[np.abs(roots.imag) <= 1e-6 * np.maximum(1.0, np.abs(roots))].real
+    return np.sort(real[(real > lo) & (real < hi)])
+
+
+def _breakpoints(dyn, parameter, lo, hi):
+    """Every x in (lo, hi) where an eigenvalue of T(x) (on symmetric matrices) crosses 1."""
+    commuting = dyn.hs.kind == "commuting"
+    T = _operator_polynomial(dyn, parameter, commuting)
+    if commuting:
+        pts = []
+        for k in range(T[0].size):
+            c = [float(np.asarray(Tk).ravel()[k]) for Tk in T]
+            c[0] -= 1.0
+            if parameter == "eta":
+                c = c[1:]  # T(0) = I: divide out the root at η = 0
+            if max(abs(v) for v in c) <= _ROUNDOFF * max(abs(float(np.asarray(Tk).ravel()[k]))
+                                                           for Tk in T):
+                continue  # frozen direction (identity for every x)
+            pts.extend(_real_roots(c, lo, hi))
+        return np.unique(np.asarray(pts, float))
+    S = _sym_embedding(dyn.r)
+    C = [S.T @ Tk @ S for Tk in T]
+    C[0] = C[0] - np.eye(S.shape[1])
+    if parameter == "eta":
+        C = C[1:]
+    return _real_roots(C, lo, hi)
+
+
+def _merge(points, stable, lo, hi):
+    """Union of closed intervals from breakpoints and the status of each open piece."""
+    edges = [lo] + list(points) + [hi]
+    out = []
+    for a, b, ok in zip(edges[:-1], edges[1:], stable):
+        if not ok:
+            continue
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return tuple((float(a), float(b)) for a, b in out)
+
+
+def _polish(dyn, parameter, x, rtol):
+    """Refine a transition point with the well-conditioned stability margin (sign change)."""
+    f = lambda v: _stability_margin(dyn.replace(**{parameter: float(v)}))  # noqa: E731
+    for w in (1e-9, 1e-6):
+        a, b = x * (1 - w), x * (1 + w)
+        if parameter == "alpha":
+            a, b = max(a, 0.0), min(b, 1.0)
+        if a <= 0.0 or a >= b:
+            continue
+        fa, fb = f(a), f(b)
+        if fa * fb < 0:
+            return float(scipy.optimize.brentq(f, a, b, rtol=rtol, xtol=1e-300))
+    return float(x)
+
+
+@_capped
+def stable_set(hs, schedule=None, *, parameter="eta", rtol=1e-10):
+    """The mean-square stable set {x : ρ(T(x)) ≤ 1} as a tuple of closed intervals (lo, hi).
+
+    ``parameter="eta"`` (x ∈ (0, ∞), the schedule's η ignored; hi may be inf) or ``"alpha"``
+    (x ∈ [0, 1], the schedule's α ignored). The entries of T(x) are polynomials in η and in α
+    (degree 2 summed/SAM, 4 alternating), so ρ(T(x)) can cross 1 only at a real root of
+    det(T(x) − I) — the polynomial eigenvalue problem Σ_k x^k (T_k − δ_k0 I) on symmetric
+    matrices, solved by companion linearisation (per-direction polynomial roots for commuting
+    sets). Between consecutive roots the verdict is constant and is decided once, so no window
+    can be stepped over, however narrow. Needs a commuting set or span r ≤ ``PEP_MAX_SPAN``.
+    """
+    check_choice(parameter, "parameter", ("eta", "alpha"))
+    dyn = as_dynamics(hs, schedule)
+    if parameter == "alpha":
+        dyn = _alpha_dynamics(dyn)
+    if dyn.hs.kind != "commuting" and dyn.r > PEP_MAX_SPAN:
+        raise ValueError(
+            f"stable_set solves det(T(x) − I) = 0 exactly for spans r ≤ {PEP_MAX_SPAN} (or "
+            f"commuting sets); this one has r = {dyn.r}")
+    return _stable_set(dyn, parameter, rtol)
+
+
+def _alpha_dynamics(dyn):
+    """The dynamics at an interior α (both sets active; span = retain ∪ forget span)."""
+    if dyn.schedule.schedule == "sam":
+        raise ValueError("the stable set in alpha is not defined for schedule='sam' (alpha must be 0)")
+    if not dyn.hs.has_forget:
+        raise ValueError("a stable set in alpha needs a HessianSet with a forget set")
+    return dyn.replace(alpha=0.5)
+
+
+def _stable_set(dyn, parameter, rtol):
+    lo, hi = (0.0, math.inf) if parameter == "eta" else (0.0, 1.0)
+    pts = _breakpoints(dyn, parameter, lo, hi)
+    pts = np.array([_polish(dyn, parameter, p, rtol) for p in pts])
+    pts = np.unique(pts)
+
+    def stable_at(x):
+        return _is_stable(dyn.replace(**{parameter: float(x)}))
+
+    edges = [lo] + list(pts) + [hi]
+    status = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        if math.isinf(b):
+            mid = 2.0 * a if a > 0 else 1.0
+        elif parameter == "eta" and a > 0:
+            mid = math.sqrt(a * b)
+        else:
+            mid = 0.5 * (a + b)
+        status.append(stable_at(mid))
+    out = _merge(pts, status, lo, hi)
+    if parameter == "alpha" and out:
+        # the end points are different dynamics (a set drops out): decide them directly
+        first, last = out[0], out[-1]
+        if first[0] == 0.0 and not _is_stable(_at_alpha(dyn, 0.0)):
+            out = ((_next_up(0.0), first[1]),) + out[1:]
+        if last[1] == 1.0 and not _is_stable(_at_alpha(dyn, 1.0)):
+            out = out[:-1] + ((out[-1][0], float(np.nextafter(1.0, 0.0))),)
+        out = tuple((a, b) for a, b in out if a <= b)
+    return out
+
+
+def _at_alpha(dyn, alpha):
+    """The dynamics at α (the α = 0 and α = 1 end points drop a set and so change the span)."""
+    return Dynamics(dyn.hs, dyn.schedule.replace(alpha=float(alpha)))
+
+
+def _next_up(x):
+    return float(np.nextafter(x, 1.0))
+
+
+def _not_interval_warning(what, intervals):
+    warnings.warn(
+        f"the mean-square stable set in {what} is not an interval: "
+        + " ∪ ".join(f"[{a:.6g}, {b:.6g}]" for a, b in intervals)
+        + f"; the critical value is the upper edge of its lowest component (see rmt.stable_set)",
+        RuntimeWarning, stacklevel=3)
+
+
 # ---------------------------------------------------------------------- critical values
 def _rate_at(dyn, **changes):
     return mean_square_rate(dyn.replace(**changes))
 
 
-def critical_eta(hs, schedule=None, *, rtol=1e-10) -> float:
-    """Critical learning rate η*: the edge of the stable interval (0, η*] where ρ(T) ≤ 1.
+class _OutOfTime(Exception):
+    pass
 
-    The schedule's own ``eta`` is ignored. Returns 0.0 when no η > 0 is stable (e.g.
-    λ_min(D) < 0 on the span: the mean dynamics escape for every step size).
+
+def _deadline(time_budget):
+    if time_budget is None:
+        return None
+    if not (time_budget > 0):
+        raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
+    return time.perf_counter() + time_budget
+
+
+def _check_time(deadline):
+    if deadline is not None and time.perf_counter() > deadline:
+        raise _OutOfTime
+
+
+def _root(f, a, b, fa, fb, rtol, deadline, what):
+    """Illinois root of f on [a, b] (f(a) ≥ 0 > f(b) or reverse) that keeps its bracket when the
+    time budget runs out: then the midpoint is returned with a RuntimeWarning."""
+    side = 0
+    for _ in range(200):
+        if abs(b - a) <= rtol * max(abs(a), abs(b)):
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            warnings.warn(f"{what}: time budget ran out; the critical value lies in "
+                          f"[{min(a, b):.12g}, {max(a, b):.12g}] (midpoint returned)",
+                          RuntimeWarning, stacklevel=3)
+            return 0.5 * (a + b)
+        x = b - fb * (b - a) / (fb - fa) if fb != fa and math.isfinite(fa) and math.isfinite(fb) \
+            else 0.5 * (a + b)
+        if not (min(a, b) < x < max(a, b)):
+            x = 0.5 * (a + b)
+        fx = f(x)
+        if fx == 0:
+            return float(x)
+        if (fx > 0) == (fa > 0):
+            a, fa = x, fx
+            if side == -1:
+                fb *= 0.5
+            side = -1
+        else:
+            b, fb = x, fx
+            if side == 1:
+                fa *= 0.5
+            side = 1
+    # the stable side (margin ≥ 0) is the answer: η* is the last stable point
+    return float(a if fa >= 0 else b)
+
+
+@_capped
+def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
+    """Critical learning rate η*: the upper edge of the lowest component of the stable set.
+
+    The schedule's own ``eta`` is ignored. When the stable set {η > 0 : ρ(T(η)) ≤ 1} is an
+    interval (0, η*] this is the usual critical step size. When it is not (alternating and SAM
+    schedules can have unstable windows, or be unstable for small η and stable later), η* is
+    the upper edge of its lowest component — the largest step size reached from the smallest
+    stable ones without crossing instability — a RuntimeWarning says so, and
+    :func:`stable_set` gives the whole union. Returns 0.0 when no η > 0 is stable.
 
     Summed schedule: T(η) = I − ηL + η²Q is self-adjoint, so (ρ(T(η)) − 1)/η =
     max_M ⟨M, (−L + ηQ)M⟩/‖M‖² is a maximum of affine functions of η, hence convex; its
-    sublevel set {≤ 0} is an interval, so η* is also the *largest* stable η and a bracketing
-    root-finder is exact. Commuting sets use the closed form η* = min_k 2D_k/(D_k² + V_k)
-    (THEORY §3). For the alternating and SAM schedules the stable set need not be an interval:
-    η* is the first loss of stability, located by a geometric scan and refined with Brent's method.
+    sublevel set {≤ 0} is an interval (0, η*], empty when λ_min(D) ≤ 0 on the span. η* is found
+    by a bracketing root-finder on the well-conditioned stability margin 1/ρ(K(1)) − 1 of the
+    regular splitting (same sign as 1 − ρ(T)). Commuting sets and spans r ≤ ``PEP_MAX_SPAN``
+    (alternating, SAM) use the exact stable set (real roots of det(T(η) − I)); larger
+    alternating/SAM spans fall back to a geometric scan that can miss windows narrower than its
+    grid (a RuntimeWarning says so). ``time_budget`` (seconds): when it runs out the midpoint
+    of the current bracket is returned with a RuntimeWarning.
     """
     dyn = as_dynamics(hs, schedule)
-    if dyn.hs.kind == "commuting":
-        return _commuting_critical_eta(dyn)
+    deadline = _deadline(time_budget)
+    if dyn.hs.kind == "commuting" or (dyn.combinator != "summed" and dyn.r <= PEP_MAX_SPAN):
+        if dyn.combinator == "summed" and dyn.hs.kind == "commuting":
+            return _commuting_critical_eta(dyn)
+        sset = _stable_set(dyn, "eta", rtol)
+        if len(sset) > 1:
+            _not_interval_warning("η", sset)
+        return sset[0][1] if sset else 0.0
     D = dyn.mixed_hessian()
     lam = np.linalg.eigvals(D).real if dyn.combinator == "sam" else np.linalg.eigvalsh(D)
     scale = float(np.max(np.abs(lam)))
     lmin, lmax = float(np.min(lam)), float(np.max(lam))
-    # λ_min(D) ≤ 0 (up to the round-off of an r×r eigensolver): the mean dynamics escape for
-    # every small η. A genuine small curvature (1e-13 of the scale) is above this tolerance.
-    if lmin <= _ROUNDOFF * dyn.r * scale:
-        return 0.0
-
-    def g(eta):
-        return (_rate_at(dyn, eta=eta) - 1.0) / eta
-
     if dyn.combinator == "summed":
-        hi = 2.0 / lmax  # ρ(T) ≥ ρ(E[J])² > 1 beyond this
-        if g(hi) <= 0:
-            return hi
-        lo = hi
-        for _ in range(200):
-            lo *= 0.5
-            if g(lo) < 0:
-                break
-        else:
+        # λ_min(D) ≤ 0 (up to the round-off of an r×r eigensolver): the mean dynamics escape
+        # for every small η. A genuine small curvature (1e-13 of the scale) is above this.
+        if lmin <= _ROUNDOFF * dyn.r * scale:
             return 0.0
-        return float(scipy.optimize.brentq(g, lo, hi, rtol=rtol, xtol=1e-300))
-    return _first_crossing(g, 1e-6 / lmax, 2.0 / lmin, rtol)
+
+        def margin(eta):
+            return _stability_margin(dyn.replace(eta=float(eta)))
+
+        hi = 2.0 / lmax  # ρ(T) ≥ ρ(E[J])² > 1 beyond this
+        try:
+            fhi = margin(hi)
+            if fhi >= 0:
+                return hi
+            lo = hi
+            for _ in range(200):
+                _check_time(deadline)
+                lo *= 0.5
+                flo = margin(lo)
+                if flo > 0:
+                    break
+            else:
+                return 0.0
+        except _OutOfTime:
+            warnings.warn("critical_eta: time budget ran out before η* was bracketed; "
+                          "returning nan", RuntimeWarning, stacklevel=2)
+            return math.nan
+        return _root(margin, lo, hi, flo, fhi, rtol, deadline, "critical_eta")
+    warnings.warn(
+        f"critical_eta: span r = {dyn.r} > PEP_MAX_SPAN = {PEP_MAX_SPAN} for the {dyn.combinator} "
+        "schedule: η* comes from a geometric scan and an unstable window narrower than the "
+        "scan's grid could be missed", RuntimeWarning, stacklevel=2)
+    if lmin <= _ROUNDOFF * dyn.r * scale:
+        lmin = lmax
+    return _first_crossing(lambda eta: -_stability_margin(dyn.replace(eta=float(eta))),
+                           1e-6 / lmax, 2.0 / lmin, rtol)
 
 
 def _first_crossing(g, lo, hi_hint, rtol, grid=64):
@@ -998,21 +1348,25 @@ def _commuting_critical_eta(dyn):
     return best
 
 
-def critical_batch(hs, schedule=None):
+@_capped
+def critical_batch(hs, schedule=None, *, time_budget=None):
     """Smallest batch size B* with ρ(T) ≤ 1 (the schedule's own ``batch`` is ignored).
 
     The forget batch follows B when ``forget_batch`` is None. ρ(T) is non-increasing in B for
     every scheme: each noise operator is c(B)·(a completely positive map) with c(B) decreasing,
-    and T is monotone in its noise part on the PSD cone — so a bisection over integers is exact.
-    Returns None when even the largest admissible batch is unstable.
+    and T is monotone in its noise part on the PSD cone — so a bisection over integers with the
+    sign test of :func:`mean_square_stable` is exact. Returns None when even the largest
+    admissible batch is unstable. ``time_budget``: when it runs out, the smallest batch known
+    to be stable is returned with a RuntimeWarning.
     """
     dyn = as_dynamics(hs, schedule)
     schedule = dyn.schedule
+    deadline = _deadline(time_budget)
     sizes = [t.n for t in dyn.terms if t.name == "retain" or schedule.forget_batch is None]
     hi = min(sizes) if sizes else schedule.batch
 
     def stable(B):
-        return _rate_at(dyn, batch=B) <= 1.0
+        return _is_stable(dyn.replace(batch=B))
 
     if not stable(hi):
         return None
@@ -1020,6 +1374,10 @@ def critical_batch(hs, schedule=None):
     if stable(lo):
         return 1
     while hi - lo > 1:
+        if deadline is not None and time.perf_counter() > deadline:
+            warnings.warn(f"critical_batch: time budget ran out; B* lies in ({lo}, {hi}] "
+                          f"(returning {hi}, known to be stable)", RuntimeWarning, stacklevel=2)
+            return hi
         mid = (lo + hi) // 2
         if stable(mid):
             hi = mid
@@ -1028,12 +1386,21 @@ def critical_batch(hs, schedule=None):
     return hi
 
 
-def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10):
+@_capped
+def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
     """Critical mixing weight α* = inf{α ∈ [0, 1] : ρ(T) > 1} (the schedule's ``alpha`` is ignored).
 
     Returns 0.0 if already unstable at α = 0 or α = 0⁺ — in particular, exactly, whenever the
     forget set has a curvature direction outside the retain span, which ascent escapes along for
-    every α > 0 — and None if stable for every α ∈ [0, 1]. Located by a uniform scan of ``grid`` points and refined with Brent's method.
+    every α > 0 — and None if stable for every α ∈ [0, 1]. α* is the upper edge of the
+    component of the stable set that contains α = 0; when the stable set is not an interval a
+    RuntimeWarning says so (:func:`stable_set` with ``parameter="alpha"`` gives the union).
+
+    Exact for commuting sets and spans r ≤ ``PEP_MAX_SPAN``: the entries of T(α) are polynomials
+    in α, so every crossing of ρ through 1 is a real root of det(T(α) − I). Larger spans use a
+    uniform scan of ``grid`` points (sign tests) refined by a root-finder, which can miss an
+    unstable window narrower than the grid (a RuntimeWarning says so). ``time_budget``: when
+    it runs out, the midpoint of the current bracket is returned with a RuntimeWarning.
     """
     if isinstance(hs, Dynamics):
         hs, schedule = hs.hs, hs.schedule
@@ -1045,22 +1412,42 @@ def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10):
         raise ValueError("critical_alpha needs a HessianSet with a forget set")
     if schedule.schedule == "sam":
         raise ValueError("critical_alpha is not defined for schedule='sam' (alpha must be 0)")
+    deadline = _deadline(time_budget)
 
     # A forget direction outside the retain span is an escape direction of D for every α > 0
     # (vᵀDv = −α vᵀH̄_F v < 0), so the infimum is exactly 0 — decided here, not by a root-finder.
     if hs.reduction(True, True).r > hs.reduction(True, False).r:
         return 0.0
+    dyn = Dynamics(hs, schedule.replace(alpha=0.5))
+    if not _is_stable(_at_alpha(dyn, 0.0)):
+        return 0.0
+    if dyn.hs.kind == "commuting" or dyn.r <= PEP_MAX_SPAN:
+        sset = _stable_set(dyn, "alpha", rtol)
+        if len(sset) > 1:
+            _not_interval_warning("α", sset)
+        if not sset or sset[0][0] > 0.0:
+            return 0.0
+        a = sset[0][1]
+        return None if a >= 1.0 else a
+    warnings.warn(
+        f"critical_alpha: span r = {dyn.r} > PEP_MAX_SPAN = {PEP_MAX_SPAN}: α* comes from a "
+        f"{grid}-point scan and an unstable window narrower than its spacing could be missed",
+        RuntimeWarning, stacklevel=2)
 
     def f(alpha):
-        return mean_square_rate(hs, schedule.replace(alpha=float(alpha))) - 1.0
+        d = _at_alpha(dyn, alpha) if alpha in (0.0, 1.0) else dyn.replace(alpha=float(alpha))
+        return _stability_margin(d)
 
-    pts = np.linspace(0.0, 1.0, grid + 1)
-    prev = None
-    for p in pts:
+    prev, fprev = None, None
+    for p in np.linspace(0.0, 1.0, grid + 1):
+        if deadline is not None and time.perf_counter() > deadline:
+            warnings.warn("critical_alpha: time budget ran out during the scan; α* > "
+                          f"{prev:.6g} (returning nan)", RuntimeWarning, stacklevel=2)
+            return math.nan
         val = f(p)
-        if val > 0:
+        if val < 0:
             if prev is None:
                 return 0.0
-            return float(scipy.optimize.brentq(f, prev, p, rtol=rtol))
-        prev = p
+            return _root(f, prev, p, fprev, val, rtol, deadline, "critical_alpha")
+        prev, fprev = p, val
     return None
