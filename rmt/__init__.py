@@ -4,7 +4,7 @@ Sign convention everywhere: "diverges" = the iterates escape w* = the model **fo
 "converges" = the model **resists** unlearning. See THEORY.md for the mathematical contract.
 """
 
-from . import ensembles
+from . import ensembles, models
 from .coherence import CoherenceResult, coherence
 from .dynamics import Dynamics, SetTerm
 from .affine import AffineMoments, StationaryResult, affine_moments, stationary
@@ -45,6 +45,7 @@ __all__ = [
     "HorizonCritical",
     "out_of_span_share",
     "ensembles",
+    "models",
     "coherence",
     "CoherenceResult",
     "mixed_hessian",

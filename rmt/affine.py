@@ -158,17 +158,20 @@ def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoment
     total = np.empty(steps + 1)
     span = np.empty(steps + 1)
     means = np.empty((steps + 1, dyn.p))
-    for k in range(steps + 1):
-        span[k] = np.trace(M[:r, :r])
-        total[k] = np.trace(M)
-        means[k] = m
-        if k < steps:
-            M, m = affine_step(dyn, M, m)
-    if not np.all(np.isfinite(total)):
-        raise FloatingPointError("the exact second moment overflowed float64: the iterates "
-                                 "escape far faster than the horizon (shorten steps)")
+    with np.errstate(over="ignore", invalid="ignore"):
+        for k in range(steps + 1):
+            span[k] = np.trace(M[:r, :r])
+            total[k] = np.trace(M)
+            means[k] = m
+            if not np.isfinite(total[k]):
+                # E‖δ_k‖² overflowed float64: it is +inf from here on (the iterates escape far
+                # faster than the horizon); keep what was computed instead of raising
+                span[k:], total[k:], means[k:] = np.inf, np.inf, np.nan
+                break
+            if k < steps:
+                M, m = affine_step(dyn, M, m)
     return AffineMoments(total + frozen, means, np.linalg.norm(means, axis=1), span,
-                         total - span, frozen, M, steps)
+                         np.where(np.isfinite(total), total - span, np.inf), frozen, M, steps)
 
 
 @dataclass(frozen=True)
