@@ -566,9 +566,35 @@ def _splitting_rate(op, *, tol=1e-12, time_budget=None, stop_width=0.0, verdict_
         t = tn
     if out.converged and not out.timed_out and not verdict_only:
         _certify(split, out, tol, v0)
+        if out.estimate > dA:  # the eigenmatrix at the root: K X = X  ⇔  T X = ρ X
+            kappa, X, _ = _perron(split, out.estimate, v0)
+            out.evaluations += 1
+            if abs(kappa - 1.0) > 1e-6 and not np.iscomplexobj(split.b):
+                X = _pole_eigenmatrix(split, out.estimate)
+            out.eigenmatrix = X
     if not out.converged:
         out.estimate = min(max(out.estimate, out.lo), out.hi)
     return out
+
+
+def _pole_eigenmatrix(split, delta, steps=3):
+    """Eigenmatrix of T when ρ(T) sits within round-off of ρ(𝒜) (weakly coupled pole).
+
+    There κ(δ) = 1 is reached only at a distance from the pole below what δ resolves, so the
+    Perron vector of K is taken by its fixed point X = P + K_⊥(X), with P = vvᵀ the top
+    eigenmatrix of 𝒜 and K_⊥ the splitting map with the pole component removed.
+    """
+    k = int(np.argmax(-2 * split.b + split.b**2))
+    v = split.V[:, k]
+    P = np.outer(v, v)
+    X = P
+    for _ in range(steps):
+        C = split.noise(X)
+        Y = (split.W @ C @ split.W.T) / (delta + split._den_base)
+        Y[k, k] = 0.0
+        X = P + split.V @ Y @ split.V.T
+        X = 0.5 * (X + X.T)
+    return _normalise_psd(X)
 
 
 def _certify(split, out, tol, v0):
@@ -1152,7 +1178,7 @@ def _not_interval_warning(what, intervals):
         f"the mean-square stable set in {what} is not an interval: "
         + " ∪ ".join(f"[{a:.6g}, {b:.6g}]" for a, b in intervals)
         + f"; the critical value is the upper edge of its lowest component (see rmt.stable_set)",
-        RuntimeWarning, stacklevel=3)
+        RuntimeWarning, stacklevel=4)
 
 
 # ---------------------------------------------------------------------- critical values

@@ -158,3 +158,84 @@ def test_hessian_test_commuting_representation_matches_rank_one(sampling, schedu
         sch = Schedule(0.6, 3, alpha=alpha, sampling=sampling, schedule=schedule)
         assert rmt.mean_square_rate(b, sch) == pytest.approx(rmt.mean_square_rate(a, sch), rel=1e-9)
         assert rmt.critical_eta(b, sch) == pytest.approx(rmt.critical_eta(a, sch), rel=1e-7, abs=1e-12)
+
+
+# ---------------------------------------------------------------------- regressions (issue "Hardening")
+def test_ill_conditioned_but_stable_set_has_critical_eta_two():
+    # H = diag(1, 1e-13): the tiny curvature is genuine, not round-off; ρ(T(1.9)) < 1
+    H = np.array([np.diag([1.0, 1e-13])])
+    sch = Schedule(1.0, 1)
+    for hs in (HessianSet.from_dense(H), HessianSet.from_commuting(np.array([[1.0, 1e-13]]))):
+        assert rmt.critical_eta(hs, sch) == pytest.approx(2.0, rel=1e-12)
+        assert rmt.mean_square_rate(hs, sch.replace(eta=1.9)) < 1.0
+
+
+def test_alternating_stable_only_for_larger_eta():
+    # D = 0.4 − 0.6 < 0, yet the alternating product is stable on (0.833, 3.333)
+    hs = HessianSet.from_factors(np.array([[1.0]]), np.array([[1.0]]))
+    sch = Schedule(2.0, 1, alpha=0.6, schedule="alternating")
+    assert rmt.mean_square_rate(hs, sch) == pytest.approx(0.1936, rel=1e-12)
+    sset = rmt.meansquare.stable_set(hs, sch)
+    assert len(sset) == 1
+    np.testing.assert_allclose(sset[0], (5 / 6, 10 / 3), rtol=1e-10)
+    assert rmt.critical_eta(hs, sch) == pytest.approx(10 / 3, rel=1e-10)
+
+
+def test_alternating_narrow_unstable_eta_window_is_found():
+    hs = HessianSet.from_factors(np.array([[1.0]]), np.array([[np.sqrt(3.9211)], [0], [0], [0]]))
+    sch = Schedule(1.0, 1, alpha=0.5, sampling="with_replacement", schedule="alternating",
+                   forget_batch=1)
+    assert rmt.mean_square_rate(hs, sch.replace(eta=0.1768)) > 1.0  # inside the window
+    sset = rmt.meansquare.stable_set(hs, sch)
+    assert len(sset) == 2
+    (a0, a1), (b0, b1) = sset
+    assert a0 == 0.0
+    np.testing.assert_allclose([a1, b0, b1], [0.17335, 0.18035, 2.62617], rtol=1e-4)
+    with pytest.warns(RuntimeWarning, match="not an interval"):
+        eta = rmt.critical_eta(hs, sch)
+    assert eta == pytest.approx(a1, rel=1e-12)
+    assert rmt.mean_square_rate(hs, sch.replace(eta=eta * (1 - 1e-7))) <= 1.0
+    assert rmt.mean_square_rate(hs, sch.replace(eta=eta * (1 + 1e-7))) > 1.0
+
+
+def test_alternating_narrow_unstable_alpha_window_is_found():
+    hs = HessianSet.from_factors(np.array([[1.0]]), np.array([[np.sqrt(5.25)]]))
+    sch = Schedule(1.6825, 1, schedule="alternating")
+    assert rmt.mean_square_rate(hs, sch.replace(alpha=0.146)) > 1.0
+    with pytest.warns(RuntimeWarning, match="not an interval"):
+        a = rmt.critical_alpha(hs, sch)
+    assert a == pytest.approx(0.1422, abs=1e-4)
+    assert rmt.mean_square_rate(hs, sch.replace(alpha=a * (1 - 1e-7))) <= 1.0
+    assert rmt.mean_square_rate(hs, sch.replace(alpha=a * (1 + 1e-7))) > 1.0
+    sset = rmt.meansquare.stable_set(hs, sch, parameter="alpha")
+    assert len(sset) == 2 and sset[0] == (0.0, a)
+    assert sset[1][1] == pytest.approx(0.5131, abs=1e-4)
+
+
+@pytest.mark.parametrize("schedule", ["summed", "alternating"])
+def test_stable_set_agrees_with_a_dense_scan(schedule):
+    # small non-commuting sets: the verdict at every scan point agrees with the stable set
+    rng = np.random.default_rng(3)
+    G = rng.standard_normal((4, 3))
+    hs = HessianSet.from_factors(G, 0.7 * G[:2])
+    sch = Schedule(1.0, 2, alpha=0.3, schedule=schedule, sampling="with_replacement")
+    sset = rmt.meansquare.stable_set(hs, sch)
+    lam = np.linalg.eigvalsh(hs.mean("retain"))[-1]
+    for eta in np.geomspace(1e-3, 4.0, 300) / lam:
+        inside = any(a <= eta <= b for a, b in sset)
+        near = any(min(abs(eta - a), abs(eta - b)) <= 1e-9 * eta for a, b in sset)
+        if not near:
+            assert (rmt.mean_square_rate(hs, sch.replace(eta=eta), method="dense") <= 1.0) == inside
+    if sset:
+        assert rmt.critical_eta(hs, sch) == pytest.approx(sset[0][1], rel=1e-9)
+
+
+def test_critical_values_take_a_time_budget():
+    hs, _ = commuting_pair(2)
+    sch = Schedule(1.0, 2, alpha=0.05)
+    dense = HessianSet.from_dense(hs.dense("retain"), hs.dense("forget"))
+    # generous budgets change nothing
+    assert rmt.critical_eta(dense, sch, time_budget=600) == pytest.approx(
+        rmt.critical_eta(hs, sch), rel=1e-7)
+    assert rmt.critical_batch(dense, sch.replace(eta=0.6), time_budget=600) == \
+        rmt.critical_batch(dense, sch.replace(eta=0.6))
