@@ -7,7 +7,11 @@ summed schedule, α = 0.1. Reported per replica-step:
 (i)   dense numpy loop that forms the d×d J every step (J = I − c_R GᵦᵀGᵦ + c_F G_fᵀG_f, then J w),
       as published research code does — with BLAS for the products, i.e. a generous baseline;
 (ii)  vectorised numpy low-rank loop over all replicas at once (gather, two einsums, renormalise);
-(iii) this engine (``rmt.lyapunov``, numba kernel) on 1 and 2 threads.
+(iii) this engine (``rmt.lyapunov``, numba kernel) on 1 and 2 threads, given a prebuilt
+      ``rmt.Dynamics`` (the step's span coordinates, means and maps are built once per
+      (HessianSet, Schedule) and reported separately as setup);
+(iv)  ``rmt.montecarlo.affine_paths`` (affine recursion δ ↦ Jδ + b, THEORY §8) on the same
+      instance with per-sample gradients, 1 and 2 threads.
 
 The floating-point limit for the 4·(B_R + B_F)·d flops of one step is measured with OpenBLAS on
 the same pattern (dgemv Gᵦw then dgemv Gᵦᵀt on a cache-resident (B_R + B_F)×d block, best of
@@ -41,11 +45,15 @@ import numpy as np  # noqa: E402
 import rmt  # noqa: E402
 
 
-def instance(d, n_r=2000, n_f=200, seed=0):
+def instance(d, n_r=2000, n_f=200, seed=0, gradients=False):
     rng = np.random.default_rng(seed)
     g_r = rng.standard_normal((n_r, d)) / np.sqrt(d)
     g_f = rng.standard_normal((n_f, d)) / np.sqrt(d)
-    return rmt.HessianSet.from_factors(g_r, g_f)
+    if not gradients:
+        return rmt.HessianSet.from_factors(g_r, g_f)
+    grads = {"retain_gradients": 0.01 * rng.standard_normal((n_r, d)) / np.sqrt(d),
+             "forget_gradients": 0.01 * rng.standard_normal((n_f, d)) / np.sqrt(d)}
+    return rmt.HessianSet.from_factors(g_r, g_f, **grads)
 
 
 def schedule(B):
@@ -115,12 +123,29 @@ def time_numpy_lowrank(hs, sch, replicas, steps, seed=2):
     return clk.result
 
 
-def time_engine(hs, sch, replicas, steps, threads, path="auto", seed=3):
-    """(iii) seconds per replica-step of rmt.lyapunov (setup included)."""
+def time_engine(dyn, replicas, steps, threads, path="auto", seed=3):
+    """(iii) seconds per replica-step of rmt.lyapunov on a prebuilt Dynamics."""
     numba.set_num_threads(threads)
     with _Clock(steps * replicas) as clk:
-        rmt.lyapunov(hs, sch, steps, replicas, seed, path=path)
+        rmt.lyapunov(dyn, steps=steps, replicas=replicas, seed=seed, path=path)
     return clk.result
+
+
+def time_affine(dyn, replicas, steps, threads, seed=5):
+    """(iv) seconds per replica-step of rmt.montecarlo.affine_paths on a prebuilt Dynamics."""
+    numba.set_num_threads(threads)
+    with _Clock(steps * replicas) as clk:
+        rmt.montecarlo.affine_paths(dyn, steps=steps, replicas=replicas, seed=seed)
+    return clk.result
+
+
+def time_setup(hs, sch):
+    """(wall, cpu) seconds of rmt.Dynamics(hs, sch): first build (span SVD) and a rebuild."""
+    with _Clock(1) as first:
+        rmt.Dynamics(hs, sch)
+    with _Clock(1) as again:
+        rmt.Dynamics(hs, sch)
+    return first.result, again.result
 
 
 def flop_limits(d, rows, seed=4):
@@ -160,7 +185,13 @@ rmt.lyapunov(hs, sch, 10, 2, 0)
 t1, c1 = time.perf_counter() - t, time.process_time() - c
 t, c = time.perf_counter(), time.process_time()
 rmt.lyapunov_spectrum(hs, sch, 10, 2, 0, k=2)
-print(json.dumps([t1, c1, time.perf_counter() - t, time.process_time() - c]))
+t2, c2 = time.perf_counter() - t, time.process_time() - c
+hg = rmt.HessianSet.from_factors(rng.standard_normal((50, 20)), rng.standard_normal((10, 20)),
+                                 retain_gradients=rng.standard_normal((50, 20)),
+                                 forget_gradients=rng.standard_normal((10, 20)))
+t, c = time.perf_counter(), time.process_time()
+rmt.montecarlo.affine_paths(hg, sch, steps=10, replicas=2, seed=0)
+print(json.dumps([t1, c1, t2, c2, time.perf_counter() - t, time.process_time() - c]))
 """
 
 
@@ -191,14 +222,20 @@ def main(argv=None):
     sch = schedule(B)
     rows = sch.batch + sch.batch_forget
     flops = 4 * rows * d
-    rmt.lyapunov(hs, sch, 5, 2, 0)  # compile outside the timings
+    setup = time_setup(hs, sch)
+    dyn = rmt.Dynamics(hs, sch)
+    rmt.lyapunov(dyn, steps=5, replicas=2, seed=0)  # compile outside the timings
     reps = 5
     t_dense = best_of(lambda: time_dense(hs, sch, max(3, int(20 * scale))), reps)
     R2 = 64
     t_np = best_of(lambda: time_numpy_lowrank(hs, sch, R2, max(3, int(40 * scale))), reps)
     R3, S3 = 32, max(50, int(1000 * scale))
-    t_e1 = best_of(lambda: time_engine(hs, sch, R3, S3, 1), reps)
-    t_e2 = best_of(lambda: time_engine(hs, sch, R3, S3, 2), reps)
+    t_e1 = best_of(lambda: time_engine(dyn, R3, S3, 1), reps)
+    t_e2 = best_of(lambda: time_engine(dyn, R3, S3, 2), reps)
+    dyn_g = rmt.Dynamics(instance(d, gradients=True), sch)
+    rmt.montecarlo.affine_paths(dyn_g, steps=2, replicas=2, seed=0)  # compile
+    t_a1 = best_of(lambda: time_affine(dyn_g, R3, S3, 1), reps)
+    t_a2 = best_of(lambda: time_affine(dyn_g, R3, S3, 2), reps)
     t_lim_pair, gemm_pair = flop_limits(d, rows)
     t_lim, t_lim_cpu = t_lim_pair
     gemm, gemm_cpu = 2.0 / gemm_pair[0], 2.0 / gemm_pair[1]  # GFLOP/s
@@ -222,7 +259,10 @@ def main(argv=None):
     for name, (tw, tc) in [("(i) dense numpy, J formed each step (1 core)", t_dense),
                            (f"(ii) vectorised numpy low-rank, {R2} replicas (1 core)", t_np),
                            ("(iii) engine, 1 thread", t_e1),
-                           ("(iii) engine, 2 threads", t_e2)]:
+                           ("(iii) engine, 2 threads", t_e2),
+                           (f"(iv) affine_paths, [U, V] coordinates p = {dyn_g.p}, 1 thread",
+                            t_a1),
+                           (f"(iv) affine_paths, p = {dyn_g.p}, 2 threads", t_a2)]:
         emit(f"| {name} | {tw * 1e6:,.1f} | {tc * 1e6:,.1f} | {flops / tw / 1e9:.2f} |")
     emit()
     emit("Floating-point limit for this step (measured here, one core): OpenBLAS dgemv pair "
@@ -247,8 +287,13 @@ def main(argv=None):
     busy = " (above 1: other jobs shared the cores)" if load > 1.5 else ""
     emit(f"- 2-thread speed-up of the engine (wall): {t_e1[0] / t_e2[0]:.2f}× — load average "
          f"{load:.1f} on 2 cores at this point{busy}.")
+    emit(f"- setup (not in the per-step figures): rmt.Dynamics(hs, schedule) {setup[0][0]:.2f} s "
+         f"wall / {setup[0][1]:.2f} s CPU the first time (span SVD), {setup[1][0]:.2f} s wall / "
+         f"{setup[1][1]:.2f} s CPU again (span cached on the HessianSet; means and mean maps "
+         "rebuilt). Passing (hs, schedule) instead of a Dynamics pays the rebuild on every call.")
     emit(f"- first call (cold JIT, fresh interpreter, no cache): vector kernel {jit[0]:.1f} s wall "
-         f"/ {jit[1]:.1f} s CPU; spectrum kernel {jit[2]:.1f} s wall / {jit[3]:.1f} s CPU.")
+         f"/ {jit[1]:.1f} s CPU; spectrum kernel {jit[2]:.1f} s wall / {jit[3]:.1f} s CPU; "
+         f"affine kernel {jit[4]:.1f} s wall / {jit[5]:.1f} s CPU.")
     emit()
     emit("## Scaling: engine µs per replica-step (factor path, n_r = 2000, n_f = 200, "
          "without replacement)")
@@ -263,9 +308,10 @@ def main(argv=None):
             fl = 4 * 2 * BB * dd
             R = 32
             steps = int(max(20, min(4000, 4e9 * scale / (R * fl * 2))))
-            rmt.lyapunov(hsd, s, 2, 2, 0, path="factor")
-            t1 = best_of(lambda: time_engine(hsd, s, R, steps, 1, path="factor"), 3)
-            t2 = best_of(lambda: time_engine(hsd, s, R, steps, 2, path="factor"), 3)
+            dd_dyn = rmt.Dynamics(hsd, s)
+            rmt.lyapunov(dd_dyn, steps=2, replicas=2, seed=0, path="factor")
+            t1 = best_of(lambda: time_engine(dd_dyn, R, steps, 1, path="factor"), 3)
+            t2 = best_of(lambda: time_engine(dd_dyn, R, steps, 2, path="factor"), 3)
             emit(f"| {dd} | {BB} | {t1[0] * 1e6:,.2f} | {t1[1] * 1e6:,.2f} | {t2[0] * 1e6:,.2f} | "
                  f"{t2[1] * 1e6:,.2f} | {t1[0] / t2[0]:.2f} | {fl / t1[1] / 1e9:.2f} |")
     load1 = os.getloadavg()
