@@ -10,6 +10,7 @@ from hypothesis import given, settings
 import rmt
 from rmt import HessianSet, Schedule
 from rmt import testing as rt
+from theory import closed_forms as cforms
 from theory import derivations as dv
 from theory import examples as ex
 
@@ -61,7 +62,7 @@ def _factor_copy(hs):
 def test_closed_form_rate_equals_operator(pair):
     hs, sch = pair
     exact = rmt.mean_square_rate(_factor_copy(hs), sch, method="dense")
-    assert dv.closed_form_rate(hs, sch) == pytest.approx(exact, rel=1e-10, abs=1e-12)
+    assert cforms.closed_form_rate(hs, sch) == pytest.approx(exact, rel=1e-10, abs=1e-12)
 
 
 @settings(max_examples=50, deadline=None, database=None, derandomize=True)
@@ -69,7 +70,7 @@ def test_closed_form_rate_equals_operator(pair):
 def test_closed_form_critical_eta_equals_operator(pair):
     hs, sch = pair
     exact = rmt.critical_eta(_factor_copy(hs), sch)
-    cf = dv.closed_form_critical_eta(hs, sch)
+    cf = cforms.closed_form_critical_eta(hs, sch)
     assert cf == pytest.approx(exact, rel=1e-8, abs=0)
     if 0 < cf < math.inf:  # the operator is marginal exactly at the sympy η*
         rate = rmt.mean_square_rate(_factor_copy(hs), sch.replace(eta=cf), method="dense")
@@ -80,7 +81,17 @@ def test_closed_form_critical_eta_equals_operator(pair):
 @given(rt.instances(kinds=("commuting",), schedule_kinds=("summed",), alphas="sgd"))
 def test_closed_form_critical_batch_equals_bisection(pair):
     hs, sch = pair
-    assert dv.closed_form_critical_batch(hs, sch) == rmt.critical_batch(_factor_copy(hs), sch)
+    closed = cforms.closed_form_critical_batch(hs, sch)
+    numeric = rmt.critical_batch(_factor_copy(hs), sch)
+    if closed != numeric:
+        # Only a tie may differ: ρ(T) = 1 up to round-off at every batch the two disagree on
+        # (e.g. t = 2 exactly in the strategy puts η on the gradient-descent edge 2/λ_max, where
+        # the factor path gives 1 + 9e-16 and the commuting path 1 − 9e-16).
+        top = min(hs.n_retain, hs.n_forget if sch.uses_forget else hs.n_retain)
+        lo, hi = sorted(top + 1 if x is None else x for x in (closed, numeric))
+        for B in range(lo, min(hi, top + 1)):
+            rate = rmt.mean_square_rate(_factor_copy(hs), sch.replace(batch=B))
+            assert rate == pytest.approx(1.0, abs=16 * np.finfo(float).eps), (closed, numeric, B)
 
 
 def _check_critical_alpha(pair):
@@ -88,7 +99,7 @@ def _check_critical_alpha(pair):
     if sch.batch > hs.n_forget:
         sch = sch.replace(batch=hs.n_forget)
     sch = sch.replace(forget_batch=None)
-    cf = dv.closed_form_critical_alpha(hs, sch)
+    cf = cforms.closed_form_critical_alpha(hs, sch)
     num = rmt.critical_alpha(_factor_copy(hs), sch)
     assert (cf is None) == (num is None)
     if cf is not None:
@@ -117,11 +128,58 @@ def test_alternating_polynomial_matches_rate():
                                  np.array([[0.3, 0.1], [0.6, 0.0]]))
     sch = Schedule(eta=0.7, batch=1, alpha=0.4, schedule="alternating", sampling="bernoulli")
     coeffs = dv.alternating_direction_polynomial("bernoulli")
-    mR, qR, nR, BR, mF, qF, nF, BF = dv._commuting_args(hs, sch)
+    mR, qR, nR, BR, mF, qF, nF, BF = cforms._commuting_args(hs, sch)
     c = [np.asarray(x, float) for x in coeffs(sch.alpha, mR, qR, nR, BR, mF, qF, nF, BF)]
     per_dir = 1 + sum(ck * sch.eta ** (k + 1) for k, ck in enumerate(c))
     exact = rmt.mean_square_rate(_factor_copy(hs), sch, method="dense")
     assert float(np.max(per_dir)) == pytest.approx(exact, rel=1e-10)
+
+
+def test_closed_forms_accept_dynamics_and_stay_importable_from_theory():
+    import theory
+
+    hs = rmt.ensembles.commuting(np.array([[1.0, 0.5], [0.2, 2.0], [0.0, 1.0]]),
+                                 np.array([[0.3, 0.1], [0.6, 0.0]]))
+    sch = Schedule(eta=0.7, batch=1, alpha=0.4, sampling="bernoulli")
+    dyn = rmt.Dynamics(hs, sch)
+    assert theory.closed_form_rate is cforms.closed_form_rate
+    assert cforms.closed_form_rate(dyn) == cforms.closed_form_rate(hs, sch)
+    assert cforms.closed_form_critical_eta(dyn) == cforms.closed_form_critical_eta(hs, sch)
+    assert cforms.closed_form_critical_alpha(dyn) == cforms.closed_form_critical_alpha(hs, sch)
+    with pytest.raises(ValueError, match="commuting"):
+        cforms.closed_form_rate(_factor_copy(hs), sch)
+
+
+def test_alternating_critical_eta_sign_near_zero_from_next_coefficient():
+    """q(0) = 0 exactly ((1−α)m_R = αm_F, D_k = 0) and q'(0) > 0: unstable for every small η.
+
+    Retain {1}, forget {4, 0, 0, 0}, α = 1/2, Bernoulli B = 1: m_F = 1, N_F = (3/4)·4 = 3, so
+    E[j²] − 1 = η(0 + η/4 − 3η²/4 + η³/4); η* = 0 although q has positive roots 0.38 and 2.62.
+    """
+    hs = HessianSet.from_commuting(np.array([[1.0]]), np.array([[4.0], [0.0], [0.0], [0.0]]))
+    sch = Schedule(eta=0.1, batch=1, alpha=0.5, schedule="alternating", sampling="bernoulli",
+                   forget_batch=1)
+    c = [float(np.asarray(x).item()) for x in dv.alternating_direction_polynomial("bernoulli").function(
+        sch.alpha, *cforms._commuting_args(hs, sch))]
+    assert c == pytest.approx([0.0, 0.25, -0.75, 0.25], abs=1e-15)
+    assert cforms.closed_form_critical_eta(hs, sch) == 0.0
+    # the operator agrees: every small η escapes (ρ − 1 ≈ η²/4), the window (0.38, 2.62) is stable
+    for eta in (1e-4, 1e-3, 1e-2):
+        rate = rmt.mean_square_rate(_factor_copy(hs), sch.replace(eta=eta), method="dense")
+        assert rate == pytest.approx(1 + eta**2 / 4, rel=0, abs=2 * eta**3)
+    assert rmt.mean_square_rate(_factor_copy(hs), sch.replace(eta=1.0), method="dense") < 1
+
+
+def test_derivation_self_checks_are_exceptions_not_asserts():
+    import importlib
+    import inspect
+
+    for name in ("derivations", "closed_forms", "theorems", "examples", "report",
+                 "counterexample"):
+        mod = importlib.import_module(f"theory.{name}")
+        assert "assert " not in inspect.getsource(mod), mod.__name__
+    with pytest.raises(dv.DerivationError, match="expected"):
+        dv._require(False, "expected one root", [1, 2])
 
 
 # ---------------------------------------------------------------------- limits

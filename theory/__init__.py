@@ -1,15 +1,24 @@
 """Symbolic layer: sympy derivations, theorem objects and closed forms (THEORY.md §3-§5).
 
 - :mod:`theory.derivations` — sympy procedures from the second-moment recursion to thresholds;
+- :mod:`theory.closed_forms` — those results evaluated on commuting sets (``closed_form_rate``,
+  ``closed_form_critical_eta/_batch/_alpha``), an independent check of rmt's numeric path;
 - :mod:`theory.theorems`    — :func:`theorems` (encoded statements with ``applies``,
   ``threshold``, ``check`` against the exact ρ(T));
 - :mod:`theory.counterexample` — :func:`search_counterexample` (Hypothesis-driven);
 - :mod:`theory.examples`    — canonical worked examples reused by the tests;
 - ``python -m theory.report`` — the tightness report (docs/theory_report.md).
 
-Sign convention: "diverges" = the iterates escape w* = the model forgets; "converges" = resists.
+Every function that takes ``(hs, schedule)`` also takes an :class:`rmt.Dynamics`. Sign
+convention: :data:`rmt.verdict.SIGN_CONVENTION`.
 """
 
+from .closed_forms import (
+    closed_form_critical_alpha,
+    closed_form_critical_batch,
+    closed_form_critical_eta,
+    closed_form_rate,
+)
 from .derivations import (
     Derivation,
     all_derivations,
@@ -51,6 +60,10 @@ __all__ = [
     "Counterexample",
     "Derivation",
     "all_derivations",
+    "closed_form_rate",
+    "closed_form_critical_eta",
+    "closed_form_critical_batch",
+    "closed_form_critical_alpha",
     "sampling_coefficients",
     "commuting_direction_rate",
     "commuting_critical_eta",

@@ -13,19 +13,22 @@ substitution, ``solve`` and ``simplify``. Each returns a :class:`Derivation` hol
 Symbols (all positive unless stated): η (eta), α (alpha, in [0, 1]), per set S ∈ {R, F}: size n_S,
 batch B_S, per-direction mean eigenvalue m_S = (1/n)Σλ_i and mean square q_S = (1/n)Σλ_i²;
 λ̄ = λ_max(H̄), σ the coherence, L = max_i λ_max(H_i).
+
+The identities a derivation relies on are checked explicitly and raise :class:`DerivationError`
+(never ``assert``, which ``python -O`` strips). Numeric evaluation of these results on a
+HessianSet lives in :mod:`theory.closed_forms`.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-import numpy as np
 import sympy as sp
 
 __all__ = [
     "Derivation",
+    "DerivationError",
     "SYMBOLS",
     "sampling_coefficients",
     "commuting_direction_rate",
@@ -46,10 +49,6 @@ __all__ = [
     "scheme_analogue_threshold",
     "coherence_sum_threshold",
     "coherence_resistance_threshold",
-    "closed_form_rate",
-    "closed_form_critical_eta",
-    "closed_form_critical_batch",
-    "closed_form_critical_alpha",
 ]
 
 SCHEMES = ("bernoulli", "with_replacement", "without_replacement")
@@ -95,6 +94,16 @@ def _make(name, expr, args, steps, section):
     else:
         tex = sp.latex(expr)
     return Derivation(name, expr, tuple(args), f, tex, tuple(steps), section)
+
+
+class DerivationError(RuntimeError):
+    """A symbolic step did not produce the identity or the root count the derivation relies on."""
+
+
+def _require(ok, what, obj=None):
+    """Explicit self-check of a derivation step (an ``assert`` would vanish under ``python -O``)."""
+    if not ok:
+        raise DerivationError(f"{what}: got {obj!r}" if obj is not None else what)
 
 
 def _check_scheme(sampling):
@@ -171,7 +180,7 @@ def commuting_direction_rate(sampling: str, schedule: str = "summed") -> Derivat
         moments = {hR**2: m_R**2 + N_R, hF**2: m_F**2 + N_F}
         ej2 = j2.subs(moments).subs({hR: m_R, hF: m_F})
         target = (1 - eta * (a * m_R - b * m_F)) ** 2 + eta**2 * (a**2 * N_R + b**2 * N_F)
-        assert sp.simplify(ej2 - target) == 0
+        _require(sp.simplify(ej2 - target) == 0, "E[j_k^2] is not (1 - eta D)^2 + eta^2 V", ej2)
         steps = [("j_k", j), ("E[j_k^2]", ej2)]
         expr = target
     else:
@@ -195,9 +204,9 @@ def commuting_critical_eta(sampling: str) -> Derivation:
     generic = (1 - eta * D) ** 2 + eta**2 * V
     roots = sp.solve(sp.Eq(generic, 1), eta)
     nonzero = [r for r in roots if sp.simplify(r) != 0]
-    assert len(nonzero) == 1
+    _require(len(nonzero) == 1, "expected one non-zero root in eta", roots)
     root = sp.simplify(nonzero[0])
-    assert sp.simplify(root - 2 * D / (D**2 + V)) == 0
+    _require(sp.simplify(root - 2 * D / (D**2 + V)) == 0, "eta^* is not 2D/(D^2 + V)", root)
     a, b = 1 - alpha, alpha
     Dk = a * m_R - b * m_F
     Vk = a**2 * _noise(sampling, n_R, B_R, m_R, q_R) + b**2 * _noise(sampling, n_F, B_F, m_F, q_F)
@@ -221,7 +230,7 @@ def commuting_critical_batch(sampling: str) -> Derivation:
     rate = commuting_direction_rate(sampling, "summed").expression.subs({B_R: 1 / x, B_F: 1 / x})
     rate = sp.simplify(rate)
     sol = sp.solve(sp.Eq(rate, 1), x)
-    assert len(sol) == 1, sol
+    _require(len(sol) == 1, "expected one root in x = 1/B", sol)
     Bstar = sp.simplify(1 / sol[0])
     steps = [("rate with B = 1/x", rate), ("x^* = 1/B^*", sol[0])]
     args = (eta, alpha, m_R, q_R, n_R, m_F, q_F, n_F)
@@ -233,13 +242,13 @@ def commuting_critical_alpha(sampling: str) -> Derivation:
     """The two roots in α of (1 − ηD(α))² + η²V(α) = 1, a quadratic in α (§3).
 
     α*_k is the first root in [0, 1] at which the direction's factor crosses 1 from below (see
-    :func:`theory.theorems.closed_form_critical_alpha`). Expression: list of the two roots.
+    :func:`theory.closed_forms.closed_form_critical_alpha`). Expression: list of the two roots.
     Args: (eta, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F).
     """
     _check_scheme(sampling)
     rate = commuting_direction_rate(sampling, "summed").expression
     poly = sp.Poly(sp.expand(rate - 1), alpha)
-    assert poly.degree() <= 2
+    _require(poly.degree() <= 2, "the rate is not quadratic in alpha", poly)
     roots = list(sp.roots(poly, multiple=True))  # the quadratic formula (sp.solve is slow here)
     steps = [("polynomial in alpha", poly.as_expr())]
     args = (eta, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F)
@@ -259,7 +268,7 @@ def alternating_direction_polynomial(sampling: str) -> Derivation:
     """
     rate = commuting_direction_rate(sampling, "alternating").expression
     poly = sp.Poly(sp.expand(rate - 1), eta)
-    assert poly.coeff_monomial(1) == 0
+    _require(poly.coeff_monomial(1) == 0, "E[j^2] - 1 has a constant term", poly)
     coeffs = [sp.factor(poly.coeff_monomial(eta**k)) for k in (1, 2, 3, 4)]
     args = (alpha, m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F)
     return _make(f"alternating-polynomial-{sampling}", coeffs, args,
@@ -281,7 +290,7 @@ def _solve_eta(lower_bound):
         return complex(r.subs({x: 1 for x in r.free_symbols}).evalf())  # remaining: positive
 
     pos = [r for r in sol if at_probe(r).real > 0]
-    assert len(pos) == 1, sol
+    _require(len(pos) == 1, "expected one positive root in eta", sol)
     return sp.simplify(pos[0])
 
 
@@ -332,7 +341,7 @@ def dexter_thm2_condition(sampling: str = "bernoulli") -> Derivation:
     subs = {alpha: 0, m_R: lam, q_R: lam**2 * n / sigma, n_R: n, B_R: B}
     eta_star = sp.simplify(crit.subs(subs))
     sol = sp.solve(sp.Eq(eta, eta_star), lam)
-    assert len(sol) == 1, sol
+    _require(len(sol) == 1, "expected one critical lambda", sol)
     lam_star = sp.simplify(sol[0])
     steps = [("eta^* of the construction", eta_star), ("critical lambda", lam_star)]
     return _make(f"dexter-thm2-{sampling}", lam_star, (eta, sigma, n, B), steps, "§5.2")
@@ -448,7 +457,8 @@ def sam_threshold() -> Derivation:
     lower = eta**2 * cc / n * kappa**2 * (n * lam_bar / sigma) ** 2
     thr = _solve_eta(lower)
     sgd = dexter_thm1().expression
-    assert sp.simplify(thr - sgd / kappa) == 0
+    _require(sp.simplify(thr - sgd / kappa) == 0, "the SAM threshold is not the SGD one over kappa",
+             thr)
     return _make("sam-divergence", thr, (lam_bar, sigma, n, B, rho_sam, a_sam, lam_min),
                  [("rho(T) >= eta^2 (c/n) kappa^2 L^2", lower), ("eta threshold", thr)], "§5.6")
 
@@ -487,7 +497,7 @@ def scheme_analogue_threshold() -> Derivation:
 
 @lru_cache(maxsize=None)
 def coherence_sum_threshold() -> Derivation:
-    """*Conjecture* (§5.5 candidate A): the retain and forget Dexter-type noise terms add.
+    """*Conjecture* (§5.5 candidate A, refuted): the retain and forget Dexter-type noise terms add.
 
     η²[(1−α)²(n_R/B_R − 1)λ̄_R²/σ_R² + α²(n_F/B_F − 1)λ̄_F²/σ_F²] ≥ 1 ⇒ divergence (Bernoulli).
     Args: (lambdabar_R, sigma_R, n_R, B_R, lambdabar_F, sigma_F, n_F, B_F, alpha).
@@ -517,7 +527,7 @@ def coherence_resistance_threshold() -> Derivation:
     mixed = (1 - alpha) ** 2 * (n_R / B_R - 1) / sig_R + alpha**2 * (n_F / B_F - 1) / sig_F
     gen = sp.simplify(eta_thm.subs(lam, D_max) * (1 + (n / B - 1) / sigma))
     expr = gen / (1 + mixed)
-    assert sp.simplify(gen - 2 / D_max) == 0
+    _require(sp.simplify(gen - 2 / D_max) == 0, "the construction does not reduce to 2/D_max", gen)
     return _make("paper-coherence-resistance", expr,
                  (D_max, sig_R, n_R, B_R, sig_F, n_F, B_F, alpha),
                  [("construction eta*(lambda)", eta_thm), ("candidate", expr)], "§5.5")
@@ -547,136 +557,3 @@ def all_derivations():
     out["paper-coherence-sum"] = coherence_sum_threshold()
     out["paper-coherence-resistance"] = coherence_resistance_threshold()
     return out
-
-
-# ---------------------------------------------------------------------- numeric evaluation
-def _commuting_args(hs, schedule):
-    """Per-direction (m, q, n, B) of each set of a commuting HessianSet, active directions only."""
-    if hs.kind != "commuting":
-        raise ValueError(f"hs must be a commuting HessianSet, got kind {hs.kind!r}")
-    s = schedule
-    lamR = hs.eigenvalues("retain")
-    lamF = hs.eigenvalues("forget") if hs.has_forget else np.zeros((1, hs.dim))
-    active = np.zeros(hs.dim, dtype=bool)
-    if s.uses_retain:
-        active |= np.any(lamR > 0, axis=0)
-    if s.uses_forget:
-        active |= np.any(lamF > 0, axis=0)
-    lamR, lamF = lamR[:, active], lamF[:, active]
-    nF = lamF.shape[0]
-    BF = s.batch_forget if hs.has_forget else 1
-    mR, qR, nR = lamR.mean(0), (lamR**2).mean(0), float(lamR.shape[0])
-    mF, qF, nF = lamF.mean(0), (lamF**2).mean(0), float(nF)
-    # without replacement with n = 1 the derived c is 0/0, but a single sample has no noise:
-    # q = m² makes N = c(q − m²) = 0 for any finite c (n = 2 is only a placeholder)
-    if s.sampling == "without_replacement":
-        if nR == 1:
-            qR, nR = mR**2, 2.0
-        if nF == 1:
-            qF, nF = mF**2, 2.0
-    return (mR, qR, nR, float(s.batch), mF, qF, nF, float(BF))
-
-
-def closed_form_rate(hs, schedule):
-    """ρ(T) of a commuting set from the sympy per-direction factor (summed or alternating)."""
-    mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(hs, schedule)
-    s = schedule
-    f = commuting_direction_rate(s.sampling, s.schedule).function
-    return float(np.max(f(s.eta, s.alpha, mR, qR, nR, BR, mF, qF, nF, BF)))
-
-
-def closed_form_critical_eta(hs, schedule):
-    """η* of a commuting set: summed η*_k = 2D_k/(D_k² + V_k); alternating: the first positive
-    root of the cubic q_k(η) at which E[j_k²] − 1 = η q_k(η) turns positive (§3); min over k.
-    """
-    if schedule.schedule == "alternating":
-        return _alternating_critical_eta(hs, schedule)
-    if schedule.schedule != "summed":
-        raise ValueError("closed_form_critical_eta needs schedule='summed' or 'alternating'")
-    mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(hs, schedule)
-    a = schedule.alpha
-    Dk = (1 - a) * mR - a * mF
-    if np.any(Dk <= 0):
-        return 0.0
-    f = commuting_critical_eta(schedule.sampling).function
-    return float(np.min(f(a, mR, qR, nR, BR, mF, qF, nF, BF)))
-
-
-def _alternating_critical_eta(hs, schedule):
-    mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(hs, schedule)
-    coeffs = alternating_direction_polynomial(schedule.sampling).function(
-        schedule.alpha, mR, qR, nR, BR, mF, qF, nF, BF)
-    cs = [np.broadcast_to(np.asarray(x, float), mR.shape) for x in coeffs]
-    best = math.inf
-    for k in range(mR.size):
-        q = np.polynomial.Polynomial([c[k] for c in cs])  # E[j²] − 1 = η·q(η)
-        scale = float(np.max(np.abs(q.coef))) or 1.0
-        if q.coef[0] > 1e-14 * scale:
-            return 0.0  # unstable for every small η
-        roots = q.roots()
-        crit = math.inf
-        for r in np.sort(roots[(np.abs(roots.imag) <= 1e-9 * np.abs(roots)) & (roots.real > 0)].real):
-            if q(r * (1 + 1e-9)) > 0:
-                crit = float(r)
-                break
-        best = min(best, crit)
-    return best
-
-
-def closed_form_critical_batch(hs, schedule):
-    """Smallest integer B with ρ(T) ≤ 1 from the sympy B*_k (summed, B_F = B); None if none.
-
-    Each direction is stable iff B ≥ B*_k (ρ_k decreases in B); a direction whose mean factor
-    already has (1 − ηD_k)² > 1 is stable for no B.
-    """
-    if schedule.schedule != "summed" or schedule.forget_batch is not None:
-        raise ValueError("closed_form_critical_batch needs schedule='summed' and forget_batch=None")
-    mR, qR, nR, _, mF, qF, nF, _ = _commuting_args(hs, schedule)
-    s = schedule
-    nmax = int(min([nR] + ([nF] if s.uses_forget else [])))
-    rate = commuting_direction_rate(s.sampling, "summed").function
-    Bstar = commuting_critical_batch(s.sampling).function
-    Dk = (1 - s.alpha) * mR - s.alpha * mF
-    if np.any((1 - s.eta * Dk) ** 2 > 1):
-        return None
-    with np.errstate(divide="ignore", invalid="ignore"):
-        bs = np.atleast_1d(Bstar(s.eta, s.alpha, mR, qR, nR, mF, qF, nF))
-    need = 1
-    for k, b in enumerate(bs):
-        r1 = rate(s.eta, s.alpha, mR[k], qR[k], nR, 1.0, mF[k], qF[k], nF, 1.0)
-        if r1 <= 1:  # stable already at B = 1
-            continue
-        if not np.isfinite(b) or b <= 0:
-            return None
-        need = max(need, int(np.ceil(b * (1 - 1e-12))))
-    return need if need <= nmax else None
-
-
-def closed_form_critical_alpha(hs, schedule):
-    """α* = inf{α ∈ [0, 1]: ρ(T) > 1} from the quadratic f_k(α) = ρ_k(α) − 1 (summed, §3).
-
-    Per direction: 0 if f_k(0) > 0, else the first root in [0, 1] after which f_k > 0; the
-    minimum over directions; None when every f_k ≤ 0 on [0, 1].
-    """
-    if schedule.schedule != "summed":
-        raise ValueError("closed_form_critical_alpha needs schedule='summed'")
-    mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(hs, schedule.replace(alpha=0.5))
-    coef = commuting_critical_alpha(schedule.sampling).function
-    best = None
-    A, Bc, C = (np.broadcast_to(np.asarray(x, float), mR.shape)
-                for x in coef(schedule.eta, mR, qR, nR, BR, mF, qF, nF, BF))
-    for a2, a1, a0 in zip(A, Bc, C):
-        f = np.polynomial.Polynomial([a0, a1, a2])
-        scale = max(abs(a0), abs(a1), abs(a2), 1e-300)
-        if a0 > 1e-13 * scale:
-            cand = 0.0
-        else:
-            roots = f.roots() if abs(a2) > 1e-14 * scale or abs(a1) > 1e-14 * scale else []
-            cand = None
-            for r in sorted(np.real(x) for x in roots if abs(np.imag(x)) <= 1e-12):
-                if -1e-12 <= r <= 1.0 and f(min(r + 1e-7, 1.0)) > 0 and r < 1.0:
-                    cand = max(float(r), 0.0)
-                    break
-        if cand is not None and (best is None or cand < best):
-            best = cand
-    return best

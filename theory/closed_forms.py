@@ -1,0 +1,188 @@
+"""Numeric evaluation of the sympy closed forms on commuting sets (THEORY.md §3).
+
+An *independent* path to ρ(T), η*, B* and α* of a commuting HessianSet: the per-direction
+formulas are the lambdified sympy results of :mod:`theory.derivations` (never rmt's own closed
+forms), evaluated on the raw per-set data of a :class:`rmt.Dynamics` — each active set's
+per-direction eigenvalue ``profile``, its size ``n`` and its batch ``B``. The tests compare these
+values with :func:`rmt.mean_square_rate`, :func:`rmt.critical_eta`, :func:`rmt.critical_batch`
+and :func:`rmt.critical_alpha` on factor-backed copies (the numeric operator path).
+
+Every function accepts ``(hs, schedule)`` or a :class:`rmt.Dynamics`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from rmt.dynamics import as_dynamics
+
+from .derivations import (
+    alternating_direction_polynomial,
+    commuting_critical_alpha,
+    commuting_critical_batch,
+    commuting_critical_eta,
+    commuting_direction_rate,
+)
+
+__all__ = [
+    "closed_form_rate",
+    "closed_form_critical_eta",
+    "closed_form_critical_batch",
+    "closed_form_critical_alpha",
+]
+
+#: Relative round-off of a per-direction polynomial coefficient (its sign is undecided below
+#: this times the polynomial's scale).
+_ROUNDOFF = 8 * np.finfo(float).eps
+
+
+def _commuting_dynamics(hs, schedule=None):
+    dyn = as_dynamics(hs, schedule)
+    if dyn.hs.kind != "commuting":
+        raise ValueError(f"hs must be a commuting HessianSet, got kind {dyn.hs.kind!r}")
+    if dyn.combinator not in ("summed", "alternating"):
+        raise ValueError(
+            f"the commuting closed forms need schedule='summed' or 'alternating', got "
+            f"{dyn.combinator!r}")
+    return dyn
+
+
+def _commuting_args(hs, schedule=None):
+    """Per-direction (m_R, q_R, n_R, B_R, m_F, q_F, n_F, B_F) on the active directions.
+
+    Read from the terms of the :class:`rmt.Dynamics`: m = mean of the term's eigenvalue profile,
+    q = mean of its squares, n and B the term's size and batch. A set that does not enter the
+    step (its weight is 0) gets m = q = 0 and (n, B) = (2, 1), which contributes nothing under
+    every scheme. Without replacement with n = 1 the derived c is 0/0, but a single sample has
+    no noise: q = m² makes N = c(q − m²) = 0 for any finite c (n = 2 is only a placeholder).
+    """
+    dyn = _commuting_dynamics(hs, schedule)
+    k = dyn.terms[0].profile.shape[1]
+    out = []
+    for name in ("retain", "forget"):
+        t = dyn.term(name)
+        if t is None:
+            out += [np.zeros(k), np.zeros(k), 2.0, 1.0]
+            continue
+        m, q, nS = t.profile.mean(axis=0), (t.profile**2).mean(axis=0), float(t.n)
+        if dyn.sampling == "without_replacement" and t.n == 1:
+            q, nS = m**2, 2.0
+        out += [m, q, nS, float(t.batch)]
+    return tuple(out)
+
+
+def closed_form_rate(hs, schedule=None):
+    """ρ(T) of a commuting set from the sympy per-direction factor (summed or alternating)."""
+    dyn = _commuting_dynamics(hs, schedule)
+    s = dyn.schedule
+    f = commuting_direction_rate(s.sampling, dyn.combinator).function
+    return float(np.max(f(s.eta, s.alpha, *_commuting_args(dyn))))
+
+
+def closed_form_critical_eta(hs, schedule=None):
+    """η* of a commuting set: summed η*_k = 2D_k/(D_k² + V_k); alternating: the first positive
+    root of the cubic q_k(η) at which E[j_k²] − 1 = η q_k(η) turns positive (§3); min over k.
+    """
+    dyn = _commuting_dynamics(hs, schedule)
+    if dyn.combinator == "alternating":
+        return _alternating_critical_eta(dyn)
+    mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(dyn)
+    a = dyn.schedule.alpha
+    Dk = (1 - a) * mR - a * mF
+    if np.any(Dk <= 0):
+        return 0.0
+    f = commuting_critical_eta(dyn.sampling).function
+    return float(np.min(f(a, mR, qR, nR, BR, mF, qF, nF, BF)))
+
+
+def _alternating_critical_eta(dyn):
+    """First positive root of q_k(η) after which E[j_k²] − 1 = η q_k(η) > 0, min over k.
+
+    Coefficients whose magnitude is below 8·eps times the scale of the polynomial E[j_k²]
+    (max of 1 and |coefficients|) are round-off: the sign of q_k just above η = 0 is that of its
+    first coefficient above round-off, and a direction with none is frozen (E[j_k²] ≡ 1).
+    """
+    args = _commuting_args(dyn)
+    coeffs = alternating_direction_polynomial(dyn.sampling).function(dyn.schedule.alpha, *args)
+    k_dirs = args[0].size
+    cs = np.stack([np.broadcast_to(np.asarray(x, float), (k_dirs,)) for x in coeffs], axis=1)
+    best = math.inf
+    for coef in cs:  # E[j²] − 1 = η·q(η), q = coef[0] + coef[1]η + coef[2]η² + coef[3]η³
+        tol = _ROUNDOFF * max(1.0, float(np.max(np.abs(coef))))
+        above = coef[np.abs(coef) > tol]
+        if above.size == 0:
+            continue  # frozen direction: stable for every η
+        if above[0] > 0:
+            return 0.0  # unstable for every small η
+        q = np.polynomial.Polynomial(coef)
+        roots = q.roots()
+        crit = math.inf
+        for r in np.sort(roots[(np.abs(roots.imag) <= 1e-9 * np.abs(roots)) & (roots.real > 0)].real):
+            if q(r * (1 + 1e-9)) > 0:
+                crit = float(r)
+                break
+        best = min(best, crit)
+    return best
+
+
+def closed_form_critical_batch(hs, schedule=None):
+    """Smallest integer B with ρ(T) ≤ 1 from the sympy B*_k (summed, B_F = B); None if none.
+
+    Each direction is stable iff B ≥ B*_k (ρ_k decreases in B); a direction whose mean factor
+    already has (1 − ηD_k)² > 1 is stable for no B. B ranges up to the smallest active set.
+    """
+    dyn = _commuting_dynamics(hs, schedule)
+    s = dyn.schedule
+    if dyn.combinator != "summed" or s.forget_batch is not None:
+        raise ValueError("closed_form_critical_batch needs schedule='summed' and forget_batch=None")
+    mR, qR, nR, _, mF, qF, nF, _ = _commuting_args(dyn)
+    nmax = min(t.n for t in dyn.terms)
+    rate = commuting_direction_rate(s.sampling, "summed").function
+    Bstar = commuting_critical_batch(s.sampling).function
+    Dk = (1 - s.alpha) * mR - s.alpha * mF
+    if np.any((1 - s.eta * Dk) ** 2 > 1):
+        return None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bs = np.atleast_1d(Bstar(s.eta, s.alpha, mR, qR, nR, mF, qF, nF))
+    need = 1
+    for k, b in enumerate(bs):
+        r1 = rate(s.eta, s.alpha, mR[k], qR[k], nR, 1.0, mF[k], qF[k], nF, 1.0)
+        if r1 <= 1:  # stable already at B = 1
+            continue
+        if not np.isfinite(b) or b <= 0:
+            return None
+        need = max(need, int(np.ceil(b * (1 - 1e-12))))
+    return need if need <= nmax else None
+
+
+def closed_form_critical_alpha(hs, schedule=None):
+    """α* = inf{α ∈ [0, 1]: ρ(T) > 1} from the quadratic f_k(α) = ρ_k(α) − 1 (summed, §3).
+
+    Per direction: 0 if f_k(0) > 0, else the first root in [0, 1] after which f_k > 0; the
+    minimum over directions; None when every f_k ≤ 0 on [0, 1].
+    """
+    dyn = _commuting_dynamics(hs, schedule)
+    if dyn.combinator != "summed":
+        raise ValueError("closed_form_critical_alpha needs schedule='summed'")
+    mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(dyn.replace(alpha=0.5))  # both sets enter
+    coef = commuting_critical_alpha(dyn.sampling).function
+    best = None
+    A, Bc, C = (np.broadcast_to(np.asarray(x, float), mR.shape)
+                for x in coef(dyn.eta, mR, qR, nR, BR, mF, qF, nF, BF))
+    for a2, a1, a0 in zip(A, Bc, C):
+        f = np.polynomial.Polynomial([a0, a1, a2])
+        scale = max(abs(a0), abs(a1), abs(a2), 1e-300)
+        if a0 > 1e-13 * scale:
+            cand = 0.0
+        else:
+            roots = f.roots() if abs(a2) > 1e-14 * scale or abs(a1) > 1e-14 * scale else []
+            cand = None
+            for r in sorted(np.real(x) for x in roots if abs(np.imag(x)) <= 1e-12):
+                if -1e-12 <= r <= 1.0 and f(min(r + 1e-7, 1.0)) > 0 and r < 1.0:
+                    cand = max(float(r), 0.0)
+                    break
+        if cand is not None and (best is None or cand < best):
+            best = cand
+    return best
