@@ -72,6 +72,11 @@ _ROUNDOFF = 8 * np.finfo(float).eps
 #: matrix; beyond it the regular-splitting solver is faster (and certified).
 DENSE_MAX_SPAN = 8
 
+#: Largest span dimension for which ``method="auto"`` uses the splitting solver: each of its
+#: solves costs a few r×r products *per application* of K (≈ 3× an application of T), which
+#: pays off against ARPACK's crowding near 1 at moderate r; above it ARPACK is used.
+SPLITTING_MAX_SPAN = 400
+
 #: Largest span dimension for which :func:`stable_set` solves the polynomial eigenvalue problem
 #: det(T(x) − I) = 0 on symmetric matrices (companion size deg·r(r+1)/2).
 PEP_MAX_SPAN = 12
@@ -201,8 +206,10 @@ class MeanSquareOperator(spla.LinearOperator):
                 method = "closed_form"
             elif self.r <= DENSE_MAX_SPAN:
                 method = "dense"
-            else:
+            elif self.r <= SPLITTING_MAX_SPAN:
                 method = "splitting"
+            else:
+                method = "arpack"
         if method == "splitting":
             try:
                 b = _splitting_rate(self, tol=tol)
@@ -270,23 +277,23 @@ def _normalise_psd(V):
 
 # ---------------------------------------------------------------------- BLAS threads
 def blas_threads() -> int:
-    """BLAS threads for the exact operator: ``RMT_BLAS_THREADS`` if set, else the free cores.
+    """BLAS threads for the exact operator: ``RMT_BLAS_THREADS`` if set, else 1.
 
-    Free cores = ``os.cpu_count()`` minus the 1-minute load average (at least 1): on a busy
-    machine extra BLAS threads only oversubscribe the cores and slow every job down.
+    One thread by default: the operator's matrices are small (r ≤ a few hundred), extra threads
+    oversubscribe a busy machine, and — the reason it is not chosen from the load — a thread
+    count that varies between runs changes the last digits of ρ(T), so serial and process-pool
+    sweeps would no longer give identical data.
     """
     env = os.environ.get("RMT_BLAS_THREADS")
     if env:
         try:
-            return max(1, int(env))
+            value = int(env)
         except ValueError:
-            raise ValueError(f"RMT_BLAS_THREADS must be a positive integer, got {env!r}") from None
-    cpus = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # pragma: no cover - not available on every platform
-        load = 0.0
-    return int(max(1, min(cpus, math.floor(cpus - load + 0.5))))
+            value = 0
+        if value < 1:
+            raise ValueError(f"RMT_BLAS_THREADS must be a positive integer, got {env!r}")
+        return value
+    return 1
 
 
 def _capped(fn):
@@ -691,7 +698,9 @@ def mean_square(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None
       certified bracket (Collatz–Wielandt);
     - ``"arpack"``: matrix-free Lanczos/Arnoldi on T from the identity (slow when the top of the
       spectrum crowds towards 1);
-    - ``"auto"``: closed form if commuting, dense for r ≤ ``DENSE_MAX_SPAN``, else splitting.
+    - ``"auto"``: closed form if commuting, dense for r ≤ ``DENSE_MAX_SPAN``, splitting for
+      r ≤ ``SPLITTING_MAX_SPAN``, ARPACK above (or splitting whenever a ``time_budget`` or
+      ``horizon`` is given).
 
     ``tol``: relative precision of ρ. ``time_budget`` (seconds, splitting only): when it runs out
     the certified bracket found so far is returned with ``converged=False`` and a
@@ -712,8 +721,8 @@ def mean_square(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None
             and op.hs.kind != "commuting":
         method = "splitting"
     used = method
-    if method in ("splitting", "auto") and (method == "splitting" or
-                                            (op.hs.kind != "commuting" and op.r > DENSE_MAX_SPAN)):
+    if method in ("splitting", "auto") and (method == "splitting" or (
+            op.hs.kind != "commuting" and DENSE_MAX_SPAN < op.r <= SPLITTING_MAX_SPAN)):
         try:
             b = _splitting_rate(op, tol=tol, time_budget=time_budget, stop_width=band)
         except np.linalg.LinAlgError:
