@@ -9,7 +9,13 @@ with numpy, so examples are cheap and shrink towards small, simple instances:
 - :func:`commuting_sets` — simultaneously diagonal sets (closed forms exist, THEORY §3);
 - :func:`schedules`      — :class:`rmt.Schedule` objects valid for a given set, with η drawn
   relative to the curvature scale so both stable and unstable regimes appear;
-- :func:`instances`      — (HessianSet, Schedule) pairs.
+- :func:`instances`      — (HessianSet, Schedule) pairs;
+- :func:`dynamics`       — the same pairs as :class:`rmt.Dynamics` objects (the one definition of
+  the step), ready for any analysis.
+
+``gradients=True`` (or None: either) attaches random per-sample loss gradients g_i (shape (n, d),
+generic, so with components inside and outside the span of the Hessians) to the sets, so code that handles
+the drift of a non-interpolating minimum (THEORY §8) can be property-tested too.
 
 :func:`register_profiles` registers the ``dev`` and ``ci`` profiles (``deadline=None``).
 """
@@ -29,6 +35,7 @@ from ._validation import (
     check_real,
     check_unit_interval,
 )
+from .dynamics import Dynamics
 from .hessians import HessianSet
 from .schedule import SAMPLING_SCHEMES, Schedule
 
@@ -38,6 +45,7 @@ __all__ = [
     "commuting_sets",
     "schedules",
     "instances",
+    "dynamics",
     "build_hessian_set",
     "KINDS",
 ]
@@ -69,7 +77,7 @@ def _unit(rng, d):
 
 
 def build_hessian_set(kind, d, n_retain, n_forget, within_retain, within_forget, between, seed,
-                      *, rank=2, spread=0.0):
+                      *, rank=2, spread=0.0, gradients=False):
     """Deterministic builder behind :func:`hessian_sets` (usable without Hypothesis).
 
     Shared unit directions u_R, u_F with cosine ``between``; sample i of set S has factor
@@ -78,6 +86,9 @@ def build_hessian_set(kind, d, n_retain, n_forget, within_retain, within_forget,
     (rank-``rank`` factors), "dense" (the factor set densified, built with from_dense),
     "commuting" (eigenvalue profiles mixing a shared profile and sparse individual ones, random
     basis), "construction" (Dexter Thm 2: ⌈a_R·n⌉ identical rank-one Hessians, the rest zero).
+    ``gradients=True`` also draws per-sample loss gradients g_i ~ N(0, I/d)·exp(spread·N(0,1)) of
+    shape (n, d) for every set (``retain_gradients``/``forget_gradients`` of the constructor),
+    after the Hessians, so the Hessians are the same with and without gradients.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
@@ -91,13 +102,27 @@ def build_hessian_set(kind, d, n_retain, n_forget, within_retain, within_forget,
         raise ValueError(f"between must lie in [-1, 1], got {c}")
     rank = check_int(rank, "rank", minimum=1)
     spread = check_positive(spread, "spread", allow_zero=True)
+    if not isinstance(gradients, (bool, np.bool_)):
+        raise TypeError(f"gradients must be True or False, got {gradients!r}")
     rng = check_random_state(seed)
+    ctor, args, kw = _hessian_arrays(kind, d, nr, nf, aR, aF, c, rng, rank, spread)
+    if gradients:
+        def draw(n):
+            g = rng.standard_normal((n, d)) / math.sqrt(d)
+            return g * np.exp(spread * rng.standard_normal((n, 1)))
+
+        kw.update(retain_gradients=draw(nr), forget_gradients=draw(nf) if nf else None)
+    return ctor(*args, **kw)
+
+
+def _hessian_arrays(kind, d, nr, nf, aR, aF, c, rng, rank, spread):
+    """(constructor, args, kwargs) of the HessianSet that :func:`build_hessian_set` describes."""
     if kind == "construction":
         k = max(1, int(math.ceil(aR * nr)))
         G = np.zeros((nr, d))
         G[:k] = math.sqrt(nr / k) * _unit(rng, d)
         F = rng.standard_normal((nf, d)) / math.sqrt(d) if nf else None
-        return HessianSet.from_factors(G, F)
+        return HessianSet.from_factors, (G, F), {}
     if kind == "commuting":
         Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
         pR = rng.exponential(size=d)
@@ -113,7 +138,7 @@ def build_hessian_set(kind, d, n_retain, n_forget, within_retain, within_forget,
 
         R = prof(nr, aR, pR)
         Fl = prof(nf, aF, pF) if nf else None
-        return HessianSet.from_commuting(R, Fl, basis=Q)
+        return HessianSet.from_commuting, (R, Fl), {"basis": Q}
     k = 1 if kind == "rank1" else rank
     uR = rng.standard_normal((d, k))
     uR /= np.linalg.norm(uR)
@@ -131,18 +156,21 @@ def build_hessian_set(kind, d, n_retain, n_forget, within_retain, within_forget,
     FR = fac(nr, aR, uR)
     FF = fac(nf, aF, uF) if nf else None
     if kind == "rank1":
-        return HessianSet.from_factors(FR[:, :, 0], None if FF is None else FF[:, :, 0])
+        return HessianSet.from_factors, (FR[:, :, 0], None if FF is None else FF[:, :, 0]), {}
     if kind == "factor":
-        return HessianSet.from_factors(FR, FF)
+        return HessianSet.from_factors, (FR, FF), {}
     dense = lambda F: np.einsum("nak,nbk->nab", F, F)  # noqa: E731
-    return HessianSet.from_dense(dense(FR), None if FF is None else dense(FF))
+    return HessianSet.from_dense, (dense(FR), None if FF is None else dense(FF)), {}
 
 
-def hessian_sets(*, max_dim=4, max_retain=6, max_forget=4, forget=None, kinds=KINDS, max_rank=2):
+def hessian_sets(*, max_dim=4, max_retain=6, max_forget=4, forget=None, kinds=KINDS, max_rank=2,
+                 gradients=False):
     """PSD retain/forget HessianSets with controlled coherence (see :func:`build_hessian_set`).
 
     ``forget``: True (always a forget set), False (never) or None (either). Alignments are drawn
     from {0, 1} ∪ [0.01, 0.99] (no denormal scales) so the extreme coherences σ = 1-ish and σ = n appear often.
+    ``gradients``: True (attach random per-sample gradients to every set), False (never: an
+    interpolating minimum) or None (either).
     """
     for name, val in (("max_dim", max_dim), ("max_retain", max_retain), ("max_rank", max_rank)):
         if not isinstance(val, int) or val < 1:
@@ -151,16 +179,19 @@ def hessian_sets(*, max_dim=4, max_retain=6, max_forget=4, forget=None, kinds=KI
         raise ValueError(f"max_forget must be a non-negative integer, got {max_forget!r}")
     if forget not in (None, True, False):
         raise ValueError(f"forget must be None, True or False, got {forget!r}")
+    if gradients not in (None, True, False):
+        raise ValueError(f"gradients must be None, True or False, got {gradients!r}")
     if forget and max_forget < 1:
         raise ValueError("forget=True needs max_forget >= 1")
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise ValueError(f"kinds must be a non-empty subset of {list(KINDS)}, got {kinds!r}")
-    return _hessian_sets(max_dim, max_retain, max_forget, forget, tuple(kinds), max_rank)
+    return _hessian_sets(max_dim, max_retain, max_forget, forget, tuple(kinds), max_rank,
+                         gradients)
 
 
 @st.composite
-def _hessian_sets(draw, max_dim, max_retain, max_forget, forget, kinds, max_rank):
+def _hessian_sets(draw, max_dim, max_retain, max_forget, forget, kinds, max_rank, gradients):
     kind = draw(st.sampled_from(kinds))
     d = draw(st.integers(1, max_dim))
     nr = draw(st.integers(1, max_retain))
@@ -174,23 +205,21 @@ def _hessian_sets(draw, max_dim, max_retain, max_forget, forget, kinds, max_rank
     spread = draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0)))
     rank = draw(st.integers(1, max_rank))
     seed = draw(st.integers(0, 2**32 - 1))
-    return build_hessian_set(kind, d, nr, nf, aR, aF, between, seed, rank=rank, spread=spread)
+    grads = draw(st.booleans()) if gradients is None else gradients
+    return build_hessian_set(kind, d, nr, nf, aR, aF, between, seed, rank=rank, spread=spread,
+                             gradients=grads)
 
 
-def commuting_sets(*, max_dim=4, max_retain=6, max_forget=4, forget=None):
+def commuting_sets(*, max_dim=4, max_retain=6, max_forget=4, forget=None, gradients=False):
     """Commuting (simultaneously diagonal) sets: closed forms of THEORY §3 apply."""
     return hessian_sets(max_dim=max_dim, max_retain=max_retain, max_forget=max_forget,
-                        forget=forget, kinds=("commuting",))
+                        forget=forget, kinds=("commuting",), gradients=gradients)
 
 
-def _curvature_scale(hs, alpha):
-    red = hs.reduction(alpha < 1.0, alpha > 0.0)
-    lam = 0.0
-    if alpha < 1.0:
-        lam = max(lam, (1 - alpha) * float(np.linalg.eigvalsh(red.mean("retain"))[-1]))
-    if alpha > 0.0:
-        lam = max(lam, alpha * float(np.linalg.eigvalsh(red.mean("forget"))[-1]))
-    return lam
+def _curvature_scale(dyn):
+    """Largest weighted mean curvature max_S (|s_S|/η)·λ_max(H̄_S) over the sets in the step."""
+    return max(abs(t.weight) / dyn.eta * float(np.linalg.eigvalsh(t.mean)[-1])
+               for t in dyn.terms)
 
 
 def schedules(hs=None, *, samplings=SAMPLING_SCHEMES, kinds=("summed", "alternating"),
@@ -198,7 +227,9 @@ def schedules(hs=None, *, samplings=SAMPLING_SCHEMES, kinds=("summed", "alternat
     """Schedules valid for ``hs`` (or for any set with ≥ ``max_batch`` samples when hs is None).
 
     η = t/λ with t drawn from ``eta_range`` and λ the largest weighted mean curvature
-    max((1−α)λ_max(H̄_R), αλ_max(H̄_F)), so t ≈ 2 is the gradient-descent edge. α is 0 (SGD), 1,
+    max((1−α)λ_max(H̄_R), αλ_max(H̄_F)) of the sets in the step (read from
+    :class:`rmt.Dynamics`; λ = 1 when every Hessian in the step is zero), so t ≈ 2 is the
+    gradient-descent edge. α is 0 (SGD), 1,
     or uniform in [0.01, 1] when hs has a forget set (tiny α only rescales the forget terms); ``alphas="sgd"`` forces α = 0 and
     ``alphas="unlearning"`` forces α ∈ (0, 1] (needs a forget set). ``kinds`` may include "sam"
     (then α = 0).
@@ -242,40 +273,66 @@ def _schedules(draw, hs, samplings, kinds, max_batch, eta_range, alphas):
         fb = draw(st.integers(1, max(1, min(nf, max_batch))))
         forget_batch = fb
     t = draw(st.floats(*eta_range))
-    scale = 1.0 if hs is None else _curvature_scale(hs, alpha)
-    if not scale > 0:
-        scale = 1.0
     extra = {}
     if kind == "sam":
         extra = {"sam_rho": draw(st.floats(0.0, 2.0)), "sam_a": 1.0}
-    if alpha == 1.0 and hs is not None and batch > nr:
-        batch = nr
-    return Schedule(eta=t / scale, batch=batch, alpha=alpha, sampling=sampling, schedule=kind,
-                    forget_batch=forget_batch, **extra)
+    sch = Schedule(eta=t, batch=batch, alpha=alpha, sampling=sampling, schedule=kind,
+                   forget_batch=forget_batch, **extra)
+    if hs is None:
+        return sch
+    dyn = _try_dynamics(hs, sch)
+    scale = 1.0 if dyn is None else _curvature_scale(dyn)
+    return sch.replace(eta=t / scale) if scale > 0 else sch
+
+
+def _try_dynamics(hs, sch):
+    """Dynamics(hs, sch), or None when every Hessian that enters the step is zero (no span).
+
+    The strategies build valid pairs by construction, so the zero span is the only ValueError.
+    """
+    try:
+        return Dynamics(hs, sch)
+    except ValueError:
+        return None
 
 
 def instances(*, max_dim=4, max_retain=6, max_forget=4, forget=None, kinds=KINDS,
               samplings=SAMPLING_SCHEMES, schedule_kinds=("summed", "alternating"),
-              eta_range=(0.02, 3.0), alphas="any"):
+              eta_range=(0.02, 3.0), alphas="any", gradients=False):
     """(HessianSet, Schedule) pairs: :func:`hessian_sets` then :func:`schedules` for that set.
 
-    ``alphas="unlearning"`` implies ``forget=True``.
-    Sets whose active Hessians are all zero (no span to measure stability on) are rejected.
+    The pairs of :func:`dynamics` (same arguments), unpacked.
+    """
+    return dynamics(max_dim=max_dim, max_retain=max_retain, max_forget=max_forget, forget=forget,
+                    kinds=kinds, samplings=samplings, schedule_kinds=schedule_kinds,
+                    eta_range=eta_range, alphas=alphas, gradients=gradients,
+                    ).map(lambda dyn: (dyn.hs, dyn.schedule))
+
+
+def dynamics(*, max_dim=4, max_retain=6, max_forget=4, forget=None, kinds=KINDS,
+             samplings=SAMPLING_SCHEMES, schedule_kinds=("summed", "alternating"),
+             eta_range=(0.02, 3.0), alphas="any", gradients=False):
+    """:class:`rmt.Dynamics` objects: a :func:`hessian_sets` draw and a :func:`schedules` draw
+    for that set, validated once as the step they define.
+
+    ``alphas="unlearning"`` implies ``forget=True``. ``gradients`` as in :func:`hessian_sets`
+    (True: every step has a drift, ``dyn.has_drift``). Sets whose active Hessians are all zero
+    (no span to measure stability on) are rejected.
     """
     if alphas == "unlearning":
         forget = True
     sets = hessian_sets(max_dim=max_dim, max_retain=max_retain, max_forget=max_forget,
-                        forget=forget, kinds=kinds)
+                        forget=forget, kinds=kinds, gradients=gradients)
     schedules(None, samplings=samplings, kinds=schedule_kinds, eta_range=eta_range,
               alphas=alphas)  # validates the schedule arguments now
-    return _instances(sets, samplings, schedule_kinds, eta_range, alphas)
+    return _dynamics(sets, tuple(samplings), tuple(schedule_kinds), eta_range, alphas)
 
 
 @st.composite
-def _instances(draw, sets, samplings, schedule_kinds, eta_range, alphas):
+def _dynamics(draw, sets, samplings, schedule_kinds, eta_range, alphas):
     hs = draw(sets)
     sch = draw(schedules(hs, samplings=samplings, kinds=schedule_kinds, eta_range=eta_range,
                          alphas=alphas))
-    red = hs.reduction(sch.uses_retain, sch.uses_forget and sch.schedule != "sam")
-    assume(red.r > 0)
-    return hs, sch
+    dyn = _try_dynamics(hs, sch)
+    assume(dyn is not None)
+    return dyn

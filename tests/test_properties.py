@@ -1,11 +1,14 @@
 """Property tests: the exact operator against the enumeration oracle on random tiny instances."""
 
+import itertools
+
 import numpy as np
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import rmt
 from rmt import HessianSet, Schedule
+from rmt import testing as rt
 
 import oracle
 
@@ -67,3 +70,24 @@ def test_second_moment_dominates_mean_dynamics(inst):
         M = op.apply(M)
         A = op.mean_map @ A
         assert np.trace(M) >= np.linalg.norm(A) ** 2 * (1 - 1e-10) - 1e-12
+
+
+@settings(max_examples=40, deadline=None, database=None, derandomize=True)
+@given(rt.dynamics(gradients=True, max_dim=3, max_retain=3, max_forget=2))
+def test_step_averages_to_mean_map_and_mean_drift(dyn):
+    """With per-sample gradients (rt.dynamics(gradients=True)): E[J] = mean_map and
+    E[b] = mean_drift, by enumerating every batch outcome of every set in the step."""
+    per_term = [oracle.batch_outcomes(t.n, t.batch, dyn.sampling) for t in dyn.terms]
+    EJ, Eb = np.zeros((dyn.p, dyn.p)), np.zeros(dyn.p)
+    for combo in itertools.product(*per_term):
+        p = np.prod([pr for pr, _ in combo])
+        J, b = dyn.step({t.name: x for t, (_, x) in zip(dyn.terms, combo)})
+        EJ += p * J
+        Eb += p * b
+    assert dyn.has_drift
+    want = np.eye(dyn.p)
+    want[: dyn.r, : dyn.r] = dyn.mean_map
+    scale = max(1.0, float(np.max(np.abs(EJ))))
+    np.testing.assert_allclose(EJ, want, rtol=0, atol=1e-12 * scale)
+    bscale = max(1.0, float(np.max(np.abs(Eb))))
+    np.testing.assert_allclose(Eb, dyn.mean_drift(), rtol=0, atol=1e-12 * bscale)
