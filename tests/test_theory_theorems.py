@@ -1,5 +1,7 @@
 """Theorem objects: interface, ≥ 500 instances per proven theorem, counterexample search."""
 
+import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -111,6 +113,7 @@ def test_mean_escape_example():
     ("scheme-analogue-counterexample", "unlearning-retain-noise-scheme-analogue", "below"),
     ("coherence-resistance-counterexample", "paper-coherence-resistance", "above"),
     ("orthogonal-noise-blowup", "naive-mean-stability", "above"),
+    ("coherence-sum-counterexample", "paper-coherence-sum", "below"),
 ])
 def test_regression_counterexamples(example, theorem, side):
     e = ex.all_examples()[example]
@@ -141,6 +144,58 @@ def test_wu_ma_e_counterexample_is_genuine():
     # the literal condition: s > (1/η)√(B(n−1)/(n−B)), while η λ_max(H̄) < 2
     assert e.schedule.eta * s >= math.sqrt((n - 1) / (n - 1)) * (1 - 1e-12)
     assert e.schedule.eta * np.linalg.eigvalsh(Hb)[-1] < 2
+
+
+def test_coherence_sum_counterexample_refutes_candidate_a():
+    """Candidate A (§5.5): η_A = 14.853 yet ρ(T) = 0.907 at η = 14.8532 (docs/theory.md, findings).
+
+    ρ(T) is re-derived by enumerating all 2⁵ Bernoulli indicator patterns (no rmt operator).
+    """
+    e = ex.coherence_sum_counterexample()
+    th = get_theorem("paper-coherence-sum")
+    assert th.status == "conjecture" and "Refuted" in th.notes
+    res = th.check(e.hs, e.schedule)
+    assert res.applies and res.held is False
+    assert res.threshold == pytest.approx(e.expected["threshold"], rel=1e-12)
+    assert res.threshold <= e.schedule.eta
+    assert res.rate == pytest.approx(e.expected["rate"], rel=1e-6)
+    assert res.exact_critical == pytest.approx(e.expected["critical_eta"], rel=1e-9)
+    assert res.tightness < 1  # claims divergence below the exact edge
+    assert not res.forgets and res.verdict == rmt.verdict.RESISTS
+    # independent: E[J⊗J] over the 2^5 indicator patterns (retain p = 1/2, forget p = 1/3)
+    R = np.array([[0.35, -0.06], [0.05, 0.28]])  # the example's factors, as in docs/theory.md
+    F = np.array([[-0.5, 0.1], [0.01, 0.0], [1.2, 7.0]])
+    HR, HF = np.einsum("na,nb->nab", R, R), np.einsum("na,nb->nab", F, F)
+    np.testing.assert_allclose(e.hs.dense("forget"), HF, rtol=0, atol=1e-15)
+    eta, a = e.schedule.eta, e.schedule.alpha
+    T = np.zeros((4, 4))
+    for xr in itertools.product((0, 1), repeat=2):
+        for xf in itertools.product((0, 1), repeat=3):
+            p = 0.25 * np.prod([1 / 3 if x else 2 / 3 for x in xf])
+            J = (np.eye(2) - eta * (1 - a) * np.tensordot(xr, HR, 1)
+                 + eta * a * np.tensordot(xf, HF, 1))
+            T += p * np.kron(J, J)
+    assert np.max(np.abs(np.linalg.eigvals(T))) == pytest.approx(res.rate, rel=1e-10)
+    # the candidate sums the two proven single-set bounds, each of which is sound here
+    for name in ("unlearning-retain-noise", "unlearning-forget-noise"):
+        assert get_theorem(name).threshold(e.hs, e.schedule) >= res.exact_critical
+
+
+def test_theorems_accept_dynamics_and_speak_the_verdict_vocabulary():
+    e = ex.orthogonal_noise_blowup()
+    dyn = rmt.Dynamics(e.hs, e.schedule)
+    th = get_theorem("naive-mean-stability")
+    a, b = th.check(dyn), th.check(e.hs, e.schedule)
+    # η*_exact comes from an iterative solver (rtol 1e-10): equal up to its round-off
+    assert a == dataclasses.replace(b, exact_critical=a.exact_critical, tightness=a.tightness)
+    assert a.exact_critical == pytest.approx(b.exact_critical, rel=1e-12)
+    assert th.applies(dyn) and th.threshold(dyn) == th.threshold(e.hs, e.schedule)
+    assert Instance(dyn).dyn is dyn
+    assert [c.name for c in check_all(dyn)] == [t.name for t in theorems()]
+    assert a.forgets is True and a.verdict == rmt.verdict.FORGETS
+    assert a.notion == rmt.verdict.MEAN_SQUARE
+    with pytest.raises(TypeError, match="not both"):
+        th.check(dyn, e.schedule)
 
 
 # ---------------------------------------------------------------------- ≥ 500 instances each
@@ -196,6 +251,8 @@ def test_search_refutes_the_naive_statement_within_300_examples():
     assert hypothesis(ce.hs, ce.schedule)
     assert ce.rate > 1
     assert rmt.mean_square_rate(ce.hs, ce.schedule) == pytest.approx(ce.rate)
+    assert ce.forgets and ce.verdict == rmt.verdict.FORGETS
+    assert ce.notion == rmt.verdict.MEAN_SQUARE
 
 
 def test_search_does_not_refute_a_proven_theorem():
@@ -261,6 +318,37 @@ def test_strategy_arguments_are_validated():
         rt.build_hessian_set("rank1", 2, 2, 1, 0.5, 0.5, 2.0, 0)
     with pytest.raises(TypeError, match="n_retain"):
         rt.build_hessian_set("rank1", 2, 2.5, 0, 0, 0, 0, 0)
+
+
+@settings(max_examples=40, deadline=None, database=None, derandomize=True)
+@given(rt.dynamics(gradients=None, schedule_kinds=("summed", "alternating", "sam")))
+def test_dynamics_strategy(dyn):
+    assert isinstance(dyn, rmt.Dynamics) and dyn.r > 0
+    assert dyn.has_drift == dyn.hs.has_gradients
+    # the curvature scale puts η·max_S(|s_S|/η)λ_max(H̄_S) in the strategy's eta_range
+    t = max(abs(term.weight) * np.linalg.eigvalsh(term.mean)[-1] for term in dyn.terms)
+    assert 0.02 * (1 - 1e-12) <= t <= 3.0 * (1 + 1e-12)
+
+
+@settings(max_examples=30, deadline=None, database=None, derandomize=True)
+@given(rt.hessian_sets(gradients=True))
+def test_hessian_sets_with_gradients(hs):
+    for w in (("retain", "forget") if hs.has_forget else ("retain",)):
+        g = hs.gradients(w)
+        assert g is not None and g.shape == (hs.size(w), hs.dim) and np.all(np.isfinite(g))
+
+
+def test_gradients_do_not_change_the_hessians():
+    for kind in rt.KINDS:
+        a = rt.build_hessian_set(kind, 3, 4, 2, 0.5, 0.3, 0.2, seed=7, spread=0.5)
+        b = rt.build_hessian_set(kind, 3, 4, 2, 0.5, 0.3, 0.2, seed=7, spread=0.5, gradients=True)
+        assert not a.has_gradients and b.has_gradients and b.kind == a.kind
+        for w in ("retain", "forget"):
+            np.testing.assert_array_equal(a.dense(w), b.dense(w))
+    with pytest.raises(ValueError, match="gradients"):
+        rt.hessian_sets(gradients="yes")
+    with pytest.raises(TypeError, match="gradients"):
+        rt.build_hessian_set("rank1", 2, 2, 0, 0, 0, 0, 0, gradients=1)
 
 
 def test_register_profiles():

@@ -20,7 +20,7 @@ from hypothesis import seed as hyp_seed
 import rmt
 from rmt import testing as rt
 
-from .theorems import RATE_TOL, Instance, Theorem
+from .theorems import RATE_TOL, Instance, MeanSquareVerdict, Theorem
 
 __all__ = ["Counterexample", "search_counterexample", "theorem_instances"]
 
@@ -54,10 +54,12 @@ def theorem_instances(draw, theorem, *, max_dim=4, max_retain=6, max_forget=4):
 
 
 @dataclass(frozen=True)
-class Counterexample:
+class Counterexample(MeanSquareVerdict):
     """A (shrunk) instance where the hypothesis held but the conclusion failed.
 
     ``rate`` is the exact ρ(T) (> 1 contradicts "converges", < 1 contradicts "diverges").
+    Common verdict vocabulary (:mod:`rmt.verdict`): ``forgets`` (ρ(T) > 1), ``verdict``,
+    ``notion`` (mean square).
     """
 
     hs: object = field(repr=False)
@@ -77,8 +79,8 @@ class _Found(Exception):
 def search_counterexample(hypothesis, conclusion, max_examples=200, seed=0, *, strategy=None):
     """Search for an instance with ``hypothesis(hs, schedule)`` true and ``conclusion`` false.
 
-    ``conclusion``: "diverges" (claims ρ(T) ≥ 1, the model forgets) or "converges" (claims
-    ρ(T) ≤ 1, the model resists); verdicts use the tolerance :data:`theory.theorems.RATE_TOL`.
+    ``conclusion``: "diverges" (claims ρ(T) ≥ 1) or "converges" (claims ρ(T) ≤ 1), in the sense
+    of :data:`rmt.verdict.SIGN_CONVENTION`; verdicts use the tolerance :data:`theory.theorems.RATE_TOL`.
     ``strategy`` (optional) is a Hypothesis strategy of (hs, schedule) pairs; the default is
     :func:`rmt.testing.instances`. Runs at most ``max_examples`` examples with Hypothesis seeded
     by ``seed`` (no example database), and returns the shrunk :class:`Counterexample` or None.

@@ -22,6 +22,7 @@ __all__ = [
     "wu_ma_e_counterexample",
     "scheme_analogue_counterexample",
     "coherence_resistance_counterexample",
+    "coherence_sum_counterexample",
     "all_examples",
 ]
 
@@ -149,9 +150,33 @@ def coherence_resistance_counterexample():
                    coherence_resistance_counterexample.__doc__)
 
 
+def coherence_sum_counterexample():
+    """Candidate A of §5.5 fails: the retain and forget noise terms do not add.
+
+    d = 2, retain factors (0.35, −0.06), (0.05, 0.28) (nearly orthogonal, σ_R ≈ 1,
+    λ̄_R = 0.0631), forget factors (−0.5, 0.1), (0.01, 0), (1.2, 7.0) (σ_F ≈ 1, λ̄_F = 16.81),
+    α = 0.001, Bernoulli, B = B_F = 1. The candidate's threshold
+    η_A = [(1−α)²(n_R/B−1)λ̄_R²/σ_R² + α²(n_F/B_F−1)λ̄_F²/σ_F²]^{−1/2} = 14.853, yet at
+    η = 14.8532 ≥ η_A the exact ρ(T) = 0.9069 < 1 (exact η* = 15.876). Each set's own bound
+    (proven (a): 15.876, (b): 42.06) is a lower bound of ρ(T) through a *different* test matrix
+    (the top direction of the sharpest retain sample vs. that of the sharpest forget sample —
+    orthogonal here: (0.35, −0.06)·(1.2, 7.0) = 0), so the two cannot be added:
+    ρ(N_R + N_F) ≥ max, not the sum.
+    """
+    R = np.array([[0.35, -0.06], [0.05, 0.28]])
+    F = np.array([[-0.5, 0.1], [0.01, 0.0], [1.2, 7.0]])
+    hs = HessianSet.from_factors(R, F)
+    sch = Schedule(eta=14.8532, batch=1, alpha=0.001, sampling="bernoulli", forget_batch=1)
+    return Example("coherence-sum-counterexample", hs, sch,
+                   {"rate_below": 1.0, "threshold": 14.853197924148, "rate": 0.906867,
+                    "critical_eta": 15.876259874371},
+                   coherence_sum_counterexample.__doc__)
+
+
 def all_examples():
     """Every worked example (name → Example)."""
     exs = [orthogonal_noise_blowup(), near_optimal_construction(), identical_hessians(),
            unlearning_mean_escape_example(), wu_ma_e_counterexample(),
-           scheme_analogue_counterexample(), coherence_resistance_counterexample()]
+           scheme_analogue_counterexample(), coherence_resistance_counterexample(),
+           coherence_sum_counterexample()]
     return {e.name: e for e in exs}

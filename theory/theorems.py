@@ -13,6 +13,10 @@ once η < η_thm. So every theorem has the same interface:
   tightness = η_thm / η*_exact (≥ 1 for a correct divergence bound, ≤ 1 for a correct
   convergence bound, = 1 when the statement is exact).
 
+Each method takes ``(hs, schedule)``, a :class:`rmt.Dynamics` or an :class:`Instance` (the
+Dynamics plus cached spectral quantities); per-set quantities of the step come from the
+Dynamics' terms. Sign convention: :data:`rmt.verdict.SIGN_CONVENTION`.
+
 Numerical verdicts use :data:`RATE_TOL`: "diverges" holds when ρ(T) ≥ 1 − RATE_TOL and
 "converges" when ρ(T) ≤ 1 + RATE_TOL (ρ is dimensionless; the tolerance only absorbs the
 eigensolver's round-off at the boundary where the statements are stated with "≥").
@@ -30,8 +34,8 @@ from functools import cached_property
 import numpy as np
 
 import rmt
-from rmt._validation import check_pair
-from rmt.meansquare import noise_coefficients
+from rmt.dynamics import as_dynamics
+from rmt.verdict import MEAN_SQUARE, verdict_text
 
 from . import derivations as dv
 
@@ -40,6 +44,7 @@ __all__ = [
     "EIG_RTOL",
     "Theorem",
     "TheoremCheck",
+    "MeanSquareVerdict",
     "theorems",
     "get_theorem",
     "check_all",
@@ -55,85 +60,105 @@ EIG_RTOL = 1e-10
 
 
 class Instance:
-    """An (hs, schedule) pair with the cached spectral quantities the theorems need."""
+    """A :class:`rmt.Dynamics` with the cached spectral quantities the theorems need.
 
-    def __init__(self, hs, schedule):
-        check_pair(hs, schedule)
-        self.hs, self.schedule = hs, schedule
+    Built from ``(hs, schedule)`` or from a Dynamics (``dyn``). Everything that defines the step —
+    which sets enter it, their sizes, batches, weights, sampling coefficients and mean Hessians on
+    the span — is read from ``dyn.terms`` (:meth:`term`), never re-derived from the schedule.
+    """
+
+    def __init__(self, hs, schedule=None):
+        self.dyn = as_dynamics(hs, schedule)
+        self.hs, self.schedule = self.dyn.hs, self.dyn.schedule
+
+    def term(self, which):
+        """The :class:`rmt.SetTerm` of ``which`` ("retain"/"forget"), None if it does not enter."""
+        return self.dyn.term(which)
 
     @property
     def sgd(self) -> bool:
-        """Plain SGD on the retain set: α = 0 with the summed or alternating schedule."""
-        s = self.schedule
-        return s.alpha == 0.0 and s.schedule in ("summed", "alternating")
+        """Plain SGD on the retain set: only the retain set enters, without SAM's factor K."""
+        return self.dyn.combinator != "sam" and [t.name for t in self.dyn.terms] == ["retain"]
 
     @cached_property
     def coherence(self):
         return rmt.coherence(self.hs)
 
+    def _mean_eigenvalues(self, which):
+        t = self.term(which)
+        return None if t is None else np.linalg.eigvalsh(t.mean)
+
     def lam_bar(self, which="retain"):
-        """λ_max(H̄_S) of one set (on the span of that set)."""
-        red = self.hs.reduction(which == "retain", which == "forget")
-        if red.r == 0:
-            return 0.0
-        return float(np.linalg.eigvalsh(red.mean(which))[-1])
+        """λ_max(H̄_S) of a set that enters the step (0 when it does not)."""
+        lam = self._mean_eigenvalues(which)
+        return 0.0 if lam is None else float(lam[-1])
 
     def lam_min_span(self, which="retain"):
-        red = self.hs.reduction(which == "retain", which == "forget")
-        if red.r == 0:
-            return 0.0
-        return float(max(np.linalg.eigvalsh(red.mean(which))[0], 0.0))
+        """λ_min(H̄_S) on the span of the dynamics (clipped at 0; 0 when S does not enter)."""
+        lam = self._mean_eigenvalues(which)
+        return 0.0 if lam is None else float(max(lam[0], 0.0))
 
     def L(self, which="retain"):
+        """max_i λ_max(H_i) of one set."""
         return float(np.max(self.hs.max_eigenvalues(which)))
 
     def sigma(self, which="retain"):
         c = self.coherence
         return float(c.sigma_retain if which == "retain" else c.sigma_forget)
 
-    def size(self, which):
-        return self.hs.n_retain if which == "retain" else self.hs.n_forget
-
-    def batch(self, which):
-        return self.schedule.batch if which == "retain" else self.schedule.batch_forget
-
-    def weight(self, which):
-        return 1.0 - self.schedule.alpha if which == "retain" else self.schedule.alpha
+    @cached_property
+    def unit(self):
+        """The same dynamics at η = 1: its term weights are the mixing weights s_S/η exactly
+        (−(1−α), α; SAM −1), so η-free quantities carry no η-dependent round-off — theorem
+        instances sit at η = η_thm exactly, where one ulp decides ``applies``."""
+        return self.dyn.replace(eta=1.0)
 
     @cached_property
     def d_extremes(self):
-        """(λ_min, λ_max, scale) of D = (1−α)H̄_R − αH̄_F on the span of the active Hessians."""
-        lo, hi = rmt.mixed_hessian_extremes(self.hs, self.schedule.alpha)
+        """(λ_min, λ_max, scale) of the mixed Hessian D of the dynamics on its span."""
+        D = self.unit.mixed_hessian()
+        lam = np.linalg.eigvalsh(0.5 * (D + D.T))
+        lo, hi = float(lam[0]), float(lam[-1])
         return lo, hi, max(abs(lo), abs(hi))
-
-    def noise_kron(self, which):
-        """Kronecker matrix of N_S = c·(1/n)ΣH_i⊗H_i − e·H̄⊗H̄ on the span of the active sets."""
-        s = self.schedule
-        red = self.hs.reduction(s.uses_retain, s.uses_forget)
-        Hs = red.hessians(which)
-        nS = Hs.shape[0]
-        c, e = noise_coefficients(s.sampling, nS, self.batch(which))
-        Hb = Hs.mean(axis=0)
-        K = np.einsum("nab,ncd->acbd", Hs, Hs).reshape(red.r**2, red.r**2) / nS
-        return c * K - e * np.kron(Hb, Hb)
 
     @cached_property
     def rate(self):
-        return float(rmt.mean_square_rate(self.hs, self.schedule))
+        return float(rmt.mean_square_rate(self.dyn))
 
     @cached_property
     def exact_critical(self):
-        return float(rmt.critical_eta(self.hs, self.schedule))
+        return float(rmt.critical_eta(self.dyn))
+
+
+class MeanSquareVerdict:
+    """The :mod:`rmt.verdict` vocabulary of a result that carries the exact rate ``rate`` = ρ(T)."""
+
+    @property
+    def forgets(self) -> bool:
+        """The exact verdict: ρ(T) > 1, the model escapes w* in mean square (forgets)."""
+        return bool(self.rate > 1.0)
+
+    @property
+    def verdict(self) -> str:
+        """:func:`rmt.verdict.verdict_text` of :attr:`forgets`."""
+        return verdict_text(self.forgets)
+
+    @property
+    def notion(self) -> str:
+        """The stability notion of :attr:`forgets`: :data:`rmt.verdict.MEAN_SQUARE`."""
+        return MEAN_SQUARE
 
 
 @dataclass(frozen=True)
-class TheoremCheck:
+class TheoremCheck(MeanSquareVerdict):
     """Verdict of one theorem on one instance against the exact operator (THEORY §5).
 
     ``applies``: the hypothesis holds; ``held``: the conclusion matched the exact ρ(T) (None when
     the theorem does not apply); ``threshold``: the theorem's η_thm; ``exact_critical``: exact η*
     (:func:`rmt.critical_eta`; nan if not computed); ``rate``: exact ρ(T);
-    ``tightness`` = threshold / exact_critical.
+    ``tightness`` = threshold / exact_critical. Common verdict vocabulary (:mod:`rmt.verdict`):
+    ``forgets`` is the exact verdict ρ(T) > 1, ``verdict`` its text and ``notion`` the
+    mean-square notion that decided it.
     """
 
     name: str
@@ -167,7 +192,7 @@ class Theorem:
     """One encoded statement (see the module docstring for the common form).
 
     Fields: ``name`` (contains the source), ``source``, ``hypothesis`` (text), ``conclusion``
-    ("diverges" = the model forgets, or "converges" = the model resists), ``status``
+    ("diverges" or "converges", :data:`rmt.verdict.SIGN_CONVENTION`), ``status``
     ("proven" or "conjecture"), ``section`` of THEORY.md, ``derivation`` (the sympy
     :class:`~theory.derivations.Derivation` of η_thm), ``notes``.
     """
@@ -196,6 +221,7 @@ class Theorem:
         return self.derivation.latex
 
     def _instance(self, hs, schedule):
+        """An :class:`Instance` from an Instance, a :class:`rmt.Dynamics` or (hs, schedule)."""
         return hs if isinstance(hs, Instance) else Instance(hs, schedule)
 
     def structural(self, hs, schedule=None) -> bool:
@@ -257,9 +283,12 @@ def _bernoulli_sgd(inst):
 
 def _noise_threshold(inst, which, sampling, form="coherence"):
     """η_thm of (a)/(b) for one set (THEORY §5.4); inf when the bound gives nothing."""
-    nS, BS, w = inst.size(which), inst.batch(which), inst.weight(which)
+    t = inst.term(which)
+    if t is None:
+        return math.inf  # the set carries weight 0
+    nS, BS = t.n, t.batch
     lam = inst.lam_bar(which)
-    if w == 0.0 or lam <= 0.0 or BS >= nS and sampling != "with_replacement":
+    if lam <= 0.0 or BS >= nS and sampling != "with_replacement":
         return math.inf
     if sampling != "bernoulli" and nS < 2:
         return math.inf  # one sample: C ≡ 0, no sampling noise
@@ -298,11 +327,18 @@ def _is_construction(inst):
     )
 
 
+def _retain_full_batch(inst):
+    """The retain batch is the whole retain set (B ≥ n): no Bernoulli sampling noise."""
+    t = inst.term("retain")
+    return t.batch >= t.n
+
+
 def _thm2_eta(inst):
     hs, s = inst.hs, inst.schedule
     lam = hs.max_eigenvalues("retain")
     k = int(np.sum(lam > 1e-12 * np.max(lam)))
-    nR, B = hs.n_retain, s.batch
+    t = inst.term("retain")
+    nR, B = t.n, t.batch
     lam_bar = inst.lam_bar("retain")
     if s.sampling == "without_replacement" and nR == 1:
         return 2.0 / lam_bar
@@ -312,20 +348,15 @@ def _thm2_eta(inst):
 
 
 def _nonuniformity_s(inst):
-    red = inst.hs.reduction(True, False)
-    Hs = red.hessians("retain")
-    Hb = Hs.mean(axis=0)
+    Hs = inst.term("retain").hessians()
+    Hb = Hs.mean(axis=0)  # the same sums as the first term (examples sit at η = η_thm exactly)
     C = np.einsum("nab,nbc->ac", Hs, Hs) / Hs.shape[0] - Hb @ Hb
     return float(math.sqrt(max(np.linalg.eigvalsh(0.5 * (C + C.T))[-1], 0.0)))
 
 
 def _noise_operator_eta(inst):
-    s = inst.schedule
-    K = 0.0
-    if s.uses_retain:
-        K = K + (1 - s.alpha) ** 2 * inst.noise_kron("retain")
-    if s.uses_forget:
-        K = K + s.alpha**2 * inst.noise_kron("forget")
+    # Kronecker matrix of (1−α)²N_R + α²N_F: Σ_S (s_S/η)² N_S over the sets in the step
+    K = sum(t.weight**2 * t.kron_noise() for t in inst.unit.terms)
     rho = float(np.max(np.abs(np.linalg.eigvalsh(0.5 * (K + K.T)))))
     return math.inf if rho <= 0 else _safe(dv.noise_operator_threshold().function, rho)
 
@@ -345,19 +376,19 @@ def _naive_pre(inst):
 
 
 def _sam_eta(inst):
-    hs, s = inst.hs, inst.schedule
-    nR, B = hs.n_retain, s.batch
-    if B >= nR:
+    s, t = inst.schedule, inst.term("retain")
+    if t.batch >= t.n:
         return math.inf
     return _safe(dv.sam_threshold().function, inst.lam_bar("retain"), inst.sigma("retain"),
-                 nR, B, s.sam_rho, s.sam_a, inst.lam_min_span("retain"))
+                 t.n, t.batch, s.sam_rho, s.sam_a, inst.lam_min_span("retain"))
 
 
 def _set_args(inst, which):
-    """(λ̄_S, σ_S, n_S, B_S) of a set with a non-zero weight; neutral values otherwise."""
-    if inst.weight(which) == 0.0:
+    """(λ̄_S, σ_S, n_S, B_S) of a set that enters the step; neutral values otherwise."""
+    t = inst.term(which)
+    if t is None:
         return 0.0, 1.0, 1, 1  # the term carries weight 0 (and n/B − 1 = 0)
-    return inst.lam_bar(which), inst.sigma(which), inst.size(which), inst.batch(which)
+    return inst.lam_bar(which), inst.sigma(which), t.n, t.batch
 
 
 def _coherence_sum_eta(inst):
@@ -375,14 +406,11 @@ def _coherence_resistance_eta(inst):
 
 
 def _scheme_analogue_eta(inst):
-    s = inst.schedule
-    nR, B = inst.hs.n_retain, s.batch
-    c, _ = noise_coefficients(s.sampling, nR, B)
-    w, lam = inst.weight("retain"), inst.lam_bar("retain")
-    if c <= 0 or w == 0 or lam <= 0:
+    t = inst.term("retain")
+    if t is None or t.c <= 0 or inst.lam_bar("retain") <= 0:
         return math.inf
-    return _safe(dv.scheme_analogue_threshold().function, lam, inst.sigma("retain"), nR, c,
-                 s.alpha)
+    return _safe(dv.scheme_analogue_threshold().function, inst.lam_bar("retain"),
+                 inst.sigma("retain"), t.n, t.c, inst.schedule.alpha)
 
 
 # ---------------------------------------------------------------------- the catalogue
@@ -392,15 +420,17 @@ def _build():
         "dexter-thm1", "Dexter et al. 2024, Theorem 1 (reconstructed in THEORY §5.1)",
         "Bernoulli SGD (α = 0), η ≥ σ/(λ_max(H̄)√(n/B − 1))", "diverges", "proven", "§5.1",
         dv.dexter_thm1(), _bernoulli_sgd,
-        lambda i: math.inf if i.schedule.batch >= i.hs.n_retain else _safe(
-            dv.dexter_thm1().function, i.lam_bar(), i.sigma(), i.hs.n_retain, i.schedule.batch),
+        lambda i: math.inf if _retain_full_batch(i) else _safe(
+            dv.dexter_thm1().function, i.lam_bar(), i.sigma(), i.term("retain").n,
+            i.term("retain").batch),
     ))
     T.append(Theorem(
         "dexter-thm1-single-sample", "Dexter et al. 2024, proof of Theorem 1 (THEORY §5.1) [der]",
         "Bernoulli SGD, η ≥ n/(max_i λ_max(H_i)·√(n/B − 1))", "diverges", "proven", "§5.1",
         dv.dexter_single_sample(), _bernoulli_sgd,
-        lambda i: math.inf if i.schedule.batch >= i.hs.n_retain else _safe(
-            dv.dexter_single_sample().function, i.L(), i.hs.n_retain, i.schedule.batch),
+        lambda i: math.inf if _retain_full_batch(i) else _safe(
+            dv.dexter_single_sample().function, i.L(), i.term("retain").n,
+            i.term("retain").batch),
     ))
     T.append(Theorem(
         "dexter-thm2-construction", "Dexter et al. 2024, Theorem 2 construction (THEORY §5.2)",
@@ -421,10 +451,10 @@ def _build():
         "SGD without replacement, η ≥ √(B(n−1)/(n−B))/s, s² = λ_max((1/n)ΣH_i² − H̄²)",
         "diverges", "conjecture", "§5.3", dv.wu_ma_e_nonuniformity(),
         lambda i: i.sgd and _summed(i) and i.schedule.sampling == "without_replacement"
-        and i.schedule.batch < i.hs.n_retain,
+        and not _retain_full_batch(i),
         lambda i: (lambda s: math.inf if s <= 0 else _safe(
-            dv.wu_ma_e_nonuniformity().function, s, i.hs.n_retain, i.schedule.batch))(
-            _nonuniformity_s(i)),
+            dv.wu_ma_e_nonuniformity().function, s, i.term("retain").n,
+            i.term("retain").batch))(_nonuniformity_s(i)),
         notes="Refuted for d > 1 by the exact operator (docs/theory.md, findings): λ_max(E[JᵀJ]) "
               "upper-bounds ρ(T), it does not lower-bound it. Exact in d = 1.",
     ))
@@ -442,7 +472,7 @@ def _build():
             f"summed schedule; Bernoulli: η{w}λ̄_S√(n_S/B_S − 1) ≥ σ_S; with/without "
             f"replacement: η²{w}²c_S λ̄_S²(n_S/σ_S − 1)²/(n_S − 1) ≥ 1 (σ_S < n_S)",
             "diverges", "proven", "§5.4", dv.unlearning_noise_condition("bernoulli", which),
-            (lambda i, w_=which: _summed(i) and i.weight(w_) > 0),
+            (lambda i, w_=which: _summed(i) and i.term(w_) is not None),
             (lambda i, w_=which: _noise_threshold(i, w_, i.schedule.sampling)),
         ))
     T.append(Theorem(
@@ -469,7 +499,8 @@ def _build():
         "THEORY §5.4 (a) with the Bernoulli coefficient n/B − 1 replaced by n·c(scheme)",
         "summed, with/without replacement, η(1−α)λ̄_R√(n_R c_R) ≥ σ_R", "diverges", "conjecture",
         "§5.4", dv.scheme_analogue_threshold(),
-        lambda i: _summed(i) and i.weight("retain") > 0 and i.schedule.sampling != "bernoulli",
+        lambda i: _summed(i) and i.term("retain") is not None
+        and i.schedule.sampling != "bernoulli",
         _scheme_analogue_eta,
         notes="The single-sample step uses C(M) ⪰ (1/n)H_iMH_i, which fails for the covariance "
               "operator C of these schemes.",
@@ -479,6 +510,9 @@ def _build():
         "summed, Bernoulli, η²[(1−α)²(n_R/B−1)λ̄_R²/σ_R² + α²(n_F/B_F−1)λ̄_F²/σ_F²] ≥ 1",
         "diverges", "conjecture", "§5.5", dv.coherence_sum_threshold(),
         lambda i: _summed(i) and i.schedule.sampling == "bernoulli", _coherence_sum_eta,
+        notes="Refuted (docs/theory.md, findings; examples.coherence_sum_counterexample()): each "
+              "set's Dexter-type bound lower-bounds ρ(T) through a different test matrix, so the "
+              "two cannot be added — ρ(N_R + N_F) ≥ max, not the sum.",
     ))
     T.append(Theorem(
         "paper-coherence-resistance",
@@ -532,7 +566,10 @@ def get_theorem(name):
     raise ValueError(f"name must be one of {[t.name for t in theorems()]}, got {name!r}")
 
 
-def check_all(hs, schedule, thms=None, *, critical=True):
-    """Check several theorems on one instance, sharing ρ(T) and η*_exact (list of TheoremCheck)."""
+def check_all(hs, schedule=None, thms=None, *, critical=True):
+    """Check several theorems on one instance, sharing ρ(T) and η*_exact (list of TheoremCheck).
+
+    ``hs`` may be a :class:`rmt.Dynamics` (then ``schedule`` is None).
+    """
     inst = Instance(hs, schedule)
     return [t.check(inst, critical=critical) for t in (thms or theorems())]
