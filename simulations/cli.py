@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from rmt.verdict import SIGN_CONVENTION
+
 # Each module adds one or more subcommands through register(subparsers).
 _COMMAND_MODULES = [
     "simulations.cnn.cli",
@@ -24,8 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rmt",
         description=(
             "Linear-stability toolkit for gradient-based machine unlearning. "
-            "Convention: 'diverges' = the model forgets (escapes w*), "
-            "'converges' = the model resists unlearning."
+            f"Convention: {SIGN_CONVENTION}."
         ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -28,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from rmt.verdict import FORGETS, RESISTS
+from rmt.verdict import SIGN_CONVENTION_SHORT as SIGN_CONVENTION
+
 from . import figures
 from . import hessian_grid as hg
 from .sweep import run_sweep
 
 __all__ = ["register", "reproduce", "HessianGridCell", "LyapunovCell"]
-
-SIGN_CONVENTION = "diverges = forgets (escapes w*), converges = resists unlearning"
 
 
 # ----------------------------------------------------------------------------- sweep cells
@@ -152,10 +153,10 @@ def experiment_lyapunov(out: Path, quick: bool, run_kw: dict) -> dict:
     part = (half > 0) & (lyap + 2 * se < 0)
     if np.any(part):
         ax.axvspan(min(np.array(etas)[part]), max(np.array(etas)[part]), color=figures.OKABE_ITO["yellow"],
-                   alpha=0.35, label="m.s. diverges (forgets) but a.s. converges (resists)")
+                   alpha=0.35, label=f"m.s. {FORGETS} but a.s. {RESISTS}")
     ax.set_xlabel("learning rate η")
     ax.set_ylabel("growth rate per step")
-    ax.set_title(f"Hessian test n={cellf.n}, σ={cellf.sigma}, B={cellf.batch}: >0 diverges = forgets",
+    ax.set_title(f"Hessian test n={cellf.n}, σ={cellf.sigma}, B={cellf.batch}: >0 {FORGETS}",
                  fontsize=9)
     ax.legend(fontsize=8)
     figures.save(fig, out / "lyapunov_vs_meansquare.png")

@@ -9,7 +9,7 @@ to ``docs/theory_report.md`` (``--output``).
 
 Instances come from :func:`theory.counterexample.theorem_instances`: structurally admissible
 pairs with η placed on the theorem's side of its threshold, so every instance is one where the
-theorem applies. Sign convention: "diverges" = the model forgets, "converges" = it resists.
+theorem applies. Sign convention: :data:`rmt.verdict.SIGN_CONVENTION`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hyp_seed
+
+from rmt.verdict import MEAN_SQUARE, SIGN_CONVENTION
 
 from .counterexample import search_counterexample, theorem_instances
 from .theorems import Instance, theorems
@@ -101,8 +103,7 @@ def render(results, counterexamples, *, n_examples, seed, elapsed):
         "more than the exact operator allows somewhere (not necessarily at an applying η). "
         "Tightness statistics exclude the instances counted under 'η* = 0' (no η > 0 is "
         "stable, so the ratio is undefined); the coherence regime uses σ_R/n_R.",
-        "Sign convention: **diverges = the model forgets** (escapes w*), **converges = the "
-        "model resists** unlearning. Notion: mean square (ρ(T) of E[w wᵀ]).",
+        f"Sign convention: {SIGN_CONVENTION}. Notion: {MEAN_SQUARE} (ρ(T) of E[w wᵀ]).",
         "",
         "## Summary",
         "",
