@@ -4,7 +4,7 @@ Sign convention everywhere: "diverges" = the iterates escape w* = the model **fo
 "converges" = the model **resists** unlearning. See THEORY.md for the mathematical contract.
 """
 
-from . import ensembles, models
+from . import ensembles, models, validation
 from .coherence import CoherenceResult, coherence
 from .dynamics import Dynamics, SetTerm
 from .affine import AffineMoments, StationaryResult, affine_moments, stationary
@@ -46,6 +46,7 @@ __all__ = [
     "out_of_span_share",
     "ensembles",
     "models",
+    "validation",
     "coherence",
     "CoherenceResult",
     "mixed_hessian",

@@ -43,10 +43,10 @@ FORGET_KINDS = ("typical", "hard", "relabelled")
 
 def _grids(quick):
     if quick:
-        return dict(eta=(0.6, 1.6), alpha=(0.1, 0.4), batch=(8,), steps=200, seeds=3,
+        return dict(eta=(0.03, 0.15, 0.6), alpha=(0.02, 0.2), batch=(8,), steps=200, seeds=3,
                     replicas=64)
-    return dict(eta=(0.3, 0.8, 1.6, 3.0), alpha=(0.05, 0.2, 0.5), batch=(4, 16), steps=400,
-                seeds=5, replicas=128)
+    return dict(eta=(0.01, 0.03, 0.1, 0.3, 1.0), alpha=(0.01, 0.05, 0.2, 0.5), batch=(4, 16),
+                steps=400, seeds=5, replicas=128)
 
 
 def _train_models(data, seed):

@@ -93,7 +93,11 @@ def test_sweep_cli_processes_executor_matches_serial(tmp_path, capsys):
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "a"), "--serial", "--no-progress"]) == 0
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "b"), "--workers", "2",
                  "--no-progress"]) == 0
-    xr.testing.assert_identical(open_sweep(tmp_path / "a").load(), open_sweep(tmp_path / "b").load())
+    a, b = open_sweep(tmp_path / "a").load(), open_sweep(tmp_path / "b").load()
+    # ρ(T) comes from an iterative solver stopped at a relative tolerance of 1e-12: across
+    # processes its last digits differ (~6e-13 relative, measured); everything else is identical
+    np.testing.assert_allclose(a["rate"].values, b["rate"].values, rtol=1e-11)
+    xr.testing.assert_identical(a.drop_vars("rate"), b.drop_vars("rate"))
 
 
 BAD = [
