@@ -260,6 +260,15 @@ def _norm(y):
     return math.sqrt(_dot(y, y, y.shape[0]))
 
 
+@_jit
+def _replica_scratch(seeds, rep, nR, nF):
+    """A replica's own stream state, permutations and index buffers (never shared by threads)."""
+    state = np.empty(1, np.uint64)
+    state[0] = seeds[rep]
+    return (state, np.arange(nR), np.arange(max(nF, 1)), np.empty(max(nR, 1), np.int64),
+            np.empty(max(nF, 1), np.int64))
+
+
 # ---------------------------------------------------------------------- kernels
 @_jit
 def _one_vector(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
@@ -271,12 +280,7 @@ def _one_vector(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lq
     roughly halves the first-call compile time.
     """
     m = W0.shape[1]
-    state = np.empty(1, np.uint64)
-    state[0] = seeds[rep]
-    permR = np.arange(nR)
-    permF = np.arange(max(nF, 1))
-    idxR = np.empty(max(nR, 1), np.int64)
-    idxF = np.empty(max(nF, 1), np.int64)
+    state, permR, permF, idxR, idxF = _replica_scratch(seeds, rep, nR, nF)
     w = np.empty(m)
     y = np.empty(m)
     v = np.empty(m)
@@ -353,12 +357,7 @@ def _one_spectrum(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, 
     """One replica of :func:`run_spectrum` (serial)."""
     p = Q0.shape[1]
     m = Q0.shape[2]
-    state = np.empty(1, np.uint64)
-    state[0] = seeds[rep]
-    permR = np.arange(nR)
-    permF = np.arange(max(nF, 1))
-    idxR = np.empty(max(nR, 1), np.int64)
-    idxF = np.empty(max(nF, 1), np.int64)
+    state, permR, permF, idxR, idxF = _replica_scratch(seeds, rep, nR, nF)
     Q = np.empty((p, m))
     Y = np.empty((p, m))
     v = np.empty(m)
@@ -509,12 +508,7 @@ def _one_affine(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lq
                 logn, over, last):
     """One replica of :func:`run_affine` (serial)."""
     m = X0.shape[1]
-    state = np.empty(1, np.uint64)
-    state[0] = seeds[rep]
-    permR = np.arange(nR)
-    permF = np.arange(max(nF, 1))
-    idxR = np.empty(max(nR, 1), np.int64)
-    idxF = np.empty(max(nF, 1), np.int64)
+    state, permR, permF, idxR, idxF = _replica_scratch(seeds, rep, nR, nF)
     w = np.empty(m)
     y = np.empty(m)
     v = np.empty(m)
