@@ -7,9 +7,9 @@ baseline is the previous implementation (``rmt/meansquare.py`` at commit 818a17f
 git into a temporary module) measured in the same run. Prints Markdown tables:
 
 1. near-1 clusters (rank-one factors with curvatures 1 … 1e-6, summed, α = 0, η = 0.2, B = 8,
-   Bernoulli): ρ = 1 − 4e-7 with the next eigenvalues within 1e-7 — ARPACK (old) vs splitting
-   (new) at r = 40 (also against the dense r²×r² eigenvalues), 60 and 300; goal r = 60 < 1 s,
-   r = 300 < 10 s;
+   Bernoulli; B = 64 at r = 300): ρ = 1 − 4e-7 with the next eigenvalues within 1e-7 — ARPACK
+   (old) vs splitting (new) at r = 40 (also against the dense r²×r² eigenvalues), 60 and 300;
+   goal r = 60 < 1 s, r = 300 < 10 s; plus r = 300, B = 8, where ρ = 2.1 (clear of the cluster);
 2. critical_eta / critical_alpha at r = 60 on the same kind of set, old vs new;
 3. (not with --quick) the README headline instance (d = 2000, n_r = 1000, n_f = 200, rank one)
    and the Gaussian-factor instance (factors/√d, η = 0.5, B = 16, α = 0.2, Bernoulli), with
@@ -38,7 +38,7 @@ CHILD = textwrap.dedent(
     case, impl, what = sys.argv[2], sys.argv[3], sys.argv[4]
     r = int(sys.argv[5])
 
-    def near_one(r, alpha=0.0):
+    def near_one(r, alpha=0.0, batch=8):
         rng = np.random.default_rng(0)
         U = np.linalg.qr(rng.standard_normal((r, r)))[0]
         scales = np.sqrt(np.geomspace(1.0, 1e-6, r))
@@ -49,10 +49,10 @@ CHILD = textwrap.dedent(
         G *= np.sqrt(r)
         F = 0.5 * G[rng.choice(r, r // 4, replace=False)]
         hs = rmt.HessianSet.from_factors(G, F)
-        return hs, rmt.Schedule(0.2, 8, alpha=alpha, sampling="bernoulli", forget_batch=4)
+        return hs, rmt.Schedule(0.2, batch, alpha=alpha, sampling="bernoulli", forget_batch=4)
 
-    if case == "near1":
-        hs, sch = near_one(r)
+    if case.startswith("near1"):
+        hs, sch = near_one(r, batch=int(case.split(":")[1]) if ":" in case else 8)
     elif case == "headline":
         hs = rmt.ensembles.aligned(1000, 200, 2000, 0.1, 0.1, 0.5, noise="gaussian", seed=0)
         sch = rmt.Schedule(0.5, 32, alpha=0.1, sampling="without_replacement", forget_batch=32)
@@ -124,15 +124,16 @@ def main():
           f"BLAS threads chosen: {__import__('rmt.meansquare').meansquare.blas_threads()}\n")
 
     print("## Near-1 cluster: ρ(T) (old = ARPACK, new = splitting)\n")
-    print("| r | old s | new s | speed-up | ρ old | ρ new | new bracket | dense ρ | rel err new |")
+    print("| r, B | old s | new s | speed-up | ρ old | ρ new | new bracket | dense ρ | rel err new |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for r in (40, 60, 300):
-        new = run(olddir, "near1", "new", "rate", r)
-        old = run(olddir, "near1", "old", "rate", r, timeout=args.baseline_timeout)
-        dense = run(olddir, "near1", "new", "dense", r) if r <= 40 else None
+    for r, B in ((40, 8), (60, 8), (300, 64), (300, 8)):
+        case = f"near1:{B}"
+        new = run(olddir, case, "new", "rate", r)
+        old = run(olddir, case, "old", "rate", r, timeout=args.baseline_timeout)
+        dense = run(olddir, case, "new", "dense", r) if r <= 40 else None
         ratio = old["seconds"] / new["seconds"]
         err = abs(new["rate"] - dense["rate"]) / dense["rate"] if dense else float("nan")
-        print(f"| {r} | {fmt_s(old)} | {fmt_s(new)} | {'>' if 'timed_out' in old else ''}"
+        print(f"| {r}, {B} | {fmt_s(old)} | {fmt_s(new)} | {'>' if 'timed_out' in old else ''}"
               f"{(args.baseline_timeout if 'timed_out' in old else old['seconds']) / new['seconds']:.0f}× | "
               f"{old.get('rate', float('nan')):.15f} | {new['rate']:.15f} | "
               f"[{new['bounds'][0]:.15f}, {new['bounds'][1]:.15f}] | "

@@ -228,12 +228,13 @@ class MeanSquareOperator(spla.LinearOperator):
             return float(np.abs(vals[i])), _normalise_psd(V), method, True
         return self._arpack(tol)
 
-    def _arpack(self, tol):
+    def _arpack(self, tol, v0=None):
         r = self.r
         if r < 3:
             return self.rate("dense")
         op = self.as_linear_operator()
-        v0 = (np.eye(r) / np.sqrt(r)).ravel()
+        eye = (np.eye(r) / np.sqrt(r)).ravel()
+        v0 = eye if v0 is None else np.asarray(v0, float).ravel() / np.linalg.norm(v0) + 0.1 * eye
         converged = True
         try:
             if self.self_adjoint:
@@ -499,6 +500,10 @@ class _Bracket:
     timed_out: bool = False
 
 
+#: Certified distance of ρ(T) above 1 beyond which the splitting hands over to ARPACK on T.
+_SEPARATED = 1e-3
+
+
 def _splitting_rate(op, *, tol=1e-12, time_budget=None, stop_width=0.0, verdict_only=False):
     """ρ(T) − 1 from the splitting: the root δ* of κ(δ) = ρ(K(1+δ)) = 1 (:class:`_Splitting`).
 
@@ -540,6 +545,15 @@ def _splitting_rate(op, *, tol=1e-12, time_budget=None, stop_width=0.0, verdict_
         if verdict_only and (out.lo > 0.0 or out.hi <= 0.0):
             out.converged = True
             break
+        if out.evaluations == 1 and x >= 0.0 and kappa > 1.0 and not verdict_only and op.r > 8:
+            # ρ(T) > 1: if it is clear of the cluster below 1 that the splitting exists for
+            # (ρ ≥ 1 + _SEPARATED), Lanczos/Arnoldi on T from the Perron estimate converges fast;
+            # its value is then certified by the splitting (≤ 2 more solves).
+            rate, V, _, conv = op._arpack(tol, v0=X)
+            if conv and rate - 1.0 >= max(out.lo, _SEPARATED):
+                out.estimate, out.eigenmatrix, out.converged = rate - 1.0, V, True
+                _certify(split, out, tol, v0)
+                return out
         if out.hi - out.lo <= max(tol * (1.0 + abs(x)), stop_width):
             out.converged = True
             break
