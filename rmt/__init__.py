@@ -20,13 +20,15 @@ from .meansquare import (
     critical_eta,
     mean_square,
     mean_square_rate,
+    mean_square_stable,
+    stable_set,
     mixed_hessian,
     mixed_hessian_extremes,
     noise_coefficients,
     second_moment,
 )
 from .schedule import Schedule
-from .montecarlo import lyapunov, lyapunov_spectrum, moment_growth, simulate
+from .montecarlo import affine_paths, lyapunov, lyapunov_spectrum, moment_growth, simulate
 
 __version__ = "0.1.0"
 
@@ -56,6 +58,9 @@ __all__ = [
     "SecondMomentResult",
     "mean_square",
     "mean_square_rate",
+    "mean_square_stable",
+    "stable_set",
+    "affine_paths",
     "second_moment",
     "critical_eta",
     "critical_batch",
