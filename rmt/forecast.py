@@ -137,6 +137,16 @@ def _default_start(dyn, start, replicas, seed):
     return (U @ U.T) / dyn.r, z @ U.T, 1.0
 
 
+def _default_radius(dyn, start_norm, escape_factor):
+    """escape_factor × ‖δ_0‖, or × the RMS one-step drift √E‖b‖² from w*; 0.0 if neither."""
+    if start_norm > 0:
+        return escape_factor * start_norm
+    if dyn.has_drift:
+        M1, _ = affine_step(dyn, np.zeros((dyn.p, dyn.p)), np.zeros(dyn.p))
+        return escape_factor * math.sqrt(max(np.trace(M1), 0.0))
+    return 0.0
+
+
 def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas=256, seed=None,
              notion=ALMOST_SURE, escape_factor=10.0, lyapunov=True) -> ForecastResult:
     """Does the model leave w* within ``steps`` steps? Exact moments + Monte Carlo (THEORY §8).
@@ -169,12 +179,8 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
     kids = [np.random.SeedSequence(seed.entropy, spawn_key=seed.spawn_key + (i,)) for i in range(3)]
     exact_start, mc_start, start_norm = _default_start(dyn, start, replicas, kids[0])
     if radius is None:
-        if start_norm > 0:
-            radius = escape_factor * start_norm
-        elif dyn.has_drift:
-            M1, _ = affine_step(dyn, np.zeros((dyn.p, dyn.p)), np.zeros(dyn.p))
-            radius = escape_factor * math.sqrt(max(np.trace(M1), 0.0))
-        if not radius or not radius > 0:
+        radius = _default_radius(dyn, start_norm, escape_factor)
+        if not radius > 0:
             raise ValueError("start is 0 and there is no drift: nothing moves; pass start "
                              "(a perturbation of w*) or radius")
 
@@ -274,13 +280,7 @@ def horizon_critical(hs, schedule, parameter, steps, *, start=None, radius=None,
     steps = check_int(steps, "steps", minimum=1)
     exact_start, _, start_norm = _default_start(dyn, start, 2, np.random.SeedSequence(0))
     if radius is None:
-        if start_norm > 0:
-            radius = escape_factor * start_norm
-        elif dyn.has_drift:
-            M1, _ = affine_step(dyn, np.zeros((dyn.p, dyn.p)), np.zeros(dyn.p))
-            radius = escape_factor * math.sqrt(max(np.trace(M1), 0.0))
-        else:
-            radius = escape_factor
+        radius = _default_radius(dyn, start_norm, escape_factor) or escape_factor
     radius = check_positive(radius, "radius")
 
     def excess(**change):

@@ -210,17 +210,22 @@ def _figure(rows, path):
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     colours = {"typical": "tab:blue", "hard": "tab:orange", "relabelled": "tab:red"}
-    for r in rows:
+    # many cells coincide (0 or 1 on both axes): a fixed offset per forget kind and a small
+    # deterministic spread per cell keep every cell visible
+    for i, r in enumerate(rows):
         mk = "o" if r["model"] == "logistic" else "s"
-        ax.scatter(r["leave_probability"], r["observed_fraction"] + 0.02 * (hash(r["forget"]) % 3 - 1),
+        k = FORGET_KINDS.index(r["forget"]) - 1
+        ax.scatter(r["leave_probability"] + 0.012 * ((i % 5) - 2),
+                   r["observed_fraction"] + 0.03 * k,
                    c=colours[r["forget"]], marker=mk, alpha=0.7, edgecolors="k", linewidths=0.4)
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.axvline(0.5, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("forecast: P(linearised run leaves the ball)")
     ax.set_ylabel("observed: fraction of nonlinear runs that left")
     s = _summary(rows)
-    ax.set_title("digits 3 vs 8: " + ", ".join(f"{m} agreement {v['forecast']:.2f}"
-                                                for m, v in s.items()), fontsize=9)
+    ax.set_title("digits 3 vs 8, forecast vs observed (top-right/bottom-left agree): "
+                 + ", ".join(f"{m} {v['forecast']:.2f} of {v['cells']} cells"
+                             for m, v in s.items()), fontsize=8)
     from matplotlib.lines import Line2D
     handles = [Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in colours.items()]
     handles += [Line2D([], [], marker="o", ls="", color="grey", label="logistic"),
