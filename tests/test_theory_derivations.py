@@ -154,7 +154,7 @@ def test_alternating_critical_eta_sign_near_zero_from_next_coefficient():
     """q(0) = 0 exactly ((1−α)m_R = αm_F, D_k = 0) and q'(0) > 0: unstable for every small η.
 
     Retain {1}, forget {4, 0, 0, 0}, α = 1/2, Bernoulli B = 1: m_F = 1, N_F = (3/4)·4 = 3, so
-    E[j²] − 1 = η(0 + η/4 − 3η²/4 + η³/4); η* = 0 although q has positive roots 0.38 and 2.62.
+    E[j²] − 1 = η(0 + η/4 − 3η²/4 + η³/4) = (η²/4)(η² − 3η + 1): roots (3 ∓ √5)/2.
     """
     hs = HessianSet.from_commuting(np.array([[1.0]]), np.array([[4.0], [0.0], [0.0], [0.0]]))
     sch = Schedule(eta=0.1, batch=1, alpha=0.5, schedule="alternating", sampling="bernoulli",
@@ -162,7 +162,12 @@ def test_alternating_critical_eta_sign_near_zero_from_next_coefficient():
     c = [float(np.asarray(x).item()) for x in dv.alternating_direction_polynomial("bernoulli").function(
         sch.alpha, *cforms._commuting_args(hs, sch))]
     assert c == pytest.approx([0.0, 0.25, -0.75, 0.25], abs=1e-15)
-    assert cforms.closed_form_critical_eta(hs, sch) == 0.0
+    # stable set (0.38, 2.62): η* is the upper edge of its lowest component, as for the operator
+    golden = (1 + 5**0.5) / 2
+    (lo, hi), = cforms.closed_form_stable_set(hs, sch)
+    assert (lo, hi) == pytest.approx((2 - golden, 1 + golden), rel=1e-12)
+    assert cforms.closed_form_critical_eta(hs, sch) == pytest.approx(1 + golden, rel=1e-12)
+    assert rmt.critical_eta(_factor_copy(hs), sch) == pytest.approx(1 + golden, rel=1e-9)
     # the operator agrees: every small η escapes (ρ − 1 ≈ η²/4), the window (0.38, 2.62) is stable
     for eta in (1e-4, 1e-3, 1e-2):
         rate = rmt.mean_square_rate(_factor_copy(hs), sch.replace(eta=eta), method="dense")
@@ -246,3 +251,16 @@ def test_all_derivations_have_latex():
     assert len(ds) >= 30
     for name, d in ds.items():
         assert d.latex and isinstance(d.latex, str), name
+
+
+@settings(max_examples=40, deadline=None, database=None, derandomize=True)
+@given(rt.instances(kinds=("commuting",), schedule_kinds=("summed", "alternating")))
+def test_closed_form_stable_set_equals_operator(pair):
+    """The sympy per-direction stable sets, intersected, equal rmt.stable_set (det roots of T)."""
+    hs, sch = pair
+    cf = cforms.closed_form_stable_set(hs, sch)
+    exact = rmt.stable_set(_factor_copy(hs), sch)
+    assert len(cf) == len(exact)
+    for (a, b), (c, d) in zip(cf, exact):
+        assert a == pytest.approx(c, rel=1e-8, abs=1e-12)
+        assert b == pytest.approx(d, rel=1e-8)

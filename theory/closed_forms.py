@@ -31,6 +31,7 @@ __all__ = [
     "closed_form_critical_eta",
     "closed_form_critical_batch",
     "closed_form_critical_alpha",
+    "closed_form_stable_set",
 ]
 
 #: Relative round-off of a per-direction polynomial coefficient (its sign is undecided below
@@ -82,8 +83,12 @@ def closed_form_rate(hs, schedule=None):
 
 
 def closed_form_critical_eta(hs, schedule=None):
-    """η* of a commuting set: summed η*_k = 2D_k/(D_k² + V_k); alternating: the first positive
-    root of the cubic q_k(η) at which E[j_k²] − 1 = η q_k(η) turns positive (§3); min over k.
+    """η* of a commuting set, with :func:`rmt.critical_eta`'s definition: the upper edge of the
+    lowest component of the stable set (0.0 when it is empty).
+
+    Summed: min over k of η*_k = 2D_k/(D_k² + V_k) (0.0 if some D_k ≤ 0: the stable set is
+    empty). Alternating: from :func:`closed_form_stable_set` (roots of the per-direction cubics
+    q_k(η), E[j_k²] − 1 = η q_k(η), §3); the lowest component need not start at η = 0.
     """
     dyn = _commuting_dynamics(hs, schedule)
     if dyn.combinator == "alternating":
@@ -98,33 +103,81 @@ def closed_form_critical_eta(hs, schedule=None):
 
 
 def _alternating_critical_eta(dyn):
-    """First positive root of q_k(η) after which E[j_k²] − 1 = η q_k(η) > 0, min over k.
+    """Upper edge of the lowest component of the alternating stable set (0.0 if it is empty)."""
+    sset = _alternating_stable_set(dyn)
+    return sset[0][1] if sset else 0.0
+
+
+def _direction_stable_set(coef):
+    """{η > 0 : η·q(η) ≤ 0} for q(η) = Σ coef[j] η^j, as a list of closed intervals.
 
     Coefficients whose magnitude is below 8·eps times the scale of the polynomial E[j_k²]
-    (max of 1 and |coefficients|) are round-off: the sign of q_k just above η = 0 is that of its
-    first coefficient above round-off, and a direction with none is frozen (E[j_k²] ≡ 1).
+    (max of 1 and |coefficients|) are round-off: a direction with none above it is frozen
+    (E[j_k²] ≡ 1, stable for every η). Between consecutive positive real roots of q the sign
+    of q is constant and is read at the midpoint; just above 0 it is the sign of the first
+    coefficient above round-off (q(0) may vanish exactly).
     """
+    coef = np.asarray(coef, float).copy()
+    tol = _ROUNDOFF * max(1.0, float(np.max(np.abs(coef))))
+    coef[np.abs(coef) <= tol] = 0.0
+    if not np.any(coef):
+        return [(0.0, math.inf)]
+    q = np.polynomial.Polynomial(coef)
+    roots = q.roots()
+    real = roots[(np.abs(roots.imag) <= 1e-9 * np.abs(roots)) & (roots.real > 0)].real
+    edges = [0.0, *np.unique(real), math.inf]
+    first = coef[np.nonzero(coef)[0][0]]
+    out = []
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:])):
+        if i == 0:
+            stable = first < 0
+        else:
+            x = 0.5 * (a + b) if math.isfinite(b) else 2.0 * a
+            stable = q(x) < 0
+        if stable:
+            if out and out[-1][1] == a:
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
+    return [(float(lo), float(hi)) for lo, hi in out]
+
+
+def _intersect(a, b):
+    out = []
+    for lo1, hi1 in a:
+        for lo2, hi2 in b:
+            lo, hi = max(lo1, lo2), min(hi1, hi2)
+            if lo < hi:
+                out.append((lo, hi))
+    return sorted(out)
+
+
+def _alternating_stable_set(dyn):
     args = _commuting_args(dyn)
     coeffs = alternating_direction_polynomial(dyn.sampling).function(dyn.schedule.alpha, *args)
     k_dirs = args[0].size
     cs = np.stack([np.broadcast_to(np.asarray(x, float), (k_dirs,)) for x in coeffs], axis=1)
-    best = math.inf
+    sset = [(0.0, math.inf)]
     for coef in cs:  # E[j²] − 1 = η·q(η), q = coef[0] + coef[1]η + coef[2]η² + coef[3]η³
-        tol = _ROUNDOFF * max(1.0, float(np.max(np.abs(coef))))
-        above = coef[np.abs(coef) > tol]
-        if above.size == 0:
-            continue  # frozen direction: stable for every η
-        if above[0] > 0:
-            return 0.0  # unstable for every small η
-        q = np.polynomial.Polynomial(coef)
-        roots = q.roots()
-        crit = math.inf
-        for r in np.sort(roots[(np.abs(roots.imag) <= 1e-9 * np.abs(roots)) & (roots.real > 0)].real):
-            if q(r * (1 + 1e-9)) > 0:
-                crit = float(r)
-                break
-        best = min(best, crit)
-    return best
+        sset = _intersect(sset, _direction_stable_set(coef))
+        if not sset:
+            break
+    return tuple(sset)
+
+
+def closed_form_stable_set(hs, schedule=None):
+    """The mean-square stable set {η > 0 : ρ(T(η)) ≤ 1} of a commuting set, as intervals.
+
+    Independent of :func:`rmt.stable_set`: intersection over directions of the per-direction
+    sets {η : E[j_k²](η) ≤ 1} from the sympy polynomials — summed: E[j_k²] − 1 =
+    η(−2D_k + η(D_k² + V_k)), so (0, 2D_k/(D_k² + V_k)] when D_k > 0 and empty otherwise;
+    alternating: the cubic q_k of :func:`theory.derivations.alternating_direction_polynomial`.
+    """
+    dyn = _commuting_dynamics(hs, schedule)
+    if dyn.combinator == "alternating":
+        return _alternating_stable_set(dyn)
+    eta_star = closed_form_critical_eta(dyn)
+    return ((0.0, eta_star),) if eta_star > 0 else ()
 
 
 def closed_form_critical_batch(hs, schedule=None):
