@@ -1,0 +1,387 @@
+"""The ``.npz`` file layout of per-sample curvature: :func:`save_npz` and :func:`load_npz`.
+
+One file holds what :class:`~rmt.hessians.HessianSet` needs (THEORY.md §1, §8) — Gauss–Newton
+factors per sample, per-sample loss gradients, and the name of the loss the factors belong to.
+This docstring and ``docs/npz.md`` are the two descriptions of the layout (the same text).
+
+Layout, ``format_version`` 1 (every array real and finite; ``n_r``/``n_f`` samples, ``d``
+parameters, ``k`` factor columns)::
+
+    key                 shape                 meaning
+    format_version      () integer            1 (written by save_npz; files without it are read as 1)
+    loss                () string, optional   the loss the factors are Gauss–Newton factors of:
+                                              "squared", "logistic" or "softmax" (rmt.models.LOSSES)
+    retain_factors      (n_r, d) or (n_r, d, k)   H_i = g_i g_iᵀ  or  H_i = F_i F_iᵀ  (required)
+    forget_factors      (n_f, d) or (n_f, d, k)   the same for the forget set (optional)
+    retain_gradients    (n_r, d), optional    per-sample loss gradients g_i = ∇ℓ_i(w*) (the drift
+                                              of THEORY §8; omit at an interpolating minimum)
+    forget_gradients    (n_f, d), optional    the same for the forget set (needs forget_factors)
+
+The factors are **not** the loss gradients: for a per-sample loss ℓ(f(x_i; w), y_i) the factor is
+J_iᵀS_i with S_iS_iᵀ = ∂²ℓ/∂f², the gradient J_iᵀ∂ℓ/∂f (:func:`rmt.models.gauss_newton`).
+
+Read-only legacy keys (files written for ``rmt analyze`` before the layout had a version):
+``retain_grads``/``forget_grads`` (n, d) — rank-one factors g_i, H_i = g_i g_iᵀ (despite the name,
+*not* loss gradients); ``retain_hessians``/``forget_hessians`` (n, d, d) — dense symmetric PSD
+per-sample Hessians. One curvature key per set. A legacy ``*_grads`` key cannot be combined with a
+``*_gradients`` key (the two names would mean different things in one file).
+
+Checks, all ``ValueError`` with one message naming the key, done before anything is computed:
+not a file / a directory / not an ``.npz`` archive / object arrays; unknown or missing keys; wrong
+dimensions or sizes that disagree between keys; complex, non-numeric, NaN or ±inf entries; and
+**scale**: the mean-square operator multiplies two Hessians (THEORY §3), i.e. fourth powers of
+the factors, so a set whose largest per-sample curvature tr(H_i) lies outside
+[``SCALE_MIN``, ``SCALE_MAX``] is refused — its squares would overflow (ARPACK then fails with an
+opaque error) or underflow (everything would silently "converge").
+
+Write one from a trained model in one call::
+
+    rmt.io.save_npz("curv.npz", rmt.models.hessian_set(model, w, Xr, yr, Xf, yf), loss=model.loss)
+    hs = rmt.io.load_npz("curv.npz")                       # HessianSet, gradients attached
+    hs, meta = rmt.io.load_npz("curv.npz", with_metadata=True)   # meta.loss, meta.format_version
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .hessians import HessianSet
+
+__all__ = [
+    "FORMAT_VERSION",
+    "KEYS",
+    "LEGACY_KEYS",
+    "SCALE_MIN",
+    "SCALE_MAX",
+    "NpzMetadata",
+    "save_npz",
+    "load_npz",
+    "check_curvature_scale",
+]
+
+#: Version written by :func:`save_npz`; files with a larger version are refused.
+FORMAT_VERSION = 1
+
+#: The documented keys (module docstring).
+KEYS = {
+    "format_version": "() integer: layout version (1)",
+    "loss": "() string: the loss the factors are Gauss-Newton factors of (squared/logistic/softmax)",
+    "retain_factors": "(n_r, d) or (n_r, d, k) factors: H_i = g_i g_iᵀ or F_i F_iᵀ (required)",
+    "forget_factors": "(n_f, d) or (n_f, d, k) factors of the forget set",
+    "retain_gradients": "(n_r, d) per-sample loss gradients g_i = ∇ℓ_i(w*) (drift, THEORY §8)",
+    "forget_gradients": "(n_f, d) per-sample loss gradients of the forget set",
+}
+#: Keys read for backwards compatibility (never written).
+LEGACY_KEYS = {
+    "retain_grads": "(n_r, d) legacy name of rank-one factors g_i, H_i = g_i g_iᵀ",
+    "forget_grads": "(n_f, d) legacy name of rank-one forget factors",
+    "retain_hessians": "(n_r, d, d) dense symmetric PSD per-sample Hessians",
+    "forget_hessians": "(n_f, d, d) dense per-sample Hessians of the forget set",
+}
+
+#: Range of the largest per-sample curvature tr(H_i) = ‖F_i‖_F² of a non-zero set: products of
+#: two Hessians (and their sums over samples and a few hundred dimensions) must stay inside the
+#: normal float64 range [2.2e-308, 1.8e308] with room to spare.
+SCALE_MIN = 1e-140
+SCALE_MAX = 1e140
+#: Largest |entry| of per-sample gradients (their squares enter E[bbᵀ], THEORY §8).
+GRADIENT_MAX = 1e140
+
+_CURVATURE = {"factors": (2, 3), "grads": (2,), "hessians": (3,)}
+_SETS = ("retain", "forget")
+
+
+@dataclass(frozen=True)
+class NpzMetadata:
+    """What :func:`load_npz` read besides the curvature.
+
+    ``path``; ``format_version`` (1 for files without the key); ``loss`` (None when not recorded);
+    ``layout`` ("v1" or "legacy": which key family held the curvature); ``keys`` (sorted key
+    names in the file); ``curvature`` ({set: key that held it}).
+    """
+
+    path: str
+    format_version: int
+    loss: str | None
+    layout: str
+    keys: tuple
+    curvature: dict
+
+
+# ---------------------------------------------------------------------- scale
+def _log10_max_sq_norm(arr):
+    """log10 of max_i ‖arr[i]‖² without overflow/underflow (−inf for an all-zero array)."""
+    flat = arr.reshape(arr.shape[0], -1)
+    top = float(np.max(np.abs(flat))) if flat.size else 0.0
+    if top == 0.0:
+        return -math.inf
+    scaled = flat / top
+    return 2.0 * math.log10(top) + math.log10(float(np.max(np.einsum("ij,ij->i", scaled, scaled))))
+
+
+def _check_scale(arr, name, *, hessians=False):
+    """Refuse a curvature array whose products of two Hessians leave float64 (module docstring)."""
+    if hessians:  # tr(H_i) ≤ √d ‖H_i‖_F: use the Frobenius norm of the dense matrix as the scale
+        lg = 0.5 * _log10_max_sq_norm(arr)
+    else:
+        lg = _log10_max_sq_norm(arr)
+    if lg == -math.inf:
+        return
+    if lg > math.log10(SCALE_MAX):
+        raise ValueError(
+            f"{name} is too large to analyse in float64: the largest per-sample curvature "
+            f"tr(H_i) is about 1e{lg:.0f} > {SCALE_MAX:g}, and the mean-square operator multiplies "
+            "two Hessians (their squares overflow); rescale the factors (η scales inversely with "
+            "the curvature)")
+    if lg < math.log10(SCALE_MIN):
+        raise ValueError(
+            f"{name} is too small to analyse in float64: the largest per-sample curvature "
+            f"tr(H_i) is about 1e{lg:.0f} < {SCALE_MIN:g}, so products of two Hessians underflow "
+            "to 0 and every schedule would look stable; rescale the factors (η scales inversely "
+            "with the curvature) or check that the right arrays were saved")
+
+
+def _check_gradient_scale(arr, name):
+    top = float(np.max(np.abs(arr))) if arr.size else 0.0
+    if top > GRADIENT_MAX:
+        raise ValueError(
+            f"{name} is too large to analyse in float64: max |entry| = {top:.3g} > "
+            f"{GRADIENT_MAX:g} (the drift covariance squares it); rescale the gradients")
+
+
+def check_curvature_scale(hs) -> None:
+    """Raise ValueError when a HessianSet's curvature or gradients leave the float64 range.
+
+    The same scale checks :func:`load_npz` applies (module docstring), for sets built in memory.
+    """
+    if not isinstance(hs, HessianSet):
+        raise TypeError(f"hs must be a HessianSet, got {type(hs).__name__}")
+    for which in hs._present():
+        _check_scale(hs.factors(which), f"the {which} Hessians")
+        g = hs.gradients(which)
+        if g is not None:
+            _check_gradient_scale(g, f"{which}_gradients")
+
+
+# ---------------------------------------------------------------------- reading
+def _as_real(arr, name):
+    """A real float64 array, refusing complex, non-numeric, NaN and ±inf entries."""
+    if np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real, got a complex array (dtype {arr.dtype})")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating)
+                                 or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    out = np.asarray(arr, dtype=np.float64)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} contains NaN or inf (first at index {idx}: {out[idx]})")
+    return out
+
+
+def _scalar(arrays, key, kind):
+    arr = arrays[key]
+    if arr.shape != ():
+        raise ValueError(f"{key} must be a 0-d {kind}, got an array of shape {arr.shape}")
+    return arr[()]
+
+
+def _open(path):
+    """{key: array} of an .npz archive, with one clear ValueError for everything else."""
+    p = Path(os.fspath(path))
+    if p.is_dir():
+        raise ValueError(f"{str(p)!r} is a directory, not an .npz file")
+    if not p.is_file():
+        raise ValueError(f"{str(p)!r} does not exist")
+    if not zipfile.is_zipfile(p):
+        raise ValueError(f"{str(p)!r} is not an .npz archive (numpy.savez writes one)")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: np.asarray(data[k]) for k in data.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+            raise ValueError(f"{str(p)!r} holds object (pickled) arrays; store plain numeric "
+                             "arrays") from None
+        raise ValueError(f"{str(p)!r} is not a readable .npz archive: {exc}") from None
+    except Exception as exc:  # corrupt zip member, truncated file, ...
+        raise ValueError(f"{str(p)!r} is not a readable .npz archive "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _parse(arrays, where):
+    """Validate a {key: array} mapping of the layout → (HessianSet, metadata fields)."""
+    allowed = set(KEYS) | set(LEGACY_KEYS)
+    unknown = sorted(set(arrays) - allowed)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where}; the layout has {sorted(KEYS)} "
+                         f"(legacy, read only: {sorted(LEGACY_KEYS)}) — see docs/npz.md")
+    version = 1
+    if "format_version" in arrays:
+        v = _scalar(arrays, "format_version", "integer")
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"format_version must be an integer, got {v!r}")
+        version = int(v)
+        if version < 1:
+            raise ValueError(f"format_version must be >= 1, got {version}")
+        if version > FORMAT_VERSION:
+            raise ValueError(f"format_version {version} was written by a newer rmt; this one "
+                             f"reads versions up to {FORMAT_VERSION}")
+    loss = None
+    if "loss" in arrays:
+        from .models import LOSSES
+
+        if arrays["loss"].dtype.kind not in ("U", "S"):
+            raise ValueError(f"loss must be a 0-d string, got dtype {arrays['loss'].dtype}")
+        lv = _scalar(arrays, "loss", "string")
+        loss = lv.decode() if isinstance(lv, bytes) else str(lv)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+
+    curv, layout = {}, "v1"
+    for which in _SETS:
+        found = [k for k in (f"{which}_factors", f"{which}_grads", f"{which}_hessians")
+                 if k in arrays]
+        if len(found) > 1:
+            raise ValueError(f"give one curvature key for the {which} set, not several: {found}")
+        if found:
+            curv[which] = found[0]
+            if not found[0].endswith("_factors"):
+                layout = "legacy"
+        if f"{which}_grads" in arrays and f"{which}_gradients" in arrays:
+            raise ValueError(
+                f"{which}_grads (legacy name of rank-one factors) cannot be combined with "
+                f"{which}_gradients (loss gradients); rename {which}_grads to {which}_factors")
+    if "retain" not in curv:
+        raise ValueError(f"{where} has no retain set: give retain_factors (legacy: retain_grads "
+                         "or retain_hessians)")
+    for which in _SETS:
+        if f"{which}_gradients" in arrays and which not in curv:
+            raise ValueError(f"{which}_gradients was given but there is no {which}_factors")
+
+    mats = {}
+    for which, key in curv.items():
+        arr = _as_real(arrays[key], key)
+        kind = key.split("_", 1)[1]
+        if arr.ndim not in _CURVATURE[kind]:
+            want = " or ".join(f"{n}" for n in _CURVATURE[kind])
+            raise ValueError(f"{key} must have {want} dimensions "
+                             f"({(KEYS | LEGACY_KEYS)[key].split(' ', 1)[0]}), got shape {arr.shape}")
+        if arr.shape[0] < 1 or arr.shape[1] < 1 or (arr.ndim == 3 and arr.shape[2] < 1):
+            raise ValueError(f"{key} must hold at least one sample of dimension >= 1, "
+                             f"got shape {arr.shape}")
+        if kind == "hessians" and arr.shape[1] != arr.shape[2]:
+            raise ValueError(f"{key} must have shape (n, d, d), got {arr.shape}")
+        mats[which] = (kind, arr)
+    d = mats["retain"][1].shape[1]
+    if "forget" in mats and mats["forget"][1].shape[1] != d:
+        raise ValueError(f"{curv['forget']} has dimension d={mats['forget'][1].shape[1]} but "
+                         f"{curv['retain']} has d={d}")
+    grads = {}
+    for which in _SETS:
+        key = f"{which}_gradients"
+        if key not in arrays:
+            continue
+        g = _as_real(arrays[key], key)
+        n = mats[which][1].shape[0]
+        if g.shape != (n, d):
+            raise ValueError(f"{key} must have shape (n_{which}, d) = {(n, d)}, got {g.shape}")
+        _check_gradient_scale(g, key)
+        grads[which] = g
+    if np.max(np.abs(mats["retain"][1])) == 0.0:
+        raise ValueError(f"{curv['retain']} is all zeros: the retain set has no curvature")
+    for which, (kind, arr) in mats.items():
+        _check_scale(arr, curv[which], hessians=kind == "hessians")
+
+    kw = {"retain_gradients": grads.get("retain"), "forget_gradients": grads.get("forget")}
+    try:
+        return _build(mats, kw), version, loss, layout, curv
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _build(mats, kw):
+    if any(kind == "hessians" for kind, _ in mats.values()):
+        dense = {}
+        for which, (kind, arr) in mats.items():
+            if kind == "hessians":
+                dense[which] = arr
+            else:
+                F = arr[:, :, None] if arr.ndim == 2 else arr
+                dense[which] = np.einsum("nak,nbk->nab", F, F)
+        return HessianSet.from_dense(dense["retain"], dense.get("forget"), **kw)
+    return HessianSet.from_factors(mats["retain"][1], mats.get("forget", (None, None))[1], **kw)
+
+
+def load_npz(path, *, with_metadata=False):
+    """Read an ``.npz`` file of the documented layout (module docstring, ``docs/npz.md``).
+
+    Returns the :class:`~rmt.hessians.HessianSet` (per-sample gradients attached when stored);
+    with ``with_metadata=True`` the pair ``(hs, NpzMetadata)`` (loss, format version, layout).
+    Every problem with the file is a ``ValueError`` with one message naming the key.
+    """
+    arrays = _open(path)
+    name = Path(os.fspath(path)).name
+    hs, version, loss, layout, curv = _parse(arrays, name)
+    if not with_metadata:
+        return hs
+    return hs, NpzMetadata(str(path), version, loss, layout, tuple(sorted(arrays)), curv)
+
+
+# ---------------------------------------------------------------------- writing
+def _arrays_of(hs):
+    out = {}
+    for which in hs._present():
+        if hs.kind == "rank1":
+            out[f"{which}_factors"] = np.asarray(hs._raw(which), dtype=np.float64)
+        else:  # factor sets as stored; dense/commuting sets as factors of their eigendecomposition
+            out[f"{which}_factors"] = np.asarray(hs.factors(which), dtype=np.float64)
+        g = hs.gradients(which)
+        if g is not None:
+            out[f"{which}_gradients"] = np.asarray(g, dtype=np.float64)
+    return out
+
+
+def save_npz(path, hs_or_arrays, *, loss=None, compressed=False) -> Path:
+    """Write a HessianSet (or a mapping of layout arrays) as an ``.npz`` file of format version 1.
+
+    ``hs_or_arrays``: a :class:`~rmt.hessians.HessianSet` — its factors (rank-one sets as (n, d),
+    factor sets as (n, d, k); dense and commuting sets as the factors of their eigendecomposition)
+    and per-sample gradients are written — or a mapping with keys of :data:`KEYS` (legacy keys are
+    not written). ``loss``: the loss the factors belong to (``rmt.models.LOSSES``), recorded so a
+    reader knows what the curvature is; None leaves it out. ``path`` must end in ``.npz``; its
+    folder must exist. The content is validated exactly as :func:`load_npz` would, before the
+    file is written. Returns the path.
+    """
+    p = Path(os.fspath(path))
+    if p.suffix != ".npz":
+        raise ValueError(f"path must end in .npz, got {str(p)!r}")
+    if p.is_dir():
+        raise ValueError(f"path {str(p)!r} is a directory")
+    if not p.parent.is_dir():
+        raise ValueError(f"the folder of path {str(p)!r} does not exist")
+    if isinstance(hs_or_arrays, HessianSet):
+        arrays = _arrays_of(hs_or_arrays)
+    elif isinstance(hs_or_arrays, dict):
+        bad = sorted(set(hs_or_arrays) - (set(KEYS) - {"format_version", "loss"}))
+        if bad:
+            raise ValueError(f"hs_or_arrays has key(s) {bad}; allowed: "
+                             f"{sorted(set(KEYS) - {'format_version', 'loss'})} (pass loss= "
+                             "separately)")
+        arrays = {k: np.asarray(v) for k, v in hs_or_arrays.items()}
+    else:
+        raise TypeError("hs_or_arrays must be a HessianSet or a dict of layout arrays, got "
+                        f"{type(hs_or_arrays).__name__}")
+    arrays["format_version"] = np.asarray(FORMAT_VERSION, dtype=np.int64)
+    if loss is not None:
+        if not isinstance(loss, str):
+            raise TypeError(f"loss must be a string or None, got {type(loss).__name__}")
+        arrays["loss"] = np.asarray(loss, dtype=np.str_)
+    _parse(arrays, "hs_or_arrays")  # the file must be one load_npz accepts
+    (np.savez_compressed if compressed else np.savez)(p, **arrays)
+    return p
