@@ -143,12 +143,18 @@ def flatten(params):
     """``(w, unravel)``: the float64 flat parameter vector (numpy, (d,)) and its inverse.
 
     The coordinates of every factor and gradient this module returns are those of ``w``
-    (:func:`jax.flatten_util.ravel_pytree` order); ``unravel(w)`` rebuilds the pytree.
+    (:func:`jax.flatten_util.ravel_pytree` order); ``unravel(w)`` rebuilds the pytree with
+    float64 leaves (also when called outside 64-bit mode).
     """
     with _x64():
         p = _check_params(params)
         flat, unravel = ravel_pytree(p)
-        return np.asarray(flat, dtype=np.float64), unravel
+
+    def unravel64(w):
+        with _x64():
+            return unravel(jnp.asarray(check_finite_array(w, "w", ndim=1)))
+
+    return np.asarray(flat, dtype=np.float64), unravel64
 
 
 def _per_sample(apply_fn, params, X, y, loss, chunk_size):
