@@ -354,21 +354,69 @@ def _serial(func, todo, seed, **_):
         yield _run_cell(func, flat, index, params, seed)
 
 
-def _init_worker(single_thread):
+def _init_worker(single_thread, coordinator_pid=None):
     """Process-pool worker initializer.
 
     Ctrl-C is handled by the coordinating process. With several workers the processes are the
     parallelism, so BLAS is limited to one thread per worker: oversubscribing 2 cores with
     workers × BLAS threads made small matrix products up to ~40× slower here. (Results do not
     depend on it: every kernel is thread-count independent.)
+
+    ``coordinator_pid``: the worker exits as soon as that process is gone (see
+    :func:`_exit_with`), so a ``kill -9`` of the coordinator leaves no orphaned workers.
     """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if coordinator_pid is not None:
+        _exit_with(coordinator_pid)
     if single_thread:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=1, user_api="blas")
+
+
+def _exit_with(pid: int, poll: float = 0.2) -> None:
+    """Terminate this process (``os._exit``) as soon as process ``pid`` has exited.
+
+    Why a watchdog: a forkserver worker's parent is the forkserver, not the coordinator, and it
+    holds the write ends of both the forkserver's "alive" pipe and the resource tracker's pipe.
+    If the coordinator is SIGKILLed nothing would tell the worker, so the worker — and through
+    those pipes the forkserver and the resource tracker — would outlive it. Once the workers are
+    gone the forkserver and the resource tracker see EOF on their pipes and exit by themselves.
+
+    On Linux a daemon thread blocks on a pidfd of the coordinator (readable the moment it exits,
+    zombie or not); elsewhere it polls every ``poll`` seconds.
+    """
+    import select
+    import threading
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:  # already gone
+        os._exit(1)
+    except (AttributeError, OSError):  # no pidfd (not Linux ≥ 5.3): poll
+        fd = None
+
+    def watch():
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _pid_alive(pid):
+                time.sleep(poll)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="rmt-coordinator-watchdog", daemon=True).start()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _processes(func, todo, seed, *, n_workers=None, **_):
@@ -379,7 +427,7 @@ def _processes(func, todo, seed, *, n_workers=None, **_):
     # forkserver: workers never inherit the parent's threads (tqdm, Dask) or locks.
     ctx = multiprocessing.get_context("forkserver")
     pool = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
-                               initargs=(n > 1,))
+                               initargs=(n > 1, os.getpid()))
     it = iter(todo)
     pending = set()
     finished = False
@@ -473,8 +521,11 @@ def _assemble(store: Path, meta: dict, results: dict[int, dict]):
         sweep_seed=meta["seed"],
         sweep_outputs=json.dumps(outputs),
         sweep_config=json.dumps(meta.get("config"), sort_keys=True),
-        convention="diverges = the model forgets (escapes w*); converges = the model resists",
     )
+    # imported here, not at module level: importing the engine must not import rmt
+    from rmt.verdict import SIGN_CONVENTION
+
+    ds.attrs["convention"] = SIGN_CONVENTION
     final = store / _RESULT
     tmp = store / f".{_RESULT}.{uuid.uuid4().hex}.tmp"
     ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False)

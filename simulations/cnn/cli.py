@@ -1,7 +1,7 @@
 """``rmt cnn`` — closed-form vs sampled coherence and escape heatmaps of the CNN (THEORY §6).
 
     rmt cnn coherence --n N --d D --snr S [--m M] [--state init|trained] [--seed K] [--json]
-    rmt cnn heatmap --axes snr,alpha|snr,batch [--grid G] [--seed K] [--out DIR] [--json]
+    rmt cnn heatmap --axes snr,alpha|snr,batch [--grid G] [--seed K] [--out DIR (rmt-output/cnn)] [--json]
 
 JSON of ``coherence``: ``sigma_closed_form`` and ``sigma_sampled`` (union R ∪ F), the *sampled*
 ``sigma_retain``, ``sigma_forget``, ``sigma_cross`` (mean over ``--replicates`` networks), their
@@ -9,6 +9,10 @@ closed forms under ``closed_form``, ``snr``, ``state`` and the inputs. JSON of `
 ``agreement``, ``cells``, the grid values (``snr`` and ``alpha`` or ``batch``), and more
 (:meth:`simulations.cnn.heatmap.HeatmapResult.to_dict`). Convention:
 :data:`rmt.verdict.SIGN_CONVENTION`.
+
+Errors (bad values, an ``--out`` that is a file or not writable) are raised as ``ValueError`` /
+``TypeError`` before any computation or output and reported by :func:`simulations.cli.main` as one
+line ``rmt cnn <subcommand>: error: ...`` with exit status 2.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
+from pathlib import Path
 
 from rmt.verdict import SIGN_CONVENTION_SHORT
 
@@ -28,6 +32,8 @@ def _num(x):
 
 def _coherence(args):
     from .closed_form import closed_form_coherence, sampled_coherence
+
+    _check_counts(args, {"n": 2, "d": 2, "m": 1, "replicates": 1, "seed": 0, "n_forget": 0})
 
     n_forget = args.n_forget if args.n_forget is not None else max(1, args.n // 10)
     kw = dict(sigma_p=args.sigma_p, m=args.m, sigma0=args.sigma0, state=args.state,
@@ -66,6 +72,14 @@ def _coherence(args):
 def _heatmap(args):
     from .heatmap import HeatmapResult, heatmap, plot_heatmap
 
+    _check_counts(args, {"grid": 2, "n": 2, "d": 2, "m": 1, "steps": 1, "replicas": 1, "seed": 0,
+                         "batch": 1})
+    if args.eta_scale is not None and not (math.isfinite(args.eta_scale) and args.eta_scale > 0):
+        raise ValueError(f"--eta-scale must be a positive number, got {args.eta_scale}")
+    if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
+        raise ValueError(f"--alpha must be in [0, 1], got {args.alpha}")
+    _check_out_dir(args.out)
+
     kw = {}
     if args.eta_scale is not None:
         kw["eta_scale"] = args.eta_scale
@@ -75,7 +89,6 @@ def _heatmap(args):
                                 m=args.m, steps=args.steps, replicas=args.replicas, **kw,
                                 **_axis_defaults(args)))
     out_dir = args.out
-    os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"cnn_heatmap_{args.axes.replace(',', '_')}")
     plot_heatmap(res, stem + ".png")
     payload = res.to_dict()
@@ -104,14 +117,34 @@ def _axis_defaults(args):
     return kw
 
 
-def _guard(fn):
-    def run(args):
-        try:
-            return fn(args)
-        except (ValueError, TypeError) as exc:
-            print(f"rmt cnn: error: {exc}", file=sys.stderr)
-            return 2
-    return run
+def _check_out_dir(path) -> None:
+    """Create the folder ``path`` or fail with a ValueError naming ``--out``.
+
+    Done before any computation, so a bad ``--out`` costs nothing and writes nothing.
+    """
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ValueError(f"--out {str(path)!r} exists and is not a directory")
+    parent = p
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {str(path)!r}: {str(parent)!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {str(path)!r}: {str(parent)!r} is not writable")
+    try:  # (root passes os.access everywhere: creating the folder is the real test)
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {str(path)!r}: cannot create the folder ({exc.strerror})") from None
+
+
+def _check_counts(args, minimums) -> None:
+    """``--option`` names in the messages (the library would name its own parameters)."""
+    for dest, minimum in minimums.items():
+        value = getattr(args, dest)
+        if value is not None and value < minimum:
+            flag = "--" + dest.replace("_", "-")
+            raise ValueError(f"{flag} must be >= {minimum}, got {value}")
 
 
 def register(subparsers):
@@ -120,7 +153,7 @@ def register(subparsers):
         "cnn", help="two-layer ReLU CNN under signal-plus-noise: coherence and escape heatmaps",
         description=f"Two-layer ReLU CNN (THEORY §6). Convention: {SIGN_CONVENTION_SHORT}.")
     sub = p.add_subparsers(dest="cnn_command", metavar="SUBCOMMAND")
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    sub.required = True  # "rmt cnn" alone is a usage error (one line, exit 2)
 
     c = sub.add_parser("coherence", help="closed-form vs sampled coherence of per-sample Hessians")
     c.add_argument("--n", type=int, required=True, help="number of samples (>= 2)")
@@ -136,13 +169,14 @@ def register(subparsers):
     c.add_argument("--forget", choices=("random", "class"), default="random")
     c.add_argument("--replicates", type=int, default=3, help="sampled networks averaged (default 3)")
     c.add_argument("--json", action="store_true", help="print a JSON object")
-    c.set_defaults(func=_guard(_coherence))
+    c.set_defaults(func=_coherence)
 
     h = sub.add_parser("heatmap", help="escape of nonlinear unlearning vs (SNR, alpha) or (SNR, B)")
     h.add_argument("--axes", choices=("snr,alpha", "snr,batch"), required=True)
     h.add_argument("--grid", type=int, default=8, help="cells per axis (default 8)")
     h.add_argument("--seed", type=int, default=0)
-    h.add_argument("--out", default="results/cnn", help="output directory (default results/cnn)")
+    h.add_argument("--out", default="rmt-output/cnn",
+                   help="output directory (default rmt-output/cnn)")
     h.add_argument("--n", type=int, default=100)
     h.add_argument("--d", type=int, default=200)
     h.add_argument("--m", type=int, default=20)
@@ -154,5 +188,5 @@ def register(subparsers):
     h.add_argument("--batch", type=int, default=None, help="fixed B of the (snr,alpha) map (20)")
     h.add_argument("--alpha", type=float, default=None, help="fixed alpha of the (snr,batch) map (0.05)")
     h.add_argument("--json", action="store_true", help="print the JSON result")
-    h.set_defaults(func=_guard(_heatmap))
+    h.set_defaults(func=_heatmap)
     return p
