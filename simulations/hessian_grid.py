@@ -25,7 +25,13 @@ import numpy as np
 import rmt
 from rmt.ensembles import hessian_test
 
-__all__ = ["grid_set", "cell", "dexter_thm1_sigma", "dexter_thm2_sigma", "HEURISTIC"]
+__all__ = ["grid_set", "grid_schedule", "cell", "critical_batch", "critical_batches",
+           "thm1_sigma", "thm2_sigma", "theorem_curves", "dexter_thm1_sigma", "dexter_thm2_sigma",
+           "SCHEME_NAMES", "HEURISTIC"]
+
+#: How each sampling scheme is named in figure legends and captions.
+SCHEME_NAMES = {"bernoulli": "Bernoulli", "with_replacement": "with replacement",
+                "without_replacement": "without replacement"}
 
 #: The published heuristic: threshold on ‖w‖²/‖w₀‖², steps, runs.
 HEURISTIC = {"threshold": 1000.0, "steps": 1000, "runs": 10}
@@ -77,8 +83,116 @@ def cell(params, seed):
     return out
 
 
+# ----------------------------------------------------------------------------- exact frontier
+def critical_batch(n, sigma, eta, alpha=0.0, n_forget=10, b_max=None, sampling="without_replacement"):
+    """Smallest integer batch B ∈ 1..b_max whose grid cell is mean-square stable, ρ(T) ≤ 1.
+
+    The cell's own rule (:func:`grid_schedule`: forget batch min(B, |F|)) and the cell's own
+    verdict (``rate > 1`` diverges), so the frontier and the verdict map cannot disagree. ρ(T) is
+    non-increasing in B (each noise coefficient c(B) decreases, the forget batch min(B, |F|) does
+    not decrease, and T is monotone in its noise part on the PSD cone), so an integer bisection
+    on the exact rate is exact. ``b_max`` defaults to n_retain. Returns None when even B = b_max
+    diverges. For α = 0 this is :func:`rmt.critical_batch` restricted to 1..b_max.
+    """
+    hs = grid_set(n, sigma, alpha, n_forget, "commuting")
+    b_max = hs.n_retain if b_max is None else min(int(b_max), hs.n_retain)
+
+    def stable(B):
+        return rmt.mean_square_rate(hs, grid_schedule(hs, eta, B, alpha, sampling)) <= 1.0
+
+    if not stable(b_max):
+        return None
+    lo, hi = 0, b_max  # invariant: hi stable; lo unstable (or 0)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if stable(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def critical_batches(n, sigmas, eta, alpha=0.0, n_forget=10, b_max=None,
+                     sampling="without_replacement"):
+    """:func:`critical_batch` for every σ in ``sigmas`` (None where no B ≤ b_max is stable)."""
+    return [critical_batch(n, s, eta, alpha, n_forget, b_max, sampling) for s in sigmas]
+
+
+# ----------------------------------------------------------------------------- theorem curves
+def _noise_c(n, B, sampling):
+    """Coefficient c of C(M) in N(M) = c·C(M) (THEORY §2.1) for with/without replacement."""
+    B = np.asarray(B, dtype=float)
+    if sampling == "with_replacement":
+        return 1.0 / B
+    if sampling == "without_replacement":
+        return (n - B) / (B * (n - 1.0))
+    raise ValueError(f"sampling must be 'with_replacement' or 'without_replacement', got {sampling!r}")
+
+
+def thm1_sigma(n, batch, eta, lam=2.0, sampling="bernoulli"):
+    """σ at or below which SGD provably diverges (α = 0), for the given sampling scheme.
+
+    Bernoulli: Dexter et al. Theorem 1 (THEORY §5.1), λ ≥ (σ/η)(n/B − 1)^{−1/2}, i.e.
+    σ ≤ ηλ√(n/B − 1). With / without replacement there is no Dexter theorem; the proven
+    analogue is THEORY §5.4(a) at α = 0: η²cλ²(n/σ − 1)²/(n − 1) ≥ 1 with c = 1/B resp.
+    (n − B)/(B(n − 1)), i.e. σ ≤ n / (1 + √((n − 1)/c)/(ηλ)) (0 when c = 0: B = n without
+    replacement has no sampling noise).
+    """
+    B = np.asarray(batch, dtype=float)
+    if sampling == "bernoulli":
+        return eta * lam * np.sqrt(np.maximum(n / B - 1.0, 0.0))
+    c = _noise_c(n, B, sampling)
+    with np.errstate(divide="ignore"):
+        k = np.where(c > 0, np.sqrt((n - 1.0) / np.where(c > 0, c, 1.0)) / (eta * lam), np.inf)
+    return n / (1.0 + k)
+
+
+def thm2_sigma(n, batch, eta, lam=2.0, sampling="bernoulli"):
+    """σ above which Dexter's Theorem 2 construction is mean-square stable, for ``sampling``.
+
+    Construction (THEORY §5.2): σ identical Hessians (λn/σ)e₁e₁ᵀ and n − σ zeros — exactly the
+    shared direction of the Hessian-test grid. Its one active direction has
+    E[j²] = (1 − ηλ)² + η²N with N = λ²(n/B − 1)/σ (Bernoulli) or cλ²(n/σ − 1) (with / without
+    replacement, c as in :func:`thm1_sigma`), so with x = 2/(ηλ) − 1 it is stable (E[j²] < 1)
+    iff σ > (n/B − 1)/x (Bernoulli) or σ > nc/(c + x) (with / without replacement). Every σ
+    diverges when ηλ ≥ 2 (returns inf).
+    """
+    B = np.asarray(batch, dtype=float)
+    x = 2.0 / (eta * lam) - 1.0
+    if x <= 0:
+        return np.full(B.shape, np.inf)
+    if sampling == "bernoulli":
+        return (n / B - 1.0) / x
+    c = _noise_c(n, B, sampling)
+    return n * c / (c + x)
+
+
+def theorem_curves(n, batch, eta, sampling, lam=2.0):
+    """The theorem curves of ``sampling`` over the batch sizes ``batch`` (SGD, α = 0).
+
+    A list of dicts ``name``, ``label`` (names the scheme), ``sigma`` (array over ``batch``),
+    ``side`` ("diverges at or below" / "stable above") and ``source`` (THEORY section).
+    Bernoulli: Dexter Theorems 1 and 2. With / without replacement: the §5.4(a) bound (the
+    scheme's proven analogue of Theorem 1) and the Theorem 2 construction's exact condition in
+    that scheme — never a Bernoulli formula.
+    """
+    scheme = SCHEME_NAMES[sampling]
+    if sampling == "bernoulli":
+        first = ("dexter-thm1", f"Dexter Thm 1, {scheme}: diverges at/below", "§5.1")
+    else:
+        first = ("unlearning-retain-noise",
+                 f"THEORY §5.4(a) bound (α=0), {scheme}: diverges at/below", "§5.4(a)")
+    return [
+        dict(name=first[0], label=first[1], sigma=thm1_sigma(n, batch, eta, lam, sampling),
+             side="diverges at or below", source=first[2]),
+        dict(name="dexter-thm2-construction",
+             label=f"Dexter Thm 2 construction, {scheme}: stable above",
+             sigma=thm2_sigma(n, batch, eta, lam, sampling), side="stable above", source="§5.2"),
+    ]
+
+
 def dexter_thm1_sigma(n, batch, eta, lam=2.0):
-    """Dexter et al. Thm 1 (THEORY §5.1): diverges if λ ≥ (σ/η)(n/B − 1)^{−1/2}, i.e. for
+    """Bernoulli only (use :func:`thm1_sigma` for other schemes). Dexter et al. Thm 1 (THEORY §5.1): diverges if λ ≥ (σ/η)(n/B − 1)^{−1/2}, i.e. for
     σ ≤ ηλ√(n/B − 1). Returns that σ bound (divergence guaranteed at or below it)."""
     B = np.asarray(batch, dtype=float)
     with np.errstate(invalid="ignore"):
@@ -86,7 +200,7 @@ def dexter_thm1_sigma(n, batch, eta, lam=2.0):
 
 
 def dexter_thm2_sigma(n, batch, eta, lam=2.0):
-    """Dexter et al. Thm 2 construction (THEORY §5.2): stable iff λ < (2/η)[1 + (n/B − 1)/σ]^{−1},
+    """Bernoulli only (use :func:`thm2_sigma` for other schemes). Dexter et al. Thm 2 construction (THEORY §5.2): stable iff λ < (2/η)[1 + (n/B − 1)/σ]^{−1},
     i.e. σ > (n/B − 1)/(2/(ηλ) − 1) when ηλ < 2 (every σ diverges when ηλ ≥ 2). Returns the σ
     boundary (the construction is stable above it)."""
     B = np.asarray(batch, dtype=float)

@@ -1,20 +1,25 @@
 """``rmt reproduce``: regenerate the study's figures with exact frontiers, on resumable sweeps.
 
-Writes into ``--out`` (default ``rmt-output/``):
+Writes into ``--out`` (default ``rmt-output/reproduce/quick`` with ``--quick``,
+``rmt-output/reproduce/full`` otherwise; a folder holds one mode):
 
 1. ``hessian_grid_*.png`` — the Hessian-test phase diagrams over (B, σ) for SGD and unlearning at
-   α ∈ {0.1, 0.3, 0.5}, η ∈ {0.5, 0.8}: exact verdict and frontier (ρ(T) = 1), the Dexter et al.
-   Theorem 1/2 curves, and the published 1000×-norm heuristic simulated side by side with its
-   disagreeing cells marked;
+   α ∈ {0.1, 0.3, 0.5}, η ∈ {0.5, 0.8}: exact verdict on every integer (B, σ) and the exact
+   frontier ρ(T) = 1 (the critical batch of every σ), the theorem curves of the diagrams'
+   sampling scheme (without replacement), and the published 1000×-norm heuristic simulated with
+   its disagreeing cells marked;
 2. ``coherence_snr.png`` — CNN coherence vs SNR (closed form vs sampled, init and trained);
 3. ``cnn_heatmap_*.png`` — nonlinear CNN unlearning heatmaps with the linear frontier;
 4. ``lyapunov_vs_meansquare.png`` — where almost-sure and mean-square stability part ways;
-5. ``report.md`` — the figures and the agreement numbers in tables.
+5. ``realdata/`` — forecasts vs actual nonlinear unlearning on real data (digits; the slowest
+   experiment, several minutes even with --quick: leave it out with ``--skip realdata``);
+6. ``report.md`` (figures, agreement tables, version and commit) and ``summary.json`` (the run
+   manifest: mode, provenance, compute time accumulated over runs, every number).
 
-Every experiment is a sweep (``simulations.sweep.run_sweep``) stored under ``OUT/sweeps/``: killing
-the command and rerunning it recomputes nothing that finished. ``--quick`` uses coarse grids
-(< 10 minutes on 2 cores); the full mode uses the published resolutions (n = 100, σ ∈ 1..50,
-B ∈ 1..49, 10 runs of 1000 steps).
+Every sweep experiment is stored under ``OUT/sweeps/``: killing the command and rerunning it
+recomputes nothing that finished (the real-data result is reused once complete). ``--quick``
+uses coarse grids; the full mode uses the published resolutions (n = 100, σ ∈ 1..50,
+B ∈ 1..49, 10 runs of 1000 steps). Every argument is checked before any folder is created.
 """
 
 from __future__ import annotations
@@ -28,14 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rmt.verdict import FORGETS, RESISTS
-from rmt.verdict import SIGN_CONVENTION_SHORT as SIGN_CONVENTION
+from rmt.verdict import FORGETS, RESISTS, SIGN_CONVENTION, SIGN_CONVENTION_SHORT
 
 from . import figures
 from . import hessian_grid as hg
 from .sweep import run_sweep
 
-__all__ = ["register", "reproduce", "HessianGridCell", "LyapunovCell"]
+__all__ = ["register", "reproduce", "all_experiments", "default_out", "write_report",
+           "HessianGridCell", "LyapunovCell", "hessian_grid_panel", "hessian_test_singular"]
 
 
 # ----------------------------------------------------------------------------- sweep cells
@@ -81,146 +86,395 @@ class LyapunovCell:
 
 
 # ----------------------------------------------------------------------------- experiments
+#: Sampling scheme of the Hessian-test protocol (THEORY §7).
+HESSIAN_GRID_SAMPLING = "without_replacement"
+
+
 def _grid_sizes(quick):
     if quick:
         return dict(sigma=list(range(1, 51, 5)) + [50], batch=list(range(1, 50, 4)))
     return dict(sigma=list(range(1, 51)), batch=list(range(1, 50)))
 
 
-def experiment_hessian_grid(out: Path, quick: bool, run_kw: dict) -> dict:
-    sizes = _grid_sizes(quick)
-    grid = {"eta": [0.5, 0.8], "alpha": [0.0, 0.1, 0.3, 0.5], **sizes}
-    cellf = HessianGridCell()
+def hessian_grid_panel(ax, sub, *, n, n_forget, eta, alpha, sigma_values, batch_values,
+                       sampling=HESSIAN_GRID_SAMPLING, ylabel=True):
+    """One (η, α) panel of the Hessian-test figure; returns (legend handles, table row).
+
+    ``sub``: the sweep's Dataset at (η, α) (dims σ × B over the simulated cells). The background
+    is the *exact* verdict on the full integer lattice B ∈ [min B, max B] × σ ∈ [min σ, max σ],
+    read off the critical batch per σ (:func:`simulations.hessian_grid.critical_batch`, the
+    cell's own ρ(T) > 1 rule), and the frontier is the step line between the last diverging and
+    the first stable batch of every σ — exact, not an interpolation of a 0/1 map. Markers: the
+    simulated cells where the published heuristic disagrees. Theorem curves only for SGD and only
+    those of ``sampling`` (:func:`simulations.hessian_grid.theorem_curves`).
+    """
+    B_all = np.arange(int(min(batch_values)), int(max(batch_values)) + 1)
+    S_all = np.arange(int(min(sigma_values)), int(max(sigma_values)) + 1)
+    bstar = hg.critical_batches(n, S_all, eta, alpha, n_forget, b_max=int(B_all[-1]),
+                                sampling=sampling)
+    bs = np.array([np.inf if b is None else b for b in bstar], dtype=float)
+    lattice = (B_all[None, :] < bs[:, None]).astype(float)  # diverges below B*(σ)
+    boundary = np.clip(bs - 0.5, B_all[0] - 0.5, B_all[-1] + 0.5)
+    frontier = figures.step_frontier(S_all, boundary)
+
+    exact = sub["exact_diverges"].transpose("sigma", "batch").values
+    heur = sub["heuristic_diverges"].transpose("sigma", "batch").values
+    valid = np.isfinite(exact) & np.isfinite(heur)
+    exact_only = valid & (exact == 1) & (heur == 0)
+    heur_only = valid & (exact == 0) & (heur == 1)
+    n_valid = int(valid.sum())
+    n_agree = n_valid - int(exact_only.sum() + heur_only.sum())
+    # the sweep's exact verdicts are the lattice's at the simulated cells (same rule, same rates)
+    si = np.searchsorted(S_all, np.asarray(sigma_values, dtype=int))
+    bi = np.searchsorted(B_all, np.asarray(batch_values, dtype=int))
+    on_lattice = lattice[np.ix_(si, bi)]
+    consistent = bool(np.all((exact == on_lattice) | ~np.isfinite(exact)))
+
+    sv, bv = np.asarray(sigma_values, float), np.asarray(batch_values, float)
+    disagree = {}
+    for mask, label, marker in ((exact_only, "heuristic: no escape, exact: ρ(T) > 1", "x"),
+                                (heur_only, "heuristic: escape, exact: ρ(T) ≤ 1", "+")):
+        yy, xx = np.nonzero(mask)
+        disagree[label] = (bv[xx], sv[yy], marker)
+    curves = []
+    if alpha == 0.0:
+        Bf = np.linspace(B_all[0], B_all[-1], 300)
+        styles = [dict(color=figures.OKABE_ITO["green"], lw=1.6, ls="--"),
+                  dict(color=figures.OKABE_ITO["purple"], lw=1.6, ls="-.")]
+        for c, st in zip(hg.theorem_curves(n, Bf, eta, sampling), styles):
+            curves.append((Bf, c["sigma"], c["label"], st))
+    what = "SGD" if alpha == 0 else f"unlearning α={alpha}"
+    handles = figures.phase_diagram(
+        ax, B_all, S_all, lattice, frontier=frontier, disagree=disagree, curves=curves,
+        xlabel="batch size B", ylabel="coherence σ" if ylabel else "",
+        title=f"{what}, η={eta}\nheuristic agrees on {n_agree}/{n_valid} simulated cells",
+    )
+    row = dict(eta=eta, alpha=alpha, cells=n_valid, agree=n_agree,
+               agreement=n_agree / max(n_valid, 1),
+               exact_forgets=int(np.sum(exact[valid] == 1)),
+               heuristic_forgets=int(np.sum(heur[valid] == 1)),
+               disagree=n_valid - n_agree, exact_only=int(exact_only.sum()),
+               heuristic_only=int(heur_only.sum()), exact_matches_lattice=consistent,
+               critical_batch=[dict(sigma=int(s), batch=None if b is None else int(b))
+                               for s, b in zip(S_all, bstar)])
+    return handles, row
+
+
+def experiment_hessian_grid(out: Path, quick: bool, run_kw: dict, *, cell=None, sizes=None,
+                            etas=(0.5, 0.8), alphas=(0.0, 0.1, 0.3, 0.5)) -> dict:
+    sizes = dict(sizes or _grid_sizes(quick))
+    grid = {"eta": list(etas), "alpha": list(alphas), **sizes}
+    cellf = cell or HessianGridCell()
     ds = run_sweep(cellf, grid, out / "sweeps" / "hessian_grid", seed=0,
                    config={"experiment": "hessian_grid", **cellf.__dict__}, **run_kw)
-    rows = []
+    rows, titles = [], {}
     for eta in grid["eta"]:
-        fig, axes = figures.plt.subplots(1, 4, figsize=(17, 4.2), sharey=True)
+        fig, axes = figures.plt.subplots(1, len(grid["alpha"]), figsize=(4.3 * len(grid["alpha"]), 4.6),
+                                         sharey=True, squeeze=False)
         legend = {}
-        for ax, alpha in zip(axes, grid["alpha"]):
-            sub = ds.sel(eta=eta, alpha=alpha)
-            exact = sub["exact_diverges"].transpose("sigma", "batch").values
-            heur = sub["heuristic_diverges"].transpose("sigma", "batch").values
-            valid = np.isfinite(exact) & np.isfinite(heur)
-            disagree = valid & (exact != heur)
-            B = np.asarray(grid["batch"], dtype=float)
-            Bf = np.linspace(B.min(), B.max(), 200)
-            curves = []
-            if alpha == 0.0:
-                curves = [
-                    (Bf, hg.dexter_thm1_sigma(cellf.n, Bf, eta), "Dexter Thm 1 (diverges below)",
-                     dict(color=figures.OKABE_ITO["green"], lw=1.5, ls="--")),
-                    (Bf, hg.dexter_thm2_sigma(cellf.n, Bf, eta), "Dexter Thm 2 construction boundary",
-                     dict(color=figures.OKABE_ITO["purple"], lw=2.0, ls="-.")),
-                ]
-            handles = figures.phase_diagram(
-                ax, grid["batch"], grid["sigma"], exact, disagree=disagree, curves=curves,
-                xlabel="batch size B", ylabel="coherence σ" if alpha == 0.0 else "",
-                title=("SGD" if alpha == 0 else f"unlearning α={alpha}") + f", η={eta}",
-            )
-            ax.set_ylim(0.5, max(grid["sigma"]) + 0.5)
+        for k, (ax, alpha) in enumerate(zip(axes[0], grid["alpha"])):
+            handles, row = hessian_grid_panel(
+                ax, ds.sel(eta=eta, alpha=alpha), n=cellf.n, n_forget=cellf.n_forget, eta=eta,
+                alpha=alpha, sigma_values=grid["sigma"], batch_values=grid["batch"], ylabel=k == 0)
             legend.update({h.get_label(): h for h in handles})
-            n_valid = int(valid.sum())
-            rows.append(dict(eta=eta, alpha=alpha, cells=n_valid,
-                             exact_forgets=int(np.nansum(exact[valid])),
-                             heuristic_forgets=int(np.nansum(heur[valid])),
-                             disagree=int(disagree.sum()),
-                             exact_only=int((valid & (exact == 1) & (heur == 0)).sum()),
-                             heuristic_only=int((valid & (exact == 0) & (heur == 1)).sum()),
-                             agreement=1 - disagree.sum() / max(n_valid, 1)))
-        axes[-1].legend(handles=list(legend.values()), loc="upper left", bbox_to_anchor=(1.02, 1),
-                        fontsize=8)
-        fig.suptitle(f"Hessian test (n={cellf.n}, without replacement): {SIGN_CONVENTION}", fontsize=10)
+            rows.append(row)
+            titles[f"{eta}/{alpha}"] = ax.get_title()
+        axes[0, -1].legend(handles=list(legend.values()), loc="upper left",
+                           bbox_to_anchor=(1.02, 1), fontsize=8)
+        fig.suptitle(f"Hessian test (n={cellf.n}, batches {hg.SCHEME_NAMES[HESSIAN_GRID_SAMPLING]}"
+                     f"): {SIGN_CONVENTION_SHORT}", fontsize=10)
+        fig.tight_layout()
         figures.save(fig, out / f"hessian_grid_eta{eta}.png")
     return {"rows": rows, "figures": [f"hessian_grid_eta{eta}.png" for eta in grid["eta"]],
+            "titles": titles, "sampling": HESSIAN_GRID_SAMPLING,
+            "simulated": {k: list(map(int, v)) for k, v in sizes.items()},
+            "heuristic": {"runs": cellf.runs, "steps": cellf.steps, "threshold": cellf.threshold},
             "grid": {k: (v[0], v[-1], len(v)) for k, v in grid.items()}}
 
 
-def experiment_lyapunov(out: Path, quick: bool, run_kw: dict) -> dict:
-    cellf = LyapunovCell(steps=2000 if quick else 8000, replicas=8 if quick else 16)
-    etas = list(np.round(np.linspace(0.3, 1.2, 10 if quick else 28), 4))
+def hessian_test_singular(n, sigma, batch, eta, lam=2.0, rtol=1e-9):
+    """True when some without-replacement batch makes J = I − ηĤ singular in *every* direction.
+
+    Hessian test (THEORY §7): each sample has eigenvalue λn/σ, so a batch holding k shared
+    samples gives the factor 1 − k·a on e₀ (a = ηλn/(σB)) and 1 − a on a drawn sample's own
+    direction. When a = 1 every direction can be annihilated with positive probability, so
+    E log|j| = −∞ in each and the top Lyapunov exponent is λ₁ = −∞ exactly; a finite-run estimate
+    there is an outlier of no meaning (the mean-square rate is unaffected).
+    """
+    a = eta * lam * n / (sigma * batch)
+    k_lo, k_hi = max(1, batch - (n - sigma)), min(batch, sigma)
+    shared = any(abs(1 - k * a) <= rtol for k in range(k_lo, k_hi + 1))
+    own = sigma == n or abs(1 - a) <= rtol
+    return bool(shared and own)
+
+
+def experiment_lyapunov(out: Path, quick: bool, run_kw: dict, *, cell=None, etas=None) -> dict:
+    import rmt
+
+    cellf = cell or LyapunovCell(steps=2000 if quick else 8000, replicas=8 if quick else 16)
+    if etas is None:
+        etas = list(np.round(np.linspace(0.3, 1.2, 10 if quick else 28), 4))
+    etas = [float(e) for e in etas]
     ds = run_sweep(cellf, {"eta": etas}, out / "sweeps" / "lyapunov", seed=1,
                    config={"experiment": "lyapunov", **cellf.__dict__}, **run_kw)
+    eta_a = np.asarray(etas)
     half = ds["half_log_rate"].values
     lyap = ds["lyapunov"].values
     se = ds["lyapunov_stderr"].values
-    fig, ax = figures.plt.subplots(figsize=(6.5, 4))
+    hs = rmt.ensembles.hessian_test(cellf.n, cellf.sigma)
+    eta_star = float(rmt.critical_eta(hs, rmt.Schedule(1.0, cellf.batch, sampling="without_replacement")))
+    singular = np.array([hessian_test_singular(cellf.n, cellf.sigma, cellf.batch, e) for e in etas])
+    # axis range from the meaningful points; anything below it (the singular steps) is clipped
+    ok = ~singular & np.isfinite(lyap)
+    lo = min(np.min(half), np.min((lyap - 2 * se)[ok]) if ok.any() else np.min(half))
+    hi = max(np.max(half), np.max((lyap + 2 * se)[ok]) if ok.any() else np.max(half))
+    pad = 0.08 * (hi - lo or 1.0)
+    y_lo, y_hi = lo - pad, hi + pad
+    clipped = ~(np.isfinite(lyap) & (lyap - 2 * se >= y_lo))
+
+    fig, ax = figures.plt.subplots(figsize=(7, 4.4))
     ax.axhline(0, color="grey", lw=0.8)
-    ax.plot(etas, half, "-o", color=figures.OKABE_ITO["orange"], ms=4,
+    part = (half > 0) & (lyap + 2 * se < 0) & ~clipped
+    step = np.min(np.diff(eta_a)) if len(eta_a) > 1 else 0.05
+    for k, e in enumerate(eta_a[part]):
+        ax.axvspan(e - step / 2, e + step / 2, color=figures.OKABE_ITO["yellow"], alpha=0.45, lw=0,
+                   label=f"m.s. {FORGETS} but a.s. {RESISTS}" if k == 0 else None)
+    ax.axvline(eta_star, color=figures.OKABE_ITO["vermillion"], lw=1.2, ls=":",
+               label=f"exact η* = {eta_star:.4f} (ρ(T) = 1)")
+    ax.plot(eta_a, half, "-o", color=figures.OKABE_ITO["orange"], ms=4,
             label="½ log ρ(T) (mean square, exact)")
-    ax.errorbar(etas, lyap, yerr=2 * se, fmt="-s", color=figures.OKABE_ITO["blue"], ms=4,
-                label="λ₁ (almost sure, Monte Carlo ±2 s.e.)")
-    part = (half > 0) & (lyap + 2 * se < 0)
-    if np.any(part):
-        ax.axvspan(min(np.array(etas)[part]), max(np.array(etas)[part]), color=figures.OKABE_ITO["yellow"],
-                   alpha=0.35, label=f"m.s. {FORGETS} but a.s. {RESISTS}")
+    shown = ~clipped
+    # NaN at a clipped point breaks the line there instead of bridging over it
+    ax.errorbar(eta_a, np.where(shown, lyap, np.nan), yerr=np.where(shown, 2 * se, np.nan),
+                fmt="s", ls="-",
+                color=figures.OKABE_ITO["blue"], ms=3.5, capsize=3, elinewidth=1.2,
+                label="λ₁ (almost sure, Monte Carlo, bars ±2 s.e.)")
+    if clipped.any():
+        ax.plot(eta_a[clipped], np.full(clipped.sum(), y_lo), "v", color=figures.OKABE_ITO["blue"],
+                ms=8, clip_on=False, label=f"λ₁ clipped ({int(clipped.sum())}; singular step)")
+        for e, v in zip(eta_a[clipped], lyap[clipped]):
+            ax.annotate(f"{v:.3g}", (e, y_lo), xytext=(4, 6), textcoords="offset points", fontsize=7,
+                        color=figures.OKABE_ITO["blue"])
+    ax.set_ylim(y_lo, y_hi)
     ax.set_xlabel("learning rate η")
     ax.set_ylabel("growth rate per step")
-    ax.set_title(f"Hessian test n={cellf.n}, σ={cellf.sigma}, B={cellf.batch}: >0 {FORGETS}",
-                 fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_title(f"Hessian test n={cellf.n}, σ={cellf.sigma}, B={cellf.batch} (without replacement):"
+                 f" > 0 {FORGETS}", fontsize=9)
+    ax.legend(fontsize=7.5, loc="lower right")
+    fig.tight_layout()
     figures.save(fig, out / "lyapunov_vs_meansquare.png")
-    rows = [dict(eta=float(e), half_log_rate=float(h), lyapunov=float(l), stderr=float(s))
-            for e, h, l, s in zip(etas, half, lyap, se)]
-    return {"rows": rows, "parting_etas": [float(e) for e in np.array(etas)[part]],
+    rows = [dict(eta=float(e), half_log_rate=float(h), lyapunov=float(l), stderr=float(s),
+                 singular=bool(g), clipped=bool(c))
+            for e, h, l, s, g, c in zip(etas, half, lyap, se, singular, clipped)]
+    return {"rows": rows, "parting_etas": [float(e) for e in eta_a[part]],
+            "critical_eta": eta_star, "clipped_etas": [float(e) for e in eta_a[clipped]],
+            "singular_etas": [float(e) for e in eta_a[singular]],
+            "max_two_stderr": float(np.max(2 * se[shown])) if shown.any() else math.nan,
             "figures": ["lyapunov_vs_meansquare.png"]}
+
+
+def experiment_realdata(out: Path, quick: bool, run_kw: dict) -> dict:
+    """Forecasts vs actual nonlinear unlearning on digits (:func:`simulations.realdata.run`)."""
+    from . import realdata
+
+    sub = Path(out) / "realdata"
+    summary = realdata.run(sub, quick=quick, progress=bool(run_kw.get("progress", True)))
+    md = (sub / "realdata.md").read_text() if (sub / "realdata.md").is_file() else ""
+    return {"figures": ["realdata/realdata.png"], "summary": summary, "markdown": md}
+
+
+def _asymptotics_experiment():
+    """HOOK: ``simulations.asymptotics_figure.experiment_asymptotics(out, quick) -> dict`` (numbers,
+    a "markdown" snippet, written PNGs listed under "figures"); registered only when the module
+    exists."""
+    try:
+        from . import asymptotics_figure as mod
+    except ImportError:
+        return None
+    fn = getattr(mod, "experiment_asymptotics", None)
+    if fn is None:
+        return None
+
+    def experiment_asymptotics(out: Path, quick: bool, run_kw: dict) -> dict:
+        return fn(Path(out), quick)
+
+    return experiment_asymptotics
 
 
 # ----------------------------------------------------------------------------- report
 def _md_table(rows, cols):
+    def fmt(f, v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        return f.format(v)
+
     head = "| " + " | ".join(c for c, _ in cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
-    return head + "".join("| " + " | ".join(f.format(r[c]) for c, f in cols) + " |\n" for r in rows)
+    return head + "".join("| " + " | ".join(fmt(f, r[c]) for c, f in cols) + " |\n" for r in rows)
 
 
-def write_report(out: Path, results: dict, quick: bool, seconds: float) -> Path:
+def _demote(md: str, levels: int = 2) -> str:
+    """Markdown headings pushed ``levels`` deeper (a sub-report inside a section)."""
+    return "\n".join(("#" * levels + line) if line.startswith("#") else line
+                     for line in md.splitlines())
+
+
+def _section_hessian_grid(r):
+    sim = r.get("simulated", {})
+    heur = r.get("heuristic", {"runs": 10, "steps": 1000, "threshold": 1000.0})
+    lines = [f"![{f}]({f})" for f in r["figures"]] + [""]
+    lines += [
+        "Background: the exact mean-square verdict (ρ(T) > 1 on the span of the Hessians) on every "
+        "integer (B, σ); black step line: the exact frontier ρ(T) = 1, i.e. the critical batch "
+        "B*(σ) of every σ (the smallest B with ρ(T) ≤ 1; `simulations.hessian_grid.critical_batch`"
+        ", the cell's own ρ(T) > 1 rule) — computed, not interpolated. Markers: cells where the "
+        f"published heuristic (‖w‖² ≥ {heur['threshold']:g}·‖w₀‖² within {heur['steps']} steps, "
+        f"majority of {heur['runs']} runs) disagrees: × exact ρ(T) > 1 but no escape, + escape "
+        "but ρ(T) ≤ 1. The heuristic was simulated on "
+        + (f"σ ∈ {sim['sigma']} × B ∈ {sim['batch']}" if sim else "the grid of the table")
+        + "; panel titles count agreement over all simulated cells.",
+        "",
+        f"Theorem curves (SGD panels only) are those of the diagrams' sampling scheme, "
+        f"{hg.SCHEME_NAMES[r.get('sampling', HESSIAN_GRID_SAMPLING)]}: the Theorem 2 construction "
+        "(σ identical rank-one Hessians plus zeros — exactly the grid's shared direction) with its "
+        "exact condition in this scheme (stable above the curve; it coincides with the exact "
+        "frontier wherever the shared direction is the first to go unstable), and the proven "
+        "divergence bound THEORY §5.4(a) at α = 0 (diverges at or below). Dexter et al.'s "
+        "Theorem 1 itself is a Bernoulli statement with no without-replacement form, so it is not "
+        "drawn; no Bernoulli formula appears on these diagrams. The unlearning panels (α > 0) "
+        "carry no theorem curve: the Dexter statements are SGD statements.",
+        "",
+        "Agreement of the published heuristic with the exact mean-square verdict (simulated cells "
+        "with B ≤ n_retain):", "",
+    ]
+    lines.append(_md_table(r["rows"], [("eta", "{}"), ("alpha", "{}"), ("cells", "{}"),
+                                       ("agree", "{}"), ("agreement", "{:.3f}"),
+                                       ("exact_forgets", "{}"), ("heuristic_forgets", "{}"),
+                                       ("exact_only", "{}"), ("heuristic_only", "{}")]))
+    lines += ["`exact_only`: ρ(T) > 1 (forgets in mean square) but the heuristic saw no escape; "
+              "`heuristic_only`: the reverse. Forget set for α > 0: the first min(10, σ) samples "
+              "of the shared-direction block (see `simulations/hessian_grid.py`). A cell with "
+              "ρ(T) > 1 whose typical finite run does not reach the threshold is mean-square "
+              "unstable through rare large excursions while almost surely (or within the horizon) "
+              "stable.", ""]
+    return lines
+
+
+def _section_lyapunov(r):
+    lines = ["![lyapunov](lyapunov_vs_meansquare.png)", ""]
+    clip = r.get("clipped_etas", [])
+    sing = set(r.get("singular_etas", []))
+    vals = {row["eta"]: row["lyapunov"] for row in r["rows"]}
+    lines.append(
+        "Orange: ½ log ρ(T) (exact); blue: the top Lyapunov exponent λ₁ (Monte Carlo, error bars "
+        f"±2 standard errors across replicas, the largest {r.get('max_two_stderr', math.nan):.2g} — "
+        "most are smaller than the markers); dotted line: the exact critical step "
+        f"η* = {r.get('critical_eta', math.nan):.4f} where ρ(T) = 1. λ₁ ≤ ½ log ρ(T) always "
+        "(Jensen). "
+        + (f"{len(clip)} point(s) clipped at the lower edge (▼, estimate printed): "
+           + ", ".join(f"η = {e:g} (estimate {vals.get(e, math.nan):.3g}"
+                       + ("; a batch makes J singular in every direction, so λ₁ = −∞ exactly)"
+                          if e in sing else ")") for e in clip) + ". "
+           if clip else "No point is clipped. ")
+        + "Learning rates where the model is mean-square unstable (forgets in mean square) yet "
+        f"almost surely stable (shaded): {r['parting_etas']}.")
+    lines.append("")
+    lines.append(_md_table(r["rows"], [("eta", "{:.3f}"), ("half_log_rate", "{:.4f}"),
+                                       ("lyapunov", "{:.4f}"), ("stderr", "{:.4f}"),
+                                       ("clipped", "{}")]))
+    return lines
+
+
+def _section_generic(r):
+    lines = [f"![{f}]({f})" for f in r.get("figures", [])] + [""]
+    if r.get("table"):
+        lines.append(r["table"])
+    if r.get("text"):
+        lines += [r["text"], ""]
+    if r.get("markdown"):
+        lines += [_demote(r["markdown"]), ""]
+    return lines
+
+
+_SECTIONS = {
+    "hessian_grid": ("Hessian-test phase diagrams", _section_hessian_grid),
+    "coherence_snr": ("Coherence vs SNR (CNN)", _section_generic),
+    "cnn_heatmaps": ("CNN unlearning heatmaps", _section_generic),
+    "lyapunov": ("Almost-sure vs mean-square stability", _section_lyapunov),
+    "asymptotics": ("Random-matrix asymptotics", _section_generic),
+    "realdata": ("Real data: forecasts vs nonlinear unlearning (digits)", _section_generic),
+}
+
+
+def _fmt_seconds(x):
+    return f"{x:.0f} s" if x < 120 else f"{x / 60:.1f} min"
+
+
+def write_report(out: Path, results: dict, quick: bool, seconds: float, *, state=None) -> Path:
+    """``report.md`` and ``summary.json`` from the experiments' results.
+
+    ``seconds`` is this run's wall time; ``state`` (the run manifest, see :func:`reproduce`)
+    carries the compute time accumulated over every run of this folder and the provenance.
+    """
+    from .provenance import provenance
+
+    state = state or {"compute_seconds": dict.fromkeys(results, 0.0), "runs": [],
+                      "total_seconds": seconds, "provenance": provenance()}
+    prov = state["provenance"]
+    total = state.get("total_seconds", seconds)
+    n_runs = max(len(state.get("runs", [])), 1)
+    per = state.get("compute_seconds", {})
+    commit = prov.get("commit") or "unknown (not a git checkout)"
     lines = [
         "# rmt reproduction report",
         "",
-        f"Mode: {'quick' if quick else 'full'}; wall time {seconds:.0f} s. Sign convention: "
-        f"**{SIGN_CONVENTION}**. Exact verdicts are ρ(T) > 1 on the span of the Hessians "
-        "(mean square); the published heuristic is \"‖w‖² ≥ 1000‖w₀‖² within 1000 steps, "
-        "majority of 10 runs\" (almost-sure behaviour of a finite run).",
+        f"Produced by rmt {prov.get('rmt_version')} (commit {commit}), Python "
+        f"{prov.get('python')}, {prov.get('created_utc')}.",
+        "",
+        f"Mode: {'quick' if quick else 'full'}. Compute time {_fmt_seconds(total)} in total over "
+        f"{n_runs} run(s) of `rmt reproduce` on this folder (this run: {_fmt_seconds(seconds)}; "
+        "a rerun resumes the sweeps and adds only what it computed); per experiment: "
+        + ", ".join(f"{k} {_fmt_seconds(v)}" for k, v in per.items() if k in results) + ".",
+        "",
+        f"Sign convention: **{SIGN_CONVENTION}**. Exact verdicts are ρ(T) > 1 on the span of the "
+        "Hessians (mean square); heuristics and simulations are finite runs (their notion is named "
+        "where they appear).",
         "",
     ]
-    if "hessian_grid" in results:
-        r = results["hessian_grid"]
-        lines += ["## 1. Hessian-test phase diagrams", ""]
-        lines += [f"![{f}]({f})" for f in r["figures"]] + [""]
-        lines += ["Agreement of the published heuristic with the exact mean-square verdict "
-                  "(cells with B ≤ n_retain):", ""]
-        lines.append(_md_table(r["rows"], [("eta", "{}"), ("alpha", "{}"), ("cells", "{}"),
-                                           ("exact_forgets", "{}"), ("heuristic_forgets", "{}"),
-                                           ("disagree", "{}"), ("exact_only", "{}"),
-                                           ("heuristic_only", "{}"), ("agreement", "{:.3f}")]))
-        lines += ["`exact_only`: ρ(T) > 1 (forgets in mean square) but the heuristic saw no escape; "
-                  "`heuristic_only`: the reverse. Forget set for α > 0: the first min(10, σ) samples "
-                  "of the shared-direction block (see `simulations/hessian_grid.py`). A cell with "
-                  "ρ(T) > 1 whose typical finite run does not reach 1000× is mean-square unstable "
-                  "through rare large excursions while almost surely (or within 1000 steps) stable.",
-                  ""]
-    for key, title in (("coherence_snr", "2. Coherence vs SNR (CNN)"),
-                       ("cnn_heatmaps", "3. CNN unlearning heatmaps")):
-        if key in results:
-            r = results[key]
-            lines += [f"## {title}", ""] + [f"![{f}]({f})" for f in r.get("figures", [])] + [""]
-            if r.get("table"):
-                lines.append(r["table"])
-            if r.get("text"):
-                lines += [r["text"], ""]
-    if "lyapunov" in results:
-        r = results["lyapunov"]
-        lines += ["## 4. Almost-sure vs mean-square stability", "",
-                  "![lyapunov](lyapunov_vs_meansquare.png)", "",
-                  "λ₁ ≤ ½ log ρ(T) always (Jensen). Learning rates where the model is mean-square "
-                  f"unstable (forgets in mean square) yet almost surely stable: {r['parting_etas']}.", ""]
-        lines.append(_md_table(r["rows"], [("eta", "{:.3f}"), ("half_log_rate", "{:.4f}"),
-                                           ("lyapunov", "{:.4f}"), ("stderr", "{:.4f}")]))
+    k = 0
+    for name, r in results.items():
+        title, section = _SECTIONS.get(name, (name, _section_generic))
+        k += 1
+        lines += [f"## {k}. {title}", ""] + section(r)
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
-    (out / "summary.json").write_text(json.dumps(results, indent=1, default=float))
+    summary = {"mode": "quick" if quick else "full", "provenance": prov,
+               "compute_seconds": per, "total_seconds": total, "runs": state.get("runs", []),
+               "convention": SIGN_CONVENTION, "results": results}
+    _write_json(out / "summary.json", summary)
     return path
 
 
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
+    tmp.replace(path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.bool_,)):
+        return bool(o)
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+# ----------------------------------------------------------------------------- registry
 EXPERIMENTS = {
     "hessian_grid": experiment_hessian_grid,
     "lyapunov": experiment_lyapunov,
@@ -235,51 +489,206 @@ def _optional_cnn_experiments():
     return dict(getattr(cnn_reproduce, "EXPERIMENTS", {}))
 
 
-def reproduce(out="rmt-output", *, quick=False, executor="processes", dask_local=None,
-              scheduler=None, progress=True, only=None) -> Path:
-    """Run every experiment (or those named in ``only``) and write ``OUT/report.md``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+def all_experiments() -> dict:
+    """Every experiment in the default order (the slow real-data one last)."""
+    exps = {**EXPERIMENTS, **_optional_cnn_experiments()}
+    asym = _asymptotics_experiment()
+    if asym is not None:
+        exps["asymptotics"] = asym
+    exps["realdata"] = experiment_realdata
+    return exps
+
+
+#: Experiments whose result is reused from ``summary.json`` on a rerun instead of recomputed
+#: (not sweeps: they would otherwise start over).
+_REUSE = {"realdata": ("realdata/realdata.json", "realdata/realdata.png")}
+
+
+# ----------------------------------------------------------------------------- validation
+def default_out(quick: bool) -> Path:
+    """``rmt-output/reproduce/quick`` or ``rmt-output/reproduce/full`` (one folder per mode)."""
+    return Path("rmt-output") / "reproduce" / ("quick" if quick else "full")
+
+
+def _mode_of(out: Path):
+    """The mode ("quick"/"full") an existing output folder holds, or None if it tells none."""
+    try:
+        data = json.loads((out / "summary.json").read_text())
+        if isinstance(data, dict) and data.get("mode") in ("quick", "full"):
+            return data["mode"]
+    except (OSError, ValueError):
+        pass
+    try:
+        for line in (out / "report.md").read_text().splitlines():
+            if line.startswith("Mode: "):
+                return "quick" if line[6:].startswith("quick") else "full"
+    except OSError:
+        pass
+    return None
+
+
+def _check_out(out: Path, quick: bool) -> None:
+    mode = "quick" if quick else "full"
+    for parent in [out, *out.parents]:
+        if parent.exists() and not parent.is_dir():
+            what = "--out" if parent == out else f"--out {str(out)!r}: {str(parent)!r}"
+            raise ValueError(f"{what} {str(parent)!r} is an existing file, not a folder; "
+                             "choose a folder")
+        if parent.exists():
+            break
+    if not out.is_dir():
+        return
+    held = _mode_of(out)
+    if held is not None and held != mode:
+        other = "--quick" if held == "quick" else "without --quick"
+        raise ValueError(f"--out {str(out)!r} holds a {held}-mode reproduction (sweeps of the "
+                         f"other grid); rerun {other} to resume it, or choose another --out for "
+                         f"the {mode} mode")
+    if held is None and any(out.iterdir()) and not (out / "sweeps").is_dir():
+        raise ValueError(f"--out {str(out)!r} is a non-empty folder that holds no rmt reproduce "
+                         "output; choose a new or empty folder")
+
+
+def _check_scheduler(address: str, timeout: float = 5.0) -> None:
+    import importlib.util
+    import socket
+    from urllib.parse import urlsplit
+
+    if importlib.util.find_spec("distributed") is None:
+        raise ValueError("--scheduler needs the 'distributed' package (pip install distributed)")
+    url = urlsplit(address if "://" in address else "tcp://" + address)
+    if url.scheme not in ("tcp", "tls"):
+        return  # other transports (inproc, ucx) cannot be probed with a socket
+    try:
+        host, port = url.hostname, url.port or 8786
+    except ValueError as exc:
+        raise ValueError(f"--scheduler {address!r} is not a valid address: {exc}") from None
+    if not host:
+        raise ValueError(f"--scheduler {address!r} is not a valid address (expected tcp://HOST:PORT)")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot reach the Dask scheduler at {address!r} "
+                         f"({exc.strerror or exc}); start it or check --scheduler") from None
+
+
+def _select(only, skip, experiments) -> list:
+    names = list(experiments) if not only else list(dict.fromkeys(only))
+    unknown = [n for n in [*names, *(skip or [])] if n not in experiments]
+    if unknown:
+        raise ValueError(f"unknown experiment(s) {', '.join(map(repr, unknown))}; choose from "
+                         f"{', '.join(experiments)}")
+    names = [n for n in names if n not in set(skip or [])]
+    if not names:
+        raise ValueError("no experiment left to run (--skip removed every one)")
+    return names
+
+
+# ----------------------------------------------------------------------------- entry point
+def reproduce(out=None, *, quick=False, executor="processes", dask_local=None, scheduler=None,
+              progress=True, only=None, skip=None) -> Path:
+    """Run every experiment (or those in ``only``, minus ``skip``) and write ``OUT/report.md``.
+
+    Every argument is checked before anything is written (a bad one raises ValueError and no
+    folder is created). ``OUT/summary.json`` is the run manifest: the mode, the provenance
+    (:func:`simulations.provenance.provenance`), the compute time per experiment *accumulated
+    over every run* on this folder (a resumed run adds its own time to the first run's), and the
+    results. ``out`` defaults to :func:`default_out`.
+    """
+    from .provenance import provenance
+
+    out = default_out(quick) if out is None else Path(out)
+    experiments = all_experiments()
+    names = _select(only, skip, experiments)
+    if dask_local is not None and int(dask_local) < 1:
+        raise ValueError(f"--dask-local must be >= 1, got {dask_local}")
+    _check_out(out, quick)
+    if scheduler is not None and dask_local is None:
+        _check_scheduler(scheduler)
     run_kw = dict(executor=executor, progress=progress)
     if dask_local is not None:
         run_kw.update(executor="dask", dask_local=int(dask_local))
     elif scheduler is not None:
         run_kw.update(executor="dask", scheduler=scheduler)
-    experiments = {**EXPERIMENTS, **_optional_cnn_experiments()}
-    names = list(experiments) if only is None else list(only)
-    unknown = [n for n in names if n not in experiments]
-    if unknown:
-        raise ValueError(f"unknown experiment(s) {unknown}; choose from {sorted(experiments)}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create --out {str(out)!r}: {exc.strerror or exc}") from None
+
+    mode = "quick" if quick else "full"
+    old = {}
+    try:
+        old = json.loads((out / "summary.json").read_text())
+        if not isinstance(old, dict) or old.get("mode") != mode:
+            old = {}
+    except (OSError, ValueError):
+        old = {}
+    prov = provenance()
+    state = {"mode": mode, "provenance": prov,
+             "compute_seconds": dict(old.get("compute_seconds", {})),
+             "total_seconds": float(old.get("total_seconds", 0.0)),
+             "runs": list(old.get("runs", [])), "results": dict(old.get("results", {}))}
+    this_run = {"provenance": prov, "experiments": names, "seconds": 0.0, "finished": False}
+    state["runs"].append(this_run)
+    _write_json(out / "summary.json", {**state, "convention": SIGN_CONVENTION})  # mode first
+
     t0 = time.perf_counter()
     results = {}
-    for name in names:
-        results[name] = experiments[name](out, quick, run_kw)
-    return write_report(out, results, quick, time.perf_counter() - t0)
+    try:
+        for name in names:
+            files = _REUSE.get(name)
+            if (files and name in state["results"]
+                    and all((out / f).is_file() for f in files)):
+                results[name] = state["results"][name]  # finished in an earlier run
+                continue
+            t = time.perf_counter()
+            try:
+                results[name] = experiments[name](out, quick, run_kw)
+            finally:
+                spent = time.perf_counter() - t
+                state["compute_seconds"][name] = state["compute_seconds"].get(name, 0.0) + spent
+                state["total_seconds"] += spent
+                this_run["seconds"] = time.perf_counter() - t0
+                if name in results:
+                    state["results"][name] = results[name]
+                _write_json(out / "summary.json", {**state, "convention": SIGN_CONVENTION})
+    finally:
+        this_run["seconds"] = time.perf_counter() - t0
+        _write_json(out / "summary.json", {**state, "convention": SIGN_CONVENTION})
+    this_run["finished"] = True
+    return write_report(out, results, quick, this_run["seconds"], state=state)
 
 
 def register(subparsers):
+    names = list(all_experiments())
     p = subparsers.add_parser(
         "reproduce",
         help="regenerate every figure with exact frontiers and write report.md",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--quick", action="store_true", help="coarse grids, < 10 minutes on 2 cores")
-    p.add_argument("--out", default="rmt-output", help="output folder (default: rmt-output/)")
+    p.add_argument("--quick", action="store_true", help="coarse grids, < 10 minutes on 2 cores "
+                   "(plus the real-data experiment)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: rmt-output/reproduce/quick with --quick, "
+                        "rmt-output/reproduce/full otherwise); a folder holds one mode")
     grp = p.add_mutually_exclusive_group()
     grp.add_argument("--dask-local", type=int, metavar="N", help="start a local Dask cluster with N workers")
-    grp.add_argument("--scheduler", metavar="ADDRESS", help="connect to an existing Dask scheduler")
+    grp.add_argument("--scheduler", metavar="ADDRESS",
+                     help="connect to an existing Dask scheduler (tcp://HOST:PORT; checked first)")
     grp.add_argument("--serial", action="store_true", help="run every cell in this process")
-    p.add_argument("--only", nargs="+", metavar="EXPERIMENT", help="run only these experiments")
+    p.add_argument("--only", nargs="+", metavar="EXPERIMENT",
+                   help="run only these experiments; valid names: " + ", ".join(names))
+    p.add_argument("--skip", nargs="+", metavar="EXPERIMENT",
+                   help="leave these experiments out (e.g. --skip realdata, the slowest)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_main)
 
 
 def _main(args):
-    if args.dask_local is not None and args.dask_local < 1:
-        raise SystemExit("rmt reproduce: --dask-local must be >= 1")
     path = reproduce(args.out, quick=args.quick, executor="serial" if args.serial else "processes",
                      dask_local=args.dask_local, scheduler=args.scheduler,
-                     progress=not args.no_progress, only=args.only)
+                     progress=not args.no_progress, only=args.only, skip=args.skip)
     print(f"wrote {path}")
     return 0
