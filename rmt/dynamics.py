@@ -44,6 +44,7 @@ frozen.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,6 +92,23 @@ class SetTerm:
     mean: np.ndarray = field(repr=False)
     gradients: np.ndarray | None = field(default=None, repr=False)
     profile: np.ndarray | None = field(default=None, repr=False)
+    #: shared curvature C = λI + QQᵀ in span coordinates (r, r), or None (issue 11); ``mean``
+    #: includes it and ``base_mean`` = (1/n)ΣΨ_iΨ_iᵀ does not
+    shared: np.ndarray | None = field(default=None, repr=False)
+    shared_scalar: float = 0.0
+    base_mean: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.base_mean is None:
+            object.__setattr__(self, "base_mean",
+                               self.mean if self.shared is None else self.mean - self.shared)
+
+    @property
+    def size_variance(self) -> float:
+        """Var(|batch|/B) = c − e: the randomness of the realised batch size (Bernoulli only).
+
+        The shared term enters Ĥ_S as (|batch|/B)·C, so it is deterministic unless this is > 0."""
+        return self.c - self.e
 
     @property
     def mean_gradient(self) -> np.ndarray | None:
@@ -98,21 +116,34 @@ class SetTerm:
         return None if self.gradients is None else self.gradients.mean(axis=0)
 
     def hessians(self) -> np.ndarray:
-        """Reduced per-sample Hessians (n, r, r): tests and small problems only."""
-        return np.einsum("rna,sna->nrs", self.psi, self.psi)
+        """Reduced per-sample Hessians Ψ_iΨ_iᵀ + C (n, r, r): tests and small problems only."""
+        out = np.einsum("rna,sna->nrs", self.psi, self.psi)
+        return out if self.shared is None else out + self.shared[None]
 
     def batch_hessian(self, x) -> np.ndarray:
-        """Ĥ_S = (1/B) Σ_i x_i Ψ_iΨ_iᵀ for indicators/counts ``x`` (n,)."""
+        """Ĥ_S = (1/B) Σ_i x_i (Ψ_iΨ_iᵀ + C) for indicators/counts ``x`` (n,)."""
         r, n, k = self.psi.shape
+        x = np.asarray(x, float)
         flat = self.psi.reshape(r, n * k)
-        return (flat * np.repeat(np.asarray(x, float), k)) @ flat.T / self.batch
+        out = (flat * np.repeat(x, k)) @ flat.T / self.batch
+        if self.shared is not None:
+            out = out + (x.sum() / self.batch) * self.shared
+        return out
 
     def batch_gradient(self, x) -> np.ndarray:
         """ĝ_S = (1/B) Σ_i x_i g̃_i (p,) (zero without gradients is *not* implied: needs gradients)."""
         return np.asarray(x, float) @ self.gradients / self.batch
 
     def quad(self, M):
-        """(1/n) Σ_i H_i M H_i for symmetric M (r×r)."""
+        """(1/n) Σ_i H_i M H_i for symmetric M (r×r), H_i = Ψ_iΨ_iᵀ + C."""
+        out = self._base_quad(M)
+        C = self.shared
+        if C is not None:
+            HC = self.base_mean @ M @ C
+            out = out + HC + HC.T + C @ M @ C
+        return out
+
+    def _base_quad(self, M):
         r, n, k = self.psi.shape
         flat = self.psi.reshape(r, n * k)
         MP = M @ flat
@@ -125,7 +156,17 @@ class SetTerm:
         return X @ flat.T / n
 
     def noise(self, M):
-        """N_S(M) = c·(1/n)Σ_i H_i M H_i − e·H̄ M H̄ = E[ĤMĤ] − H̄MH̄ (THEORY §2.1)."""
+        """N_S(M) = c·(1/n)Σ_i H_i M H_i − e·H̄ M H̄ = E[ĤMĤ] − H̄MH̄ (THEORY §2.1).
+
+        With a shared term (H_i = H⁰_i + C): N_S = N⁰_S + (c − e)·[H̄MH̄ − H̄⁰MH̄⁰], which vanishes
+        unless the batch size is random (Bernoulli)."""
+        out = self._base_noise(M)
+        if self.shared is not None and self.c != self.e:
+            H0, H = self.base_mean, self.mean
+            out = out + (self.c - self.e) * (H @ M @ H - H0 @ M @ H0)
+        return out
+
+    def _base_noise(self, M):
         r, n, k = self.psi.shape
         N = n * k
         if self.e != 0.0 and N < r:
@@ -138,26 +179,33 @@ class SetTerm:
             Zb = Z.reshape(n, k, n, k)
             Zb[np.arange(n), :, np.arange(n), :] += (self.c / n) * blocks
             return flat @ Z @ flat.T
-        out = self.c * self.quad(M) if self.c != 0.0 else np.zeros_like(M)
+        out = self.c * self._base_quad(M) if self.c != 0.0 else np.zeros_like(M)
         if self.e != 0.0:
-            out -= self.e * (self.mean @ M @ self.mean)
+            out -= self.e * (self.base_mean @ M @ self.base_mean)
         return out
 
     def kron_noise(self):
         """Row-major Kronecker matrix of N_S (r²×r²), small r only."""
-        hs = self.hessians()
+        psi = self.psi
+        hs = np.einsum("rna,sna->nrs", psi, psi)
         r = hs.shape[1]
+        H0 = self.base_mean
         Kq = np.einsum("nab,ncd->acbd", hs, hs).reshape(r * r, r * r) / self.n
-        return self.c * Kq - self.e * np.kron(self.mean, self.mean)
+        out = self.c * Kq - self.e * np.kron(H0, H0)
+        if self.shared is not None and self.c != self.e:
+            out = out + (self.c - self.e) * (np.kron(self.mean, self.mean) - np.kron(H0, H0))
+        return out
 
     def cross_noise(self, v):
         """E[Ĥ v ĝᵀ] − H̄ v ḡᵀ = c·(1/n)Σ_i H_i v g̃_iᵀ − e·H̄ v ḡᵀ, shape (r, p), for v (r,)."""
         r, n, k = self.psi.shape
         proj = np.einsum("rnk,r->nk", self.psi, v)  # Ψ_iᵀ v
-        Hv = np.einsum("rnk,nk->rn", self.psi, proj)  # H_i v, (r, n)
+        Hv = np.einsum("rnk,nk->rn", self.psi, proj)  # H⁰_i v, (r, n)
         out = (self.c / n) * (Hv @ self.gradients)
         if self.e != 0.0:
-            out -= self.e * np.outer(self.mean @ v, self.mean_gradient)
+            out -= self.e * np.outer(self.base_mean @ v, self.mean_gradient)
+        if self.shared is not None and self.c != self.e:
+            out += (self.c - self.e) * np.outer(self.shared @ v, self.mean_gradient)
         return out
 
     def gradient_noise(self):
@@ -218,6 +266,12 @@ class Dynamics:
         self.K = eye
         if self.combinator == "sam":
             self.K = eye + (sch.sam_rho / sch.sam_a) * means["retain"]
+        # shared curvature λI (issue 11): on the null space N every J is the scalar j (below)
+        self.shared_scalar = red.shared_scalar
+        self.has_null_mode = red.has_null_mode
+        self.null_kappa = 1.0
+        if self.combinator == "sam":
+            self.null_kappa = 1.0 + (sch.sam_rho / sch.sam_a) * red.shared_scalar
         self.has_drift = hs.has_gradients and any(
             hs.gradients(w) is not None for w in self.active)
         grads, self.drift_basis = self._affine_gradients(means) if self.has_drift else ({}, None)
@@ -226,11 +280,15 @@ class Dynamics:
         self.q = self.drift_basis.shape[1]
         self.p = self.r + self.q
         profiles = self._profiles() if hs.kind == "commuting" else {}
+        shared = red.shared_matrix()
         terms = []
         for w in self.active:
             c, e = noise_coefficients(sch.sampling, hs.size(w), batches[w])
             terms.append(SetTerm(w, hs.size(w), batches[w], weights[w], c, e, red.psi(w),
-                                 means[w], grads.get(w), profiles.get(w)))
+                                 means[w], grads.get(w), profiles.get(w), shared=shared,
+                                 shared_scalar=red.shared_scalar,
+                                 base_mean=red.mean(w, shared=False) if shared is not None
+                                 else None))
         self.terms = tuple(terms)
         self.step_maps = {t.name: eye + t.weight * t.mean @ self.K for t in self.terms}
         if self.combinator == "alternating":
@@ -245,10 +303,17 @@ class Dynamics:
         raw = {w: self.hs.gradients(w) for w in self.active}
         if self.combinator == "sam":  # g̃_i = g_i + (ρ/a) H_i ḡ_R  (module docstring)
             g = raw["retain"]
-            gbar_u = U.T @ g.mean(axis=0)
+            gbar = g.mean(axis=0)
+            gbar_u = U.T @ gbar
             psi = self.reduction.psi("retain")
             Hg = np.einsum("rnk,nk->nr", psi, np.einsum("rnk,r->nk", psi, gbar_u))
-            raw = {"retain": g + (self.schedule.sam_rho / self.schedule.sam_a) * (Hg @ U.T)}
+            C = self.reduction.shared_matrix()
+            extra = 0.0
+            if C is not None:  # (H_i + C)ḡ: C ḡ = λḡ + QQᵀḡ; λ's out-of-span part is λ(ḡ − UUᵀḡ)
+                Hg = Hg + (C @ gbar_u)[None, :]
+                extra = self.shared_scalar * (gbar - U @ gbar_u)
+            kap = self.schedule.sam_rho / self.schedule.sam_a
+            raw = {"retain": g + kap * (Hg @ U.T + extra)}
         span = {w: g @ U for w, g in raw.items()}
         resid = np.concatenate([raw[w] - span[w] @ U.T for w in self.active], axis=0)
         # a residual at the round-off of the projection (relative to the whole gradient stack)
@@ -300,23 +365,114 @@ class Dynamics:
         if self.combinator == "alternating":
             out = np.zeros(self.p)
             for t in self.terms:  # E[A_F s_R ĝ_R] = E[A_F] s_R ḡ_R (independent batches)
-                out = self._pad_map(self.step_maps[t.name]) @ out + t.weight * t.mean_gradient
+                out = self._pad_map(self.step_maps[t.name], 1.0 + t.weight * self.shared_scalar) \
+                    @ out + t.weight * t.mean_gradient
             return out
         return sum(t.weight * t.mean_gradient for t in self.terms)
 
-    def _pad_map(self, A):
-        """An (r, r) span map extended by the identity on the drift directions V."""
+    def _pad_map(self, A, null=1.0):
+        """An (r, r) span map extended by ``null``·I on the drift directions V (they lie in the
+        null space, where a map is the identity — or the null scalar with a shared λI)."""
         if self.q == 0:
             return A
-        out = np.eye(self.p)
+        out = null * np.eye(self.p)
         out[: self.r, : self.r] = A
         return out
+
+    # ------------------------------------------------------------------ the null mode (shared λI)
+    def null_moments(self):
+        """Per term (term, m, N) of the null-space scalar: m = λ, N = (c − e)λ² — the null space is a
+        commuting direction on which every sample's Hessian is λ (THEORY §3, commuting)."""
+        lam = self.shared_scalar
+        return [(t, np.array([lam]), np.array([t.size_variance * lam**2])) for t in self.terms]
+
+    def null_step(self, indicators) -> float:
+        """The scalar j that J is on the null space N for given batch indicators (1 without λ)."""
+        lam, out = self.shared_scalar, 1.0
+        for t in self.terms:
+            x = np.asarray(indicators[t.name], float)
+            a = t.weight * lam * self.null_kappa * x.sum() / t.batch
+            out = (1.0 + a) * out if self.combinator == "alternating" else out + a
+        return float(out)
+
+    def null_cross_map(self) -> np.ndarray:
+        """E[j·J] on the span (r, r): how the cross moment E[u vᵀ] between the span part u and
+        the null part v evolves. j and J share the batch, Cov(|batch|/B, Ĥ) = (c − e)H̄, so
+        summed/SAM: E[jJ] = E[j]E[J] + Σ_S (s_Sλκ)s_S(c_S − e_S)H̄_S K; alternating: the product of
+        the per-set factors E[j_S A_S] = E[j_S]E[A_S] + s_S²λ(c_S − e_S)H̄_S."""
+        lam, eye = self.shared_scalar, np.eye(self.r)
+        if self.combinator == "alternating":
+            out = eye
+            for t in self.terms:
+                E = (1.0 + t.weight * lam) * self.step_maps[t.name] \
+                    + t.weight**2 * lam * t.size_variance * t.mean
+                out = E @ out
+            return out
+        out = self.null_mean * self.mean_map
+        for t in self.terms:
+            out = out + (t.weight * lam * self.null_kappa) * t.weight * t.size_variance \
+                * (t.mean @ self.K)
+        return out
+
+    @property
+    def null_mean(self) -> float:
+        """E[j] on the null space (1.0 without a null mode)."""
+        if not self.has_null_mode:
+            return 1.0
+        lam = self.shared_scalar
+        if self.combinator == "alternating":
+            return float(np.prod([1.0 + t.weight * lam for t in self.terms]))
+        return 1.0 + sum(t.weight * lam for t in self.terms) * self.null_kappa
+
+    @property
+    def null_rate(self) -> float | None:
+        """E[j²]: the mean-square rate of the null mode (None without a null mode).
+
+        summed/SAM: (1 + κλΣ_S s_S)² + κ²λ²Σ_S s_S²(c_S − e_S); alternating: Π_S[(1 + s_Sλ)² +
+        s_S²λ²(c_S − e_S)] — exactly :meth:`direction_rates` for a direction of eigenvalue λ."""
+        if not self.has_null_mode:
+            return None
+        return float(_rates(self.combinator, self.null_moments(), self.null_kappa)[0])
+
+    @property
+    def null_exponent(self) -> float | None:
+        """E log|j|: the Lyapunov exponent of the null mode (None without a null mode).
+
+        Deterministic j unless the sampling is Bernoulli; then |batch_S| ~ Binomial(n_S, B_S/n_S),
+        independent across sets, and the expectation is a finite sum (−inf if j = 0 has positive
+        probability)."""
+        if not self.has_null_mode:
+            return None
+        from scipy.stats import binom
+
+        lam = self.shared_scalar
+        dists = []
+        for t in self.terms:
+            if self.sampling == "bernoulli":
+                k = np.arange(t.n + 1)
+                p = binom.pmf(k, t.n, t.batch / t.n)
+            else:
+                k, p = np.array([t.batch]), np.array([1.0])
+            keep = p > 0
+            dists.append((t.weight * lam * self.null_kappa * k[keep] / t.batch, p[keep]))
+        with np.errstate(divide="ignore"):
+            if self.combinator == "alternating":
+                return float(sum(np.sum(p * np.log(np.abs(1.0 + a))) for a, p in dists))
+            vals, probs = np.array([1.0]), np.array([1.0])
+            for a, p in dists:
+                vals = (vals[:, None] + a[None, :]).ravel()
+                probs = (probs[:, None] * p[None, :]).ravel()
+            logs = np.log(np.abs(vals))
+            if np.any(np.isneginf(logs) & (probs > 0)):
+                return -math.inf
+            return float(np.sum(probs * logs))
 
     # ------------------------------------------------------------------ the step itself
     def step(self, indicators) -> tuple[np.ndarray, np.ndarray]:
         """(J, b) for given batch indicators/counts: ``{"retain": x_R (n_R,), "forget": x_F}``.
 
-        J is (p, p) in [U, V] coordinates (identity on V), b is (p,) (zeros without drift).
+        J is (p, p) in [U, V] coordinates (identity on V — or the null scalar
+        :meth:`null_step` with a shared λI), b is (p,) (zeros without drift).
         This is the definition of one step (module docstring); tests use it as the oracle that
         every operator and kernel must agree with.
         """
@@ -327,6 +483,9 @@ class Dynamics:
             if x.shape != (t.n,):
                 raise ValueError(f"indicators[{t.name!r}] must have shape ({t.n},), got {x.shape}")
             A = eye + _pad_zero(t.weight * t.batch_hessian(x) @ self.K, self.p)
+            if self.q and self.shared_scalar > 0.0:  # V lies in the null space: J = j there
+                A[self.r:, self.r:] *= 1.0 + (t.weight * self.shared_scalar * self.null_kappa
+                                              * x.sum() / t.batch)
             bt = t.weight * t.batch_gradient(x) if t.gradients is not None else np.zeros(self.p)
             if self.combinator == "alternating":
                 J, b = A @ J, A @ b + bt
@@ -362,23 +521,28 @@ class Dynamics:
     def direction_rates(self) -> np.ndarray:
         """Commuting sets: E[j_k²] per active direction (the diagonal of T, THEORY §3)."""
         moms = self.direction_moments()
-        if self.combinator == "alternating":
-            prod = 1.0
-            for t, m, N in moms:
-                prod = prod * ((1.0 + t.weight * m) ** 2 + t.weight**2 * N)
-            return np.asarray(prod)
         kappa = 1.0
         if self.combinator == "sam":
             kappa = 1.0 + (self.schedule.sam_rho / self.schedule.sam_a) * moms[0][1]
-        mean = 1.0 + sum(t.weight * m for t, m, _ in moms) * kappa
-        var = sum(t.weight**2 * N for t, _, N in moms) * kappa**2
-        return mean**2 + var
+        return _rates(self.combinator, moms, kappa)
 
     def __repr__(self):
         parts = ", ".join(f"{t.name}(n={t.n}, B={t.batch}, s={t.weight:.4g})" for t in self.terms)
         drift = f", drift q={self.q}" if self.has_drift else ""
         return (f"Dynamics({self.combinator}, {self.schedule.sampling}, r={self.r}, "
                 f"null_dim={self.null_dim}{drift}: {parts})")
+
+
+def _rates(combinator, moms, kappa):
+    """E[j²] per direction from per-term moments (term, m, N) (THEORY §3, commuting)."""
+    if combinator == "alternating":
+        prod = 1.0
+        for t, m, N in moms:
+            prod = prod * ((1.0 + t.weight * m) ** 2 + t.weight**2 * N)
+        return np.asarray(prod)
+    mean = 1.0 + sum(t.weight * m for t, m, _ in moms) * kappa
+    var = sum(t.weight**2 * N for t, _, N in moms) * kappa**2
+    return mean**2 + var
 
 
 def _pad_zero(A, p):

@@ -47,10 +47,32 @@ class Reduction:
     psi_retain: np.ndarray | None
     psi_forget: np.ndarray | None
     dim: int
+    #: shared curvature C = λI + QQᵀ added to every per-sample Hessian (THEORY §1, issue 11):
+    #: ``shared_scalar`` = λ and ``shared_psi`` = UᵀQ (r, k_s) or None
+    shared_scalar: float = 0.0
+    shared_psi: np.ndarray | None = None
 
     @property
     def r(self) -> int:
         return self.basis.shape[1]
+
+    @property
+    def has_shared(self) -> bool:
+        return self.shared_scalar > 0.0 or self.shared_psi is not None
+
+    def shared_matrix(self):
+        """The shared term C = λI + QQᵀ in span coordinates (r, r), or None without one."""
+        if not self.has_shared:
+            return None
+        C = self.shared_scalar * np.eye(self.r)
+        if self.shared_psi is not None:
+            C = C + self.shared_psi @ self.shared_psi.T
+        return C
+
+    @property
+    def has_null_mode(self) -> bool:
+        """λ > 0 and a non-trivial null space: there J is a scalar that is not 1."""
+        return self.shared_scalar > 0.0 and self.null_dim > 0
 
     @property
     def null_dim(self) -> int:
@@ -59,17 +81,21 @@ class Reduction:
     def psi(self, which):
         return self.psi_retain if which == "retain" else self.psi_forget
 
-    def mean(self, which):
-        """Reduced mean Hessian H̄_S = (1/n) Σ Ψ_i Ψ_iᵀ (r×r)."""
+    def mean(self, which, shared=True):
+        """Reduced mean Hessian H̄_S = (1/n) Σ Ψ_i Ψ_iᵀ + C (r×r); ``shared=False`` omits C."""
         psi = self.psi(which)
         r, n, k = psi.shape
         flat = psi.reshape(r, n * k)
-        return (flat @ flat.T) / n
+        out = (flat @ flat.T) / n
+        C = self.shared_matrix() if shared else None
+        return out if C is None else out + C
 
     def hessians(self, which):
-        """Reduced per-sample Hessians (n, r, r) — for tests and small problems only."""
+        """Reduced per-sample Hessians Ψ_iΨ_iᵀ + C (n, r, r) — for tests and small problems only."""
         psi = self.psi(which)
-        return np.einsum("rna,sna->nrs", psi, psi)
+        out = np.einsum("rna,sna->nrs", psi, psi)
+        C = self.shared_matrix()
+        return out if C is None else out + C[None]
 
 
 def _check_set(arr, name, kind):
@@ -104,6 +130,35 @@ def _check_sets(retain, forget, kind):
             f"forget has d={F.shape[1]}"
         )
     return R, F
+
+
+def _check_shared(shared, d, *, commuting=False):
+    """Normalise ``shared`` → (λ, Q): a scalar λ ≥ 0 (λI, weight decay) or a PSD factor Q (d, k)
+    with C = QQᵀ; for commuting sets also a non-negative profile (d,) in the shared basis."""
+    if shared is None:
+        return 0.0, None
+    if isinstance(shared, (bool, np.bool_)):
+        raise TypeError("shared must be a non-negative number (λ of λI) or an array, got a bool")
+    if isinstance(shared, (str, bytes)) or np.iscomplexobj(np.asarray(shared)):
+        raise TypeError(f"shared must be real: a non-negative number λ (λI) or a (d, k) factor, "
+                        f"got {shared!r}")
+    arr = check_finite_array(shared, "shared", ndim=(0, 1, 2) if commuting else (0, 2))
+    if arr.ndim == 0:
+        lam = float(arr)
+        if lam < 0:
+            raise ValueError(f"shared must be >= 0 (λ of the shared curvature λI), got {lam}")
+        return lam, None
+    if arr.ndim == 1:  # commuting only: a shared eigenvalue profile
+        if arr.shape != (d,):
+            raise ValueError(f"shared as a profile must have shape ({d},), got {arr.shape}")
+        if np.any(arr < 0):
+            raise ValueError("shared as a profile must hold non-negative eigenvalues")
+        return 0.0, arr
+    if arr.shape[0] != d:
+        raise ValueError(f"shared as a factor Q (C = QQᵀ) must have shape ({d}, k), got {arr.shape}")
+    if arr.shape[1] == 0 or not np.any(arr):
+        return 0.0, None
+    return 0.0, arr
 
 
 def _dense_to_factors(H, name, scale):
@@ -151,7 +206,8 @@ class HessianSet:
     space).
     """
 
-    def __init__(self, kind, retain, forget=None, *, basis=None, gradients=None, _token=None):
+    def __init__(self, kind, retain, forget=None, *, basis=None, gradients=None, shared=(0.0, None),
+                 _token=None):
         if _token is not _CONSTRUCT:
             raise TypeError(
                 "build a HessianSet with HessianSet.from_dense, from_factors or from_commuting"
@@ -161,12 +217,18 @@ class HessianSet:
         self._forget = forget
         self._basis = basis
         self._gradients = _check_gradients(gradients or {}, retain, forget)
+        self._shared_scalar, self._shared_factor = shared
         self._reductions = {}
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_dense(cls, retain, forget=None, *, retain_gradients=None, forget_gradients=None):
+    def from_dense(cls, retain, forget=None, *, retain_gradients=None, forget_gradients=None,
+                   shared=None):
         """Dense per-sample Hessians, arrays of shape (n, d, d).
+
+        ``shared``: curvature C shared by every sample (retain and forget), so that sample i's
+        Hessian is H_i + C — a scalar λ ≥ 0 for C = λI (weight decay) or a factor Q (d, k) for
+        C = QQᵀ; see :meth:`from_factors`.
 
         ``retain_gradients``/``forget_gradients``: per-sample loss gradients g_i = ∇ℓ_i(w*) of
         shape (n, d) at a minimum that does not interpolate (THEORY §8); they add the drift b_k
@@ -178,8 +240,9 @@ class HessianSet:
         larger is genuine curvature and stays in the span.
         """
         R, F = _check_sets(retain, forget, "dense")
+        sh = _check_shared(shared, R.shape[1])
         hs = cls("dense", R, F, gradients={"retain": retain_gradients, "forget": forget_gradients},
-                 _token=_CONSTRUCT)
+                 shared=sh, _token=_CONSTRUCT)
         # validate (symmetry/PSD) eagerly so bad input fails at construction
         hs._dense_factors = {}
         scale = max(_spectral_scale(R), 0.0 if F is None else _spectral_scale(F))
@@ -190,30 +253,54 @@ class HessianSet:
         return hs
 
     @classmethod
-    def from_factors(cls, retain, forget=None, *, retain_gradients=None, forget_gradients=None):
+    def from_factors(cls, retain, forget=None, *, retain_gradients=None, forget_gradients=None,
+                     shared=None):
         """Factor-backed Hessians: shape (n, d) → H_i = g_i g_iᵀ; shape (n, d, k) → H_i = F_i F_iᵀ.
 
         No d×d matrix is ever formed for a factor-backed set. The factors are the Gauss–Newton
         factors √ℓ''·∇f (not the loss gradients). ``retain_gradients``/``forget_gradients``:
         per-sample loss gradients g_i = ∇ℓ_i(w*), shape (n, d), at a non-interpolating minimum
         (THEORY §8; see :meth:`from_dense`).
+
+        ``shared``: curvature C shared by every sample of both sets, so that sample i's Hessian
+        is H_i + C (issue 11):
+
+        - a scalar λ ≥ 0: C = λI (weight decay λ/2‖w‖² in every per-sample loss). Never densified:
+          the common null space N of the factors stays invariant and every J acts on it as one
+          scalar j = 1 + Σ_S s_S λ·(|batch_S|/B_S) (|batch|/B = 1 except for Bernoulli
+          sampling), a closed-form mode beside the span (``Dynamics.null_*``);
+        - a factor Q of shape (d, k): C = QQᵀ, which simply enlarges the span.
+
+        The gradients are taken as given: at a regularised minimum they are the gradients of the
+        regularised per-sample losses. ``factors()`` returns the per-sample part F_i only;
+        ``dense``, ``mean``, ``trace_products``, ``max_eigenvalues`` include C.
         """
         R, F = _check_sets(retain, forget, "factors")
         kind = "rank1" if R.ndim == 2 and (F is None or F.ndim == 2) else "factor"
+        sh = _check_shared(shared, R.shape[1])
         return cls(kind, R, F, gradients={"retain": retain_gradients, "forget": forget_gradients},
-                   _token=_CONSTRUCT)
+                   shared=sh, _token=_CONSTRUCT)
 
     @classmethod
     def from_commuting(cls, retain, forget=None, basis=None, *, retain_gradients=None,
-                       forget_gradients=None):
+                       forget_gradients=None, shared=None):
         """Simultaneously diagonalisable Hessians H_i = Q diag(λ_i) Qᵀ (THEORY §3, commuting).
 
         ``retain``/``forget`` are eigenvalue profiles of shape (n, d) (non-negative); ``basis`` is
         an orthogonal (d, d) matrix Q whose columns are the shared eigenvectors (identity if None).
         Commuting sets get closed-form mean-square rates and critical step sizes.
+
+        ``shared``: a scalar λ ≥ 0 (C = λI) or a non-negative profile (d,) (C = Q diag(c) Qᵀ) added
+        to every sample's Hessian; it commutes with the set, so it is simply added to every
+        profile (``eigenvalues()`` then includes it) and the closed forms stay exact.
         """
         R, F = _check_sets(retain, forget, "commuting")
         d = R.shape[1]
+        lam, prof = _check_shared(shared, d, commuting=True)
+        add = lam if prof is None else prof
+        if np.any(add):
+            R = R + add
+            F = None if F is None else F + add
         if basis is None:
             Q = np.eye(d)
         else:
@@ -223,9 +310,11 @@ class HessianSet:
             err = np.max(np.abs(Q.T @ Q - np.eye(d)))
             if err > 1e-8:
                 raise ValueError(f"basis must be orthogonal: max |QᵀQ - I| = {err:.3g}")
-        return cls("commuting", R, F, basis=Q,
-                   gradients={"retain": retain_gradients, "forget": forget_gradients},
-                   _token=_CONSTRUCT)
+        hs = cls("commuting", R, F, basis=Q,
+                 gradients={"retain": retain_gradients, "forget": forget_gradients},
+                 _token=_CONSTRUCT)
+        hs._folded_shared = (lam, prof)  # already inside the profiles: information only
+        return hs
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -254,6 +343,30 @@ class HessianSet:
         if self.kind == "rank1":
             return 1
         return int(max(self.factors(w).shape[2] for w in self._present()))
+
+    @property
+    def shared_scalar(self) -> float:
+        """λ of a shared curvature λI added to every sample's Hessian (0.0 without one).
+
+        Commuting sets fold a shared term into their profiles and report 0.0 here."""
+        return self._shared_scalar
+
+    @property
+    def shared_factor(self):
+        """Q (d, k) of a shared curvature QQᵀ added to every sample's Hessian, or None."""
+        return self._shared_factor
+
+    @property
+    def has_shared(self) -> bool:
+        """A shared curvature term (λI and/or QQᵀ) is carried beside the per-sample factors."""
+        return self._shared_scalar > 0.0 or self._shared_factor is not None
+
+    def _shared_dense(self):
+        d = self.dim
+        C = self._shared_scalar * np.eye(d)
+        if self._shared_factor is not None:
+            C = C + self._shared_factor @ self._shared_factor.T
+        return C
 
     @property
     def has_gradients(self) -> bool:
@@ -325,12 +438,14 @@ class HessianSet:
         """
         raw = self._raw(which)
         if self.kind == "dense":
-            return raw
-        if self.kind == "commuting":
+            out = raw
+        elif self.kind == "commuting":
             Q = self._basis
             return np.einsum("ak,nk,bk->nab", Q, raw, Q)
-        F = self.factors(which)
-        return np.einsum("nak,nbk->nab", F, F)
+        else:
+            F = self.factors(which)
+            out = np.einsum("nak,nbk->nab", F, F)
+        return out + self._shared_dense()[None] if self.has_shared else out
 
     def eigenvalues(self, which="retain") -> np.ndarray:
         """Eigenvalue profiles (n, d) of a commuting set in its shared basis."""
@@ -346,38 +461,73 @@ class HessianSet:
         return self._basis
 
     def mean(self, which="retain") -> np.ndarray:
-        """Mean Hessian H̄_S = (1/n_S) Σ_{i∈S} H_i as a dense (d, d) array."""
+        """Mean Hessian H̄_S = (1/n_S) Σ_{i∈S} H_i as a dense (d, d) array (shared term included)."""
         raw = self._raw(which)
         if self.kind == "dense":
-            return raw.mean(axis=0)
-        if self.kind == "commuting":
+            out = raw.mean(axis=0)
+        elif self.kind == "commuting":
             return (self._basis * raw.mean(axis=0)) @ self._basis.T
-        F = self.factors(which)
-        n, d, k = F.shape
-        flat = F.transpose(1, 0, 2).reshape(d, n * k)
-        return (flat @ flat.T) / n
+        else:
+            F = self.factors(which)
+            n, d, k = F.shape
+            flat = F.transpose(1, 0, 2).reshape(d, n * k)
+            out = (flat @ flat.T) / n
+        return out + self._shared_dense() if self.has_shared else out
 
     def max_eigenvalues(self, which="retain") -> np.ndarray:
-        """λ_max(H_i) for every sample of ``which``, shape (n,), without forming d×d matrices."""
+        """λ_max(H_i) for every sample of ``which``, shape (n,), without forming d×d matrices.
+
+        With a shared term C = λI + QQᵀ: λ_max(H_i + C) = λ + λ_max of the small Gram of [F_i, Q].
+        """
         raw = self._raw(which)
         if self.kind == "commuting":
             return raw.max(axis=1)
-        if self.kind == "rank1":
-            return np.einsum("na,na->n", raw, raw)
+        Q = self._shared_factor
+        if self.kind == "rank1" and Q is None:
+            return np.einsum("na,na->n", raw, raw) + self._shared_scalar
         F = self.factors(which)
+        if Q is not None:  # [F_i, Q] (d, k + k_s): (F_iF_iᵀ + QQᵀ) = [F_i, Q][F_i, Q]ᵀ
+            F = np.concatenate([F, np.broadcast_to(Q, (F.shape[0],) + Q.shape)], axis=2)
         small = np.einsum("nak,nal->nkl", F, F)  # k×k Gram FᵢᵀFᵢ has the same non-zero spectrum
-        return np.linalg.eigvalsh(small)[:, -1].clip(min=0.0)
+        return np.linalg.eigvalsh(small)[:, -1].clip(min=0.0) + self._shared_scalar
 
     def trace_products(self, a="retain", b="retain") -> np.ndarray:
-        """Matrix of tr(H_i H_j) for i ∈ a, j ∈ b (THEORY §1), via factor inner products."""
+        """Matrix of tr(H_i H_j) for i ∈ a, j ∈ b (THEORY §1), via factor inner products.
+
+        With a shared term C (issue 11) the per-sample Hessians are H_i + C and
+        tr((H_i + C)(H_j + C)) = tr(H_iH_j) + tr(H_iC) + tr(H_jC) + ‖C‖_F², with
+        tr(H_iC) = λ‖F_i‖_F² + ‖F_iᵀQ‖_F² and ‖C‖_F² = dλ² + 2λ‖Q‖_F² + ‖QᵀQ‖_F²: no d×d matrix.
+        """
         Ra, Rb = self._raw(a), self._raw(b)
         if self.kind == "commuting":
             return Ra @ Rb.T
         if self.kind == "rank1":
-            return (Ra @ Rb.T) ** 2
-        Fa, Fb = self.factors(a), self.factors(b)
-        cross = np.einsum("iak,jal->ijkl", Fa, Fb)
-        return np.einsum("ijkl,ijkl->ij", cross, cross)
+            out = (Ra @ Rb.T) ** 2
+        else:
+            Fa, Fb = self.factors(a), self.factors(b)
+            cross = np.einsum("iak,jal->ijkl", Fa, Fb)
+            out = np.einsum("ijkl,ijkl->ij", cross, cross)
+        if not self.has_shared:
+            return out
+        ta, tb = self._shared_traces(a), self._shared_traces(b)
+        return out + ta[:, None] + tb[None, :] + self._shared_norm_sq()
+
+    def _shared_traces(self, which):
+        """tr(H_i C) for every sample of ``which`` (C = λI + QQᵀ), shape (n,)."""
+        F = self.factors(which)
+        lam, Q = self._shared_scalar, self._shared_factor
+        out = lam * np.einsum("nak,nak->n", F, F)
+        if Q is not None:
+            out = out + np.sum(np.einsum("nak,al->nkl", F, Q) ** 2, axis=(1, 2))
+        return out
+
+    def _shared_norm_sq(self):
+        """‖C‖_F² = dλ² + 2λ‖Q‖_F² + ‖QᵀQ‖_F²."""
+        lam, Q = self._shared_scalar, self._shared_factor
+        out = self.dim * lam**2
+        if Q is not None:
+            out += 2 * lam * float(np.sum(Q * Q)) + float(np.sum((Q.T @ Q) ** 2))
+        return out
 
     # ------------------------------------------------------------------ span reduction
     def reduction(self, retain=True, forget=None) -> Reduction:
@@ -423,6 +573,9 @@ class HessianSet:
             for w, F in factors.items()
         }
         blocks = [factors[w].transpose(1, 0, 2).reshape(d, -1) for w in chosen]
+        Q = self._shared_factor
+        if Q is not None:  # C = QQᵀ is part of every sample's Hessian: its range is in the span
+            blocks.append(Q)
         Phi = np.concatenate(blocks, axis=1)
         U, s, Vt = np.linalg.svd(Phi, full_matrices=False)
         if s.size == 0 or s[0] == 0.0:
@@ -431,12 +584,21 @@ class HessianSet:
             r = int(np.sum(s > s[0] * max(Phi.shape) * np.finfo(float).eps))
         U = U[:, :r]
         Psi = s[:r, None] * Vt[:r]  # = Uᵀ Φ
+        if r == 0 and self._shared_scalar > 0.0:
+            # every factor vanishes but λI does not: any direction carries the (scalar) dynamics;
+            # one of them stands for the span (the rest is the null mode, same scalar)
+            U = np.zeros((d, 1))
+            U[0, 0] = 1.0
+            Psi = np.zeros((1, Phi.shape[1]))
+            r = 1
         psis, start = {}, 0
         for w in chosen:
             n = factors[w].shape[0]
             psis[w] = Psi[:, start : start + n * k].reshape(r, n, k)
             start += n * k
-        return Reduction(U, psis.get("retain"), psis.get("forget"), d)
+        shared_psi = None if Q is None else Psi[:, start:]
+        return Reduction(U, psis.get("retain"), psis.get("forget"), d,
+                         shared_scalar=self._shared_scalar, shared_psi=shared_psi)
 
 
 def _check_gradients(gradients, retain, forget):

@@ -114,6 +114,10 @@ class MeanSquareOperator(spla.LinearOperator):
         self.terms = {t.name: t for t in dyn.terms}
         self.mean_map = dyn.mean_map
         self.self_adjoint = dyn.combinator == "summed"
+        #: E[j²] of the null scalar mode of a shared λI (None without one): the full ρ(T) is
+        #: max(ρ(T on the span), null_rate) — T is block diagonal in (span, cross, null) blocks
+        #: and its Perron eigenmatrix lives in the span block or the null block
+        self.null_rate = dyn.null_rate
         super().__init__(dtype=np.dtype(float), shape=(self.r**2, self.r**2))
 
     # ------------------------------------------------------------------ application
@@ -664,6 +668,14 @@ class MeanSquareResult:
     result is *neutral within the horizon* when the bracket shows |ρ − 1|·k < ``horizon_tol``
     (E‖w_k‖² changes by less than that fraction over k steps): then ``verdict`` says so instead
     of forgets/resists, and ``rate`` is only known to that precision.
+
+    **Shared curvature λI** (issue 11, :meth:`HessianSet.from_factors` ``shared=``): the null
+    space N of the per-sample factors is invariant and every J is a scalar j there, so T is
+    block diagonal and ρ(T) = max(``span_rate``, ``null_rate``) exactly, with ``span_rate`` the
+    spectral radius on the span and ``null_rate`` = E[j²] (None without a null mode; then
+    ``rate`` = ``span_rate`` as before). When the null mode dominates, ``eigenmatrix`` is None
+    (the eigenmatrix is the projector onto N, outside span coordinates) and ``bounds`` are
+    (null_rate, null_rate).
     """
 
     rate: float
@@ -677,6 +689,8 @@ class MeanSquareResult:
     horizon: int | None = None
     neutral: bool = False
     elapsed: float = 0.0
+    span_rate: float = math.nan
+    null_rate: float | None = None
 
     @property
     def forgets(self) -> bool:
@@ -747,16 +761,29 @@ def mean_square(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None
                     f"mean_square: time budget of {time_budget} s ran out after {b.evaluations} "
                     f"solves; returning the certified bracket ρ ∈ [{1 + b.lo:.15g}, {1 + b.hi:.15g}]",
                     RuntimeWarning, stacklevel=2)
-            bounds = (1.0 + b.lo, 1.0 + b.hi)
-            neutral = horizon is not None and bounds[0] >= 1 - band and bounds[1] <= 1 + band
-            return MeanSquareResult(1.0 + b.estimate, b.eigenmatrix, op.r, op.null_dim,
-                                    "splitting", b.converged, bounds=bounds, horizon=horizon,
-                                    neutral=neutral, elapsed=time.perf_counter() - t0)
+            return _with_null(op, 1.0 + b.estimate, b.eigenmatrix, "splitting", b.converged,
+                              (1.0 + b.lo, 1.0 + b.hi), horizon, band, t0)
         used = "arpack"
     rate, V, used, conv = op.rate(method=used, tol=tol)
-    neutral = horizon is not None and abs(rate - 1.0) <= band
-    return MeanSquareResult(rate, V, op.r, op.null_dim, used, conv, bounds=(rate, rate),
-                            horizon=horizon, neutral=neutral, elapsed=time.perf_counter() - t0)
+    return _with_null(op, rate, V, used, conv, (rate, rate), horizon, band, t0)
+
+
+def _with_null(op, rate, V, method, converged, bounds, horizon, band, t0):
+    """The result from the span rate and, with a shared λI, the null scalar mode E[j²]."""
+    span_rate, null = rate, op.null_rate
+    if null is not None and null > rate:
+        rate, V, bounds = null, None, (null, null)
+    elif null is not None:
+        bounds = (max(bounds[0], null), max(bounds[1], null))
+    if horizon is None:
+        neutral = False
+    elif method == "splitting":
+        neutral = bounds[0] >= 1 - band and bounds[1] <= 1 + band
+    else:
+        neutral = abs(rate - 1.0) <= band
+    return MeanSquareResult(rate, V, op.r, op.null_dim, method, converged, bounds=bounds,
+                            horizon=horizon, neutral=neutral, elapsed=time.perf_counter() - t0,
+                            span_rate=span_rate, null_rate=null)
 
 
 def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None) -> float:
@@ -783,6 +810,8 @@ def mean_square_stable(hs, schedule=None, *, time_budget=None) -> bool:
 
 
 def _is_stable(dyn, time_budget=None):
+    if dyn.has_null_mode and dyn.null_rate > 1.0:  # the null scalar mode of a shared λI
+        return False
     if dyn.hs.kind == "commuting":
         return _commuting_rate(dyn)[0] <= 1.0
     op = MeanSquareOperator(dyn)
@@ -803,8 +832,14 @@ def _stability_margin(dyn):
     """A continuous function with the sign of 1 − ρ(T): 1/ρ(K(1)) − 1 (−1 when ρ(𝒜) ≥ 1).
 
     Same sign as 1 − ρ(T) by the regular-splitting theorem, and well conditioned near ρ = 1
-    (no near-1 cluster): what root-finders on η, B, α should evaluate.
+    (no near-1 cluster): what root-finders on η, B, α should evaluate. With the null mode of a
+    shared λI: the minimum of that and 1 − E[j²] (ρ(T) ≤ 1 iff both are ≥ 0).
     """
+    span = _span_margin(dyn)
+    return span if not dyn.has_null_mode else min(span, 1.0 - dyn.null_rate)
+
+
+def _span_margin(dyn):
     if dyn.hs.kind == "commuting":
         return 1.0 - _commuting_rate(dyn)[0]
     op = MeanSquareOperator(dyn)
@@ -826,13 +861,14 @@ class SecondMomentResult:
     """Exact E‖w_k‖² for k = 0..steps (THEORY §3: E[w_k w_kᵀ] = T^k(E[w_0 w_0ᵀ])).
 
     ``total`` = E‖w_k‖² (shape steps+1), ``span`` = the part on the span of the Hessians,
-    ``null`` = the (constant) part on the common null space, ``matrices`` = E[w_k w_kᵀ] as
+    ``null`` = the part on the common null space — a constant float, or with the null mode of a
+    shared λI the array E‖v_k‖² = E[j²]^k ‖v_0‖² (steps+1,) — and ``matrices`` = E[w_k w_kᵀ] as
     (steps+1, d, d) when requested.
     """
 
     total: np.ndarray
     span: np.ndarray
-    null: float
+    null: float | np.ndarray
     matrices: np.ndarray | None = field(default=None, repr=False)
 
 
@@ -891,12 +927,19 @@ def second_moment(hs, schedule=None, steps=None, m0=None, *,
         NN = PN @ full0 @ PN
         mats = np.empty((steps + 1, d, d))
     M = Muu
+    dyn = op.dynamics
+    # the null part: frozen, or scaled by the null scalar j of a shared λI (E[j²] per step)
+    null_growth, cross_map = 1.0, op.mean_map
+    if dyn.has_null_mode:
+        null_growth, cross_map = dyn.null_rate, dyn.null_cross_map()
+        null = null * null_growth ** np.arange(steps + 1)
     for k in range(steps + 1):
         span[k] = np.trace(M)
         if mats is not None:
             UC = U @ C
             mats[k] = U @ M @ U.T + UC + UC.T + NN
-            C = op.mean_map @ C
+            C = cross_map @ C
+            NN = null_growth * NN
         if k < steps:
             M = op.apply(M)
     return SecondMomentResult(span + null, span, null, mats)
@@ -983,13 +1026,16 @@ def _weight_polys(dyn, parameter):
     return {"retain": (-eta, eta), "forget": (0.0, eta)}
 
 
-def _operator_polynomial(dyn, parameter, commuting):
+def _operator_polynomial(dyn, parameter, commuting, null=False):
     """Coefficients T_k of T(x) = Σ_k x^k T_k: entries of T are polynomials in η and α
     (degree 2 summed/SAM, 4 alternating). ``commuting``: per-direction scalars (n_dir,) of the
-    diagonal action E[j_k²]; otherwise r²×r² Kronecker matrices (row-major vec)."""
+    diagonal action E[j_k²]; otherwise r²×r² Kronecker matrices (row-major vec). ``null``: the
+    scalar null mode of a shared λI (a commuting direction of eigenvalue λ for every sample)."""
     w = _weight_polys(dyn, parameter)
-    if commuting:
-        moms = {t.name: (m, N) for t, m, N in dyn.direction_moments()}
+    if commuting or null:
+        commuting = True
+        moms = {t.name: (m, N) for t, m, N in
+                (dyn.null_moments() if null else dyn.direction_moments())}
         one = np.ones_like(next(iter(moms.values()))[0])
         kron = np.multiply
         mean = {k: m for k, (m, _) in moms.items()}
@@ -1073,20 +1119,30 @@ def _real_roots(coeffs, lo, hi):
 
 def _breakpoints(dyn, parameter, lo, hi):
     """Every x in (lo, hi) where an eigenvalue of T(x) (on symmetric matrices) crosses 1."""
-    commuting = dyn.hs.kind == "commuting"
-    T = _operator_polynomial(dyn, parameter, commuting)
-    if commuting:
-        pts = []
-        for k in range(T[0].size):
-            c = [float(np.asarray(Tk).ravel()[k]) for Tk in T]
-            c[0] -= 1.0
-            if parameter == "eta":
-                c = c[1:]  # T(0) = I: divide out the root at η = 0
-            if max(abs(v) for v in c) <= _ROUNDOFF * max(abs(float(np.asarray(Tk).ravel()[k]))
-                                                           for Tk in T):
-                continue  # frozen direction (identity for every x)
-            pts.extend(_real_roots(c, lo, hi))
-        return np.unique(np.asarray(pts, float))
+    pts = _scalar_breakpoints(dyn, parameter, lo, hi, False) \
+        if dyn.hs.kind == "commuting" else _matrix_breakpoints(dyn, parameter, lo, hi)
+    if dyn.has_null_mode:  # the null scalar mode of a shared λI crosses 1 on its own
+        pts = np.union1d(pts, _scalar_breakpoints(dyn, parameter, lo, hi, True))
+    return pts
+
+
+def _scalar_breakpoints(dyn, parameter, lo, hi, null):
+    T = _operator_polynomial(dyn, parameter, True, null=null)
+    pts = []
+    for k in range(T[0].size):
+        c = [float(np.asarray(Tk).ravel()[k]) for Tk in T]
+        c[0] -= 1.0
+        if parameter == "eta":
+            c = c[1:]  # T(0) = I: divide out the root at η = 0
+        if max(abs(v) for v in c) <= _ROUNDOFF * max(abs(float(np.asarray(Tk).ravel()[k]))
+                                                       for Tk in T):
+            continue  # frozen direction (identity for every x)
+        pts.extend(_real_roots(c, lo, hi))
+    return np.unique(np.asarray(pts, float))
+
+
+def _matrix_breakpoints(dyn, parameter, lo, hi):
+    T = _operator_polynomial(dyn, parameter, False)
     S = _sym_embedding(dyn.r)
     C = [S.T @ Tk @ S for Tk in T]
     C[0] = C[0] - np.eye(S.shape[1])
@@ -1294,19 +1350,22 @@ def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
     scale = float(np.max(np.abs(lam)))
     lmin, lmax = float(np.min(lam)), float(np.max(lam))
     if dyn.combinator == "summed":
+        # the null scalar mode of a shared λI has its own closed-form η* (an interval (0, η*]
+        # too): the stable set is the intersection, so η* = min(span η*, null η*)
+        null_eta = _null_critical_eta(dyn) if dyn.has_null_mode else math.inf
         # λ_min(D) ≤ 0 (up to the round-off of an r×r eigensolver): the mean dynamics escape
         # for every small η. A genuine small curvature (1e-13 of the scale) is above this.
-        if lmin <= _ROUNDOFF * dyn.r * scale:
+        if lmin <= _ROUNDOFF * dyn.r * scale or null_eta == 0.0:
             return 0.0
 
         def margin(eta):
-            return _stability_margin(dyn.replace(eta=float(eta)))
+            return _span_margin(dyn.replace(eta=float(eta)))
 
         hi = 2.0 / lmax  # ρ(T) ≥ ρ(E[J])² > 1 beyond this
         try:
             fhi = margin(hi)
             if fhi >= 0:
-                return hi
+                return min(hi, null_eta)
             lo = hi
             for _ in range(200):
                 _check_time(deadline)
@@ -1320,7 +1379,7 @@ def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
             warnings.warn("critical_eta: time budget ran out before η* was bracketed; "
                           "returning nan", RuntimeWarning, stacklevel=2)
             return math.nan
-        return _root(margin, lo, hi, flo, fhi, rtol, deadline, "critical_eta")
+        return min(_root(margin, lo, hi, flo, fhi, rtol, deadline, "critical_eta"), null_eta)
     warnings.warn(
         f"critical_eta: span r = {dyn.r} > PEP_MAX_SPAN = {PEP_MAX_SPAN} for the {dyn.combinator} "
         "schedule: η* comes from a geometric scan and an unstable window narrower than the "
@@ -1329,6 +1388,18 @@ def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
         lmin = lmax
     return _first_crossing(lambda eta: -_stability_margin(dyn.replace(eta=float(eta))),
                            1e-6 / lmax, 2.0 / lmin, rtol)
+
+
+def _null_critical_eta(dyn):
+    """η* of the null scalar mode (summed): E[j²] − 1 = η(a1 + η a2) with
+    a1 = 2λΣ_S u_S, a2 = λ²[(Σ_S u_S)² + Σ_S u_S²(c_S − e_S)], u_S = s_S/η; stable iff η ≤ −a1/a2."""
+    lam = dyn.shared_scalar
+    u = [(t.weight / dyn.eta, t.size_variance) for t in dyn.terms]
+    a1 = 2 * lam * sum(x for x, _ in u)
+    a2 = lam**2 * (sum(x for x, _ in u) ** 2 + sum(x * x * v for x, v in u))
+    if a2 <= 0.0 and a1 == 0.0:
+        return math.inf
+    return -a1 / a2 if a1 < 0 else 0.0
 
 
 def _first_crossing(g, lo, hi_hint, rtol, grid=64):
@@ -1465,7 +1536,8 @@ def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
 
     # A forget direction outside the retain span is an escape direction of D for every α > 0
     # (vᵀDv = −α vᵀH̄_F v < 0), so the infimum is exactly 0 — decided here, not by a root-finder.
-    if hs.reduction(True, True).r > hs.reduction(True, False).r:
+    # (not with a shared λI: λ also curves that direction, vᵀDv = (1−2α)λ − α vᵀH̄⁰_F v)
+    if hs.shared_scalar == 0.0 and hs.reduction(True, True).r > hs.reduction(True, False).r:
         return 0.0
     dyn = Dynamics(hs, schedule.replace(alpha=0.5))
     if not _is_stable(_at_alpha(dyn, 0.0)):
