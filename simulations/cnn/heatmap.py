@@ -39,7 +39,8 @@ from rmt.verdict import ALMOST_SURE, MEAN_SQUARE, OBSERVED, SIGN_CONVENTION
 
 from .unlearning import horizon_rate
 
-__all__ = ["HeatmapCell", "HeatmapResult", "heatmap", "summarise", "plot_heatmap", "snr_grid",
+__all__ = ["HeatmapCell", "HeatmapResult", "heatmap", "summarise", "plot_heatmap",
+           "agreement_counts", "snr_grid",
            "second_grid", "AXES"]
 
 AXES = ("snr,alpha", "snr,batch")
@@ -436,15 +437,35 @@ def _num(x):
     return x if np.isfinite(x) else None
 
 
+def agreement_counts(res, asymptotic=False) -> dict:
+    """Agreement of observation and prediction as counts, the numbers a figure title quotes.
+
+    ``counted`` cells (≥ 1 cell from the predicted frontier, see :func:`summarise`) and ``all``
+    cells: ``agree_counted``/``counted`` is ``res.agreement`` (``agreement_asymptotic`` with
+    ``asymptotic``), ``agree_all``/``cells`` counts every cell, frontier-adjacent ones included.
+    """
+    if not isinstance(res, HeatmapResult):
+        res = HeatmapResult(res)
+    pred = res.predicted_asymptotic if asymptotic else res.predicted
+    cnt = res.counted_asymptotic if asymptotic else res.counted
+    same = np.asarray(res.observed) == np.asarray(pred)
+    return {"agree_counted": int(np.sum(same & cnt)), "counted": int(np.sum(cnt)),
+            "agree_all": int(np.sum(same)), "cells": int(same.size)}
+
+
 def plot_heatmap(res, path=None):
     """Observed escape fraction (cividis, colour-blind safe) with the linear frontiers overlaid.
 
     ``res``: the Dataset of :func:`heatmap` or a :class:`HeatmapResult`. Cells are drawn with
     ``pcolormesh(shading="nearest")`` at their centres, SNR (and B) in log10 coordinates so that
     the cells of a geometric grid have equal widths. Solid line: predicted finite-horizon frontier
-    ρ(T) = ρ_c; dashed: asymptotic ρ(T) = 1; dots: predicted to diverge; × marks counted cells
-    where observation and prediction disagree. Returns the figure.
+    ρ(T) = ρ_c; dashed: asymptotic ρ(T) = 1 (contours of log ρ(T) over the cells); dots: predicted
+    to diverge; × marks counted cells where observation and prediction disagree, □ the
+    frontier-adjacent (not counted) ones. The title states both agreements as counts
+    (:func:`agreement_counts`). Every marker and line has a contrasting halo, so it reads on the
+    dark and the bright end of the colour map. Returns the figure.
     """
+    from matplotlib import patheffects
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -452,23 +473,41 @@ def plot_heatmap(res, path=None):
 
     if not isinstance(res, HeatmapResult):
         res = HeatmapResult(res)
+    halo_dark = [patheffects.withStroke(linewidth=4.5, foreground="black")]
+    halo_light = [patheffects.withStroke(linewidth=3.5, foreground="white")]
     name = res.second_name
     x = np.log10(res.snr)
     y = res.second if name == "alpha" else np.log10(res.second)
-    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
     im = ax.pcolormesh(x, y, res.escape_fraction.T, shading="nearest", cmap="cividis", vmin=0,
                        vmax=1)
     cb = fig.colorbar(im, ax=ax)
     cb.set_label(f"fraction of runs that escaped (1 = {LEGEND_DIVERGES})")
     L = np.log(np.clip(res.rate, 1e-300, None)).T
+
+    def _where(level):  # legend note when a frontier lies outside the map
+        if L.min() < level < L.max():
+            return ""
+        return " (off the map: all cells " + ("above)" if L.min() >= level else "below)")
+
     if L.min() < np.log(res.rate_threshold) < L.max():
-        ax.contour(x, y, L, levels=[np.log(res.rate_threshold)], colors="#E69F00", linewidths=2.5)
+        cs = ax.contour(x, y, L, levels=[np.log(res.rate_threshold)], colors="#E69F00",
+                        linewidths=2.5)
+        cs.set(path_effects=halo_dark)
     if L.min() < 0 < L.max():
-        ax.contour(x, y, L, levels=[0.0], colors="#56B4E9", linewidths=2, linestyles="--")
-    for i, j in res.disagreements():
-        ax.plot(x[i], y[j], marker="x", color="#D55E00", markersize=12, mew=3)
+        cs = ax.contour(x, y, L, levels=[0.0], colors="#56B4E9", linewidths=2, linestyles="--")
+        cs.set(path_effects=halo_dark)
     pi, pj = np.nonzero(res.predicted)
-    ax.plot(x[pi], y[pj], ls="", marker="o", markersize=3, color="white", alpha=0.7)
+    ax.plot(x[pi], y[pj], ls="", marker="o", markersize=5, markerfacecolor="white",
+            markeredgecolor="black", markeredgewidth=1.0)
+    counted_bad = set(res.disagreements())
+    for i, j in zip(*np.nonzero(res.observed != res.predicted)):
+        if (int(i), int(j)) in counted_bad:
+            ax.plot(x[i], y[j], marker="x", color="#D55E00", markersize=13, mew=3,
+                    path_effects=halo_light)
+        else:
+            ax.plot(x[i], y[j], marker="s", markerfacecolor="none", markeredgecolor="#D55E00",
+                    markersize=13, mew=2.2, path_effects=halo_light)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{s:.2g}" for s in res.snr], rotation=45)
     ax.set_yticks(y)
@@ -476,21 +515,29 @@ def plot_heatmap(res, path=None):
     ax.set_xlabel("SNR = ‖μ‖ / (σ_p √d)  (log scale)")
     ax.set_ylabel("α (ascent weight on the forget set)" if name == "alpha"
                   else "batch size B  (log scale)")
-    ax.set_title(f"CNN unlearning: escape vs ({res.axes.replace(',', ', ')}); "
-                 f"agreement {res.agreement:.2f}", fontsize=10)
+    c = agreement_counts(res)
+    ax.set_title(f"CNN unlearning: escape vs ({res.axes.replace(',', ', ')})\n"
+                 f"prediction ρ(T) > {res.rate_threshold:.4f} agrees on {c['agree_counted']}/"
+                 f"{c['counted']} counted cells, {c['agree_all']}/{c['cells']} of all cells",
+                 fontsize=9.5)
     handles = [
         Patch(color=plt.get_cmap("cividis")(1.0), label=f"{LEGEND_DIVERGES} (observed)"),
         Patch(color=plt.get_cmap("cividis")(0.0), label=f"{LEGEND_CONVERGES} (observed)"),
-        Line2D([], [], color="#E69F00", lw=2.5,
-               label=f"linear frontier ρ(T) = {res.rate_threshold:.4f} (K steps)"),
-        Line2D([], [], color="#56B4E9", lw=2, ls="--", label="asymptotic frontier ρ(T) = 1"),
-        Line2D([], [], color="white", marker="o", ls="", markeredgecolor="grey",
+        Line2D([], [], color="#E69F00", lw=2.5, path_effects=halo_dark,
+               label=f"linear frontier ρ(T) = {res.rate_threshold:.4f} (K steps)"
+                     + _where(np.log(res.rate_threshold))),
+        Line2D([], [], color="#56B4E9", lw=2, ls="--", path_effects=halo_dark,
+               label="asymptotic frontier ρ(T) = 1" + _where(0.0)),
+        Line2D([], [], color="white", marker="o", ls="", markeredgecolor="black",
                label=f"predicted: {LEGEND_DIVERGES}"),
-        Line2D([], [], color="#D55E00", marker="x", ls="", mew=3, label="disagreement (counted cell)"),
+        Line2D([], [], color="#D55E00", marker="x", ls="", mew=3, markersize=9,
+               label="disagreement, counted cell"),
+        Line2D([], [], marker="s", ls="", markerfacecolor="none", markeredgecolor="#D55E00",
+               mew=2, markersize=9, label="disagreement, frontier-adjacent (not counted)"),
     ]
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.2), ncol=2)
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(-0.12, -0.2), ncol=2)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
     return fig
