@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rmt.verdict import FORGETS, RESISTS, SIGN_CONVENTION
+
+from ..figures import LEGEND_CONVERGES, LEGEND_DIVERGES
 from ..sweep import run_sweep
 from .heatmap import _ROW_CACHE, HeatmapCell, derived_seed, snr_grid  # noqa: F401 (re-exported)
 
@@ -169,16 +172,16 @@ def experiment_coherence_snr(out: Path, quick: bool, run_kw: dict) -> dict:
     n = cellf.n
     ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     ax.axhline(n / 2, color="grey", lw=0.8, ls=":")
-    ax.text(min(snrs), 1.0 * 1.06, "σ = 1: orthogonal curvature → diverges = forgets easily",
+    ax.text(min(snrs), 1.0 * 1.06, f"σ = 1: orthogonal curvature → {LEGEND_DIVERGES} easily",
             fontsize=7.5, color="dimgrey")
-    ax.text(min(snrs), n / 2 * 0.82, f"σ = n/2 = {n / 2:g}: class-aligned curvature → converges = resists",
+    ax.text(min(snrs), n / 2 * 0.82, f"σ = n/2 = {n / 2:g}: class-aligned curvature → {LEGEND_CONVERGES}",
             fontsize=7.5, color="dimgrey")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("SNR = ‖μ‖ / (σ_p √d)")
     ax.set_ylabel("coherence σ of the per-sample Hessians")
     ax.set_title(f"CNN coherence vs SNR (n={n}, d={cellf.d}, m={cellf.m}); "
-                 "low σ: diverges = forgets, high σ: converges = resists", fontsize=8.5)
+                 f"low σ: {LEGEND_DIVERGES}, high σ: {LEGEND_CONVERGES}", fontsize=8.5)
     ax.legend(fontsize=7.5, loc="center left")
     figures.save(fig, Path(out) / "coherence_snr.png")
 
@@ -208,9 +211,9 @@ def experiment_coherence_snr(out: Path, quick: bool, run_kw: dict) -> dict:
         + f" at SNR {min(snrs):g} to "
         + "; ".join(f"{v['sigma_high']:.2f} ({s})" for s, v in summary.items())
         + f" at SNR {max(snrs):g} (n/2 = {n / 2:g}). Low SNR: the network memorises its noise "
-        "patches, per-sample curvature is nearly orthogonal (σ ≈ 1), so unlearning diverges = the "
-        "model forgets easily; high SNR: class-aligned curvature (σ → n/2), unlearning converges = "
-        "the model resists. The trained-state closed form is an approximation (docs/cnn.md §2.2); "
+        f"patches, per-sample curvature is nearly orthogonal (σ ≈ 1), so unlearning {FORGETS} "
+        f"easily; high SNR: class-aligned curvature (σ → n/2), unlearning {RESISTS} "
+        f"({SIGN_CONVENTION}). The trained-state closed form is an approximation (docs/cnn.md §2.2); "
         f"its largest error here is {worst['rel_error']:+.1%} at SNR {worst['snr']:.3g} (the "
         "signal/noise cross-over is near SNR ≈ 0.3, where the fit is split between both "
         "channels). 'zeroth_order' is λ_max(E|S|)/E a without the finite-size corrections."
@@ -236,7 +239,7 @@ def _heatmap_cell(h: dict, axes: str) -> HeatmapCell:
 
 
 def _one_heatmap(out: Path, h: dict, axes: str, run_kw: dict, seed: int):
-    from .heatmap import HeatmapResult, plot_heatmap, second_grid, summarise
+    from .heatmap import HeatmapResult, agreement_counts, plot_heatmap, second_grid, summarise
 
     cellf = _heatmap_cell(h, axes)
     G = int(h["grid"])
@@ -250,8 +253,13 @@ def _one_heatmap(out: Path, h: dict, axes: str, run_kw: dict, seed: int):
     res = HeatmapResult(summarise(ds, cellf, seed=seed, seconds=time.perf_counter() - t0))
     plot_heatmap(res, Path(out) / f"{stem}.png")
     rate, obs, pred, pred_inf = res.rate, res.observed, res.predicted, res.predicted_asymptotic
+    counts = agreement_counts(res)
+    counts_inf = agreement_counts(res, asymptotic=True)
     row = dict(map=f"SNR × {'α' if second_name == 'alpha' else 'B'}", cells=int(obs.size),
                counted=int(res.counted.sum()), agreement=res.agreement,
+               agree_counted=counts["agree_counted"], agree_all=counts["agree_all"],
+               agree_counted_asymptotic=counts_inf["agree_counted"],
+               agree_all_asymptotic=counts_inf["agree_all"],
                all_cells=float(np.mean(obs == pred)),
                counted_asymptotic=int(res.counted_asymptotic.sum()),
                agreement_asymptotic=res.agreement_asymptotic,
@@ -292,17 +300,19 @@ def experiment_cnn_heatmaps(out: Path, quick: bool, run_kw: dict) -> dict:
     h0 = _heatmap_cell(h, "snr,alpha")
     table = _md_table(rows, [
         ("map", "{}"), ("cells", "{}"),
-        ("agreement", "{:.3f}"), ("counted", "{}"), ("all_cells", "{:.3f}"),
-        ("agreement_asymptotic", "{:.3f}"), ("counted_asymptotic", "{}"),
-        ("all_cells_asymptotic", "{:.3f}"),
+        ("agreement", "{:.3f}"), ("agree_counted", "{}"), ("counted", "{}"),
+        ("all_cells", "{:.3f}"), ("agree_all", "{}"),
+        ("agreement_asymptotic", "{:.3f}"), ("agree_counted_asymptotic", "{}"),
+        ("counted_asymptotic", "{}"), ("all_cells_asymptotic", "{:.3f}"),
+        ("agree_all_asymptotic", "{}"),
     ])
     rho_c = h0.escape_factor ** (2.0 / h0.steps)
     text = "\n".join([
         f"Real nonlinear mixed descent/ascent on the CNN (n = {h0.n}, d = {h0.d}, m = {h0.m}, "
         f"random forget set of {h0.n_forget}, squared loss, batches without replacement, summed "
-        f"schedule) from w* + ε‖w*‖u (ε = {h0.perturbation:g}); a run **diverges = forgets** when "
+        f"schedule) from w* + ε‖w*‖u (ε = {h0.perturbation:g}); a run **{LEGEND_DIVERGES}** when "
         f"‖w_k − w*‖ ≥ {h0.escape_factor:g}·‖w_0 − w*‖ within K = {h0.steps} steps (majority of "
-        f"{h0.replicas}); otherwise it **converges = resists**. Prediction: exact ρ(T) of the "
+        f"{h0.replicas}); otherwise it **{LEGEND_CONVERGES}**. Prediction: exact ρ(T) of the "
         f"linearisation at w*. 'agreement' is the CNN module's definition: counted cells (≥ 1 cell "
         f"from the predicted frontier) against the finite-horizon frontier ρ(T) = F^(2/K) = "
         f"{rho_c:.4f} (solid line); 'agreement_asymptotic' uses the plain frontier ρ(T) = 1 "
