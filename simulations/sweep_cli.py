@@ -1,34 +1,63 @@
 """``rmt sweep`` and ``rmt analyze`` (registered by :mod:`simulations.cli`).
 
-Convention in every report: "diverges" = the iterates escape w* = the model **forgets**;
-"converges" = the model **resists** unlearning.
+Sign convention in every report: :data:`rmt.verdict.SIGN_CONVENTION` ("diverges" = the model
+forgets, "converges" = it resists unlearning).
+
+``rmt analyze`` — the exact picture of one curvature file (layout: ``docs/npz.md``,
+:mod:`rmt.io`) under every combination of the given schedule options:
+
+1. **Everything is validated first** (:func:`plan_analysis`): every option against the constraint
+   table that owns it (:class:`rmt.Schedule`, the Lyapunov table of the sweep config, the
+   forecast's), every combination built as an :class:`rmt.Dynamics` (batch sizes, forget set,
+   gradients, zero span) and the curvature's float64 scale — before anything is computed or
+   printed.
+2. **One computation per combination, shared** (:func:`analyze_combination`): one Dynamics, one
+   ρ(T) (:func:`rmt.mean_square`), one η*, α*, B* (:func:`rmt.critical_eta` /
+   ``critical_alpha`` / ``critical_batch``), one coherence for the file; the theorem checks read
+   them through :class:`theory.theorems.Instance` instead of recomputing them. The BLAS pool of
+   this process is capped at :func:`rmt.meansquare.blas_threads`.
+3. **The headline is the forecast** (:func:`rmt.forecast`, ``--steps`` horizon): does the model
+   escape, get displaced or return within the horizon; then the asymptotic mean-square and
+   almost-sure verdicts, flagged when they disagree; then the critical values and the theorems
+   (status proven/conjecture, and why each does or does not apply).
+4. **Results stream**: text prints each combination when it finishes, ``--jsonl`` writes one
+   JSON line per combination, ``--json`` one document at the end. A combination that fails is
+   reported with its error and the others still run (exit status 1); on Ctrl-C the finished
+   combinations are still written. ``--json``/``--jsonl`` record
+   :func:`simulations.provenance.provenance` (version, commit, time).
 """
 
 from __future__ import annotations
 
-import argparse
+import inspect
 import itertools
 import json
 import math
+import socket
 import sys
 import time
+import warnings
+from dataclasses import dataclass, field
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["register", "cmd_sweep", "cmd_analyze", "load_npz", "analyze", "NPZ_KEYS"]
+__all__ = [
+    "register",
+    "cmd_sweep",
+    "cmd_analyze",
+    "load_npz",
+    "analyze",
+    "plan_analysis",
+    "analyze_combination",
+    "AnalysisPlan",
+]
 
-#: Documented keys of an ``rmt analyze`` input file (retain_* required, forget_* optional; one
-#: kind per set).
-NPZ_KEYS = {
-    "retain_grads": "(n_r, d) per-sample gradients g_i, H_i = g_i g_iᵀ (Gauss–Newton)",
-    "forget_grads": "(n_f, d) per-sample gradients of the forget set",
-    "retain_factors": "(n_r, d, k) factors F_i, H_i = F_i F_iᵀ",
-    "forget_factors": "(n_f, d, k) factors of the forget set",
-    "retain_hessians": "(n_r, d, d) dense symmetric PSD per-sample Hessians",
-    "forget_hessians": "(n_f, d, d) dense per-sample Hessians of the forget set",
-}
-_KINDS = ("grads", "factors", "hessians")
+#: Exit status of a run in which at least one combination failed (the others are reported).
+EXIT_PARTIAL = 1
+#: Exit status of a usage or validation error (nothing computed).
+EXIT_USAGE = 2
 
 
 def register(subparsers) -> None:
@@ -39,7 +68,8 @@ def register(subparsers) -> None:
         description=(
             "Evaluate the quantities named in CONFIG on every cell of its grid and store a labelled "
             "xarray Dataset in STORE/result.zarr. Interrupt at any time and rerun the same command "
-            "to finish: finished cells are never recomputed. Schema: docs/sweeps.md. "
+            "to finish: finished cells are never recomputed. Schema: docs/sweeps.md. Every error "
+            "is one line (exit status 2) and is found before the store is created. "
             "Convention: 'diverges' = forgets, 'converges' = resists unlearning."
         ),
     )
@@ -56,16 +86,21 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_sweep)
 
+    from rmt.verdict import SIGN_CONVENTION_SHORT
+
     a = subparsers.add_parser(
         "analyze",
-        help="coherence, rho(T), critical eta, Lyapunov and theorems for per-sample gradients/Hessians",
+        help="forecast, rho(T), critical eta/alpha/batch, Lyapunov and theorem checks for a "
+             "curvature .npz file",
         description=(
-            "Load per-sample curvature from an .npz file and report coherence (sigma, sigma_retain, "
-            "sigma_forget, sigma_cross), the exact mean-square rate rho(T) with its verdict, the "
-            "critical learning rate, the Lyapunov estimate and which encoded theorems apply and "
-            "hold. Keys: " + "; ".join(f"{k} {v}" for k, v in NPZ_KEYS.items())
-            + ". Convention: 'diverges' = forgets (escapes w*), 'converges' = resists unlearning. "
-            "Several values per option analyse every combination."
+            "Load per-sample curvature from FILE.npz (layout: docs/npz.md — retain_factors, "
+            "forget_factors, retain_gradients, forget_gradients, loss; legacy retain_grads / "
+            "retain_hessians are read too) and analyse every combination of the given options: "
+            "the finite-horizon forecast (escapes / displaced / returns within --steps), the exact "
+            "mean-square rate rho(T) and the almost-sure Lyapunov exponent (flagged when they "
+            "disagree), the critical eta, alpha and batch, and which encoded theorems apply, "
+            "hold, or why they do not apply. All options and combinations are validated before "
+            f"anything is computed. Convention: {SIGN_CONVENTION_SHORT}."
         ),
     )
     a.add_argument("file", metavar="FILE.npz")
@@ -78,36 +113,85 @@ def register(subparsers) -> None:
                    choices=["bernoulli", "with_replacement", "without_replacement"])
     a.add_argument("--schedule", nargs="+", default=["summed"], choices=["summed", "alternating"])
     a.add_argument("--forget-batch", type=int, help="forget batch size (default: same as --batch)")
+    a.add_argument("--steps", type=int, default=1000,
+                   help="forecast horizon in steps (default 1000)")
+    a.add_argument("--forecast-replicas", type=int, default=256,
+                   help="Monte Carlo runs of the forecast (default 256)")
+    a.add_argument("--no-forecast", action="store_true", help="skip the finite-horizon forecast")
     a.add_argument("--lyapunov-steps", type=int, default=2000, help="Lyapunov steps (default 2000)")
-    a.add_argument("--replicas", type=int, default=8, help="Lyapunov replicas (default 8)")
-    a.add_argument("--seed", type=int, default=0, help="seed of the Lyapunov estimate (default 0)")
-    a.add_argument("--no-lyapunov", action="store_true", help="skip the Monte Carlo estimate")
-    a.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    a.add_argument("--replicas", type=int, default=8,
+                   help="Lyapunov replicas, >= 2 for a standard error (default 8)")
+    a.add_argument("--seed", type=int, default=0,
+                   help="seed of the Monte Carlo estimates (default 0)")
+    a.add_argument("--no-lyapunov", action="store_true", help="skip the Lyapunov estimate")
+    a.add_argument("--no-theorems", action="store_true", help="skip the theorem checks")
+    a.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="time budget of each critical-value search (default: none); when it "
+                        "runs out the bracket midpoint is reported with a note")
+    out = a.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true",
+                     help="print one JSON document (partial results are kept on error)")
+    out.add_argument("--jsonl", action="store_true",
+                     help="print one JSON line per combination as it finishes (header line "
+                          "first, summary line last)")
     a.set_defaults(func=cmd_analyze)
 
 
-# ====================================================================== rmt sweep
 def _error(cmd, msg) -> int:
-    print(f"rmt {cmd}: error: {msg}", file=sys.stderr)
-    return 2
+    text = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
+    print(f"rmt {cmd}: error: {text}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+# ====================================================================== rmt sweep
+def _check_scheduler(address):
+    """A reachable ``tcp://HOST:PORT`` (or ``HOST:PORT``) Dask scheduler, checked before the
+    store is created (an unreachable one used to leave an empty store after a 20 s timeout)."""
+    from .sweep import SweepError
+
+    addr = address.strip()
+    rest = addr.split("://", 1)[1] if "://" in addr else addr
+    scheme = addr.split("://", 1)[0] if "://" in addr else "tcp"
+    if scheme not in ("tcp", "tls"):
+        return  # inproc://, ucx://, ...: let Dask handle them
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise SweepError(f"--scheduler must look like tcp://HOST:PORT, got {address!r}")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        raise SweepError(f"--scheduler {address!r} is not reachable ({exc})") from None
 
 
 def cmd_sweep(args) -> int:
     from .sweep import SweepError, load_config, run_config, sweep_status, validate_config
 
     try:
+        cfg_path, out = Path(args.config), Path(args.out)
+        if cfg_path.is_dir():
+            raise SweepError(f"config {str(cfg_path)!r} is a directory, not a .toml/.yaml file")
+        if out.exists() and not out.is_dir():
+            raise SweepError(f"--out {str(out)!r} exists and is not a directory")
+        if not out.exists() and out.parent.exists() and not out.parent.is_dir():
+            raise SweepError(f"--out {str(out)!r}: {str(out.parent)!r} is not a directory")
         raw = load_config(args.config)
         validate_config(raw)  # fail fast, before the store is touched
         if args.workers is not None and args.workers < 1:
             raise SweepError(f"--workers must be >= 1, got {args.workers}")
         if args.dask_local is not None and args.dask_local < 1:
             raise SweepError(f"--dask-local must be >= 1, got {args.dask_local}")
+        if args.workers is not None and (args.serial or args.dask_local is not None
+                                         or args.scheduler is not None):
+            raise SweepError("--workers only applies to the default process executor, not with "
+                             "--serial, --dask-local or --scheduler")
         opts = {}
         if args.serial:
             executor = "serial"
         elif args.dask_local is not None:
             executor, opts = "dask", {"dask_local": args.dask_local}
         elif args.scheduler is not None:
+            _check_scheduler(args.scheduler)
             executor, opts = "dask", {"scheduler": args.scheduler}
         else:
             executor, opts = "processes", {"n_workers": args.workers}
@@ -139,77 +223,74 @@ def cmd_sweep(args) -> int:
 
 # ====================================================================== rmt analyze
 def load_npz(path):
-    """Build a HessianSet from an ``rmt analyze`` input file (keys: :data:`NPZ_KEYS`)."""
-    from rmt.hessians import HessianSet
+    """``(HessianSet, NpzMetadata)`` of a curvature file (layout: :mod:`rmt.io`, docs/npz.md)."""
+    from rmt.io import load_npz as _load
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{str(path)!r} does not exist")
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise ValueError(f"{str(path)!r} is not a readable .npz file: {exc}") from None
-    with data:
-        keys = set(data.files)
-        unknown = sorted(keys - set(NPZ_KEYS))
-        if unknown:
-            raise ValueError(f"unknown key(s) {unknown} in {path.name}; documented keys: {sorted(NPZ_KEYS)}")
-        arrays = {k: np.asarray(data[k]) for k in keys}
-    found = {}
-    for which in ("retain", "forget"):
-        kinds = [k for k in _KINDS if f"{which}_{k}" in arrays]
-        if len(kinds) > 1:
-            raise ValueError(f"give one of {[f'{which}_{k}' for k in kinds]}, not several")
-        if kinds:
-            found[which] = (kinds[0], arrays[f"{which}_{kinds[0]}"])
-    if "retain" not in found:
-        raise ValueError(f"{path.name} has no retain set: give retain_grads, retain_factors or retain_hessians")
-    expect = {"grads": 2, "factors": 3, "hessians": 3}
-    for which, (kind, arr) in found.items():
-        if arr.ndim != expect[kind]:
-            raise ValueError(f"{which}_{kind} must have {expect[kind]} dimensions ({NPZ_KEYS[f'{which}_{kind}']}), got shape {arr.shape}")
-    if any(kind == "hessians" for kind, _ in found.values()):
-        dense = {}
-        for which, (kind, arr) in found.items():
-            if kind == "hessians":
-                dense[which] = arr
-            else:
-                F = arr[:, :, None] if kind == "grads" else arr
-                dense[which] = np.einsum("nak,nbk->nab", F, F)
-        return HessianSet.from_dense(dense["retain"], dense.get("forget")), found
-    return HessianSet.from_factors(found["retain"][1], found.get("forget", (None, None))[1]), found
+    return _load(path, with_metadata=True)
 
 
-def _lyapunov_fn():
-    try:
-        from .sweep import resolve_lyapunov
+def _constraints():
+    """Option → constraint list, looked up in the tables that own the values (never copied)."""
+    from rmt.schedule import Schedule
+    from rmt.validation import Interval
 
-        return resolve_lyapunov(), None
-    except Exception as exc:  # built by someone else; report as unavailable
-        return None, f"rmt.lyapunov unavailable ({type(exc).__name__}: {exc})"
+    from .sweep import LYAPUNOV_CONSTRAINTS
+
+    sch = Schedule.parameter_constraints
+    return {
+        "eta": sch["eta"], "batch": sch["batch"], "alpha": sch["alpha"],
+        "sampling": sch["sampling"], "schedule": sch["schedule"],
+        "forget_batch": sch["forget_batch"],
+        "lyapunov_steps": LYAPUNOV_CONSTRAINTS["steps"],
+        "replicas": LYAPUNOV_CONSTRAINTS["replicas"],
+        "seed": [Interval(Integral, 0, None, closed="left")],
+        # rmt.forecast: steps >= 1, replicas >= 2 (a majority and a spread need two runs)
+        "steps": [Interval(Integral, 1, None, closed="left")],
+        "forecast_replicas": [Interval(Integral, 2, None, closed="left")],
+        "time_budget": [None, Interval(Real, 0, None, closed="neither")],
+    }
 
 
-def _theorems():
-    try:
-        import theory
+def _option_name(name, cli):
+    return "--" + name.replace("_", "-") if cli else name
 
-        fn = getattr(theory, "theorems", None)
-        if fn is None:
-            import importlib
 
-            for mod in ("theory.theorems", "theory.bounds"):
-                try:
-                    m = importlib.import_module(mod)
-                except ImportError:
-                    continue
-                fn = getattr(m, "theorems", None)
-                if fn is not None:
-                    break
-        if fn is None:
-            raise ImportError("theory.theorems() is not defined yet")
-        return list(fn()), None
-    except Exception as exc:
-        return None, f"theory.theorems unavailable ({type(exc).__name__}: {exc})"
+def _validate_options(opts, cli=False):
+    """Every option value against its table; lists are checked element by element."""
+    from rmt.validation import validate_param
+
+    table = _constraints()
+    out = {}
+    for name, value in opts.items():
+        if name not in table:
+            out[name] = value
+            continue
+        label = _option_name(name, cli)
+        if isinstance(value, (list, tuple)):
+            if len(value) == 0:
+                raise ValueError(f"{label} needs at least one value")
+            out[name] = [validate_param(label, v, table[name]) for v in value]
+        elif value is None and name in ("eta", "alpha", "forget_batch", "time_budget"):
+            out[name] = None  # documented default picked by analyze
+        else:
+            out[name] = validate_param(label, value, table[name])
+    return out
+
+
+@dataclass
+class AnalysisPlan:
+    """Everything :func:`plan_analysis` validated: the set, its header and one Dynamics per
+    combination (in the order they are analysed), plus the shared settings."""
+
+    hs: object
+    header: dict
+    dynamics: list
+    settings: dict
+    coherence: object = field(repr=False, default=None)
+    theorems: list | None = field(repr=False, default=None)
+    theorem_error: str | None = None
+    lyapunov_fn: object = field(repr=False, default=None)
+    lyapunov_error: str | None = None
 
 
 def _num(x):
@@ -231,84 +312,6 @@ def _num(x):
     return x
 
 
-def analyze(hs, *, etas=None, batches=(1,), alphas=None, samplings=("bernoulli",),
-            schedules=("summed",), forget_batch=None, lyapunov=True, lyapunov_steps=2000,
-            replicas=8, seed=0) -> dict:
-    """Coherence, ρ(T), verdict, η*, Lyapunov and theorem checks for every schedule combination."""
-    from rmt.coherence import coherence
-    from rmt.meansquare import critical_eta, mean_square
-    from rmt.schedule import Schedule
-
-    coh = coherence(hs)
-    report = {
-        "convention": "diverges = forgets (escapes w*); converges = resists unlearning",
-        "hessians": {
-            "kind": hs.kind, "n_retain": hs.n_retain, "n_forget": hs.n_forget, "dim": hs.dim,
-            "span_dim": hs.span_dim, "null_dim": hs.null_dim,
-        },
-        "coherence": {
-            "sigma": _num(coh.sigma), "sigma_retain": _num(coh.sigma_retain),
-            "sigma_forget": _num(coh.sigma_forget), "sigma_cross": _num(coh.sigma_cross),
-        },
-        "results": [],
-    }
-    if etas is None:
-        lmax = float(np.linalg.eigvalsh(hs.reduction(True, False).mean("retain"))[-1])
-        if not lmax > 0:
-            raise ValueError("the mean retain Hessian is zero: give --eta explicitly")
-        etas = [1.0 / lmax]
-        report["default_eta"] = "1/lambda_max(mean retain Hessian)"
-    if alphas is None:
-        alphas = [0.1] if hs.has_forget else [0.0]
-    lyap_fn, lyap_err = _lyapunov_fn() if lyapunov else (None, "skipped (--no-lyapunov)")
-    thms, thm_err = _theorems()
-    for eta, batch, alpha, sampling, sched in itertools.product(etas, batches, alphas, samplings, schedules):
-        sch = Schedule(eta=eta, batch=batch, alpha=alpha, sampling=sampling, schedule=sched,
-                       forget_batch=forget_batch)
-        sch.validate_for(hs)
-        ms = mean_square(hs, sch)
-        entry = {
-            "schedule": {"eta": eta, "batch": batch, "alpha": alpha, "sampling": sampling,
-                         "schedule": sched, "forget_batch": sch.batch_forget},
-            "rate": _num(ms.rate),
-            "diverges": bool(ms.diverges),
-            "verdict": ms.verdict,
-            "rate_method": ms.method,
-            "critical_eta": _num(critical_eta(hs, sch)),
-        }
-        if lyap_fn is not None:
-            try:
-                res = lyap_fn(hs, sch, steps=lyapunov_steps, replicas=replicas, seed=seed)
-                entry["lyapunov"] = {
-                    "available": True, "exponent": _num(res.exponent), "stderr": _num(res.stderr),
-                    "steps": lyapunov_steps, "replicas": replicas, "seed": seed,
-                    "note": "almost-sure rate; lambda_1 <= (1/2) log rho(T)",
-                }
-            except Exception as exc:
-                entry["lyapunov"] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
-        else:
-            entry["lyapunov"] = {"available": False, "reason": lyap_err}
-        if thms is not None:
-            rows = []
-            for th in thms:
-                row = {"name": str(getattr(th, "name", th)), "status": _num_or_str(getattr(th, "status", None)),
-                       "conclusion": _num_or_str(getattr(th, "conclusion", None))}
-                try:
-                    chk = th.check(hs, sch)
-                    row.update(applies=bool(chk.applies),
-                               held=None if chk.held is None else bool(chk.held),
-                               tightness=_num(getattr(chk, "tightness", None)),
-                               threshold=_num(getattr(chk, "threshold", None)))
-                except Exception as exc:
-                    row.update(applies=None, held=None, error=f"{type(exc).__name__}: {exc}")
-                rows.append(row)
-            entry["theorems"] = {"available": True, "checks": rows}
-        else:
-            entry["theorems"] = {"available": False, "reason": thm_err}
-        report["results"].append(entry)
-    return report
-
-
 def _json_safe(obj):
     """Recursively replace non-finite floats (JSON has none) and numpy scalars."""
     if isinstance(obj, dict):
@@ -320,112 +323,472 @@ def _json_safe(obj):
     return obj
 
 
-def _num_or_str(x):
-    if x is None or isinstance(x, (str, bool, int, float)):
-        return x if not isinstance(x, float) else _num(x)
-    return str(x)
+def _lyapunov_fn():
+    try:
+        from .sweep import resolve_lyapunov
+
+        return resolve_lyapunov(), None
+    except Exception as exc:  # built by someone else; report as unavailable
+        return None, f"rmt.lyapunov unavailable ({type(exc).__name__}: {exc})"
 
 
+def _theorem_catalogue():
+    try:
+        from theory.theorems import extra_theorems, theorems
+
+        return list(theorems()) + extra_theorems(), None
+    except Exception as exc:
+        return None, f"theory.theorems unavailable ({type(exc).__name__}: {exc})"
+
+
+def _combination_label(sch):
+    return (f"eta={sch.eta:.6g} batch={sch.batch} alpha={sch.alpha:g} sampling={sch.sampling} "
+            f"schedule={sch.schedule} forget_batch={sch.batch_forget}")
+
+
+def plan_analysis(hs, *, etas=None, batches=(1,), alphas=None, samplings=("bernoulli",),
+                  schedules=("summed",), forget_batch=None, lyapunov=True, lyapunov_steps=2000,
+                  replicas=8, seed=0, steps=1000, forecast=True, forecast_replicas=256,
+                  theorems=True, time_budget=None, cli=False) -> AnalysisPlan:
+    """Validate every option and every combination; build one Dynamics per combination.
+
+    Nothing is computed beyond what validation needs (the span of the set, the default η and
+    the coherence). Raises ValueError/TypeError naming the option (``--eta`` when ``cli``) or the
+    combination, before any result exists.
+    """
+    import rmt
+    from rmt.hessians import HessianSet
+    from rmt.io import check_curvature_scale
+
+    if not isinstance(hs, HessianSet):
+        raise TypeError(f"hs must be a HessianSet, got {type(hs).__name__}")
+    for flag, name in ((lyapunov, "lyapunov"), (forecast, "forecast"), (theorems, "theorems")):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {type(flag).__name__}")
+    o = _validate_options(dict(
+        eta=None if etas is None else list(etas), batch=list(batches),
+        alpha=None if alphas is None else list(alphas), sampling=list(samplings),
+        schedule=list(schedules), forget_batch=forget_batch, lyapunov_steps=lyapunov_steps,
+        replicas=replicas, seed=seed, steps=steps, forecast_replicas=forecast_replicas,
+        time_budget=time_budget), cli=cli)
+    check_curvature_scale(hs)
+    header = {
+        "hessians": {"kind": hs.kind, "n_retain": hs.n_retain, "n_forget": hs.n_forget,
+                     "dim": hs.dim, "span_dim": hs.span_dim, "null_dim": hs.null_dim,
+                     "gradients": bool(hs.has_gradients)},
+    }
+    eta_list = o["eta"]
+    if eta_list is None:
+        lmax = float(np.linalg.eigvalsh(hs.reduction(True, False).mean("retain"))[-1])
+        if not lmax > 0:
+            raise ValueError("the mean retain Hessian is zero: give --eta explicitly")
+        eta_list = [1.0 / lmax]
+        header["default_eta"] = "1/lambda_max(mean retain Hessian)"
+    alpha_list = o["alpha"] if o["alpha"] is not None else ([0.1] if hs.has_forget else [0.0])
+    dyns = []
+    for eta, batch, alpha, sampling, sched in itertools.product(
+            eta_list, o["batch"], alpha_list, o["sampling"], o["schedule"]):
+        label = (f"combination eta={eta:.6g} batch={batch} alpha={alpha:g} sampling={sampling} "
+                 f"schedule={sched}")
+        try:
+            sch = rmt.Schedule(eta=eta, batch=batch, alpha=alpha, sampling=sampling,
+                               schedule=sched, forget_batch=o["forget_batch"])
+            dyns.append(rmt.Dynamics(hs, sch))
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{label}: {exc}") from None
+    settings = {k: o[k] for k in ("lyapunov_steps", "replicas", "seed", "steps",
+                                  "forecast_replicas", "time_budget")}
+    settings.update(lyapunov=bool(lyapunov), forecast=bool(forecast), theorems=bool(theorems))
+    plan = AnalysisPlan(hs, header, dyns, settings)
+    coh = rmt.coherence(hs)
+    plan.coherence = coh
+    header["coherence"] = {"sigma": _num(coh.sigma), "sigma_retain": _num(coh.sigma_retain),
+                           "sigma_forget": _num(coh.sigma_forget),
+                           "sigma_cross": _num(coh.sigma_cross)}
+    if lyapunov:
+        plan.lyapunov_fn, plan.lyapunov_error = _lyapunov_fn()
+    else:
+        plan.lyapunov_error = "skipped (--no-lyapunov)"
+    if theorems:
+        plan.theorems, plan.theorem_error = _theorem_catalogue()
+    else:
+        plan.theorem_error = "skipped (--no-theorems)"
+    return plan
+
+
+def _forecast_kwargs(fn, rate):
+    # share ρ(T) with the forecast when rmt.forecast accepts it (it recomputes it otherwise)
+    return {"rate": rate} if "rate" in inspect.signature(fn).parameters else {}
+
+
+def _theorem_row(th, chk):
+    return {
+        "name": str(chk.name), "status": str(getattr(th, "status", "")),
+        "conclusion": str(getattr(chk, "conclusion", "")),
+        "applies": bool(chk.applies),
+        "held": None if chk.held is None else bool(chk.held),
+        "threshold": _num(getattr(chk, "threshold", None)),
+        "tightness": _num(getattr(chk, "tightness", None)),
+        "reason": str(getattr(chk, "reason", "") or ""),
+        "section": str(getattr(th, "section", "") or ""),
+    }
+
+
+def _critical(fn, dyn, budget, notes, what):
+    try:
+        kw = {} if budget is None else {"time_budget": budget}
+        return fn(dyn, **kw)
+    except (ValueError, RuntimeError) as exc:
+        notes.append(f"{what}: {type(exc).__name__}: {exc}")
+        return math.nan
+
+
+def analyze_combination(plan: AnalysisPlan, dyn) -> dict:
+    """The report entry of one combination (module docstring, step 2 and 3).
+
+    One ρ(T), one η*, α*, B*, one Lyapunov estimate and one forecast; the theorem checks share
+    them. RuntimeWarnings raised on the way are kept in ``notes``.
+    """
+    import rmt
+    from rmt.verdict import ALMOST_SURE, MEAN_SQUARE, verdict_text
+
+    st, sch = plan.settings, dyn.schedule
+    t0 = time.perf_counter()
+    notes = []
+    entry = {"schedule": {"eta": sch.eta, "batch": sch.batch, "alpha": sch.alpha,
+                          "sampling": sch.sampling, "schedule": sch.schedule,
+                          "forget_batch": sch.batch_forget}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ms = rmt.mean_square(dyn)
+        rate = float(ms.rate)
+        band = 1e-2 / st["steps"]  # |ρ − 1|·K below 1 % : no detectable change within K steps
+        entry.update(
+            rate=rate, rate_bounds=[ms.bounds[0], ms.bounds[1]], rate_method=ms.method,
+            forgets=bool(ms.forgets), diverges=bool(ms.forgets), verdict=ms.verdict,
+            notion=MEAN_SQUARE, neutral_within_horizon=bool(abs(rate - 1.0) <= band),
+            span_dim=dyn.r, null_dim=dyn.null_dim)
+        budget = st["time_budget"]
+        crit = {"eta": _critical(rmt.critical_eta, dyn, budget, notes, "critical_eta")}
+        if dyn.hs.has_forget and sch.schedule != "sam":
+            crit["alpha"] = _critical(rmt.critical_alpha, dyn, budget, notes, "critical_alpha")
+        crit["batch"] = _critical(rmt.critical_batch, dyn, budget, notes, "critical_batch")
+        entry["critical"] = crit
+        entry["critical_eta"] = crit["eta"]
+
+        lyap = None
+        if plan.lyapunov_fn is not None:
+            try:
+                res = plan.lyapunov_fn(dyn, steps=st["lyapunov_steps"], replicas=st["replicas"],
+                                       seed=st["seed"])
+                lyap = (float(res.exponent), float(res.stderr))
+                entry["lyapunov"] = {
+                    "available": True, "exponent": lyap[0], "stderr": lyap[1],
+                    "forgets": bool(lyap[0] > 0), "verdict": verdict_text(lyap[0] > 0),
+                    "notion": ALMOST_SURE, "steps": st["lyapunov_steps"],
+                    "replicas": st["replicas"], "seed": st["seed"],
+                    "note": "almost-sure rate; lambda_1 <= (1/2) log rho(T)",
+                }
+            except Exception as exc:
+                entry["lyapunov"] = {"available": False, "reason": f"{type(exc).__name__}: {exc}"}
+        else:
+            entry["lyapunov"] = {"available": False, "reason": plan.lyapunov_error}
+        entry["notions"] = _notions(rate, lyap)
+
+        if st["forecast"]:
+            fc = rmt.forecast(dyn, st["steps"], replicas=st["forecast_replicas"], seed=st["seed"],
+                              **_forecast_kwargs(rmt.forecast, rate))
+            entry["forecast"] = {
+                "available": True, "outcome": fc.outcome, "forgets": bool(fc.forgets),
+                "verdict": fc.verdict, "notion": fc.notion, "reason": fc.reason,
+                "steps": fc.steps, "radius": fc.radius,
+                "leave_probability": fc.leave_probability,
+                "mean_square_leaves": bool(fc.mean_square_leaves),
+                "almost_sure_leaves": bool(fc.almost_sure_leaves),
+                "notions_disagree": bool(fc.notions_disagree),
+                "displacement": (fc.stationary.displacement if fc.stationary.exists else None),
+                "null_drift": fc.null_drift, "summary": fc.summary(),
+            }
+        else:
+            entry["forecast"] = {"available": False, "reason": "skipped (--no-forecast)"}
+
+        if plan.theorems is not None:
+            entry["theorems"] = _check_theorems(plan, dyn, rate, crit["eta"])
+        else:
+            entry["theorems"] = {"available": False, "reason": plan.theorem_error}
+    for w in caught:
+        msg = f"{w.category.__name__}: {w.message}"
+        if msg not in notes:
+            notes.append(msg)
+    entry["notes"] = notes
+    entry["seconds"] = time.perf_counter() - t0
+    return entry
+
+
+def _notions(rate, lyap):
+    """Mean-square (ρ(T) > 1) against almost-sure (λ₁ > 0) verdicts, and whether they disagree.
+
+    The almost-sure side is decided only when λ₁ is two standard errors away from 0.
+    """
+    ms = rate > 1.0
+    out = {"mean_square_forgets": bool(ms), "almost_sure_forgets": None, "disagree": False}
+    if lyap is None:
+        out["note"] = "no Lyapunov estimate: the almost-sure verdict is unknown"
+        return out
+    lam, se = lyap
+    if abs(lam) <= 2 * se:
+        out["note"] = (f"lambda_1 = {lam:.3g} +/- {se:.2g} is within two standard errors of 0: "
+                       "the almost-sure verdict is undecided")
+        return out
+    out["almost_sure_forgets"] = bool(lam > 0)
+    if bool(lam > 0) != ms:
+        out["disagree"] = True
+        out["note"] = (
+            f"the notions disagree: mean square {'diverges' if ms else 'converges'} "
+            f"(rho(T) = {rate:.6g}) but almost surely a typical run "
+            f"{'escapes' if lam > 0 else 'returns'} (lambda_1 = {lam:.3g} +/- {se:.2g}) — "
+            + ("rare large runs dominate E|w_k|^2" if ms else "this cannot happen (Jensen); "
+               "the Monte Carlo estimate is too short"))
+    return out
+
+
+def _check_theorems(plan, dyn, rate, eta_star):
+    from theory.theorems import Instance, Theorem, _check_foreign
+
+    inst = Instance(dyn, rate=rate, exact_critical=None if eta_star is None or (
+        isinstance(eta_star, float) and math.isnan(eta_star)) else eta_star,
+        coherence=plan.coherence)
+    rows = []
+    for th in plan.theorems:
+        try:
+            chk = th.check(inst) if isinstance(th, Theorem) else _check_foreign(th, inst, True)
+            rows.append(_theorem_row(th, chk))
+        except Exception as exc:
+            rows.append({"name": str(getattr(th, "name", th)),
+                         "status": str(getattr(th, "status", "")), "applies": None,
+                         "held": None, "error": f"{type(exc).__name__}: {exc}"})
+    counts = {"applies": sum(r.get("applies") is True for r in rows),
+              "held": sum(r.get("held") is True for r in rows),
+              "failed": sum(r.get("held") is False for r in rows),
+              "errors": sum("error" in r for r in rows)}
+    return {"available": True, "counts": counts, "checks": rows}
+
+
+def _blas_limit():
+    from threadpoolctl import threadpool_limits
+
+    from rmt.meansquare import blas_threads
+
+    return threadpool_limits(limits=blas_threads(), user_api="blas")
+
+
+def _run(plan, on_entry=None):
+    """Analyse every combination of ``plan`` (BLAS capped); a failing combination becomes an
+    entry with ``error`` and the others still run. ``on_entry(entry)`` streams."""
+    results = []
+    with _blas_limit():
+        for i, dyn in enumerate(plan.dynamics):
+            try:
+                entry = analyze_combination(plan, dyn)
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as exc:
+                sch = dyn.schedule
+                entry = {"schedule": {"eta": sch.eta, "batch": sch.batch, "alpha": sch.alpha,
+                                      "sampling": sch.sampling, "schedule": sch.schedule,
+                                      "forget_batch": sch.batch_forget},
+                         "error": f"{type(exc).__name__}: {exc}"}
+            entry["index"] = i
+            results.append(entry)
+            if on_entry is not None:
+                on_entry(entry)
+    return results
+
+
+def _report_header(plan):
+    from rmt.verdict import SIGN_CONVENTION, SIGN_CONVENTION_SHORT
+
+    from .provenance import provenance
+
+    return {"convention": SIGN_CONVENTION_SHORT, "sign_convention": SIGN_CONVENTION,
+            "provenance": provenance(), **plan.header,
+            "combinations": len(plan.dynamics), "settings": dict(plan.settings)}
+
+
+def analyze(hs, *, etas=None, batches=(1,), alphas=None, samplings=("bernoulli",),
+            schedules=("summed",), forget_batch=None, lyapunov=True, lyapunov_steps=2000,
+            replicas=8, seed=0, steps=1000, forecast=True, forecast_replicas=256, theorems=True,
+            time_budget=None, on_result=None) -> dict:
+    """The full ``rmt analyze`` report of a HessianSet as a dict (module docstring).
+
+    Every option is validated and every combination built before anything is computed
+    (:func:`plan_analysis`); then each combination is analysed once (:func:`analyze_combination`)
+    with the BLAS pool capped. ``on_result(entry)`` is called as each combination finishes.
+    A combination that fails is reported with ``error``; ``complete`` is False then.
+    """
+    plan = plan_analysis(hs, etas=etas, batches=batches, alphas=alphas, samplings=samplings,
+                         schedules=schedules, forget_batch=forget_batch, lyapunov=lyapunov,
+                         lyapunov_steps=lyapunov_steps, replicas=replicas, seed=seed,
+                         steps=steps, forecast=forecast, forecast_replicas=forecast_replicas,
+                         theorems=theorems, time_budget=time_budget)
+    report = _report_header(plan)
+    report["results"] = _run(plan, on_result)
+    report["complete"] = not any("error" in e for e in report["results"])
+    return report
+
+
+# ---------------------------------------------------------------------- text output
 def _fmt(x, spec=".6g"):
     if x is None:
         return "n/a"
     if isinstance(x, str):
         return x
+    if isinstance(x, float) and math.isnan(x):
+        return "n/a"
     return format(x, spec)
 
 
-def _print_text(path, rep):
+def _print_header(path, rep, meta):
     h, c = rep["hessians"], rep["coherence"]
     print(f"rmt analyze {path}")
-    print(f"  Hessians: {h['kind']}, n_retain={h['n_retain']}, n_forget={h['n_forget']}, d={h['dim']}, "
-          f"span={h['span_dim']}, null space={h['null_dim']}")
+    loss = f", loss={meta.loss}" if meta is not None and meta.loss else ""
+    print(f"  Hessians: {h['kind']}, n_retain={h['n_retain']}, n_forget={h['n_forget']}, "
+          f"d={h['dim']}, span={h['span_dim']}, null space={h['null_dim']}, "
+          f"gradients={'yes' if h['gradients'] else 'no'}{loss}")
     print(f"  convention: {rep['convention']}")
     print(f"  coherence: sigma={_fmt(c['sigma'])}  sigma_retain={_fmt(c['sigma_retain'])}  "
           f"sigma_forget={_fmt(c['sigma_forget'])}  sigma_cross={_fmt(c['sigma_cross'])}")
     if "default_eta" in rep:
         print(f"  (eta defaulted to {rep['default_eta']})")
-    for e in rep["results"]:
-        s = e["schedule"]
-        print(f"\n  eta={s['eta']:.6g} batch={s['batch']} alpha={s['alpha']:g} sampling={s['sampling']} "
-              f"schedule={s['schedule']} forget_batch={s['forget_batch']}")
-        print(f"    rho(T) = {_fmt(e['rate'])}  ->  {e['verdict']}   [mean-square, {e['rate_method']}]")
-        print(f"    critical eta* = {_fmt(e['critical_eta'])}")
-        ly = e["lyapunov"]
-        if ly["available"]:
-            print(f"    Lyapunov exponent (almost-sure) = {_fmt(ly['exponent'])} +/- {_fmt(ly['stderr'])}")
-        else:
-            print(f"    Lyapunov: {ly['reason']}")
-        th = e["theorems"]
-        if not th["available"]:
-            print(f"    theorems: {th['reason']}")
-            continue
-        print("    theorems:")
+    print(f"  {rep['combinations']} combination(s)", flush=True)
+
+
+def _print_entry(e, total):
+    s = e["schedule"]
+    print(f"\n  [{e['index'] + 1}/{total}] eta={s['eta']:.6g} batch={s['batch']} "
+          f"alpha={s['alpha']:g} sampling={s['sampling']} schedule={s['schedule']} "
+          f"forget_batch={s['forget_batch']}")
+    if "error" in e:
+        print(f"    ERROR: {e['error']}", flush=True)
+        return
+    fc = e["forecast"]
+    if fc["available"]:
+        print(f"    FORECAST ({fc['steps']} steps): {fc['outcome'].upper()} -> {fc['verdict']} "
+              f"[{fc['notion']}; {fc['reason']}]")
+    else:
+        print(f"    forecast: {fc['reason']}")
+    neutral = "  (neutral within the horizon)" if e["neutral_within_horizon"] else ""
+    print(f"    rho(T) = {_fmt(e['rate'])}  ->  {e['verdict']}   [mean-square, "
+          f"{e['rate_method']}]{neutral}")
+    ly = e["lyapunov"]
+    if ly["available"]:
+        print(f"    Lyapunov exponent (almost-sure) = {_fmt(ly['exponent'])} +/- "
+              f"{_fmt(ly['stderr'], '.2g')}  ->  {ly['verdict']}")
+    else:
+        print(f"    Lyapunov: {ly['reason']}")
+    if e["notions"]["disagree"]:
+        print(f"    ! {e['notions']['note']}")
+    crit = e["critical"]
+    eta_s = _fmt(crit["eta"]) + (" (no eta > 0 is stable)" if crit["eta"] == 0 else "")
+    parts = [f"critical eta* = {eta_s}"]
+    if "alpha" in crit:
+        a = crit["alpha"]
+        parts.append("alpha* = " + ("none (stable for every alpha)" if a is None else _fmt(a)
+                                    + (" (unstable for every alpha > 0)" if a == 0 else "")))
+    b = crit["batch"]
+    parts.append("B* = " + ("none (unstable at every batch size)" if b is None else _fmt(b)))
+    print("    " + ", ".join(parts))
+    th = e["theorems"]
+    if not th["available"]:
+        print(f"    theorems: {th['reason']}")
+    else:
+        c = th["counts"]
+        print(f"    theorems: {c['applies']} apply, {c['held']} held, {c['failed']} FAILED"
+              + (f", {c['errors']} errors" if c["errors"] else ""))
         for row in th["checks"]:
+            tag = f"[{row.get('status', '')}]"
             if "error" in row:
-                print(f"      {row['name']}: error {row['error']}")
-                continue
-            held = {True: "held", False: "FAILED", None: "-"}[row["held"]]
-            print(f"      {row['name']}: applies={'yes' if row['applies'] else 'no'}  {held}"
-                  f"  tightness={_fmt(row.get('tightness'))}  threshold={_fmt(row.get('threshold'))}")
+                print(f"      {row['name']} {tag}: error {row['error']}")
+            elif row["applies"]:
+                held = "held" if row["held"] else "FAILED"
+                print(f"      {row['name']} {tag}: applies, {held} ({row['conclusion']}); "
+                      f"threshold={_fmt(row['threshold'])} tightness={_fmt(row['tightness'])}")
+            else:
+                print(f"      {row['name']} {tag}: does not apply: {row['reason']}")
+    for n in e["notes"]:
+        print(f"    note: {n}")
+    print(f"    ({e['seconds']:.2f} s)", flush=True)
 
 
-#: ``rmt analyze`` option → (constraint table that owns it, parameter name in that table).
-_ANALYZE_OPTIONS = {
-    "eta": ("schedule", "eta"),
-    "batch": ("schedule", "batch"),
-    "alpha": ("schedule", "alpha"),
-    "forget_batch": ("schedule", "forget_batch"),
-    "lyapunov_steps": ("lyapunov", "steps"),
-    "replicas": ("lyapunov", "replicas"),
-    "seed": ("lyapunov", "seed"),
-}
-
-
-def _check_analyze_options(args):
-    """Check the numeric options against the tables of Schedule and of the Lyapunov settings.
-
-    The allowed ranges are looked up, never copied; messages name the option (``--eta must be >
-    0, got -1.0``).
-    """
-    from rmt.schedule import Schedule
-    from rmt.validation import validate_param
-
-    from .sweep import LYAPUNOV_CONSTRAINTS
-
-    tables = {"schedule": Schedule.parameter_constraints, "lyapunov": LYAPUNOV_CONSTRAINTS}
-    for attr, (owner, param) in _ANALYZE_OPTIONS.items():
-        values = getattr(args, attr)
-        if values is None:  # not given: analyze() picks the documented default
-            continue
-        for v in values if isinstance(values, list) else [values]:
-            validate_param("--" + attr.replace("_", "-"), v, tables[owner][param])
-
-
+# ---------------------------------------------------------------------- the command
 def cmd_analyze(args) -> int:
     try:
-        hs, _ = load_npz(args.file)
-        _check_analyze_options(args)
-        rep = analyze(
+        hs, meta = load_npz(args.file)
+        plan = plan_analysis(
             hs, etas=args.eta, batches=args.batch, alphas=args.alpha, samplings=args.sampling,
-            schedules=args.schedule, forget_batch=args.forget_batch, lyapunov=not args.no_lyapunov,
-            lyapunov_steps=args.lyapunov_steps, replicas=args.replicas, seed=args.seed,
-        )
+            schedules=args.schedule, forget_batch=args.forget_batch,
+            lyapunov=not args.no_lyapunov, lyapunov_steps=args.lyapunov_steps,
+            replicas=args.replicas, seed=args.seed, steps=args.steps,
+            forecast=not args.no_forecast, forecast_replicas=args.forecast_replicas,
+            theorems=not args.no_theorems, time_budget=args.time_budget, cli=True)
     except (ValueError, TypeError) as exc:
         return _error("analyze", exc)
+    rep = _report_header(plan)
     rep["file"] = str(args.file)
-    if args.json:
-        print(json.dumps(_json_safe(rep), indent=2, allow_nan=False))
+    rep["input"] = {"format_version": meta.format_version, "loss": meta.loss,
+                    "layout": meta.layout, "keys": list(meta.keys)}
+    total = len(plan.dynamics)
+
+    def emit_line(obj):
+        print(json.dumps(_json_safe(obj), allow_nan=False), flush=True)
+
+    if args.jsonl:
+        emit_line({"type": "header", **rep})
+        on_entry = lambda e: emit_line({"type": "result", **e})  # noqa: E731
+    elif args.json:
+        on_entry = None
     else:
-        _print_text(args.file, rep)
+        _print_header(args.file, rep, meta)
+        on_entry = lambda e: _print_entry(e, total)  # noqa: E731
+    results = []
+
+    def collect(e):
+        results.append(e)
+        if on_entry is not None:
+            on_entry(e)
+
+    interrupted = False
+    try:
+        _run(plan, collect)
+    except KeyboardInterrupt:
+        interrupted = True
+    failed = [e for e in results if "error" in e]
+    rep["results"] = results
+    rep["complete"] = not failed and not interrupted and len(results) == total
+    if interrupted:
+        rep["interrupted"] = True
+    if args.jsonl:
+        emit_line({"type": "summary", "complete": rep["complete"], "finished": len(results),
+                   "combinations": total, "errors": len(failed), "interrupted": interrupted})
+    elif args.json:
+        print(json.dumps(_json_safe(rep), indent=2, allow_nan=False), flush=True)
+    if interrupted:
+        print(f"rmt analyze: interrupted after {len(results)} of {total} combination(s); the "
+              "finished ones are reported above", file=sys.stderr)
+        return 130
+    if failed:
+        print(f"rmt analyze: error: {len(failed)} of {total} combination(s) failed "
+              f"(first: {_one_line_str(failed[0]['error'])}); the others are reported",
+              file=sys.stderr)
+        return EXIT_PARTIAL
     return 0
 
 
-def main(argv=None) -> int:  # pragma: no cover - convenience for python -m
-    parser = argparse.ArgumentParser(prog="rmt")
-    register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+def _one_line_str(text):
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    from .cli import main as _cli_main
+
+    sys.exit(_cli_main())

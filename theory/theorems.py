@@ -22,16 +22,32 @@ Numerical verdicts use :data:`RATE_TOL`: "diverges" holds when ρ(T) ≥ 1 − R
 eigensolver's round-off at the boundary where the statements are stated with "≥").
 Eigenvalue conditions (λ_min(D) < 0, D ≻ 0) are evaluated on the span of the active Hessians with
 a tolerance relative to the largest |eigenvalue| (THEORY §5.4).
+
+**Why a statement does not apply.** The structural hypothesis is a list of named
+:class:`Hypothesis` atoms (sampling scheme, schedule, α, …); :meth:`Theorem.why` and
+``TheoremCheck.reason`` name the ones that fail with the instance's value, or say that η lies on
+the other side of η_thm (then the statement concludes nothing). A statement written for one
+sampling scheme never applies to another: its ``analogue`` names the encoded statement that
+covers the other schemes (e.g. Dexter's Bernoulli bound → ``unlearning-retain-noise``, proven for
+every scheme with the coefficients of THEORY §2.1).
+
+**Shared work.** An :class:`Instance` computes ρ(T), η*, the coherence and the spectra once and
+every check reads them; callers that already have them (``rmt analyze``) pass them in
+(``Instance(dyn, rate=..., exact_critical=..., coherence=...)``, or the same keywords of
+:func:`check_all`). Nothing here builds an r²×r² matrix above ``KRON_MAX_SPAN``: the noise
+operator's spectral radius is found matrix-free (ARPACK on its action, THEORY §3 "Cost").
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+import scipy.sparse.linalg as spla
 
 import rmt
 from rmt.dynamics import as_dynamics
@@ -49,14 +65,18 @@ __all__ = [
     "get_theorem",
     "check_all",
     "Instance",
+    "Hypothesis",
+    "KRON_MAX_SPAN",
+    "extra_theorems",
 ]
 
 #: Tolerance on ρ(T) − 1 for the verdicts (see module docstring).
 RATE_TOL = 1e-9
 #: Relative tolerance for the sign of eigenvalues of D on the span.
 EIG_RTOL = 1e-10
-
-
+#: Largest span dimension r for which a check may build an r²×r² Kronecker matrix (exact dense
+#: eigenvalues); above it every operator quantity is computed matrix-free.
+KRON_MAX_SPAN = 8
 
 
 class Instance:
@@ -67,9 +87,23 @@ class Instance:
     the span — is read from ``dyn.terms`` (:meth:`term`), never re-derived from the schedule.
     """
 
-    def __init__(self, hs, schedule=None):
+    def __init__(self, hs, schedule=None, *, rate=None, exact_critical=None, coherence=None):
+        """``rate`` (ρ(T)), ``exact_critical`` (η* of :func:`rmt.critical_eta`) and
+        ``coherence`` (:func:`rmt.coherence` of ``hs``) may be passed when the caller has already
+        computed them for this very dynamics; they are then never recomputed."""
         self.dyn = as_dynamics(hs, schedule)
         self.hs, self.schedule = self.dyn.hs, self.dyn.schedule
+        self._eigs = {}
+        for key, value in (("rate", rate), ("exact_critical", exact_critical)):
+            if value is not None:
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+                    raise TypeError(f"{key} must be a real number or None, got {type(value).__name__}")
+                self.__dict__[key] = float(value)
+        if coherence is not None:
+            if not isinstance(coherence, rmt.CoherenceResult):
+                raise TypeError("coherence must be an rmt.CoherenceResult or None, got "
+                                f"{type(coherence).__name__}")
+            self.__dict__["coherence"] = coherence
 
     def term(self, which):
         """The :class:`rmt.SetTerm` of ``which`` ("retain"/"forget"), None if it does not enter."""
@@ -85,8 +119,10 @@ class Instance:
         return rmt.coherence(self.hs)
 
     def _mean_eigenvalues(self, which):
-        t = self.term(which)
-        return None if t is None else np.linalg.eigvalsh(t.mean)
+        if which not in self._eigs:
+            t = self.term(which)
+            self._eigs[which] = None if t is None else np.linalg.eigvalsh(t.mean)
+        return self._eigs[which]
 
     def lam_bar(self, which="retain"):
         """λ_max(H̄_S) of a set that enters the step (0 when it does not)."""
@@ -120,6 +156,11 @@ class Instance:
         lam = np.linalg.eigvalsh(0.5 * (D + D.T))
         lo, hi = float(lam[0]), float(lam[-1])
         return lo, hi, max(abs(lo), abs(hi))
+
+    @cached_property
+    def noise_radius(self):
+        """ρ of the noise operator Σ_S (s_S/η)² N_S (matrix-free above KRON_MAX_SPAN)."""
+        return noise_operator_radius(self)
 
     @cached_property
     def rate(self):
@@ -171,6 +212,11 @@ class TheoremCheck(MeanSquareVerdict):
     held: bool | None
     tightness: float
     eta: float = field(default=float("nan"))
+    #: why the statement applies or not: the failed hypotheses with the instance's values, or
+    #: the side of η_thm that η lies on (module docstring)
+    reason: str = field(default="", compare=False)
+    #: the encoded statement that covers the schemes/schedules this one is not written for
+    analogue: str = field(default="", compare=False)
 
     @property
     def violated(self) -> bool:
@@ -210,6 +256,13 @@ class Theorem:
     #: keyword arguments of :func:`rmt.testing.instances` that generate structurally admissible
     #: instances (used by :func:`theory.counterexample.theorem_instances`).
     requirements: dict = field(default_factory=dict, repr=False)
+    #: where instances outside this statement's hypotheses are covered ("" if nowhere)
+    analogue: str = ""
+
+    @property
+    def hypotheses(self) -> tuple:
+        """The named structural hypotheses (:class:`Hypothesis`), in order."""
+        return getattr(self._pre, "atoms", ())
 
     @property
     def expression(self):
@@ -253,6 +306,35 @@ class Theorem:
             return bool(rate >= 1.0 - RATE_TOL)
         return bool(rate <= 1.0 + RATE_TOL)
 
+    def why(self, hs, schedule=None) -> str:
+        """Why the statement applies or not on this instance (one sentence).
+
+        Names every failed structural hypothesis with the instance's value (and the
+        :attr:`analogue` that covers it), or compares η with η_thm.
+        """
+        inst = self._instance(hs, schedule)
+        failed = _failures(self._pre, inst)
+        if failed:
+            text = "hypothesis not met: " + "; ".join(t for t, _ in failed)
+            if self.analogue and any(routable for _, routable in failed):
+                text += f" — {self.analogue}"
+            return text
+        thr = float(self._eta(inst))
+        eta = inst.schedule.eta
+        side = "divergence" if self.conclusion == "diverges" else "convergence"
+        if np.isnan(thr):
+            return "the threshold is undefined on this instance"
+        if self.applies(inst):
+            rel = ">=" if self.conclusion == "diverges" else "<"
+            return f"hypotheses hold and η = {eta:.6g} {rel} η_thm = {thr:.6g}"
+        if math.isinf(thr) and self.conclusion == "diverges":
+            return ("the bound gives no finite η_thm here (η_thm = inf: e.g. a full batch or "
+                    "identical Hessians leave no sampling noise to bound), so it never concludes "
+                    "divergence on this instance")
+        rel = "<" if self.conclusion == "diverges" else ">="
+        return (f"η = {eta:.6g} {rel} η_thm = {thr:.6g}: the {side} condition is not met, so the "
+                "statement concludes nothing here")
+
     def check(self, hs, schedule=None, *, critical=True) -> TheoremCheck:
         """Compare with the exact operator; ``critical=False`` skips η*_exact (and tightness)."""
         inst = self._instance(hs, schedule)
@@ -266,7 +348,86 @@ class Theorem:
         else:
             exact, tight = float("nan"), float("nan")
         return TheoremCheck(self.name, self.status, applies, self.conclusion, thr, exact, rate,
-                            held, tight, inst.schedule.eta)
+                            held, tight, inst.schedule.eta, self.why(inst), self.analogue)
+
+
+# ---------------------------------------------------------------------- named hypotheses
+@dataclass(frozen=True)
+class Hypothesis:
+    """One structural hypothesis: ``text`` (what it requires), ``test(inst) -> bool`` and
+    ``got(inst) -> str`` (the instance's value, quoted when the hypothesis fails)."""
+
+    text: str
+    test: object = field(repr=False)
+    got: object = field(repr=False, default=None)
+    #: a hypothesis on the scheme/schedule (not on the Hessians): when it fails the statement's
+    #: ``analogue`` is where the instance is covered
+    routable: bool = False
+
+    def failure(self, inst):
+        """None when the hypothesis holds (or cannot be evaluated because an earlier one
+        failed, e.g. a batch condition on a set that does not enter), else "text (got …)"."""
+        try:
+            if self.test(inst):
+                return None
+        except (AttributeError, TypeError):
+            return None
+        return self.text + (f" (got {self.got(inst)})" if self.got is not None else "")
+
+
+class _Pre:
+    """A conjunction of :class:`Hypothesis` atoms, callable as the structural test."""
+
+    def __init__(self, *atoms):
+        self.atoms = tuple(atoms)
+
+    def __call__(self, inst):
+        return all(a.test(inst) for a in self.atoms)
+
+
+def _failures(pre, inst):
+    """[(text, routable)] of the failed hypotheses."""
+    if isinstance(pre, _Pre):
+        out = [(a.failure(inst), a.routable) for a in pre.atoms]
+        return [(f, r) for f, r in out if f is not None]
+    return [] if pre(inst) else [("structural hypothesis", False)]
+
+
+def _sched(i):
+    return i.schedule.schedule
+
+
+H_SUMMED = Hypothesis("summed schedule", lambda i: _sched(i) == "summed",
+                      lambda i: f"schedule={_sched(i)!r}", routable=True)
+H_SGD = Hypothesis("plain SGD: α = 0 and no SAM (the retain set alone enters the step)",
+                   lambda i: i.sgd, lambda i: f"alpha={i.schedule.alpha:g}, schedule={_sched(i)!r}", routable=True)
+H_BERNOULLI = Hypothesis("Bernoulli sampling", lambda i: i.schedule.sampling == "bernoulli",
+                         lambda i: f"sampling={i.schedule.sampling!r}", routable=True)
+H_WOR = Hypothesis("sampling without replacement",
+                   lambda i: i.schedule.sampling == "without_replacement",
+                   lambda i: f"sampling={i.schedule.sampling!r}", routable=True)
+H_NOT_BERNOULLI = Hypothesis("sampling with or without replacement",
+                             lambda i: i.schedule.sampling != "bernoulli",
+                             lambda i: f"sampling={i.schedule.sampling!r}", routable=True)
+H_SAM = Hypothesis("SAM schedule", lambda i: _sched(i) == "sam",
+                   lambda i: f"schedule={_sched(i)!r}", routable=True)
+H_RETAIN = Hypothesis("the retain set enters the step (α < 1)",
+                      lambda i: i.term("retain") is not None,
+                      lambda i: f"alpha={i.schedule.alpha:g}")
+H_FORGET = Hypothesis("the forget set enters the step (α > 0, not SAM)",
+                      lambda i: i.term("forget") is not None,
+                      lambda i: f"alpha={i.schedule.alpha:g}, schedule={_sched(i)!r}")
+H_RETAIN_SAMPLED = Hypothesis(
+    "a retain batch smaller than the retain set (B < n_R: otherwise no sampling noise)",
+    lambda i: not _retain_full_batch(i),
+    lambda i: f"B={i.term('retain').batch}, n_R={i.term('retain').n}")
+H_CONSTRUCTION = Hypothesis(
+    "retain Hessians are identical rank-one matrices plus zeros (Dexter Thm 2 construction)",
+    lambda i: _is_construction(i), lambda i: "a generic retain set")
+H_D_POSITIVE = Hypothesis(
+    "D = (1−α)H̄_R − αH̄_F positive definite on the span",
+    lambda i: i.d_extremes[0] > EIG_RTOL * i.d_extremes[2],
+    lambda i: f"λ_min(D) = {i.d_extremes[0]:.3g}")
 
 
 # ---------------------------------------------------------------------- helpers for thresholds
@@ -275,10 +436,6 @@ def _safe(fn, *args):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         val = float(fn(*(np.float64(a) for a in args)))
     return math.inf if np.isnan(val) else val
-
-
-def _bernoulli_sgd(inst):
-    return inst.sgd and inst.schedule.sampling == "bernoulli"
 
 
 def _noise_threshold(inst, which, sampling, form="coherence"):
@@ -348,16 +505,55 @@ def _thm2_eta(inst):
 
 
 def _nonuniformity_s(inst):
-    Hs = inst.term("retain").hessians()
-    Hb = Hs.mean(axis=0)  # the same sums as the first term (examples sit at η = η_thm exactly)
-    C = np.einsum("nab,nbc->ac", Hs, Hs) / Hs.shape[0] - Hb @ Hb
+    t = inst.term("retain")
+    r, n, k = t.psi.shape
+    if r <= KRON_MAX_SPAN:
+        Hs = t.hessians()
+        Hb = Hs.mean(axis=0)  # the same sums as the first term (examples sit at η = η_thm exactly)
+        C = np.einsum("nab,nbc->ac", Hs, Hs) / Hs.shape[0] - Hb @ Hb
+    else:  # (1/n)Σ H_i² = (1/n)Σ Ψ_i(Ψ_iᵀΨ_i)Ψ_iᵀ: no (n, r, r) stack
+        G = np.einsum("rna,rnb->nab", t.psi, t.psi)  # Ψ_iᵀΨ_i (n, k, k)
+        X = np.einsum("rna,nab->rnb", t.psi, G).reshape(r, n * k)
+        C = X @ t.psi.reshape(r, n * k).T / n - t.mean @ t.mean
     return float(math.sqrt(max(np.linalg.eigvalsh(0.5 * (C + C.T))[-1], 0.0)))
 
 
+def noise_operator_radius(inst) -> float:
+    """ρ_N = ρ(Σ_S (s_S/η)² N_S) of the unit-step dynamics (THEORY §5.4), exactly.
+
+    Small spans (r ≤ :data:`KRON_MAX_SPAN`): eigenvalues of the r²×r² Kronecker matrix. Larger
+    spans: matrix-free — the operator is self-adjoint in the Frobenius inner product and
+    completely positive (each N_S is a covariance, c·E[(Ĥ−H̄)M(Ĥ−H̄)]-type), so its spectral
+    radius is its largest eigenvalue, with a PSD eigenmatrix (Krein–Rutman); ARPACK (Lanczos)
+    finds it from the identity using only applications N_S(M) (O(r²·Σk) each).
+    """
+    terms = inst.unit.terms
+    r = inst.unit.r
+    if r <= KRON_MAX_SPAN:
+        K = sum(t.weight**2 * t.kron_noise() for t in terms)
+        return float(np.max(np.abs(np.linalg.eigvalsh(0.5 * (K + K.T)))))
+
+    def matvec(x):
+        M = np.asarray(x, dtype=float).reshape(r, r)
+        M = 0.5 * (M + M.T)
+        out = sum(t.weight**2 * t.noise(M) for t in terms)
+        return (0.5 * (out + out.T)).ravel()
+
+    v0 = (np.eye(r) / math.sqrt(r)).ravel()
+    if not np.any(matvec(v0)):  # N(I) = 0 ⇒ N ≡ 0 for a positive map
+        return 0.0
+    op = spla.LinearOperator((r * r, r * r), matvec=matvec, dtype=float)
+    try:
+        vals = spla.eigsh(op, k=1, which="LA", v0=v0, tol=1e-12, maxiter=50 * r * r,
+                          return_eigenvectors=False)
+    except spla.ArpackNoConvergence as exc:  # report, never hide
+        raise RuntimeError("ARPACK did not converge for the noise operator "
+                           f"(r = {r})") from exc
+    return float(max(vals[-1], 0.0))
+
+
 def _noise_operator_eta(inst):
-    # Kronecker matrix of (1−α)²N_R + α²N_F: Σ_S (s_S/η)² N_S over the sets in the step
-    K = sum(t.weight**2 * t.kron_noise() for t in inst.unit.terms)
-    rho = float(np.max(np.abs(np.linalg.eigvalsh(0.5 * (K + K.T)))))
+    rho = inst.noise_radius
     return math.inf if rho <= 0 else _safe(dv.noise_operator_threshold().function, rho)
 
 
@@ -368,11 +564,6 @@ def _mean_escape_eta(inst):
     if hi <= EIG_RTOL * scale:
         return math.inf
     return _safe(dv.unlearning_mean_escape().function, hi)
-
-
-def _naive_pre(inst):
-    lo, hi, scale = inst.d_extremes
-    return _summed(inst) and lo > EIG_RTOL * scale
 
 
 def _sam_eta(inst):
@@ -414,112 +605,147 @@ def _scheme_analogue_eta(inst):
 
 
 # ---------------------------------------------------------------------- the catalogue
+_ANA_RETAIN = ("other schemes and α > 0: see unlearning-retain-noise (THEORY §5.4, proven for every "
+               "sampling scheme with the coefficients of §2.1)")
+_ANA_SINGLE = ("other schemes and α > 0: see unlearning-retain-noise-single-sample (THEORY §5.4, "
+               "proven for every sampling scheme)")
+_ANA_MEAN = "unlearning (α > 0): see unlearning-mean-escape (λ_min(D) < 0 or η > 2/λ_max(D))"
+_ANA_NOISE = ("every scheme and α: see noise-operator-divergence (the operator form, proven) and "
+              "unlearning-retain-noise")
+_ANA_SUMMED = "alternating/SAM schedules: no encoded analogue (the summed-schedule proof uses T ⪰ E[J]⊗E[J] + Σ_S s_S²N_S)"
+
+
 def _build():
     T = []
     T.append(Theorem(
         "dexter-thm1", "Dexter et al. 2024, Theorem 1 (reconstructed in THEORY §5.1)",
         "Bernoulli SGD (α = 0), η ≥ σ/(λ_max(H̄)√(n/B − 1))", "diverges", "proven", "§5.1",
-        dv.dexter_thm1(), _bernoulli_sgd,
+        dv.dexter_thm1(), _Pre(H_SGD, H_BERNOULLI),
         lambda i: math.inf if _retain_full_batch(i) else _safe(
             dv.dexter_thm1().function, i.lam_bar(), i.sigma(), i.term("retain").n,
             i.term("retain").batch),
+        analogue=_ANA_RETAIN,
     ))
     T.append(Theorem(
         "dexter-thm1-single-sample", "Dexter et al. 2024, proof of Theorem 1 (THEORY §5.1) [der]",
         "Bernoulli SGD, η ≥ n/(max_i λ_max(H_i)·√(n/B − 1))", "diverges", "proven", "§5.1",
-        dv.dexter_single_sample(), _bernoulli_sgd,
+        dv.dexter_single_sample(), _Pre(H_SGD, H_BERNOULLI),
         lambda i: math.inf if _retain_full_batch(i) else _safe(
             dv.dexter_single_sample().function, i.L(), i.term("retain").n,
             i.term("retain").batch),
+        analogue=_ANA_SINGLE,
     ))
     T.append(Theorem(
         "dexter-thm2-construction", "Dexter et al. 2024, Theorem 2 construction (THEORY §5.2)",
         "SGD on σ identical rank-one Hessians (λn/σ)e₁e₁ᵀ plus zeros, η < η*(construction)",
         "converges", "proven", "§5.2", dv.dexter_thm2_condition("bernoulli"),
-        lambda i: i.sgd and _is_construction(i), _thm2_eta,
+        _Pre(H_SGD, H_CONSTRUCTION), _thm2_eta,
         notes="Exact (iff): tightness is 1. Bernoulli is Dexter's; the other schemes are derived "
               "from the same per-direction condition.",
+        analogue="a special construction: real models are not of this form",
     ))
     T.append(Theorem(
         "wu-ma-e-sharpness", "Wu, Ma & E 2018 (THEORY §5.3)",
         "SGD (α = 0, summed), any scheme, η ≥ 2/λ_max(H̄)", "diverges", "proven", "§5.3",
-        dv.wu_ma_e_sharpness(), lambda i: i.sgd and _summed(i),
+        dv.wu_ma_e_sharpness(), _Pre(H_SGD, H_SUMMED),
         lambda i: _safe(dv.wu_ma_e_sharpness().function, i.lam_bar()),
+        analogue=_ANA_MEAN,
     ))
     T.append(Theorem(
         "wu-ma-e-nonuniformity", "Wu, Ma & E 2018 (THEORY §5.3), literal d-dimensional form",
         "SGD without replacement, η ≥ √(B(n−1)/(n−B))/s, s² = λ_max((1/n)ΣH_i² − H̄²)",
         "diverges", "conjecture", "§5.3", dv.wu_ma_e_nonuniformity(),
-        lambda i: i.sgd and _summed(i) and i.schedule.sampling == "without_replacement"
-        and not _retain_full_batch(i),
+        _Pre(H_SGD, H_SUMMED, H_WOR, H_RETAIN_SAMPLED),
         lambda i: (lambda s: math.inf if s <= 0 else _safe(
             dv.wu_ma_e_nonuniformity().function, s, i.term("retain").n,
             i.term("retain").batch))(_nonuniformity_s(i)),
         notes="Refuted for d > 1 by the exact operator (docs/theory.md, findings): λ_max(E[JᵀJ]) "
               "upper-bounds ρ(T), it does not lower-bound it. Exact in d = 1.",
+        analogue=_ANA_NOISE,
     ))
     T.append(Theorem(
         "noise-operator-divergence", "derived (THEORY §5.4; operator form of Wu–Ma–E §5.3)",
         "summed schedule, any scheme, η ≥ 1/√ρ((1−α)²N_R + α²N_F)", "diverges", "proven", "§5.4",
-        dv.noise_operator_threshold(), _summed, _noise_operator_eta,
+        dv.noise_operator_threshold(), _Pre(H_SUMMED), _noise_operator_eta,
         notes="T − η²((1−α)²N_R + α²N_F) = E[J]⊗E[J] is cone-preserving, so "
               "ρ(T) ≥ η²ρ_N with ρ_N the spectral radius of the noise operator.",
+        analogue=_ANA_SUMMED,
     ))
     for which, letter, label in (("retain", "a", "retain"), ("forget", "b", "forget")):
         w = "(1−α)" if which == "retain" else "α"
+        enters = H_RETAIN if which == "retain" else H_FORGET
         T.append(Theorem(
             f"unlearning-{label}-noise", f"Chang & Khanna 2026 / THEORY §5.4 ({letter}) [der]",
             f"summed schedule; Bernoulli: η{w}λ̄_S√(n_S/B_S − 1) ≥ σ_S; with/without "
             f"replacement: η²{w}²c_S λ̄_S²(n_S/σ_S − 1)²/(n_S − 1) ≥ 1 (σ_S < n_S)",
             "diverges", "proven", "§5.4", dv.unlearning_noise_condition("bernoulli", which),
-            (lambda i, w_=which: _summed(i) and i.term(w_) is not None),
+            _Pre(H_SUMMED, enters),
             (lambda i, w_=which: _noise_threshold(i, w_, i.schedule.sampling)),
+            analogue=_ANA_SUMMED,
+        ))
+    for which, letter, label in (("retain", "a", "retain"), ("forget", "b", "forget")):
+        w = "(1−α)" if which == "retain" else "α"
+        enters = H_RETAIN if which == "retain" else H_FORGET
+        T.append(Theorem(
+            f"unlearning-{label}-noise-single-sample",
+            f"THEORY §5.4 ({letter}), single-sample step (before the coherence bound) [der]",
+            f"summed schedule, L_S = max_i λ_max(H_i); Bernoulli: η{w}L_S√(c_S/n_S) ≥ 1; "
+            f"with/without replacement: η²{w}²c_S(L_S − λ̄_S)²/(n_S − 1) ≥ 1 (L_S > λ̄_S)",
+            "diverges", "proven", "§5.4", dv.unlearning_noise_condition("bernoulli", which, "single"),
+            _Pre(H_SUMMED, enters),
+            (lambda i, w_=which: _noise_threshold(i, w_, i.schedule.sampling, form="single")),
+            notes="Sharper than the coherence form (L_S ≥ n_Sλ̄_S/σ_S); the proof is the middle "
+                  "step of THEORY §5.1 with the covariance bound of §5.4 for the other schemes.",
+            analogue=_ANA_SUMMED,
         ))
     T.append(Theorem(
         "unlearning-mean-escape", "Chang & Khanna 2026 / THEORY §5.4 (c) [der]",
         "summed schedule, any scheme, ρ(I − ηD) > 1 (λ_min(D) < 0 on the span, or η > 2/λ_max(D))",
-        "diverges", "proven", "§5.4", dv.unlearning_mean_escape(), _summed, _mean_escape_eta,
+        "diverges", "proven", "§5.4", dv.unlearning_mean_escape(), _Pre(H_SUMMED), _mean_escape_eta,
+        analogue=_ANA_SUMMED,
     ))
     T.append(Theorem(
         "sam-divergence", "Chang & Khanna 2025 (SAM vs SGD), THEORY §5.6 [der]",
         "SAM, Bernoulli, η ≥ σ/((1 + (ρ/a)λ_min(H̄))·λ_max(H̄)√(n/B − 1)), λ_min on the span",
-        "diverges", "proven", "§5.6", dv.sam_threshold(),
-        lambda i: i.schedule.schedule == "sam" and i.schedule.sampling == "bernoulli", _sam_eta,
+        "diverges", "proven", "§5.6", dv.sam_threshold(), _Pre(H_SAM, H_BERNOULLI), _sam_eta,
+        analogue="SAM only; no encoded analogue for other sampling schemes",
     ))
     # ------------------------------------------------------------------ conjectures
     T.append(Theorem(
         "naive-mean-stability", "folklore (false; issue 4 acceptance test)",
         "summed schedule, D ≻ 0 on the span and η·λ_max(D) < 2", "converges", "conjecture",
-        "§5.4", dv.unlearning_mean_escape(), _naive_pre,
+        "§5.4", dv.unlearning_mean_escape(), _Pre(H_SUMMED, H_D_POSITIVE),
         lambda i: _safe(dv.unlearning_mean_escape().function, i.d_extremes[1]),
         notes="Ignores the sampling noise; refuted by small batches with low coherence.",
+        analogue=_ANA_SUMMED,
     ))
     T.append(Theorem(
         "unlearning-retain-noise-scheme-analogue",
         "THEORY §5.4 (a) with the Bernoulli coefficient n/B − 1 replaced by n·c(scheme)",
         "summed, with/without replacement, η(1−α)λ̄_R√(n_R c_R) ≥ σ_R", "diverges", "conjecture",
-        "§5.4", dv.scheme_analogue_threshold(),
-        lambda i: _summed(i) and i.term("retain") is not None
-        and i.schedule.sampling != "bernoulli",
+        "§5.4", dv.scheme_analogue_threshold(), _Pre(H_SUMMED, H_RETAIN, H_NOT_BERNOULLI),
         _scheme_analogue_eta,
         notes="The single-sample step uses C(M) ⪰ (1/n)H_iMH_i, which fails for the covariance "
               "operator C of these schemes.",
+        analogue="Bernoulli: see unlearning-retain-noise (the statement this one copies)",
     ))
     T.append(Theorem(
         "paper-coherence-sum", "Chang & Khanna 2026 §5.5 candidate A (within-set coherences add)",
         "summed, Bernoulli, η²[(1−α)²(n_R/B−1)λ̄_R²/σ_R² + α²(n_F/B_F−1)λ̄_F²/σ_F²] ≥ 1",
         "diverges", "conjecture", "§5.5", dv.coherence_sum_threshold(),
-        lambda i: _summed(i) and i.schedule.sampling == "bernoulli", _coherence_sum_eta,
+        _Pre(H_SUMMED, H_BERNOULLI), _coherence_sum_eta,
         notes="Refuted (docs/theory.md, findings; examples.coherence_sum_counterexample()): each "
               "set's Dexter-type bound lower-bounds ρ(T) through a different test matrix, so the "
               "two cannot be added — ρ(N_R + N_F) ≥ max, not the sum.",
+        analogue="stated (and refuted) for Bernoulli only; no analogue encoded for other schemes",
     ))
     T.append(Theorem(
         "paper-coherence-resistance",
         "Chang & Khanna 2026 §5.5 candidate B (Thm-2 form with mixed coherence)",
         "summed, Bernoulli, D ≻ 0, η < (2/λ_max(D))/[1 + (1−α)²(n_R/B−1)/σ_R + α²(n_F/B_F−1)/σ_F]",
         "converges", "conjecture", "§5.5", dv.coherence_resistance_threshold(),
-        lambda i: _naive_pre(i) and i.schedule.sampling == "bernoulli", _coherence_resistance_eta,
+        _Pre(H_SUMMED, H_D_POSITIVE, H_BERNOULLI), _coherence_resistance_eta,
+        analogue="stated (and refuted) for Bernoulli only; no analogue encoded for other schemes",
     ))
     return tuple(dataclasses.replace(t, requirements=_REQUIREMENTS.get(t.name, {})) for t in T)
 
@@ -535,6 +761,8 @@ _REQUIREMENTS = {
     "noise-operator-divergence": _SUMMED,
     "unlearning-retain-noise": _SUMMED,
     "unlearning-forget-noise": {**_SUMMED, "alphas": "unlearning"},
+    "unlearning-retain-noise-single-sample": _SUMMED,
+    "unlearning-forget-noise-single-sample": {**_SUMMED, "alphas": "unlearning"},
     "unlearning-mean-escape": _SUMMED,
     "sam-divergence": {**_BERN, "schedule_kinds": ("sam",)},
     "naive-mean-stability": _SUMMED,
@@ -566,10 +794,51 @@ def get_theorem(name):
     raise ValueError(f"name must be one of {[t.name for t in theorems()]}, got {name!r}")
 
 
-def check_all(hs, schedule=None, thms=None, *, critical=True):
+def extra_theorems():
+    """Theorem-like statements defined outside this module: ``theory.affine.AFFINE_THEOREMS``
+    (the affine/drift statements of THEORY §8) when that module exists; [] otherwise."""
+    import importlib
+
+    try:
+        mod = importlib.import_module("theory.affine")
+    except ModuleNotFoundError as exc:
+        if exc.name in ("theory.affine",):
+            return []
+        raise
+    return list(getattr(mod, "AFFINE_THEOREMS", []))
+
+
+def _check_foreign(t, inst, critical):
+    """Check a Theorem-like object that is not a :class:`Theorem` (e.g. ``AFFINE_THEOREMS``):
+    it receives the :class:`Instance` (``inst.dyn`` is the Dynamics; a computed ρ(T) sits in
+    ``inst.__dict__["rate"]``, which theory.affine reads instead of recomputing it)."""
+    accepts = inspect.signature(t.check).parameters
+    takes_kw = "critical" in accepts or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in accepts.values())
+    return t.check(inst, **({"critical": critical} if takes_kw else {}))
+
+
+def check_all(hs, schedule=None, thms=None, *, critical=True, rate=None, exact_critical=None,
+              coherence=None):
     """Check several theorems on one instance, sharing ρ(T) and η*_exact (list of TheoremCheck).
 
-    ``hs`` may be a :class:`rmt.Dynamics` (then ``schedule`` is None).
+    ``hs`` may be a :class:`rmt.Dynamics` (then ``schedule`` is None) or an :class:`Instance`.
+    ``thms``: default every statement of :func:`theorems` plus :func:`extra_theorems` (the
+    affine statements of ``theory.affine``, when present). ``rate``/``exact_critical``/
+    ``coherence``: values already computed for this dynamics (see :class:`Instance`).
     """
-    inst = Instance(hs, schedule)
-    return [t.check(inst, critical=critical) for t in (thms or theorems())]
+    if isinstance(hs, Instance):
+        if schedule is not None:
+            raise TypeError("pass either an Instance or (hs, schedule), not both")
+        inst = hs
+        for key, value in (("rate", rate), ("exact_critical", exact_critical),
+                           ("coherence", coherence)):
+            if value is not None:
+                inst.__dict__[key] = value if key == "coherence" else float(value)
+    else:
+        inst = Instance(hs, schedule, rate=rate, exact_critical=exact_critical,
+                        coherence=coherence)
+    if thms is None:
+        thms = list(theorems()) + extra_theorems()
+    return [t.check(inst, critical=critical) if isinstance(t, Theorem)
+            else _check_foreign(t, inst, critical) for t in thms]
