@@ -50,10 +50,47 @@ from .dynamics import Dynamics, as_dynamics
 from .verdict import ALMOST_SURE, MEAN_SQUARE, verdict_text
 
 __all__ = ["ForecastResult", "forecast", "OUTCOMES", "HorizonCritical", "horizon_critical",
-           "out_of_span_share"]
+           "out_of_span_share", "ForgettingCost", "forgetting_cost"]
 
 #: The three forecast outcomes (module docstring).
 OUTCOMES = ("escapes", "displaced", "returns")
+
+
+@dataclass(frozen=True)
+class ForgettingCost:
+    """What leaving w* costs, to second order, at the horizon K (THEORY §8 moments).
+
+    For each set S the predicted mean loss change E[L_S(w* + δ_K)] − L_S(w*) ≈ ḡ_Sᵀ E[δ_K] +
+    ½ tr(H̄_S E[δ_Kδ_Kᵀ]) (ḡ_S the mean per-sample gradient at w*, zero when no gradients were
+    given; H̄_S the mean Gauss–Newton Hessian): ``forget_loss_rise`` (what unlearning is for)
+    and ``retain_loss_rise`` (the damage). ``selectivity`` = forget rise / |retain rise| (inf
+    when the retain loss does not move). The *escape direction* v is the top eigenvector of
+    E[δ_Kδ_Kᵀ]; ``escape_overlap_retain`` / ``_forget`` = vᵀH̄_Sv / λ_max(H̄_S) ∈ [0, 1]: how much
+    of each set's sharpest curvature the escape direction sees (near 1 for the retain set means
+    the model escapes along what it needs to keep). ``nothing_to_forget``: the model never
+    fitted the forget samples (``forget_fitted`` < 1/2 passed to :func:`forecast`; None when
+    unknown) — a large forget-loss rise then means nothing.
+    """
+
+    forget_loss_rise: float
+    retain_loss_rise: float
+    escape_overlap_retain: float
+    escape_overlap_forget: float
+    nothing_to_forget: bool | None = None
+
+    @property
+    def selectivity(self) -> float:
+        if self.retain_loss_rise == 0:
+            return math.inf if self.forget_loss_rise > 0 else math.nan
+        return self.forget_loss_rise / abs(self.retain_loss_rise)
+
+    def summary(self) -> str:
+        flag = " (nothing to forget: the model never fitted the forget samples)" \
+            if self.nothing_to_forget else ""
+        return (f"forget loss +{self.forget_loss_rise:.4g}, retain loss "
+                f"{self.retain_loss_rise:+.4g}; escape direction sees "
+                f"{self.escape_overlap_retain:.2f} of the retain and "
+                f"{self.escape_overlap_forget:.2f} of the forget top curvature{flag}")
 
 
 @dataclass(frozen=True)
@@ -68,7 +105,8 @@ class ForecastResult:
     ``rate`` ρ(T); ``lyapunov`` λ₁ (homogeneous part, almost-sure; None if not computed);
     ``lyapunov_stderr``; ``stationary`` (:class:`rmt.affine.StationaryResult`);
     ``null_drift`` ‖E[b]_V‖ per step; ``radius``, ``start_norm``, ``steps``, ``replicas``,
-    ``escape_factor``.
+    ``escape_factor``; ``cost`` (:class:`ForgettingCost`: forget-loss rise vs retain damage,
+    escape-direction overlaps, the nothing-to-forget flag; None for sets without factors).
     """
 
     outcome: str
@@ -90,6 +128,7 @@ class ForecastResult:
     expected_sq_distance: np.ndarray = field(repr=False)
     mean_path_norm: np.ndarray = field(repr=False)
     final_distance: np.ndarray = field(repr=False)
+    cost: ForgettingCost | None = None
 
     @property
     def forgets(self) -> bool:
@@ -118,6 +157,7 @@ class ForecastResult:
             f"(E‖δ_K‖² = {self.expected_sq_distance[-1]:.4g}); ρ(T) = {self.rate:.6g}; "
             f"λ₁ = {lyap}; stationary displacement: {disp}; null-space drift "
             f"{self.null_drift:.3g}/step."
+            + ("" if self.cost is None else f" Cost at K: {self.cost.summary()}.")
         )
 
 
@@ -148,13 +188,17 @@ def _default_radius(dyn, start_norm, escape_factor):
 
 
 def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas=256, seed=None,
-             notion=ALMOST_SURE, escape_factor=10.0, lyapunov=True) -> ForecastResult:
+             notion=ALMOST_SURE, escape_factor=10.0, lyapunov=True,
+             forget_fitted=None) -> ForecastResult:
     """Does the model leave w* within ``steps`` steps? Exact moments + Monte Carlo (THEORY §8).
 
     Accepts ``(hs, schedule, steps)`` or ``(dynamics, steps)``. See the module docstring for the
     criterion and the defaults. ``replicas`` ≥ 2 Monte Carlo runs of the affine linearised
     recursion (numba, drift included; reproducible from ``seed``, independent of thread count);
     ``lyapunov=False`` skips the almost-sure exponent used only to *name* the mechanism.
+    ``forget_fitted`` (optional, in [0, 1]): the fraction of forget samples the model fits at w*
+    (e.g. :func:`rmt.models.fitted_fraction`); below 1/2 the result's ``cost`` flags
+    ``nothing_to_forget``.
     """
     from .meansquare import mean_square_rate
     from .montecarlo import affine_paths
@@ -173,6 +217,10 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
         raise ValueError(f"escape_factor must be > 1, got {escape_factor}")
     if radius is not None:
         radius = check_positive(radius, "radius")
+    if forget_fitted is not None:
+        forget_fitted = float(forget_fitted)
+        if not 0.0 <= forget_fitted <= 1.0:
+            raise ValueError(f"forget_fitted must be a fraction in [0, 1], got {forget_fitted!r}")
     if not isinstance(seed, np.random.SeedSequence):
         seed = np.random.SeedSequence(None if seed is None else check_int(seed, "seed", minimum=0))
     # fixed children (not spawn(), which would mutate a caller's SeedSequence)
@@ -228,7 +276,44 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
         rate=rate, lyapunov=lyap, lyapunov_stderr=lyap_se, null_drift=st.null_drift,
         stationary=st, expected_sq_distance=esq, mean_path_norm=mom.mean_norm[1:],
         final_distance=np.exp(paths.log_norm[:, -1]),
+        cost=forgetting_cost(dyn, mom, forget_fitted=forget_fitted),
     )
+
+
+def forgetting_cost(dyn, moments, *, forget_fitted=None) -> ForgettingCost | None:
+    """:class:`ForgettingCost` at the last step of exact ``moments`` (:func:`rmt.affine_moments`).
+
+    Works in the [U, V] coordinates of the moments: per-set factors and mean gradients are
+    projected once (O(n·d·p)); no d×d matrix is formed. None for a set kind without factors.
+    """
+    dyn = as_dynamics(dyn)
+    hs = dyn.hs
+    W = np.hstack([dyn.basis, dyn.drift_basis])  # (d, p), orthonormal columns
+    M = np.asarray(moments.M_final, float)
+    m = np.asarray(moments.mean[-1], float)
+    if not np.all(np.isfinite(M)) or not np.all(np.isfinite(m)):
+        return ForgettingCost(math.inf, math.inf, math.nan, math.nan,
+                              None if forget_fitted is None else forget_fitted < 0.5)
+    w_top = np.linalg.eigh(M)[1][:, -1] if M.size else np.zeros(0)
+    rises, overlaps = {}, {}
+    for which in ("retain", "forget"):
+        if which == "forget" and not hs.has_forget:
+            rises[which], overlaps[which] = 0.0, math.nan
+            continue
+        F = hs.factors(which)  # (n, d, k)
+        n = F.shape[0]
+        Fc = np.einsum("ndk,dp->nkp", F, W).reshape(-1, W.shape[1])
+        Hc = Fc.T @ Fc / n
+        g = hs.gradients(which)
+        lin = float((W.T @ g.mean(axis=0)) @ m) if g is not None else 0.0
+        rises[which] = lin + 0.5 * float(np.sum(Hc * M))
+        flat = F.transpose(0, 2, 1).reshape(-1, F.shape[1])
+        top = float(np.linalg.eigvalsh(flat @ flat.T / n)[-1]) if flat.size else 0.0
+        overlaps[which] = float(w_top @ Hc @ w_top / top) if top > 0 and w_top.size else 0.0
+    return ForgettingCost(
+        forget_loss_rise=rises["forget"], retain_loss_rise=rises["retain"],
+        escape_overlap_retain=overlaps["retain"], escape_overlap_forget=overlaps["forget"],
+        nothing_to_forget=None if forget_fitted is None else bool(forget_fitted < 0.5))
 
 
 # ---------------------------------------------------------------------- horizon-aware critical values

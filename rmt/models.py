@@ -65,6 +65,7 @@ __all__ = [
     "output_gradient",
     "output_curvature_factor",
     "gauss_newton",
+    "fitted_fraction",
     "Model",
     "LinearModel",
     "LinearRegression",
@@ -435,6 +436,27 @@ def _loss_values(f, Y, loss):
     if loss == "logistic":
         return np.logaddexp(0.0, -Y[:, 0] * f[:, 0])
     return -np.sum(Y * log_softmax(f, axis=1), axis=1)
+
+
+def fitted_fraction(model, w, X, y, loss=None) -> float:
+    """Fraction of the samples (X, y) the model fits at w: the predicted class is the label
+    (logistic: sign(f) = y; softmax: argmax f = y) or, for squared loss, the residual is less
+    than half the target, ‖f_i − y_i‖ < ½‖y_i‖ (±1 targets: the sign is right with margin).
+
+    Pass the forget set's value as ``forget_fitted`` to :func:`rmt.forecast`: below 1/2 the
+    model never fitted what it is asked to forget (``ForecastResult.cost.nothing_to_forget``).
+    """
+    _check_model(model)
+    loss = _resolve_loss(model, loss)
+    X, y = _check_data(model, X, y, loss)
+    f, Y = _prepare(model.outputs(np.asarray(w, float), X), y, loss)
+    if loss == "logistic":
+        ok = np.sign(f[:, 0]) == Y[:, 0]
+    elif loss == "softmax":
+        ok = np.argmax(f, axis=1) == np.argmax(Y, axis=1)
+    else:
+        ok = np.linalg.norm(f - Y, axis=1) < 0.5 * np.linalg.norm(Y, axis=1)
+    return float(np.mean(ok)) if ok.size else float("nan")
 
 
 def loss_gradients(model, w, X, y, loss=None) -> np.ndarray:

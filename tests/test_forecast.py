@@ -126,3 +126,69 @@ def test_out_of_span_share_and_asymptotic_alpha_zero():
                            start=np.ones(hs.dim) / np.sqrt(hs.dim))
     assert res.asymptotic == 0.0 and res.out_of_span_share == pytest.approx(share)
     assert res.value is None or res.value > 0
+
+
+# ---------------------------------------------------------------------- what forgetting costs
+def _linear_regression_case(alpha=0.3, eta_rel=0.4, batch=4):
+    from rmt import models as M
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((24, 3))
+    y = X @ np.array([1.0, -0.5, 0.25]) + 0.3 * rng.standard_normal(24)
+    model = M.LinearRegression(3)
+    w = M.train(model, X, y, seed=0, tol=1e-10).w
+    retain, forget = np.arange(18), np.arange(18, 24)
+    hs = M.hessian_set(model, w, X[retain], y[retain], X[forget], y[forget])
+    lam = np.linalg.eigvalsh(hs.mean("retain"))[-1]
+    sch = rmt.Schedule(eta_rel * 2 / lam, batch, alpha=alpha, sampling="without_replacement",
+                       forget_batch=3)
+    return M, model, w, X, y, retain, forget, hs, sch
+
+
+def test_forgetting_cost_matches_exact_quadratic_loss_of_linear_regression():
+    """Squared-loss linear regression: the loss is exactly quadratic in w and the unlearning
+    update is exactly the affine recursion, so the second-order cost is the exact mean loss
+    change; compare with the mean over independent nonlinear runs within 5 standard errors."""
+    M, model, w, X, y, retain, forget, hs, sch = _linear_regression_case()
+    K = 30
+    fc = rmt.forecast(hs, sch, K, replicas=16, seed=0, lyapunov=False)
+    run = M.unlearn(model, w, X[retain], y[retain], X[forget], y[forget], schedule=sch,
+                    steps=K, seed=list(range(800)))
+    f0 = M.per_sample_loss(model.outputs(w, X[forget]), y[forget], "squared").mean()
+    r0 = M.per_sample_loss(model.outputs(w, X[retain]), y[retain], "squared").mean()
+    for got, losses, base in ((fc.cost.forget_loss_rise, run.forget_loss, f0),
+                              (fc.cost.retain_loss_rise, run.retain_loss, r0)):
+        rise = losses - base
+        se = rise.std(ddof=1) / np.sqrt(rise.size)
+        assert abs(got - rise.mean()) <= 5 * se, (got, rise.mean(), se)
+    assert fc.cost.forget_loss_rise > 0
+    assert 0 <= fc.cost.escape_overlap_retain <= 1 + 1e-12
+    assert 0 <= fc.cost.escape_overlap_forget <= 1 + 1e-12
+    assert fc.cost.nothing_to_forget is None
+    assert "forget loss" in fc.summary()
+
+
+def test_forgetting_cost_nothing_to_forget_flag_and_fitted_fraction():
+    M, model, w, X, y, retain, forget, hs, sch = _linear_regression_case()
+    frac = M.fitted_fraction(model, w, X[forget], y[forget])
+    f = model.outputs(w, X[forget])[:, 0]
+    assert frac == np.mean(np.abs(f - y[forget]) < 0.5 * np.abs(y[forget]))
+    fc = rmt.forecast(hs, sch, 5, replicas=4, seed=0, lyapunov=False, forget_fitted=0.2)
+    assert fc.cost.nothing_to_forget is True
+    fc = rmt.forecast(hs, sch, 5, replicas=4, seed=0, lyapunov=False, forget_fitted=0.9)
+    assert fc.cost.nothing_to_forget is False
+    with pytest.raises(ValueError, match="forget_fitted"):
+        rmt.forecast(hs, sch, 5, replicas=4, seed=0, forget_fitted=1.5)
+
+
+def test_fitted_fraction_classification():
+    from rmt import models as M
+
+    model = M.LogisticRegression(2)
+    w = np.array([1.0, 0.0, 0.0])
+    X = np.array([[1.0, 0.0], [-1.0, 0.0], [2.0, 1.0], [-3.0, 1.0]])
+    assert M.fitted_fraction(model, w, X, np.array([1, -1, -1, 1])) == 0.5
+    sm = M.SoftmaxRegression(2, 3)
+    W = np.zeros(9)
+    W[0] = 1.0  # logit 0 = x_0
+    assert M.fitted_fraction(sm, W, X[:2], np.array([0, 2])) == 0.5  # ties: argmax 1
