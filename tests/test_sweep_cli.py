@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from rmt import HessianSet, Schedule, coherence, critical_eta, ensembles, mean_square_rate
+from rmt import Schedule, ensembles, mean_square_rate
 from simulations.cli import main
 from simulations.sweep import open_sweep, sweep_status
 
@@ -160,114 +160,80 @@ def test_output_folder_holding_a_different_sweep_fails_fast(tmp_path, capsys):
     assert sweep_status(store).complete
 
 
-# ---------------------------------------------------------------------- rmt analyze
-def _npz(tmp_path, **arrays):
-    p = tmp_path / "curv.npz"
-    np.savez(p, **arrays)
-    return p
-
-
-def test_analyze_json_matches_the_library(tmp_path, capsys):
-    rng = np.random.default_rng(0)
-    G, Gf = rng.standard_normal((8, 5)), rng.standard_normal((3, 5))
-    path = _npz(tmp_path, retain_grads=G, forget_grads=Gf)
-    assert main(["analyze", str(path), "--eta", "0.05", "0.4", "--batch", "2", "--alpha", "0.1",
-                 "--sampling", "without_replacement", "--no-lyapunov", "--json"]) == 0
-    rep = json.loads(capsys.readouterr().out)
-    hs = HessianSet.from_factors(G, Gf)
-    c = coherence(hs)
-    assert rep["coherence"]["sigma"] == pytest.approx(c.sigma, rel=1e-12)
-    assert rep["coherence"]["sigma_retain"] == pytest.approx(c.sigma_retain, rel=1e-12)
-    assert rep["coherence"]["sigma_forget"] == pytest.approx(c.sigma_forget, rel=1e-12)
-    assert rep["coherence"]["sigma_cross"] == pytest.approx(c.sigma_cross, rel=1e-12)
-    assert rep["hessians"] == {"kind": "rank1", "n_retain": 8, "n_forget": 3, "dim": 5,
-                               "span_dim": 5, "null_dim": 0}
-    assert "diverges = forgets" in rep["convention"]
-    assert [r["schedule"]["eta"] for r in rep["results"]] == [0.05, 0.4]
-    for r in rep["results"]:
-        sch = Schedule(eta=r["schedule"]["eta"], batch=2, alpha=0.1, sampling="without_replacement")
-        rho = mean_square_rate(hs, sch)
-        assert r["rate"] == pytest.approx(rho, rel=1e-10)
-        assert r["diverges"] == (rho > 1)
-        assert r["verdict"] == ("diverges (forgets)" if rho > 1 else "converges (resists)")
-        assert r["critical_eta"] == pytest.approx(critical_eta(hs, sch), rel=1e-9, abs=1e-300)
-        assert r["lyapunov"]["available"] is False
-        assert "theorems" in r
-    # a stable case exists among the two step sizes on a retain-only set
-    path2 = _npz(tmp_path, retain_grads=G)
-    assert main(["analyze", str(path2), "--eta", "0.01", "--no-lyapunov", "--json"]) == 0
-    rep2 = json.loads(capsys.readouterr().out)
-    assert rep2["results"][0]["schedule"]["alpha"] == 0.0
-    assert rep2["results"][0]["verdict"] == "converges (resists)"
-    assert rep2["results"][0]["critical_eta"] > 0.01
-
-
-def test_analyze_accepts_hessians_and_factors_consistently(tmp_path, capsys):
-    rng = np.random.default_rng(1)
-    F = rng.standard_normal((6, 4, 2))
-    H = np.einsum("nak,nbk->nab", F, F)
-    reports = []
-    for arrays in ({"retain_factors": F}, {"retain_hessians": H}):
-        p = _npz(tmp_path, **arrays)
-        assert main(["analyze", str(p), "--eta", "0.1", "--batch", "3", "--no-lyapunov",
-                     "--json"]) == 0
-        reports.append(json.loads(capsys.readouterr().out))
-    a, b = reports
-    assert a["coherence"]["sigma"] == pytest.approx(b["coherence"]["sigma"], rel=1e-9)
-    assert a["results"][0]["rate"] == pytest.approx(b["results"][0]["rate"], rel=1e-9)
-    assert a["coherence"]["sigma_forget"] is None  # NaN (no forget set) → null
-
-
-def test_analyze_text_output_and_lyapunov(tmp_path, capsys):
-    rng = np.random.default_rng(2)
-    path = _npz(tmp_path, retain_grads=rng.standard_normal((6, 3)),
-                forget_grads=rng.standard_normal((2, 3)))
-    assert main(["analyze", str(path), "--eta", "0.2", "--batch", "2", "--lyapunov-steps", "200",
-                 "--replicas", "2"]) == 0
-    out = capsys.readouterr().out
-    for needle in ("sigma=", "sigma_retain=", "sigma_forget=", "sigma_cross=", "rho(T) =",
-                   "critical eta* =", "diverges = forgets"):
-        assert needle in out
-    assert ("Lyapunov exponent (almost-sure) =" in out) or ("Lyapunov: rmt.lyapunov unavailable" in out)
-    assert ("theorems:" in out)
-
-
-@pytest.mark.parametrize(
-    "arrays, args, message",
-    [
-        ({"retain_grads": np.ones((3, 2)), "extra": np.ones(2)}, [], "unknown key(s) ['extra']"),
-        ({"forget_grads": np.ones((3, 2))}, [], "has no retain set"),
-        ({"retain_grads": np.ones((3, 2)), "retain_hessians": np.ones((3, 2, 2))}, [], "not several"),
-        ({"retain_grads": np.ones((3, 2, 2))}, [], "must have 2 dimensions"),
-        ({"retain_grads": np.eye(3)}, ["--eta", "-1"], "--eta must be > 0"),
-        ({"retain_grads": np.eye(3)}, ["--eta", "0.1", "--batch", "5"], "batch must be <="),
-        ({"retain_grads": np.eye(3)}, ["--eta", "0.1", "--alpha", "0.5"], "needs a forget set"),
-    ],
-)
-def test_analyze_bad_input(tmp_path, capsys, arrays, args, message):
-    p = _npz(tmp_path, **arrays)
-    assert main(["analyze", str(p), "--no-lyapunov", *args]) == 2
-    err = capsys.readouterr().err
-    assert "rmt analyze: error:" in err and message in err, err
-
-
-def test_missing_estimators_are_reported_not_fatal(tmp_path, capsys, monkeypatch):
+# ---------------------------------------------------------------------- errors before the store
+def test_missing_estimator_fails_the_sweep_before_the_store(tmp_path, capsys, monkeypatch):
     import simulations.sweep as sweep_mod
 
     def broken():
         raise ImportError("simulated: lyapunov not built")
 
     monkeypatch.setattr(sweep_mod, "resolve_lyapunov", broken)
-    path = _npz(tmp_path, retain_grads=np.eye(3))
-    assert main(["analyze", str(path), "--eta", "0.1", "--json"]) == 0
-    rep = json.loads(capsys.readouterr().out)
-    ly = rep["results"][0]["lyapunov"]
-    assert ly["available"] is False and "simulated: lyapunov not built" in ly["reason"]
-    # a sweep asking for the missing estimator fails before computing anything
     cfg = _write(tmp_path, TOML.replace('"coherence"]', '"lyapunov"]'))
     assert main(["sweep", str(cfg), "--out", str(tmp_path / "o"), "--serial"]) == 2
     assert "quantity 'lyapunov' is unavailable" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def _exit_code(argv):
+    """main()'s status, also for argparse usage errors (which exit through SystemExit)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def _one_line_error(capsys):
+    cap = capsys.readouterr()
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rmt sweep: error:"), cap.err
+    assert "Traceback" not in cap.err and cap.out == ""
+    return lines[0]
+
+
+def test_sweep_cli_errors_are_one_line_before_any_folder(tmp_path, capsys):
+    cfg = _write(tmp_path, TOML)
+    store = tmp_path / "out"
+    # --out is an existing file
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["sweep", str(cfg), "--out", str(afile), "--serial"]) == 2
+    assert "is not a directory" in _one_line_error(capsys)
+    # --out below a file
+    assert main(["sweep", str(cfg), "--out", str(afile / "sub"), "--serial"]) == 2
+    assert "is not a directory" in _one_line_error(capsys)
+    assert not (afile / "sub").exists()
+    # the config is a directory / unreadable bytes
+    assert main(["sweep", str(tmp_path), "--out", str(store), "--serial"]) == 2
+    assert "is a directory" in _one_line_error(capsys)
+    bad = tmp_path / "bin.toml"
+    bad.write_bytes(b"\xff\xfe\x00 not toml")
+    assert main(["sweep", str(bad), "--out", str(store), "--serial"]) == 2
+    assert "could not be parsed" in _one_line_error(capsys)
+    # bad values and combinations
+    for argv, msg in (
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--dask-local", "0"], "--dask-local must be >= 1, got 0"),
+        (["--serial", "--workers", "2"], "--workers only applies"),
+        (["--scheduler", "not an address"], "--scheduler must look like tcp://HOST:PORT"),
+        (["--workers", "two"], "invalid int value"),
+    ):
+        assert _exit_code(["sweep", str(cfg), "--out", str(store), *argv]) == 2
+        assert msg in _one_line_error(capsys)
+    assert not store.exists()
+
+
+def test_unreachable_scheduler_fails_before_the_store(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: bind, then close
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = _write(tmp_path, TOML)
+    store = tmp_path / "out"
+    assert main(["sweep", str(cfg), "--out", str(store),
+                 "--scheduler", f"tcp://127.0.0.1:{port}"]) == 2
+    assert "is not reachable" in _one_line_error(capsys)
+    assert not store.exists()
 
 
 @pytest.mark.slow
@@ -341,20 +307,3 @@ def test_aligned_negative_between_grid_validates_and_runs(tmp_path, capsys):
     assert main(["sweep", str(bad), "--out", str(tmp_path / "o"), "--serial"]) == 2
     assert "config [grid] axis 'between': between must lie in [-1, 1], got -1.5" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--alpha", "1.5"], "--alpha must lie in [0, 1], got 1.5"),
-        (["--batch", "0"], "--batch must be >= 1, got 0"),
-        (["--forget-batch", "0"], "--forget-batch must be >= 1, got 0"),
-        (["--replicas", "1"], "--replicas must be >= 2, got 1"),
-        (["--lyapunov-steps", "0"], "--lyapunov-steps must be >= 1, got 0"),
-        (["--seed", "-1"], "--seed must be a non-negative integer"),
-    ],
-)
-def test_analyze_options_checked_against_the_owners_constraints(tmp_path, capsys, args, message):
-    p = _npz(tmp_path, retain_grads=np.eye(3))
-    assert main(["analyze", str(p), "--eta", "0.1", *args]) == 2
-    assert message in capsys.readouterr().err
