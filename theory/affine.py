@@ -224,7 +224,9 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed"):
     :func:`batch_pair_moments`. Checks: t equals
     :func:`theory.derivations.commuting_direction_rate` (the interpolating case of THEORY §3);
     summed a = 1 − ηD with D = (1−α)m_R − αm_F; with zero curvature (m = q = p = 0) the direction
-    is null: a = t = 1 and γ = β. Expression: (a, β, t, γ, v); args :data:`COEFFICIENT_ARGS`.
+    is null: a = t = 1 and γ = β; alternating = the composition of the two one-set maps
+    (a = a_Fa_R, β = a_Fβ_R + β_F, t = t_Ft_R, γ = t_Fγ_R + γ_Fa_R, v = t_Fv_R + 2γ_Fβ_R + v_F).
+    Expression: (a, β, t, γ, v); args :data:`COEFFICIENT_ARGS`.
     """
     _check_scheme(sampling)
     _check_schedule(schedule)
@@ -254,6 +256,18 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed"):
     _require(_is_zero(a.subs(null) - 1) and _is_zero(t.subs(null) - 1)
              and _is_zero((gamma - beta).subs(null)),
              "a null direction is not a = t = 1, gamma = beta", (a.subs(null), t.subs(null)))
+    if schedule == "alternating":
+        # composition of two independent scalar affine maps (retain, then forget):
+        # a = a_F a_R, β = a_F β_R + β_F, t = t_F t_R, γ = t_F γ_R + γ_F a_R,
+        # v = t_F v_R + 2γ_F β_R + v_F, with each factor the summed result of one set alone
+        one = affine_direction_coefficients(sampling, "summed").expression
+        zR = {m_R: 0, q_R: 0, g_R: 0, p_R: 0, r_R: 0}
+        zF = {m_F: 0, q_F: 0, g_F: 0, p_F: 0, r_F: 0}
+        aR, bR, tR, cR, vR = (x.subs(zF) for x in one)
+        aF, bF, tF, cF, vF = (x.subs(zR) for x in one)
+        comp = (aF * aR, aF * bR + bF, tF * tR, tF * cR + cF * aR, tF * vR + 2 * cF * bR + vF)
+        _require(all(_is_zero(x - y) for x, y in zip((a, beta, t, gamma, v), comp)),
+                 "the alternating coefficients are not the composition of the two set maps")
     expr = (a, beta, t, gamma, v)
     steps = [("j", j), ("b", b), ("a = E[j]", expr[0]), ("beta = E[b]", expr[1]),
              ("t = E[j^2]", expr[2]), ("gamma = E[j b]", expr[3]), ("v = E[b^2]", expr[4])]
@@ -288,7 +302,10 @@ def affine_kstep_solution():
     Assumptions: generic direction, the eigenvalues t, a, 1 of the augmented matrix
     A = [[t, 2γ, v], [0, a, β], [0, 0, 1]] are distinct. Procedure: diagonalise A, raise the
     eigenvalues to the k-th power, apply to (M_0, m_0, 1). Checks: the result satisfies the
-    recursion for symbolic k and the initial condition. Expression: (M_k, m_k);
+    recursion for symbolic k and the initial condition, and equals the shifted form
+    m_k − m∞ = a^k(m_0 − m∞), M_k − M∞ = t^k(M_0 − M∞) + 2γ(m_0 − m∞)(t^k − a^k)/(t − a)
+    (m∞, M∞ of :func:`affine_stationary_solution`; an identity for t, a ≠ 1 whatever their
+    size). Expression: (M_k, m_k);
     args (a, β, t, γ, v, M_0, m_0, k).
     """
     A = _augmented(a_s, beta_s, t_s, gamma_s, v_s)
@@ -300,6 +317,16 @@ def affine_kstep_solution():
     z = Ak * sp.Matrix([M0_s, m0_s, 1])
     Mk, mk = sp.simplify(z[0]), sp.simplify(z[1])
     _check_recursion(Mk, mk, a_s, beta_s, t_s, gamma_s, v_s, "generic")
+    # the same solution read relative to the fixed point (docs/affine.md): with
+    # m∞ = β/(1−a), M∞ = (2γm∞ + v)/(1−t), e_0 = m_0 − m∞:
+    # m_k − m∞ = a^k e_0,  M_k − M∞ = t^k (M_0 − M∞) + 2γ e_0 (t^k − a^k)/(t − a)
+    m_inf = beta_s / (1 - a_s)
+    M_inf = (2 * gamma_s * m_inf + v_s) / (1 - t_s)
+    e0 = m0_s - m_inf
+    shifted_M = M_inf + t_s**k_s * (M0_s - M_inf) + 2 * gamma_s * e0 * (t_s**k_s - a_s**k_s) / (t_s - a_s)
+    shifted_m = m_inf + a_s**k_s * e0
+    _require(_is_zero(sp.expand_power_exp(Mk - shifted_M)) and _is_zero(mk - shifted_m),
+             "the k-step solution is not the shifted form around the fixed point", Mk)
     args = (a_s, beta_s, t_s, gamma_s, v_s, M0_s, m0_s, k_s)
     steps = [("augmented matrix", A), ("eigenvalues", eig), ("A^k", sp.simplify(Ak))]
     return _make("affine-kstep", (Mk, mk), args, steps, "§8")
@@ -829,6 +856,11 @@ def _classify(inst) -> AffineOutcome:
     rate = inst.rate
     bv, cv, zero = inst.null_drift
     total = inst.drift[2]
+    if getattr(inst.dyn, "has_null_mode", False):
+        # shared isotropic curvature (issue 11): off the span J is a scalar j_N, not the
+        # identity; ρ(T) (rmt) already includes E[j_N²], so the drift there is contracted when
+        # ρ(T) < 1 and the null-drift rule below does not apply
+        zero = True
     marginal = zero and abs(rate - 1.0) <= RATE_TOL
     if not zero:
         return AffineOutcome("escapes", False, rate, bv, cv,
@@ -953,7 +985,7 @@ class AffineTheorem:
         return self.derivation.latex
 
     def structural(self, hs, schedule=None) -> bool:
-        return bool(self._pre(_instance(hs, schedule))[0])
+        return bool(self._hypothesis(_instance(hs, schedule))[0])
 
     def applies(self, hs, schedule=None) -> bool:
         return self.structural(hs, schedule)
@@ -962,10 +994,16 @@ class AffineTheorem:
         """These statements have no step-size threshold: nan (TheoremCheck compatibility)."""
         return float("nan")
 
+    def _hypothesis(self, inst):
+        if getattr(inst.dyn, "has_null_mode", False):
+            return False, ("shared isotropic curvature (issue 11): J is not the identity off the "
+                           "span, the null-space statements of THEORY §8 do not apply")
+        return self._pre(inst)
+
     def check(self, hs, schedule=None, **_ignored) -> AffineCheck:
         """Hypothesis, then the conclusion against the exact moments (``held`` None if not applicable)."""
         inst = _instance(hs, schedule)
-        ok, why = self._pre(inst)
+        ok, why = self._hypothesis(inst)
         held, details, tight = None, {}, float("nan")
         if ok:
             held, details, tight = self._held(inst)
@@ -1199,7 +1237,7 @@ def _build_affine():
     T.append(AffineTheorem(
         "affine-null-drift-dominates", "derived (THEORY §8; docs/affine.md, Theorem A3)",
         "summed schedule, ρ(T) < 1, b_V ≢ 0", "diverges", "proven", "§8",
-        null_dominance_horizon(), _dominates_pre, _dominates_held,
+        null_dominance_horizon, _dominates_pre, _dominates_held,
         notes="The span part stays ≤ S = (√tr M∞_U + (√r‖M∞_U‖_F)^{1/2})² for every k (T "
               "self-adjoint, so ‖T^k‖ = ρ(T)^k); the null part exceeds S for k ≥ K₀, the "
               "positive root of K²‖E[b]_V‖² + K·tr Cov(b_V) = S. tightness = K₀ / observed onset "
