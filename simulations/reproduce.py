@@ -40,7 +40,8 @@ from . import hessian_grid as hg
 from .sweep import run_sweep
 
 __all__ = ["register", "reproduce", "all_experiments", "default_out", "write_report",
-           "HessianGridCell", "LyapunovCell", "hessian_grid_panel", "hessian_test_singular"]
+           "HessianGridCell", "LyapunovCell", "hessian_grid_panel", "hessian_test_singular",
+           "lyapunov_figure"]
 
 
 # ----------------------------------------------------------------------------- sweep cells
@@ -208,22 +209,16 @@ def hessian_test_singular(n, sigma, batch, eta, lam=2.0, rtol=1e-9):
     return bool(shared and own)
 
 
-def experiment_lyapunov(out: Path, quick: bool, run_kw: dict, *, cell=None, etas=None) -> dict:
-    import rmt
+def lyapunov_figure(path, eta_a, half, lyap, se, singular, eta_star, title):
+    """½ log ρ(T) and λ₁ ± 2 s.e. against η; returns boolean arrays (parting, clipped, shown).
 
-    cellf = cell or LyapunovCell(steps=2000 if quick else 8000, replicas=8 if quick else 16)
-    if etas is None:
-        etas = list(np.round(np.linspace(0.3, 1.2, 10 if quick else 28), 4))
-    etas = [float(e) for e in etas]
-    ds = run_sweep(cellf, {"eta": etas}, out / "sweeps" / "lyapunov", seed=1,
-                   config={"experiment": "lyapunov", **cellf.__dict__}, **run_kw)
-    eta_a = np.asarray(etas)
-    half = ds["half_log_rate"].values
-    lyap = ds["lyapunov"].values
-    se = ds["lyapunov_stderr"].values
-    hs = rmt.ensembles.hessian_test(cellf.n, cellf.sigma)
-    eta_star = float(rmt.critical_eta(hs, rmt.Schedule(1.0, cellf.batch, sampling="without_replacement")))
-    singular = np.array([hessian_test_singular(cellf.n, cellf.sigma, cellf.batch, e) for e in etas])
+    The y-range is set by the meaningful points (not ``singular``); a λ₁ estimate below it is
+    *clipped*: drawn as ▼ at the lower edge with its value printed, the λ₁ line broken there.
+    Shaded: η where ½ log ρ(T) > 0 but λ₁ + 2 s.e. < 0 (mean-square unstable, almost surely
+    stable); dotted: the exact critical step η* (ρ(T) = 1).
+    """
+    eta_a, half, lyap, se = (np.asarray(v, dtype=float) for v in (eta_a, half, lyap, se))
+    singular = np.asarray(singular, dtype=bool)
     # axis range from the meaningful points; anything below it (the singular steps) is clipped
     ok = ~singular & np.isfinite(lyap)
     lo = min(np.min(half), np.min((lyap - 2 * se)[ok]) if ok.any() else np.min(half))
@@ -251,18 +246,42 @@ def experiment_lyapunov(out: Path, quick: bool, run_kw: dict, *, cell=None, etas
                 label="λ₁ (almost sure, Monte Carlo, bars ±2 s.e.)")
     if clipped.any():
         ax.plot(eta_a[clipped], np.full(clipped.sum(), y_lo), "v", color=figures.OKABE_ITO["blue"],
-                ms=8, clip_on=False, label=f"λ₁ clipped ({int(clipped.sum())}; singular step)")
+                ms=8, clip_on=False,
+                label=f"λ₁ clipped ({int(clipped.sum())})"
+                      + ("; singular step: λ₁ = −∞" if np.all(singular[clipped]) else ""))
         for e, v in zip(eta_a[clipped], lyap[clipped]):
             ax.annotate(f"{v:.3g}", (e, y_lo), xytext=(4, 6), textcoords="offset points", fontsize=7,
                         color=figures.OKABE_ITO["blue"])
     ax.set_ylim(y_lo, y_hi)
     ax.set_xlabel("learning rate η")
     ax.set_ylabel("growth rate per step")
-    ax.set_title(f"Hessian test n={cellf.n}, σ={cellf.sigma}, B={cellf.batch} (without replacement):"
-                 f" > 0 {FORGETS}", fontsize=9)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7.5, loc="lower right")
     fig.tight_layout()
-    figures.save(fig, out / "lyapunov_vs_meansquare.png")
+    figures.save(fig, path)
+    return part, clipped, shown
+
+
+def experiment_lyapunov(out: Path, quick: bool, run_kw: dict, *, cell=None, etas=None) -> dict:
+    import rmt
+
+    cellf = cell or LyapunovCell(steps=2000 if quick else 8000, replicas=8 if quick else 16)
+    if etas is None:
+        etas = list(np.round(np.linspace(0.3, 1.2, 10 if quick else 28), 4))
+    etas = [float(e) for e in etas]
+    ds = run_sweep(cellf, {"eta": etas}, out / "sweeps" / "lyapunov", seed=1,
+                   config={"experiment": "lyapunov", **cellf.__dict__}, **run_kw)
+    eta_a = np.asarray(etas)
+    half = ds["half_log_rate"].values
+    lyap = ds["lyapunov"].values
+    se = ds["lyapunov_stderr"].values
+    hs = rmt.ensembles.hessian_test(cellf.n, cellf.sigma)
+    eta_star = float(rmt.critical_eta(hs, rmt.Schedule(1.0, cellf.batch, sampling="without_replacement")))
+    singular = np.array([hessian_test_singular(cellf.n, cellf.sigma, cellf.batch, e) for e in etas])
+    title = (f"Hessian test n={cellf.n}, σ={cellf.sigma}, B={cellf.batch} (without replacement):"
+             f" > 0 {FORGETS}")
+    part, clipped, shown = lyapunov_figure(out / "lyapunov_vs_meansquare.png", eta_a, half, lyap, se,
+                                           singular, eta_star, title)
     rows = [dict(eta=float(e), half_log_rate=float(h), lyapunov=float(l), stderr=float(s),
                  singular=bool(g), clipped=bool(c))
             for e, h, l, s, g, c in zip(etas, half, lyap, se, singular, clipped)]
@@ -531,8 +550,8 @@ def _check_out(out: Path, quick: bool) -> None:
     mode = "quick" if quick else "full"
     for parent in [out, *out.parents]:
         if parent.exists() and not parent.is_dir():
-            what = "--out" if parent == out else f"--out {str(out)!r}: {str(parent)!r}"
-            raise ValueError(f"{what} {str(parent)!r} is an existing file, not a folder; "
+            where = "" if parent == out else f" (in --out {str(out)!r})"
+            raise ValueError(f"--out: {str(parent)!r} is an existing file, not a folder{where}; "
                              "choose a folder")
         if parent.exists():
             break
@@ -657,7 +676,9 @@ def reproduce(out=None, *, quick=False, executor="processes", dask_local=None, s
         this_run["seconds"] = time.perf_counter() - t0
         _write_json(out / "summary.json", {**state, "convention": SIGN_CONVENTION})
     this_run["finished"] = True
-    return write_report(out, results, quick, this_run["seconds"], state=state)
+    # the report covers every experiment this folder holds (an --only run keeps the others)
+    shown = {n: state["results"][n] for n in experiments if n in state["results"]}
+    return write_report(out, shown, quick, this_run["seconds"], state=state)
 
 
 def register(subparsers):
