@@ -173,7 +173,7 @@ def test_dict_params_follow_ravel_pytree_order():
     assert _rel(F, F_ref[:, perm]) < TOL and _rel(g, g_ref[:, perm]) < TOL
 
 
-def test_jax_model_runs_unlearn_and_hessian_set_like_the_reference():
+def test_jax_model_runs_unlearn_hessian_set_and_train_like_the_reference():
     rng = np.random.default_rng(5)
     ref = M.MLP(3, 4, 1, activation="tanh", loss="logistic")
     w = rng.standard_normal(ref.n_params) * 0.7
@@ -194,6 +194,11 @@ def test_jax_model_runs_unlearn_and_hessian_set_like_the_reference():
     hs_j = M.hessian_set(jm, w, *args)
     hs_r = M.hessian_set(ref, w, *args)
     assert _rel(hs_j.mean("forget"), hs_r.mean("forget")) < TOL
+    # the trainer runs on it too: same start, same gradients to round-off -> same minimum
+    tr_j = M.train(jm, X, y, weight_decay=0.1, w0=w, tol=1e-8)
+    tr_r = M.train(ref, X, y, weight_decay=0.1, w0=w, tol=1e-8)
+    assert tr_j.converged and tr_r.converged
+    assert np.max(np.abs(tr_j.w - tr_r.w)) < 1e-6
 
 
 # ---------------------------------------------------------------------------- bad input
