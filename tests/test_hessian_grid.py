@@ -57,3 +57,54 @@ def test_full_mode_uses_the_published_resolution():
     assert sizes["sigma"] == list(range(1, 51)) and sizes["batch"] == list(range(1, 50))
     cell = reproduce.HessianGridCell()
     assert (cell.n, cell.runs, cell.steps, cell.threshold) == (100, 10, 1000, 1000.0)
+
+
+# ----------------------------------------------------------------------------- exact frontier
+@pytest.mark.parametrize("eta", [0.5, 0.8])
+@pytest.mark.parametrize("sigma", [1, 4, 17, 50])
+def test_critical_batch_is_the_first_stable_batch(sigma, eta):
+    import rmt
+
+    # an exact tie ρ(T) = 1 (σ = 1, η = 0.5, B = 50) is decided by round-off: accept either side
+    loose = next((B for B in range(1, 100) if hand_rate(100, sigma, B, eta) <= 1 + 1e-12), None)
+    strict = next((B for B in range(1, 100) if hand_rate(100, sigma, B, eta) < 1 - 1e-12), None)
+    got = hg.critical_batch(100, sigma, eta, 0.0, b_max=99)
+    assert (got is None and loose is None) or loose <= got <= strict, (got, loose, strict)
+    ref = rmt.critical_batch(hg.grid_set(100, sigma, 0.0, 10, "commuting"),
+                             rmt.Schedule(eta, 1, sampling="without_replacement"))
+    assert got == ref
+    # restricted to the plotted batches: None exactly when B* lies beyond them
+    small = hg.critical_batch(100, sigma, eta, 0.0, b_max=10)
+    assert small == (got if got is not None and got <= 10 else None)
+
+
+# ----------------------------------------------------------------------------- theorem curves
+@pytest.mark.parametrize("sampling", ["bernoulli", "with_replacement", "without_replacement"])
+@pytest.mark.parametrize("eta", [0.5, 0.8])
+def test_scheme_curves_by_hand(sampling, eta):
+    n, lam, B = 100, 2.0, np.array([1.0, 4.0, 20.0, 49.0])
+    x = 2 / (eta * lam) - 1
+    if sampling == "bernoulli":
+        thm2 = (n / B - 1) / x
+        thm1 = eta * lam * np.sqrt(n / B - 1)
+    else:
+        c = 1 / B if sampling == "with_replacement" else (n - B) / (B * (n - 1))
+        thm2 = n * c / (c + x)  # c(n/σ − 1) = x
+        thm1 = n / (1 + np.sqrt((n - 1) / c) / (eta * lam))  # η²cλ²(n/σ − 1)² = n − 1
+    np.testing.assert_allclose(hg.thm2_sigma(n, B, eta, lam, sampling), thm2, rtol=1e-13)
+    np.testing.assert_allclose(hg.thm1_sigma(n, B, eta, lam, sampling), thm1, rtol=1e-13)
+    curves = hg.theorem_curves(n, B, eta, sampling)
+    scheme = hg.SCHEME_NAMES[sampling]
+    assert all(scheme in c["label"] for c in curves)
+    if sampling != "bernoulli":
+        assert not any("Bernoulli" in c["label"] or c["name"] == "dexter-thm1" for c in curves)
+
+
+def test_thm2_curve_is_the_exact_frontier_of_the_shared_direction():
+    # for σ ≥ 2 the shared direction is the first to go unstable: the without-replacement Thm 2
+    # curve sits between the last diverging and the first stable batch of the exact frontier
+    for eta in (0.5, 0.8):
+        for sigma in (2, 5, 10, 20, 40):
+            b = hg.critical_batch(100, sigma, eta, 0.0, b_max=99)
+            thr = hg.thm2_sigma(100, np.array([b - 1.0, float(b)]), eta, 2.0, "without_replacement")
+            assert thr[1] <= sigma and (b == 1 or thr[0] >= sigma), (eta, sigma, b, thr)
