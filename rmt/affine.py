@@ -1,5 +1,10 @@
 """Exact moments of affine unlearning at a non-interpolating minimum (THEORY.md §8).
 
+**Shared curvature λI** (issue 11): the drift directions V and the rest of the null space are no
+longer frozen: J is the null scalar j there (``Dynamics.null_step``), correlated with the batch
+through the realised batch size under Bernoulli sampling; the recursion below treats every
+sample's Hessian as H_i + λI on all p coordinates, which is exact.
+
 Linearised about w*, with δ_k = w_k − w* and the *same* batch for the matrix and the drift,
 
     δ_{k+1} = J_k δ_k + b_k       (J_k, b_k from :class:`rmt.Dynamics`; b_k = 0 at an
@@ -59,11 +64,20 @@ def _maps(dyn: Dynamics):
 
 
 def _apply_map(dyn, terms, M, m):
-    """(M', m') after one random affine map made of ``terms`` (module docstring)."""
+    """(M', m') after one random affine map made of ``terms`` (module docstring).
+
+    With a shared λI the drift directions V lie in the null space, where the map is the scalar
+    1 + Σ s(|batch|/B)λκ: the per-sample Hessians are H_i + λI on all p coordinates, and the
+    Bernoulli batch-size noise (c − e) couples the V block to the span block.
+    """
     r, p, K = dyn.r, dyn.p, dyn.K
     eye = np.eye(r)
+    lam, kv = dyn.shared_scalar, dyn.null_kappa
+    null_v = lam > 0.0 and p > r  # V carries the null scalar, not the identity
     A = eye + sum(t.weight * t.mean for t in terms) @ K
     Abar = _pad(A, p)
+    if null_v:
+        Abar[r:, r:] *= 1.0 + sum(t.weight for t in terms) * lam * kv
     drift = dyn.has_drift
     bbar = sum(t.weight * t.mean_gradient for t in terms) if drift else np.zeros(p)
     Mu = M[:r, :r]
@@ -71,12 +85,25 @@ def _apply_map(dyn, terms, M, m):
     out = Abar @ M @ Abar.T
     noise = sum(t.weight**2 * t.noise(KMK) for t in terms)
     out[:r, :r] += noise
+    if null_v:  # (c − e)[H̄ₚ X H̄ₚ − H̄⁰ₚ X H̄⁰ₚ] outside the uu block, X = KₚMKₚ
+        for t in terms:
+            v = t.weight**2 * t.size_variance
+            if v == 0.0:
+                continue
+            Xuv = kv * (K @ M[:r, r:])
+            blk = v * lam * (t.mean @ Xuv)
+            out[:r, r:] += blk
+            out[r:, :r] += blk.T
+            out[r:, r:] += v * lam**2 * kv**2 * M[r:, r:]
     m_new = Abar @ m + bbar
     if drift:
         X = np.outer(Abar @ m, bbar)
         Km = K @ m[:r]
         for t in terms:
             X[:r, :] += t.weight**2 * t.cross_noise(Km)
+            if null_v and t.size_variance != 0.0:
+                X[r:, :] += t.weight**2 * t.size_variance * lam * kv * np.outer(m[r:],
+                                                                                t.mean_gradient)
         out += X + X.T + np.outer(bbar, bbar)
         for t in terms:
             out += t.weight**2 * t.gradient_noise()
@@ -127,7 +154,9 @@ class AffineMoments:
     ``expected_sq_distance`` (steps+1,) = E‖δ_k‖² = E‖w_k − w*‖²; ``mean`` (steps+1, p) = E[δ_k]
     in [U, V] coordinates; ``mean_norm`` (steps+1,) = ‖E[δ_k]‖ (the mean path norm, without the
     frozen part); ``span_sq`` / ``drift_sq`` the parts of E‖δ_k‖² on the Hessian span U and on
-    the drift directions V; ``frozen_sq`` the constant part elsewhere. ``M_final`` is E[δ_Kδ_Kᵀ].
+    the drift directions V; ``frozen_sq`` the constant part elsewhere (with a shared λI that part
+    is scaled by E[j²] per step and ``expected_sq_distance`` includes the growth; ``frozen_sq``
+    stays its initial value). ``M_final`` is E[δ_Kδ_Kᵀ].
     """
 
     expected_sq_distance: np.ndarray
@@ -170,7 +199,13 @@ def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoment
                 break
             if k < steps:
                 M, m = affine_step(dyn, M, m)
-    return AffineMoments(total + frozen, means, np.linalg.norm(means, axis=1), span,
+    rest = frozen
+    if dyn.has_null_mode and frozen > 0.0:
+        # outside [U, V] the start is scaled by the null scalar j of a shared λI, independently
+        # of everything else in the norm: E‖rest_k‖² = E[j²]^k ‖rest_0‖² (orthogonal parts)
+        with np.errstate(over="ignore"):
+            rest = frozen * dyn.null_rate ** np.arange(steps + 1)
+    return AffineMoments(total + rest, means, np.linalg.norm(means, axis=1), span,
                          np.where(np.isfinite(total), total - span, np.inf), frozen, M, steps)
 
 
@@ -214,16 +249,29 @@ def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
     if rho >= 1.0:
         return StationaryResult(False, rho, null_drift, None, None, None, None, None,
                                 f"ρ(T) = {rho:.6g} ≥ 1: the second moment grows (no stationary state)")
-    if null_drift > 0.0:
+    contracting_null = dyn.has_null_mode and abs(dyn.null_mean) < 1.0
+    if null_drift > 0.0 and not contracting_null:
         return StationaryResult(False, rho, null_drift, None, None, None, None, None,
                                 f"the drift has a component {null_drift:.3g} per step outside the "
                                 "span of the Hessians: the mean moves linearly forever")
     A = dyn.mean_map
     m_inf = np.zeros(p)
     m_inf[:r] = np.linalg.solve(np.eye(r) - A, bbar[:r])
+    if p > r and dyn.has_null_mode:  # a shared λI pulls the drift directions back: E[j] < 1
+        m_inf[r:] = bbar[r:] / (1.0 - dyn.null_mean)
     # constant part C of the fixed-point equation: one step of the recursion from (0, m∞) gives
     # M' = X + Xᵀ + E[bbᵀ] for the summed/SAM map; for alternating apply the maps in turn.
     C = _constant_part(dyn, m_inf)
+    W = np.concatenate([dyn.basis, dyn.drift_basis], axis=1)
+    if p > r and contracting_null:
+        # the drift directions V are pulled back by the null scalar: the stationary second moment
+        # lives on all p coordinates (span, V and their cross block)
+        M = _stationary_full(dyn, C, tol)
+        cov = M - np.outer(m_inf, m_inf)
+        return StationaryResult(True, rho, null_drift, m_inf, W @ m_inf, cov,
+                                float(np.linalg.norm(m_inf)),
+                                float(math.sqrt(max(np.trace(M), 0.0))),
+                                "ρ(T) < 1 (span and null mode of the shared λI)")
     op = MeanSquareOperator(dyn)
     Cu = C[:r, :r]
     if r <= 20:
@@ -237,10 +285,32 @@ def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
         Mu = x.reshape(r, r)
     Mu = 0.5 * (Mu + Mu.T)
     cov = Mu - np.outer(m_inf[:r], m_inf[:r])
-    W = np.concatenate([dyn.basis, dyn.drift_basis], axis=1)
     return StationaryResult(True, rho, null_drift, m_inf, W @ m_inf, cov,
                             float(np.linalg.norm(m_inf)), float(math.sqrt(max(np.trace(Mu), 0.0))),
                             "ρ(T) < 1 and no drift outside the span")
+
+
+def _stationary_full(dyn, C, tol):
+    """M∞ on all p coordinates: (I − T_p) M = C with T_p the homogeneous part of one step."""
+    p = dyn.p
+    zero_m = np.zeros(p)
+    base = affine_step(dyn, np.zeros((p, p)), zero_m)[0]  # E[bbᵀ] (does not depend on M)
+
+    def T(x):
+        M = x.reshape(p, p)
+        return (affine_step(dyn, 0.5 * (M + M.T), zero_m)[0] - base).ravel()
+
+    if p <= 20:
+        cols = np.eye(p * p)
+        mat = np.column_stack([T(cols[:, j]) for j in range(p * p)])
+        x = np.linalg.solve(np.eye(p * p) - mat, C.ravel())
+    else:
+        op = spla.LinearOperator((p * p, p * p), matvec=lambda v: v - T(v), dtype=float)
+        x, info = spla.gmres(op, C.ravel(), rtol=tol, maxiter=50 * p * p)
+        if info != 0:
+            raise RuntimeError(f"the stationary Lyapunov equation did not converge (info={info})")
+    M = x.reshape(p, p)
+    return 0.5 * (M + M.T)
 
 
 def _constant_part(dyn, m_inf):

@@ -443,6 +443,32 @@ class Dynamics:
         probability)."""
         if not self.has_null_mode:
             return None
+        vals, probs = self.null_distribution()
+        with np.errstate(divide="ignore"):
+            logs = np.log(np.abs(vals))
+        if np.any(np.isneginf(logs)):
+            return -math.inf
+        return float(np.sum(probs * logs))
+
+    def null_log_moment(self, p) -> np.ndarray:
+        """log E|j|^p for an array of p (the moment Lyapunov function of the null mode)."""
+        vals, probs = self.null_distribution()
+        p = np.atleast_1d(np.asarray(p, float))
+        with np.errstate(divide="ignore"):
+            la = np.log(np.abs(vals))
+        out = np.empty(p.size)
+        for i, q in enumerate(p):
+            terms = np.where(np.isneginf(la), (0.0 if q == 0 else -np.inf), q * la)
+            terms = np.where(np.isneginf(la) & (q < 0), np.inf, terms)
+            out[i] = float(np.log(np.sum(probs * np.exp(terms - terms.max()))) + terms.max()) \
+                if np.isfinite(terms.max()) else float(terms.max())
+        return out
+
+    def null_distribution(self):
+        """(values, probabilities) of the null scalar j (finite support).
+
+        Deterministic unless the sampling is Bernoulli; then |batch_S| ~ Binomial(n_S, B_S/n_S),
+        independent across sets."""
         from scipy.stats import binom
 
         lam = self.shared_scalar
@@ -450,22 +476,19 @@ class Dynamics:
         for t in self.terms:
             if self.sampling == "bernoulli":
                 k = np.arange(t.n + 1)
-                p = binom.pmf(k, t.n, t.batch / t.n)
+                pk = binom.pmf(k, t.n, t.batch / t.n)
             else:
-                k, p = np.array([t.batch]), np.array([1.0])
-            keep = p > 0
-            dists.append((t.weight * lam * self.null_kappa * k[keep] / t.batch, p[keep]))
-        with np.errstate(divide="ignore"):
+                k, pk = np.array([t.batch]), np.array([1.0])
+            keep = pk > 0
+            dists.append((t.weight * lam * self.null_kappa * k[keep] / t.batch, pk[keep]))
+        vals, probs = np.array([1.0]), np.array([1.0])
+        for a, pk in dists:
             if self.combinator == "alternating":
-                return float(sum(np.sum(p * np.log(np.abs(1.0 + a))) for a, p in dists))
-            vals, probs = np.array([1.0]), np.array([1.0])
-            for a, p in dists:
+                vals = (vals[:, None] * (1.0 + a[None, :])).ravel()
+            else:
                 vals = (vals[:, None] + a[None, :]).ravel()
-                probs = (probs[:, None] * p[None, :]).ravel()
-            logs = np.log(np.abs(vals))
-            if np.any(np.isneginf(logs) & (probs > 0)):
-                return -math.inf
-            return float(np.sum(probs * logs))
+            probs = (probs[:, None] * pk[None, :]).ravel()
+        return vals, probs
 
     # ------------------------------------------------------------------ the step itself
     def step(self, indicators) -> tuple[np.ndarray, np.ndarray]:

@@ -276,3 +276,153 @@ def test_zero_shared_is_the_plain_set():
     a = mean_square(HessianSet.from_factors(FR, FF), sch)
     b = mean_square(HessianSet.from_factors(FR, FF, shared=0.0), sch)
     assert a.rate == b.rate and b.null_rate is None
+
+
+# ---------------------------------------------------------------------- affine recursion (§8)
+def _affine_oracle(HR, HF, gR, gF, lam, sch, start, steps):
+    """(E‖δ_k‖², E[δ_k]) by iterating the augmented moments over every batch outcome, in full
+    d-dimensional coordinates, with dense per-sample Hessians H_i + λI (independent of rmt)."""
+    d = HR.shape[1]
+    I = np.eye(d)
+    HRl, HFl = HR + lam * I, HF + lam * I
+    a, e = sch.eta * (1 - sch.alpha), sch.eta * sch.alpha
+    K = I + (sch.sam_rho / sch.sam_a) * HRl.mean(0)
+    outs = []
+    R = oracle.batch_outcomes(len(HR), sch.batch, sch.sampling) if sch.alpha < 1 else [(1.0, None)]
+    F = oracle.batch_outcomes(len(HF), sch.batch, sch.sampling) \
+        if sch.alpha > 0 and sch.schedule != "sam" else [(1.0, None)]
+    for (pr, xr), (pf, xf) in itertools.product(R, F):
+        Hr = np.einsum("i,iab->ab", xr, HRl) / sch.batch if xr is not None else 0 * I
+        gr = xr @ gR / sch.batch if xr is not None else np.zeros(d)
+        Hf = np.einsum("i,iab->ab", xf, HFl) / sch.batch if xf is not None else 0 * I
+        gf = xf @ gF / sch.batch if xf is not None else np.zeros(d)
+        if sch.schedule == "summed":
+            J, b = I - a * Hr + e * Hf, -a * gr + e * gf
+        elif sch.schedule == "alternating":
+            AF = I + e * Hf
+            J, b = AF @ (I - a * Hr), AF @ (-a * gr) + e * gf
+        else:
+            gbar = gR.mean(0)
+            J = I - sch.eta * Hr @ K
+            b = -sch.eta * (gr + (sch.sam_rho / sch.sam_a) * Hr @ gbar)
+        outs.append((pr * pf, J, b))
+    m = np.array(start, float)
+    M = np.outer(m, m)
+    sq, means = [np.trace(M)], [m]
+    for _ in range(steps):
+        M = sum(p * (J @ M @ J.T + np.outer(J @ m, b) + np.outer(b, J @ m) + np.outer(b, b))
+                for p, J, b in outs)
+        m = sum(p * (J @ m + b) for p, J, b in outs)
+        sq.append(np.trace(M))
+        means.append(m)
+    return np.array(sq), np.array(means)
+
+
+def _affine_set(seed=8, d=6, nr=3, nf=2, scale=1.0):
+    HR, FR, HF, FF = _set(seed=seed, d=d, nr=nr, nf=nf, scale=scale)
+    rng = np.random.default_rng(seed + 100)
+    gR = rng.standard_normal((nr, d)) * 0.3
+    gF = rng.standard_normal((nf, d)) * 0.3
+    return HR, FR, HF, FF, gR, gF
+
+
+@pytest.mark.parametrize("sched", [s for s, _ in SCHEDULES])
+@pytest.mark.parametrize("samp", ["bernoulli", "without_replacement"])
+def test_affine_moments_match_oracle_with_drift_in_the_null_space(sched, samp):
+    # d = 8, five rank-one factors: the gradients reach the null space (V) and a start has a part
+    # outside [U, V]; with λI both are scaled by the null scalar, correlated with the batch
+    HR, FR, HF, FF, gR, gF = _affine_set(d=8, nr=2, nf=1)
+    gR, gF = gR[:, :8], gF[:, :8]
+    lam = 0.4
+    sch = _schedule(sched, samp, 0.3, eta=0.6, batch=1)
+    hs = HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF, shared=lam)
+    dyn = Dynamics(hs, sch)
+    assert dyn.q > 0 and dyn.p < 8 and dyn.has_null_mode
+    start = np.random.default_rng(3).standard_normal(8)
+    got = affine_moments(dyn, 7, start=start)
+    want_sq, want_m = _affine_oracle(HR, HF, gR, gF, lam, sch, start, 7)
+    np.testing.assert_allclose(got.expected_sq_distance, want_sq, rtol=1e-11)
+    W = np.hstack([dyn.basis, dyn.drift_basis])
+    P = W @ W.T
+    np.testing.assert_allclose(got.mean @ W.T, want_m @ P, atol=1e-11 * np.abs(want_m).max())
+
+
+def test_stationary_displacement_with_a_contracting_null_mode():
+    # weight decay pulls the out-of-span drift back: m∞ exists on all of [U, V]
+    HR, FR, HF, FF, gR, gF = _affine_set(d=7, nr=2, nf=1, scale=0.8)
+    lam = 0.5
+    sch = _schedule("summed", "bernoulli", 0.2, eta=0.5, batch=1)
+    hs = HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF, shared=lam)
+    dyn = Dynamics(hs, sch)
+    st = stationary(dyn)
+    assert st.exists and dyn.q > 0
+    sq, means = _affine_oracle(HR, HF, gR, gF, lam, sch, np.zeros(7), 400)
+    np.testing.assert_allclose(st.mean_full, means[-1], atol=1e-10)
+    assert abs(st.rms_distance - math.sqrt(sq[-1])) <= 1e-9 * math.sqrt(sq[-1])
+
+
+# ---------------------------------------------------------------------- Monte Carlo
+def test_monte_carlo_exponent_is_max_of_span_and_exact_null_exponent():
+    HR, FR, HF, FF = _set(scale=1.0, nr=3)
+    sch = _schedule("summed", "bernoulli", 0.0, eta=0.5, batch=2)
+    dyn = Dynamics(HessianSet.from_factors(FR, FF, shared=0.5), sch)
+    res = rmt.lyapunov(dyn, steps=400, replicas=8, seed=1)
+    assert res.null_exponent == dyn.null_exponent
+    assert res.exponent == max(res.span_exponent, res.null_exponent)
+    # Jensen on each block: λ ≤ ½ log E[j²] (the null exponent exactly, the span one sampled)
+    assert res.null_exponent <= 0.5 * math.log(dyn.null_rate)
+    ms = mean_square(dyn)
+    assert res.span_exponent <= 0.5 * math.log(ms.span_rate) + 4 * res.stderr
+    mg = rmt.moment_growth(dyn, p=[2.0], steps=40, replicas=64, seed=2)
+    assert abs(mg.null_g[0] - math.log(dyn.null_rate)) <= 1e-12
+
+
+@pytest.mark.parametrize("sched", [s for s, _ in SCHEDULES])
+def test_affine_paths_mean_matches_exact_recursion(sched):
+    HR, FR, HF, FF, gR, gF = _affine_set(d=8, nr=2, nf=1)
+    lam = 0.4
+    sch = _schedule(sched, "bernoulli", 0.3, eta=0.5, batch=1)
+    hs = HessianSet.from_factors(FR, FF, retain_gradients=gR[:, :8], forget_gradients=gF[:, :8],
+                                 shared=lam)
+    dyn = Dynamics(hs, sch)
+    start = np.random.default_rng(4).standard_normal(8)
+    steps, reps = 6, 4000
+    mc = rmt.affine_paths(dyn, steps=steps, replicas=reps, seed=5, start=start)
+    ref = rmt.affine_paths(dyn, steps=steps, replicas=4, seed=5, start=start, backend="reference")
+    np.testing.assert_allclose(mc.log_norm[:4], ref.log_norm, rtol=1e-12)
+    exact = affine_moments(dyn, steps, start=start)
+    sq = mc.norm**2
+    # E‖δ_K‖²: a one-sample t-test with a fixed seed and a 5-sigma margin
+    for k in (1, steps):
+        se = sq[:, k].std(ddof=1) / math.sqrt(reps)
+        assert abs(sq[:, k].mean() - exact.expected_sq_distance[k]) <= 5 * se
+    # the final state's mean, in full coordinates, against the exact E[δ_K] plus the null part
+    _, want_m = _affine_oracle(HR, HF, gR[:, :8], gF[:, :8], lam, sch, start, steps)
+    err = mc.final_state.mean(axis=0) - want_m[-1]
+    se = mc.final_state.std(axis=0, ddof=1) / math.sqrt(reps)
+    assert np.all(np.abs(err) <= 5 * se + 1e-12)
+
+
+def test_simulate_carries_the_null_part_of_the_start():
+    HR, FR, HF, FF = _set(scale=1.0, nr=3)
+    lam = 0.5
+    sch = _schedule("summed", "bernoulli", 0.2, eta=0.5, batch=1)
+    hs = HessianSet.from_factors(FR, FF, shared=lam)
+    w0 = np.random.default_rng(6).standard_normal(5)
+    sim = rmt.simulate(hs, sch, steps=5, replicas=6000, seed=7, w0=w0)
+    I = np.eye(5)
+    want = oracle.oracle_second_moments(HR + lam * I, HF + lam * I, 0.5, 1, 0.2, "bernoulli",
+                                        "summed", np.outer(w0, w0), 5)
+    want = np.trace(want, axis1=1, axis2=2)
+    exact = second_moment(hs, sch, 5, w0).total
+    np.testing.assert_allclose(exact, want, rtol=1e-12)
+    got = sim.norm_sq
+    se = got.std(axis=0, ddof=1) / math.sqrt(6000)
+    assert np.all(np.abs(got.mean(axis=0) - want) <= 5 * se + 1e-12)
+
+
+def test_factor_path_is_rejected_with_shared_curvature():
+    _, FR, _, FF = _set()
+    with pytest.raises(ValueError, match="shared curvature"):
+        rmt.lyapunov(HessianSet.from_factors(FR, FF, shared=0.1), _schedule("summed", "bernoulli", 0.2),
+                     steps=10, replicas=2, seed=0, path="factor")

@@ -90,24 +90,12 @@ def _row_norms(A):
     return mx * np.sqrt(np.sum((A / safe[..., None]) ** 2, axis=-1))
 
 
-def _pad(G, mode, p):
-    """Hessian storage on the span (last axis/axes r) extended by zeros to the p coordinates."""
-    r = G.shape[-1]
-    if r == p:
-        return G
-    if mode == K_.DENSE:
-        out = np.zeros((G.shape[0], p, p))
-        out[:, :r, :r] = G
-    else:
-        out = np.zeros(G.shape[:-1] + (p,))
-        out[..., :r] = G
-    return out
-
-
-def _affine_plan(dyn, path):
+def _affine_plan(dyn, path, extra=0):
     """(plan, W, DR, DF, drift): kernel arguments in [U, V] coordinates (W = [U, V], d×p) or in
-    full coordinates on the factor path (W = None); D_S are the terms' drift vectors there."""
-    plan = _plan(dyn, path, full_coordinates=False)
+    full coordinates on the factor path (W = None); D_S are the terms' drift vectors there.
+    ``extra`` null coordinates follow [U, V] (a start's part outside [U, V] under a shared λI)."""
+    p = dyn.p
+    plan = _plan(dyn, path, full_coordinates=False, width=p + extra)
     W = np.hstack([dyn.basis, dyn.drift_basis])
     if plan.path == "factor":  # full coordinates: g̃_i = [U, V] (its [U, V] coordinates)
         basis, W = W, None
@@ -115,13 +103,8 @@ def _affine_plan(dyn, path):
         def to_work(g):
             return g @ basis.T
     else:
-        p = dyn.p
-        K = np.eye(p)
-        K[: dyn.r, : dyn.r] = plan.K
-        plan = replace(plan, K=K, m=p, args_R=(_pad(plan.args_R[0], plan.args_R[1], p),
-                                               *plan.args_R[1:]),
-                       args_F=(_pad(plan.args_F[0], plan.args_F[1], p), *plan.args_F[1:]))
-        to_work = np.asarray
+        def to_work(g):
+            return g if extra == 0 else np.hstack([g, np.zeros((g.shape[0], extra))])
     D = {}
     for w in ("retain", "forget"):
         t = dyn.term(w)
@@ -130,8 +113,11 @@ def _affine_plan(dyn, path):
     return plan, W, D["retain"], D["forget"], bool(dyn.has_drift)
 
 
-def _affine_start(start, plan, W, replicas):
-    """(X0 (replicas, m), frozen norms (replicas,), frozen part (replicas or 1, d) or None)."""
+def _affine_start(start, plan, W, replicas, null_coord=False):
+    """(X0 (replicas, m), frozen norms (replicas,), frozen part (replicas or 1, d) or None).
+
+    ``null_coord``: the part outside [U, V] is not frozen but scaled by the null scalar of a
+    shared λI; its norm then rides in the last working coordinate (frozen norms are 0)."""
     d = plan.dim
     if start is None:
         return np.zeros((replicas, plan.m)), np.zeros(replicas), None
@@ -146,6 +132,9 @@ def _affine_start(start, plan, W, replicas):
         X = S @ W
         rest = S - X @ W.T
     frozen = np.zeros(len(S)) if rest is None else _row_norms(rest)
+    if null_coord:
+        X = np.hstack([X, frozen[:, None]])
+        frozen = np.zeros(len(S))
     if len(S) == 1:
         X, frozen = np.repeat(X, replicas, axis=0), np.repeat(frozen, replicas)
     return np.ascontiguousarray(X), np.ascontiguousarray(frozen), rest
@@ -169,16 +158,24 @@ def affine_paths(hs, schedule=None, *, steps, replicas=256, seed=None, start=Non
     steps = check_int(steps, "steps", minimum=1)
     replicas = check_int(replicas, "replicas", minimum=1)
     _check_backend(backend)
-    plan, W, DR, DF, drift = _affine_plan(dyn, path)
-    X0, frozen, rest = _affine_start(start, plan, W, replicas)
+    # with a shared λI the part of the start outside [U, V] is scaled by the null scalar j_k
+    # (same batches as the rest of the step): it gets one extra null working coordinate
+    null_coord = dyn.has_null_mode and start is not None and dyn.p < dyn.dim
+    plan, W, DR, DF, drift = _affine_plan(dyn, path, extra=int(null_coord))
+    X0, frozen, rest = _affine_start(start, plan, W, replicas, null_coord)
     _, seeds = _streams(seed, replicas)
     logn = np.empty((replicas, steps + 1))
     over = np.empty(replicas, dtype=np.int64)
     last = np.empty((replicas, plan.m))
     fn = K_.run_affine if backend == "numba" else R_.run_affine
     fn(*_kernel_args(plan), DR, DF, drift, X0, frozen, seeds, steps, logn, over, last)
-    state = last if W is None else last @ W.T
-    if rest is not None:
+    p = dyn.p
+    state = last if W is None else last[:, :p] @ W.T
+    if rest is not None and null_coord:
+        norms = np.broadcast_to(_row_norms(rest), (replicas,))
+        scale = np.divide(last[:, p], norms, out=np.zeros(replicas), where=norms > 0)
+        state = state + rest * scale[:, None]
+    elif rest is not None:
         state = state + rest
     state[over >= 0] = np.nan
     with np.errstate(over="ignore"):

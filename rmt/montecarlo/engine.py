@@ -102,6 +102,12 @@ class LyapunovResult:
 
     Verdict (:mod:`rmt.verdict`): ``forgets`` = λ₁ > 0, ``verdict`` its text, ``notion`` =
     ``"almost-sure"``; ``escapes`` is an alias of ``forgets``.
+
+    **Shared curvature λI** (issue 11): the null space N of the factors is invariant and J is a
+    scalar j there, so the cocycle is block diagonal and λ₁ = max(λ₁(span), E log|j|). The span
+    exponent is sampled (``span_exponent``, with ``per_replica``/``stderr``); the null one is exact
+    (``null_exponent``, a finite sum over the batch-size law); ``exponent`` is their maximum.
+    Without a null mode ``null_exponent`` is None and ``exponent`` = ``span_exponent``.
     """
 
     exponent: float
@@ -116,6 +122,8 @@ class LyapunovResult:
     span_dim: int
     dim: int
     path: str
+    span_exponent: float | None = None
+    null_exponent: float | None = None
 
     notion = ALMOST_SURE
 
@@ -144,6 +152,9 @@ class LyapunovSpectrumResult:
     (replicas, k). ``exponent[0]`` is λ₁; Σ_j λ_j is the growth rate of k-volumes.
     A singular step (the frame loses rank exactly) is counted in ``singular_steps``, not
     measured, and the frame restarts. Verdict fields as :class:`LyapunovResult`, from λ₁.
+    With a shared λI, ``exponent`` is the spectrum on the span and ``null_exponent`` = E log|j|
+    is the exact exponent of the null space (multiplicity ``dim − span_dim``): the full spectrum
+    is their union (the verdict uses the larger of λ₁ and ``null_exponent``).
     """
 
     exponent: np.ndarray
@@ -159,13 +170,16 @@ class LyapunovSpectrumResult:
     dim: int
     path: str
     k: int
+    null_exponent: float | None = None
 
     notion = ALMOST_SURE
 
     @property
     def forgets(self) -> bool:
-        """λ₁ = ``exponent[0]`` > 0 (the model forgets)."""
-        return bool(self.exponent[0] > 0.0)
+        """λ₁ = max(``exponent[0]``, ``null_exponent``) > 0 (the model forgets)."""
+        top = self.exponent[0] if self.null_exponent is None else max(self.exponent[0],
+                                                                      self.null_exponent)
+        return bool(top > 0.0)
 
     @property
     def verdict(self) -> str:
@@ -192,6 +206,9 @@ class MomentGrowthResult:
     the sample mean is dominated by a handful of replicas and *underestimates* E‖w_k‖^p: the
     estimate of g(p) is then biased low and its jackknife error is itself unreliable. A low
     ``ess`` flags exactly this; trust g(p) only where ``reliable`` is True.
+
+    With a shared λI, ``g`` is measured on the span and ``null_g`` (m,) = log E|j|^p is the exact
+    moment Lyapunov function of the null scalar mode; the full g(p) is max(g, null_g).
     """
 
     p: np.ndarray
@@ -205,6 +222,7 @@ class MomentGrowthResult:
     steps: int
     replicas: int
     path: str
+    null_g: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -213,7 +231,9 @@ class SimulationResult:
 
     ``log_norm_sq`` (replicas, steps+1) holds log‖w_k‖² of the *full* vector w = u + v (span part
     u evolves, null-space part v is frozen, ‖w‖² = ‖u‖² + ‖v‖²); kept in log form because
-    divergent runs overflow float64. ``null_norm_sq`` = ‖v‖². ``norm_sq`` exponentiates (may be
+    divergent runs overflow float64. ``null_norm_sq`` = ‖v‖² (frozen). With a shared λI, v is
+    scaled by the null scalar j_k each step and evolves inside ``log_norm_sq``
+    (``null_norm_sq`` is then 0). ``norm_sq`` exponentiates (may be
     inf). A run absorbed at u = 0 by an exactly singular step is counted in ``singular_steps``
     (its span part is exactly 0 from then on). E‖w_k‖² is exactly ``rmt.second_moment``.
 
@@ -336,10 +356,11 @@ def _choose_path(dyn, path, *, full_coordinates=True):
     """Resolve ``path="auto"`` (module docstring) and reject impossible choices."""
     check_choice(path, "path", PATHS)
     hs, sam = dyn.hs, dyn.combinator == "sam"
+    shared = dyn.reduction.has_shared
     if path == "auto":
         if hs.kind == "commuting":
             path = "diagonal"
-        elif sam or hs.kind == "dense" or not full_coordinates:
+        elif sam or hs.kind == "dense" or not full_coordinates or shared:
             path = "gram"
         else:
             N = sum(t.n * hs.factors(t.name).shape[2] for t in dyn.terms)
@@ -348,18 +369,29 @@ def _choose_path(dyn, path, *, full_coordinates=True):
         raise ValueError(f"path='diagonal' needs a commuting HessianSet, this one is {hs.kind!r}")
     if path == "factor" and sam:
         raise ValueError("schedule='sam' needs the span coordinates: use path 'gram' or 'dense'")
+    if path == "factor" and shared:
+        raise ValueError("a HessianSet with shared curvature runs in span coordinates (its null "
+                         "mode is a closed-form scalar): use path 'gram' or 'dense'")
     return path
 
 
-def _plan(dyn, path, *, full_coordinates=True) -> _Plan:
-    """Kernel arguments for ``dyn`` on ``path`` (``full_coordinates=False``: never "factor")."""
+def _plan(dyn, path, *, full_coordinates=True, width=None) -> _Plan:
+    """Kernel arguments for ``dyn`` on ``path`` (``full_coordinates=False``: never "factor").
+
+    ``width`` (≥ r): working coordinates = the span followed by width − r null directions (the
+    drift directions V of the affine recursion, or a stand-in for a start's null part). With a
+    shared curvature C = λI + QQᵀ every sample's factor is [Ψ_i, UᵀQ, √λ·I_width] — exactly
+    the law of H_i + C, including the batch-size randomness of Bernoulli sampling; λ acts on
+    the null coordinates too (the null scalar mode)."""
     path = _choose_path(dyn, path, full_coordinates=full_coordinates)
     hs, d = dyn.hs, dyn.dim
     basis, start = dyn.basis, None
+    red = dyn.reduction
     G, modes = {}, {}
+    m = d if path == "factor" else (dyn.r if width is None else width)
     if path == "diagonal":
         for t in dyn.terms:
-            G[t.name], modes[t.name] = t.profile[:, None, :], K_.DIAG
+            G[t.name], modes[t.name] = _widen(t.profile[:, None, :], m, dense=False), K_.DIAG
     elif path == "factor":
         for t in dyn.terms:
             G[t.name] = np.ascontiguousarray(hs.factors(t.name).transpose(0, 2, 1))
@@ -371,17 +403,44 @@ def _plan(dyn, path, *, full_coordinates=True) -> _Plan:
     else:
         for t in dyn.terms:
             if path == "dense" or (hs.kind == "dense" and 2 * t.psi.shape[2] > dyn.r):
-                G[t.name], modes[t.name] = t.hessians(), K_.DENSE
+                G[t.name] = _widen(t.hessians(), m, dense=True)
+                if red.shared_scalar > 0.0 and m > dyn.r:
+                    idx = np.arange(dyn.r, m)
+                    G[t.name][:, idx, idx] = red.shared_scalar
+                modes[t.name] = K_.DENSE
             else:
-                G[t.name] = np.ascontiguousarray(t.psi.transpose(1, 2, 0))
+                cols = [t.psi.transpose(1, 2, 0)]  # (n, k, r)
+                if red.shared_psi is not None:
+                    cols.append(np.broadcast_to(red.shared_psi.T, (t.n,) + red.shared_psi.T.shape))
+                cols = [_widen(c, m, dense=False) for c in cols]
+                if red.shared_scalar > 0.0:
+                    cols.append(np.broadcast_to(math.sqrt(red.shared_scalar) * np.eye(m),
+                                                (t.n, m, m)))
+                G[t.name] = np.ascontiguousarray(np.concatenate(cols, axis=1))
                 modes[t.name] = K_.FACTOR
         if path == "gram" and K_.DENSE in modes.values():
             path = "dense"
-    m = d if path == "factor" else dyn.r
     Kmat = np.eye(1) if path == "factor" else dyn.K
+    if path != "factor" and m > dyn.r:
+        Kmat = dyn.null_kappa * np.eye(m)
+        Kmat[: dyn.r, : dyn.r] = dyn.K
     args = {w: _set_args(G.get(w), modes.get(w), dyn.term(w), m) for w in ("retain", "forget")}
     return _Plan(dyn, path, args["retain"], args["forget"], _SCHED[dyn.combinator],
                  _SAMPLING[dyn.sampling], np.ascontiguousarray(Kmat), m, d, dyn.r, basis, start)
+
+
+def _widen(G, m, *, dense):
+    """Hessian storage on the span (last axis/axes r) extended by zeros to m coordinates."""
+    r = G.shape[-1]
+    if r == m:
+        return G
+    if dense:
+        out = np.zeros((G.shape[0], m, m))
+        out[:, :r, :r] = G
+    else:
+        out = np.zeros(G.shape[:-1] + (m,))
+        out[..., :r] = G
+    return out
 
 
 def _start_vectors(plan, gens, count=1):
@@ -481,8 +540,11 @@ def lyapunov(hs, schedule=None, steps=None, replicas=None, seed=None, burn_in=No
             "(J maps the span to 0 with high probability)"
         )
     _check_finite(per, "the Lyapunov estimate")
+    span_exp, null_exp = float(per.mean()), dyn.null_exponent
     return LyapunovResult(
-        exponent=float(per.mean()),
+        exponent=span_exp if null_exp is None else max(span_exp, null_exp),
+        span_exponent=span_exp,
+        null_exponent=null_exp,
         stderr=float(per.std(ddof=1) / math.sqrt(replicas)),
         per_replica=per,
         singular_steps=nsing,
@@ -543,6 +605,7 @@ def lyapunov_spectrum(hs, schedule=None, steps=None, replicas=None, seed=None, k
         dim=plan.dim,
         path=plan.path,
         k=k,
+        null_exponent=dyn.null_exponent,
     )
 
 
@@ -608,6 +671,7 @@ def moment_growth(hs, schedule=None, p=None, steps=None, replicas=None, seed=Non
     return MomentGrowthResult(
         p=p_arr, g=g, stderr=stderr, log_moment=log_moment, ess=ess, reliable=reliable,
         exponent=exponent, singular_steps=nsing, steps=steps, replicas=replicas, path=plan.path,
+        null_g=dyn.null_log_moment(p_arr) if dyn.has_null_mode else None,
     )
 
 
@@ -642,6 +706,12 @@ def simulate(hs, schedule=None, steps=None, replicas=None, seed=None, *, w0=None
         else:
             u = plan.basis.T @ w0
             null = float(max(w0 @ w0 - u @ u, 0.0))
+        if null > 0.0 and dyn.has_null_mode:
+            # the null part is scaled by the null scalar j_k of a shared λI (same batches as the
+            # span): it rides as one extra null working coordinate and is not frozen
+            plan = _plan(dyn, path, width=dyn.r + 1)
+            u = np.append(u, math.sqrt(null))
+            null = 0.0
         W0 = np.repeat(u[None, :], replicas, axis=0)
     _, _, nsing, traj = _run_vector(plan, W0, seeds, steps, 0, False, True, backend)
     _warn_singular(int(nsing.sum()), "those runs are absorbed at u = 0 (span part exactly 0)")
