@@ -97,6 +97,11 @@ def _cause(row):
     if row.get("retain_separable") and not row["forecast"]:
         causes.append("separable retain set: the nonlinear logistic descent drifts to infinity "
                       "(no finite retain minimiser), the linearisation stops at a finite m∞")
+    if not row["forecast"] and row["linear_reach"] >= 0.6:
+        causes.append(f"horizon-borderline drift: the linearised RMS distance reaches "
+                      f"{row['linear_reach']:.2f} R at the horizon and the nonlinear runs get "
+                      f"there sooner (logistic curvature decays away from w*, weakening the "
+                      f"restoring retain force)")
     if 0.2 <= row["leave_probability"] <= 0.8 or 0.2 <= row["observed_fraction"] <= 0.8:
         causes.append(f"borderline cell: linearised P(leave) = {row['leave_probability']:.2f}, "
                       f"observed {row['observed_fraction']:.2f} of runs")
@@ -151,6 +156,7 @@ def _cell(model, loss, w, X, y, retain, forget, eta_rel, alpha, batch, g, seed):
         escape_overlap_retain=fc.cost.escape_overlap_retain,
         escape_overlap_forget=fc.cost.escape_overlap_forget,
         forget_fitted=fitted, nothing_to_forget=fc.cost.nothing_to_forget,
+        linear_reach=float(math.sqrt(fc.expected_sq_distance[-1]) / radius),
         retain_separable=(_separable(X[retain], y[retain]) if loss == "logistic" else None),
         sigma_forget=float(coh.sigma_forget), sigma_retain=float(coh.sigma_retain),
         out_of_span=float(rmt.out_of_span_share(hs)), seconds_forecast=t_fc,
