@@ -93,7 +93,7 @@ def phase_diagram(ax, x, y, diverges, *, frontier=None, disagree=None, curves=()
         Patch(color=OKABE_ITO["orange"], label=LEGEND_DIVERGES),
     ]
     if frontier is not None:
-        (line,) = ax.plot(*frontier, color=OKABE_ITO["black"], lw=1.6, zorder=4,
+        (line,) = ax.plot(*frontier, color=OKABE_ITO["black"], lw=1.3, zorder=4,
                           label="exact frontier ρ(T) = 1 (critical batch per σ)")
         handles.append(line)
     for cx, cy, label, style in curves:

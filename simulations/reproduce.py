@@ -141,7 +141,8 @@ def hessian_grid_panel(ax, sub, *, n, n_forget, eta, alpha, sigma_values, batch_
     if alpha == 0.0:
         Bf = np.linspace(B_all[0], B_all[-1], 300)
         styles = [dict(color=figures.OKABE_ITO["green"], lw=1.6, ls="--"),
-                  dict(color=figures.OKABE_ITO["purple"], lw=1.6, ls="-.")]
+                  # wide and under the frontier: where they coincide both stay visible
+                  dict(color=figures.OKABE_ITO["purple"], lw=3.4, ls="-", alpha=0.9, zorder=3)]
         for c, st in zip(hg.theorem_curves(n, Bf, eta, sampling), styles):
             curves.append((Bf, c["sigma"], c["label"], st))
     what = "SGD" if alpha == 0 else f"unlearning α={alpha}"
@@ -150,6 +151,10 @@ def hessian_grid_panel(ax, sub, *, n, n_forget, eta, alpha, sigma_values, batch_
         xlabel="batch size B", ylabel="coherence σ" if ylabel else "",
         title=f"{what}, η={eta}\nheuristic agrees on {n_agree}/{n_valid} simulated cells",
     )
+    if all(b is None for b in bstar):  # the frontier runs along the right edge: say so
+        ax.text(0.5, 0.5, f"ρ(T) > 1 in every cell:\nno stable B ≤ {B_all[-1]}",
+                transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                bbox=dict(facecolor="white", alpha=0.85, edgecolor="none"))
     row = dict(eta=eta, alpha=alpha, cells=n_valid, agree=n_agree,
                agreement=n_agree / max(n_valid, 1),
                exact_forgets=int(np.sum(exact[valid] == 1)),
@@ -227,7 +232,7 @@ def lyapunov_figure(path, eta_a, half, lyap, se, singular, eta_star, title):
     y_lo, y_hi = lo - pad, hi + pad
     clipped = ~(np.isfinite(lyap) & (lyap - 2 * se >= y_lo))
 
-    fig, ax = figures.plt.subplots(figsize=(7, 4.4))
+    fig, ax = figures.plt.subplots(figsize=(9.5, 4.4))
     ax.axhline(0, color="grey", lw=0.8)
     part = (half > 0) & (lyap + 2 * se < 0) & ~clipped
     step = np.min(np.diff(eta_a)) if len(eta_a) > 1 else 0.05
@@ -256,7 +261,7 @@ def lyapunov_figure(path, eta_a, half, lyap, se, singular, eta_star, title):
     ax.set_xlabel("learning rate η")
     ax.set_ylabel("growth rate per step")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7.5, loc="lower right")
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: no overlap
     fig.tight_layout()
     figures.save(fig, path)
     return part, clipped, shown

@@ -41,7 +41,7 @@ def test_cnn_experiments_end_to_end_and_resume(tmp_path, monkeypatch):
     for f in FIGURES:
         assert (out / f).stat().st_size > 1000, f
     text = report.read_text()
-    assert "## 2. Coherence vs SNR (CNN)" in text and "## 3. CNN unlearning heatmaps" in text
+    assert "## 1. Coherence vs SNR (CNN)" in text and "## 2. CNN unlearning heatmaps" in text
     assert "![coherence_snr.png](coherence_snr.png)" in text
     assert "agreement_asymptotic" in text and LEGEND_DIVERGES in text
 
