@@ -43,6 +43,7 @@ import scipy.sparse.linalg as spla
 
 from ._validation import check_finite_array, check_int
 from .dynamics import Dynamics, as_dynamics
+from .hessians import hstack_bases, lift, project
 
 __all__ = ["AffineMoments", "StationaryResult", "affine_moments", "stationary", "start_coordinates"]
 
@@ -125,14 +126,14 @@ def start_coordinates(dyn: Dynamics, start):
     constant E‖δ_0‖² outside [U, V].
     """
     p, d = dyn.p, dyn.dim
-    W = np.concatenate([dyn.basis, dyn.drift_basis], axis=1)
     if start is None:
         return np.zeros((p, p)), np.zeros(p), 0.0
+    W = hstack_bases(dyn.basis, dyn.drift_basis)
     s0 = check_finite_array(start, "start", ndim=(1, 2))
     if s0.ndim == 1:
         if s0.shape != (d,):
             raise ValueError(f"start as a vector must have shape ({d},), got {s0.shape}")
-        c = W.T @ s0
+        c = project(W, s0)
         frozen = 0.0 if W.shape[1] == d else max(float(s0 @ s0 - c @ c), 0.0)
         return np.outer(c, c), c, frozen
     if s0.shape != (d, d):
@@ -142,6 +143,7 @@ def start_coordinates(dyn: Dynamics, start):
     if np.max(np.abs(s0 - s0.T)) > 1e-10 * scale or np.linalg.eigvalsh(s0)[0] < -1e-10 * scale:
         raise ValueError("start as a matrix must be symmetric positive semi-definite "
                          "(a second moment E[δ0 δ0ᵀ])")
+    W = np.asarray(W)  # a (d, d) second moment: small d only
     M0 = W.T @ s0 @ W
     frozen = 0.0 if W.shape[1] == d else max(float(np.trace(s0) - np.trace(M0)), 0.0)
     return M0, np.zeros(p), frozen
@@ -262,13 +264,13 @@ def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
     # constant part C of the fixed-point equation: one step of the recursion from (0, m∞) gives
     # M' = X + Xᵀ + E[bbᵀ] for the summed/SAM map; for alternating apply the maps in turn.
     C = _constant_part(dyn, m_inf)
-    W = np.concatenate([dyn.basis, dyn.drift_basis], axis=1)
+    W = hstack_bases(dyn.basis, dyn.drift_basis)
     if p > r and contracting_null:
         # the drift directions V are pulled back by the null scalar: the stationary second moment
         # lives on all p coordinates (span, V and their cross block)
         M = _stationary_full(dyn, C, tol)
         cov = M - np.outer(m_inf, m_inf)
-        return StationaryResult(True, rho, null_drift, m_inf, W @ m_inf, cov,
+        return StationaryResult(True, rho, null_drift, m_inf, lift(W, m_inf), cov,
                                 float(np.linalg.norm(m_inf)),
                                 float(math.sqrt(max(np.trace(M), 0.0))),
                                 "ρ(T) < 1 (span and null mode of the shared λI)")
@@ -285,7 +287,7 @@ def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
         Mu = x.reshape(r, r)
     Mu = 0.5 * (Mu + Mu.T)
     cov = Mu - np.outer(m_inf[:r], m_inf[:r])
-    return StationaryResult(True, rho, null_drift, m_inf, W @ m_inf, cov,
+    return StationaryResult(True, rho, null_drift, m_inf, lift(W, m_inf), cov,
                             float(np.linalg.norm(m_inf)), float(math.sqrt(max(np.trace(Mu), 0.0))),
                             "ρ(T) < 1 and no drift outside the span")
 

@@ -299,6 +299,8 @@ class Dynamics:
     # ------------------------------------------------------------------ construction helpers
     def _affine_gradients(self, means):
         """Per-term drift vectors g̃_i in [U, V] coordinates and the drift basis V."""
+        if self.hs._large:
+            return self._affine_gradients_gram()
         U = self.basis
         raw = {w: self.hs.gradients(w) for w in self.active}
         if self.combinator == "sam":  # g̃_i = g_i + (ρ/a) H_i ḡ_R  (module docstring)
@@ -325,6 +327,31 @@ class Dynamics:
             tol = 10 * max(resid.shape) * np.finfo(float).eps * scale
             V = Uv[:, : int(np.sum(s > tol))]
         out = {w: np.concatenate([span[w], raw[w] @ V], axis=1) for w in self.active}
+        return out, V
+
+    def _affine_gradients_gram(self):
+        """Large d: the same drift coordinates from the joint Gram (no pass over d; see
+        ``HessianSet._drift_geometry``). SAM's g̃_i = g_i + (ρ/a)(H_i + C)ḡ_R is Σ_j B_ij g_j
+        (B = I + (ρ/a)λ/n·𝟙ᵀ, the λḡ part) plus a span vector (ρ/a)(Ψ_iΨ_iᵀ + Ψ_QΨ_Qᵀ)ḡ_u."""
+        sizes = [self.hs.size(w) for w in self.active]
+        n_a = sum(sizes)
+        B, extra = np.eye(n_a), np.zeros((n_a, self.r))
+        if self.combinator == "sam":
+            kap = self.schedule.sam_rho / self.schedule.sam_a
+            B = B + kap * self.shared_scalar / n_a
+            psi, red = self.reduction.psi("retain"), self.reduction
+
+            def extra(P):
+                gbar_u = P.mean(axis=0)
+                Hg = np.einsum("rnk,nk->nr", psi, np.einsum("rnk,r->nk", psi, gbar_u))
+                if red.shared_psi is not None:
+                    Hg = Hg + (red.shared_psi @ (red.shared_psi.T @ gbar_u))[None, :]
+                return kap * Hg
+        coords, V = self.hs._drift_geometry(self.reduction, self.active, B, extra)
+        out, start = {}, 0
+        for w, n in zip(self.active, sizes):
+            out[w] = coords[start : start + n]
+            start += n
         return out, V
 
     def _profiles(self):

@@ -19,16 +19,28 @@ of the stacked factors and cached.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ._validation import check_finite_array
+from .validation import _check_ndim
 
-__all__ = ["HessianSet", "Reduction"]
+__all__ = ["HessianSet", "Reduction", "ImplicitBasis"]
 
 #: Relative tolerance for symmetry and positive semi-definiteness of dense input.
 PSD_RTOL = 1e-8
+
+#: Factor-backed sets whose stacked rows (factor columns, shared factor, gradients) hold more
+#: than this many entries (d × rows) work from one chunked Gram pass instead of thin SVDs:
+#: float32 input stays float32, no d × r basis is formed (``ImplicitBasis``), and everything
+#: after the pass costs O(rows³), independent of d (issue 11). Below it the arrays are upcast
+#: to float64 and the spans come from thin SVDs (more accurate for nearly dependent factors).
+GRAM_MIN_ENTRIES = 2**26
+
+#: float64 entries per column chunk of the Gram pass (and of projections through it).
+CHUNK_ENTRIES = 2**23
 
 _SETS = ("retain", "forget")
 
@@ -104,7 +116,7 @@ def _check_set(arr, name, kind):
         if arr.shape[1] != arr.shape[2]:
             raise ValueError(f"{name} must have shape (n, d, d), got {arr.shape}")
     elif kind == "factors":
-        arr = check_finite_array(arr, name, ndim=(2, 3))
+        arr = _float_array(arr, name, ndim=(2, 3))
     elif kind == "commuting":
         arr = check_finite_array(arr, name, ndim=2)
         if np.any(arr < 0):
@@ -159,6 +171,136 @@ def _check_shared(shared, d, *, commuting=False):
     if arr.shape[1] == 0 or not np.any(arr):
         return 0.0, None
     return 0.0, arr
+
+
+def _float_array(a, name, *, ndim):
+    """A float32/float64 array *without copying* float input (large factor arrays stay as given,
+    float32 included); other numeric input → float64. NaN/inf are rejected chunk by chunk, so no
+    full-size temporary is made."""
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype not in (np.float32, np.float64):
+        if np.iscomplexobj(arr):
+            raise TypeError(f"{name} must be real, got a complex array")
+        try:
+            arr = np.asarray(arr, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    _check_ndim(arr, name, ndim)
+    if arr.ndim and arr.shape[0]:
+        step = max(1, CHUNK_ENTRIES // max(1, arr[0].size))
+        for s in range(0, arr.shape[0], step):
+            if not np.all(np.isfinite(arr[s : s + step])):
+                raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+class ImplicitBasis:
+    """An orthonormal basis U (d, r) kept implicit as U = Zᵀ C over rows of a HessianSet's own
+    arrays (factor columns, shared factor, gradients), so that nothing of size d × r is formed.
+
+    Made by the chunked-Gram path of :meth:`HessianSet.reduction` (large d, issue 11). It
+    supports what the analyses need: ``project(X)`` = X U (X (..., d)), ``lift(Y)`` = Y Uᵀ
+    (Y (..., r)), both one chunked pass over d; ``U @ y``, ``X @ U``, ``U.T @ x`` and
+    ``y @ U.T`` dispatch to them. ``np.asarray(U)`` materialises the (d, r) matrix (small d only).
+    """
+
+    def __init__(self, hs, rows, coef):
+        self._hs = hs
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.shape = (hs.dim, self.coef.shape[1])
+        self.ndim = 2
+        self.dtype = np.dtype(np.float64)
+
+    @property
+    def T(self):
+        return _TransposedBasis(self)
+
+    def project(self, X):
+        """X U for X of shape (d,) or (m, d), chunked over d."""
+        X = np.asarray(X)
+        vec = X.ndim == 1
+        X2 = X[None, :] if vec else X
+        acc = np.zeros((X2.shape[0], self.rows.size))
+        for sl, Zc in self._hs._row_chunks(self.rows):
+            acc += np.asarray(X2[:, sl], dtype=np.float64) @ Zc.T
+        out = acc @ self.coef
+        return out[0] if vec else out
+
+    def lift(self, Y):
+        """Y Uᵀ for Y of shape (r,) or (m, r), chunked over d."""
+        Y = np.asarray(Y, dtype=np.float64)
+        vec = Y.ndim == 1
+        A = (Y[None, :] if vec else Y) @ self.coef.T
+        out = np.empty((A.shape[0], self.shape[0]))
+        for sl, Zc in self._hs._row_chunks(self.rows):
+            out[:, sl] = A @ Zc
+        return out[0] if vec else out
+
+    def matrix(self):
+        return self.lift(np.eye(self.shape[1])).T
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.matrix()
+        return out if dtype is None else out.astype(dtype)
+
+    def __matmul__(self, Y):  # U @ Y = (Yᵀ Uᵀ)ᵀ
+        Y = np.asarray(Y)
+        if Y.ndim == 1:
+            return self.lift(Y)
+        return self.lift(Y.T).T
+
+    def __rmatmul__(self, X):  # X @ U
+        return self.project(X)
+
+    def hstack(self, other):
+        """[U, V] as one implicit basis (V implicit over the same HessianSet, or (d, 0))."""
+        if isinstance(other, np.ndarray) and other.shape[1] == 0:
+            return self
+        rows = np.union1d(self.rows, other.rows)
+        coef = np.zeros((rows.size, self.shape[1] + other.shape[1]))
+        coef[np.searchsorted(rows, self.rows), : self.shape[1]] = self.coef
+        coef[np.searchsorted(rows, other.rows), self.shape[1]:] = other.coef
+        return ImplicitBasis(self._hs, rows, coef)
+
+
+class _TransposedBasis:
+    def __init__(self, basis):
+        self._b = basis
+        self.shape = basis.shape[::-1]
+
+    @property
+    def T(self):
+        return self._b
+
+    def __matmul__(self, X):  # Uᵀ X, X (d,) or (d, m)
+        X = np.asarray(X)
+        if X.ndim == 1:
+            return self._b.project(X)
+        return self._b.project(X.T).T
+
+    def __rmatmul__(self, Y):  # Y Uᵀ
+        return self._b.lift(Y)
+
+
+def lift(basis, Y):
+    """Y Bᵀ for an explicit (d, m) basis or an :class:`ImplicitBasis` (Y (..., m) → (..., d))."""
+    return basis.lift(Y) if isinstance(basis, ImplicitBasis) else np.asarray(Y) @ basis.T
+
+
+def project(basis, X):
+    """X B for an explicit (d, m) basis or an :class:`ImplicitBasis` (X (..., d) → (..., m))."""
+    return basis.project(X) if isinstance(basis, ImplicitBasis) else np.asarray(X) @ basis
+
+
+def hstack_bases(A, B):
+    """[A, B] for explicit or implicit bases (implicit stays implicit)."""
+    if isinstance(A, ImplicitBasis):
+        return A.hstack(B)
+    return np.hstack([A, np.asarray(B)])
 
 
 def _dense_to_factors(H, name, scale):
@@ -219,6 +361,19 @@ class HessianSet:
         self._gradients = _check_gradients(gradients or {}, retain, forget)
         self._shared_scalar, self._shared_factor = shared
         self._reductions = {}
+        self._gram = None
+        self._layout = None
+        self._large = False
+        if kind in ("rank1", "factor"):
+            rows = sum(int(np.prod(a.shape)) // a.shape[1] for a in (retain, forget)
+                       if a is not None) + sum(g.shape[0] for g in self._gradients.values())
+            rows += 0 if self._shared_factor is None else self._shared_factor.shape[1]
+            self._large = retain.shape[1] * rows > GRAM_MIN_ENTRIES
+            if not self._large:  # small: float64 copies, thin SVDs (the exact previous path)
+                self._retain = np.asarray(retain, dtype=np.float64)
+                self._forget = None if forget is None else np.asarray(forget, dtype=np.float64)
+                self._gradients = {w: np.asarray(g, dtype=np.float64)
+                                   for w, g in self._gradients.items()}
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -482,6 +637,8 @@ class HessianSet:
         raw = self._raw(which)
         if self.kind == "commuting":
             return raw.max(axis=1)
+        if self._large:
+            return self._gram_max_eigenvalues(which)
         Q = self._shared_factor
         if self.kind == "rank1" and Q is None:
             return np.einsum("na,na->n", raw, raw) + self._shared_scalar
@@ -501,7 +658,9 @@ class HessianSet:
         Ra, Rb = self._raw(a), self._raw(b)
         if self.kind == "commuting":
             return Ra @ Rb.T
-        if self.kind == "rank1":
+        if self._large:
+            out = self._gram_trace_products(a, b)
+        elif self.kind == "rank1":
             out = (Ra @ Rb.T) ** 2
         else:
             Fa, Fb = self.factors(a), self.factors(b)
@@ -514,6 +673,13 @@ class HessianSet:
 
     def _shared_traces(self, which):
         """tr(H_i C) for every sample of ``which`` (C = λI + QQᵀ), shape (n,)."""
+        if self._large:
+            G, (n, k) = self._joint_gram(), self._sample_shape(which)
+            ri, rq = self._row_index(which), self._row_index("shared")
+            out = self._shared_scalar * np.diag(G)[ri].reshape(n, k).sum(axis=1)
+            if rq.size:
+                out = out + np.sum(G[np.ix_(ri, rq)].reshape(n, k, -1) ** 2, axis=(1, 2))
+            return out
         F = self.factors(which)
         lam, Q = self._shared_scalar, self._shared_factor
         out = lam * np.einsum("nak,nak->n", F, F)
@@ -526,8 +692,188 @@ class HessianSet:
         lam, Q = self._shared_scalar, self._shared_factor
         out = self.dim * lam**2
         if Q is not None:
-            out += 2 * lam * float(np.sum(Q * Q)) + float(np.sum((Q.T @ Q) ** 2))
+            QtQ = Q.T @ Q
+            out += 2 * lam * float(np.trace(QtQ)) + float(np.sum(QtQ**2))
         return out
+
+    # ------------------------------------------------------------------ chunked Gram (large d)
+    def _layout_rows(self):
+        """[(name, array, kind, start, stop)] of the stacked rows Z (kinds: "rows" (n, d),
+        "factor" (n, d, k) sample-major columns, "cols" (d, k) a shared factor's columns)."""
+        if self._layout is None:
+            out, start = [], 0
+            for w in self._present():
+                raw = self._raw(w)
+                kind = "factor" if raw.ndim == 3 else "rows"
+                m = raw.shape[0] * (raw.shape[2] if raw.ndim == 3 else 1)
+                out.append((w, raw, kind, start, start + m))
+                start += m
+            if self._shared_factor is not None:
+                k = self._shared_factor.shape[1]
+                out.append(("shared", self._shared_factor, "cols", start, start + k))
+                start += k
+            for w in self._present():
+                g = self._gradients.get(w)
+                if g is not None:
+                    out.append((f"{w}_gradients", g, "rows", start, start + g.shape[0]))
+                    start += g.shape[0]
+            self._layout = out
+        return self._layout
+
+    def _row_index(self, name):
+        """Row indices of one block of Z ("retain", "forget", "shared", "<set>_gradients")."""
+        for nm, _, _, a, b in self._layout_rows():
+            if nm == name:
+                return np.arange(a, b)
+        return np.zeros(0, dtype=np.int64)
+
+    def _sample_shape(self, which):
+        raw = self._raw(which)
+        return raw.shape[0], (raw.shape[2] if raw.ndim == 3 else 1)
+
+    def _row_chunks(self, rows=None):
+        """Yield (column slice, Z[rows, slice] as float64) over d in chunks (rows sorted)."""
+        layout = self._layout_rows()
+        total = layout[-1][4]
+        rows = np.arange(total) if rows is None else np.asarray(rows, dtype=np.int64)
+        plan = []
+        for _, arr, kind, a, b in layout:
+            local = rows[(rows >= a) & (rows < b)] - a
+            if local.size:
+                full = local.size == b - a
+                plan.append((arr, kind, local, full))
+        step = max(1, CHUNK_ENTRIES // max(1, rows.size))
+        d = self.dim
+        for s in range(0, d, step):
+            sl = slice(s, min(d, s + step))
+            parts = []
+            for arr, kind, local, full in plan:
+                if kind == "rows":
+                    blk = arr[:, sl] if full else arr[local, sl]
+                elif kind == "factor":
+                    n, _, k = arr.shape
+                    blk = (arr[:, sl, :].transpose(0, 2, 1).reshape(n * k, -1) if full
+                           else arr[local // k, sl, local % k])
+                else:
+                    blk = arr[sl].T if full else arr[sl][:, local].T
+                parts.append(np.asarray(blk, dtype=np.float64))
+            yield sl, (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0))
+
+    def _joint_gram(self):
+        """Z Zᵀ (float64) of all stacked rows, accumulated over column chunks (one pass over d)."""
+        if self._gram is None:
+            from .meansquare import blas_threads
+            from threadpoolctl import threadpool_limits
+
+            M = self._layout_rows()[-1][4]
+            G = np.zeros((M, M))
+            bs = 512  # upper-triangular row blocks: ~half the products of a full Z Zᵀ
+            with threadpool_limits(limits=blas_threads(), user_api="blas"):
+                for _, Zc in self._row_chunks():
+                    for i in range(0, M, bs):
+                        Zi = Zc[i : i + bs]
+                        for j in range(i, M, bs):
+                            G[i : i + bs, j : j + bs] += Zi @ Zc[j : j + bs].T
+            G = np.triu(G) + np.triu(G, 1).T
+            if not np.all(np.isfinite(G)):
+                raise ValueError("the inner products of the factors/gradients overflow float64")
+            self._gram = G
+        return self._gram
+
+    def _gram_reduction(self, chosen):
+        """Span coordinates from the joint Gram: G_S = W diag(s²) Wᵀ on the chosen rows gives
+        U = Z_Sᵀ W_r diag(1/s_r) (implicit) and Ψ = Uᵀ Z_Sᵀ = diag(s_r) W_rᵀ — no pass over d."""
+        d = self.dim
+        G = self._joint_gram()
+        idx = np.concatenate([self._row_index(w) for w in chosen] + [self._row_index("shared")])
+        if idx.size == 0:
+            return Reduction(np.zeros((d, 0)), None, None, d)
+        w, W = np.linalg.eigh(G[np.ix_(idx, idx)])
+        w, W = w[::-1], W[:, ::-1]
+        r = 0 if w[0] <= 0 else int(np.sum(w > _gram_tolerance(w[0], idx.size, d)))
+        s = np.sqrt(w[:r])
+        Psi = s[:, None] * W[:, :r].T  # (r, rows)
+        basis = ImplicitBasis(self, idx, W[:, :r] / s)
+        if r == 0 and self._shared_scalar > 0.0:
+            basis = np.zeros((d, 1))
+            basis[0, 0] = 1.0
+            Psi, r = np.zeros((1, idx.size)), 1
+        kmax = max(self._sample_shape(w)[1] for w in chosen)
+        psis, start = {}, 0
+        for w in chosen:
+            n, k = self._sample_shape(w)
+            blk = Psi[:, start : start + n * k].reshape(r, n, k)
+            if k < kmax:
+                blk = np.concatenate([blk, np.zeros((r, n, kmax - k))], axis=2)
+            psis[w] = blk
+            start += n * k
+        shared_psi = None if self._shared_factor is None else Psi[:, start:]
+        return Reduction(basis, psis.get("retain"), psis.get("forget"), d,
+                         shared_scalar=self._shared_scalar, shared_psi=shared_psi)
+
+    def _drift_geometry(self, red, active, B, extra):
+        """Drift vectors in [U, V] coordinates from the joint Gram (large d; see Dynamics).
+
+        The raw drift vectors are t_i = Σ_j B_ij g_j + U a_i (rows i over the active sets'
+        samples, j over their gradient rows; ``extra`` = a (n_a, r)). Their span coordinates
+        are B P + a with P = Uᵀg; their out-of-span parts are Σ_j B_ij res(g_j), whose Gram is
+        B (G_gg − P Pᵀ) Bᵀ = E diag(σ²) Eᵀ. Then V = Σ_j res(g_j) (Bᵀ E_q/σ_q)_j (implicit) and
+        the V coordinates of t_i are (E_q σ_q)_i. Returns (coords (n_a, r + q), V)."""
+        G = self._joint_gram()
+        gi = np.concatenate([self._row_index(f"{w}_gradients") for w in active])
+        U = red.basis
+        if isinstance(U, ImplicitBasis):
+            P = G[np.ix_(gi, U.rows)] @ U.coef  # (n_g, r)
+        else:  # the r = 0 stand-in (an explicit unit vector)
+            P = np.stack([U.T @ g for g in self._gradient_rows(gi)]) if gi.size else \
+                np.zeros((0, U.shape[1]))
+        if callable(extra):  # the span part may depend on P (SAM: (H_i + C)ḡ_R)
+            extra = extra(P)
+        span = B @ P + extra
+        Rg = G[np.ix_(gi, gi)] - P @ P.T
+        Rt = B @ Rg @ B.T
+        Rt = 0.5 * (Rt + Rt.T)
+        sig2, E = np.linalg.eigh(Rt)
+        sig2, E = sig2[::-1], E[:, ::-1]
+        scale = float(np.trace(B @ G[np.ix_(gi, gi)] @ B.T))
+        q = int(np.sum(sig2 > 100 * max(gi.size, 1) * np.finfo(float).eps * max(scale, 0.0)))
+        sig = np.sqrt(sig2[:q])
+        A = B.T @ (E[:, :q] / sig)  # (n_g, q)
+        if q == 0:
+            V = np.zeros((self.dim, 0))
+        else:
+            urows = U.rows if isinstance(U, ImplicitBasis) else np.zeros(0, dtype=np.int64)
+            rows = np.union1d(gi, urows)
+            coef = np.zeros((rows.size, q))
+            coef[np.searchsorted(rows, gi)] += A
+            if urows.size:
+                coef[np.searchsorted(rows, urows)] -= U.coef @ (P.T @ A)
+            V = ImplicitBasis(self, rows, coef)
+        return np.hstack([span, E[:, :q] * sig]), V
+
+    def _gradient_rows(self, gi):
+        for sl_rows in gi:
+            for nm, arr, _, a, b in self._layout_rows():
+                if a <= sl_rows < b:
+                    yield np.asarray(arr[sl_rows - a], dtype=np.float64)
+
+    def _gram_trace_products(self, a, b):
+        G = self._joint_gram()
+        (na, ka), (nb, kb) = self._sample_shape(a), self._sample_shape(b)
+        X = G[np.ix_(self._row_index(a), self._row_index(b))].reshape(na, ka, nb, kb)
+        return np.einsum("ikjl,ikjl->ij", X, X)
+
+    def _gram_max_eigenvalues(self, which):
+        G = self._joint_gram()
+        n, k = self._sample_shape(which)
+        ri, rq = self._row_index(which), self._row_index("shared")
+        if k == 1 and rq.size == 0:
+            return np.diag(G)[ri] + self._shared_scalar
+        out = np.empty(n)
+        for i in range(n):  # the small Gram of [F_i, Q] has the spectrum of F_iF_iᵀ + QQᵀ
+            idx = np.concatenate([ri[i * k : (i + 1) * k], rq])
+            out[i] = np.linalg.eigvalsh(G[np.ix_(idx, idx)])[-1]
+        return out.clip(min=0.0) + self._shared_scalar
 
     # ------------------------------------------------------------------ span reduction
     def reduction(self, retain=True, forget=None) -> Reduction:
@@ -563,6 +909,8 @@ class HessianSet:
                 for w in chosen
             }
             return Reduction(U, psis.get("retain"), psis.get("forget"), d)
+        if self._large:
+            return self._gram_reduction(chosen)
         factors = {w: self.factors(w) for w in chosen}
         if not factors:
             return Reduction(np.zeros((d, 0)), None, None, d)
@@ -601,6 +949,12 @@ class HessianSet:
                          shared_scalar=self._shared_scalar, shared_psi=shared_psi)
 
 
+def _gram_tolerance(w0, N, d):
+    """Eigenvalues of a Gram matrix below this are round-off: eigh's N·eps·‖G‖ plus the
+    accumulated rounding of d-long inner products (~√d·eps relative)."""
+    return w0 * 10.0 * (N + math.sqrt(d)) * np.finfo(float).eps
+
+
 def _check_gradients(gradients, retain, forget):
     """Validate per-sample gradients against their set: shape (n, d), finite, real."""
     out = {}
@@ -613,7 +967,7 @@ def _check_gradients(gradients, retain, forget):
             raise ValueError(f"{name} was given but the HessianSet has no {which} set")
         if np.iscomplexobj(np.asarray(g)):
             raise TypeError(f"{name} must be real, got a complex array")
-        g = check_finite_array(g, name, ndim=2)
+        g = _float_array(g, name, ndim=2)
         shape = (raw.shape[0], raw.shape[1])
         if g.shape != shape:
             raise ValueError(

@@ -34,6 +34,7 @@ from ..dynamics import as_dynamics
 from ..validation import check_finite_array, check_int
 from . import _kernels as K_
 from . import _reference as R_
+from ..hessians import hstack_bases, lift, project
 from .engine import _check_backend, _kernel_args, _plan, _streams
 
 __all__ = ["affine_paths", "AffinePathsResult"]
@@ -56,11 +57,26 @@ class AffinePathsResult:
     replicas: int
     overflowed: np.ndarray = field(repr=False)
     final: np.ndarray = field(repr=False)
-    final_state: np.ndarray = field(repr=False)
+    _final: tuple = field(repr=False)
     dim: int
     span_dim: int
     drift_dim: int
     path: str
+
+    @property
+    def final_state(self) -> np.ndarray:
+        """δ_K in full coordinates (replicas, d); formed on first access (a pass over d when
+        the basis is implicit), NaN rows for overflowed replicas."""
+        cached = self.__dict__.get("_final_state")
+        if cached is None:
+            last, W, rest, scale = self._final
+            state = last if W is None else lift(W, last)
+            if rest is not None:
+                state = state + (rest if scale is None else rest * scale[:, None])
+            state[self.overflowed >= 0] = np.nan
+            object.__setattr__(self, "_final_state", state)
+            cached = state
+        return cached
 
     @property
     def norm(self) -> np.ndarray:
@@ -96,9 +112,9 @@ def _affine_plan(dyn, path, extra=0):
     ``extra`` null coordinates follow [U, V] (a start's part outside [U, V] under a shared λI)."""
     p = dyn.p
     plan = _plan(dyn, path, full_coordinates=False, width=p + extra)
-    W = np.hstack([dyn.basis, dyn.drift_basis])
+    W = hstack_bases(dyn.basis, dyn.drift_basis)
     if plan.path == "factor":  # full coordinates: g̃_i = [U, V] (its [U, V] coordinates)
-        basis, W = W, None
+        basis, W = np.asarray(W), None
 
         def to_work(g):
             return g @ basis.T
@@ -129,8 +145,8 @@ def _affine_start(start, plan, W, replicas, null_coord=False):
     if W is None:
         X, rest = S, None
     else:
-        X = S @ W
-        rest = S - X @ W.T
+        X = project(W, S)
+        rest = S - lift(W, X)
     frozen = np.zeros(len(S)) if rest is None else _row_norms(rest)
     if null_coord:
         X = np.hstack([X, frozen[:, None]])
@@ -170,16 +186,13 @@ def affine_paths(hs, schedule=None, *, steps, replicas=256, seed=None, start=Non
     fn = K_.run_affine if backend == "numba" else R_.run_affine
     fn(*_kernel_args(plan), DR, DF, drift, X0, frozen, seeds, steps, logn, over, last)
     p = dyn.p
-    state = last if W is None else last[:, :p] @ W.T
+    scale = None
     if rest is not None and null_coord:
         norms = np.broadcast_to(_row_norms(rest), (replicas,))
         scale = np.divide(last[:, p], norms, out=np.zeros(replicas), where=norms > 0)
-        state = state + rest * scale[:, None]
-    elif rest is not None:
-        state = state + rest
-    state[over >= 0] = np.nan
+    coords = last if W is None else last[:, :p]
     with np.errstate(over="ignore"):
         final = np.exp(logn[:, -1])
     return AffinePathsResult(log_norm=logn, steps=steps, replicas=replicas, overflowed=over,
-                             final=final, final_state=state, dim=dyn.dim, span_dim=dyn.r,
-                             drift_dim=dyn.q, path=plan.path)
+                             final=final, _final=(coords, W, rest, scale), dim=dyn.dim,
+                             span_dim=dyn.r, drift_dim=dyn.q, path=plan.path)
