@@ -316,7 +316,9 @@ def experiment_cnn_heatmaps(out: Path, quick: bool, run_kw: dict) -> dict:
         f"linearisation at w*. 'agreement' is the CNN module's definition: counted cells (≥ 1 cell "
         f"from the predicted frontier) against the finite-horizon frontier ρ(T) = F^(2/K) = "
         f"{rho_c:.4f} (solid line); 'agreement_asymptotic' uses the plain frontier ρ(T) = 1 "
-        "(dashed), counted w.r.t. that frontier; 'all_cells' columns count every cell, "
+        "(dashed), counted w.r.t. that frontier (both lines are contours of log ρ(T): exact at "
+        "the cell centres, linearly interpolated between them — never of the 0/1 verdicts); "
+        "'all_cells' columns count every cell, "
         "frontier-adjacent ones included. Rerunning the command recomputes nothing (each cell is a "
         "sweep cell under sweeps/).",
         "",
