@@ -40,8 +40,8 @@ from . import hessian_grid as hg
 from .sweep import run_sweep
 
 __all__ = ["register", "reproduce", "all_experiments", "default_out", "write_report",
-           "HessianGridCell", "LyapunovCell", "hessian_grid_panel", "hessian_test_singular",
-           "lyapunov_figure"]
+           "HessianGridCell", "HessianFrontierCell", "LyapunovCell", "hessian_grid_panel",
+           "hessian_test_singular", "lyapunov_figure"]
 
 
 # ----------------------------------------------------------------------------- sweep cells
@@ -61,6 +61,27 @@ class HessianGridCell:
         p = dict(params, n=self.n, n_forget=self.n_forget, runs=self.runs, steps=self.steps,
                  threshold=self.threshold)
         return hg.cell(p, seed)
+
+
+@dataclass(frozen=True)
+class HessianFrontierCell:
+    """Exact critical batch B*(σ) of one (η, α, σ) row of the Hessian-test grid (NaN: none ≤ b_max).
+
+    :func:`simulations.hessian_grid.critical_batch` with the grid cell's own rule; a sweep cell
+    so that a rerun reuses it and the processes/Dask executors share the work.
+    """
+
+    n: int = 100
+    n_forget: int = 10
+    b_max: int = 49
+
+    __name__ = "HessianFrontierCell"
+
+    def __call__(self, params, seed):
+        b = hg.critical_batch(self.n, int(params["sigma"]), float(params["eta"]),
+                              float(params["alpha"]), self.n_forget, b_max=self.b_max,
+                              sampling=HESSIAN_GRID_SAMPLING)
+        return {"critical_batch": math.nan if b is None else float(b)}
 
 
 @dataclass(frozen=True)
@@ -98,7 +119,7 @@ def _grid_sizes(quick):
 
 
 def hessian_grid_panel(ax, sub, *, n, n_forget, eta, alpha, sigma_values, batch_values,
-                       sampling=HESSIAN_GRID_SAMPLING, ylabel=True):
+                       sampling=HESSIAN_GRID_SAMPLING, ylabel=True, bstar=None):
     """One (η, α) panel of the Hessian-test figure; returns (legend handles, table row).
 
     ``sub``: the sweep's Dataset at (η, α) (dims σ × B over the simulated cells). The background
@@ -107,12 +128,18 @@ def hessian_grid_panel(ax, sub, *, n, n_forget, eta, alpha, sigma_values, batch_
     cell's own ρ(T) > 1 rule), and the frontier is the step line between the last diverging and
     the first stable batch of every σ — exact, not an interpolation of a 0/1 map. Markers: the
     simulated cells where the published heuristic disagrees. Theorem curves only for SGD and only
-    those of ``sampling`` (:func:`simulations.hessian_grid.theorem_curves`).
+    those of ``sampling`` (:func:`simulations.hessian_grid.theorem_curves`). ``bstar``: the
+    critical batch of every σ in the lattice, precomputed (e.g. by a :class:`HessianFrontierCell`
+    sweep); computed here when None.
     """
     B_all = np.arange(int(min(batch_values)), int(max(batch_values)) + 1)
     S_all = np.arange(int(min(sigma_values)), int(max(sigma_values)) + 1)
-    bstar = hg.critical_batches(n, S_all, eta, alpha, n_forget, b_max=int(B_all[-1]),
-                                sampling=sampling)
+    if bstar is None:
+        bstar = hg.critical_batches(n, S_all, eta, alpha, n_forget, b_max=int(B_all[-1]),
+                                    sampling=sampling)
+    bstar = [None if b is None or not np.isfinite(b) else int(b) for b in bstar]
+    if len(bstar) != len(S_all):
+        raise ValueError(f"bstar needs one entry per σ in {S_all[0]}..{S_all[-1]}, got {len(bstar)}")
     bs = np.array([np.inf if b is None else b for b in bstar], dtype=float)
     lattice = (B_all[None, :] < bs[:, None]).astype(float)  # diverges below B*(σ)
     boundary = np.clip(bs - 0.5, B_all[0] - 0.5, B_all[-1] + 0.5)
@@ -173,6 +200,13 @@ def experiment_hessian_grid(out: Path, quick: bool, run_kw: dict, *, cell=None, 
     cellf = cell or HessianGridCell()
     ds = run_sweep(cellf, grid, out / "sweeps" / "hessian_grid", seed=0,
                    config={"experiment": "hessian_grid", **cellf.__dict__}, **run_kw)
+    # the exact frontier on the full integer lattice: one sweep cell per (η, α, σ)
+    S_all = list(range(int(min(grid["sigma"])), int(max(grid["sigma"])) + 1))
+    fcell = HessianFrontierCell(n=cellf.n, n_forget=cellf.n_forget, b_max=int(max(grid["batch"])))
+    front = run_sweep(fcell, {"eta": grid["eta"], "alpha": grid["alpha"], "sigma": S_all},
+                      out / "sweeps" / "hessian_frontier", seed=0,
+                      config={"experiment": "hessian_frontier", **fcell.__dict__,
+                              "sampling": HESSIAN_GRID_SAMPLING}, **run_kw)
     rows, titles = [], {}
     for eta in grid["eta"]:
         fig, axes = figures.plt.subplots(1, len(grid["alpha"]), figsize=(4.3 * len(grid["alpha"]), 4.6),
@@ -181,7 +215,8 @@ def experiment_hessian_grid(out: Path, quick: bool, run_kw: dict, *, cell=None, 
         for k, (ax, alpha) in enumerate(zip(axes[0], grid["alpha"])):
             handles, row = hessian_grid_panel(
                 ax, ds.sel(eta=eta, alpha=alpha), n=cellf.n, n_forget=cellf.n_forget, eta=eta,
-                alpha=alpha, sigma_values=grid["sigma"], batch_values=grid["batch"], ylabel=k == 0)
+                alpha=alpha, sigma_values=grid["sigma"], batch_values=grid["batch"], ylabel=k == 0,
+                bstar=front["critical_batch"].sel(eta=eta, alpha=alpha).values)
             legend.update({h.get_label(): h for h in handles})
             rows.append(row)
             titles[f"{eta}/{alpha}"] = ax.get_title()
