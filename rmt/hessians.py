@@ -42,6 +42,10 @@ GRAM_MIN_ENTRIES = 2**26
 #: float64 entries per column chunk of the Gram pass (and of projections through it).
 CHUNK_ENTRIES = 2**23
 
+#: Columns per float32 chunk product of the Gram pass (float32 sums over at most this many
+#: terms, then float64 accumulation across chunks).
+F32_CHUNK_COLS = 2048
+
 _SETS = ("retain", "forget")
 
 
@@ -731,8 +735,8 @@ class HessianSet:
         raw = self._raw(which)
         return raw.shape[0], (raw.shape[2] if raw.ndim == 3 else 1)
 
-    def _row_chunks(self, rows=None):
-        """Yield (column slice, Z[rows, slice] as float64) over d in chunks (rows sorted)."""
+    def _row_chunks(self, rows=None, dtype=np.float64, max_cols=None):
+        """Yield (column slice, Z[rows, slice] as ``dtype``) over d in chunks (rows sorted)."""
         layout = self._layout_rows()
         total = layout[-1][4]
         rows = np.arange(total) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -743,6 +747,8 @@ class HessianSet:
                 full = local.size == b - a
                 plan.append((arr, kind, local, full))
         step = max(1, CHUNK_ENTRIES // max(1, rows.size))
+        if max_cols is not None:
+            step = min(step, max_cols)
         d = self.dim
         for s in range(0, d, step):
             sl = slice(s, min(d, s + step))
@@ -756,20 +762,30 @@ class HessianSet:
                            else arr[local // k, sl, local % k])
                 else:
                     blk = arr[sl].T if full else arr[sl][:, local].T
-                parts.append(np.asarray(blk, dtype=np.float64))
+                parts.append(np.asarray(blk, dtype=dtype))
             yield sl, (parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0))
 
     def _joint_gram(self):
-        """Z Zᵀ (float64) of all stacked rows, accumulated over column chunks (one pass over d)."""
+        """Z Zᵀ (float64) of all stacked rows, accumulated over column chunks (one pass over d).
+
+        float64 input: float64 products. All-float32 input: each chunk of ≤ ``F32_CHUNK_COLS``
+        columns is multiplied in float32 (twice the speed, no upcast copy) and the chunks are
+        accumulated in float64; the products of float32 numbers are exact in float32's FMA up to
+        the chunk's float32 sums, so each entry carries an error of order
+        eps₃₂·√(chunk)·‖z_i‖‖z_j‖/√(d/chunk) — the size of the rounding that made the input
+        float32 in the first place, not more."""
         if self._gram is None:
             from .meansquare import blas_threads
             from threadpoolctl import threadpool_limits
 
-            M = self._layout_rows()[-1][4]
+            layout = self._layout_rows()
+            M = layout[-1][4]
+            f32 = all(arr.dtype == np.float32 for _, arr, _, _, _ in layout)
+            dtype, cols = (np.float32, F32_CHUNK_COLS) if f32 else (np.float64, None)
             G = np.zeros((M, M))
             bs = 512  # upper-triangular row blocks: ~half the products of a full Z Zᵀ
             with threadpool_limits(limits=blas_threads(), user_api="blas"):
-                for _, Zc in self._row_chunks():
+                for _, Zc in self._row_chunks(dtype=dtype, max_cols=cols):
                     for i in range(0, M, bs):
                         Zi = Zc[i : i + bs]
                         for j in range(i, M, bs):

@@ -92,15 +92,22 @@ def test_implicit_basis_projects_and_lifts_like_its_matrix(large):
 
 
 def test_float32_factors_are_not_upcast_and_match_float64_of_the_same_values(large):
-    R, F, gR, gF = _data(dtype=np.float32)
+    R, F, gR, gF = _data(d=3000, dtype=np.float32)
     big = large(R, F, retain_gradients=gR, forget_gradients=gF)
-    assert big.factors("retain") is R and R.dtype == np.float32  # neither copied nor upcast
-    ref = HessianSet.from_factors(R.astype(float), F.astype(float),
-                                  retain_gradients=gR.astype(float), forget_gradients=gF.astype(float))
+    assert big._retain is R and R.dtype == np.float32  # neither copied nor upcast
+    R64, F64, gR64, gF64 = (a.astype(float) for a in (R, F, gR, gF))
+    ref = HessianSet.from_factors(R64, F64, retain_gradients=gR64, forget_gradients=gF64)
+    # the Gram of the float32 values: float32 chunk sums, float64 across chunks — within a few
+    # float32 roundings of the norms (the precision of the input itself)
+    Z = np.concatenate([R64, F64, gR64, gF64])
+    exact = Z @ Z.T
+    norms = np.sqrt(np.diag(exact))
+    err = np.abs(big._joint_gram() - exact) / np.outer(norms, norms)
+    assert err.max() <= 8 * np.finfo(np.float32).eps
     sch = SCHEDULES[0]
     a, b = mean_square(ref, sch).rate, mean_square(big, sch).rate
-    assert abs(a - b) <= 1e-11 * a
-    np.testing.assert_allclose(rmt.coherence(big).S, rmt.coherence(ref).S, rtol=1e-12)
+    assert abs(a - b) <= 1e-6 * a
+    np.testing.assert_allclose(rmt.coherence(big).S, rmt.coherence(ref).S, rtol=1e-5, atol=1e-7)
 
 
 def test_stationary_and_forecast_on_the_gram_path(large):
@@ -112,14 +119,13 @@ def test_stationary_and_forecast_on_the_gram_path(large):
     sa, sb = stationary(Dynamics(small, sch)), stationary(Dynamics(big, sch))
     assert sa.exists and sb.exists
     np.testing.assert_allclose(sb.mean_full, sa.mean_full, rtol=1e-9, atol=1e-13)
-    fa = rmt.forecast(small, sch, 30, replicas=16, seed=0, lyapunov=False)
-    fb = rmt.forecast(big, sch, 30, replicas=16, seed=0, lyapunov=False)
-    np.testing.assert_allclose(fb.expected_sq_distance, fa.expected_sq_distance, rtol=1e-9)
-    assert fa.outcome == fb.outcome and abs(fa.rate - fb.rate) <= 1e-11 * fa.rate
-    paths = rmt.affine_paths(Dynamics(big, sch), steps=5, replicas=3, seed=1,
-                             start=np.ones(30))
-    ref = rmt.affine_paths(Dynamics(small, sch), steps=5, replicas=3, seed=1,
-                           start=np.ones(30))
+    assert abs(sa.rms_distance - sb.rms_distance) <= 1e-9 * sa.rms_distance
+    # Monte Carlo in [U, V] coordinates (numpy twin of the kernel: no JIT in this test): the
+    # same draws give the same paths, and the lazily lifted final states agree
+    kw = dict(steps=5, replicas=3, seed=1, start=np.ones(30), backend="reference")
+    paths = rmt.affine_paths(Dynamics(big, sch), **kw)
+    ref = rmt.affine_paths(Dynamics(small, sch), **kw)
+    np.testing.assert_allclose(paths.log_norm, ref.log_norm, rtol=1e-9)
     np.testing.assert_allclose(paths.final_state, ref.final_state, rtol=1e-8, atol=1e-12)
 
 
