@@ -11,8 +11,8 @@ Writes into ``--out`` (default ``rmt-output/reproduce/quick`` with ``--quick``,
 2. ``coherence_snr.png`` — CNN coherence vs SNR (closed form vs sampled, init and trained);
 3. ``cnn_heatmap_*.png`` — nonlinear CNN unlearning heatmaps with the linear frontier;
 4. ``lyapunov_vs_meansquare.png`` — where almost-sure and mean-square stability part ways;
-5. ``realdata/`` — forecasts vs actual nonlinear unlearning on real data (digits; the slowest
-   experiment, several minutes even with --quick: leave it out with ``--skip realdata``);
+5. ``realdata/`` — forecasts vs actual nonlinear unlearning on real data (digits; one of the
+   slowest experiments, minutes even with --quick: leave it out with ``--skip realdata``);
 6. ``report.md`` (figures, agreement tables, version and commit) and ``summary.json`` (the run
    manifest: mode, provenance, compute time accumulated over runs, every number).
 
@@ -729,8 +729,8 @@ def register(subparsers):
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--quick", action="store_true", help="coarse grids, < 10 minutes on 2 cores "
-                   "(plus the real-data experiment)")
+    p.add_argument("--quick", action="store_true",
+                   help="coarse grids: a few minutes on 2 cores, real-data experiment included")
     p.add_argument("--out", default=None,
                    help="output folder (default: rmt-output/reproduce/quick with --quick, "
                         "rmt-output/reproduce/full otherwise); a folder holds one mode")

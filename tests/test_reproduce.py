@@ -539,3 +539,34 @@ def test_heatmap_title_counts_every_cell():
              if ln.get_markeredgecolor() == "#D55E00"]
     assert sorted(marks) == ["s", "x"]
     plt.close(fig)
+
+
+def test_asymptotics_hook_wires_the_module_when_present(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    if "simulations.asymptotics_figure" not in sys.modules:
+        try:
+            import simulations.asymptotics_figure  # noqa: F401
+        except ImportError:
+            pass
+    seen = []
+
+    def experiment_asymptotics(out, quick):
+        seen.append((Path(out), quick))
+        return {"figures": ["asym.png"], "markdown": "Asymptotic table here.", "value": 1.5}
+
+    fake = types.ModuleType("simulations.asymptotics_figure")
+    fake.experiment_asymptotics = experiment_asymptotics
+    monkeypatch.setitem(sys.modules, "simulations.asymptotics_figure", fake)
+    import simulations
+
+    monkeypatch.setattr(simulations, "asymptotics_figure", fake, raising=False)
+    names = list(rep.all_experiments())
+    assert "asymptotics" in names and names[-1] == "realdata"
+    out = tmp_path / "out"
+    text = rep.reproduce(out, quick=True, executor="serial", progress=False,
+                         only=["asymptotics"]).read_text()
+    assert seen == [(out, True)]
+    assert "Random-matrix asymptotics" in text and "Asymptotic table here." in text
+    assert "![asym.png](asym.png)" in text
