@@ -86,8 +86,9 @@ def _brute_moments(maps, M0, m0, steps):
     return np.array(sq), np.array(means)
 
 
-def _commuting(seed, d=3, nr=3, nf=2, null_dirs=1, null_grad=True, scale=1.0):
-    """Commuting set with gradients; the last ``null_dirs`` directions carry no curvature."""
+def _commuting(seed, d=3, nr=3, nf=2, null_dirs=1, null_grad=True, scale=1.0, null_scale=1.0):
+    """Commuting set with gradients; the last ``null_dirs`` directions carry no curvature
+    (their gradient coordinates are multiplied by ``null_scale``)."""
     rng = np.random.default_rng(seed)
     lamR = rng.exponential(size=(nr, d)) * (rng.random((nr, d)) < 0.8) * scale
     lamF = rng.exponential(size=(nf, d)) * (rng.random((nf, d)) < 0.8) * scale
@@ -98,10 +99,10 @@ def _commuting(seed, d=3, nr=3, nf=2, null_dirs=1, null_grad=True, scale=1.0):
     Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
     gR = 0.5 * rng.standard_normal((nr, d))
     gF = 0.5 * rng.standard_normal((nf, d))
-    if null_dirs and not null_grad:  # gradients without a component in the null directions
+    if null_dirs:  # null_grad=False: gradients without a component in the null directions
         for g in (gR, gF):
             c = g @ Q
-            c[:, d - null_dirs:] = 0.0
+            c[:, d - null_dirs:] *= null_scale if null_grad else 0.0
             g[:] = c @ Q.T
     hs = HessianSet.from_commuting(lamR, lamF, Q, retain_gradients=gR, forget_gradients=gF)
     return hs, hs.dense("retain"), gR, hs.dense("forget"), gF
@@ -461,3 +462,34 @@ def test_closed_form_moments_random_commuting(seed, sampling, schedule, eta, alp
     ex = rmt.affine_moments(hs, sch, 30)
     scale = np.max(ex.expected_sq_distance)
     assert np.max(np.abs(cf.expected_sq_distance - ex.expected_sq_distance)) <= 1e-11 * scale
+
+
+_DOMINANCE_ARGS = (st.integers(0, 2**31), st.sampled_from(SAMPLINGS), st.floats(0.2, 1.2),
+                   st.floats(0.05, 0.3))
+
+
+@settings(max_examples=6, deadline=None, database=None, derandomize=True)
+@given(*_DOMINANCE_ARGS)
+def test_null_drift_dominance_horizon_random(seed, sampling, eta, null_scale):
+    _dominance_case(seed, sampling, eta, null_scale)
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, database=None, derandomize=True)
+@given(*_DOMINANCE_ARGS)
+def test_null_drift_dominance_horizon_random_slow(seed, sampling, eta, null_scale):
+    _dominance_case(seed, sampling, eta, null_scale)
+
+
+def _dominance_case(seed, sampling, eta, null_scale):
+    """K₀ bounds the onset of null-drift dominance (summed, ρ(T) < 1, small null drift)."""
+    hs, *_ = _commuting(seed, d=4, nr=4, nf=2, null_dirs=1, null_scale=null_scale, scale=0.7)
+    sch = Schedule(eta, 2, alpha=0.2, sampling=sampling)
+    t = af.get_affine_theorem("affine-null-drift-dominates")
+    c = t.check(hs, sch)
+    _check_common(c)
+    if c.applies:
+        assert c.held is True
+        assert c.details["sup_span"] <= c.details["S"]
+        if c.details["dominance_checked"]:
+            assert c.tightness >= 1.0
