@@ -1,5 +1,8 @@
 """Smoke test of ``python -m theory.report`` (the full run is in docs/theory_report.md)."""
 
+import hashlib
+from pathlib import Path
+
 import pytest
 
 from rmt.verdict import SIGN_CONVENTION
@@ -7,9 +10,20 @@ from theory import theorems
 from theory.report import main, render_derivations
 
 
-def test_report_cli_writes_markdown(tmp_path, capsys):
-    out = tmp_path / "report.md"
-    assert main(["--examples", "3", "--search-examples", "2", "--output", str(out)]) == 0
+DOCS_REPORT = Path(__file__).resolve().parents[1] / "docs" / "theory_report.md"
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def test_report_cli_writes_markdown(tmp_path, capsys, monkeypatch):
+    # default: rmt-output/theory_report.md under the working directory, never the tracked docs
+    monkeypatch.chdir(tmp_path)
+    before = _digest(DOCS_REPORT)
+    assert main(["--examples", "3", "--search-examples", "2"]) == 0
+    out = tmp_path / "rmt-output" / "theory_report.md"
+    assert _digest(DOCS_REPORT) == before
     text = out.read_text(encoding="utf-8")
     assert text == capsys.readouterr().out
     summary = text.split("## Summary")[1].split("## Breakdown")[0]
@@ -23,9 +37,36 @@ def test_report_cli_writes_markdown(tmp_path, capsys):
     assert SIGN_CONVENTION in text
 
 
-def test_report_rejects_bad_arguments():
-    with pytest.raises(SystemExit):
-        main(["--examples", "0"])
+@pytest.mark.parametrize("argv", [["--examples", "0"], ["--search-examples", "0"],
+                                  ["--seed", "-1"]])
+def test_report_rejects_bad_arguments(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and argv[0] in capsys.readouterr().err
+
+
+def test_report_out_is_checked_before_the_run(tmp_path, capsys, monkeypatch):
+    import theory.report as report
+
+    def no_run(*a, **k):
+        raise AssertionError("ran although --out is unusable")
+
+    monkeypatch.setattr(report, "run", no_run)
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path)])  # a directory
+    assert exc.value.code == 2 and "is a directory" in capsys.readouterr().err
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(blocker / "report.md")])  # parent is a file
+    assert exc.value.code == 2 and "cannot create" in capsys.readouterr().err
+    # --out writes exactly there; "--output" is kept as an alias
+    monkeypatch.setattr(report, "run", lambda *a, **k: "# report")
+    for flag in ("--out", "--output"):
+        target = tmp_path / flag.strip("-") / "r.md"
+        assert main([flag, str(target)]) == 0
+        assert target.read_text(encoding="utf-8") == "# report\n"
+    capsys.readouterr()
 
 
 def test_render_derivations_contains_latex():

@@ -1,11 +1,14 @@
 """Tightness report: every encoded theorem against the exact operator (issue 4, THEORY §5).
 
-``python -m theory.report [--examples N] [--seed S] [--output PATH]`` prints, per theorem: the
+``python -m theory.report [--examples N] [--seed S] [--out PATH]`` prints, per theorem: the
 instances where it applied, violations against the exact ρ(T) (must be 0 for every "proven"
 statement), the median and worst tightness ratio η_thm/η*_exact, broken down by regime (low/high
 coherence, SGD/small/large α, each sampling scheme), and the shrunk counterexample that
 :func:`theory.search_counterexample` finds for each conjecture. The markdown goes to stdout and
-to ``docs/theory_report.md`` (``--output``).
+to ``rmt-output/theory_report.md`` (relative to the working directory, like every other output of
+the project); ``--out PATH`` writes it elsewhere, ``--out -`` only to stdout. The tracked
+``docs/theory_report.md`` is rewritten only on request:
+``python -m theory.report --out docs/theory_report.md``.
 
 Instances come from :func:`theory.counterexample.theorem_instances`: structurally admissible
 pairs with η placed on the theorem's side of its threshold, so every instance is one where the
@@ -30,7 +33,10 @@ from rmt.verdict import MEAN_SQUARE, SIGN_CONVENTION
 from .counterexample import search_counterexample, theorem_instances
 from .theorems import Instance, theorems
 
-__all__ = ["collect", "render", "main"]
+__all__ = ["collect", "render", "main", "DEFAULT_OUT"]
+
+#: Where ``python -m theory.report`` writes by default (relative to the working directory).
+DEFAULT_OUT = "rmt-output/theory_report.md"
 
 
 def _regimes(inst):
@@ -160,9 +166,8 @@ def main(argv=None):
     parser.add_argument("--search-examples", type=int, default=300,
                         help="max_examples of each counterexample search")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default=str(Path(__file__).resolve().parents[1] / "docs" /
-                                                "theory_report.md"),
-                        help="markdown file to write ('-' for stdout only)")
+    parser.add_argument("--out", "--output", dest="out", default=DEFAULT_OUT, metavar="PATH",
+                        help=f"markdown file to write (default {DEFAULT_OUT}; '-' for stdout only)")
     args = parser.parse_args(argv)
     if args.examples < 1:
         parser.error(f"--examples must be >= 1, got {args.examples}")
@@ -170,16 +175,19 @@ def main(argv=None):
         parser.error(f"--search-examples must be >= 1, got {args.search_examples}")
     if args.seed < 0:
         parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.out != "-":  # before the run: a bad path must not cost the whole computation
+        out = Path(args.out)
+        if out.is_dir():
+            parser.error(f"--out {args.out!r} is a directory; give a file name")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            parser.error(f"--out {args.out!r}: cannot create {str(out.parent)!r} ({exc.strerror})")
     text = run(args.examples, args.seed, args.search_examples)
     print(text)
-    if args.output != "-":
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    if args.out != "-":
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def render_derivations(max_len=900):
@@ -226,3 +234,7 @@ def _func_name(name):
         if name.startswith(key):
             return "theory.derivations." + table[key]
     return "theory.derivations"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
