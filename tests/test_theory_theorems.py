@@ -533,3 +533,44 @@ def test_check_all_includes_affine_theorems_and_tolerates_their_absence(monkeypa
     assert extra_theorems() == []
     assert [c.name for c in check_all(e.hs, e.schedule, critical=False)] == \
         [t.name for t in theorems()]
+
+
+def test_threshold_cache_reproduces_the_derivations(tmp_path, monkeypatch):
+    """Thresholds are lambdified from a disk cache of the sympy expressions in later processes:
+    the same numpy code as the derivation's own function, and the factory is not called."""
+    import functools
+    import importlib
+    import inspect
+
+    from theory import derivations as dv
+
+    T = importlib.import_module("theory.theorems")
+    monkeypatch.setenv("RMT_CACHE_DIR", str(tmp_path))
+    cases = [(dv.unlearning_noise_condition, ("without_replacement", "retain", "single")),
+             (dv.dexter_thm1, ()), (dv.noise_operator_threshold, ())]
+    monkeypatch.setattr(T, "_FUNCS", {})
+    monkeypatch.setattr(T, "_DISK", None)
+    for f, a in cases:
+        T._fn(f, *a)
+    assert T._cache_file().is_file() and T._cache_file().parent == tmp_path
+    monkeypatch.setattr(T, "_FUNCS", {})
+    monkeypatch.setattr(T, "_DISK", None)
+    called = []
+
+    def spy(f):
+        @functools.wraps(f)
+        def inner(*a):
+            called.append(f.__name__)
+            return f(*a)
+        return inner
+
+    for f, a in cases:
+        g = T._fn(spy(f), *a)
+        assert inspect.getsource(g) == inspect.getsource(f(*a).function)
+    assert called == []
+    # a corrupt cache file is ignored (derived again)
+    T._cache_file().write_text("{not json", encoding="utf-8")
+    monkeypatch.setattr(T, "_FUNCS", {})
+    monkeypatch.setattr(T, "_DISK", None)
+    assert T._fn(spy(dv.dexter_thm1))(1.0, 2.0, 7, 2) == dv.dexter_thm1().function(1.0, 2.0, 7, 2)
+    assert called == ["dexter_thm1"]

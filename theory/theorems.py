@@ -41,13 +41,18 @@ operator's spectral radius is found matrix-free (ARPACK on its action, THEORY §
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse.linalg as spla
+import sympy as sp
 
 import rmt
 from rmt.dynamics import as_dynamics
@@ -351,6 +356,92 @@ class Theorem:
                             held, tight, inst.schedule.eta, self.why(inst), self.analogue)
 
 
+# ---------------------------------------------------------------------- derivations, cached
+class _lazy:
+    """A derivation built on first use (sympy takes seconds per process): attribute access
+    (``expression``, ``latex``, ``function``, ``steps``…) builds it and delegates."""
+
+    def __init__(self, factory, *args):
+        self._factory, self._args, self._value = factory, args, None
+
+    def _get(self):
+        if self._value is None:
+            self._value = self._factory(*self._args)
+        return self._value
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._get(), name)
+
+    def __call__(self, *values):
+        return self._get()(*values)
+
+    def __repr__(self):
+        return f"<derivation {self._factory.__name__}{self._args!r} (built on first use)>"
+
+
+_FUNCS = {}
+_DISK = None
+
+
+def _cache_file():
+    """``$RMT_CACHE_DIR`` (default ``~/.cache/rmt``)/theorem-thresholds-<key>.json; the key hashes
+    the source of :mod:`theory.derivations` and the sympy version, so any change re-derives."""
+    root = os.environ.get("RMT_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "rmt")
+    digest = hashlib.sha256(Path(dv.__file__).read_bytes() + sp.__version__.encode()
+                            + b"|thresholds-v1").hexdigest()[:16]
+    return Path(root) / f"theorem-thresholds-{digest}.json"
+
+
+def _disk():
+    global _DISK
+    if _DISK is None:
+        try:
+            _DISK = json.loads(_cache_file().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            _DISK = {}
+    return _DISK
+
+
+def _fn(factory, *args):
+    """The numpy function of the threshold derivation ``factory(*args)``.
+
+    The symbolic derivation (sympy solve/simplify, seconds per process) runs once per machine:
+    its expression is stored as ``sympy.srepr`` in :func:`_cache_file` and later processes only
+    re-``lambdify`` it — the same expression tree, hence the same numpy code and the same floats.
+    An unwritable cache location only means the derivation runs again.
+    """
+    key = f"{factory.__name__}{args!r}"
+    fn = _FUNCS.get(key)
+    if fn is not None:
+        return fn
+    entry = _disk().get(key)
+    if entry is not None:
+        try:
+            expr = sp.sympify(entry["expr"])
+            fargs = tuple(sp.sympify(a) for a in entry["args"])
+            fn = sp.lambdify(fargs, expr, modules="numpy")
+        except Exception:  # a corrupt entry: derive again
+            fn = None
+    if fn is None:
+        der = factory(*args)
+        fn = der.function
+        if isinstance(der.expression, sp.Basic):
+            _disk()[key] = {"expr": sp.srepr(der.expression),
+                            "args": [sp.srepr(a) for a in der.args]}
+            try:
+                path = _cache_file()
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                tmp.write_text(json.dumps(_disk(), indent=0), encoding="utf-8")
+                os.replace(tmp, path)
+            except OSError:
+                pass
+    _FUNCS[key] = fn
+    return fn
+
+
 # ---------------------------------------------------------------------- named hypotheses
 @dataclass(frozen=True)
 class Hypothesis:
@@ -455,11 +546,11 @@ def _noise_threshold(inst, which, sampling, form="coherence"):
             return math.inf
         if form == "single" and inst.L(which) <= lam:
             return math.inf
-    der = dv.unlearning_noise_condition(sampling, which, form)
+    fn = _fn(dv.unlearning_noise_condition, sampling, which, form)
     alpha = inst.schedule.alpha
     if form == "coherence":
-        return _safe(der.function, lam, sig, nS, BS, alpha)
-    return _safe(der.function, inst.L(which), lam, nS, BS, alpha)
+        return _safe(fn, lam, sig, nS, BS, alpha)
+    return _safe(fn, inst.L(which), lam, nS, BS, alpha)
 
 
 def _summed(inst):
@@ -499,9 +590,9 @@ def _thm2_eta(inst):
     lam_bar = inst.lam_bar("retain")
     if s.sampling == "without_replacement" and nR == 1:
         return 2.0 / lam_bar
-    der = dv.dexter_thm2_condition(s.sampling)
+    fn = _fn(dv.dexter_thm2_condition, s.sampling)
     # λ* = f(σ, n, B)/η, so η_thm = f(σ, n, B)/λ
-    return _safe(der.function, 1.0, k, nR, B) / lam_bar
+    return _safe(fn, 1.0, k, nR, B) / lam_bar
 
 
 def _nonuniformity_s(inst):
@@ -554,7 +645,7 @@ def noise_operator_radius(inst) -> float:
 
 def _noise_operator_eta(inst):
     rho = inst.noise_radius
-    return math.inf if rho <= 0 else _safe(dv.noise_operator_threshold().function, rho)
+    return math.inf if rho <= 0 else _safe(_fn(dv.noise_operator_threshold), rho)
 
 
 def _mean_escape_eta(inst):
@@ -563,14 +654,14 @@ def _mean_escape_eta(inst):
         return 0.0
     if hi <= EIG_RTOL * scale:
         return math.inf
-    return _safe(dv.unlearning_mean_escape().function, hi)
+    return _safe(_fn(dv.unlearning_mean_escape), hi)
 
 
 def _sam_eta(inst):
     s, t = inst.schedule, inst.term("retain")
     if t.batch >= t.n:
         return math.inf
-    return _safe(dv.sam_threshold().function, inst.lam_bar("retain"), inst.sigma("retain"),
+    return _safe(_fn(dv.sam_threshold), inst.lam_bar("retain"), inst.sigma("retain"),
                  t.n, t.batch, s.sam_rho, s.sam_a, inst.lam_min_span("retain"))
 
 
@@ -585,14 +676,14 @@ def _set_args(inst, which):
 def _coherence_sum_eta(inst):
     lR, sR, nR, BR = _set_args(inst, "retain")
     lF, sF, nF, BF = _set_args(inst, "forget")
-    return _safe(dv.coherence_sum_threshold().function, lR, sR, nR, BR, lF, sF, nF, BF,
+    return _safe(_fn(dv.coherence_sum_threshold), lR, sR, nR, BR, lF, sF, nF, BF,
                  inst.schedule.alpha)
 
 
 def _coherence_resistance_eta(inst):
     _, sR, nR, BR = _set_args(inst, "retain")
     _, sF, nF, BF = _set_args(inst, "forget")
-    return _safe(dv.coherence_resistance_threshold().function, inst.d_extremes[1], sR, nR, BR,
+    return _safe(_fn(dv.coherence_resistance_threshold), inst.d_extremes[1], sR, nR, BR,
                  sF, nF, BF, inst.schedule.alpha)
 
 
@@ -600,7 +691,7 @@ def _scheme_analogue_eta(inst):
     t = inst.term("retain")
     if t is None or t.c <= 0 or inst.lam_bar("retain") <= 0:
         return math.inf
-    return _safe(dv.scheme_analogue_threshold().function, inst.lam_bar("retain"),
+    return _safe(_fn(dv.scheme_analogue_threshold), inst.lam_bar("retain"),
                  inst.sigma("retain"), t.n, t.c, inst.schedule.alpha)
 
 
@@ -620,25 +711,25 @@ def _build():
     T.append(Theorem(
         "dexter-thm1", "Dexter et al. 2024, Theorem 1 (reconstructed in THEORY §5.1)",
         "Bernoulli SGD (α = 0), η ≥ σ/(λ_max(H̄)√(n/B − 1))", "diverges", "proven", "§5.1",
-        dv.dexter_thm1(), _Pre(H_SGD, H_BERNOULLI),
+        _lazy(dv.dexter_thm1), _Pre(H_SGD, H_BERNOULLI),
         lambda i: math.inf if _retain_full_batch(i) else _safe(
-            dv.dexter_thm1().function, i.lam_bar(), i.sigma(), i.term("retain").n,
+            _fn(dv.dexter_thm1), i.lam_bar(), i.sigma(), i.term("retain").n,
             i.term("retain").batch),
         analogue=_ANA_RETAIN,
     ))
     T.append(Theorem(
         "dexter-thm1-single-sample", "Dexter et al. 2024, proof of Theorem 1 (THEORY §5.1) [der]",
         "Bernoulli SGD, η ≥ n/(max_i λ_max(H_i)·√(n/B − 1))", "diverges", "proven", "§5.1",
-        dv.dexter_single_sample(), _Pre(H_SGD, H_BERNOULLI),
+        _lazy(dv.dexter_single_sample), _Pre(H_SGD, H_BERNOULLI),
         lambda i: math.inf if _retain_full_batch(i) else _safe(
-            dv.dexter_single_sample().function, i.L(), i.term("retain").n,
+            _fn(dv.dexter_single_sample), i.L(), i.term("retain").n,
             i.term("retain").batch),
         analogue=_ANA_SINGLE,
     ))
     T.append(Theorem(
         "dexter-thm2-construction", "Dexter et al. 2024, Theorem 2 construction (THEORY §5.2)",
         "SGD on σ identical rank-one Hessians (λn/σ)e₁e₁ᵀ plus zeros, η < η*(construction)",
-        "converges", "proven", "§5.2", dv.dexter_thm2_condition("bernoulli"),
+        "converges", "proven", "§5.2", _lazy(dv.dexter_thm2_condition, "bernoulli"),
         _Pre(H_SGD, H_CONSTRUCTION), _thm2_eta,
         notes="Exact (iff): tightness is 1. Bernoulli is Dexter's; the other schemes are derived "
               "from the same per-direction condition.",
@@ -647,17 +738,17 @@ def _build():
     T.append(Theorem(
         "wu-ma-e-sharpness", "Wu, Ma & E 2018 (THEORY §5.3)",
         "SGD (α = 0, summed), any scheme, η ≥ 2/λ_max(H̄)", "diverges", "proven", "§5.3",
-        dv.wu_ma_e_sharpness(), _Pre(H_SGD, H_SUMMED),
-        lambda i: _safe(dv.wu_ma_e_sharpness().function, i.lam_bar()),
+        _lazy(dv.wu_ma_e_sharpness), _Pre(H_SGD, H_SUMMED),
+        lambda i: _safe(_fn(dv.wu_ma_e_sharpness), i.lam_bar()),
         analogue=_ANA_MEAN,
     ))
     T.append(Theorem(
         "wu-ma-e-nonuniformity", "Wu, Ma & E 2018 (THEORY §5.3), literal d-dimensional form",
         "SGD without replacement, η ≥ √(B(n−1)/(n−B))/s, s² = λ_max((1/n)ΣH_i² − H̄²)",
-        "diverges", "conjecture", "§5.3", dv.wu_ma_e_nonuniformity(),
+        "diverges", "conjecture", "§5.3", _lazy(dv.wu_ma_e_nonuniformity),
         _Pre(H_SGD, H_SUMMED, H_WOR, H_RETAIN_SAMPLED),
         lambda i: (lambda s: math.inf if s <= 0 else _safe(
-            dv.wu_ma_e_nonuniformity().function, s, i.term("retain").n,
+            _fn(dv.wu_ma_e_nonuniformity), s, i.term("retain").n,
             i.term("retain").batch))(_nonuniformity_s(i)),
         notes="Refuted for d > 1 by the exact operator (docs/theory.md, findings): λ_max(E[JᵀJ]) "
               "upper-bounds ρ(T), it does not lower-bound it. Exact in d = 1.",
@@ -666,7 +757,7 @@ def _build():
     T.append(Theorem(
         "noise-operator-divergence", "derived (THEORY §5.4; operator form of Wu–Ma–E §5.3)",
         "summed schedule, any scheme, η ≥ 1/√ρ((1−α)²N_R + α²N_F)", "diverges", "proven", "§5.4",
-        dv.noise_operator_threshold(), _Pre(H_SUMMED), _noise_operator_eta,
+        _lazy(dv.noise_operator_threshold), _Pre(H_SUMMED), _noise_operator_eta,
         notes="T − η²((1−α)²N_R + α²N_F) = E[J]⊗E[J] is cone-preserving, so "
               "ρ(T) ≥ η²ρ_N with ρ_N the spectral radius of the noise operator.",
         analogue=_ANA_SUMMED,
@@ -678,7 +769,7 @@ def _build():
             f"unlearning-{label}-noise", f"Chang & Khanna 2026 / THEORY §5.4 ({letter}) [der]",
             f"summed schedule; Bernoulli: η{w}λ̄_S√(n_S/B_S − 1) ≥ σ_S; with/without "
             f"replacement: η²{w}²c_S λ̄_S²(n_S/σ_S − 1)²/(n_S − 1) ≥ 1 (σ_S < n_S)",
-            "diverges", "proven", "§5.4", dv.unlearning_noise_condition("bernoulli", which),
+            "diverges", "proven", "§5.4", _lazy(dv.unlearning_noise_condition, "bernoulli", which),
             _Pre(H_SUMMED, enters),
             (lambda i, w_=which: _noise_threshold(i, w_, i.schedule.sampling)),
             analogue=_ANA_SUMMED,
@@ -691,7 +782,7 @@ def _build():
             f"THEORY §5.4 ({letter}), single-sample step (before the coherence bound) [der]",
             f"summed schedule, L_S = max_i λ_max(H_i); Bernoulli: η{w}L_S√(c_S/n_S) ≥ 1; "
             f"with/without replacement: η²{w}²c_S(L_S − λ̄_S)²/(n_S − 1) ≥ 1 (L_S > λ̄_S)",
-            "diverges", "proven", "§5.4", dv.unlearning_noise_condition("bernoulli", which, "single"),
+            "diverges", "proven", "§5.4", _lazy(dv.unlearning_noise_condition, "bernoulli", which, "single"),
             _Pre(H_SUMMED, enters),
             (lambda i, w_=which: _noise_threshold(i, w_, i.schedule.sampling, form="single")),
             notes="Sharper than the coherence form (L_S ≥ n_Sλ̄_S/σ_S); the proof is the middle "
@@ -701,21 +792,21 @@ def _build():
     T.append(Theorem(
         "unlearning-mean-escape", "Chang & Khanna 2026 / THEORY §5.4 (c) [der]",
         "summed schedule, any scheme, ρ(I − ηD) > 1 (λ_min(D) < 0 on the span, or η > 2/λ_max(D))",
-        "diverges", "proven", "§5.4", dv.unlearning_mean_escape(), _Pre(H_SUMMED), _mean_escape_eta,
+        "diverges", "proven", "§5.4", _lazy(dv.unlearning_mean_escape), _Pre(H_SUMMED), _mean_escape_eta,
         analogue=_ANA_SUMMED,
     ))
     T.append(Theorem(
         "sam-divergence", "Chang & Khanna 2025 (SAM vs SGD), THEORY §5.6 [der]",
         "SAM, Bernoulli, η ≥ σ/((1 + (ρ/a)λ_min(H̄))·λ_max(H̄)√(n/B − 1)), λ_min on the span",
-        "diverges", "proven", "§5.6", dv.sam_threshold(), _Pre(H_SAM, H_BERNOULLI), _sam_eta,
+        "diverges", "proven", "§5.6", _lazy(dv.sam_threshold), _Pre(H_SAM, H_BERNOULLI), _sam_eta,
         analogue="SAM only; no encoded analogue for other sampling schemes",
     ))
     # ------------------------------------------------------------------ conjectures
     T.append(Theorem(
         "naive-mean-stability", "folklore (false; issue 4 acceptance test)",
         "summed schedule, D ≻ 0 on the span and η·λ_max(D) < 2", "converges", "conjecture",
-        "§5.4", dv.unlearning_mean_escape(), _Pre(H_SUMMED, H_D_POSITIVE),
-        lambda i: _safe(dv.unlearning_mean_escape().function, i.d_extremes[1]),
+        "§5.4", _lazy(dv.unlearning_mean_escape), _Pre(H_SUMMED, H_D_POSITIVE),
+        lambda i: _safe(_fn(dv.unlearning_mean_escape), i.d_extremes[1]),
         notes="Ignores the sampling noise; refuted by small batches with low coherence.",
         analogue=_ANA_SUMMED,
     ))
@@ -723,7 +814,7 @@ def _build():
         "unlearning-retain-noise-scheme-analogue",
         "THEORY §5.4 (a) with the Bernoulli coefficient n/B − 1 replaced by n·c(scheme)",
         "summed, with/without replacement, η(1−α)λ̄_R√(n_R c_R) ≥ σ_R", "diverges", "conjecture",
-        "§5.4", dv.scheme_analogue_threshold(), _Pre(H_SUMMED, H_RETAIN, H_NOT_BERNOULLI),
+        "§5.4", _lazy(dv.scheme_analogue_threshold), _Pre(H_SUMMED, H_RETAIN, H_NOT_BERNOULLI),
         _scheme_analogue_eta,
         notes="The single-sample step uses C(M) ⪰ (1/n)H_iMH_i, which fails for the covariance "
               "operator C of these schemes.",
@@ -732,7 +823,7 @@ def _build():
     T.append(Theorem(
         "paper-coherence-sum", "Chang & Khanna 2026 §5.5 candidate A (within-set coherences add)",
         "summed, Bernoulli, η²[(1−α)²(n_R/B−1)λ̄_R²/σ_R² + α²(n_F/B_F−1)λ̄_F²/σ_F²] ≥ 1",
-        "diverges", "conjecture", "§5.5", dv.coherence_sum_threshold(),
+        "diverges", "conjecture", "§5.5", _lazy(dv.coherence_sum_threshold),
         _Pre(H_SUMMED, H_BERNOULLI), _coherence_sum_eta,
         notes="Refuted (docs/theory.md, findings; examples.coherence_sum_counterexample()): each "
               "set's Dexter-type bound lower-bounds ρ(T) through a different test matrix, so the "
@@ -743,7 +834,7 @@ def _build():
         "paper-coherence-resistance",
         "Chang & Khanna 2026 §5.5 candidate B (Thm-2 form with mixed coherence)",
         "summed, Bernoulli, D ≻ 0, η < (2/λ_max(D))/[1 + (1−α)²(n_R/B−1)/σ_R + α²(n_F/B_F−1)/σ_F]",
-        "converges", "conjecture", "§5.5", dv.coherence_resistance_threshold(),
+        "converges", "conjecture", "§5.5", _lazy(dv.coherence_resistance_threshold),
         _Pre(H_SUMMED, H_D_POSITIVE, H_BERNOULLI), _coherence_resistance_eta,
         analogue="stated (and refuted) for Bernoulli only; no analogue encoded for other schemes",
     ))
