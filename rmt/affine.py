@@ -76,14 +76,19 @@ def _apply_map(dyn, terms, M, m):
     lam, kv = dyn.shared_scalar, dyn.null_kappa
     null_v = lam > 0.0 and p > r  # V carries the null scalar, not the identity
     A = eye + sum(t.weight * t.mean for t in terms) @ K
-    Abar = _pad(A, p)
-    if null_v:
-        Abar[r:, r:] *= 1.0 + sum(t.weight for t in terms) * lam * kv
+    # Ā = blockdiag(A, a_V·I): a_V = 1 on the drift directions V, or the null scalar's mean
+    a_v = 1.0 + sum(t.weight for t in terms) * lam * kv if null_v else 1.0
     drift = dyn.has_drift
     bbar = sum(t.weight * t.mean_gradient for t in terms) if drift else np.zeros(p)
     Mu = M[:r, :r]
     KMK = K @ Mu @ K.T
-    out = Abar @ M @ Abar.T
+    out = np.empty_like(M)  # Ā M Āᵀ by blocks: O(r²p) instead of O(p³)
+    AMuv = A @ M[:r, r:]
+    out[:r, :r] = A @ Mu @ A.T
+    out[:r, r:] = a_v * AMuv
+    out[r:, :r] = a_v * (M[r:, :r] @ A.T)
+    out[r:, r:] = a_v**2 * M[r:, r:]
+    Am = np.concatenate([A @ m[:r], a_v * m[r:]])
     noise = sum(t.weight**2 * t.noise(KMK) for t in terms)
     out[:r, :r] += noise
     if null_v:  # (c − e)[H̄ₚ X H̄ₚ − H̄⁰ₚ X H̄⁰ₚ] outside the uu block, X = KₚMKₚ
@@ -96,9 +101,9 @@ def _apply_map(dyn, terms, M, m):
             out[:r, r:] += blk
             out[r:, :r] += blk.T
             out[r:, r:] += v * lam**2 * kv**2 * M[r:, r:]
-    m_new = Abar @ m + bbar
+    m_new = Am + bbar
     if drift:
-        X = np.outer(Abar @ m, bbar)
+        X = np.outer(Am, bbar)
         Km = K @ m[:r]
         for t in terms:
             X[:r, :] += t.weight**2 * t.cross_noise(Km)

@@ -209,13 +209,17 @@ class SetTerm:
         return out
 
     def gradient_noise(self):
-        """Cov(ĝ) = c·(1/n)Σ_i g̃_i g̃_iᵀ − e·ḡḡᵀ, shape (p, p)."""
-        G = self.gradients
-        out = (self.c / self.n) * (G.T @ G)
-        if self.e != 0.0:
-            gb = self.mean_gradient
-            out -= self.e * np.outer(gb, gb)
-        return out
+        """Cov(ĝ) = c·(1/n)Σ_i g̃_i g̃_iᵀ − e·ḡḡᵀ, shape (p, p) (computed once: read-only)."""
+        cached = self.__dict__.get("_gradient_noise")
+        if cached is None:
+            G = self.gradients
+            cached = (self.c / self.n) * (G.T @ G)
+            if self.e != 0.0:
+                gb = self.mean_gradient
+                cached -= self.e * np.outer(gb, gb)
+            cached.flags.writeable = False
+            self.__dict__["_gradient_noise"] = cached
+        return cached
 
 
 class Dynamics:

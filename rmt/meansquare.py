@@ -77,6 +77,12 @@ DENSE_MAX_SPAN = 8
 #: pays off against ARPACK's crowding near 1 at moderate r; above it ARPACK is used.
 SPLITTING_MAX_SPAN = 400
 
+#: Largest span dimension for which the splitting solver finds the Perron root of K(μ) from its
+#: dense r(r+1)/2 matrix (LAPACK) instead of ARPACK: there ρ(T) is a deterministic function of
+#: its input, bit for bit, in any process (ARPACK's results depend on the alignment of the work
+#: arrays scipy allocates per call); above it, ARPACK (run-to-run noise ≲ the tolerance).
+PERRON_DENSE_MAX_SPAN = 16
+
 #: Largest span dimension for which :func:`stable_set` solves the polynomial eigenvalue problem
 #: det(T(x) − I) = 0 on symmetric matrices (companion size deg·r(r+1)/2).
 PEP_MAX_SPAN = 12
@@ -158,11 +164,11 @@ class MeanSquareOperator(spla.LinearOperator):
 
     def _matvec(self, x):
         r = self.r
-        return self._apply(np.asarray(x, dtype=float).reshape(r, r)).ravel()
+        return self._apply(_own(x).reshape(r, r)).ravel()
 
     def _rmatvec(self, x):
         r = self.r
-        return self._apply(np.asarray(x, dtype=float).reshape(r, r), adjoint=True).ravel()
+        return self._apply(_own(x).reshape(r, r), adjoint=True).ravel()
 
     def _matmat(self, X):
         return np.column_stack([self._matvec(X[:, j]) for j in range(X.shape[1])])
@@ -196,7 +202,7 @@ class MeanSquareOperator(spla.LinearOperator):
         r = self.r
 
         def matvec(x):
-            M = np.asarray(x, dtype=float).reshape(r, r)
+            M = _own(x).reshape(r, r)
             return self.apply(0.5 * (M + M.T)).ravel()
 
         return spla.LinearOperator((r * r, r * r), matvec=matvec, dtype=float)
@@ -269,6 +275,17 @@ class _AdjointOperator(spla.LinearOperator):
 
     def _adjoint(self):
         return self.op
+
+
+def _own(x):
+    """A fresh float64 copy of an eigensolver's work vector.
+
+    ARPACK hands the operator views into its work array at arbitrary 8-byte offsets; BLAS and
+    numpy's SIMD loops take alignment-dependent code paths (different summation order), so the
+    same vector at another offset gave results differing in the last bits, and ρ(T) varied
+    from run to run (and between serial and process-pool sweeps) by ~1e-15–1e-13. A fresh
+    allocation is always 16-byte aligned: the operator is then a deterministic function."""
+    return np.array(x, dtype=np.float64, copy=True)
 
 
 def _normalise_psd(V):
@@ -401,16 +418,17 @@ def _perron(split, delta, v0=None, tol=1e-14):
     """
     r = split.op.r
     Kfun = lambda M: split.K(delta, M)  # noqa: E731
-    if r <= 2:
-        basis = []
-        for i in range(r):
-            for j in range(r):
-                Eij = np.zeros((r, r))
-                Eij[i, j] = 1.0
-                basis.append(split.K(delta, 0.5 * (Eij + Eij.T)).ravel())
-        vals, vecs = np.linalg.eig(np.array(basis).T)
+    if r <= PERRON_DENSE_MAX_SPAN:
+        # K on the symmetric matrices as a dense r(r+1)/2 matrix, LAPACK eig: deterministic.
+        # (ARPACK is not: scipy allocates its work arrays per call, and the BLAS level-1/2
+        # kernels it calls sum in an order that depends on their alignment, so the same
+        # operator gave Perron values differing in the last bits from call to call.)
+        S = _sym_embedding(r)
+        cols = [split.K(delta, S[:, j].reshape(r, r)).ravel() for j in range(S.shape[1])]
+        Km = S.T @ np.array(cols).T
+        vals, vecs = np.linalg.eig(Km)
         i = int(np.argmax(np.abs(vals)))
-        X = _normalise_psd(np.real(vecs[:, i]).reshape(r, r))
+        X = _normalise_psd((S @ np.real(vecs[:, i])).reshape(r, r))
         return float(np.abs(vals[i])), X, _cw_bracket(Kfun, X)
     eye = (np.eye(r) / np.sqrt(r)).ravel()
     if not np.any(split.K(delta, np.eye(r))):
@@ -418,7 +436,7 @@ def _perron(split, delta, v0=None, tol=1e-14):
         return 0.0, np.eye(r) / np.sqrt(r), (0.0, 0.0)
 
     def mv(x):
-        M = np.asarray(x, float).reshape(r, r)
+        M = _own(x).reshape(r, r)
         return split.K(delta, 0.5 * (M + M.T)).ravel()
 
     Kop = spla.LinearOperator((r * r, r * r), matvec=mv, dtype=float)
@@ -549,7 +567,8 @@ def _splitting_rate(op, *, tol=1e-12, time_budget=None, stop_width=0.0, verdict_
         if verdict_only and (out.lo > 0.0 or out.hi <= 0.0):
             out.converged = True
             break
-        if out.evaluations == 1 and x >= 0.0 and kappa > 1.0 and not verdict_only and op.r > 8:
+        if out.evaluations == 1 and x >= 0.0 and kappa > 1.0 and not verdict_only \
+                and op.r > PERRON_DENSE_MAX_SPAN:
             # ρ(T) > 1: if it is clear of the cluster below 1 that the splitting exists for
             # (ρ ≥ 1 + _SEPARATED), Lanczos/Arnoldi on T from the Perron estimate converges fast;
             # its value is then certified by the splitting (≤ 2 more solves).
@@ -742,8 +761,22 @@ def mean_square(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None
         horizon = check_int(horizon, "horizon", minimum=1)
     if time_budget is not None and not (time_budget > 0):
         raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
-    op = MeanSquareOperator(as_dynamics(hs, schedule))
+    dyn = as_dynamics(hs, schedule)
     check_choice(method, "method", METHODS)
+    # a Dynamics is immutable: the plain (no budget, no horizon) result is kept on it, so that
+    # analyses that each need ρ(T) of the same Dynamics (forecast, stationary, reports) solve once
+    key = (method, float(tol)) if time_budget is None and horizon is None else None
+    cache = dyn.__dict__.setdefault("_mean_square_cache", {})
+    if key is not None and key in cache:
+        return cache[key]
+    res = _mean_square(dyn, method, tol, time_budget, horizon, horizon_tol, t0)
+    if key is not None:
+        cache[key] = res
+    return res
+
+
+def _mean_square(dyn, method, tol, time_budget, horizon, horizon_tol, t0):
+    op = MeanSquareOperator(dyn)
     band = horizon_tol / horizon if horizon is not None else 0.0
     if method == "auto" and (horizon is not None or time_budget is not None) \
             and op.hs.kind != "commuting":
