@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 
@@ -246,3 +247,55 @@ def test_keyboard_interrupt_in_process(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cnn_cli, "_coherence", _raiser(KeyboardInterrupt()))
     assert rmt_main(["cnn", "coherence", "--n", "4", "--d", "4", "--snr", "1"]) == 130
     assert capsys.readouterr().err == "rmt cnn coherence: interrupted\n"
+
+
+# ---------------------------------------------------------------------- numba compilation cache
+_CACHE_SCRIPT = """
+import numpy as np
+from rmt.montecarlo import _kernels
+state = np.zeros(1, dtype=np.uint64)
+print(_kernels._CACHE, _kernels._uniform(state))
+"""
+
+
+def test_numba_cache_is_on_by_default_and_keyed_on_the_shared_helpers(tmp_path):
+    from rmt.montecarlo import _kernels
+
+    assert _kernels.cache_setting({}) == "auto"
+    assert _kernels.cache_setting({"RMT_NUMBA_CACHE": "1"}) is True
+    for off in ("0", "false", "no", "off", " OFF "):
+        assert _kernels.cache_setting({"RMT_NUMBA_CACHE": off}) is False
+    # a fresh process with the default environment writes the on-disk cache
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("RMT_NUMBA_CACHE", None)
+    out = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "auto"
+    assert any(p.suffix == ".nbi" for p in tmp_path.rglob("*")), "default run wrote no cache"
+    # a kernel's cache key includes the digest of _kernels.py (helpers called across files)
+    _kernels._uniform(np.zeros(1, dtype=np.uint64))
+    sig = _kernels._uniform.signatures[0]
+    key = _kernels._uniform._cache._index_key(sig, _kernels._uniform.targetctx.codegen())
+    assert key[-1] == _kernels._HELPERS_DIGEST and len(key[-1]) == 64
+
+
+def test_numba_cache_default_falls_back_silently_on_a_read_only_install():
+    import warnings
+
+    from rmt.montecarlo import _kernels
+
+    calls = []
+
+    def read_only_njit(cache=False, **kw):
+        calls.append(cache)
+        if cache:
+            raise RuntimeError("cannot cache function 'f': no locator available for file")
+        return lambda f: f
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the default ("auto") must not warn
+        f = _kernels.make_jit("auto", njit=read_only_njit)(lambda x: x + 1)
+    assert f(1) == 2 and calls == [True, False]
+    with pytest.warns(RuntimeWarning, match="compiling in memory"):  # explicitly requested
+        _kernels.make_jit(True, njit=read_only_njit)(lambda x: x)

@@ -15,9 +15,17 @@ Hessian storage ("working coordinates" of dimension m, chosen by ``engine.py``):
 
 so a step costs O(B·m·kk) and never forms a d×d matrix on the factor paths.
 
-Compilation caching: off unless the environment variable ``RMT_NUMBA_CACHE`` is "1"/"true"/"yes";
-when requested but numba finds no writable cache location (read-only install, no HOME, ...), the
-kernels fall back to in-memory compilation with a ``RuntimeWarning`` instead of failing.
+Compilation caching: on by default — compiled kernels are stored on disk (numba's ``cache=True``:
+``__pycache__`` next to this file, or the user cache directory when the install is read-only) so
+only the first process pays the compilation (tens of seconds on a busy machine), not every worker
+and every resumed run. ``RMT_NUMBA_CACHE=0`` ("0"/"false"/"no"/"off") turns it off. When numba
+finds no writable cache location (read-only install, no HOME, ...) the kernels are compiled in
+memory instead of failing — silently by default, with a ``RuntimeWarning`` when caching was asked
+for explicitly (``RMT_NUMBA_CACHE=1``).
+
+numba invalidates a cached kernel when the file defining it changes, but not when a jitted helper
+it calls from *another* file does; every kernel built by :func:`make_jit` therefore also keys its
+cache on the source of this file (home of the shared helpers ``_next``, ``_uniform``, ...).
 """
 
 from __future__ import annotations
@@ -45,10 +53,66 @@ _ONE = np.uint64(1)
 _INV53 = 1.0 / 9007199254740992.0
 
 
+_OFF = ("0", "false", "no", "off")
+_ON = ("1", "true", "yes", "on")
+
+
 def cache_requested(env=None) -> bool:
-    """True when ``RMT_NUMBA_CACHE`` asks for on-disk caching of compiled kernels."""
+    """True when ``RMT_NUMBA_CACHE`` explicitly asks for on-disk caching ("1"/"true"/"yes"/"on")."""
     env = os.environ if env is None else env
-    return str(env.get("RMT_NUMBA_CACHE", "0")).strip().lower() in ("1", "true", "yes", "on")
+    return str(env.get("RMT_NUMBA_CACHE", "")).strip().lower() in _ON
+
+
+def cache_enabled(env=None) -> bool:
+    """True unless ``RMT_NUMBA_CACHE`` turns on-disk caching off ("0"/"false"/"no"/"off")."""
+    env = os.environ if env is None else env
+    return str(env.get("RMT_NUMBA_CACHE", "")).strip().lower() not in _OFF
+
+
+def cache_setting(env=None):
+    """The ``cache`` argument of :func:`make_jit` the environment asks for.
+
+    ``True`` (explicitly requested: warn if impossible), ``"auto"`` (the default: cache when
+    possible, silently compile in memory otherwise) or ``False`` (``RMT_NUMBA_CACHE=0``).
+    """
+    if cache_requested(env):
+        return True
+    return "auto" if cache_enabled(env) else False
+
+
+def _helpers_digest() -> str:
+    """SHA-256 of this file: part of every cache key (see the module docstring)."""
+    import hashlib
+
+    try:
+        with open(__file__, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return ""
+
+
+def _key_on_helpers(dispatcher, func):
+    """Make ``dispatcher``'s on-disk cache key include :func:`_helpers_digest` (best effort).
+
+    Uses numba's ``FunctionCache``; if its internals change, plain numba caching stays in place.
+    """
+    try:
+        from numba.core.caching import FunctionCache
+    except ImportError:
+        return dispatcher
+    if not isinstance(getattr(dispatcher, "_cache", None), FunctionCache):
+        return dispatcher
+    digest = _HELPERS_DIGEST
+
+    class _HelperKeyedCache(FunctionCache):
+        def _index_key(self, sig, codegen):
+            return (*super()._index_key(sig, codegen), digest)
+
+    dispatcher._cache = _HelperKeyedCache(func)
+    return dispatcher
+
+
+_HELPERS_DIGEST = _helpers_digest()
 
 
 #: fast-math flags for the inner products only: reassociation (SIMD lanes) and FMA contraction.
@@ -57,11 +121,13 @@ _FAST = {"reassoc", "contract"}
 
 
 def make_jit(cache, *, parallel=False, fastmath=False, njit=numba.njit):
-    """Decorator factory: ``njit(cache=cache)`` that degrades to ``cache=False`` instead of failing.
+    """Decorator factory: ``njit(cache=...)`` that degrades to ``cache=False`` instead of failing.
 
-    numba raises ``RuntimeError("cannot cache function ...: no locator available")`` at
-    decoration time when no cache directory is writable (read-only site-packages, unset HOME);
-    a toolkit must still import there, so we warn and compile in memory.
+    ``cache``: ``False`` (compile in memory), ``"auto"`` (cache on disk when numba finds a writable
+    location, else compile in memory silently) or ``True`` (the same, but warn when it cannot
+    cache). numba raises ``RuntimeError("cannot cache function ...: no locator available")`` at
+    decoration time when no cache directory is writable (read-only site-packages, unset HOME); a
+    toolkit must still import there, so we compile in memory.
     """
 
     # error_model="numpy": no ZeroDivisionError checks on every division — the kernels never
@@ -72,20 +138,24 @@ def make_jit(cache, *, parallel=False, fastmath=False, njit=numba.njit):
     def decorate(func):
         if cache:
             try:
-                return njit(cache=True, **opts)(func)
+                dispatcher = njit(cache=True, **opts)(func)
             except RuntimeError as exc:  # no writable cache location
-                warnings.warn(
-                    f"RMT_NUMBA_CACHE is set but numba cannot cache {func.__name__!r} ({exc}); "
-                    "compiling in memory instead",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                if cache is True:
+                    warnings.warn(
+                        f"RMT_NUMBA_CACHE is set but numba cannot cache {func.__name__!r} "
+                        f"({exc}); compiling in memory instead",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
+            else:
+                return _key_on_helpers(dispatcher, func)
         return njit(cache=False, **opts)(func)
 
     return decorate
 
 
-_CACHE = cache_requested()
+#: what the environment asks for (imported by the other numba users, e.g. rmt.asymptotics)
+_CACHE = cache_setting()
 _jit = make_jit(_CACHE)
 _fjit = make_jit(_CACHE, fastmath=_FAST)
 _pjit = make_jit(_CACHE, parallel=True)
