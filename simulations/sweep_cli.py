@@ -126,8 +126,9 @@ def register(subparsers) -> None:
     a.add_argument("--no-lyapunov", action="store_true", help="skip the Lyapunov estimate")
     a.add_argument("--no-theorems", action="store_true", help="skip the theorem checks")
     a.add_argument("--time-budget", type=float, metavar="SECONDS",
-                   help="time budget of each critical-value search (default: none); when it "
-                        "runs out the bracket midpoint is reported with a note")
+                   help="time budget of each exact computation (rho(T) and each critical "
+                        "value; default: none); when it runs out the certified bracket / bracket "
+                        "midpoint is reported with a note")
     out = a.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true",
                      help="print one JSON document (partial results are kept on error)")
@@ -460,7 +461,8 @@ def analyze_combination(plan: AnalysisPlan, dyn) -> dict:
                           "forget_batch": sch.batch_forget}}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ms = rmt.mean_square(dyn)
+        budget = st["time_budget"]
+        ms = rmt.mean_square(dyn) if budget is None else rmt.mean_square(dyn, time_budget=budget)
         rate = float(ms.rate)
         band = 1e-2 / st["steps"]  # |ρ − 1|·K below 1 % : no detectable change within K steps
         entry.update(
@@ -468,7 +470,6 @@ def analyze_combination(plan: AnalysisPlan, dyn) -> dict:
             forgets=bool(ms.forgets), diverges=bool(ms.forgets), verdict=ms.verdict,
             notion=MEAN_SQUARE, neutral_within_horizon=bool(abs(rate - 1.0) <= band),
             span_dim=dyn.r, null_dim=dyn.null_dim)
-        budget = st["time_budget"]
         crit = {"eta": _critical(rmt.critical_eta, dyn, budget, notes, "critical_eta")}
         if dyn.hs.has_forget and sch.schedule != "sam":
             crit["alpha"] = _critical(rmt.critical_alpha, dyn, budget, notes, "critical_alpha")
@@ -555,9 +556,9 @@ def _notions(rate, lyap):
 def _check_theorems(plan, dyn, rate, eta_star):
     from theory.theorems import Instance, Theorem, _check_foreign
 
-    inst = Instance(dyn, rate=rate, exact_critical=None if eta_star is None or (
-        isinstance(eta_star, float) and math.isnan(eta_star)) else eta_star,
-        coherence=plan.coherence)
+    # η* is passed even when it is nan (its search failed or ran out of time): the checks then
+    # report no tightness instead of searching again without the budget
+    inst = Instance(dyn, rate=rate, exact_critical=eta_star, coherence=plan.coherence)
     rows = []
     for th in plan.theorems:
         try:

@@ -473,3 +473,22 @@ def test_notion_disagreement_is_flagged():
     undecided = sweep_cli._notions(1.2, (-0.001, 0.001))
     assert undecided["almost_sure_forgets"] is None and not undecided["disagree"]
     assert sweep_cli._notions(0.9, None)["almost_sure_forgets"] is None
+
+
+def test_time_budget_reaches_every_exact_computation(tmp_path, capsys, monkeypatch):
+    path = rio.save_npz(tmp_path / "c.npz", _set())
+    seen = {}
+    for name in ("mean_square", "critical_eta", "critical_alpha", "critical_batch"):
+        orig = getattr(rmt, name)
+
+        def spy(*a, _orig=orig, _name=name, **k):
+            seen[_name] = k.get("time_budget")
+            return _orig(*a, **k)
+
+        monkeypatch.setattr(rmt, name, spy)
+    assert main(["analyze", str(path), "--eta", "0.1", "--time-budget", "7.5", "--no-forecast",
+                 "--no-lyapunov", "--no-theorems", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert seen == {"mean_square": 7.5, "critical_eta": 7.5, "critical_alpha": 7.5,
+                    "critical_batch": 7.5}
+    assert rep["settings"]["time_budget"] == 7.5
