@@ -591,7 +591,7 @@ def _run(plan, on_entry=None):
         for i, dyn in enumerate(plan.dynamics):
             try:
                 entry = analyze_combination(plan, dyn)
-            except (KeyboardInterrupt, MemoryError):
+            except KeyboardInterrupt:
                 raise
             except Exception as exc:
                 sch = dyn.schedule
