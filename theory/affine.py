@@ -305,8 +305,8 @@ def affine_kstep_solution():
     recursion for symbolic k and the initial condition, and equals the shifted form
     m_k − m∞ = a^k(m_0 − m∞), M_k − M∞ = t^k(M_0 − M∞) + 2γ(m_0 − m∞)(t^k − a^k)/(t − a)
     (m∞, M∞ of :func:`affine_stationary_solution`; an identity for t, a ≠ 1 whatever their
-    size). Expression: (M_k, m_k);
-    args (a, β, t, γ, v, M_0, m_0, k).
+    size). Expression: (M_k, m_k) in the shifted form (its terms are also what the numeric
+    evaluation uses to estimate its own cancellation); args (a, β, t, γ, v, M_0, m_0, k).
     """
     A = _augmented(a_s, beta_s, t_s, gamma_s, v_s)
     P, Dg = A.diagonalize()
@@ -328,8 +328,9 @@ def affine_kstep_solution():
     _require(_is_zero(sp.expand_power_exp(Mk - shifted_M)) and _is_zero(mk - shifted_m),
              "the k-step solution is not the shifted form around the fixed point", Mk)
     args = (a_s, beta_s, t_s, gamma_s, v_s, M0_s, m0_s, k_s)
-    steps = [("augmented matrix", A), ("eigenvalues", eig), ("A^k", sp.simplify(Ak))]
-    return _make("affine-kstep", (Mk, mk), args, steps, "§8")
+    steps = [("augmented matrix", A), ("eigenvalues", eig), ("A^k", sp.simplify(Ak)),
+             ("(M_k, m_k) from A^k", (Mk, mk))]
+    return _make("affine-kstep", (shifted_M, shifted_m), args, steps, "§8")
 
 
 @lru_cache(maxsize=None)
@@ -576,7 +577,8 @@ class ClosedFormMoments:
     ``null_sq`` the sums over the active and the null directions (``null_sq`` = rmt's
     ``drift_sq + frozen_sq``); ``method`` (d,) which solution each direction used: "kstep",
     "null", or "power" (the augmented 3×3 matrix power, for directions where two of t, a, 1
-    coincide to within 1e-6 and the generic formula would cancel).
+    nearly coincide and the shifted form would cancel: its terms exceed the result by more than
+    ``_MAX_CANCELLATION``).
     """
 
     expected_sq_distance: np.ndarray
@@ -621,7 +623,7 @@ def closed_form_affine_moments(hs, schedule=None, steps=None, *, start=None) -> 
     gen = affine_kstep_solution().function
     nul = affine_null_solution().function
     sep = np.minimum(np.minimum(np.abs(co.t - co.a), np.abs(1 - co.a)), np.abs(1 - co.t))
-    method = np.where(co.null, "null", np.where(sep > 1e-6, "kstep", "power"))
+    method = np.where(co.null, "null", np.where(sep > 1e-6, "kstep", "power")).astype(object)
     M = np.empty((steps + 1, d))
     m = np.empty((steps + 1, d))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -631,7 +633,9 @@ def closed_form_affine_moments(hs, schedule=None, steps=None, *, start=None) -> 
             elif method[i] == "kstep":
                 Mi, mi = gen(co.a[i], co.beta[i], co.t[i], co.gamma[i], co.v[i], M0[i], m0[i],
                              ks[:, 0])
-            else:
+                if _cancellation(co, i, M0[i], m0[i], ks[:, 0], Mi, mi) > _MAX_CANCELLATION:
+                    method[i] = "power"
+            if method[i] == "power":
                 A = np.array([[co.t[i], 2 * co.gamma[i], co.v[i]], [0, co.a[i], co.beta[i]],
                               [0, 0, 1.0]])
                 z = np.array([M0[i], m0[i], 1.0])
@@ -646,6 +650,29 @@ def closed_form_affine_moments(hs, schedule=None, steps=None, *, start=None) -> 
     null = co.null
     return ClosedFormMoments(M.sum(axis=1), m @ Q.T, M, M[:, ~null].sum(axis=1),
                              M[:, null].sum(axis=1), method)
+
+
+#: The shifted k-step form is evaluated only when its terms exceed the result by at most this
+#: factor (about 3 digits lost of 16); otherwise the augmented 3×3 power is used.
+_MAX_CANCELLATION = 1e3
+
+
+def _cancellation(co, i, M0, m0, ks, Mk, mk):
+    """max_k (sum of |terms| of the shifted k-step form) / |result|, for M_k and m_k.
+
+    Near t ≈ a ≈ 1 the terms M∞, 2γe_0/(t − a), m∞ are huge and cancel (the solution is a
+    second divided difference of x^k at t, a, 1); this ratio times ε bounds the round-off.
+    """
+    a, t, g = co.a[i], co.t[i], co.gamma[i]
+    m_inf = co.beta[i] / (1 - a)
+    M_inf = (2 * g * m_inf + co.v[i]) / (1 - t)
+    e0 = m0 - m_inf
+    ta, aa = np.abs(t) ** ks, np.abs(a) ** ks
+    termsM = abs(M_inf) + ta * abs(M0 - M_inf) + abs(2 * g * e0) * (ta + aa) / abs(t - a)
+    termsm = abs(m_inf) + aa * abs(e0)
+    sM = np.max(np.abs(Mk)) + 1e-300
+    sm = np.max(np.abs(mk)) + 1e-300
+    return float(max(np.max(termsM) / sM, np.max(termsm) / sm))
 
 
 @dataclass(frozen=True)
