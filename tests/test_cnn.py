@@ -6,6 +6,7 @@ eigenvalues), never from the code under test. Measured figures are quoted in doc
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import math
@@ -351,6 +352,65 @@ def test_cli_heatmap_json_keys(tmp_path):
 def test_cli_bad_input_exit_code(capsys):
     assert rmt_main(["cnn", "coherence", "--n", "20", "--d", "60", "--snr", "0"]) == 2
     assert "snr" in capsys.readouterr().err
+
+
+_HEAT = ["cnn", "heatmap", "--axes", "snr,batch"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["cnn", "coherence", "--n", "20", "--d", "60", "--snr", "-1"], "snr"),
+    (["cnn", "coherence", "--n", "1", "--d", "60", "--snr", "1"], "--n must be >= 2"),
+    (["cnn", "coherence", "--n", "20", "--d", "60", "--snr", "1", "--replicates", "0"],
+     "--replicates must be >= 1"),
+    (["cnn", "coherence", "--n", "20", "--d", "60", "--snr", "1", "--n-forget", "20"], "n_forget"),
+    (_HEAT + ["--grid", "1"], "--grid must be >= 2"),
+    (_HEAT + ["--steps", "0"], "--steps must be >= 1"),
+    (_HEAT + ["--eta-scale", "-1"], "--eta-scale must be a positive number"),
+    (_HEAT + ["--eta-scale", "nan"], "--eta-scale must be a positive number"),
+    (_HEAT + ["--alpha", "2"], "--alpha must be in [0, 1]"),
+    (["cnn", "heatmap", "--axes", "snr,alpha", "--batch", "0"], "--batch must be >= 1"),
+])
+def test_cli_errors_are_one_line_exit_2_before_any_output(argv, message, tmp_path, capsys,
+                                                          monkeypatch):
+    # the module, not the function of the same name that simulations.cnn exports
+    hm = importlib.import_module("simulations.cnn.heatmap")
+    def no_compute(*a, **k):
+        raise AssertionError("computed although the arguments are invalid")
+
+    monkeypatch.setattr(hm, "heatmap", no_compute)
+    out = tmp_path / "out"
+    if argv[1] == "heatmap":
+        argv = argv + ["--out", str(out)]
+    assert rmt_main(argv) == 2
+    cap = capsys.readouterr()
+    assert cap.out == ""
+    assert cap.err.count("\n") == 1 and cap.err.startswith(f"rmt cnn {argv[1]}: error: ")
+    assert message in cap.err
+    assert not out.exists()
+
+
+def test_cli_unusable_out_fails_before_computing(tmp_path, capsys, monkeypatch):
+    # the module, not the function of the same name that simulations.cnn exports
+    hm = importlib.import_module("simulations.cnn.heatmap")
+    def no_compute(*a, **k):
+        raise AssertionError("computed although --out is unusable")
+
+    monkeypatch.setattr(hm, "heatmap", no_compute)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for out, message in ((blocker, "exists and is not a directory"),
+                         (blocker / "sub", "is not a directory")):
+        assert rmt_main(_HEAT + ["--out", str(out)]) == 2
+        cap = capsys.readouterr()
+        assert cap.out == "" and cap.err.count("\n") == 1 and message in cap.err
+
+
+def test_cli_without_subcommand_is_a_one_line_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        rmt_main(["cnn"])
+    assert exc.value.code == 2
+    cap = capsys.readouterr()
+    assert cap.out == "" and cap.err.count("\n") == 1 and cap.err.startswith("rmt cnn: error: ")
 
 
 # ---------------------------------------------------------------------- validation
