@@ -19,7 +19,8 @@ from theory.theorems import Instance
 
 PROVEN = [t.name for t in theorems("proven")]
 #: proven statements whose 500-instance run is in the slow set (a 60-instance run stays default)
-SLOW_500 = ("unlearning-retain-noise-single-sample", "unlearning-forget-noise-single-sample")
+SLOW_500 = ("unlearning-retain-noise-single-sample", "unlearning-forget-noise-single-sample",
+            "weyl-convergence")
 
 
 def test_catalogue_interface():
@@ -574,3 +575,27 @@ def test_threshold_cache_reproduces_the_derivations(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "_DISK", None)
     assert T._fn(spy(dv.dexter_thm1))(1.0, 2.0, 7, 2) == dv.dexter_thm1().function(1.0, 2.0, 7, 2)
     assert called == ["dexter_thm1"]
+
+
+@settings(max_examples=25, deadline=None, database=None, derandomize=True)
+@given(rt.instances(schedule_kinds=("summed",)))
+def test_weyl_convergence_bound_is_never_above_the_exact_edge(pair):
+    """Tightness ≤ 1 for the proven convergence statement (η_thm ≤ η*_exact)."""
+    th = get_theorem("weyl-convergence")
+    inst = Instance(*pair)
+    if th.structural(inst):
+        assert th.check(inst).tightness <= 1 + 1e-7
+
+
+def test_weyl_convergence_certifies_sgd_on_a_wide_set(monkeypatch):
+    """r = 20 > KRON_MAX_SPAN, without replacement: the statement applies below its threshold,
+    holds, and its threshold lies below the exact critical step size."""
+    hs = _wide_set(20, 40, seed=3)
+    sch = Schedule(eta=0.01, batch=4, sampling="without_replacement")
+    th = get_theorem("weyl-convergence")
+    _no_dense(monkeypatch)
+    res = th.check(hs, sch)
+    assert res.threshold > sch.eta and res.applies and res.held
+    assert res.rate <= 1 and res.tightness <= 1 + 1e-9
+    over = th.check(hs, sch.replace(eta=2 * res.threshold))
+    assert not over.applies and "convergence condition is not met" in over.reason

@@ -47,7 +47,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -676,6 +676,39 @@ def _sam_eta(inst):
                  t.n, t.batch, s.sam_rho, s.sam_a, inst.lam_min_span("retain"))
 
 
+@lru_cache(maxsize=None)
+def weyl_convergence() -> "dv.Derivation":
+    """Sufficient convergence condition of the summed schedule, every scheme (THEORY §3, §5.4) [der].
+
+    T = 𝒜 + 𝒩 with 𝒜(M) = E[J]ME[J] (E[J] = I − ηD symmetric) and 𝒩 = η²Σ_S(s_S/η)²N_S, both
+    self-adjoint in the Frobenius inner product and positive, so ρ(T) = λ_max(T) (Krein–Rutman)
+    and, by Weyl's inequality, λ_max(T) ≤ λ_max(𝒜) + λ_max(𝒩) = max_k (1 − ηd_k)² + η²ρ_N
+    (d_k the eigenvalues of D on the span, ρ_N the noise radius of :func:`noise_operator_radius`).
+    Each term (1 − ηd)² + η²ρ_N ≤ 1 ⇔ η ≤ 2d/(d² + ρ_N) (d > 0); the maximum over d sits at
+    λ_min(D) or λ_max(D), so ρ(T) ≤ 1 once η ≤ min over those two of 2d/(d² + ρ_N). Exact for a
+    single direction (it is then η*_k = 2D_k/(D_k² + V_k) of THEORY §3). Args: (d, rho_N).
+    """
+    eta_, d_, rho_ = sp.symbols("eta d rho_N", positive=True)
+    bound = (1 - eta_ * d_) ** 2 + eta_**2 * rho_
+    roots = [r for r in sp.solve(sp.Eq(bound, 1), eta_) if r != 0]
+    if len(roots) != 1:
+        raise dv.DerivationError(f"expected one non-zero root in eta, got {roots}")
+    thr = sp.simplify(roots[0])
+    if sp.simplify(thr - 2 * d_ / (d_**2 + rho_)) != 0:
+        raise dv.DerivationError(f"unexpected Weyl threshold {thr}")
+    fn = sp.lambdify((d_, rho_), thr, modules="numpy")
+    return dv.Derivation("weyl-convergence", thr, (d_, rho_), fn, sp.latex(thr),
+                         (("rho(T) <= max_k (1 - eta d_k)^2 + eta^2 rho_N", bound),
+                          ("eta threshold", thr)), "§5.4")
+
+
+def _weyl_eta(inst):
+    lo, hi, _ = inst.d_extremes
+    rho = inst.noise_radius
+    fn = _fn(weyl_convergence)
+    return min(_safe(fn, lo, rho), _safe(fn, hi, rho))
+
+
 def _set_args(inst, which):
     """(λ̄_S, σ_S, n_S, B_S) of a set that enters the step; neutral values otherwise."""
     t = inst.term(which)
@@ -807,6 +840,16 @@ def _build():
         analogue=_ANA_SUMMED,
     ))
     T.append(Theorem(
+        "weyl-convergence", "derived (THEORY §3, §5.4): Weyl's inequality for T = E[J]⊗E[J] + noise",
+        "summed schedule, any scheme, D ≻ 0 on the span, η < min_{d ∈ {λ_min(D), λ_max(D)}} "
+        "2d/(d² + ρ_N), ρ_N = ρ((1−α)²N_R + α²N_F)", "converges", "proven", "§5.4",
+        _lazy(weyl_convergence), _Pre(H_SUMMED, H_D_POSITIVE), _weyl_eta,
+        notes="A proven sufficient condition for resisting (ρ(T) ≤ 1) that holds for every "
+              "sampling scheme; exact for one curvature direction. The noise radius ρ_N is "
+              "computed matrix-free above KRON_MAX_SPAN.",
+        analogue=_ANA_SUMMED,
+    ))
+    T.append(Theorem(
         "sam-divergence", "Chang & Khanna 2025 (SAM vs SGD), THEORY §5.6 [der]",
         "SAM, Bernoulli, η ≥ σ/((1 + (ρ/a)λ_min(H̄))·λ_max(H̄)√(n/B − 1)), λ_min on the span",
         "diverges", "proven", "§5.6", _lazy(dv.sam_threshold), _Pre(H_SAM, H_BERNOULLI), _sam_eta,
@@ -866,6 +909,7 @@ _REQUIREMENTS = {
     "unlearning-retain-noise-single-sample": _SUMMED,
     "unlearning-forget-noise-single-sample": {**_SUMMED, "alphas": "unlearning"},
     "unlearning-mean-escape": _SUMMED,
+    "weyl-convergence": _SUMMED,
     "sam-divergence": {**_BERN, "schedule_kinds": ("sam",)},
     "naive-mean-stability": _SUMMED,
     "unlearning-retain-noise-scheme-analogue": {
