@@ -199,6 +199,11 @@ def _open(path):
         raise ValueError(f"{str(p)!r} is a directory, not an .npz file")
     if not p.is_file():
         raise ValueError(f"{str(p)!r} does not exist")
+    try:
+        with open(p, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{str(p)!r} cannot be read ({exc.strerror or exc})") from None
     if not zipfile.is_zipfile(p):
         raise ValueError(f"{str(p)!r} is not an .npz archive (numpy.savez writes one)")
     try:
