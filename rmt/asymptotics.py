@@ -799,6 +799,12 @@ def expected_max_chi2(n, k, scale=1.0) -> float:
     return v * scale
 
 
+def _expected_max_normal(n):
+    """E max of n i.i.d. standard normals (quadrature of n z φ(z) Φ(z)^{n−1})."""
+    f = lambda z: z * n * math.exp(scipy.stats.norm.logpdf(z) + (n - 1) * scipy.stats.norm.logcdf(z))  # noqa: E731
+    return scipy.integrate.quad(f, -12, 12, limit=200)[0]
+
+
 def _bbp(level, theta, n_var):
     """Top eigenvalue of level·I + θ uuᵀ + Wigner(variance n_var): BBP (θ + n_var/θ above √n_var)."""
     thr = math.sqrt(n_var)
@@ -830,7 +836,7 @@ def gaussian_coherence(n, d) -> CoherenceLimit:
     return CoherenceLimit(lam / mx, lam, mx, theta, level, level + 2 * math.sqrt(n * v), v, above)
 
 
-def cnn_coherence_limit(n, d, snr, *, sigma_p=1.0) -> CoherenceLimit:
+def cnn_coherence_limit(n, d, snr, *, sigma_p=1.0, m=None) -> CoherenceLimit:
     """Limit σ of the signal-plus-noise CNN at initialisation (THEORY §6; docs/cnn.md §2.1).
 
     Entries of m·|⟨g_i, g_k⟩| (wide network, m → ∞; two classes of n/2): diagonal a = s + σ_p²D
@@ -838,8 +844,12 @@ def cnn_coherence_limit(n, d, snr, *, sigma_p=1.0) -> CoherenceLimit:
     ½σ_p²√(2/π)E[χ_D], within a class b = E|s + η| with η ≈ N(0, σ_p⁴D/4) (co-activation ½ of the
     filters for near-orthogonal noise, d → ∞). Mean part: level a − b, spikes k(b + c) (all-ones)
     and k(b − c) (class contrast), k = n/2; bulk variance ≈ n·Var of the entries; σ = λ₁/a
-    (max_i a_i → a as d → ∞). The crossover of σ from the noise value 1 + (n−1)c/a to the signal
-    value ≈ n/2·s/a is :func:`memorisation_snr`.
+    with max_i a_i = s + σ_p²·E max of n χ²_D (:func:`expected_max_chi2`; → a as d → ∞, slowly:
+    the relative excess is ≈ √(2/d)·√(2 log n)). The crossover of σ from the noise plateau
+    1 + 2kc/a to the signal asymptote 1 + k(s + c)/a is :func:`memorisation_snr`.
+    With a finite width ``m`` the diagonal noise factor A_i/m (A_i ~ Bin(2m, ½)) adds variance
+    1/(2m): the denominator becomes s + σ_p²D(1 + √(1/(2m) + 2/D)·e_n) (Gaussian extreme value,
+    e_n = E max of n standard normals) and Var η gains σ_p⁴D·3/(8m).
     """
     n = check_int(n, "n", minimum=2)
     d = check_int(d, "d", minimum=2)
@@ -850,7 +860,9 @@ def cnn_coherence_limit(n, d, snr, *, sigma_p=1.0) -> CoherenceLimit:
     a = s + sigma_p**2 * D
     e_chi = math.sqrt(2.0) * math.exp(scipy.special.gammaln((D + 1) / 2) - scipy.special.gammaln(D / 2))
     c = 0.5 * sigma_p**2 * math.sqrt(2 / math.pi) * e_chi
-    v_eta = sigma_p**4 * D / 4.0
+    if m is not None:
+        m = check_int(m, "m", minimum=1)
+    v_eta = sigma_p**4 * D * (0.25 + (0.375 / m if m else 0.0))
     sd = math.sqrt(v_eta)
     b = float(scipy.stats.foldnorm(c=s / sd, scale=sd).mean())
     k = n / 2.0
@@ -858,7 +870,11 @@ def cnn_coherence_limit(n, d, snr, *, sigma_p=1.0) -> CoherenceLimit:
     var_c = v_eta - c * c
     n_var = 0.5 * n * (var_b + var_c)
     lam, above = _bbp(a - b, k * (b + c), n_var)
-    return CoherenceLimit(lam / a, lam, a, k * (b + c), a - b, a - b + 2 * math.sqrt(n_var),
+    if m is None:
+        mx = s + sigma_p**2 * expected_max_chi2(n, D)
+    else:
+        mx = s + sigma_p**2 * D * (1 + math.sqrt(0.5 / m + 2.0 / D) * _expected_max_normal(n))
+    return CoherenceLimit(lam / mx, lam, mx, k * (b + c), a - b, a - b + 2 * math.sqrt(n_var),
                           n_var / n, above)
 
 
