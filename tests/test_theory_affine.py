@@ -62,6 +62,11 @@ def _maps(HR, gR, HF, gF, sch):
 
     R = batches(HR, gR, sch.batch) if sch.alpha < 1 else none
     F = batches(HF, gF, sch.batch_forget) if sch.alpha > 0 else none
+    if sch.schedule == "sam":  # J = I − ηĤ_R K, b = −η(ĝ_R + (ρ/a)Ĥ_R ḡ_R)
+        c = sch.sam_rho / sch.sam_a
+        K = I + c * HR.mean(0)
+        return [(p, I - sch.eta * Hr @ K, -sch.eta * (br + c * Hr @ gR.mean(0)))
+                for p, Hr, br in R]
     out = []
     for (pr, Hr, br), (pf, Hf, bf) in itertools.product(R, F):
         if sch.schedule == "summed":
@@ -132,12 +137,18 @@ def test_pair_covariance_matches_enumeration(sampling):
     assert c * (u * v).mean() - e * u.mean() * v.mean() == pytest.approx(cov, rel=1e-12)
 
 
-@pytest.mark.parametrize("schedule", SCHEDULES)
+def _schedule(eta, batch, sampling, schedule, alpha=0.3):
+    if schedule == "sam":
+        return Schedule(eta, batch, sampling=sampling, schedule="sam", sam_rho=0.6)
+    return Schedule(eta, batch, alpha=alpha, sampling=sampling, schedule=schedule)
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES + ["sam"])
 @pytest.mark.parametrize("sampling", SAMPLINGS)
 def test_direction_coefficients_match_batch_enumeration(sampling, schedule):
     """(a, β, t, γ, v) per direction = exact expectations over every batch outcome."""
     hs, HR, gR, HF, gF = _commuting(11, d=3, nr=3, nf=2, null_dirs=1)
-    sch = Schedule(0.7, 2, alpha=0.35, sampling=sampling, schedule=schedule)
+    sch = _schedule(0.7, 2, sampling, schedule, alpha=0.35)
     co = af.direction_coefficients(hs, sch)
     Q = hs.basis
     j, b, p = [], [], []
@@ -192,7 +203,7 @@ def test_derivation_errors_are_explicit():
     with pytest.raises(ValueError, match="sampling"):
         af.affine_direction_coefficients("poisson")
     with pytest.raises(ValueError, match="schedule"):
-        af.affine_direction_coefficients("bernoulli", "sam")
+        af.affine_direction_coefficients("bernoulli", "cyclic")
     assert issubclass(DerivationError, RuntimeError)
     # the recursion check is not vacuous: a wrong candidate is rejected
     with pytest.raises(DerivationError, match="recursion"):
@@ -202,17 +213,17 @@ def test_derivation_errors_are_explicit():
 
 def test_all_affine_derivations_listed_with_latex():
     ds = af.all_affine_derivations()
-    assert len(ds) == 15
+    assert len(ds) == 18
     for name, d in ds.items():
         assert d.name == name and d.latex and d.section
 
 
 # ---------------------------------------------------------------------- closed forms vs exact
-@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("schedule", SCHEDULES + ["sam"])
 @pytest.mark.parametrize("sampling", SAMPLINGS)
 def test_closed_form_moments_match_rmt_and_brute_force(sampling, schedule):
     hs, HR, gR, HF, gF = _commuting(5, d=3, nr=3, nf=2, null_dirs=1)
-    sch = Schedule(0.6, 2, alpha=0.3, sampling=sampling, schedule=schedule)
+    sch = _schedule(0.6, 2, sampling, schedule)
     steps = 25
     rng = np.random.default_rng(0)
     d0 = rng.standard_normal(3)
@@ -256,11 +267,11 @@ def test_null_direction_law_from_zero():
     assert law[-1] > 100 * law[1]  # the drift grows (the test is not vacuous)
 
 
-@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("schedule", SCHEDULES + ["sam"])
 @pytest.mark.parametrize("sampling", SAMPLINGS)
 def test_closed_form_stationary_matches_rmt_and_fixed_point(sampling, schedule):
     hs, HR, gR, HF, gF = _commuting(13, d=3, nr=3, nf=2, null_dirs=1, null_grad=False)
-    sch = Schedule(0.5, 2, alpha=0.3, sampling=sampling, schedule=schedule)
+    sch = _schedule(0.5, 2, sampling, schedule)
     cf = af.closed_form_stationary(hs, sch)
     st_ = rmt.stationary(hs, sch)
     assert cf.exists and st_.exists

@@ -13,7 +13,7 @@ for the per-direction mean m = E[δ] and second moment M = E[δ²], where
 
 ((j, b) is independent of δ; γ carries the batch correlation between the matrix and the drift).
 This module derives (a, β, t, γ, v) from the batch-indicator moments of each sampling scheme for
-the summed and the alternating schedule, the k-step solution of the augmented recursion
+the summed, the alternating and the SAM schedule, the k-step solution of the augmented recursion
 (M, m, 1) ↦ A(M, m, 1), the stationary point (t < 1), the null direction (a = t = 1) and the
 marginal direction (t = 1 ≠ a). Every derivation is a *procedure* in sympy (assumptions in its
 docstring) that checks the identities it relies on and raises
@@ -45,6 +45,8 @@ from rmt.verdict import MEAN_SQUARE, verdict_text
 
 from .derivations import (
     SCHEMES,
+    a_sam,
+    rho_sam,
     B_F,
     B_R,
     DerivationError,
@@ -108,7 +110,9 @@ COEFFICIENT_ARGS = (eta, alpha, m_R, q_R, g_R, p_R, r_R, n_R, B_R,
 AFFINE_SYMBOLS = {str(s): s for s in (g_R, p_R, r_R, g_F, p_F, r_F, a_s, beta_s, gamma_s, t_s,
                                       v_s, M0_s, m0_s, k_s)}
 
-SCHEDULES = ("summed", "alternating")
+SCHEDULES = ("summed", "alternating", "sam")
+#: Arguments of the SAM coefficient function (the SAM radius ρ and normalisation a appended).
+SAM_COEFFICIENT_ARGS = COEFFICIENT_ARGS + (rho_sam, a_sam)
 
 
 def _check_scheme(sampling):
@@ -220,6 +224,9 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed"):
     batches are independent; s_R = −η(1−α), s_F = ηα.
     Summed: j = 1 + s_Rĥ_R + s_Fĥ_F, b = s_Rĝ_R + s_Fĝ_F.
     Alternating (retain, then forget): j = (1 + s_Fĥ_F)(1 + s_Rĥ_R), b = (1 + s_Fĥ_F)s_Rĝ_R + s_Fĝ_F.
+    SAM (α = 0): j = 1 − ηκĥ_R, κ = 1 + (ρ/a)m_R, b = −η(ĝ_R + (ρ/a)ĥ_Rḡ_R) (args
+    :data:`SAM_COEFFICIENT_ARGS`; checks: ρ = 0 gives the summed SGD coefficients, t is the
+    interpolating factor of the curvatures κλ_i).
     Then a = E[j], β = E[b], t = E[j²], γ = E[jb], v = E[b²] by the per-set moments of
     :func:`batch_pair_moments`. Checks: t equals
     :func:`theory.derivations.commuting_direction_rate` (the interpolating case of THEORY §3);
@@ -232,7 +239,14 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed"):
     _check_schedule(schedule)
     hR, gR_, hF, gF_ = sp.symbols("hhat_R ghat_R hhat_F ghat_F", real=True)
     sR, sF = -eta * (1 - alpha), eta * alpha
-    if schedule == "summed":
+    if schedule == "sam":
+        # SAM (α = 0): J = I − ηĤ_R K, K = I + (ρ/a)H̄_R, so per direction j = 1 − ηκĥ_R with
+        # κ = 1 + (ρ/a)m_R; the drift is −η times the gradient at the ascent point,
+        # ĝ_R + (ρ/a)Ĥ_R ḡ_R, whose per-direction coordinate is ĝ_R + (ρ/a)ĥ_R ḡ_R
+        kappa = 1 + rho_sam / a_sam * m_R
+        j = 1 - eta * kappa * hR
+        b = -eta * (gR_ + rho_sam / a_sam * hR * g_R)
+    elif schedule == "summed":
         j = 1 + sR * hR + sF * hF
         b = sR * gR_ + sF * gF_
     else:
@@ -247,7 +261,16 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed"):
     t = _expect(j**2, gens, moments)
     gamma = _expect(j * b, gens, moments)
     v = _expect(b**2, gens, moments)
-    ref = commuting_direction_rate(sampling, schedule).expression
+    if schedule == "sam":
+        # with ρ = 0 SAM is SGD: the summed coefficients at α = 0
+        sgd = affine_direction_coefficients(sampling, "summed").expression
+        _require(all(_is_zero(x.subs(rho_sam, 0) - y.subs(alpha, 0))
+                     for x, y in zip((a, beta, t, gamma, v), sgd)),
+                 "SAM at rho = 0 is not SGD")
+        ref = commuting_direction_rate(sampling, "summed").expression.subs(alpha, 0).subs(
+            {m_R: kappa * m_R, q_R: kappa**2 * q_R})  # the rate of the curvature κλ_i
+    else:
+        ref = commuting_direction_rate(sampling, schedule).expression
     _require(_is_zero(t - ref), "E[j^2] disagrees with commuting_direction_rate", t)
     if schedule == "summed":
         D = (1 - alpha) * m_R - alpha * m_F
@@ -269,9 +292,10 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed"):
         _require(all(_is_zero(x - y) for x, y in zip((a, beta, t, gamma, v), comp)),
                  "the alternating coefficients are not the composition of the two set maps")
     expr = (a, beta, t, gamma, v)
+    args = SAM_COEFFICIENT_ARGS if schedule == "sam" else COEFFICIENT_ARGS
     steps = [("j", j), ("b", b), ("a = E[j]", expr[0]), ("beta = E[b]", expr[1]),
              ("t = E[j^2]", expr[2]), ("gamma = E[j b]", expr[3]), ("v = E[b^2]", expr[4])]
-    return _make(f"affine-coefficients-{sampling}-{schedule}", expr, COEFFICIENT_ARGS, steps, "§8")
+    return _make(f"affine-coefficients-{sampling}-{schedule}", expr, args, steps, "§8")
 
 
 # ---------------------------------------------------------------------- the scalar recursion
@@ -486,7 +510,7 @@ def _commuting_pair(hs, schedule):
     if hs.kind != "commuting":
         raise ValueError(f"the affine closed forms need a commuting HessianSet, got {hs.kind!r}")
     if sch.schedule not in SCHEDULES:
-        raise ValueError(f"the affine closed forms need schedule='summed' or 'alternating', "
+        raise ValueError(f"the affine closed forms need schedule in {list(SCHEDULES)}, "
                          f"got {sch.schedule!r}")
     return hs, sch
 
@@ -550,14 +574,15 @@ def direction_coefficients(hs, schedule=None) -> DirectionCoefficients:
 
     Evaluates :func:`affine_direction_coefficients` on the per-direction set statistics read from
     the raw HessianSet (profiles, basis, gradients) and the Schedule — not from rmt's operators.
-    Accepts ``(hs, schedule)`` or a :class:`rmt.Dynamics`; summed or alternating schedule.
+    Accepts ``(hs, schedule)`` or a :class:`rmt.Dynamics`; summed, alternating or SAM schedule.
     """
     hs, sch = _commuting_pair(hs, schedule)
     f = affine_direction_coefficients(sch.sampling, sch.schedule).function
     stats = _set_statistics(hs, sch, "retain") + _set_statistics(hs, sch, "forget")
     d = hs.dim
+    extra = (sch.sam_rho, sch.sam_a) if sch.schedule == "sam" else ()
     vals = [np.broadcast_to(np.asarray(x, float), (d,)).copy()
-            for x in f(sch.eta, sch.alpha, *stats)]
+            for x in f(sch.eta, sch.alpha, *stats, *extra)]
     active = np.zeros(d, dtype=bool)
     for which, uses in (("retain", sch.uses_retain), ("forget", sch.uses_forget)):
         if uses:
