@@ -5,6 +5,13 @@ S_ij = ‖H_i^{1/2} H_j^{1/2}‖_F = √tr(H_i H_j);  σ = λ_max(S) / max_i λ_
 For rank-one Hessians S_ij = |g_iᵀ g_j| and σ ∈ [1, n] (1: mutually orthogonal, n: identical).
 Everything is computed from factor inner products (tr(H_i H_j) = ‖F_iᵀ F_j‖_F²); no d×d matrix is
 formed for factor-backed sets.
+
+**Shared curvature** (``HessianSet.from_factors(..., shared=λ or Q)``, issue 11): sample i's Hessian
+is H_i + C, and ⟨H_i + C, H_j + C⟩_F = tr(H_iH_j) + tr(H_iC) + tr(H_jC) + ‖C‖_F² — for C = λI
+that is tr(H_iH_j) + λ(tr H_i + tr H_j) + dλ², for C = QQᵀ the traces are ‖F_iᵀQ‖_F² and
+‖QᵀQ‖_F²; λ_max(H_i + C) comes from the small Gram of [F_i, Q] plus λ. Nothing is densified
+(:meth:`HessianSet.trace_products`, :meth:`HessianSet.max_eigenvalues`). For sets above
+``rmt.hessians.GRAM_MIN_ENTRIES`` every inner product comes from the one chunked Gram pass.
 """
 
 from __future__ import annotations

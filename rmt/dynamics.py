@@ -35,8 +35,18 @@ E[û ⊗ v̂] − ū ⊗ v̄ = c·(1/n)Σ_i u_i ⊗ v_i − e·ū ⊗ v̄, with
     with_replacement     c = 1/B              e = 1/B
     without_replacement  c = (n−B)/(B(n−1))   e = c
 
+**Shared curvature** (issue 11, ``HessianSet.from_factors(..., shared=λ or Q)``): every sample's
+Hessian is H_i + C. On the span, C is part of every reduced Hessian (``SetTerm.shared``; the mean
+includes it, and Ĥ_S = Ĥ⁰_S + (|batch|/B)·C, random only for Bernoulli sampling, whence the extra
+noise (c − e)[H̄MH̄ − H̄⁰MH̄⁰]). With C ∋ λI the null space N of the factors is no longer frozen:
+it is invariant and every J is one scalar j there (``null_step``; mean, E[j²], E log|j| and its
+law in ``null_mean``/``null_rate``/``null_exponent``/``null_distribution``), i.e. a commuting
+direction of eigenvalue λ for every sample. Analyses take the maximum over the span and this
+closed-form mode.
+
 **Coordinates.** U (d×r) is an orthonormal basis of the span of the active Hessians; on its
-complement every J is the identity (THEORY §3, "Null space"). When gradients are present their
+complement every J is the identity (THEORY §3, "Null space") — or the null scalar j with a
+shared λI. When gradients are present their
 components outside U span V (d×q); there the step is δ ↦ δ + (drift), a linear walk (THEORY §8).
 Affine quantities live in the p = r + q coordinates [U, V]; whatever lies outside [U, V] is
 frozen.
@@ -583,8 +593,9 @@ class Dynamics:
     def __repr__(self):
         parts = ", ".join(f"{t.name}(n={t.n}, B={t.batch}, s={t.weight:.4g})" for t in self.terms)
         drift = f", drift q={self.q}" if self.has_drift else ""
+        null = f", shared λ={self.shared_scalar:.4g}" if self.shared_scalar > 0 else ""
         return (f"Dynamics({self.combinator}, {self.schedule.sampling}, r={self.r}, "
-                f"null_dim={self.null_dim}{drift}: {parts})")
+                f"null_dim={self.null_dim}{null}{drift}: {parts})")
 
 
 def _rates(combinator, moms, kappa):

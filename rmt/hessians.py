@@ -15,6 +15,18 @@ Everything the analyses need reduces to coordinates on the *span* U of the Hessi
 the dynamics (the orthogonal complement of their common null space N, THEORY §3 "Null space").
 :meth:`HessianSet.reduction` returns those coordinates; they are computed once from a thin SVD
 of the stacked factors and cached.
+
+**Shared curvature** (issue 11): ``shared=λ`` (C = λI, weight decay) or ``shared=Q`` (C = QQᵀ)
+makes every sample's Hessian H_i + C without densifying: C = QQᵀ enlarges the span; λI keeps the
+factors' null space N invariant, where every step is one scalar (a closed-form mode handled by
+:class:`rmt.Dynamics`).
+
+**Large d** (issue 11): when the stacked rows (factor columns, shared factor, per-sample
+gradients) hold more than ``GRAM_MIN_ENTRIES`` entries, float32 input is kept as given (not
+copied, not upcast), one chunked pass over d accumulates their joint Gram matrix in float64, and
+everything after it — spans (U = Zᵀ C kept implicit, :class:`ImplicitBasis`), reduced factors,
+drift coordinates, coherence — is O(rows³), independent of d. The Gram route resolves Hessian
+eigenvalues down to ~(rows + √d)·eps of the largest (the SVD route: ~max(d, rows)²·eps²).
 """
 
 from __future__ import annotations
