@@ -91,28 +91,32 @@ def _helpers_digest() -> str:
         return ""
 
 
-def _key_on_helpers(dispatcher, func):
-    """Make ``dispatcher``'s on-disk cache key include :func:`_helpers_digest` (best effort).
+_HELPERS_DIGEST = _helpers_digest()
 
-    Uses numba's ``FunctionCache``; if its internals change, plain numba caching stays in place.
-    """
-    try:
-        from numba.core.caching import FunctionCache
-    except ImportError:
-        return dispatcher
-    if not isinstance(getattr(dispatcher, "_cache", None), FunctionCache):
-        return dispatcher
-    digest = _HELPERS_DIGEST
+try:
+    from numba.core.caching import FunctionCache as _FunctionCache
+except ImportError:  # numba moved its internals: plain numba caching (see _key_on_helpers)
+    _FunctionCache = None
 
-    class _HelperKeyedCache(FunctionCache):
+if _FunctionCache is not None:
+
+    class _HelperKeyedCache(_FunctionCache):
+        """numba's per-function disk cache with :data:`_HELPERS_DIGEST` in every index key."""
+
         def _index_key(self, sig, codegen):
-            return (*super()._index_key(sig, codegen), digest)
+            return (*super()._index_key(sig, codegen), _HELPERS_DIGEST)
 
+
+def _key_on_helpers(dispatcher, func):
+    """Make ``dispatcher``'s on-disk cache key include :data:`_HELPERS_DIGEST` (best effort).
+
+    Replaces the ``FunctionCache`` numba's ``cache=True`` installed; if numba's internals differ
+    from what this expects, the plain numba cache stays in place.
+    """
+    if _FunctionCache is None or type(getattr(dispatcher, "_cache", None)) is not _FunctionCache:
+        return dispatcher
     dispatcher._cache = _HelperKeyedCache(func)
     return dispatcher
-
-
-_HELPERS_DIGEST = _helpers_digest()
 
 
 #: fast-math flags for the inner products only: reassociation (SIMD lanes) and FMA contraction.
