@@ -400,3 +400,44 @@ def test_bad_input_types():
         A.isotropic_lyapunov(1.0, 1.5, 10)
     with pytest.raises(TypeError, match="eta"):
         A.isotropic_mean_square("1", 1, 10)
+
+
+# ====================================================================== sympy derivations
+def test_sympy_derivations_self_check_and_match_the_numerics():
+    import theory.asymptotics as T
+
+    allder = T.all_asymptotic_derivations()
+    assert len(allder) == 9
+    ms = T.online_mean_square()
+    for args in [(1.0, 0.0, 1, 1, 1000), (7.0, 0.3, 5, 2, 40)]:
+        eta, alpha, BR, BF, d = args
+        assert ms(*args) == pytest.approx(A.isotropic_mean_square(eta, BR, d, alpha, BF), rel=1e-13)
+    red = T.online_reduction()
+    assert red(0.5, 0.2, 0.1, 0.3, 0.9) == pytest.approx((1 - 0.05 + 0.06) ** 2 + (0.025 + 0.012) * 0.9)
+    # critical η̃ = 2Ω/((1−w′)(Ω+1)(Ω+q)) on the noise branch, with the module's parameters
+    n, d, B = 200, 400, 5
+    w, wp = A.sampling_weight("with_replacement", n, B)
+    Om = d * w / (1 - wp)
+    assert Om >= math.sqrt(d / n)
+    assert d * T.critical_eta_limit()(Om, d / n, wp) == pytest.approx(
+        A.sgd_critical_eta_limit(B, n, d), rel=1e-12)
+    # the quartic's critical values contain the module's edges
+    poly = T.mixed_hessian_edge_polynomial()
+    alpha, nr, nf, d = 0.3, 600, 600, 500
+    lo, hi = A.mixed_hessian_edges(alpha, nr, nf, d)
+    Aa, bb, qR, qF = 1 - alpha, alpha, d / nr, d / nf
+    wsym = poly.args[0]
+    import sympy as sp
+    roots = [complex(r) for r in sp.Poly(poly.expression.subs(
+        {poly.args[1]: Aa, poly.args[2]: bb, poly.args[3]: qR, poly.args[4]: qF}), wsym).nroots()]
+    zs = sorted(Aa / (1 - qR * Aa * r.real) - bb / (1 + qF * bb * r.real) + 1 / r.real
+                for r in roots if abs(r.imag) < 1e-10)
+    assert min(abs(z - lo * d) for z in zs) < 1e-8 and min(abs(z - hi * d) for z in zs) < 1e-8
+    assert T.bbp_spike()(3.0, 2.0) == pytest.approx(3 + 2 / 3)
+    D = 1999
+    echi = math.sqrt(2) * math.exp(math.lgamma((D + 1) / 2) - math.lgamma(D / 2))
+    assert T.cnn_coherence_knee()(echi, 2000, 1.0) == pytest.approx(
+        A.memorisation_snr(10, 2000).coherence, rel=1e-12)
+    assert T.cnn_signed_gram_bbp()(10, 2000) == pytest.approx(A.memorisation_snr(10, 2000).signed_gram)
+    with pytest.raises(ValueError, match="k"):
+        T.rank_one_frame_volume(0)
