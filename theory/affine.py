@@ -177,7 +177,8 @@ def batch_pair_moments(sampling: str):
     _require(rest == 0, "the covariance is not c·P − e·ūv̄", rest)
     ref = sampling_coefficients(sampling).expression
     _require(sp.simplify(c_expr - ref[0]) == 0 and sp.simplify(e_expr - ref[1]) == 0,
-             "the bilinear (c, e) disagree with derivations.sampling_coefficients", (c_expr, e_expr))
+             "the bilinear (c, e) disagree with derivations.sampling_coefficients",
+             (c_expr, e_expr))
     steps = [("E[x_i^2], E[x_i x_j]", (ex2, exy)), ("Cov(u^, v^)", cov)]
     return _make(f"affine-pair-moments-{sampling}", (c_expr, e_expr), (n, B), steps, "§2.1, §8")
 
@@ -223,7 +224,8 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed"):
     the batch gradient coordinates ĝ_S of a set use the same indicators; retain and forget
     batches are independent; s_R = −η(1−α), s_F = ηα.
     Summed: j = 1 + s_Rĥ_R + s_Fĥ_F, b = s_Rĝ_R + s_Fĝ_F.
-    Alternating (retain, then forget): j = (1 + s_Fĥ_F)(1 + s_Rĥ_R), b = (1 + s_Fĥ_F)s_Rĝ_R + s_Fĝ_F.
+    Alternating (retain, then forget): j = (1 + s_Fĥ_F)(1 + s_Rĥ_R),
+    b = (1 + s_Fĥ_F)s_Rĝ_R + s_Fĝ_F.
     SAM (α = 0): j = 1 − ηκĥ_R, κ = 1 + (ρ/a)m_R, b = −η(ĝ_R + (ρ/a)ĥ_Rḡ_R) (args
     :data:`SAM_COEFFICIENT_ARGS`; checks: ρ = 0 gives the summed SGD coefficients, t is the
     interpolating factor of the curvatures κλ_i).
@@ -347,7 +349,8 @@ def affine_kstep_solution():
     m_inf = beta_s / (1 - a_s)
     M_inf = (2 * gamma_s * m_inf + v_s) / (1 - t_s)
     e0 = m0_s - m_inf
-    shifted_M = M_inf + t_s**k_s * (M0_s - M_inf) + 2 * gamma_s * e0 * (t_s**k_s - a_s**k_s) / (t_s - a_s)
+    shifted_M = (M_inf + t_s**k_s * (M0_s - M_inf)
+                 + 2 * gamma_s * e0 * (t_s**k_s - a_s**k_s) / (t_s - a_s))
     shifted_m = m_inf + a_s**k_s * e0
     _require(_is_zero(sp.expand_power_exp(Mk - shifted_M)) and _is_zero(mk - shifted_m),
              "the k-step solution is not the shifted form around the fixed point", Mk)
@@ -433,7 +436,8 @@ def affine_stationary_solution():
              "the k-step solution does not tend to the fixed point", lim)
     var = sp.simplify(M_inf - m_inf**2)
     onestep = t_s * m_inf**2 + 2 * gamma_s * m_inf + v_s - m_inf**2  # Var(j m∞ + b)
-    _require(sp.simplify(var - onestep / (1 - t_s)) == 0, "stationary variance identity failed", var)
+    _require(sp.simplify(var - onestep / (1 - t_s)) == 0, "stationary variance identity failed",
+             var)
     steps = [("fixed point", sol[0]), ("limit of the k-step solution", lim)]
     return _make("affine-stationary", (M_inf, m_inf, var), (a_s, beta_s, t_s, gamma_s, v_s),
                  steps, "§8")
@@ -1053,7 +1057,8 @@ class AffineTheorem:
         return self._pre(inst)
 
     def check(self, hs, schedule=None, **_ignored) -> AffineCheck:
-        """Hypothesis, then the conclusion against the exact moments (``held`` None if not applicable)."""
+        """Hypothesis, then the conclusion against the exact moments (``held`` None if it does
+        not apply)."""
         inst = _instance(hs, schedule)
         ok, why = self._hypothesis(inst)
         held, details, tight = None, {}, float("nan")
