@@ -36,6 +36,15 @@ every check reads them; callers that already have them (``rmt analyze``) pass th
 (``Instance(dyn, rate=..., exact_critical=..., coherence=...)``, or the same keywords of
 :func:`check_all`). Nothing here builds an r²×r² matrix above ``KRON_MAX_SPAN``: the noise
 operator's spectral radius is found matrix-free (ARPACK on its action, THEORY §3 "Cost").
+The sympy derivations behind the thresholds run once per machine: their expressions are cached
+on disk (``$RMT_CACHE_DIR``, default ``~/.cache/rmt``; keyed by the source of
+:mod:`theory.derivations` and the sympy version) and only re-lambdified in later processes.
+
+**Statements for every sampling scheme** (real unlearning samples without replacement):
+``noise-operator-divergence``, ``unlearning-{retain,forget}-noise`` and their
+``-single-sample`` forms (§5.4 with the covariance bound for with/without replacement),
+``unlearning-mean-escape`` (divergence) and ``weyl-convergence`` (a proven *convergence*
+certificate: ρ(T) ≤ max_k(1 − ηd_k)² + η²ρ_N by Weyl's inequality).
 """
 
 from __future__ import annotations
@@ -73,6 +82,8 @@ __all__ = [
     "Hypothesis",
     "KRON_MAX_SPAN",
     "extra_theorems",
+    "noise_operator_radius",
+    "weyl_convergence",
 ]
 
 #: Tolerance on ρ(T) − 1 for the verdicts (see module docstring).
