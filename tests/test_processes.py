@@ -77,10 +77,17 @@ def _wait_for_workers(proc, store, min_records, timeout=90):
         except psutil.NoSuchProcess:
             desc = []
         # the forkserver's children are the pool workers
-        workers = [p for p in desc if p.ppid() != proc.pid]
+        workers = [p for p in desc if _ppid(p) not in (None, proc.pid)]
         if len(workers) >= 2 and _records(store) >= min_records:
             return desc
         time.sleep(0.05)
+
+
+def _ppid(p: psutil.Process):
+    try:
+        return p.ppid()
+    except psutil.Error:
+        return None
 
 
 def _alive(p: psutil.Process) -> bool:
