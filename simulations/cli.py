@@ -7,8 +7,9 @@ namespace and returning an exit code).
 Error handling is central (:func:`main`), so every subcommand behaves the same:
 
 * usage errors, and any ``ValueError``/``TypeError`` a subcommand raises (argument validation)
-  or ``OSError`` (a missing or unwritable path), print ONE line ``rmt <cmd>: error: <message>`` on stderr and exit with status 2 — no traceback.
-  Set ``RMT_DEBUG=1`` to get the traceback instead (for a genuine bug);
+  or ``OSError`` (a missing or unwritable path), print ONE line
+  ``rmt <cmd>: error: <message>`` on stderr and exit with status 2 — no traceback. Set
+  ``RMT_DEBUG=1`` to get the traceback instead (for a genuine bug);
 * Ctrl-C (SIGINT) prints one line and exits with status 130; for the resumable commands
   (``rmt sweep``, ``rmt reproduce``) the line says where the finished cells are kept and that
   rerunning the same command resumes. Worker processes are stopped by the sweep engine.
@@ -62,7 +63,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _VersionAction(argparse.Action):
-    """``--version``: print :func:`simulations.provenance.version_string` (git is only asked then)."""
+    """``--version``: print :func:`simulations.provenance.version_string` (runs git only then)."""
 
     def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
                  help="print the version and commit, then exit"):

@@ -1,7 +1,9 @@
 """``rmt cnn`` — closed-form vs sampled coherence and escape heatmaps of the CNN (THEORY §6).
 
     rmt cnn coherence --n N --d D --snr S [--m M] [--state init|trained] [--seed K] [--json]
-    rmt cnn heatmap --axes snr,alpha|snr,batch [--grid G] [--seed K] [--out DIR (rmt-output/cnn)] [--json]
+    rmt cnn heatmap --axes snr,alpha|snr,batch [--grid G] [--seed K] [--out DIR] [--json]
+
+``--out`` defaults to ``rmt-output/cnn`` (the project's output folder).
 
 JSON of ``coherence``: ``sigma_closed_form`` and ``sigma_sampled`` (union R ∪ F), the *sampled*
 ``sigma_retain``, ``sigma_forget``, ``sigma_cross`` (mean over ``--replicates`` networks), their
@@ -120,7 +122,8 @@ def _axis_defaults(args):
 def _check_out_dir(path) -> None:
     """Create the folder ``path`` or fail with a ValueError naming ``--out``.
 
-    Done before any computation, so a bad ``--out`` costs nothing and writes nothing.
+    Done before any computation, so a bad ``--out`` costs nothing (at most an empty folder is
+    left behind if the computation fails later).
     """
     p = Path(path)
     if p.exists() and not p.is_dir():
