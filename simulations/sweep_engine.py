@@ -22,6 +22,11 @@ recomputed). A rerun of the same sweep skips every cell with a valid record and 
 the assembled data depend only on (func, grid, seed), never on how many runs it took or on the
 executor. A store holding a different sweep (different fingerprint) is refused before any work.
 
+Processes (``executor="processes"``): a forkserver pool. Ctrl-C stops the workers at once (cells
+in flight are lost, finished ones are kept); every worker also exits as soon as the coordinating
+process is gone (``kill -9`` included), after which the forkserver and multiprocessing's resource
+tracker see their pipes close and exit too — no orphan survives the coordinator.
+
 Randomness: the cell at grid position ``index`` (a tuple of ints) receives
 ``numpy.random.SeedSequence(seed, spawn_key=index)``; no other randomness enters, so serial,
 process and Dask executors give bit-identical data.
