@@ -509,7 +509,8 @@ class Dynamics:
         """(values, probabilities) of the null scalar j (finite support).
 
         Deterministic unless the sampling is Bernoulli; then |batch_S| ~ Binomial(n_S, B_S/n_S),
-        independent across sets."""
+        independent across sets (sizes whose probability is below 1e-17 of the most likely one
+        are left out, so the support stays O(√B) wide)."""
         from scipy.stats import binom
 
         lam = self.shared_scalar
@@ -520,7 +521,7 @@ class Dynamics:
                 pk = binom.pmf(k, t.n, t.batch / t.n)
             else:
                 k, pk = np.array([t.batch]), np.array([1.0])
-            keep = pk > 0
+            keep = pk > 1e-17 * pk.max()  # the neglected tail carries < n·1e-17 of the mass
             dists.append((t.weight * lam * self.null_kappa * k[keep] / t.batch, pk[keep]))
         vals, probs = np.array([1.0]), np.array([1.0])
         for a, pk in dists:
