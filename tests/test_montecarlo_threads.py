@@ -51,7 +51,7 @@ SCRIPT = textwrap.dedent(
 
 def _run(threads, cache_dir=None):
     env = dict(os.environ, NUMBA_NUM_THREADS=str(threads))
-    env.pop("RMT_NUMBA_CACHE", None)
+    env["RMT_NUMBA_CACHE"] = "0"  # cold compile unless a cache dir is given (cache is on by default)
     if cache_dir is not None:
         env["RMT_NUMBA_CACHE"] = "1"
         env["NUMBA_CACHE_DIR"] = str(cache_dir)
