@@ -117,7 +117,7 @@ def test_online_mc_is_reproducible_for_a_seed():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("eta,B,alpha,BF", [(1.0, 1, 0.0, None), (8.0, 4, 0.0, None),
+@pytest.mark.parametrize("eta,B,alpha,BF", [(1.0, 1, 0.0, None), (4.0, 4, 0.0, None),
                                             (6.0, 2, 0.25, 2)])
 def test_quality_bar_full_online_mc_d1000_long(eta, B, alpha, BF):
     r = A.isotropic_lyapunov(eta, B, 1000, alpha, BF)
