@@ -22,7 +22,8 @@ catalogue (both reported separately — they are paid once per process):
 ``analyze`` and ``naive`` produce the same numbers (checked). Run::
 
     python benchmarks/bench_analyze.py            # 1 and 4 combinations, 3 repeats each
-    python benchmarks/bench_analyze.py --cli      # also a cold `rmt analyze` process (slow)
+    python benchmarks/bench_analyze.py --cli      # also cold `rmt analyze` processes (slow):
+                                                  # no kernel cache / empty caches / warm caches
 """
 
 from __future__ import annotations
@@ -184,11 +185,12 @@ def main(argv=None):
             path = rmt.io.save_npz(Path(tmp) / "digits.npz", hs, loss=model.loss)
             cmd = [sys.executable, "-m", "simulations.cli", "analyze", str(path), "--batch", "8",
                    "--sampling", "without_replacement", "--json"]
-            for label, env in (("no numba cache", {}),
-                               ("RMT_NUMBA_CACHE=1, first", {"RMT_NUMBA_CACHE": "1",
-                                                              "NUMBA_CACHE_DIR": tmp}),
-                               ("RMT_NUMBA_CACHE=1, cached", {"RMT_NUMBA_CACHE": "1",
-                                                               "NUMBA_CACHE_DIR": tmp})):
+            caches = {"NUMBA_CACHE_DIR": str(Path(tmp) / "numba"),
+                      "RMT_CACHE_DIR": str(Path(tmp) / "rmt")}
+            for label, env in (
+                    ("RMT_NUMBA_CACHE=0: kernels compiled in the process", {"RMT_NUMBA_CACHE": "0"}),
+                    ("empty on-disk caches (numba kernels, theorem derivations)", caches),
+                    ("warm on-disk caches (the default after one run)", caches)):
                 t0 = time.perf_counter()
                 res = subprocess.run(cmd, capture_output=True, text=True,
                                      env={**os.environ, **env})
