@@ -455,6 +455,48 @@ def _online_kernel(d, BR, BF, cR, cF, steps, burn_in, seeds, W0, out_sum, out_sq
         _online_one(d, BR, BF, cR, cF, steps, burn_in, seeds[rep], W0[rep], out_sum, out_sq, rep)
 
 
+def _online_reference(d, BR, BF, cR, cF, steps, burn_in, seed, w0):
+    """Pure-Python twin of :func:`_online_one` on the same SplitMix64 draws (tests compare them).
+
+    Returns (Σ increments, Σ increments²) after ``burn_in``.
+    """
+    from .montecarlo._rng import SplitMix64
+
+    rng = SplitMix64(int(seed))
+    scale = 1.0 / math.sqrt(d)
+
+    def normals():
+        g = []
+        while len(g) < d:
+            u = 2.0 * rng.uniform() - 1.0
+            v = 2.0 * rng.uniform() - 1.0
+            r2 = u * u + v * v
+            if r2 >= 1.0 or r2 == 0.0:
+                continue
+            f = math.sqrt(-2.0 * math.log(r2) / r2) * scale
+            g.append(u * f)
+            if len(g) < d:
+                g.append(v * f)
+        return np.array(g)
+
+    w = np.array(w0, dtype=float)
+    acc = acc2 = 0.0
+    for k in range(burn_in + steps):
+        y = w.copy()
+        for _ in range(BR):
+            g = normals()
+            y -= cR * float(np.dot(g, w)) * g
+        for _ in range(BF):
+            g = normals()
+            y += cF * float(np.dot(g, w)) * g
+        nrm = math.sqrt(float(np.dot(y, y)))
+        w = y / nrm
+        if k >= burn_in:
+            acc += math.log(nrm)
+            acc2 += math.log(nrm) ** 2
+    return acc, acc2
+
+
 def online_lyapunov(eta, batch, d, alpha=0.0, batch_forget=None, *, steps=10_000, replicas=8,
                     burn_in=0, seed=None) -> OnlineMonteCarlo:
     """Monte Carlo of the full d-dimensional online product (fresh Gaussian batch every step).

@@ -322,10 +322,9 @@ def test_cnn_limit_plateau_asymptote_and_knee():
     n, d = 200, 2000
     lim = lambda snr: A.cnn_coherence_limit(n, d, snr)  # noqa: E731
     loc = A.memorisation_snr(n, d)
-    # independent pieces: c = ½E|⟨ξ,ξ'⟩| by sampling, a = σ_p²(d−1) + s
+    # independent pieces: c = ½E|⟨ξ,ξ'⟩| by sampling (given ξ, ⟨ξ,ξ'⟩ = ‖ξ‖·z), a = σ_p²(d−1) + s
     rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((2, 20000, d - 1))
-    c = 0.5 * np.abs(np.sum(x * y, axis=1)).mean()
+    c = 0.5 * np.mean(np.sqrt(rng.chisquare(d - 1, 400_000)) * np.abs(rng.standard_normal(400_000)))
     k = n / 2
     lam0 = lim(1e-6).lambda_max
     assert lam0 == pytest.approx((d - 1) + (n - 1) * c, rel=0.01)  # noise plateau
@@ -441,3 +440,28 @@ def test_sympy_derivations_self_check_and_match_the_numerics():
     assert T.cnn_signed_gram_bbp()(10, 2000) == pytest.approx(A.memorisation_snr(10, 2000).signed_gram)
     with pytest.raises(ValueError, match="k"):
         T.rank_one_frame_volume(0)
+
+
+def test_online_kernel_matches_python_reference_on_the_same_draws():
+    eta, B, d, alpha, BF = 3.0, 2, 7, 0.3, 3
+    mc = A.online_lyapunov(eta, B, d, alpha, BF, steps=40, replicas=2, burn_in=3, seed=21)
+    gens, words = A._streams(21, 2)
+    cR, cF = eta * (1 - alpha) / B, eta * alpha / BF
+    for r, gen in enumerate(gens):
+        v = gen.standard_normal(d)
+        acc, _ = A._online_reference(d, B, BF, cR, cF, 40, 3, words[r], v / np.linalg.norm(v))
+        assert mc.per_replica[r] == pytest.approx(acc / 40, rel=1e-12, abs=1e-15)
+
+
+def test_online_mc_does_not_depend_on_thread_count():
+    import numba
+
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        a = A.online_lyapunov(2.0, 2, 30, alpha=0.1, steps=200, replicas=4, seed=3)
+        numba.set_num_threads(max(2, old) if numba.config.NUMBA_NUM_THREADS >= 2 else 1)
+        b = A.online_lyapunov(2.0, 2, 30, alpha=0.1, steps=200, replicas=4, seed=3)
+    finally:
+        numba.set_num_threads(old)
+    np.testing.assert_array_equal(a.per_replica, b.per_replica)
