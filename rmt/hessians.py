@@ -712,6 +712,41 @@ class HessianSet:
             out += 2 * lam * float(np.trace(QtQ)) + float(np.sum(QtQ**2))
         return out
 
+    def factor_coordinates(self, which, basis) -> np.ndarray:
+        """Coordinates Bᵀ F_i of the per-sample factors of ``which`` in an orthonormal basis B
+        (d, m): shape (n, k, m). For an :class:`ImplicitBasis` of this set (large d) they come from
+        the joint Gram, with no pass over d; otherwise one product with the explicit basis."""
+        F = self.factors(which)
+        if isinstance(basis, ImplicitBasis) and basis._hs is self:
+            n, k = self._sample_shape(which)
+            G = self._joint_gram()
+            X = G[np.ix_(self._row_index(which), basis.rows)] @ basis.coef
+            out = X.reshape(n, k, -1)
+            return out if F.shape[2] == k else np.concatenate(
+                [out, np.zeros((n, F.shape[2] - k, out.shape[2]))], axis=1)
+        return np.einsum("ndk,dm->nkm", F, np.asarray(basis, dtype=float))
+
+    def gradient_coordinates(self, which, basis) -> np.ndarray:
+        """Coordinates Bᵀ g_i of the per-sample gradients of ``which`` (n, m), or None without
+        gradients; from the joint Gram for an :class:`ImplicitBasis` of this set (large d)."""
+        g = self.gradients(which)
+        if g is None:
+            return None
+        if isinstance(basis, ImplicitBasis) and basis._hs is self:
+            G = self._joint_gram()
+            return G[np.ix_(self._row_index(f"{which}_gradients"), basis.rows)] @ basis.coef
+        return project(basis, g)
+
+    def factor_gram(self, which) -> np.ndarray:
+        """FᵀF of the stacked factor columns of ``which`` (n·k, n·k): (1/n)× it has the non-zero
+        spectrum of the per-sample part of H̄ (from the joint Gram at large d)."""
+        if self._large:
+            ri = self._row_index(which)
+            return self._joint_gram()[np.ix_(ri, ri)].copy()
+        F = self.factors(which)
+        flat = F.transpose(0, 2, 1).reshape(-1, F.shape[1])
+        return flat @ flat.T
+
     # ------------------------------------------------------------------ chunked Gram (large d)
     def _layout_rows(self):
         """[(name, array, kind, start, stop)] of the stacked rows Z (kinds: "rows" (n, d),

@@ -142,3 +142,16 @@ def test_chunked_validation_names_the_argument(monkeypatch):
         HessianSet.from_factors(R, F, retain_gradients=gR, forget_gradients=bad)
     with pytest.raises(TypeError, match="retain must be real"):
         HessianSet.from_factors(R.astype(complex), F)
+
+
+def test_factor_and_gradient_coordinates_in_an_implicit_basis(large):
+    R, F, gR, gF = _data(d=50, k=2)
+    big = large(R, F, retain_gradients=gR, forget_gradients=gF)
+    dyn = Dynamics(big, Schedule(0.7, 2, alpha=0.0))  # retain span only: forget sticks out
+    W = H.hstack_bases(dyn.basis, dyn.drift_basis)
+    Wm = np.asarray(W)
+    np.testing.assert_allclose(big.factor_coordinates("forget", W),
+                               np.einsum("ndk,dm->nkm", F, Wm), atol=1e-13)
+    np.testing.assert_allclose(big.gradient_coordinates("forget", W), gF @ Wm, atol=1e-13)
+    flat = F.transpose(0, 2, 1).reshape(-1, 50)
+    np.testing.assert_allclose(big.factor_gram("forget"), flat @ flat.T, atol=1e-14)
