@@ -9,7 +9,7 @@
   sampled sets; (d) mixed Hessian D = (1−α)H̄_R − αH̄_F: free-difference density
   (subordination) vs sampled histogram, edges marked; (e) coherence σ of Gaussian gradients vs
   d; (f) CNN coherence σ vs SNR at initialisation with the closed-form knee SNR_× and the
-  signed-Gram BBP (Kou) threshold marked;
+  signed-Gram BBP threshold n‖μ‖⁴/(σ_p⁴d) = 1 (Kou et al.) marked;
 * ``asymptotics_errors.png`` — |sampled mean / prediction − 1| against d (log-log) for each
   proportional-limit prediction, with the 2 % bar.
 

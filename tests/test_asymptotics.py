@@ -335,8 +335,8 @@ def test_cnn_limit_plateau_asymptote_and_knee():
     # the knee: the two asymptotes cross at s = c
     assert loc.coherence**2 * d == pytest.approx(c, rel=0.01)
     assert lim(30.0).sigma == pytest.approx(n / 2, rel=0.02)
-    assert loc.signed_gram == pytest.approx((4 * n * d) ** -0.25)
-    assert n * (loc.signed_gram**2 * d) ** 2 / d == pytest.approx(0.25)
+    assert loc.signed_gram == pytest.approx((n * d) ** -0.25)
+    assert n * (loc.signed_gram**2 * d) ** 2 / d == pytest.approx(1.0)  # Kou's n‖μ‖⁴/(σ_p⁴d) = 1
 
 
 @pytest.mark.parametrize("factor", [0.3, 1.0, 3.0])
@@ -465,3 +465,28 @@ def test_online_mc_does_not_depend_on_thread_count():
     finally:
         numba.set_num_threads(old)
     np.testing.assert_array_equal(a.per_replica, b.per_replica)
+
+
+def test_signed_gram_bbp_location_on_sampled_cnn_gradients():
+    """The label overlap of the signed Gram's top eigenvector switches on within 2.5× of the
+    closed-form threshold, far below the coherence knee."""
+    from simulations.cnn.data import make_data
+    from simulations.cnn.network import init_cnn, per_sample_gradients
+
+    n, d, m = 200, 400, 30
+    loc = A.memorisation_snr(n, d)
+    assert loc.coherence / loc.signed_gram == pytest.approx((n / (2 * math.pi)) ** 0.25, rel=0.01)
+
+    def overlap(snr):
+        out = []
+        for seed in range(2):
+            data = make_data(n, d, snr, seed=seed)
+            net = init_cnn(d, m, seed=100 + seed)
+            G = per_sample_gradients(net.W, data.X).reshape(n, -1)
+            P = np.eye(n) - 1.0 / n
+            v = np.linalg.eigh(P @ (G @ G.T) @ P)[1][:, -1]
+            out.append((v @ data.y) ** 2 / n)
+        return np.mean(out)
+
+    assert overlap(0.7 * loc.signed_gram) < 0.05
+    assert overlap(2.5 * loc.signed_gram) > 0.5

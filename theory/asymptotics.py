@@ -282,24 +282,25 @@ def cnn_coherence_knee() -> Derivation:
 def cnn_signed_gram_bbp() -> Derivation:
     """BBP threshold of the signed per-sample gradient Gram of the CNN at initialisation.
 
-    Assumptions: off the diagonal a pair of noise patches co-activates half of the filters
-    (E[C/m] = 1 − θ/π → ½ for near-orthogonal noise), so the signed Gram is a spiked sample
-    covariance of vectors y_iμ + ξ_i/√2 (population σ_p²/2·I + μμᵀ) up to a diagonal shift that
-    does not move the threshold; BBP (real case): the spike ℓ = ‖μ‖²/(σ_p²/2) separates iff
-    ℓ > √(d/n). Solving gives n‖μ‖⁴/(σ_p⁴d) = 1/4 — Kou et al.'s benign/harmful boundary
-    n‖μ‖⁴/(σ_p⁴d) ≍ 1 with a constant — i.e. SNR = (4nd)^{−1/4}. (The gating is replaced by its
-    mean: an approximation, stated.)
+    Assumptions: a filter is active on exactly one of ±μ, so the signal part of m⟨g_i, g_k⟩ is
+    s·1[y_i = y_k] = (s/2)(11ᵀ + yyᵀ): the class contrast carries (s/2)yyᵀ. Off the diagonal a pair
+    of noise patches co-activates half of the filters on average (E[C/m] = 1 − θ/π → ½), so the
+    noise part is ½⟨ξ_i, ξ_k⟩ up to a diagonal shift that does not move the threshold (the random
+    gating is replaced by its mean — an approximation). The contrast is then a spiked sample
+    covariance of y_i√(s/2)e + ξ_i/√2: population σ_p²/2·I + (s/2)eeᵀ, spike ℓ = s/σ_p²; BBP (real
+    case): separates iff ℓ > √(d/n). Solving gives n‖μ‖⁴/(σ_p⁴d) = 1 — Kou et al.'s
+    benign/harmful boundary n‖μ‖⁴/(σ_p⁴d) ≍ 1 with constant 1 — i.e. SNR = (nd)^{−1/4}.
     """
     mu2, sp_, nn, dd, snr = sp.symbols("mu2 sigma_p n d SNR", positive=True)
-    ell = mu2 / (sp_**2 / 2)
+    ell = (mu2 / 2) / (sp_**2 / 2)
     sol = sp.solve(sp.Eq(ell, sp.sqrt(dd / nn)), mu2)
     _require(len(sol) == 1, "one threshold", sol)
     kou = sp.simplify(nn * sol[0] ** 2 / (sp_**4 * dd))
-    _require(kou == sp.Rational(1, 4), "Kou constant 1/4", kou)
+    _require(kou == 1, "Kou constant 1", kou)
     snr_sol = sp.solve(sp.Eq(snr**2 * sp_**2 * dd, sol[0]), snr)
     _require(len(snr_sol) == 1, "one SNR", snr_sol)
     out = sp.simplify(snr_sol[0])
-    _require(sp.simplify(out - (4 * nn * dd) ** sp.Rational(-1, 4)) == 0, "(4nd)^(-1/4)", out)
+    _require(sp.simplify(out - (nn * dd) ** sp.Rational(-1, 4)) == 0, "(nd)^(-1/4)", out)
     return _make("cnn-signed-gram-bbp", out, (nn, dd),
                  [("threshold ||mu||^2", sol[0]), ("n||mu||^4/(sigma_p^4 d)", kou)], "§6, §9")
 
