@@ -272,7 +272,7 @@ def test_one_rate_and_one_critical_eta_per_combination(monkeypatch):
     rep = sweep_cli.analyze(hs, etas=[0.05, 0.4], batches=[2], alphas=[0.1],
                             samplings=["without_replacement"], forecast=False, lyapunov=False)
     assert len(rep["results"]) == 2 and rep["complete"]
-    assert len(ms) == 2 and len(ce) == 2  # 20 theorem checks share them
+    assert len(ms) == 2 and len(ce) == 2  # every theorem check shares them
     assert len(rep["results"][0]["theorems"]["checks"]) >= 16
     # the shared values are the library's
     for r in rep["results"][1:]:
