@@ -52,7 +52,7 @@ import scipy.special
 import scipy.stats
 from numba import prange as numba_prange
 
-from .montecarlo._kernels import _CACHE, _uniform, _uniform_open, make_jit
+from .montecarlo._kernels import _CACHE, _uniform, make_jit
 from .validation import check_choice, check_int, check_positive, check_random_state, check_unit_interval
 
 __all__ = [
@@ -843,7 +843,9 @@ def expected_max_chi2(n, k, scale=1.0) -> float:
 
 def _expected_max_normal(n):
     """E max of n i.i.d. standard normals (quadrature of n z φ(z) Φ(z)^{n−1})."""
-    f = lambda z: z * n * math.exp(scipy.stats.norm.logpdf(z) + (n - 1) * scipy.stats.norm.logcdf(z))  # noqa: E731
+    def f(z):
+        return z * n * math.exp(scipy.stats.norm.logpdf(z) + (n - 1) * scipy.stats.norm.logcdf(z))
+
     return scipy.integrate.quad(f, -12, 12, limit=200)[0]
 
 

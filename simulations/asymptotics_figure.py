@@ -175,7 +175,8 @@ def experiment_asymptotics(out: Path, quick: bool) -> dict:
     a.axhline(0, color="k", lw=0.6)
     a.set_xlabel("c = η/B  (B = 4)")
     a.set_ylabel("d × exponent per step")
-    a.set_title("(a) online SGD, exact for every d: λ₁ (solid),\n½log ρ(T) (dashed), full Monte Carlo ±2 s.e. (dots)")
+    a.set_title("(a) online SGD, exact for every d: λ₁ (solid),\n"
+                "½log ρ(T) (dashed), full Monte Carlo ±2 s.e. (dots)")
     a.legend(fontsize=7, loc="lower left")
 
     a = ax[0, 1]
@@ -279,7 +280,8 @@ def experiment_asymptotics(out: Path, quick: bool) -> dict:
     a.axhline(0.02, color="k", ls=":", lw=1, label="2 %")
     a.set_xlabel("d")
     a.set_ylabel("|sampled mean / limit − 1|")
-    a.set_title(f"finite-size error of the limits ({len(seeds)} seed{'s' if len(seeds) > 1 else ''} per size; "
+    plural = "s" if len(seeds) > 1 else ""
+    a.set_title(f"finite-size error of the limits ({len(seeds)} seed{plural} per size; "
                 f"CNN {cnn_seeds})")
     a.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
