@@ -216,8 +216,9 @@ def _rho_errors(ds, seeds, eta_t=0.25, scheme="with_replacement"):
     return out
 
 
-def test_sgd_rate_limit_against_exact_rho_error_shrinks():
-    e = _rho_errors([100, 200], seeds=(0, 1))
+@pytest.mark.parametrize("scheme", A.SAMPLING)
+def test_sgd_rate_limit_against_exact_rho_error_shrinks(scheme):
+    e = _rho_errors([100, 200], seeds=(0, 1), scheme=scheme)
     assert e[1] < 0.08 and e[1] < e[0], e
 
 
