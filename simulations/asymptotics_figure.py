@@ -176,7 +176,7 @@ def experiment_asymptotics(out: Path, quick: bool) -> dict:
     a.set_xlabel("c = η/B  (B = 4)")
     a.set_ylabel("d × exponent per step")
     a.set_title("(a) online SGD, exact for every d: λ₁ (solid),\n"
-                "½log ρ(T) (dashed), full Monte Carlo ±2 s.e. (dots)")
+                "½log ρ(T) (dashed, on top at this scale: see b), full MC ±2 s.e. (dots)")
     a.legend(fontsize=7, loc="lower left")
 
     a = ax[0, 1]
