@@ -4,11 +4,19 @@ Sign convention everywhere: "diverges" = the iterates escape w* = the model **fo
 "converges" = the model **resists** unlearning. See THEORY.md for the mathematical contract.
 """
 
-from . import ensembles, models, validation
+from . import asymptotics, ensembles, io, models, validation
 from .coherence import CoherenceResult, coherence
 from .dynamics import Dynamics, SetTerm
 from .affine import AffineMoments, StationaryResult, affine_moments, stationary
-from .forecast import ForecastResult, HorizonCritical, forecast, horizon_critical, out_of_span_share
+from .forecast import (
+    ForecastResult,
+    ForgettingCost,
+    HorizonCritical,
+    forecast,
+    forgetting_cost,
+    horizon_critical,
+    out_of_span_share,
+)
 from .hessians import HessianSet
 from . import verdict
 from .meansquare import (
@@ -46,6 +54,10 @@ __all__ = [
     "horizon_critical",
     "HorizonCritical",
     "out_of_span_share",
+    "ForgettingCost",
+    "forgetting_cost",
+    "asymptotics",
+    "io",
     "ensembles",
     "models",
     "validation",

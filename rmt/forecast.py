@@ -189,7 +189,7 @@ def _default_radius(dyn, start_norm, escape_factor):
 
 def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas=256, seed=None,
              notion=ALMOST_SURE, escape_factor=10.0, lyapunov=True,
-             forget_fitted=None) -> ForecastResult:
+             forget_fitted=None, rate=None) -> ForecastResult:
     """Does the model leave w* within ``steps`` steps? Exact moments + Monte Carlo (THEORY §8).
 
     Accepts ``(hs, schedule, steps)`` or ``(dynamics, steps)``. See the module docstring for the
@@ -198,7 +198,8 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
     ``lyapunov=False`` skips the almost-sure exponent used only to *name* the mechanism.
     ``forget_fitted`` (optional, in [0, 1]): the fraction of forget samples the model fits at w*
     (e.g. :func:`rmt.models.fitted_fraction`); below 1/2 the result's ``cost`` flags
-    ``nothing_to_forget``.
+    ``nothing_to_forget``. ``rate``: ρ(T) of these dynamics when the caller already has it
+    (e.g. ``rmt analyze``), so it is not recomputed; it is not checked.
     """
     from .meansquare import mean_square_rate
     from .montecarlo import affine_paths
@@ -241,7 +242,12 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
     left = np.any(paths.log_norm[:, 1:] >= log_r, axis=1)
     p_leave = float(left.mean())
     as_leaves = bool(2 * int(left.sum()) > replicas)
-    rate = float(mean_square_rate(dyn))
+    if rate is None:
+        rate = float(mean_square_rate(dyn))
+    else:
+        rate = float(rate)
+        if not (math.isfinite(rate) and rate >= 0):
+            raise ValueError(f"rate must be ρ(T) ≥ 0 (finite), got {rate!r}")
     st = stationary(dyn, rate=rate)
     lyap = lyap_se = None
     if lyapunov:
@@ -267,8 +273,9 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
                   f"distance {st.rms_distance:.4g} vs radius {radius:.4g}")
     else:
         outcome = "displaced"
-        reason = ("left the ball without growth that is visible within the horizon "
-                  f"(ρ(T) = {rate:.6g} is neutral within {steps} steps)")
+        grow = ("" if lyap is None else f"λ₁·K = {lyap * steps:.3g} < ln F = {log_f:.3g}; ")
+        reason = ("left the ball without growth past the escape factor within the horizon "
+                  f"({grow}ρ(T) = {rate:.6g}, no stationary state)")
     return ForecastResult(
         outcome=outcome, reason=reason, notion=notion, radius=float(radius), steps=steps,
         replicas=replicas, escape_factor=float(escape_factor), start_norm=start_norm,
@@ -283,37 +290,52 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
 def forgetting_cost(dyn, moments, *, forget_fitted=None) -> ForgettingCost | None:
     """:class:`ForgettingCost` at the last step of exact ``moments`` (:func:`rmt.affine_moments`).
 
-    Works in the [U, V] coordinates of the moments: per-set factors and mean gradients are
-    projected once (O(n·d·p)); no d×d matrix is formed. None for a set kind without factors.
+    Works in the [U, V] coordinates of the moments: per-set factor and gradient coordinates come
+    from :meth:`HessianSet.factor_coordinates` / ``gradient_coordinates`` (from the joint Gram at
+    large d, no pass over d); no d×d matrix is formed. A shared curvature C = λI + QQᵀ enters
+    H̄_S as λI_p + (WᵀQ)(WᵀQ)ᵀ; the part of the start outside [U, V] (a random start's null
+    component) is not counted.
     """
+    from .hessians import hstack_bases, project
+
     dyn = as_dynamics(dyn)
     hs = dyn.hs
-    W = np.hstack([dyn.basis, dyn.drift_basis])  # (d, p), orthonormal columns
+    W = hstack_bases(dyn.basis, dyn.drift_basis)  # (d, p), orthonormal columns
     M = np.asarray(moments.M_final, float)
     m = np.asarray(moments.mean[-1], float)
+    nothing = None if forget_fitted is None else bool(forget_fitted < 0.5)
     if not np.all(np.isfinite(M)) or not np.all(np.isfinite(m)):
-        return ForgettingCost(math.inf, math.inf, math.nan, math.nan,
-                              None if forget_fitted is None else forget_fitted < 0.5)
-    w_top = np.linalg.eigh(M)[1][:, -1] if M.size else np.zeros(0)
+        return ForgettingCost(math.inf, math.inf, math.nan, math.nan, nothing)
+    p = M.shape[0]
+    C = np.zeros((p, p))
+    if hs.has_shared:
+        C += hs.shared_scalar * np.eye(p)
+        if hs.shared_factor is not None:
+            Qc = project(W, hs.shared_factor.T).T  # (p, k)
+            C += Qc @ Qc.T
+    w_top = np.linalg.eigh(M)[1][:, -1] if p else np.zeros(0)
     rises, overlaps = {}, {}
     for which in ("retain", "forget"):
         if which == "forget" and not hs.has_forget:
             rises[which], overlaps[which] = 0.0, math.nan
             continue
-        F = hs.factors(which)  # (n, d, k)
-        n = F.shape[0]
-        Fc = np.einsum("ndk,dp->nkp", F, W).reshape(-1, W.shape[1])
-        Hc = Fc.T @ Fc / n
-        g = hs.gradients(which)
-        lin = float((W.T @ g.mean(axis=0)) @ m) if g is not None else 0.0
+        Fc = hs.factor_coordinates(which, W)  # (n, k, p)
+        n = Fc.shape[0]
+        Fc = Fc.reshape(-1, p)
+        Hc = Fc.T @ Fc / n + C
+        g = hs.gradient_coordinates(which, W)
+        lin = float(g.mean(axis=0) @ m) if g is not None else 0.0
         rises[which] = lin + 0.5 * float(np.sum(Hc * M))
-        flat = F.transpose(0, 2, 1).reshape(-1, F.shape[1])
-        top = float(np.linalg.eigvalsh(flat @ flat.T / n)[-1]) if flat.size else 0.0
-        overlaps[which] = float(w_top @ Hc @ w_top / top) if top > 0 and w_top.size else 0.0
+        G = hs.factor_gram(which)
+        top = (float(np.linalg.eigvalsh(G / n)[-1]) if G.size else 0.0)
+        if hs.has_shared:  # λ_max(H̄ + C) ≤ λ_max(H̄) + ‖C‖: exact for λI, an upper bound else
+            top += hs.shared_scalar + (0.0 if hs.shared_factor is None else float(
+                np.linalg.norm(hs.shared_factor, 2) ** 2))
+        overlaps[which] = float(w_top @ Hc @ w_top / top) if top > 0 and p else 0.0
     return ForgettingCost(
         forget_loss_rise=rises["forget"], retain_loss_rise=rises["retain"],
         escape_overlap_retain=overlaps["retain"], escape_overlap_forget=overlaps["forget"],
-        nothing_to_forget=None if forget_fitted is None else bool(forget_fitted < 0.5))
+        nothing_to_forget=nothing)
 
 
 # ---------------------------------------------------------------------- horizon-aware critical values

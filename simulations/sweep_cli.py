@@ -206,10 +206,6 @@ def cmd_sweep(args) -> int:
         ds = run_config(raw, args.out, executor=executor, progress=not args.no_progress, **opts)
     except SweepError as exc:
         return _error("sweep", exc)
-    except KeyboardInterrupt:
-        print(f"rmt sweep: interrupted; finished cells are saved in {args.out} — rerun the same "
-              "command to resume", file=sys.stderr)
-        return 130
     total = int(np.prod([ds.sizes[d] for d in ds.dims]))
     dims = ", ".join(f"{d}={ds.sizes[d]}" for d in ds.dims)
     print(

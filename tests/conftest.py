@@ -1,4 +1,5 @@
 import os
+import tempfile
 
 from hypothesis import HealthCheck, settings
 
@@ -11,3 +12,7 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+# the theorem-threshold disk cache (theory.theorems) goes to a per-session temporary folder, not
+# the user's ~/.cache/rmt; a caller's explicit RMT_CACHE_DIR is kept
+os.environ.setdefault("RMT_CACHE_DIR", tempfile.mkdtemp(prefix="rmt-test-cache-"))

@@ -192,3 +192,33 @@ def test_fitted_fraction_classification():
     W = np.zeros(9)
     W[0] = 1.0  # logit 0 = x_0
     assert M.fitted_fraction(sm, W, X[:2], np.array([0, 2])) == 0.5  # ties: argmax 1
+
+
+def test_forgetting_cost_with_shared_curvature_equals_dense_representation():
+    """λI shared by every sample, carried implicitly vs written into dense per-sample Hessians
+    H_i + λI: the same dynamics, so the same predicted loss rises (span 2 of d = 4)."""
+    rng = np.random.default_rng(5)
+    Fr, Ff = rng.standard_normal((5, 4)) * [1, 1, 0, 0], rng.standard_normal((3, 4)) * [1, 1, 0, 0]
+    gr, gf = rng.standard_normal((5, 4)) * 0.1, rng.standard_normal((3, 4)) * 0.1
+    lam = 0.3
+    shared = HessianSet.from_factors(Fr, Ff, retain_gradients=gr, forget_gradients=gf, shared=lam)
+    dense = HessianSet.from_dense(np.einsum("na,nb->nab", Fr, Fr) + lam * np.eye(4),
+                                  np.einsum("na,nb->nab", Ff, Ff) + lam * np.eye(4),
+                                  retain_gradients=gr, forget_gradients=gf)
+    sch = Schedule(0.2, 2, alpha=0.2, sampling="with_replacement", forget_batch=1)
+    a = rmt.forecast(shared, sch, 20, replicas=4, seed=0, lyapunov=False).cost
+    b = rmt.forecast(dense, sch, 20, replicas=4, seed=0, lyapunov=False).cost
+    assert a.forget_loss_rise == pytest.approx(b.forget_loss_rise, rel=1e-9)
+    assert a.retain_loss_rise == pytest.approx(b.retain_loss_rise, rel=1e-9)
+    assert a.escape_overlap_forget == pytest.approx(b.escape_overlap_forget, rel=1e-8, abs=1e-12)
+
+
+def test_forecast_reuses_a_given_rate():
+    hs = HessianSet.from_factors(np.array([[1.0, 0.0], [0.5, 0.5]]),
+                                 retain_gradients=np.array([[0.1, 0.0], [-0.1, 0.0]]))
+    sch = Schedule(0.5, 1)
+    exact = rmt.forecast(hs, sch, 10, replicas=4, seed=0, lyapunov=False)
+    given = rmt.forecast(hs, sch, 10, replicas=4, seed=0, lyapunov=False, rate=exact.rate)
+    assert given.rate == exact.rate and given.outcome == exact.outcome
+    with pytest.raises(ValueError, match="rate"):
+        rmt.forecast(hs, sch, 10, replicas=4, seed=0, rate=float("nan"))
