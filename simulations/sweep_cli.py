@@ -505,6 +505,14 @@ def analyze_combination(plan: AnalysisPlan, dyn) -> dict:
                 "notions_disagree": bool(fc.notions_disagree),
                 "displacement": (fc.stationary.displacement if fc.stationary.exists else None),
                 "null_drift": fc.null_drift, "summary": fc.summary(),
+                "cost": None if getattr(fc, "cost", None) is None else {
+                    "forget_loss_rise": fc.cost.forget_loss_rise,
+                    "retain_loss_rise": fc.cost.retain_loss_rise,
+                    "selectivity": fc.cost.selectivity,
+                    "escape_overlap_retain": fc.cost.escape_overlap_retain,
+                    "escape_overlap_forget": fc.cost.escape_overlap_forget,
+                    "note": "second-order loss changes at the horizon from the exact moments",
+                },
             }
         else:
             entry["forecast"] = {"available": False, "reason": "skipped (--no-forecast)"}
@@ -672,6 +680,12 @@ def _print_entry(e, total):
     if fc["available"]:
         print(f"    FORECAST ({fc['steps']} steps): {fc['outcome'].upper()} -> {fc['verdict']} "
               f"[{fc['notion']}; {fc['reason']}]")
+        c = fc.get("cost")
+        if c is not None:
+            print(f"    cost at the horizon (2nd order): forget loss {_fmt(c['forget_loss_rise'], '+.3g')}"
+                  f", retain loss {_fmt(c['retain_loss_rise'], '+.3g')}; escape direction sees "
+                  f"{_fmt(c['escape_overlap_retain'], '.2f')} of the retain and "
+                  f"{_fmt(c['escape_overlap_forget'], '.2f')} of the forget top curvature")
     else:
         print(f"    forecast: {fc['reason']}")
     neutral = "  (neutral within the horizon)" if e["neutral_within_horizon"] else ""
