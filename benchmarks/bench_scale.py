@@ -31,19 +31,14 @@ import math
 import os
 import platform
 import resource
-import sys
 import time
 
 import numpy as np
 
 import rmt
-import rmt.forecast
 import rmt.hessians as H
 from rmt import HessianSet, Schedule
 from rmt.dynamics import Dynamics
-
-
-FORECAST = sys.modules["rmt.forecast"]  # the module (rmt.forecast is the function)
 
 
 def peak_rss_gb() -> float:
@@ -88,18 +83,9 @@ def pipeline(d, n_retain, n_forget, schedule, steps, replicas, seed, old=False):
         times["coherence"] = time.perf_counter() - t
         fc = None
         if steps:
-            # rmt.forecast's forgetting_cost (rmt/forecast.py, 3a8866c) forms the (d, p) float64
-            # matrix [U, V] and projects the factors through it in float64: 16 GB and ~2e12
-            # multiply-adds at d = 1e6 — the one d-dependent step left. It is replaced by a stub
-            # (returning None) and reported separately; everything else of the forecast runs as is.
-            saved_cost = FORECAST.forgetting_cost
-            FORECAST.forgetting_cost = lambda *a, **k: None
-            try:
-                t = time.perf_counter()
-                fc = rmt.forecast(dyn, steps, replicas=replicas, seed=seed)
-                times["forecast"] = time.perf_counter() - t
-            finally:
-                FORECAST.forgetting_cost = saved_cost
+            t = time.perf_counter()
+            fc = rmt.forecast(dyn, steps, replicas=replicas, seed=seed)
+            times["forecast"] = time.perf_counter() - t
     finally:
         if old:
             H.GRAM_MIN_ENTRIES = saved
