@@ -793,7 +793,7 @@ def _mean_square(dyn, method, tol, time_budget, horizon, horizon_tol, t0):
                 warnings.warn(
                     f"mean_square: time budget of {time_budget} s ran out after {b.evaluations} "
                     f"solves; returning the certified bracket ρ ∈ [{1 + b.lo:.15g}, {1 + b.hi:.15g}]",
-                    RuntimeWarning, stacklevel=2)
+                    RuntimeWarning, stacklevel=4)
             return _with_null(op, 1.0 + b.estimate, b.eigenmatrix, "splitting", b.converged,
                               (1.0 + b.lo, 1.0 + b.hi), horizon, band, t0)
         used = "arpack"
