@@ -1,7 +1,7 @@
 """rmt — checkable linear-stability theory of gradient-based machine unlearning.
 
 Sign convention everywhere: "diverges" = the iterates escape w* = the model **forgets**;
-"converges" = the model **resists** unlearning. See THEORY.md for the mathematical contract.
+"converges" = the model **resists** unlearning. See docs/contract.md for the mathematical contract.
 """
 
 from . import asymptotics, ensembles, io, models, validation
