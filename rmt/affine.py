@@ -126,13 +126,22 @@ def affine_step(dyn: Dynamics, M: np.ndarray, m: np.ndarray):
 def start_coordinates(dyn: Dynamics, start):
     """Split a start into affine coordinates and a frozen remainder.
 
-    ``start``: None (δ_0 = 0), a vector (d,) (deterministic δ_0), or a PSD matrix (d, d) =
-    E[δ_0δ_0ᵀ] with mean zero. Returns (M0 (p,p), m0 (p,), frozen_sq) where frozen_sq is the
+    ``start``: None (δ_0 = 0), a vector (d,) (deterministic δ_0), a PSD matrix (d, d) =
+    E[δ_0δ_0ᵀ] with mean zero, or ``"span"``: a random unit vector on the span U of the Hessians
+    (E[δ_0δ_0ᵀ] = UUᵀ/r, mean zero; no d×d matrix, so it works at any d). Returns (M0 (p,p), m0 (p,), frozen_sq) where frozen_sq is the
     constant E‖δ_0‖² outside [U, V].
     """
     p, d = dyn.p, dyn.dim
     if start is None:
         return np.zeros((p, p)), np.zeros(p), 0.0
+    if isinstance(start, str):
+        if start != "span":
+            raise ValueError(f"start as a string must be 'span', got {start!r}")
+        if dyn.r == 0:
+            raise ValueError("start='span' needs a non-empty span of the Hessians (r = 0)")
+        M0 = np.zeros((p, p))
+        M0[: dyn.r, : dyn.r] = np.eye(dyn.r) / dyn.r
+        return M0, np.zeros(p), 0.0
     W = hstack_bases(dyn.basis, dyn.drift_basis)
     s0 = check_finite_array(start, "start", ndim=(1, 2))
     if s0.ndim == 1:
@@ -193,16 +202,18 @@ def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoment
     r = dyn.r
     total = np.empty(steps + 1)
     span = np.empty(steps + 1)
+    drift = np.empty(steps + 1)
     means = np.empty((steps + 1, dyn.p))
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(steps + 1):
             span[k] = np.trace(M[:r, :r])
-            total[k] = np.trace(M)
+            drift[k] = np.trace(M[r:, r:])  # directly: tr M − tr M_U loses it under growth
+            total[k] = span[k] + drift[k]
             means[k] = m
             if not np.isfinite(total[k]):
                 # E‖δ_k‖² overflowed float64: it is +inf from here on (the iterates escape far
                 # faster than the horizon); keep what was computed instead of raising
-                span[k:], total[k:], means[k:] = np.inf, np.inf, np.nan
+                span[k:], drift[k:], total[k:], means[k:] = np.inf, np.inf, np.inf, np.nan
                 break
             if k < steps:
                 M, m = affine_step(dyn, M, m)
@@ -212,16 +223,16 @@ def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoment
         # of everything else in the norm: E‖rest_k‖² = E[j²]^k ‖rest_0‖² (orthogonal parts)
         with np.errstate(over="ignore"):
             rest = frozen * dyn.null_rate ** np.arange(steps + 1)
-    return AffineMoments(total + rest, means, np.linalg.norm(means, axis=1), span,
-                         np.where(np.isfinite(total), total - span, np.inf), frozen, M, steps)
+    return AffineMoments(total + rest, means, np.linalg.norm(means, axis=1), span, drift, frozen,
+                         M, steps)
 
 
 @dataclass(frozen=True)
 class StationaryResult:
     """Stationary answers of the affine recursion when it is mean-square stable (THEORY §8).
 
-    ``exists``: ρ(T) < 1 and no drift outside the span (else the moments grow and the other
-    fields are None). ``mean`` m∞ (p,) in [U, V] coordinates and ``mean_full`` (d,) in the
+    ``exists``: ρ(T) < 1 and no drift outside the span, neither in mean nor in spread (else the
+    moments grow and the other fields are None). ``mean`` m∞ (p,) in [U, V] coordinates and ``mean_full`` (d,) in the
     original coordinates; ``displacement`` = ‖m∞‖ (how far unlearning moves the model on
     average); ``covariance`` = M∞ − m∞m∞ᵀ; ``rms_distance`` = √tr M∞ (root-mean-square distance
     from w* in the stationary state); ``rate`` = ρ(T); ``null_drift`` = ‖E[b]_V‖ per step.
@@ -236,6 +247,7 @@ class StationaryResult:
     displacement: float | None
     rms_distance: float | None
     reason: str
+    null_spread: float = 0.0
 
 
 def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
@@ -253,14 +265,27 @@ def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
     rho = float(mean_square_rate(dyn) if rate is None else rate)
     bbar = dyn.mean_drift()
     null_drift = float(np.linalg.norm(bbar[r:])) if dyn.q else 0.0
+    null_spread = 0.0
+    if dyn.q:  # E[b_V b_Vᵀ] from one step out of δ = 0; its trace minus ‖E[b_V]‖² is the spread
+        Eb2 = affine_step(dyn, np.zeros((p, p)), np.zeros(p))[0][r:, r:]
+        var = float(np.trace(Eb2)) - null_drift**2
+        scale = max(float(np.trace(Eb2)), 1e-300)
+        null_spread = math.sqrt(var) if var > 1e-12 * scale else 0.0
     if rho >= 1.0:
         return StationaryResult(False, rho, null_drift, None, None, None, None, None,
-                                f"ρ(T) = {rho:.6g} ≥ 1: the second moment grows (no stationary state)")
+                                f"ρ(T) = {rho:.6g} ≥ 1: the second moment grows (no stationary state)",
+                                null_spread)
     contracting_null = dyn.has_null_mode and abs(dyn.null_mean) < 1.0
     if null_drift > 0.0 and not contracting_null:
         return StationaryResult(False, rho, null_drift, None, None, None, None, None,
                                 f"the drift has a component {null_drift:.3g} per step outside the "
-                                "span of the Hessians: the mean moves linearly forever")
+                                "span of the Hessians: the mean moves linearly forever",
+                                null_spread)
+    if null_spread > 0.0 and not contracting_null:
+        return StationaryResult(False, rho, null_drift, None, None, None, None, None,
+                                f"the drift outside the span of the Hessians has mean zero but "
+                                f"spread {null_spread:.3g} per step: a random walk (E‖δ_k‖² grows "
+                                "like k·spread²)", null_spread)
     A = dyn.mean_map
     m_inf = np.zeros(p)
     m_inf[:r] = np.linalg.solve(np.eye(r) - A, bbar[:r])
@@ -278,7 +303,7 @@ def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
         return StationaryResult(True, rho, null_drift, m_inf, lift(W, m_inf), cov,
                                 float(np.linalg.norm(m_inf)),
                                 float(math.sqrt(max(np.trace(M), 0.0))),
-                                "ρ(T) < 1 (span and null mode of the shared λI)")
+                                "ρ(T) < 1 (span and null mode of the shared λI)", null_spread)
     op = MeanSquareOperator(dyn)
     Cu = C[:r, :r]
     if r <= 20:
@@ -294,7 +319,7 @@ def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
     cov = Mu - np.outer(m_inf[:r], m_inf[:r])
     return StationaryResult(True, rho, null_drift, m_inf, lift(W, m_inf), cov,
                             float(np.linalg.norm(m_inf)), float(math.sqrt(max(np.trace(Mu), 0.0))),
-                            "ρ(T) < 1 and no drift outside the span")
+                            "ρ(T) < 1 and no drift outside the span", null_spread)
 
 
 def _stationary_full(dyn, C, tol):

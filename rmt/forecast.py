@@ -170,11 +170,12 @@ def _default_start(dyn, start, replicas, seed):
         return s0, s0, float(np.linalg.norm(s0))
     if dyn.has_drift:
         return None, None, 0.0
-    # isotropic unit perturbation on the span: E[δ0δ0ᵀ] = U Uᵀ / r
+    # isotropic unit perturbation on the span: E[δ0δ0ᵀ] = U Uᵀ / r (no d×d matrix formed)
+    from .hessians import lift
+
     z = np.random.default_rng(seed).standard_normal((replicas, dyn.r))
     z /= np.linalg.norm(z, axis=1, keepdims=True)
-    U = dyn.basis
-    return (U @ U.T) / dyn.r, z @ U.T, 1.0
+    return "span", lift(dyn.basis, z), 1.0
 
 
 def _default_radius(dyn, start_norm, escape_factor):
@@ -263,10 +264,15 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
         outcome, reason = "escapes", f"almost-sure growth: λ₁·K = {lyap * steps:.3g} ≥ ln F"
     elif notion == MEAN_SQUARE and rate > 1 and steps * math.log(rate) >= 2 * log_f:
         outcome, reason = "escapes", f"mean-square growth: ρ(T)^K = e^{steps * math.log(rate):.3g} ≥ F²"
-    elif steps * st.null_drift >= 0.5 * radius:
+    elif not st.exists and steps * st.null_drift >= 0.5 * radius:
         outcome = "escapes"
         reason = (f"linear drift outside the span of the Hessians: K·‖E[b]_V‖ = "
                   f"{steps * st.null_drift:.4g} ≥ radius/2")
+    elif not st.exists and math.sqrt(steps) * st.null_spread >= 0.5 * radius:
+        outcome = "escapes"
+        reason = (f"random-walk drift outside the span of the Hessians (zero mean, spread "
+                  f"{st.null_spread:.3g} per step): √K·spread = "
+                  f"{math.sqrt(steps) * st.null_spread:.4g} ≥ radius/2, unbounded")
     elif st.exists:
         outcome = "displaced"
         reason = (f"displaced fixed point: ‖m∞‖ = {st.displacement:.4g}, stationary rms "

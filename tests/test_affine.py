@@ -149,3 +149,36 @@ def test_bad_gradients_rejected_up_front():
         HessianSet.from_factors(FR, FF, retain_gradients=gR + 1j)
     with pytest.raises(ValueError, match="start as a vector must have shape"):
         affine_moments(HessianSet.from_factors(FR, FF), Schedule(0.3, 1), 3, start=np.ones(2))
+
+
+def test_stationary_refuses_a_zero_mean_random_drift_outside_the_span():
+    """Finding (docs/affine.md §6.1): E[b]_V = 0 but Var(b_V) = 1/8, so E‖δ_k‖² = 0.25 + k/8 grows
+    without bound; there is no stationary state and the forecast names the random walk."""
+    hs = HessianSet.from_commuting(np.array([[1.0, 0.0], [1.0, 0.0]]),
+                                   retain_gradients=np.array([[0.5, 1.0], [0.5, -1.0]]))
+    sch = Schedule(0.5, 1, sampling="bernoulli")
+    mom = rmt.affine_moments(hs, sch, 50)
+    k = np.arange(51)
+    np.testing.assert_allclose(mom.drift_sq, k / 8, rtol=1e-12, atol=1e-15)
+    st = rmt.stationary(hs, sch)
+    assert not st.exists and st.null_drift == 0.0
+    assert st.null_spread == pytest.approx(np.sqrt(1 / 8), rel=1e-12)
+    fc = rmt.forecast(hs, sch, 2000, replicas=16, seed=0, notion="mean-square", lyapunov=False)
+    assert fc.outcome == "escapes" and "random-walk" in fc.reason
+
+
+def test_drift_sq_is_exact_when_the_span_part_grows():
+    """Finding (docs/affine.md §6.2): tr M_VV directly, not tr M − tr M_U (which kept ~1e-16 of
+    the total at ρ(T) > 1). Null direction 2: E‖δ_k,V‖² = k²β² + k·Var(b_V) exactly."""
+    hs = HessianSet.from_commuting(np.array([[3.0, 0.0], [0.1, 0.0]]),
+                                   retain_gradients=np.array([[0.5, 1.0], [-0.5, 0.5]]))
+    sch = Schedule(0.9, 1, sampling="bernoulli")
+    mom = rmt.affine_moments(hs, sch, 200)
+    assert mom.span_sq[-1] > 1e20  # ρ(T) > 1: the span part explodes
+    # b_V = −(η/B) Σ x_i g_i2 with Bernoulli x_i ∈ {0, 1}, P(x_i = 1) = B/n: mean and variance by hand
+    g2 = np.array([1.0, 0.5])
+    eta, n, B = 0.9, 2, 1
+    mean = -eta * g2.sum() / n
+    var = (eta / B) ** 2 * np.sum(g2**2) * (B / n) * (1 - B / n)
+    k = np.arange(201)
+    np.testing.assert_allclose(mom.drift_sq, k**2 * mean**2 + k * var, rtol=1e-12)
