@@ -369,10 +369,10 @@ def out_of_span_share(hs) -> float:
     """tr(P⊥ H̄_F)/tr(H̄_F): the share of forget curvature outside the span of the retain Hessians."""
     if not hs.has_forget:
         raise ValueError("out_of_span_share needs a HessianSet with a forget set")
-    U = hs.reduction(True, False).basis
-    F = hs.factors("forget")
-    total = float(np.einsum("nak,nak->", F, F))
-    inside = float(np.sum(np.einsum("ar,nak->nrk", U, F) ** 2))
+    U = hs.reduction(True, False).basis  # explicit, or implicit at large d (no d×r array)
+    G = hs.factor_gram("forget")
+    total = float(np.trace(G))
+    inside = float(np.sum(hs.factor_coordinates("forget", U) ** 2))
     return max(total - inside, 0.0) / total if total > 0 else 0.0
 
 
