@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+import rmt
 from rmt import ensembles
 from rmt.schedule import Schedule
 from rmt.validation import Interval, RandomState, validate_param
@@ -61,13 +62,10 @@ QUANTITIES = {
 
 #: Fields of :class:`rmt.Schedule` (fixed in ``[schedule]`` or grid axes).
 SCHEDULE_FIELDS = tuple(Schedule.parameter_constraints)
-#: Settings of the Lyapunov estimator a config (or ``rmt analyze``) may give. rmt.lyapunov
-#: declares no constraint table yet; this is the one copy of its ranges on the sweep side.
-LYAPUNOV_CONSTRAINTS = {
-    "steps": [Interval(Integral, 1, None, closed="left")],
-    "replicas": [Interval(Integral, 2, None, closed="left")],
-    "seed": [RandomState()],
-}
+#: Settings of the Lyapunov estimator a config (or ``rmt analyze``) may give: looked up in the
+#: constraint table ``rmt.lyapunov`` declares (no copy of its ranges here).
+LYAPUNOV_CONSTRAINTS = {k: rmt.lyapunov.parameter_constraints[k]
+                        for k in ("steps", "replicas", "seed")}
 _SEED_AXIS = [Interval(Integral, 0, None, closed="left")]
 _TOP_KEYS = ("description", "seed", "quantities", "ensemble", "schedule", "lyapunov", "grid")
 _LYAPUNOV_KEYS = ("steps", "replicas")

@@ -150,3 +150,19 @@ def test_private_module_is_a_thin_alias():
     for name in V.__all__:
         assert getattr(legacy, name) is getattr(V, name)
     assert legacy.check_real is V.check_real
+
+
+def test_lyapunov_declares_its_constraints_and_the_sweep_uses_them():
+    import rmt
+    from rmt.validation import validate_param
+    from simulations.sweep import LYAPUNOV_CONSTRAINTS
+
+    table = rmt.lyapunov.parameter_constraints
+    for key in ("steps", "replicas", "seed"):
+        assert LYAPUNOV_CONSTRAINTS[key] is table[key]  # looked up, not copied
+    with pytest.raises(ValueError, match="replicas"):
+        validate_param("replicas", 1, table["replicas"])
+    assert validate_param("steps", 5, table["steps"]) == 5
+    with pytest.raises(ValueError, match="replicas"):
+        rmt.lyapunov(rmt.HessianSet.from_factors(np.ones((2, 2))), rmt.Schedule(0.1, 1),
+                     steps=10, replicas=1, seed=0)

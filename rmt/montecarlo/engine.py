@@ -60,7 +60,14 @@ import numpy as np
 from scipy.special import logsumexp
 
 from ..dynamics import Dynamics, as_dynamics
-from ..validation import check_choice, check_finite_array, check_int, check_random_state
+from ..validation import (
+    Interval,
+    RandomState,
+    check_choice,
+    check_finite_array,
+    check_int,
+    check_random_state,
+)
 from ..verdict import ALMOST_SURE, verdict_text
 from . import _kernels as K_
 from . import _reference as R_
@@ -557,6 +564,17 @@ def lyapunov(hs, schedule=None, steps=None, replicas=None, seed=None, burn_in=No
         dim=plan.dim,
         path=plan.path,
     )
+
+
+#: Constraint table of the estimator settings of :func:`lyapunov` (``rmt.validation``): the one
+#: place the sweep config and ``rmt analyze`` look its ranges up. The body checks the same.
+LYAPUNOV_CONSTRAINTS = {
+    "steps": [Interval(numbers.Integral, 1, None, closed="left")],
+    "replicas": [Interval(numbers.Integral, 2, None, closed="left")],
+    "seed": [RandomState()],
+    "burn_in": [None, Interval(numbers.Integral, 0, None, closed="left")],
+}
+lyapunov.parameter_constraints = LYAPUNOV_CONSTRAINTS
 
 
 def lyapunov_spectrum(hs, schedule=None, steps=None, replicas=None, seed=None, k=None,
