@@ -39,11 +39,13 @@ measures this approximation.
 **Weight decay.** Training may add λ‖w‖²/2 (``weight_decay=λ``). Then the minimum does not
 interpolate: the per-sample data gradients are non-zero and only (1/n)Σ_i g_i + λw* = 0. The
 decay itself contributes a *shared* curvature λI to every step of an unlearning objective that
-keeps it; a HessianSet cannot represent a shared term without densifying, so
-:func:`hessian_set` holds the data curvature only. :func:`unlearn` defaults to
-``weight_decay=0`` (the decay is dropped during unlearning), which is exactly the dynamics the
-HessianSet linearises; passing ``weight_decay > 0`` to :func:`unlearn` runs dynamics the toolkit
-does not yet model (the result says so in ``note``).
+keeps it. :func:`hessian_set` holds the data curvature only; a HessianSet can carry the shared
+term without densifying (``HessianSet.from_factors(..., shared=λ)``), but then λI belongs to
+*every* sample of both sets (weight −η(1−α) + ηα = −η(1−2α) per step), whereas
+:func:`unlearn` with ``weight_decay=λ`` adds λw to the retain step only. The two coincide only
+for α = 0 with a fixed batch size (with/without replacement). :func:`unlearn` defaults to
+``weight_decay=0`` (the decay is dropped during unlearning), which is exactly the dynamics of
+:func:`hessian_set`; other combinations are flagged in the result's ``note``.
 """
 
 from __future__ import annotations
