@@ -144,6 +144,18 @@ class ForecastResult:
         """The mean-square and almost-sure answers differ (rare runs dominate E‖δ‖²)."""
         return self.mean_square_leaves != self.almost_sure_leaves
 
+    def _cost_text(self) -> str:
+        c = self.cost
+        if c is None:
+            return ""
+        if self.outcome == "escapes":  # second order is meaningless after an exponential escape
+            return (f" Cost: the model escapes, beyond the range of the second-order loss "
+                    f"prediction; the escape direction sees {c.escape_overlap_retain:.2f} of the "
+                    f"retain and {c.escape_overlap_forget:.2f} of the forget top curvature"
+                    + (" (nothing to forget: the model never fitted the forget samples)."
+                       if c.nothing_to_forget else "."))
+        return f" Cost at K: {c.summary()}."
+
     def summary(self) -> str:
         """One paragraph for reports and the CLI."""
         lyap = "n/a" if self.lyapunov is None else f"{self.lyapunov:.3g} ± {self.lyapunov_stderr:.2g}"
@@ -157,7 +169,7 @@ class ForecastResult:
             f"(E‖δ_K‖² = {self.expected_sq_distance[-1]:.4g}); ρ(T) = {self.rate:.6g}; "
             f"λ₁ = {lyap}; stationary displacement: {disp}; null-space drift "
             f"{self.null_drift:.3g}/step."
-            + ("" if self.cost is None else f" Cost at K: {self.cost.summary()}.")
+            + self._cost_text()
         )
 
 

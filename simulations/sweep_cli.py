@@ -682,10 +682,15 @@ def _print_entry(e, total):
               f"[{fc['notion']}; {fc['reason']}]")
         c = fc.get("cost")
         if c is not None:
-            print(f"    cost at the horizon (2nd order): forget loss {_fmt(c['forget_loss_rise'], '+.3g')}"
-                  f", retain loss {_fmt(c['retain_loss_rise'], '+.3g')}; escape direction sees "
-                  f"{_fmt(c['escape_overlap_retain'], '.2f')} of the retain and "
-                  f"{_fmt(c['escape_overlap_forget'], '.2f')} of the forget top curvature")
+            sees = (f"escape direction sees {_fmt(c['escape_overlap_retain'], '.2f')} of the "
+                    f"retain and {_fmt(c['escape_overlap_forget'], '.2f')} of the forget top "
+                    "curvature")
+            if fc["outcome"] == "escapes":  # second order means nothing after an escape
+                print(f"    cost: escapes (beyond the second-order loss prediction); {sees}")
+            else:
+                print(f"    cost at the horizon (2nd order): forget loss "
+                      f"{_fmt(c['forget_loss_rise'], '+.3g')}, retain loss "
+                      f"{_fmt(c['retain_loss_rise'], '+.3g')}; {sees}")
     else:
         print(f"    forecast: {fc['reason']}")
     neutral = "  (neutral within the horizon)" if e["neutral_within_horizon"] else ""
