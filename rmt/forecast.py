@@ -47,7 +47,7 @@ import numpy as np
 from ._validation import check_choice, check_finite_array, check_int, check_positive
 from .affine import StationaryResult, affine_moments, affine_step, stationary
 from .dynamics import Dynamics, as_dynamics
-from .verdict import ALMOST_SURE, MEAN_SQUARE, verdict_text
+from .verdict import ALMOST_SURE, MEAN_SQUARE, OutcomeVerdict
 
 __all__ = ["ForecastResult", "forecast", "OUTCOMES", "HorizonCritical", "horizon_critical",
            "out_of_span_share", "ForgettingCost", "forgetting_cost"]
@@ -94,7 +94,7 @@ class ForgettingCost:
 
 
 @dataclass(frozen=True)
-class ForecastResult:
+class ForecastResult(OutcomeVerdict):
     """A finite-horizon forecast (module docstring for the criterion).
 
     ``expected_sq_distance`` (steps,) exact E‖w_k − w*‖² for k = 1..steps; ``mean_path_norm``
@@ -129,15 +129,6 @@ class ForecastResult:
     mean_path_norm: np.ndarray = field(repr=False)
     final_distance: np.ndarray = field(repr=False)
     cost: ForgettingCost | None = None
-
-    @property
-    def forgets(self) -> bool:
-        """The model leaves the ball of ``radius`` within the horizon (escapes or displaced)."""
-        return self.outcome != "returns"
-
-    @property
-    def verdict(self) -> str:
-        return verdict_text(self.forgets)
 
     @property
     def notions_disagree(self) -> bool:

@@ -16,6 +16,7 @@ and every report, legend and docstring quotes :data:`SIGN_CONVENTION` instead of
 from __future__ import annotations
 
 __all__ = [
+    "OutcomeVerdict",
     "SIGN_CONVENTION",
     "SIGN_CONVENTION_SHORT",
     "NOTIONS",
@@ -55,6 +56,23 @@ RESISTS = "converges (resists)"
 def verdict_text(forgets: bool) -> str:
     """``"diverges (forgets)"`` when ``forgets`` else ``"converges (resists)"``."""
     return FORGETS if forgets else RESISTS
+
+
+class OutcomeVerdict:
+    """Mixin for results with an ``outcome`` in {"escapes", "displaced", "returns"}
+    (:data:`rmt.forecast.OUTCOMES`): ``forgets`` is outcome ≠ "returns" (the model left w*),
+    ``verdict`` its sentence. The result supplies ``outcome`` and ``notion``."""
+
+    __slots__ = ()
+
+    @property
+    def forgets(self) -> bool:
+        """The model leaves w* (escapes or settles displaced): outcome ≠ "returns"."""
+        return self.outcome != "returns"
+
+    @property
+    def verdict(self) -> str:
+        return verdict_text(self.forgets)
 
 
 def check_notion(notion: str) -> str:

@@ -41,7 +41,7 @@ import numpy as np
 import sympy as sp
 
 from rmt.dynamics import as_dynamics
-from rmt.verdict import MEAN_SQUARE, verdict_text
+from rmt.verdict import MEAN_SQUARE, OutcomeVerdict
 
 from .derivations import (
     SCHEMES,
@@ -876,7 +876,7 @@ class _AffineInstance:
 
 
 @dataclass(frozen=True)
-class AffineOutcome:
+class AffineOutcome(OutcomeVerdict):
     """Exact asymptotic outcome of the affine recursion in mean square (THEORY §8, docs/affine.md).
 
     ``outcome`` ∈ rmt.forecast.OUTCOMES: "escapes" (sup_k E‖δ_k‖² = ∞ for a generic start:
@@ -894,14 +894,6 @@ class AffineOutcome:
     null_drift: float
     null_variance: float
     reason: str
-
-    @property
-    def forgets(self) -> bool:
-        return self.outcome != "returns"
-
-    @property
-    def verdict(self) -> str:
-        return verdict_text(self.forgets)
 
     @property
     def notion(self) -> str:
@@ -961,7 +953,7 @@ def asymptotic_outcome(hs, schedule=None) -> AffineOutcome:
 
 # ---------------------------------------------------------------------- theorems
 @dataclass(frozen=True)
-class AffineCheck:
+class AffineCheck(OutcomeVerdict):
     """Verdict of one affine theorem on one instance against the exact moments (THEORY §8).
 
     Duck-types :class:`theory.theorems.TheoremCheck` (``name``, ``status``, ``applies``,
@@ -990,14 +982,6 @@ class AffineCheck:
     @property
     def violated(self) -> bool:
         return self.held is False
-
-    @property
-    def forgets(self) -> bool:
-        return self.outcome != "returns"
-
-    @property
-    def verdict(self) -> str:
-        return verdict_text(self.forgets)
 
     @property
     def notion(self) -> str:
