@@ -310,8 +310,22 @@ def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
         Mu = np.linalg.solve(np.eye(r * r) - op.matrix(), Cu.ravel()).reshape(r, r)
     else:
         I_T = spla.LinearOperator(op.shape, matvec=lambda x: x - op.matvec(x), dtype=float)
-        solver = spla.cg if op.self_adjoint else spla.gmres
-        x, info = solver(I_T, Cu.ravel(), rtol=tol, maxiter=50 * r * r)
+        if op.self_adjoint:
+            # preconditioned CG with (I − 𝒜)⁻¹, 𝒜(M) = E[J] M E[J] (the regular splitting of
+            # T, solved exactly in the eigenbasis of the symmetric E[J]): SPD since ρ(E[J])² ≤
+            # ρ(T) < 1, and it removes the near-1 cluster that tiny-curvature directions put into
+            # T (plain CG took 3569 iterations at r = 316, ρ = 1 − 5e-7)
+            a, V = np.linalg.eigh(0.5 * (dyn.mean_map + dyn.mean_map.T))
+            den = 1.0 - np.outer(a, a)
+
+            def precondition(x):
+                X = V.T @ x.reshape(r, r) @ V
+                return (V @ (X / den) @ V.T).ravel()
+
+            P = spla.LinearOperator(op.shape, matvec=precondition, dtype=float)
+            x, info = spla.cg(I_T, Cu.ravel(), rtol=tol, maxiter=50 * r * r, M=P)
+        else:
+            x, info = spla.gmres(I_T, Cu.ravel(), rtol=tol, maxiter=50 * r * r)
         if info != 0:
             raise RuntimeError(f"the stationary Lyapunov equation did not converge (info={info})")
         Mu = x.reshape(r, r)

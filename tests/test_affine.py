@@ -182,3 +182,22 @@ def test_drift_sq_is_exact_when_the_span_part_grows():
     var = (eta / B) ** 2 * np.sum(g2**2) * (B / n) * (1 - B / n)
     k = np.arange(201)
     np.testing.assert_allclose(mom.drift_sq, k**2 * mean**2 + k * var, rtol=1e-12)
+
+
+@pytest.mark.parametrize("sampling", ["bernoulli", "without_replacement"])
+def test_stationary_iterative_path_matches_the_limit_of_the_exact_moments(sampling):
+    """r = 24 > 20: the preconditioned CG path of `stationary` (summed) against the exact
+    moments iterated to convergence (an independent route to M∞ and m∞)."""
+    rng = np.random.default_rng(11)
+    G = rng.standard_normal((40, 24)) * np.geomspace(1, 0.3, 24)
+    F = 0.5 * G[:6]
+    hs = HessianSet.from_factors(G, F, retain_gradients=0.1 * rng.standard_normal((40, 24)),
+                                 forget_gradients=0.1 * rng.standard_normal((6, 24)))
+    sch = Schedule(0.5, 5, alpha=0.05, sampling=sampling, forget_batch=3)
+    st = rmt.stationary(hs, sch)
+    assert st.exists and st.rate < 0.99
+    # the mean converges like ρ(E[J])^k ≤ ρ(T)^(k/2): iterate to ρ(T)^(k/2) < 1e-15
+    steps = int(np.ceil(2 * np.log(1e-15) / np.log(st.rate)))
+    mom = rmt.affine_moments(hs, sch, steps)
+    assert st.rms_distance**2 == pytest.approx(mom.expected_sq_distance[-1], rel=1e-8)
+    np.testing.assert_allclose(st.mean, mom.mean[-1], rtol=1e-7, atol=1e-12)
