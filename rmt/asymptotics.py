@@ -53,7 +53,8 @@ import scipy.stats
 from numba import prange as numba_prange
 
 from .montecarlo._kernels import _CACHE, _uniform, make_jit
-from .validation import check_choice, check_int, check_positive, check_random_state, check_unit_interval
+from .montecarlo.engine import _streams  # the per-replica stream layout of rmt.lyapunov
+from .validation import check_choice, check_int, check_positive, check_unit_interval
 
 __all__ = [
     "IsotropicExponent",
@@ -366,22 +367,6 @@ class OnlineMonteCarlo:
     replicas: int
     method: str
     stderr_replicas: float = float("nan")
-
-
-def _streams(seed, replicas):
-    """Per replica: (numpy Generator for the start vector, uint64 kernel seed) — thread-free."""
-    if isinstance(seed, np.random.SeedSequence):
-        ss = seed
-    else:
-        check_random_state(seed)
-        ss = np.random.SeedSequence(seed)
-    gens, words = [], np.empty(replicas, dtype=np.uint64)
-    for r, child in enumerate(ss.spawn(replicas)):
-        a = np.random.SeedSequence(child.entropy, spawn_key=child.spawn_key + (0,))
-        b = np.random.SeedSequence(child.entropy, spawn_key=child.spawn_key + (1,))
-        gens.append(np.random.default_rng(a))
-        words[r] = b.generate_state(1, dtype=np.uint64)[0]
-    return gens, words
 
 
 _jit = make_jit(_CACHE)

@@ -9,7 +9,6 @@ Oracles, independent of the code under test:
 
 import itertools
 import math
-from collections import Counter
 
 import numpy as np
 import pytest
@@ -23,32 +22,13 @@ from rmt.verdict import MEAN_SQUARE, NOTIONS, verdict_text
 from theory import affine as af
 from theory.derivations import DerivationError
 
+from oracle import batch_outcomes as _outcomes  # every batch draw, with its probability
+
 SAMPLINGS = ["bernoulli", "with_replacement", "without_replacement"]
 SCHEDULES = ["summed", "alternating"]
 
 
 # ---------------------------------------------------------------------- brute force
-def _outcomes(n, B, sampling):
-    """[(probability, x)] over every batch draw (x = per-sample multiplicities)."""
-    out = []
-    if sampling == "bernoulli":
-        p = B / n
-        for bits in itertools.product((0, 1), repeat=n):
-            k = sum(bits)
-            out.append((p**k * (1 - p) ** (n - k), np.array(bits, float)))
-    elif sampling == "with_replacement":
-        cnt = Counter(tuple(np.bincount(s, minlength=n)) for s in itertools.product(range(n),
-                                                                                    repeat=B))
-        out = [(c / n**B, np.array(x, float)) for x, c in cnt.items()]
-    else:
-        subsets = list(itertools.combinations(range(n), B))
-        for s in subsets:
-            x = np.zeros(n)
-            x[list(s)] = 1.0
-            out.append((1 / len(subsets), x))
-    return out
-
-
 def _maps(HR, gR, HF, gF, sch):
     """[(p, J, b)] in full coordinates for every (retain, forget) batch outcome (THEORY §8)."""
     d = HR.shape[1]
