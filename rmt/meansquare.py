@@ -318,7 +318,7 @@ class MeanSquareOperator(spla.LinearOperator):
         return float(theta), _normalise_psd(eig.from_basis(eig.unpack(x))), "lanczos", True
 
 
-def _secular_rate(eig, guess, tol, max_newton=30):
+def _secular_rate(eig, guess, tol, max_newton=40):
     """ρ(T) = ρ(𝒜) + δ* from the splitting T = 𝒜 + 𝒩 of the summed T (self-adjoint).
 
     In the eigenbasis of E[J], 𝒜 is the diagonal (a_i a_j) and D(δ) = ρ(𝒜) + δ − a_i a_j ≥ δ.
@@ -332,7 +332,9 @@ def _secular_rate(eig, guess, tol, max_newton=30):
     increasing, with derivative ‖D^{-1/2}y‖²/κ (envelope theorem). Newton on 1/κ − 1 from a
     point left of the root therefore climbs monotonically and quadratically to δ*; it starts
     at the Rayleigh quotient θ of the pole guess (θ ≤ ρ(T), so δ₀ = θ − ρ(𝒜) ≤ δ*) and keeps a
-    bracket [lo, hi] of δ* from the signs of κ − 1.
+    bracket [lo, hi] of δ* from the signs of κ − 1. The first κ solve starts from the pole guess
+    plus an identity share; later ones continue from the previous Perron vector, each only as
+    accurate as its Newton step needs (≤ 1e-2·|1/κ − 1|), and the last at 0.1·``tol``.
 
     Returns (ρ, X in the eigenbasis) or None when it does not apply (θ ≤ ρ(𝒜): no certified
     start right of the pole) or a step fails; the caller then runs Lanczos on T.
@@ -353,6 +355,8 @@ def _secular_rate(eig, guess, tol, max_newton=30):
     r = aa.shape[0]
     eye = np.eye(r) / np.sqrt(r)
     X = guess
+    full = 0.1 * tol
+    inner = max(full, 1e-6)
     for _ in range(max_newton):
         D = gap0 + delta
         Dh = np.sqrt(D)
@@ -362,9 +366,12 @@ def _secular_rate(eig, guess, tol, max_newton=30):
             out = eig.noise(M)
             return eig.pack(0.5 * (out + out.T) / Dh)
 
-        warm = (Dh * X) if y is None else y
-        start = warm / np.linalg.norm(warm) + IDENTITY_SHARE * eye
-        out = _block_krylov_top(K, [eig.pack(start)], 0.1 * tol)
+        if y is None:  # first solve: the identity share keeps every PSD eigenmatrix in reach
+            start = Dh * X
+            start = start / np.linalg.norm(start) + IDENTITY_SHARE * eye
+        else:  # continuation in δ: the previous Perron vector
+            start = y
+        out = _block_krylov_top(K, [eig.pack(start)], inner)
         if out is None:
             return None
         kappa, yv, _ = out
@@ -376,17 +383,19 @@ def _secular_rate(eig, guess, tol, max_newton=30):
         X = y / Dh
         slope = float(np.vdot(X, X)) / kappa  # d(1/κ)/dδ
         g = 1.0 / kappa - 1.0
-        if g < 0:
+        if kappa > 1.0:  # a Ritz value is ≤ λ_max: κ > 1 is certain
             lo = max(lo, delta)
-        else:
+        elif kappa * (1.0 + inner) < 1.0:
             hi = min(hi, delta)
-        step = -g / slope
-        nxt = delta + step
+        nxt = delta - g / slope
         if not lo <= nxt <= hi:
             nxt = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * max(lo, delta)
-        if abs(nxt - delta) <= 0.1 * tol * (mu_A + delta) or hi - lo <= 0.1 * tol * (mu_A + lo):
+        small = abs(nxt - delta) <= 0.1 * tol * (mu_A + delta) or hi - lo <= 0.1 * tol * (mu_A + lo)
+        if small and inner <= full:
             delta = nxt if lo <= nxt <= hi else delta
             return mu_A + delta, X
+        # inexact Newton: each solve only as accurate as the current step needs
+        inner = full if small else max(full, min(1e-4, 1e-2 * abs(g)))
         delta = nxt
     return None
 
