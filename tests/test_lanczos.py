@@ -203,3 +203,78 @@ def test_lanczos_is_deterministic_within_a_process():
     rates = [rmt.mean_square(_set("factor", seed=9, n_r=6, n_f=4, d=8)[0], sch, method="lanczos").rate
              for _ in range(3)]
     assert rates[0] == rates[1] == rates[2]
+
+
+def test_newton_near_rho_one_converges_in_a_few_solves(monkeypatch):
+    # regression: at ρ(T) just below 1 a Newton step left of the certified lower end (κ = 1 − 7e-16
+    # at the root) used to double δ and bisect back: 40 κ solves and a fallback to Lanczos on T
+    rng = np.random.default_rng(11)
+    d = n = 40
+    R = rng.standard_normal((n, d)) / np.sqrt(d)
+    F = rng.standard_normal((4, d)) / np.sqrt(d)
+    hs = HessianSet.from_factors(R, F)
+    base = Schedule(1.0, 4, alpha=0.0, sampling="bernoulli")
+    eta_star = rmt.critical_eta(hs, base)  # the splitting path (certified brackets) at r = 40
+    solves = []
+    real = ms._block_krylov_top
+
+    def counting(*args, **kwargs):
+        out = real(*args, **kwargs)
+        solves.append(out is not None)
+        return out
+
+    monkeypatch.setattr(ms, "_block_krylov_top", counting)
+    for f in (1 - 1e-9, 1 + 1e-9):
+        eta = eta_star * f
+        K, _ = _bernoulli_kronecker(R, F, eta, 4, 1, 0.0)
+        exact = float(np.max(np.abs(np.linalg.eigvals(K))))
+        assert (exact - 1.0) * (f - 1.0) > 0  # straddles 1 (independent oracle)
+        op = MeanSquareOperator(hs, base.replace(eta=eta))
+        solves.clear()
+        out = ms._secular_rate(op.eigenbasis, op.eigenbasis.pole_guess(), 1e-12)
+        assert out is not None and len(solves) <= 15, len(solves)
+        assert out[0] == pytest.approx(exact, rel=1e-12, abs=0)
+
+
+def test_random_instances_against_dense(monkeypatch):
+    # both paths (Newton on the splitting, Lanczos-on-T fallback) over random small spans, every
+    # scheme, factor ranks 1–2, shared curvature; the dense r²×r² eigensolver is tested against
+    # the enumeration oracle in test_meansquare.py
+    paths = {"secular": 0, "fallback": 0}
+    real = ms._secular_rate
+
+    def tally(*args, **kwargs):
+        out = real(*args, **kwargs)
+        paths["secular" if out is not None else "fallback"] += 1
+        return out
+
+    monkeypatch.setattr(ms, "_secular_rate", tally)
+    rng = np.random.default_rng(2026)
+    worst, checked = 0.0, 0
+    while checked < 60:
+        d, k = int(rng.integers(3, 9)), int(rng.integers(1, 3))
+        nr, nf = int(rng.integers(1, 6)), int(rng.integers(1, 5))
+        shape = lambda n: (n, d, k) if k > 1 else (n, d)  # noqa: E731
+        scale = 10 ** rng.uniform(-1, 0.5)
+        if checked % 5 == 4:  # a noise-free top direction: full retain batch along e₀
+            R = np.zeros((2, d))
+            R[:, 0] = rng.uniform(1, 3)
+            F = np.zeros((nf, d))
+            F[:, 1:] = rng.standard_normal((nf, d - 1))
+            B, sampling = 2, "without_replacement"
+        else:
+            R, F = rng.standard_normal(shape(nr)) * scale, rng.standard_normal(shape(nf)) * scale
+            B, sampling = int(rng.integers(1, nr + 1)), str(rng.choice(SAMPLINGS))
+        shared = float(rng.uniform(0, 0.5)) if rng.random() < 0.2 else None
+        hs = HessianSet.from_factors(R, F, shared=shared)
+        sch = Schedule(float(10 ** rng.uniform(-1.5, 0.5)), B, alpha=float(rng.uniform(0, 0.6)),
+                       sampling=sampling, forget_batch=int(rng.integers(1, len(F) + 1)))
+        op = MeanSquareOperator(hs, sch)
+        if not 3 <= op.r <= 12:
+            continue
+        dense = op.rate("dense")[0]
+        got = op.rate("lanczos")[0]
+        worst = max(worst, abs(got - dense) / dense)
+        checked += 1
+    assert worst <= 1e-11
+    assert paths["secular"] >= 20 and paths["fallback"] >= 5, paths
