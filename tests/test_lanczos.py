@@ -278,3 +278,35 @@ def test_random_instances_against_dense(monkeypatch):
         checked += 1
     assert worst <= 1e-11
     assert paths["secular"] >= 20 and paths["fallback"] >= 5, paths
+
+
+def test_large_span_margin_gives_the_splitting_critical_values(monkeypatch):
+    # above SPLITTING_MAX_SPAN the summed margin comes from the symmetrised splitting in the
+    # eigenbasis (Lanczos); lowered here to r = 8 it must give the certified splitting path's η*,
+    # B* and verdicts on a r = 30 span
+    rng = np.random.default_rng(5)
+    d = 30
+    R = rng.standard_normal((90, d)) / np.sqrt(d)
+    F = rng.standard_normal((6, d)) / np.sqrt(d)
+    hs = HessianSet.from_factors(R, F)
+    cases = [Schedule(6.0, 4, alpha=0.0, sampling="bernoulli"),
+             Schedule(4.8, 3, alpha=0.05, sampling="without_replacement", forget_batch=2),
+             Schedule(3.3, 2, alpha=0.02, sampling="with_replacement", forget_batch=1)]
+
+    def values(s):
+        eta = rmt.critical_eta(hs, s)
+        return eta, rmt.critical_batch(hs, s), [
+            rmt.mean_square_stable(hs, s.replace(eta=eta * f)) for f in (0.5, 1 - 1e-6, 1 + 1e-6)]
+
+    want = [values(s) for s in cases]
+    calls = []
+    real = ms._large_span_margin
+    monkeypatch.setattr(ms, "_large_span_margin", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(ms, "SPLITTING_MAX_SPAN", 8)
+    got = [values(s) for s in cases]
+    assert len(calls) > 20
+    for (eta_w, b_w, st_w), (eta_g, b_g, st_g) in zip(want, got):
+        assert eta_w > 0 and b_w > 1 and st_w == [True, True, False]
+        assert eta_g == pytest.approx(eta_w, rel=1e-9)
+        assert b_g == b_w
+        assert st_g == st_w
