@@ -29,6 +29,7 @@ import math
 import os
 import time
 import warnings
+import weakref
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -414,6 +415,12 @@ def _secular_rate(eig, guess, tol, max_newton=40):
     return None
 
 
+#: eigenbasis of E[J] and rotated factors per HessianSet (weakly held: not pickled with the
+#: set, gone with it) and per (α, active sets), at most ``_EIGENBASIS_CACHE_SIZE`` each
+_EIGENBASIS_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_EIGENBASIS_CACHE_SIZE = 2
+
+
 class _Eigenbasis:
     """The summed T in the eigenbasis of E[J] = Q diag(a) Qᵀ: M' = QᵀMQ and
 
@@ -431,13 +438,16 @@ class _Eigenbasis:
         # E = I − E[J] = −Σ s_S H̄_S = η·[(1−α)H̄_R − αH̄_F], diagonalised directly so that
         # 1 − a_i a_j = b_i + b_j − b_i b_j (b = 1 − a) keeps its digits for tiny-curvature
         # directions (b ~ 1e-8). Its eigenvectors and the rotated factors do not depend on η or
-        # the batch sizes: they are kept on the HessianSet per (α, active sets), so that the
-        # many evaluations of critical_eta/critical_batch pay for one eigh and one rotation.
+        # the batch sizes: they are kept per HessianSet and (α, active sets), so that the
+        # many evaluations of critical_eta/critical_batch pay for one eigh and one rotation
+        # (module-level weak cache, see _EIGENBASIS_CACHE).
         eta = float(dyn.schedule.eta)
         key = (float(dyn.schedule.alpha), tuple(t.name for t in dyn.terms))
-        cache = dyn.hs.__dict__.setdefault("_eigenbasis_cache", {})
+        cache = _EIGENBASIS_CACHE.setdefault(dyn.hs, {})
         hit = cache.get(key)
         if hit is None:
+            while len(cache) >= _EIGENBASIS_CACHE_SIZE:  # α scans: keep the newest few only
+                cache.pop(next(iter(cache)))
             E = -sum(t.weight * t.mean for t in dyn.terms) / eta
             d, Q = np.linalg.eigh(0.5 * (E + E.T))
             rot = lambda X: None if X is None else Q.T @ X @ Q  # noqa: E731
