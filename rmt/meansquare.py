@@ -523,7 +523,7 @@ LANCZOS_MAX_STEPS = 400
 #: Share of the identity added to a warm start (e.g. the pole guess) of the Krylov solvers: the
 #: identity overlaps every PSD eigenmatrix (⟨I, X⟩ = tr X > 0), so a start that happens to be
 #: an exact non-Perron eigenmatrix still leads to the Perron value.
-IDENTITY_SHARE = float(os.environ.get("RMT_IDENTITY_SHARE", "0.1"))
+IDENTITY_SHARE = 0.1
 
 
 def _block_krylov_top(apply, starts, tol, max_vectors=None):
@@ -534,9 +534,10 @@ def _block_krylov_top(apply, starts, tol, max_vectors=None):
     so that the projected matrix Vᵀ T V and the residual ‖T u − θu‖ of the top Ritz pair are
     exact (no three-term recurrence to lose orthogonality). With one start this is Lanczos.
 
-    A block contains the Krylov space of each of its starts: θ₁ is at least what single-vector
-    Lanczos from any one start gives after as many steps, so a good guess of the eigenvector can
-    be added to the identity start without losing what the identity start sees.
+    A block contains the Krylov space of each of its starts (θ₁ is at least what single-vector
+    Lanczos from any one start gives after as many steps). The solvers here use one start, a
+    warm guess mixed with ``IDENTITY_SHARE`` of the identity: a block [guess, I] stops as soon
+    as the guess's own residual is small, which an exact non-Perron eigenmatrix satisfies.
 
     Stops when the top Ritz pair (θ₁, u) has residual ε = ‖T u − θ₁u‖ ≤ tol·|θ₁| (ARPACK's
     rule; θ₁ ≤ λ₁ always, and an eigenvalue lies within ε of θ₁). An eigenvalue rule (Kato–Temple
