@@ -185,6 +185,12 @@ class AffineMoments:
     steps: int
 
 
+#: Span dimension from which :func:`affine_moments` iterates a drift-free summed recursion in
+#: the eigenbasis of E[J] (0.27 → 0.16 s per step at r = 1200; the generic step, which also
+#: carries drift and the SAM/alternating maps, costs ~5r³ there).
+EIGENBASIS_MIN_SPAN = 64
+
+
 def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoments:
     """Exact first and second moments of δ_{k+1} = J_kδ_k + b_k for k = 0..steps (THEORY §8).
 
@@ -204,6 +210,18 @@ def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoment
     span = np.empty(steps + 1)
     drift = np.empty(steps + 1)
     means = np.empty((steps + 1, dyn.p))
+    step, eig = (lambda M, m: affine_step(dyn, M, m)), None
+    if dyn.combinator == "summed" and not dyn.has_drift and dyn.p == r:
+        # no drift: M' = T(M), m' = E[J] m, the linear recursion
+        if not np.any(M) and not np.any(m):  # δ_0 = 0 and b ≡ 0: δ_k = 0 exactly
+            step = lambda M, m: (M, m)  # noqa: E731
+        elif r >= EIGENBASIS_MIN_SPAN:  # T in the eigenbasis of E[J]: r² for E[J]·M·E[J]
+            from .meansquare import MeanSquareOperator
+
+            eig = MeanSquareOperator(dyn).eigenbasis
+            a = 1.0 - eig.b
+            M, m = eig.to_basis(M), eig.Q.T @ m
+            step = lambda M, m: (eig.apply(M), a * m)  # noqa: E731
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(steps + 1):
             span[k] = np.trace(M[:r, :r])
@@ -216,7 +234,9 @@ def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoment
                 span[k:], drift[k:], total[k:], means[k:] = np.inf, np.inf, np.inf, np.nan
                 break
             if k < steps:
-                M, m = affine_step(dyn, M, m)
+                M, m = step(M, m)
+    if eig is not None:  # back to span coordinates (traces are the same in both)
+        M, means = eig.from_basis(M), means @ eig.Q.T
     rest = frozen
     if dyn.has_null_mode and frozen > 0.0:
         # outside [U, V] the start is scaled by the null scalar j of a shared λI, independently

@@ -9,6 +9,7 @@ import rmt
 from rmt import Dynamics, HessianSet, Schedule
 from rmt.affine import affine_moments, stationary
 
+import oracle
 from oracle import batch_outcomes
 
 SAMPLINGS = ["bernoulli", "with_replacement", "without_replacement"]
@@ -201,3 +202,33 @@ def test_stationary_iterative_path_matches_the_limit_of_the_exact_moments(sampli
     mom = rmt.affine_moments(hs, sch, steps)
     assert st.rms_distance**2 == pytest.approx(mom.expected_sq_distance[-1], rel=1e-8)
     np.testing.assert_allclose(st.mean, mom.mean[-1], rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("sampling", ("bernoulli", "with_replacement", "without_replacement"))
+def test_drift_free_moments_in_the_eigenbasis_match_the_enumeration_oracle(sampling, monkeypatch):
+    # the drift-free summed recursion runs in the eigenbasis of E[J] from r ≥ EIGENBASIS_MIN_SPAN
+    # (64); lowered to 1 here, it must give the oracle's E‖δ_k‖² and the generic step's moments
+    import rmt.affine as aff
+
+    rng = np.random.default_rng(hash(sampling) % 2**32)
+    d = 5
+    FR = rng.standard_normal((4, d, 2)) / np.sqrt(d)
+    FF = rng.standard_normal((3, d)) / np.sqrt(d)
+    HR = np.einsum("nak,nbk->nab", FR, FR)
+    HF = np.einsum("na,nb->nab", FF, FF)
+    hs = rmt.HessianSet.from_factors(FR, FF)
+    sch = rmt.Schedule(1.3, 2, alpha=0.3, sampling=sampling, forget_batch=2)
+    w0 = rng.standard_normal(d)
+    want = oracle.oracle_second_moments(HR, HF, 1.3, 2, 0.3, sampling, "summed",
+                                        np.outer(w0, w0), 12, BF=2)
+    monkeypatch.setattr(aff, "EIGENBASIS_MIN_SPAN", 10**9)
+    generic = rmt.affine_moments(hs, sch, 12, start=w0)
+    monkeypatch.setattr(aff, "EIGENBASIS_MIN_SPAN", 1)
+    fast = rmt.affine_moments(hs, sch, 12, start=w0)
+    traces = np.trace(want, axis1=1, axis2=2)
+    np.testing.assert_allclose(fast.expected_sq_distance, traces, rtol=1e-12)
+    np.testing.assert_allclose(fast.mean, generic.mean, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(fast.M_final, generic.M_final, rtol=1e-12, atol=1e-14)
+    # a zero start without drift stays exactly zero (no steps are taken)
+    zero = rmt.affine_moments(hs, sch, 12)
+    assert not np.any(zero.expected_sq_distance) and not np.any(zero.mean)
