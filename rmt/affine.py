@@ -75,13 +75,15 @@ def _apply_map(dyn, terms, M, m):
     eye = np.eye(r)
     lam, kv = dyn.shared_scalar, dyn.null_kappa
     null_v = lam > 0.0 and p > r  # V carries the null scalar, not the identity
-    A = eye + sum(t.weight * t.mean for t in terms) @ K
+    sam = dyn.combinator == "sam"  # K = I otherwise: skip its products (2r³ + r³ per step)
+    step_sum = sum(t.weight * t.mean for t in terms)
+    A = eye + (step_sum @ K if sam else step_sum)
     # Ā = blockdiag(A, a_V·I): a_V = 1 on the drift directions V, or the null scalar's mean
     a_v = 1.0 + sum(t.weight for t in terms) * lam * kv if null_v else 1.0
     drift = dyn.has_drift
     bbar = sum(t.weight * t.mean_gradient for t in terms) if drift else np.zeros(p)
     Mu = M[:r, :r]
-    KMK = K @ Mu @ K.T
+    KMK = K @ Mu @ K.T if sam else Mu
     out = np.empty_like(M)  # Ā M Āᵀ by blocks: O(r²p) instead of O(p³)
     AMuv = A @ M[:r, r:]
     out[:r, :r] = A @ Mu @ A.T
@@ -96,7 +98,7 @@ def _apply_map(dyn, terms, M, m):
             v = t.weight**2 * t.size_variance
             if v == 0.0:
                 continue
-            Xuv = kv * (K @ M[:r, r:])
+            Xuv = kv * (K @ M[:r, r:] if sam else M[:r, r:])
             blk = v * lam * (t.mean @ Xuv)
             out[:r, r:] += blk
             out[r:, :r] += blk.T
@@ -104,7 +106,7 @@ def _apply_map(dyn, terms, M, m):
     m_new = Am + bbar
     if drift:
         X = np.outer(Am, bbar)
-        Km = K @ m[:r]
+        Km = K @ m[:r] if sam else m[:r]
         for t in terms:
             X[:r, :] += t.weight**2 * t.cross_noise(Km)
             if null_v and t.size_variance != 0.0:
