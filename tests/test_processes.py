@@ -44,6 +44,14 @@ seed = [0, 1, 2]
 TOTAL = 10 * 8 * 10 * 3
 
 
+def _default_sigint():
+    """Child side of Popen: Ctrl-C as from a terminal. A shell's background job (``cmd &``)
+    inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_sweep(tmp_path):
     cfg = tmp_path / "sweep.toml"
     cfg.write_text(CONFIG)
@@ -55,7 +63,7 @@ def _start_sweep(tmp_path):
         [sys.executable, "-m", "simulations.cli", "sweep", str(cfg), "--out", str(store),
          "--workers", "2", "--no-progress"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=_default_sigint,
     )
     return proc, store
 

@@ -52,6 +52,14 @@ class Counting:
         return {"value": base, "noise": float(z[0]), "noise2": float(z[1])}
 
 
+def _default_sigint():
+    """Child side of Popen: Ctrl-C as from a terminal. A shell's background job (``cmd &``)
+    inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def markers(directory, tag=None):
     """Grid keys ('i_j_k') of the calls recorded in ``directory`` (optionally of one run tag)."""
     out = []
@@ -219,7 +227,8 @@ def _launch(store, mk, tag, sleep, executor="processes"):
                                store=str(store), executor=executor)
     # own session: SIGKILL reaches the sweep and its worker processes (its process group)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, text=True)
+                            stderr=subprocess.PIPE, start_new_session=True, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def _records(store):
