@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -44,12 +45,19 @@ seed = [0, 1, 2]
 TOTAL = 10 * 8 * 10 * 3
 
 
-def _default_sigint():
-    """Child side of Popen: Ctrl-C as from a terminal. A shell's background job (``cmd &``)
-    inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler at all."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+@contextlib.contextmanager
+def _sigint_not_ignored():
+    """Ctrl-C for the child as from a terminal: a shell's background job (``cmd &``) inherits
+    SIGINT ignored — kept across exec, and Python then installs no KeyboardInterrupt handler —
+    so for the Popen call the parent catches it instead (caught signals reset to default on
+    exec). No ``preexec_fn``: forking with Python code to run is unsafe once JAX's threads exist."""
+    old = signal.getsignal(signal.SIGINT)
+    if old == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _start_sweep(tmp_path):
@@ -59,12 +67,13 @@ def _start_sweep(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("RMT_DEBUG", None)
     # own session: the SIGINT of the Ctrl-C test reaches the whole group, as from a terminal
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "simulations.cli", "sweep", str(cfg), "--out", str(store),
-         "--workers", "2", "--no-progress"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, preexec_fn=_default_sigint,
-    )
+    with _sigint_not_ignored():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "simulations.cli", "sweep", str(cfg), "--out", str(store),
+             "--workers", "2", "--no-progress"],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )
     return proc, store
 
 
