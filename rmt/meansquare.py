@@ -359,14 +359,8 @@ def _secular_rate(eig, guess, tol, max_newton=40):
     inner = max(full, 1e-6)
     prev_g, creep = None, 0
     for _ in range(max_newton):
-        D = gap0 + delta
-        Dh = np.sqrt(D)
-
-        def K(x, Dh=Dh):
-            M = eig.unpack(x) / Dh
-            out = eig.noise(M)
-            return eig.pack(0.5 * (out + out.T) / Dh)
-
+        Dh = np.sqrt(gap0 + delta)
+        K = eig.symmetrised_splitting(Dh)
         if y is None:  # first solve: the identity share keeps every PSD eigenmatrix in reach
             start = Dh * X
             start = start / np.linalg.norm(start) + IDENTITY_SHARE * eye
@@ -482,6 +476,16 @@ class _Eigenbasis:
     def apply(self, M):
         out = self.aa * M + self.noise(M)
         return 0.5 * (out + out.T)
+
+    def symmetrised_splitting(self, Dh):
+        """x ↦ pack(D^{-1/2} 𝒩(D^{-1/2} M) D^{-1/2}), M = unpack(x), for D^{1/2} = ``Dh`` (r, r)
+        elementwise: the symmetrised regular-splitting operator on packed coordinates."""
+
+        def K(x):
+            out = self.noise(self.unpack(x) / Dh)
+            return self.pack(0.5 * (out + out.T) / Dh)
+
+        return K
 
     def pole_guess(self):
         """e eᵀ + (μ − 𝒜)⁻¹𝒩(e eᵀ) with e the top eigenvector of 𝒜 and μ = ρ(𝒜); the (e, e)
@@ -1245,11 +1249,7 @@ def _large_span_margin(op, tol=1e-12):
     if low == 0.0:
         return 1.0 - op.rate("lanczos", tol=tol)[0]
     Dh = np.sqrt(D)
-
-    def K(x):
-        out = eig.noise(eig.unpack(x) / Dh)
-        return eig.pack(0.5 * (out + out.T) / Dh)
-
+    K = eig.symmetrised_splitting(Dh)
     r = op.r
     start = Dh * eig.pole_guess()
     start = eig.pack(start / np.linalg.norm(start) + IDENTITY_SHARE * np.eye(r) / np.sqrt(r))

@@ -16,22 +16,13 @@ from rmt import HessianSet, Schedule
 from rmt.meansquare import MeanSquareOperator
 
 import oracle
+from test_meansquare import make_set
 
 SAMPLINGS = ("bernoulli", "with_replacement", "without_replacement")
 
 
 def _set(rep, seed, n_r=4, n_f=3, d=5):
-    rng = np.random.default_rng(seed)
-    k = 1 if rep == "rank1" else 2
-    HR, FR = oracle.random_psd_set(rng, n_r, d, k)
-    HF, FF = oracle.random_psd_set(rng, n_f, d, k)
-    s = 1.0 / np.linalg.eigvalsh(HR.mean(0))[-1]
-    HR, HF, FR, FF = HR * s, HF * s, FR * np.sqrt(s), FF * np.sqrt(s)
-    if rep == "dense":
-        return HessianSet.from_dense(HR, HF), HR, HF
-    if rep == "rank1":
-        return HessianSet.from_factors(FR[:, :, 0], FF[:, :, 0]), HR, HF
-    return HessianSet.from_factors(FR, FF), HR, HF
+    return make_set(rep, seed, n_r=n_r, n_f=n_f, d=d)
 
 
 @pytest.mark.parametrize("rep", ("dense", "rank1", "factor"))

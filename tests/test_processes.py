@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+
+from procutil import sigint_not_ignored
 
 from simulations.cli import main as rmt_main
 from simulations.provenance import version_string
@@ -45,21 +46,6 @@ seed = [0, 1, 2]
 TOTAL = 10 * 8 * 10 * 3
 
 
-@contextlib.contextmanager
-def _sigint_not_ignored():
-    """Ctrl-C for the child as from a terminal: a shell's background job (``cmd &``) inherits
-    SIGINT ignored — kept across exec, and Python then installs no KeyboardInterrupt handler —
-    so for the Popen call the parent catches it instead (caught signals reset to default on
-    exec). No ``preexec_fn``: forking with Python code to run is unsafe once JAX's threads exist."""
-    old = signal.getsignal(signal.SIGINT)
-    if old == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
 def _start_sweep(tmp_path):
     cfg = tmp_path / "sweep.toml"
     cfg.write_text(CONFIG)
@@ -67,7 +53,7 @@ def _start_sweep(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("RMT_DEBUG", None)
     # own session: the SIGINT of the Ctrl-C test reaches the whole group, as from a terminal
-    with _sigint_not_ignored():
+    with sigint_not_ignored():
         proc = subprocess.Popen(
             [sys.executable, "-m", "simulations.cli", "sweep", str(cfg), "--out", str(store),
              "--workers", "2", "--no-progress"],

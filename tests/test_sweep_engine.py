@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from procutil import sigint_not_ignored
 from simulations.sweep import (
     SweepError,
     SweepMismatchError,
@@ -51,21 +51,6 @@ class Counting:
         z = rng.standard_normal(2)
         base = params["eta"] * params["batch"] + (params.get("alpha") or 0.0)
         return {"value": base, "noise": float(z[0]), "noise2": float(z[1])}
-
-
-@contextlib.contextmanager
-def _sigint_not_ignored():
-    """Ctrl-C for the child as from a terminal: a shell's background job (``cmd &``) inherits
-    SIGINT ignored — kept across exec, and Python then installs no KeyboardInterrupt handler —
-    so for the Popen call the parent catches it instead (caught signals reset to default on
-    exec). No ``preexec_fn``: forking with Python code to run is unsafe once JAX's threads exist."""
-    old = signal.getsignal(signal.SIGINT)
-    if old == signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
 
 
 def markers(directory, tag=None):
@@ -234,7 +219,7 @@ def _launch(store, mk, tag, sleep, executor="processes"):
     code = _KILL_SCRIPT.format(tests=str(TESTS_DIR), markers=str(mk), tag=tag, sleep=sleep,
                                store=str(store), executor=executor)
     # own session: SIGKILL reaches the sweep and its worker processes (its process group)
-    with _sigint_not_ignored():
+    with sigint_not_ignored():
         return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True, text=True)
 
