@@ -822,7 +822,7 @@ class HessianSet:
         eps₃₂·√(chunk)·‖z_i‖‖z_j‖/√(d/chunk) — the size of the rounding that made the input
         float32 in the first place, not more."""
         if self._gram is None:
-            from .meansquare import blas_threads
+            from .threads import blas_threads
             from threadpoolctl import threadpool_limits
 
             layout = self._layout_rows()

@@ -214,7 +214,7 @@ def test_newton_near_rho_one_converges_in_a_few_solves(monkeypatch):
         solves.append(out is not None)
         return out
 
-    monkeypatch.setattr(ms, "_block_krylov_top", counting)
+    monkeypatch.setattr(ms.krylov, "_block_krylov_top", counting)
     for f in (1 - 1e-9, 1 + 1e-9):
         eta = eta_star * f
         K, _ = _bernoulli_kronecker(R, F, eta, 4, 1, 0.0)
@@ -239,7 +239,7 @@ def test_random_instances_against_dense(monkeypatch):
         paths["secular" if out is not None else "fallback"] += 1
         return out
 
-    monkeypatch.setattr(ms, "_secular_rate", tally)
+    monkeypatch.setattr(ms.krylov, "_secular_rate", tally)
     rng = np.random.default_rng(2026)
     worst, checked = 0.0, 0
     while checked < 60:
@@ -292,8 +292,8 @@ def test_large_span_margin_gives_the_splitting_critical_values(monkeypatch):
     want = [values(s) for s in cases]
     calls = []
     real = ms._large_span_margin
-    monkeypatch.setattr(ms, "_large_span_margin", lambda *a, **k: calls.append(1) or real(*a, **k))
-    monkeypatch.setattr(ms, "SPLITTING_MAX_SPAN", 8)
+    monkeypatch.setattr(ms.analysis, "_large_span_margin", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(ms.analysis, "SPLITTING_MAX_SPAN", 8)
     got = [values(s) for s in cases]
     assert len(calls) > 20
     for (eta_w, b_w, st_w), (eta_g, b_g, st_g) in zip(want, got):

@@ -1,0 +1,331 @@
+"""Critical values η*, B*, α* (docs/contract.md §3, §10)."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+import scipy.sparse.linalg as spla
+
+from ..dynamics import Dynamics, as_dynamics
+from ..threads import capped as _capped
+from .analysis import _commuting_rate, _is_stable, _span_margin, _stability_margin, mean_square_rate
+from .config import _ROUNDOFF, PEP_MAX_SPAN
+from .stable_sets import _at_alpha, _not_interval_warning, _stable_set
+
+# ---------------------------------------------------------------------- critical values
+def _rate_at(dyn, **changes):
+    return mean_square_rate(dyn.replace(**changes))
+
+
+class _OutOfTime(Exception):
+    pass
+
+
+def _deadline(time_budget):
+    if time_budget is None:
+        return None
+    if not (time_budget > 0):
+        raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
+    return time.perf_counter() + time_budget
+
+
+def _check_time(deadline):
+    if deadline is not None and time.perf_counter() > deadline:
+        raise _OutOfTime
+
+
+def _root(f, a, b, fa, fb, rtol, deadline, what):
+    """Illinois root of f on [a, b] (f(a) ≥ 0 > f(b) or reverse) that keeps its bracket when the
+    time budget runs out: then the midpoint is returned with a RuntimeWarning."""
+    side = 0
+    for _ in range(200):
+        if abs(b - a) <= rtol * max(abs(a), abs(b)):
+            break
+        if deadline is not None and time.perf_counter() > deadline:
+            warnings.warn(f"{what}: time budget ran out; the critical value lies in "
+                          f"[{min(a, b):.12g}, {max(a, b):.12g}] (midpoint returned)",
+                          RuntimeWarning, stacklevel=3)
+            return 0.5 * (a + b)
+        x = b - fb * (b - a) / (fb - fa) if fb != fa and math.isfinite(fa) and math.isfinite(fb) \
+            else 0.5 * (a + b)
+        if not (min(a, b) < x < max(a, b)):
+            x = 0.5 * (a + b)
+        fx = f(x)
+        if fx == 0:
+            return float(x)
+        if (fx > 0) == (fa > 0):
+            a, fa = x, fx
+            if side == -1:
+                fb *= 0.5
+            side = -1
+        else:
+            b, fb = x, fx
+            if side == 1:
+                fa *= 0.5
+            side = 1
+    # the stable side (margin ≥ 0) is the answer: η* is the last stable point
+    return float(a if fa >= 0 else b)
+
+
+@_capped
+def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
+    """Critical learning rate η*: the upper edge of the lowest component of the stable set.
+
+    The schedule's own ``eta`` is ignored. When the stable set {η > 0 : ρ(T(η)) ≤ 1} is an
+    interval (0, η*] this is the usual critical step size. When it is not (alternating and SAM
+    schedules can have unstable windows, or be unstable for small η and stable later), η* is
+    the upper edge of its lowest component — the largest step size reached from the smallest
+    stable ones without crossing instability — a RuntimeWarning says so, and
+    :func:`stable_set` gives the whole union. Returns 0.0 when no η > 0 is stable.
+
+    Summed schedule: T(η) = I − ηL + η²Q is self-adjoint, so (ρ(T(η)) − 1)/η =
+    max_M ⟨M, (−L + ηQ)M⟩/‖M‖² is a maximum of affine functions of η, hence convex; its
+    sublevel set {≤ 0} is an interval (0, η*], empty when λ_min(D) ≤ 0 on the span. η* is found
+    by a bracketing root-finder on the well-conditioned stability margin 1/ρ(K(1)) − 1 of the
+    regular splitting (same sign as 1 − ρ(T)). Commuting sets and spans r ≤ ``PEP_MAX_SPAN``
+    (alternating, SAM) use the exact stable set (real roots of det(T(η) − I)); larger
+    alternating/SAM spans fall back to a geometric scan that can miss windows narrower than its
+    grid (a RuntimeWarning says so). ``time_budget`` (seconds): when it runs out the midpoint
+    of the current bracket is returned with a RuntimeWarning.
+    """
+    dyn = as_dynamics(hs, schedule)
+    deadline = _deadline(time_budget)
+    if dyn.hs.kind == "commuting" or (dyn.combinator != "summed" and dyn.r <= PEP_MAX_SPAN):
+        if dyn.combinator == "summed" and dyn.hs.kind == "commuting":
+            return _commuting_critical_eta(dyn)
+        sset = _stable_set(dyn, "eta", rtol)
+        if len(sset) > 1:
+            _not_interval_warning("η", sset)
+        return sset[0][1] if sset else 0.0
+    D = dyn.mixed_hessian()
+    lam = np.linalg.eigvals(D).real if dyn.combinator == "sam" else np.linalg.eigvalsh(D)
+    scale = float(np.max(np.abs(lam)))
+    lmin, lmax = float(np.min(lam)), float(np.max(lam))
+    if dyn.combinator == "summed":
+        # the null scalar mode of a shared λI has its own closed-form η* (an interval (0, η*]
+        # too): the stable set is the intersection, so η* = min(span η*, null η*)
+        null_eta = _null_critical_eta(dyn) if dyn.has_null_mode else math.inf
+        # λ_min(D) ≤ 0 (up to the round-off of an r×r eigensolver): the mean dynamics escape
+        # for every small η. A genuine small curvature (1e-13 of the scale) is above this.
+        if lmin <= _ROUNDOFF * dyn.r * scale or null_eta == 0.0:
+            return 0.0
+
+        def margin(eta):
+            return _span_margin(dyn.replace(eta=float(eta)))
+
+        hi = 2.0 / lmax  # ρ(T) ≥ ρ(E[J])² > 1 beyond this
+        try:
+            fhi = margin(hi)
+            if fhi >= 0:
+                return min(hi, null_eta)
+            lo = hi
+            for _ in range(200):
+                _check_time(deadline)
+                lo *= 0.5
+                flo = margin(lo)
+                if flo > 0:
+                    break
+            else:
+                return 0.0
+        except _OutOfTime:
+            warnings.warn("critical_eta: time budget ran out before η* was bracketed; "
+                          "returning nan", RuntimeWarning, stacklevel=2)
+            return math.nan
+        return min(_root(margin, lo, hi, flo, fhi, rtol, deadline, "critical_eta"), null_eta)
+    warnings.warn(
+        f"critical_eta: span r = {dyn.r} > PEP_MAX_SPAN = {PEP_MAX_SPAN} for the {dyn.combinator} "
+        "schedule: η* comes from a geometric scan and an unstable window narrower than the "
+        "scan's grid could be missed", RuntimeWarning, stacklevel=2)
+    if lmin <= _ROUNDOFF * dyn.r * scale:
+        lmin = lmax
+    return _first_crossing(lambda eta: -_stability_margin(dyn.replace(eta=float(eta))),
+                           1e-6 / lmax, 2.0 / lmin, rtol)
+
+
+def _null_critical_eta(dyn):
+    """η* of the null scalar mode (summed): E[j²] − 1 = η(a1 + η a2) with
+    a1 = 2λΣ_S u_S, a2 = λ²[(Σ_S u_S)² + Σ_S u_S²(c_S − e_S)], u_S = s_S/η; stable iff η ≤ −a1/a2."""
+    lam = dyn.shared_scalar
+    u = [(t.weight / dyn.eta, t.size_variance) for t in dyn.terms]
+    a1 = 2 * lam * sum(x for x, _ in u)
+    a2 = lam**2 * (sum(x for x, _ in u) ** 2 + sum(x * x * v for x, v in u))
+    if a2 <= 0.0 and a1 == 0.0:
+        return math.inf
+    return -a1 / a2 if a1 < 0 else 0.0
+
+
+def _first_crossing(g, lo, hi_hint, rtol, grid=64):
+    """First sign change of g from ≤ 0 to > 0 on a geometric grid starting at lo."""
+    if g(lo) > 0:
+        return 0.0
+    hi = hi_hint
+    for _ in range(60):
+        pts = np.geomspace(lo, hi, grid)
+        vals = [g(p) for p in pts]
+        for a, b, ga, gb in zip(pts[:-1], pts[1:], vals[:-1], vals[1:]):
+            if ga <= 0 < gb:
+                return float(scipy.optimize.brentq(g, a, b, rtol=rtol, xtol=1e-300))
+        lo, hi = hi, hi * 4
+    return math.inf
+
+
+def _commuting_critical_eta(dyn):
+    """η* of a commuting set from the per-direction factors of :meth:`Dynamics.direction_factors`.
+
+    Summed/SAM: E[j_k²] − 1 = η(a1 + η a2) with one root η*_k = −a1/a2 (= 2D_k/(D_k² + V_k)).
+    Alternating: the product of the two per-set quadratics minus 1 is η·q_k(η), q_k a cubic;
+    η*_k is the first positive root after which q_k turns positive.
+    """
+    factors = dyn.direction_factors()
+    if dyn.combinator != "alternating":
+        a1 = sum(f[2] for f in factors)
+        # summed: Σ_S of (2 s m) terms; the quadratic coefficient is (Σ s m)² + Σ s² N
+        moms = dyn.direction_moments()
+        u = {t.name: t.weight / dyn.eta for t, _, _ in moms}
+        kappa = 1.0
+        if dyn.combinator == "sam":
+            kappa = 1.0 + (dyn.schedule.sam_rho / dyn.schedule.sam_a) * moms[0][1]
+        a2 = (sum(u[t.name] * m for t, m, _ in moms) * kappa) ** 2 + \
+            sum(u[t.name] ** 2 * N for t, _, N in moms) * kappa**2
+        scale = max(float(np.max(np.abs(a1))), float(np.max(a2)), 1e-300)
+        frozen = (np.abs(a1) <= _ROUNDOFF * scale) & (a2 <= _ROUNDOFF * scale)
+        if np.any((a1 >= -_ROUNDOFF * scale) & ~frozen):
+            return 0.0
+        etas = np.where(frozen, np.inf, -a1 / np.where(frozen, 1.0, a2))
+        return float(np.min(etas))
+    best = math.inf
+    P = np.polynomial.Polynomial
+    k_dirs = factors[0][1].size
+    for k in range(k_dirs):
+        poly = P([1.0])
+        for _, a0, a1, a2 in factors:
+            poly = poly * P([a0[k], a1[k], a2[k]])
+        p = (poly - 1.0).trim(tol=0.0)
+        coeffs = p.coef
+        if coeffs.size <= 1 or np.all(np.abs(coeffs) <= 1e-15 * np.max(np.abs(poly.coef))):
+            continue  # direction is frozen (identity)
+        q = P(coeffs[1:])  # p(η) = η q(η)
+        # the sign of q just above 0 is that of its first coefficient above round-off
+        lead = q.coef[np.abs(q.coef) > _ROUNDOFF * np.max(np.abs(poly.coef))]
+        if lead.size and lead[0] > 0:
+            return 0.0
+        roots = q.roots()
+        pos = np.sort(roots[(np.abs(roots.imag) <= 1e-9 * np.abs(roots)) & (roots.real > 0)].real)
+        crit = math.inf
+        for rt in pos:
+            if q(rt * (1 + 1e-9)) > 0:
+                crit = float(rt)
+                break
+        best = min(best, crit)
+    return best
+
+
+@_capped
+def critical_batch(hs, schedule=None, *, time_budget=None):
+    """Smallest batch size B* with ρ(T) ≤ 1 (the schedule's own ``batch`` is ignored).
+
+    The forget batch follows B when ``forget_batch`` is None. ρ(T) is non-increasing in B for
+    every scheme: each noise operator is c(B)·(a completely positive map) with c(B) decreasing,
+    and T is monotone in its noise part on the PSD cone — so a bisection over integers with the
+    sign test of :func:`mean_square_stable` is exact. Returns None when even the largest
+    admissible batch is unstable. ``time_budget``: when it runs out, the smallest batch known
+    to be stable is returned with a RuntimeWarning.
+    """
+    dyn = as_dynamics(hs, schedule)
+    schedule = dyn.schedule
+    deadline = _deadline(time_budget)
+    sizes = [t.n for t in dyn.terms if t.name == "retain" or schedule.forget_batch is None]
+    hi = min(sizes) if sizes else schedule.batch
+
+    def stable(B):
+        return _is_stable(dyn.replace(batch=B))
+
+    if not stable(hi):
+        return None
+    lo = 1
+    if stable(lo):
+        return 1
+    while hi - lo > 1:
+        if deadline is not None and time.perf_counter() > deadline:
+            warnings.warn(f"critical_batch: time budget ran out; B* lies in ({lo}, {hi}] "
+                          f"(returning {hi}, known to be stable)", RuntimeWarning, stacklevel=2)
+            return hi
+        mid = (lo + hi) // 2
+        if stable(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+@_capped
+def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
+    """Critical mixing weight α* = inf{α ∈ [0, 1] : ρ(T) > 1} (the schedule's ``alpha`` is ignored).
+
+    Returns 0.0 if already unstable at α = 0 or α = 0⁺ — in particular, exactly, whenever the
+    forget set has a curvature direction outside the retain span, which ascent escapes along for
+    every α > 0 — and None if stable for every α ∈ [0, 1]. α* is the upper edge of the
+    component of the stable set that contains α = 0; when the stable set is not an interval a
+    RuntimeWarning says so (:func:`stable_set` with ``parameter="alpha"`` gives the union).
+
+    Exact for commuting sets and spans r ≤ ``PEP_MAX_SPAN``: the entries of T(α) are polynomials
+    in α, so every crossing of ρ through 1 is a real root of det(T(α) − I). Larger spans use a
+    uniform scan of ``grid`` points (sign tests) refined by a root-finder, which can miss an
+    unstable window narrower than the grid (a RuntimeWarning says so). ``time_budget``: when
+    it runs out, the midpoint of the current bracket is returned with a RuntimeWarning.
+    """
+    if isinstance(hs, Dynamics):
+        hs, schedule = hs.hs, hs.schedule
+    if schedule is not None and schedule.schedule != "sam":
+        Dynamics(hs, schedule.replace(alpha=0.0))  # validates the pair
+    else:
+        as_dynamics(hs, schedule)
+    if not hs.has_forget:
+        raise ValueError("critical_alpha needs a HessianSet with a forget set")
+    if schedule.schedule == "sam":
+        raise ValueError("critical_alpha is not defined for schedule='sam' (alpha must be 0)")
+    deadline = _deadline(time_budget)
+
+    # A forget direction outside the retain span is an escape direction of D for every α > 0
+    # (vᵀDv = −α vᵀH̄_F v < 0), so the infimum is exactly 0 — decided here, not by a root-finder.
+    # (not with a shared λI: λ also curves that direction, vᵀDv = (1−2α)λ − α vᵀH̄⁰_F v)
+    if hs.shared_scalar == 0.0 and hs.reduction(True, True).r > hs.reduction(True, False).r:
+        return 0.0
+    dyn = Dynamics(hs, schedule.replace(alpha=0.5))
+    if not _is_stable(_at_alpha(dyn, 0.0)):
+        return 0.0
+    if dyn.hs.kind == "commuting" or dyn.r <= PEP_MAX_SPAN:
+        sset = _stable_set(dyn, "alpha", rtol)
+        if len(sset) > 1:
+            _not_interval_warning("α", sset)
+        if not sset or sset[0][0] > 0.0:
+            return 0.0
+        a = sset[0][1]
+        return None if a >= 1.0 else a
+    warnings.warn(
+        f"critical_alpha: span r = {dyn.r} > PEP_MAX_SPAN = {PEP_MAX_SPAN}: α* comes from a "
+        f"{grid}-point scan and an unstable window narrower than its spacing could be missed",
+        RuntimeWarning, stacklevel=2)
+
+    def f(alpha):
+        d = _at_alpha(dyn, alpha) if alpha in (0.0, 1.0) else dyn.replace(alpha=float(alpha))
+        return _stability_margin(d)
+
+    prev, fprev = None, None
+    for p in np.linspace(0.0, 1.0, grid + 1):
+        if deadline is not None and time.perf_counter() > deadline:
+            warnings.warn("critical_alpha: time budget ran out during the scan; α* > "
+                          f"{prev:.6g} (returning nan)", RuntimeWarning, stacklevel=2)
+            return math.nan
+        val = f(p)
+        if val < 0:
+            if prev is None:
+                return 0.0
+            return _root(f, prev, p, fprev, val, rtol, deadline, "critical_alpha")
+        prev, fprev = p, val
+    return None

@@ -1,0 +1,128 @@
+"""The summed T in the eigenbasis of E[J]: the mean part is elementwise (docs/contract.md §10)."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+import scipy.sparse.linalg as spla
+import weakref
+from dataclasses import replace
+
+from .operator import _own
+
+#: eigenbasis of E[J] and rotated factors per HessianSet (weakly held: not pickled with the
+#: set, gone with it) and per (α, active sets), at most ``_EIGENBASIS_CACHE_SIZE`` each
+_EIGENBASIS_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_EIGENBASIS_CACHE_SIZE = 2
+
+
+class _Eigenbasis:
+    """The summed T in the eigenbasis of E[J] = Q diag(a) Qᵀ: M' = QᵀMQ and
+
+        T'(M') = (a aᵀ) ∘ M' + Σ_S s_S² N'_S(M'),
+
+    with every set's factors, means and shared curvature rotated by Qᵀ (N_S is a congruence
+    sum, so N'_S(QᵀMQ) = Qᵀ N_S(M) Q). Same spectrum as T; the mean part costs r² instead of
+    2r³ per application. ``pack``/``unpack``: the isometry between symmetric r×r matrices
+    (Frobenius) and R^{r(r+1)/2} (upper triangle, off-diagonal entries × √2).
+    """
+
+    def __init__(self, op):
+        r = op.r
+        dyn = op.dynamics
+        # E = I − E[J] = −Σ s_S H̄_S = η·[(1−α)H̄_R − αH̄_F], diagonalised directly so that
+        # 1 − a_i a_j = b_i + b_j − b_i b_j (b = 1 − a) keeps its digits for tiny-curvature
+        # directions (b ~ 1e-8). Its eigenvectors and the rotated factors do not depend on η or
+        # the batch sizes: they are kept per HessianSet and (α, active sets), so that the
+        # many evaluations of critical_eta/critical_batch pay for one eigh and one rotation
+        # (module-level weak cache, see _EIGENBASIS_CACHE).
+        eta = float(dyn.schedule.eta)
+        key = (float(dyn.schedule.alpha), tuple(t.name for t in dyn.terms))
+        cache = _EIGENBASIS_CACHE.setdefault(dyn.hs, {})
+        hit = cache.get(key)
+        if hit is None:
+            while len(cache) >= _EIGENBASIS_CACHE_SIZE:  # α scans: keep the newest few only
+                cache.pop(next(iter(cache)))
+            E = -sum(t.weight * t.mean for t in dyn.terms) / eta
+            d, Q = np.linalg.eigh(0.5 * (E + E.T))
+            rot = lambda X: None if X is None else Q.T @ X @ Q  # noqa: E731
+            rotated = {t.name: dict(psi=(Q.T @ t.psi.reshape(r, -1)).reshape(t.psi.shape),
+                                    mean=rot(t.mean), base_mean=rot(t.base_mean),
+                                    shared=rot(t.shared))
+                       for t in dyn.terms}
+            hit = cache[key] = (d, Q, rotated)
+        d, Q, rotated = hit
+        b = eta * d
+        self.r, self.Q, self.b = r, Q, b
+        #: 1 − a_i a_j (r, r), formed without cancellation, and a_i a_j
+        self.one_minus_aa = b[:, None] + b[None, :] - np.outer(b, b)
+        self.aa = 1.0 - self.one_minus_aa
+        self.terms = [(t.weight**2, replace(t, gradients=None, profile=None, **rotated[t.name]))
+                      for t in dyn.terms]
+        self._iu = np.triu_indices(r)
+        self._w = np.where(self._iu[0] == self._iu[1], 1.0, math.sqrt(2.0))
+
+    def to_basis(self, M):
+        return self.Q.T @ M @ self.Q
+
+    def from_basis(self, M):
+        return self.Q @ M @ self.Q.T
+
+    def noise(self, M):
+        out = np.zeros_like(M)
+        for w2, t in self.terms:
+            out += w2 * t.noise(M)
+        return out
+
+    def apply(self, M):
+        out = self.aa * M + self.noise(M)
+        return 0.5 * (out + out.T)
+
+    def symmetrised_splitting(self, Dh):
+        """x ↦ pack(D^{-1/2} 𝒩(D^{-1/2} M) D^{-1/2}), M = unpack(x), for D^{1/2} = ``Dh`` (r, r)
+        elementwise: the symmetrised regular-splitting operator on packed coordinates."""
+
+        def K(x):
+            out = self.noise(self.unpack(x) / Dh)
+            return self.pack(0.5 * (out + out.T) / Dh)
+
+        return K
+
+    def pole_guess(self):
+        """e eᵀ + (μ − 𝒜)⁻¹𝒩(e eᵀ) with e the top eigenvector of 𝒜 and μ = ρ(𝒜); the (e, e)
+        entry and any entry with μ − a_i a_j ≤ round-off are left out of the correction."""
+        om = self.one_minus_aa
+        k = int(np.argmin(np.diag(om)))
+        E = np.zeros_like(om)
+        E[k, k] = 1.0
+        den = om - om[k, k]  # μ − a_i a_j at μ = ρ(𝒜) = a_k²
+        ok = den > 64 * np.finfo(float).eps * max(abs(1.0 - om[k, k]), 1.0)
+        ok[k, k] = False
+        C = np.zeros_like(om)
+        C[ok] = self.noise(E)[ok] / den[ok]
+        X = E + 0.5 * (C + C.T)
+        return X if np.all(np.isfinite(X)) else E
+
+    def pack(self, M):
+        return M[self._iu] * self._w
+
+    def unpack(self, x):
+        M = np.zeros((self.r, self.r))
+        M[self._iu] = x / self._w
+        return M + np.triu(M, 1).T
+
+    def as_linear_operator(self):
+        r = self.r
+
+        def matvec(x):
+            M = _own(x).reshape(r, r)
+            return self.apply(0.5 * (M + M.T)).ravel()
+
+        return spla.LinearOperator((r * r, r * r), matvec=matvec, dtype=float)
+
+

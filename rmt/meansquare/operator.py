@@ -1,0 +1,302 @@
+"""The mean-square operator T(M) = E[J M Jᵀ] on span coordinates (docs/contract.md §3)."""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+import scipy.sparse.linalg as spla
+
+from .._validation import check_choice
+from ..dynamics import as_dynamics
+from .config import DENSE_MAX_SPAN, METHODS, SPLITTING_MAX_SPAN
+
+class MeanSquareOperator(spla.LinearOperator):
+    """The mean-square operator T(M) = E[J M Jᵀ] on r×r matrices of the span (THEORY §3).
+
+    Built from a :class:`~rmt.dynamics.Dynamics` (or an ``(hs, schedule)`` pair): the set terms,
+    their weights and sampling coefficients and the combinator all come from there, so
+
+        summed       T(M) = E[J] M E[J]ᵀ + Σ_S s_S² N_S(M)
+        alternating  T = T_F ∘ T_R,   T_S(M) = A_S M A_S + s_S² N_S(M),   A_S = I + s_S H̄_S
+        sam          T(M) = E[J] M E[J]ᵀ + η² N_R(K M K)
+
+    A :class:`scipy.sparse.linalg.LinearOperator` on vec(M) (row-major, all r×r matrices, not
+    only symmetric ones) with ``matvec``/``matmat``/``adjoint``; :meth:`apply` works on matrices
+    and :meth:`matrix` gives the dense r²×r² Kronecker form for small spans.
+
+    Attributes: ``dynamics``, ``r`` (span dimension), ``null_dim``, ``reduction`` (the span
+    coordinates), ``mean_map`` (E[J] on the span), ``terms`` (name → SetTerm),
+    ``self_adjoint`` (True for the summed schedule, whose T is self-adjoint in the Frobenius
+    inner product).
+    """
+
+    def __init__(self, hs, schedule=None):
+        dyn = as_dynamics(hs, schedule)
+        self.dynamics = dyn
+        self.hs, self.schedule = dyn.hs, dyn.schedule
+        self.reduction = dyn.reduction
+        self.r = dyn.r
+        self.null_dim = dyn.null_dim
+        self.terms = {t.name: t for t in dyn.terms}
+        self.mean_map = dyn.mean_map
+        self.self_adjoint = dyn.combinator == "summed"
+        #: E[j²] of the null scalar mode of a shared λI (None without one): the full ρ(T) is
+        #: max(ρ(T on the span), null_rate) — T is block diagonal in (span, cross, null) blocks
+        #: and its Perron eigenmatrix lives in the span block or the null block
+        self.null_rate = dyn.null_rate
+        super().__init__(dtype=np.dtype(float), shape=(self.r**2, self.r**2))
+
+    # ------------------------------------------------------------------ application
+    def _set_step(self, t, M, adjoint=False):
+        A = self.dynamics.step_maps[t.name]
+        return A @ M @ A + t.weight**2 * t.noise(M)
+
+    def _apply(self, M, adjoint=False):
+        dyn = self.dynamics
+        if dyn.combinator == "summed":
+            A = self.mean_map
+            out = A @ M @ A
+            for t in dyn.terms:
+                out += t.weight**2 * t.noise(M)
+        elif dyn.combinator == "alternating":
+            # T = T_F ∘ T_R with self-adjoint T_S, so T* = T_R ∘ T_F
+            out = M
+            for t in (reversed(dyn.terms) if adjoint else dyn.terms):
+                out = self._set_step(t, out)
+        else:  # SAM, A = I − ηH̄K symmetric (H̄ and K commute); T*(M) = AMA + η² K N(M) K
+            A, K = self.mean_map, dyn.K
+            t = dyn.terms[0]
+            if adjoint:
+                out = A @ M @ A.T + t.weight**2 * (K @ t.noise(M) @ K)
+            else:
+                out = A @ M @ A.T + t.weight**2 * t.noise(K @ M @ K)
+        return out
+
+    def apply(self, M: np.ndarray) -> np.ndarray:
+        """T(M) for a symmetric (r, r) matrix M in span coordinates (symmetrised output)."""
+        out = self._apply(M)
+        return 0.5 * (out + out.T)
+
+    def apply_adjoint(self, M: np.ndarray) -> np.ndarray:
+        """T*(M) = E[Jᵀ M J] (the Frobenius adjoint), symmetrised."""
+        out = self._apply(M, adjoint=True)
+        return 0.5 * (out + out.T)
+
+    def _matvec(self, x):
+        r = self.r
+        return self._apply(_own(x).reshape(r, r)).ravel()
+
+    def _rmatvec(self, x):
+        r = self.r
+        return self._apply(_own(x).reshape(r, r), adjoint=True).ravel()
+
+    def _matmat(self, X):
+        return np.column_stack([self._matvec(X[:, j]) for j in range(X.shape[1])])
+
+    def _adjoint(self):
+        return _AdjointOperator(self)
+
+    def matrix(self) -> np.ndarray:
+        """The r²×r² matrix of T in row-major vec coordinates (small r only)."""
+        dyn = self.dynamics
+        if self.r > 60:
+            raise ValueError(f"matrix() is for small spans (r <= 60); this one has r={self.r}")
+        if dyn.combinator == "summed":
+            A = self.mean_map
+            out = np.kron(A, A)
+            for t in dyn.terms:
+                out += t.weight**2 * t.kron_noise()
+            return out
+        if dyn.combinator == "alternating":
+            out = np.eye(self.r**2)
+            for t in dyn.terms:
+                A = dyn.step_maps[t.name]
+                out = (np.kron(A, A) + t.weight**2 * t.kron_noise()) @ out
+            return out
+        A, K = self.mean_map, dyn.K
+        t = dyn.terms[0]
+        return np.kron(A, A) + t.weight**2 * t.kron_noise() @ np.kron(K, K)
+
+    def as_linear_operator(self) -> spla.LinearOperator:
+        """T restricted to symmetric matrices (input symmetrised) as a LinearOperator on vec(M)."""
+        r = self.r
+
+        def matvec(x):
+            M = _own(x).reshape(r, r)
+            return self.apply(0.5 * (M + M.T)).ravel()
+
+        return spla.LinearOperator((r * r, r * r), matvec=matvec, dtype=float)
+
+    # ------------------------------------------------------------------ spectrum
+    def rate(self, method="auto", tol=1e-12):
+        """Spectral radius ρ(T) on the span and its PSD eigenmatrix → (rate, eigenmatrix, method, converged)."""
+        from .analysis import _commuting_rate  # the solvers sit above the operator
+        from .splitting import _splitting_rate
+        check_choice(method, "method", METHODS)
+        if method == "auto":
+            if self.hs.kind == "commuting":
+                method = "closed_form"
+            elif self.r <= DENSE_MAX_SPAN:
+                method = "dense"
+            elif self.r <= SPLITTING_MAX_SPAN:
+                method = "splitting"
+            else:
+                method = "lanczos"
+        if method == "splitting":
+            try:
+                b = _splitting_rate(self, tol=tol)
+            except np.linalg.LinAlgError:
+                return self._lanczos(tol)
+            return 1.0 + b.estimate, b.eigenmatrix, method, b.converged
+        if method == "closed_form":
+            if self.hs.kind != "commuting":
+                raise ValueError("method='closed_form' needs a commuting HessianSet")
+            rate, k = _commuting_rate(self.dynamics)
+            return rate, None, method, True
+        if method == "dense":
+            vals, vecs = np.linalg.eig(self.matrix())
+            i = int(np.argmax(np.abs(vals)))
+            V = np.real(vecs[:, i]).reshape(self.r, self.r)
+            return float(np.abs(vals[i])), _normalise_psd(V), method, True
+        if method == "lanczos":
+            return self._lanczos(tol)
+        return self._arpack(tol)
+
+    @property
+    def eigenbasis(self) -> "_Eigenbasis":
+        """T of the summed schedule in the eigenbasis of E[J] (computed once; summed only)."""
+        from .eigenbasis import _Eigenbasis
+
+        cached = self.__dict__.get("_eigenbasis")
+        if cached is None:
+            if not self.self_adjoint:
+                raise ValueError("the eigenbasis form exists for the summed schedule only")
+            cached = self.__dict__["_eigenbasis"] = _Eigenbasis(self)
+        return cached
+
+    def _start(self, v0):
+        r = self.r
+        eye = np.eye(r) / np.sqrt(r)
+        if v0 is None:
+            return eye
+        v0 = np.asarray(v0, float).reshape(r, r)
+        return v0 / np.linalg.norm(v0) + 0.1 * eye
+
+    def _arpack(self, tol, v0=None):
+        r = self.r
+        if r < 3:
+            return self.rate("dense")
+        start = self._start(v0)
+        if self.self_adjoint:  # same spectrum, cheaper application: the eigenbasis of E[J]
+            eig = self.eigenbasis
+            op, start, back = eig.as_linear_operator(), eig.to_basis(start), eig.from_basis
+        else:
+            op, back = self.as_linear_operator(), (lambda V: V)
+        converged = True
+        try:
+            if self.self_adjoint:
+                vals, vecs = spla.eigsh(op, k=1, which="LA", v0=start.ravel(), tol=tol,
+                                        maxiter=20 * r * r)
+            else:
+                vals, vecs = spla.eigs(op, k=1, which="LM", v0=start.ravel(), tol=tol,
+                                       maxiter=20 * r * r)
+        except spla.ArpackNoConvergence as exc:  # report, never hide
+            converged = False
+            if len(exc.eigenvalues) == 0:
+                raise RuntimeError("ARPACK did not converge for the mean-square operator") from exc
+            vals, vecs = exc.eigenvalues, exc.eigenvectors
+            warnings.warn("ARPACK did not fully converge; rate may be inaccurate", RuntimeWarning)
+        i = int(np.argmax(np.abs(vals)))
+        V = back(np.real(vecs[:, i]).reshape(r, r))
+        return float(np.abs(vals[i])), _normalise_psd(V), "arpack", converged
+
+    def _lanczos(self, tol, v0=None):
+        """ρ(T) of the self-adjoint (summed) T: Lanczos on the splitting, else on T itself.
+
+        First :func:`_secular_rate` (Lanczos on the symmetrised splitting operator, Newton on
+        μ), which does not see the cluster of T's eigenvalues near 1; when that does not apply
+        or fails, Lanczos on T (:func:`_block_krylov_top`) in the eigenbasis of E[J] from the
+        identity mixed with the pole guess (or ``v0``, an eigenmatrix estimate in span
+        coordinates). Non-self-adjoint schedules, and runs that need more vectors than fit in
+        ``LANCZOS_MEMORY``, go to ARPACK.
+        """
+        from .krylov import IDENTITY_SHARE, _block_krylov_top, _secular_rate
+
+        r = self.r
+        if r < 3:
+            return self.rate("dense")
+        if not self.self_adjoint:
+            return self._arpack(tol, v0)
+        eig = self.eigenbasis
+        guess = eig.pole_guess() if v0 is None else eig.to_basis(np.asarray(v0, float).reshape(r, r))
+        out = _secular_rate(eig, guess, tol)
+        if out is not None:
+            rate, X = out
+            return rate, _normalise_psd(eig.from_basis(X)), "lanczos", True
+        start = np.eye(r) / np.sqrt(r)
+        if np.any(guess):
+            start = guess / np.linalg.norm(guess) + IDENTITY_SHARE * start
+        out = _block_krylov_top(lambda x: eig.pack(eig.apply(eig.unpack(x))), [eig.pack(start)],
+                                tol)
+        if out is None:  # ran out of Krylov vectors: ARPACK (implicit restarts) from here
+            return self._arpack(tol, v0=eig.from_basis(guess))
+        theta, x, _ = out
+        return float(theta), _normalise_psd(eig.from_basis(eig.unpack(x))), "lanczos", True
+
+
+class _AdjointOperator(spla.LinearOperator):
+    def __init__(self, op):
+        self.op = op
+        super().__init__(dtype=op.dtype, shape=op.shape)
+
+    def _matvec(self, x):
+        return self.op._rmatvec(x)
+
+    def _rmatvec(self, x):
+        return self.op._matvec(x)
+
+    def _adjoint(self):
+        return self.op
+
+
+def _own(x):
+    """A fresh float64 copy of an eigensolver's work vector.
+
+    ARPACK hands the operator views into its work array at arbitrary 8-byte offsets; BLAS and
+    numpy's SIMD loops take alignment-dependent code paths (different summation order), so the
+    same vector at another offset gave results differing in the last bits, and ρ(T) varied
+    from run to run (and between serial and process-pool sweeps) by ~1e-15–1e-13. A fresh
+    allocation is always 16-byte aligned: the operator is then a deterministic function."""
+    return np.array(x, dtype=np.float64, copy=True)
+
+
+def _normalise_psd(V):
+    V = 0.5 * (V + V.T)
+    tr = np.trace(V)
+    if tr < 0:
+        V = -V
+    norm = np.linalg.norm(V)
+    return V / norm if norm > 0 else V
+
+
+
+
+def _sym_embedding(r):
+    """Orthonormal S (r², r(r+1)/2): vec of the symmetric basis matrices (row-major)."""
+    cols = []
+    for i in range(r):
+        for j in range(i, r):
+            E = np.zeros((r, r))
+            if i == j:
+                E[i, i] = 1.0
+            else:
+                E[i, j] = E[j, i] = 1.0 / math.sqrt(2.0)
+            cols.append(E.ravel())
+    return np.array(cols).T
+
+
