@@ -27,6 +27,11 @@ copied, not upcast), one chunked pass over d accumulates their joint Gram matrix
 everything after it — spans (U = Zᵀ C kept implicit, :class:`ImplicitBasis`), reduced factors,
 drift coordinates, coherence — is O(rows³), independent of d. The Gram route resolves Hessian
 eigenvalues down to ~(rows + √d)·eps of the largest (the SVD route: ~max(d, rows)²·eps²).
+
+**Span rule** (:meth:`HessianSet.reduction`, THEORY §3 "Null space"): one rule for every
+representation, in curvature units — a direction is in the span iff its curvature (an eigenvalue
+of Σ_i H_i) exceeds τ(d) = 10·√d·eps times the largest curvature of the whole set
+(:func:`span_tolerance`); scale-free, so H → cH keeps the span.
 """
 
 from __future__ import annotations
@@ -43,6 +48,11 @@ __all__ = ["HessianSet", "Reduction", "ImplicitBasis"]
 
 #: Relative tolerance for symmetry and positive semi-definiteness of dense input.
 PSD_RTOL = 1e-8
+
+#: The span rule (THEORY §3 "Null space"), in curvature units for every representation: a
+#: direction belongs to the span iff its curvature exceeds τ(d) = SPAN_RTOL·√d·eps times the
+#: largest curvature of the whole set (see :func:`span_tolerance` and :meth:`HessianSet.reduction`).
+SPAN_RTOL = 10.0
 
 #: Factor-backed sets whose stacked rows (factor columns, shared factor, gradients) hold more
 #: than this many entries (d × rows) work from one chunked Gram pass instead of thin SVDs:
@@ -319,11 +329,29 @@ def hstack_bases(A, B):
     return np.hstack([A, np.asarray(B)])
 
 
+def span_tolerance(d):
+    """τ(d) = SPAN_RTOL·√d·eps: the relative curvature below which a direction is round-off.
+
+    The span rule (THEORY §3 "Null space", :meth:`HessianSet.reduction`): a direction u belongs
+    to the span of the selected sets iff its curvature, an eigenvalue of S = Σ_i H_i (+ QQᵀ of a
+    shared factor), exceeds τ(d)·λ_ref with λ_ref = λ_max of S over *all* samples of the set.
+    τ(d) sits above the round-off of a dense d×d symmetric eigendecomposition (measured: ≤ 4·eps
+    of the norm up to d = 1024, growing like √d at worst in practice) and above the error of
+    d-long inner products (~√d·eps), and far above the eps² curvature resolution of a factor
+    SVD, so the same Hessians give the same span whether they come as factors, dense matrices
+    or eigenvalue profiles. Only ratios to λ_ref enter: the rule is invariant under H → cH.
+    """
+    return SPAN_RTOL * math.sqrt(max(int(d), 1)) * np.finfo(float).eps
+
+
 def _dense_to_factors(H, name, scale):
     """Symmetric eigendecomposition H_i = V diag(λ) Vᵀ → factors V sqrt(λ), zero-padded.
 
     Checks symmetry and PSD with a tolerance relative to ``scale`` (the largest spectral norm
-    in the whole set); eigenvalues below 10·d·eps·scale (round-off) are treated as exact zeros.
+    in the whole set). An eigenvalue of H_i at or below τ(d)·‖H_i‖₂ (:func:`span_tolerance`) is
+    round-off of that matrix — the error of a dense eigendecomposition is relative to the
+    matrix's own norm — and is treated as an exact zero; everything larger is kept, and whether
+    it is large enough to count in the span is decided by the span rule on the stacked factors.
     """
     n, d, _ = H.shape
     tol = PSD_RTOL * scale
@@ -343,8 +371,13 @@ def _dense_to_factors(H, name, scale):
             f"is below -{PSD_RTOL:g} × scale ({scale:.3g})"
         )
     # Only round-off-level eigenvalues count as zero: a genuine small curvature (say 1e-9 of the
-    # scale) changes the span and ρ(T), so the drop threshold is d·eps·scale, not the PSD tolerance.
-    keep = lam > 10 * d * np.finfo(float).eps * scale
+    # scale) changes the span and ρ(T), so the drop threshold is τ(d)·‖H_i‖₂, not the PSD
+    # tolerance. The eigenvectors of small kept eigenvalues carry rotations of order
+    # eps·‖H_i‖/gap; the resulting stray curvature (≲ eps·‖H_i‖/SPAN_RTOL) is far below the span
+    # rule's threshold, which removes it (the spurious directions of the issue "from_dense
+    # invents span directions").
+    top = np.maximum(lam[:, -1:], 0.0)
+    keep = lam > span_tolerance(d) * top
     k = max(int(keep.sum(axis=1).max()), 1)
     F = np.zeros((n, d, k))
     for i in range(n):
@@ -377,6 +410,7 @@ class HessianSet:
         self._gradients = _check_gradients(gradients or {}, retain, forget)
         self._shared_scalar, self._shared_factor = shared
         self._reductions = {}
+        self._span_ref = None
         self._gram = None
         self._layout = None
         self._large = False
@@ -406,9 +440,11 @@ class HessianSet:
         to the linearised step. Omit them (or pass zeros) at an interpolating minimum.
 
         Each matrix must be symmetric and PSD up to a relative tolerance of 1e-8 times the largest
-        spectral norm in the set; otherwise ``ValueError`` names the offending sample. Eigenvalues
-        at round-off level (below 10·d·eps times that scale) are treated as exact zeros; anything
-        larger is genuine curvature and stays in the span.
+        spectral norm in the set; otherwise ``ValueError`` names the offending sample. An
+        eigenvalue of H_i at round-off level of that matrix (at or below τ(d)·‖H_i‖₂,
+        :func:`span_tolerance`) is treated as an exact zero in ``factors()``; the span is then
+        decided by the one span rule of :meth:`reduction`, the same as for factor and commuting
+        input.
         """
         R, F = _check_sets(retain, forget, "dense")
         sh = _check_shared(shared, R.shape[1])
@@ -461,6 +497,13 @@ class HessianSet:
         an orthogonal (d, d) matrix Q whose columns are the shared eigenvectors (identity if None).
         Commuting sets get closed-form mean-square rates and critical step sizes.
 
+        The span rule of :meth:`reduction` is applied to the profiles once, here: in a direction
+        k whose summed curvature Σ_{i∈S} λ_{i,k} over set S is at or below τ(d)·λ_ref
+        (λ_ref = max_k Σ_i λ_{i,k} over all samples, :func:`span_tolerance`), the entries of S
+        are round-off and are stored as exact zeros (``eigenvalues()`` returns the cleaned
+        profiles), so that the closed forms and the span agree with :meth:`from_dense` and
+        :meth:`from_factors` for the same Hessians.
+
         ``shared``: a scalar λ ≥ 0 (C = λI) or a non-negative profile (d,) (C = Q diag(c) Qᵀ) added
         to every sample's Hessian; it commutes with the set, so it is simply added to every
         profile (``eigenvalues()`` then includes it) and the closed forms stay exact.
@@ -481,6 +524,7 @@ class HessianSet:
             err = np.max(np.abs(Q.T @ Q - np.eye(d)))
             if err > 1e-8:
                 raise ValueError(f"basis must be orthogonal: max |QᵀQ - I| = {err:.3g}")
+        R, F = _clean_profiles(R, F)
         hs = cls("commuting", R, F, basis=Q,
                  gradients={"retain": retain_gradients, "forget": forget_gradients},
                  _token=_CONSTRUCT)
@@ -853,7 +897,12 @@ class HessianSet:
             return Reduction(np.zeros((d, 0)), None, None, d)
         w, W = np.linalg.eigh(G[np.ix_(idx, idx)])
         w, W = w[::-1], W[:, ::-1]
-        r = 0 if w[0] <= 0 else int(np.sum(w > _gram_tolerance(w[0], idx.size, d)))
+        w_ref = self._span_reference()
+        if w[0] <= 0 or w_ref <= 0:
+            r = 0
+        else:  # the span rule (curvature units), never below the Gram's own round-off
+            tol = max(span_tolerance(d) * w_ref, _gram_tolerance(w[0], idx.size, d))
+            r = int(np.sum(w > tol))
         s = np.sqrt(w[:r])
         Psi = s[:, None] * W[:, :r].T  # (r, rows)
         basis = ImplicitBasis(self, idx, W[:, :r] / s)
@@ -939,13 +988,58 @@ class HessianSet:
         return out.clip(min=0.0) + self._shared_scalar
 
     # ------------------------------------------------------------------ span reduction
+    def _span_reference(self):
+        """The reference of the span rule for factor-backed and dense sets (cached): the largest
+        singular value s_ref of all stacked factors [F_1 … F_n, Q] of both sets (s_ref² = λ_ref =
+        λ_max(Σ_i H_i + QQᵀ)); on the large-d Gram path λ_ref itself (the top eigenvalue of the
+        Gram of those rows), which the Gram already holds squared."""
+        if getattr(self, "_span_ref", None) is None:
+            if self._large:
+                G = self._joint_gram()
+                idx = np.concatenate([self._row_index(w) for w in self._present()]
+                                     + [self._row_index("shared")])
+                ref = float(np.linalg.eigvalsh(G[np.ix_(idx, idx)])[-1]) if idx.size else 0.0
+            else:
+                d = self.dim
+                blocks = [self.factors(w).transpose(1, 0, 2).reshape(d, -1)
+                          for w in self._present()]
+                if self._shared_factor is not None:
+                    blocks.append(self._shared_factor)
+                Phi = np.concatenate(blocks, axis=1)
+                ref = float(np.linalg.svd(Phi, compute_uv=False)[0]) if Phi.size else 0.0
+            self._span_ref = max(ref, 0.0)
+        return self._span_ref
+
     def reduction(self, retain=True, forget=None) -> Reduction:
         """Coordinates of the selected sets on the span of their Hessians (cached).
 
         ``retain``/``forget`` select which sets define the span (the sets that enter the dynamics
-        with a non-zero weight); by default both present sets. The span basis comes from a thin SVD
-        of the stacked factors [F_1 … F_n] (d × Σk), keeping singular values above
-        max(d, Σk)·eps·s_max — the ``numpy.linalg.matrix_rank`` rule.
+        with a non-zero weight); by default both present sets.
+
+        **Span rule** (one rule for dense, factor and commuting input; THEORY §3 "Null space").
+        The curvature of a unit direction u is uᵀSu with S = Σ_{i∈selected} H_i (+ QQᵀ of a shared
+        factor); u belongs to the span U iff it is an eigenvector of S with eigenvalue
+
+            λ_k(S) > τ(d) · λ_ref,     τ(d) = SPAN_RTOL·√d·eps = 10·√d·eps,
+
+        where λ_ref = λ_max(Σ_i H_i + QQᵀ) over *all* samples of the set (retain and forget), so
+        the spans of subsets are nested in the span of the whole set and use one threshold.
+        Anything below is round-off: a dense d×d eigendecomposition cannot resolve it (its error is
+        a few eps of the matrix norm), so keeping it would invent directions (curvature ~1e-21
+        beside genuine ~1e-14) whose rate ρ ≈ 1 hides the real one. In each representation:
+
+        - factors (and dense input, through its per-sample eigen-factors F_i = V√λ): thin SVD of
+          the stacked factors Φ = [F_1 … F_n, Q] (d × Σk), S = ΦΦᵀ, so the rule reads
+          (s_k / s_ref)² > τ(d) with s_ref² = λ_ref — stated in curvature units, not the
+          ``matrix_rank`` rule s_k > max(d, Σk)·eps·s_max (which is eps² in curvature);
+        - large d (chunked Gram): the Gram eigenvalues w_k = s_k² against the same τ(d)·λ_ref,
+          and never below the Gram's own round-off 10·(rows + √d)·eps·w_max;
+        - commuting: λ_k(S) = Σ_i λ_{i,k} exactly, per set (``from_commuting`` stores the
+          round-off entries as zeros; a direction is in the span of the union iff it is in the
+          span of one of the sets).
+
+        Only ratios to λ_ref enter (no absolute threshold, no squares of huge or tiny numbers),
+        so H → cH leaves U and r unchanged for any c > 0 representable with its products.
         """
         forget = self.has_forget if forget is None else bool(forget)
         retain = bool(retain)
@@ -989,10 +1083,11 @@ class HessianSet:
             blocks.append(Q)
         Phi = np.concatenate(blocks, axis=1)
         U, s, Vt = np.linalg.svd(Phi, full_matrices=False)
-        if s.size == 0 or s[0] == 0.0:
+        s_ref = self._span_reference()
+        if s.size == 0 or s[0] == 0.0 or s_ref == 0.0:
             r = 0
-        else:
-            r = int(np.sum(s > s[0] * max(Phi.shape) * np.finfo(float).eps))
+        else:  # the span rule in curvature units, as a ratio (no overflow/underflow of s²)
+            r = int(np.sum((s / s_ref) ** 2 > span_tolerance(d)))
         U = U[:, :r]
         Psi = s[:r, None] * Vt[:r]  # = Uᵀ Φ
         if r == 0 and self._shared_scalar > 0.0:
@@ -1016,6 +1111,26 @@ def _gram_tolerance(w0, N, d):
     """Eigenvalues of a Gram matrix below this are round-off: eigh's N·eps·‖G‖ plus the
     accumulated rounding of d-long inner products (~√d·eps relative)."""
     return w0 * 10.0 * (N + math.sqrt(d)) * np.finfo(float).eps
+
+
+def _clean_profiles(R, F):
+    """The span rule on commuting eigenvalue profiles (see :meth:`HessianSet.reduction`): in a
+    direction k where a set's summed curvature Σ_{i∈S} λ_{i,k} is at or below τ(d)·λ_ref
+    (λ_ref = max_k Σ_{all i} λ_{i,k}), that set's entries are round-off and become exact zeros.
+    Returns new arrays (the caller's input is not modified)."""
+    d = R.shape[1]
+    total = R.sum(axis=0) + (0.0 if F is None else F.sum(axis=0))
+    ref = float(np.max(total))
+    if not ref > 0.0:
+        return R, F
+    tau = span_tolerance(d)
+
+    def clean(P):
+        # ratios to λ_ref: scale-free, and no sum of squares is ever formed
+        keep = P.sum(axis=0) / ref > tau
+        return P if keep.all() else np.where(keep[None, :], P, 0.0)
+
+    return clean(R), None if F is None else clean(F)
 
 
 def _check_gradients(gradients, retain, forget):

@@ -71,8 +71,8 @@ def test_near_one_cluster_is_resolved():
     op = rmt.MeanSquareOperator(hs, sch)
     vals = np.sort(np.abs(np.linalg.eigvals(op.matrix())))[::-1]
     assert 0 < 1 - vals[0] < 1e-6 and vals[0] - vals[1] < 1e-6
-    res = rmt.mean_square(hs, sch)  # auto → splitting for r > DENSE_MAX_SPAN
-    assert res.method == "splitting"
+    res = rmt.mean_square(hs, sch)  # auto, summed, r ≤ SYM_DENSE_MAX_SPAN → eigh on Sym_r
+    assert res.method == "dense" and res.converged and res.decided
     assert 1 - res.rate == pytest.approx(1 - vals[0], rel=1e-6)
     assert res.bounds[1] < 1.0  # certified: the model resists
     assert not res.forgets

@@ -19,7 +19,9 @@ from ..verdict import MEAN_SQUARE, verdict_text
 from .config import DENSE_MAX_SPAN, METHODS, SPLITTING_MAX_SPAN
 from .krylov import IDENTITY_SHARE, _block_krylov_top
 from .operator import MeanSquareOperator
-from .splitting import _perron, _Splitting, _splitting_rate
+from .enclosure import EPS, cw_upper
+from .splitting import _cw_bracket, _perron, _Splitting, _splitting_rate
+from .symmetric import summed_rate, summed_sign
 
 # ---------------------------------------------------------------------- commuting closed forms
 def _commuting_rate(dyn):
@@ -72,10 +74,26 @@ class MeanSquareResult:
     elapsed: float = 0.0
     span_rate: float = math.nan
     null_rate: float | None = None
+    #: the relative tolerance the enclosure guarantees for ``rate`` (≥ the requested ``tol``:
+    #: never below the round-off allowance of the solve)
+    tol: float = math.nan
+
+    @property
+    def decided(self) -> bool:
+        """The enclosure ``bounds`` excludes 1: ρ(T) > 1 (forgets) or ρ(T) ≤ 1 (resists) is proven
+        up to the stated round-off allowance. Otherwise ``verdict`` says "undecided"."""
+        lo, hi = self.bounds
+        return bool(lo > 1.0 or hi <= 1.0)
 
     @property
     def forgets(self) -> bool:
-        """ρ(T) > 1: the model escapes w* in mean square (forgets)."""
+        """ρ(T) > 1: the model escapes w* in mean square (forgets). From the enclosure when it is
+        decided; when it is not (see :attr:`decided`) the best estimate ``rate > 1``."""
+        lo, hi = self.bounds
+        if lo > 1.0:
+            return True
+        if hi <= 1.0:
+            return False
         return self.rate > 1.0
 
     @property
@@ -88,6 +106,10 @@ class MeanSquareResult:
         if self.neutral:
             return (f"neutral within the horizon: |ρ(T) − 1|·{self.horizon} is below the "
                     "horizon tolerance, so E‖w_k‖² neither grows nor decays detectably")
+        if not self.decided:
+            lo, hi = self.bounds
+            x = max(abs(lo - 1.0), abs(hi - 1.0))
+            return f"undecided (ρ within ±{x:.2g} of 1)"
         return verdict_text(self.forgets)
 
 
@@ -145,12 +167,35 @@ def mean_square(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None
 def _mean_square(dyn, method, tol, time_budget, horizon, horizon_tol, t0):
     op = MeanSquareOperator(dyn)
     band = horizon_tol / horizon if horizon is not None else 0.0
-    if method == "auto" and (horizon is not None or time_budget is not None) \
-            and op.hs.kind != "commuting":
+    if op.hs.kind == "commuting" and method in ("auto", "closed_form"):
+        rate, _ = _commuting_rate(dyn)
+        allow = 64 * EPS * (max(t.n for t in dyn.terms) + 2) * abs(rate)
+        return _with_null(op, rate, None, "closed_form", True, (rate - allow, rate + allow),
+                          horizon, band, t0, tol=max(tol, allow / max(rate, 1e-300)))
+    if method == "closed_form":
+        raise ValueError("method='closed_form' needs a commuting HessianSet")
+    if op.self_adjoint:  # summed: a symmetric eigenproblem on Sym_r with an enclosure (§10)
+        if time_budget is not None and method in ("auto", "splitting"):
+            try:
+                b = _splitting_rate(op, tol=tol, time_budget=time_budget, stop_width=band)
+            except np.linalg.LinAlgError:
+                b = None
+            if b is not None and b.timed_out:
+                warnings.warn(
+                    f"mean_square: time budget of {time_budget} s ran out after {b.evaluations} "
+                    f"solves; returning the certified bracket ρ ∈ [{1 + b.lo:.15g}, {1 + b.hi:.15g}]",
+                    RuntimeWarning, stacklevel=4)
+                return _with_null(op, 1.0 + b.estimate, b.eigenmatrix, "splitting", False,
+                                  (1.0 + b.lo, 1.0 + b.hi), horizon, band, t0, tol=tol)
+        s = summed_rate(op, method, tol)
+        return _with_null(op, s.rate, s.eigenmatrix, s.method, s.converged, (s.lo, s.hi),
+                          horizon, band, t0, tol=s.tol)
+    if method == "auto" and (horizon is not None or time_budget is not None):
         method = "splitting"
     used = method
+    bracket = None
     if method in ("splitting", "auto") and (method == "splitting" or (
-            op.hs.kind != "commuting" and DENSE_MAX_SPAN < op.r <= SPLITTING_MAX_SPAN)):
+            DENSE_MAX_SPAN < op.r <= SPLITTING_MAX_SPAN)):
         try:
             b = _splitting_rate(op, tol=tol, time_budget=time_budget, stop_width=band)
         except np.linalg.LinAlgError:
@@ -161,29 +206,51 @@ def _mean_square(dyn, method, tol, time_budget, horizon, horizon_tol, t0):
                     f"mean_square: time budget of {time_budget} s ran out after {b.evaluations} "
                     f"solves; returning the certified bracket ρ ∈ [{1 + b.lo:.15g}, {1 + b.hi:.15g}]",
                     RuntimeWarning, stacklevel=4)
-            return _with_null(op, 1.0 + b.estimate, b.eigenmatrix, "splitting", b.converged,
-                              (1.0 + b.lo, 1.0 + b.hi), horizon, band, t0)
-        used = "lanczos"
-    rate, V, used, conv = op.rate(method=used, tol=tol)
-    return _with_null(op, rate, V, used, conv, (rate, rate), horizon, band, t0)
+            rate, V, used = 1.0 + b.estimate, b.eigenmatrix, "splitting"
+            bracket = (1.0 + b.lo, 1.0 + b.hi)
+        else:
+            used = "lanczos"
+    if bracket is None:
+        rate, V, used, _ = op.rate(method=used, tol=tol)
+    if not np.isfinite(rate):
+        raise ValueError(f"the {used} solver returned a non-finite ρ(T) = {rate} (overflow: "
+                         "rescale the Hessians or η)")
+    lo, hi = _positive_map_bounds(op, V, rate)
+    if bracket is not None:  # both are certified; keep what both allow (the union if they clash)
+        lo2, hi2 = max(lo, bracket[0]), min(hi, bracket[1])
+        lo, hi = (lo2, hi2) if lo2 <= hi2 else (min(lo, bracket[0]), max(hi, bracket[1]))
+    rate = min(max(rate, lo), hi)
+    allow = 64 * EPS * (op.r + 2) * max(abs(rate), 1e-300)
+    tol_eff = max(tol, allow / max(abs(rate), 1e-300))
+    conv = max(rate - lo, hi - rate) <= tol_eff * max(abs(rate), 1e-300)
+    return _with_null(op, rate, V, used, bool(conv), (lo, hi), horizon, band, t0, tol=tol_eff)
 
 
-def _with_null(op, rate, V, method, converged, bounds, horizon, band, t0):
+def _positive_map_bounds(op, V, rate):
+    """Collatz–Wielandt bounds of ρ(T) from the eigenmatrix estimate V (T is positive for every
+    schedule, §10.6), widened by a round-off allowance."""
+    if V is None:
+        return -math.inf, math.inf
+    lo, hi = _cw_bracket(op.apply, V)
+    if not math.isfinite(hi):
+        up = cw_upper(op.apply, V)
+        hi = up if math.isfinite(up) else math.inf
+    allow = 64 * EPS * (op.r + 2) * max(abs(rate), abs(lo), 1e-300)
+    return lo - allow, hi + allow
+
+
+def _with_null(op, rate, V, method, converged, bounds, horizon, band, t0, tol=math.nan):
     """The result from the span rate and, with a shared λI, the null scalar mode E[j²]."""
     span_rate, null = rate, op.null_rate
-    if null is not None and null > rate:
-        rate, V, bounds = null, None, (null, null)
-    elif null is not None:
-        bounds = (max(bounds[0], null), max(bounds[1], null))
-    if horizon is None:
-        neutral = False
-    elif method == "splitting":
-        neutral = bounds[0] >= 1 - band and bounds[1] <= 1 + band
-    else:
-        neutral = abs(rate - 1.0) <= band
+    if null is not None:  # ρ = max(span, null mode); the null mode is a closed form (round-off)
+        na = 64 * EPS * abs(null)
+        if null > rate:
+            rate, V = null, None
+        bounds = (max(bounds[0], null - na), max(bounds[1], null + na))
+    neutral = horizon is not None and bounds[0] >= 1 - band and bounds[1] <= 1 + band
     return MeanSquareResult(rate, V, op.r, op.null_dim, method, converged, bounds=bounds,
                             horizon=horizon, neutral=neutral, elapsed=time.perf_counter() - t0,
-                            span_rate=span_rate, null_rate=null)
+                            span_rate=span_rate, null_rate=null, tol=tol)
 
 
 def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None) -> float:
@@ -208,28 +275,43 @@ def mean_square_stable(hs, schedule=None, *, time_budget=None) -> bool:
     summed schedule above ``SPLITTING_MAX_SPAN`` the same splitting is symmetrised in the
     eigenbasis of E[J] and solved by Lanczos (fast, not certified; see ``method="lanczos"``).
     """
-    return _is_stable(as_dynamics(hs, schedule), time_budget=time_budget)
+    stable, decided = _stability(as_dynamics(hs, schedule), time_budget=time_budget)
+    if not decided:
+        warnings.warn("mean_square_stable: ρ(T) lies within the round-off allowance of 1; the "
+                      "sign is undecided and the best estimate is returned (see mean_square(...)"
+                      ".bounds)", RuntimeWarning, stacklevel=2)
+    return stable
 
 
 def _is_stable(dyn, time_budget=None):
-    if dyn.has_null_mode and dyn.null_rate > 1.0:  # the null scalar mode of a shared λI
-        return False
+    return _stability(dyn, time_budget)[0]
+
+
+def _stability(dyn, time_budget=None):
+    """(ρ(T) ≤ 1, decided): the sign test and whether its enclosure proves it."""
+    if dyn.has_null_mode and dyn.null_rate > 1.0 + 64 * EPS:  # the null scalar mode of a shared λI
+        return False, True
     if dyn.hs.kind == "commuting":
-        return _commuting_rate(dyn)[0] <= 1.0
+        rate = _commuting_rate(dyn)[0]
+        allow = 64 * EPS * (max(t.n for t in dyn.terms) + 2) * rate
+        return rate <= 1.0, (rate - allow > 1.0 or rate + allow <= 1.0)
     op = MeanSquareOperator(dyn)
+    if op.self_adjoint:
+        margin, decided = summed_sign(op)
+        return margin >= 0.0, decided
     if op.r <= 2:
-        return op.rate("dense")[0] <= 1.0
-    if op.self_adjoint and op.r > SPLITTING_MAX_SPAN:
-        return _large_span_margin(op) >= 0.0
+        res = _mean_square(dyn, "dense", 1e-12, None, None, 1e-2, time.perf_counter())
+        return res.rate <= 1.0, res.decided
     try:
         b = _splitting_rate(op, tol=1e-12, time_budget=time_budget, verdict_only=True)
     except np.linalg.LinAlgError:
-        return op.rate("lanczos")[0] <= 1.0
+        res = _mean_square(dyn, "lanczos", 1e-12, None, None, 1e-2, time.perf_counter())
+        return res.rate <= 1.0, res.decided
     if b.hi <= 0.0:
-        return True
+        return True, True
     if b.lo > 0.0:
-        return False
-    return b.estimate <= 0.0
+        return False, True
+    return b.estimate <= 0.0, False
 
 
 def _stability_margin(dyn):
@@ -247,10 +329,10 @@ def _span_margin(dyn):
     if dyn.hs.kind == "commuting":
         return 1.0 - _commuting_rate(dyn)[0]
     op = MeanSquareOperator(dyn)
+    if op.self_adjoint:
+        return summed_sign(op)[0]
     if op.r <= 2:
         return 1.0 - op.rate("dense")[0]
-    if op.self_adjoint and op.r > SPLITTING_MAX_SPAN:
-        return _large_span_margin(op)
     try:
         split = _Splitting(op)
     except np.linalg.LinAlgError:

@@ -29,3 +29,7 @@ PEP_MAX_SPAN = 12
 
 METHODS = ("auto", "closed_form", "dense", "lanczos", "arpack", "splitting")
 
+
+#: Largest span dimension for which the summed ρ(T) is found by ``eigh`` of its packed symmetric
+#: N×N matrix (N = r(r+1)/2 = 820 at r = 40): every eigenvalue at once, Weyl enclosure.
+SYM_DENSE_MAX_SPAN = 40

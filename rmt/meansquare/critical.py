@@ -13,11 +13,31 @@ import scipy.sparse.linalg as spla
 
 from ..dynamics import Dynamics, as_dynamics
 from ..threads import capped as _capped
-from .analysis import _commuting_rate, _is_stable, _span_margin, _stability_margin, mean_square_rate
+from .analysis import (_commuting_rate, _is_stable, _span_margin, _stability, _stability_margin,
+                       mean_square_rate)
+from .operator import MeanSquareOperator
+from .symmetric import summed_critical_x
 from .config import _ROUNDOFF, PEP_MAX_SPAN
 from .stable_sets import _at_alpha, _not_interval_warning, _stable_set
 
 # ---------------------------------------------------------------------- critical values
+class CriticalValue(float):
+    """A critical value (a float) that carries why it is what it is: ``reason`` (a sentence with
+    the numbers), and for a zero caused by a curvature direction, ``direction`` (unit vector in
+    the input's d coordinates) and ``curvature`` (the eigenvalue of the mixed Hessian D along it).
+    ``method``: how it was obtained ("closed_form", "convex_root", "bisection", "stable_set",
+    "scan")."""
+
+    def __new__(cls, value, reason="", direction=None, curvature=None, method=""):
+        obj = super().__new__(cls, value)
+        obj.reason, obj.direction, obj.curvature, obj.method = reason, direction, curvature, method
+        return obj
+
+    def __reduce__(self):
+        return (CriticalValue, (float(self), self.reason, self.direction, self.curvature,
+                                self.method))
+
+
 def _rate_at(dyn, **changes):
     return mean_square_rate(dyn.replace(**changes))
 
@@ -102,41 +122,12 @@ def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
         if len(sset) > 1:
             _not_interval_warning("η", sset)
         return sset[0][1] if sset else 0.0
+    if dyn.combinator == "summed":
+        return _summed_critical_eta(dyn)
     D = dyn.mixed_hessian()
     lam = np.linalg.eigvals(D).real if dyn.combinator == "sam" else np.linalg.eigvalsh(D)
     scale = float(np.max(np.abs(lam)))
     lmin, lmax = float(np.min(lam)), float(np.max(lam))
-    if dyn.combinator == "summed":
-        # the null scalar mode of a shared λI has its own closed-form η* (an interval (0, η*]
-        # too): the stable set is the intersection, so η* = min(span η*, null η*)
-        null_eta = _null_critical_eta(dyn) if dyn.has_null_mode else math.inf
-        # λ_min(D) ≤ 0 (up to the round-off of an r×r eigensolver): the mean dynamics escape
-        # for every small η. A genuine small curvature (1e-13 of the scale) is above this.
-        if lmin <= _ROUNDOFF * dyn.r * scale or null_eta == 0.0:
-            return 0.0
-
-        def margin(eta):
-            return _span_margin(dyn.replace(eta=float(eta)))
-
-        hi = 2.0 / lmax  # ρ(T) ≥ ρ(E[J])² > 1 beyond this
-        try:
-            fhi = margin(hi)
-            if fhi >= 0:
-                return min(hi, null_eta)
-            lo = hi
-            for _ in range(200):
-                _check_time(deadline)
-                lo *= 0.5
-                flo = margin(lo)
-                if flo > 0:
-                    break
-            else:
-                return 0.0
-        except _OutOfTime:
-            warnings.warn("critical_eta: time budget ran out before η* was bracketed; "
-                          "returning nan", RuntimeWarning, stacklevel=2)
-            return math.nan
-        return min(_root(margin, lo, hi, flo, fhi, rtol, deadline, "critical_eta"), null_eta)
     warnings.warn(
         f"critical_eta: span r = {dyn.r} > PEP_MAX_SPAN = {PEP_MAX_SPAN} for the {dyn.combinator} "
         "schedule: η* comes from a geometric scan and an unstable window narrower than the "
@@ -294,11 +285,20 @@ def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
     # A forget direction outside the retain span is an escape direction of D for every α > 0
     # (vᵀDv = −α vᵀH̄_F v < 0), so the infimum is exactly 0 — decided here, not by a root-finder.
     # (not with a shared λI: λ also curves that direction, vᵀDv = (1−2α)λ − α vᵀH̄⁰_F v)
+    if hs.reduction(False, True).r == 0 and hs.shared_scalar == 0.0:
+        # no forget curvature: α only shrinks the retain step η(1−α)
+        if _is_stable(Dynamics(hs, schedule.replace(alpha=0.0))):
+            return None
+        return CriticalValue(0.0, "the forget set has no curvature and α = 0 is already unstable",
+                             method="closed_form")
     if hs.shared_scalar == 0.0 and hs.reduction(True, True).r > hs.reduction(True, False).r:
-        return 0.0
+        return _out_of_span_zero(hs)
     dyn = Dynamics(hs, schedule.replace(alpha=0.5))
     if not _is_stable(_at_alpha(dyn, 0.0)):
-        return 0.0
+        return CriticalValue(0.0, "unstable at α = 0 (retain descent alone already escapes)",
+                             method="sign_test")
+    if dyn.combinator == "summed" and dyn.hs.kind != "commuting":
+        return _summed_critical_alpha(dyn, rtol, deadline)
     if dyn.hs.kind == "commuting" or dyn.r <= PEP_MAX_SPAN:
         sset = _stable_set(dyn, "alpha", rtol)
         if len(sset) > 1:
@@ -329,3 +329,82 @@ def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
             return _root(f, prev, p, fprev, val, rtol, deadline, "critical_alpha")
         prev, fprev = p, val
     return None
+
+
+def _summed_critical_eta(dyn):
+    """η* of a summed schedule in closed form (docs/contract.md §10.3): η* = 1/λ_max(𝒜⁻¹𝒬),
+    checked by the certified sign test at η*(1 ∓ 1e-9) (a root-finder on the sound margin takes
+    over if the check fails), min with the null mode of a shared λI."""
+    null_eta = _null_critical_eta(dyn) if dyn.has_null_mode else math.inf
+    op = MeanSquareOperator(dyn)
+    eig = op.eigenbasis
+    x, why = summed_critical_x(op)
+    if why is not None:
+        i, di = why
+        u = eig.Q[:, i]
+        direction = op.reduction.basis @ u if op.reduction.basis.shape[1] == u.size else None
+        curv = di * eig.scale
+        return CriticalValue(0.0, f"the mixed Hessian D = (1−α)H̄_R − αH̄_F has eigenvalue "
+                             f"{curv:.6g} (≤ round-off {8 * (eig.r + 1) * 2.2e-16 * eig.scale * float(np.max(np.abs(eig.d))):.2g}) "
+                             f"on the span: the mean dynamics escape along that direction for every "
+                             f"η > 0", direction=direction, curvature=curv, method="closed_form")
+    if null_eta == 0.0:
+        return CriticalValue(0.0, "the null scalar mode of the shared curvature is unstable for "
+                             "every η > 0", method="closed_form")
+    if math.isinf(x):
+        return CriticalValue(min(math.inf, null_eta), "no sampling noise and D ≻ 0: stable for "
+                             "every η in the closed form", method="closed_form")
+    eta = x / eig.scale
+    if math.isfinite(eta):
+        lo_ok = _stability(dyn.replace(eta=eta * (1 - 1e-9)))
+        hi_ok = _stability(dyn.replace(eta=eta * (1 + 1e-9)))
+        if not (lo_ok[0] and not hi_ok[0]):  # the closed form disagrees with the sign test
+            lo, hi = eta * 0.5, eta * 2.0
+            while _is_stable(dyn.replace(eta=hi)) and hi < 1e300:
+                hi *= 2.0
+            while not _is_stable(dyn.replace(eta=lo)) and lo > 1e-300:
+                lo *= 0.5
+            margin = lambda e: _span_margin(dyn.replace(eta=float(e)))  # noqa: E731
+            eta = _root(margin, lo, hi, margin(lo), margin(hi), 1e-12, None, "critical_eta")
+            return CriticalValue(min(eta, null_eta), "root of the certified margin (the closed "
+                                 "form failed its check)", method="convex_root")
+    return CriticalValue(min(eta, null_eta), "closed form 1/λ_max(𝒜⁻¹𝒬), sign-checked at "
+                         "η*(1 ∓ 1e-9)", method="closed_form")
+
+
+def _summed_critical_alpha(dyn, rtol, deadline):
+    """α* of a summed schedule: ρ(T(α)) is convex in α (docs/contract.md §10.2), so the stable
+    α-set is one interval; with α = 0 stable its upper end is found by a bracketing root-finder
+    on the certified margin (no scan, no window to miss)."""
+    def f(alpha):
+        d = _at_alpha(dyn, alpha) if alpha in (0.0, 1.0) else dyn.replace(alpha=float(alpha))
+        return _stability_margin(d)
+
+    f1 = f(1.0)
+    if f1 >= 0.0:
+        # convex and stable at both ends: stable on all of [0, 1]
+        return None
+    lo, flo = 0.0, f(0.0)
+    if flo < 0.0:
+        return CriticalValue(0.0, "unstable at α = 0", method="convex_root")
+    hi, fhi = 1.0, f1
+    a = _root(f, lo, hi, flo, fhi, rtol, deadline, "critical_alpha")
+    return CriticalValue(a, "upper end of the stable α-interval (ρ convex in α), root of the "
+                         "certified margin", method="convex_root")
+
+
+def _out_of_span_zero(hs):
+    """α* = 0 because a forget curvature direction lies outside the retain span: the direction
+    and the forget curvature along it (λ_max of H̄_F projected off the retain span)."""
+    red = hs.reduction(True, True)
+    U = red.basis
+    UR = hs.reduction(True, False).basis
+    B = U.T @ UR
+    P = np.eye(U.shape[1]) - B @ B.T
+    F = P @ red.mean("forget") @ P
+    lam, V = np.linalg.eigh(0.5 * (F + F.T))
+    v = U @ V[:, -1]
+    return CriticalValue(0.0, f"a forget curvature direction lies outside the retain span "
+                         f"(forget curvature {lam[-1]:.6g} there, span {red.r} vs retain span "
+                         f"{UR.shape[1]}): ascent escapes along it for every α > 0",
+                         direction=v, curvature=float(lam[-1]), method="closed_form")

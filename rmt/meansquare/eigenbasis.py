@@ -35,6 +35,10 @@ class _Eigenbasis:
     def __init__(self, op):
         r = op.r
         dyn = op.dynamics
+        # Scale first (docs/contract.md §10): the curvature is divided by its scale
+        # s = max_S max|H̄_S| before anything is formed, and the weights carry it (w_S·s = O(η·λ)),
+        # so that N_S(M) is O(1) — no overflow at curvature 1e200, no underflow at 1e-200 —
+        # and every threshold below is relative.
         # E = I − E[J] = −Σ s_S H̄_S = η·[(1−α)H̄_R − αH̄_F], diagonalised directly so that
         # 1 − a_i a_j = b_i + b_j − b_i b_j (b = 1 − a) keeps its digits for tiny-curvature
         # directions (b ~ 1e-8). Its eigenvectors and the rotated factors do not depend on η or
@@ -48,21 +52,37 @@ class _Eigenbasis:
         if hit is None:
             while len(cache) >= _EIGENBASIS_CACHE_SIZE:  # α scans: keep the newest few only
                 cache.pop(next(iter(cache)))
-            E = -sum(t.weight * t.mean for t in dyn.terms) / eta
+            scale = max(float(np.max(np.abs(t.mean))) if t.mean.size else 0.0 for t in dyn.terms)
+            if not np.isfinite(scale):
+                raise ValueError("the Hessians that enter the step are not finite "
+                                 "(overflow in the reduced mean curvature)")
+            if scale == 0.0:
+                scale = 1.0
+            E = -sum((t.weight / eta) * (t.mean / scale) for t in dyn.terms)
             d, Q = np.linalg.eigh(0.5 * (E + E.T))
-            rot = lambda X: None if X is None else Q.T @ X @ Q  # noqa: E731
-            rotated = {t.name: dict(psi=(Q.T @ t.psi.reshape(r, -1)).reshape(t.psi.shape),
+            rot = lambda X: None if X is None else Q.T @ (X / scale) @ Q  # noqa: E731
+            rotated = {t.name: dict(psi=(Q.T @ (t.psi.reshape(r, -1) / math.sqrt(scale))
+                                         ).reshape(t.psi.shape),
                                     mean=rot(t.mean), base_mean=rot(t.base_mean),
                                     shared=rot(t.shared))
                        for t in dyn.terms}
-            hit = cache[key] = (d, Q, rotated)
-        d, Q, rotated = hit
-        b = eta * d
+            hit = cache[key] = (d, Q, rotated, scale)
+        d, Q, rotated, scale = hit
+        #: curvature scale s (the rotated factors are divided by √s, the weights multiplied by s)
+        self.scale = scale
+        #: η·s: the dimensionless step (d below is the normalised mixed Hessian's spectrum)
+        self.eta_scale = eta * scale
+        self.d = d
+        b = self.eta_scale * d
+        if not np.all(np.isfinite(b)):
+            raise ValueError(f"η·(curvature scale) = {self.eta_scale:.3g} overflows: η = {eta:.3g} "
+                             f"is not a step size for curvature of scale {scale:.3g}")
         self.r, self.Q, self.b = r, Q, b
         #: 1 − a_i a_j (r, r), formed without cancellation, and a_i a_j
         self.one_minus_aa = b[:, None] + b[None, :] - np.outer(b, b)
         self.aa = 1.0 - self.one_minus_aa
-        self.terms = [(t.weight**2, replace(t, gradients=None, profile=None, **rotated[t.name]))
+        self.terms = [((t.weight * scale) ** 2,
+                       replace(t, gradients=None, profile=None, **rotated[t.name]))
                       for t in dyn.terms]
         self._iu = np.triu_indices(r)
         self._w = np.where(self._iu[0] == self._iu[1], 1.0, math.sqrt(2.0))
@@ -126,3 +146,51 @@ class _Eigenbasis:
         return spla.LinearOperator((r * r, r * r), matvec=matvec, dtype=float)
 
 
+
+
+def sym_kron(A, iu, w):
+    """Matrix of M ↦ A M A (A symmetric r×r) on packed symmetric coordinates (N×N, N = r(r+1)/2).
+
+    For packed indices a = (i, j), b = (k, l) (upper triangle, off-diagonal entries × √2):
+    entry = w_a·f_b·(A_ik A_jl + A_il A_jk) with f_b = 1/√2 (k < l) or 1/2 (k = l)."""
+    I, J = iu
+    f = np.where(I == J, 0.5, 1.0 / math.sqrt(2.0))
+    out = A[np.ix_(I, I)] * A[np.ix_(J, J)]
+    out += A[np.ix_(I, J)] * A[np.ix_(J, I)]
+    out *= w[:, None] * f[None, :]
+    return out
+
+
+def packed_matrix(eig):
+    """The summed T of an :class:`_Eigenbasis` as a symmetric N×N matrix on packed coordinates,
+    and an upper bound of the absolute size of its terms (for round-off allowances).
+
+    Rank-one factors without shared curvature: (c/n)·P Pᵀ − e·sym_kron(H̄) per set, with
+    P = [pack(ψ_iψ_iᵀ)] (⟨pack X, pack Y⟩ = tr XY); otherwise column by column from ``apply``."""
+    r = eig.r
+    N = r * (r + 1) // 2
+    out = np.diag(eig.aa[eig._iu])  # (aaᵀ)∘M: diagonal on packed coordinates
+    size = float(np.max(np.abs(eig.aa))) if r else 0.0
+    fast = all(t.psi.shape[2] == 1 and t.shared is None for _, t in eig.terms)
+    if fast:
+        for w2, t in eig.terms:
+            psi = t.psi[:, :, 0]
+            n = psi.shape[1]
+            P = (psi[eig._iu[0], :] * psi[eig._iu[1], :]) * eig._w[:, None]
+            out += (w2 * t.c / n) * (P @ P.T)
+            size += w2 * t.c / n * float(np.sum(P * P))
+            if t.e != 0.0:
+                out -= (w2 * t.e) * sym_kron(t.base_mean, eig._iu, eig._w)
+                size += 2 * w2 * t.e * float(np.sum(t.base_mean**2))
+    else:
+        cols = np.empty((N, N))
+        for j in range(N):
+            x = np.zeros(N)
+            x[j] = 1.0
+            cols[:, j] = eig.pack(eig.apply(eig.unpack(x)))
+        out = cols
+        size = float(np.linalg.norm(cols))
+    out = 0.5 * (out + out.T)
+    if not np.all(np.isfinite(out)):
+        raise ValueError("the mean-square operator has non-finite entries (overflow)")
+    return out, size
