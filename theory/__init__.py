@@ -5,6 +5,9 @@
   ``closed_form_critical_eta/_batch/_alpha``), an independent check of rmt's numeric path;
 - :mod:`theory.theorems`    — :func:`theorems` (encoded statements with ``applies``,
   ``threshold``, ``check`` against the exact ρ(T));
+- :mod:`theory.summed`       — :func:`summed_statements` (docs/contract.md §10: self-adjointness,
+  convexity, closed-form η*, monotone batch of the summed schedule, each with a numerical
+  ``check``);
 - :mod:`theory.counterexample` — :func:`search_counterexample` (Hypothesis-driven);
 - :mod:`theory.examples`    — canonical worked examples reused by the tests;
 - ``python -m theory.report`` — the tightness report (docs/theory_report.md).
@@ -32,11 +35,14 @@ from .derivations import (
     dexter_thm2_condition,
     sam_threshold,
     sampling_coefficients,
+    summed_critical_eta_scalar,
+    summed_operator_expansion,
     unlearning_mean_escape,
     unlearning_noise_condition,
     wu_ma_e_nonuniformity,
     wu_ma_e_sharpness,
 )
+from .summed import SummedCheck, SummedStatement, get_summed_statement, summed_statements
 from .theorems import RATE_TOL, Theorem, TheoremCheck, check_all, get_theorem, theorems
 
 
@@ -78,4 +84,10 @@ __all__ = [
     "unlearning_noise_condition",
     "unlearning_mean_escape",
     "sam_threshold",
+    "summed_operator_expansion",
+    "summed_critical_eta_scalar",
+    "summed_statements",
+    "get_summed_statement",
+    "SummedStatement",
+    "SummedCheck",
 ]

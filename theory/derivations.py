@@ -49,6 +49,8 @@ __all__ = [
     "scheme_analogue_threshold",
     "coherence_sum_threshold",
     "coherence_resistance_threshold",
+    "summed_operator_expansion",
+    "summed_critical_eta_scalar",
 ]
 
 SCHEMES = ("bernoulli", "with_replacement", "without_replacement")
@@ -556,4 +558,75 @@ def all_derivations():
     out["unlearning-retain-noise-scheme-analogue"] = scheme_analogue_threshold()
     out["paper-coherence-sum"] = coherence_sum_threshold()
     out["paper-coherence-resistance"] = coherence_resistance_threshold()
+    out["summed-operator-expansion"] = summed_operator_expansion()
+    out["summed-critical-eta-scalar"] = summed_critical_eta_scalar()
     return out
+
+
+# ---------------------------------------------------------------------- summed schedules (§10)
+def _sym2(name):
+    """A symbolic symmetric 2×2 matrix with entries name_11, name_12, name_22."""
+    a, b, c_ = sp.symbols(f"{name}_11 {name}_12 {name}_22", real=True)
+    return sp.Matrix([[a, b], [b, c_]])
+
+
+@lru_cache(maxsize=None)
+def summed_operator_expansion() -> Derivation:
+    """T(η) = I − η𝒜 + η²𝒬 for the summed schedule, on 2×2 symbols (docs/contract.md §10.3).
+
+    J = I − ηG with G symmetric, here a two-outcome G (G₁ with probability p, G₂ with 1 − p;
+    every batch distribution is a finite mixture of such outcomes, and the identity is linear in
+    the outcome probabilities). Expanding E[J X J] = p J₁XJ₁ + (1−p) J₂XJ₂ and comparing with
+    X − η(DX + XD) + η²E[GXG], D = E[G], ``simplify`` must give the zero matrix. The same
+    symbols also show 10.1: tr(Y T(X)) − tr(T(Y) X) simplifies to 0 for symmetric X, Y.
+    Expression: the pair (𝒜(X), 𝒬(X)). Args: (p, G1_11, G1_12, G1_22, G2_11, G2_12, G2_22,
+    X_11, X_12, X_22).
+    """
+    p = sp.symbols("p", positive=True)
+    G1, G2, X, Y = _sym2("G1"), _sym2("G2"), _sym2("X"), _sym2("Y")
+    I2 = sp.eye(2)
+    probs = ((p, G1), (1 - p, G2))
+
+    def T(M):
+        return sum(((q * (I2 - eta * G) * M * (I2 - eta * G)) for q, G in probs), sp.zeros(2, 2))
+
+    Dm = p * G1 + (1 - p) * G2
+    A_X = Dm * X + X * Dm
+    Q_X = sum((q * G * X * G for q, G in probs), sp.zeros(2, 2))
+    residual = sp.simplify(sp.expand(T(X) - (X - eta * A_X + eta**2 * Q_X)))
+    _require(residual == sp.zeros(2, 2), "E[J X J] is not X - eta A(X) + eta^2 Q(X)", residual)
+    adjoint = sp.simplify(sp.expand((Y * T(X)).trace() - (T(Y) * X).trace()))
+    _require(adjoint == 0, "the summed T is not self-adjoint in tr(XY)", adjoint)
+    steps = [
+        ("E[J X J], J = I - eta G", sp.expand(T(X))),
+        ("A(X) = D X + X D, D = E[G]", A_X),
+        ("Q(X) = E[G X G]", Q_X),
+        ("E[J X J] - (X - eta A(X) + eta^2 Q(X))", residual),
+        ("tr(Y T(X)) - tr(T(Y) X)", adjoint),
+    ]
+    args = (p, G1[0, 0], G1[0, 1], G1[1, 1], G2[0, 0], G2[0, 1], G2[1, 1],
+            X[0, 0], X[0, 1], X[1, 1])
+    return _make("summed-operator-expansion", (A_X, Q_X), args, steps, "§10")
+
+
+@lru_cache(maxsize=None)
+def summed_critical_eta_scalar() -> Derivation:
+    """The scalar (r = 1, commuting) case of η* = 1/λ_max(𝒜⁻¹𝒬) (docs/contract.md §10.3).
+
+    In one direction 𝒜(x) = 2Dx and 𝒬(x) = E[g²]x = (D² + V)x (V = Var g), so the pencil gives
+    η* = 1/λ_max(𝒜⁻¹𝒬) = 2D/(D² + V); ``solve`` of (1 − ηD)² + η²V = 1 must give the same
+    non-zero root (the per-direction η*_k of §3). Expression: 2D/(D² + V). Args: (D, V).
+    """
+    generic = (1 - eta * D) ** 2 + eta**2 * V
+    A1, Q1 = 2 * D, D**2 + V
+    _require(sp.expand(generic - (1 - eta * A1 + eta**2 * Q1)) == 0,
+             "(1 - eta D)^2 + eta^2 V is not 1 - eta A + eta^2 Q", generic)
+    pencil = sp.simplify(1 / (Q1 / A1))
+    roots = sp.solve(sp.Eq(generic, 1), eta)
+    nonzero = [r for r in roots if sp.simplify(r) != 0]
+    _require(len(nonzero) == 1, "expected one non-zero root in eta", roots)
+    _require(sp.simplify(nonzero[0] - pencil) == 0, "the root is not 1/lambda_max(A^-1 Q)",
+             nonzero[0])
+    steps = [("A = 2D, Q = D^2 + V", (A1, Q1)), ("1/lambda_max(A^{-1} Q)", pencil),
+             ("roots of (1 - eta D)^2 + eta^2 V = 1", roots)]
+    return _make("summed-critical-eta-scalar", pencil, (D, V), steps, "§10")
