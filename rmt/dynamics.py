@@ -270,8 +270,10 @@ class Dynamics:
         self.null_dim = red.null_dim
         if self.r == 0:
             raise ValueError(
-                "every Hessian that enters the dynamics is zero: the step is the identity and "
-                "there is no span on which to measure stability"
+                f"every Hessian that enters the dynamics is zero (active sets "
+                f"{', '.join(self.active) or 'none'} at alpha={sch.alpha}; with alpha=1 only the "
+                "forget set enters): the step is the identity and there is no span on which to "
+                "measure stability"
             )
         eye = np.eye(self.r)
         weights = {"retain": -sch.eta * (1.0 - sch.alpha), "forget": sch.eta * sch.alpha}

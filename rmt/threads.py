@@ -29,11 +29,18 @@ def blas_threads() -> int:
 
 
 def capped(fn):
-    """Run ``fn`` with the BLAS thread pool capped at :func:`blas_threads`."""
+    """Run ``fn`` with the BLAS thread pool capped at :func:`blas_threads`; an OverflowError or
+    FloatingPointError inside becomes a ValueError that says so (never a verdict)."""
 
     def wrapper(*args, **kwargs):
         with threadpool_limits(limits=blas_threads(), user_api="blas"):
-            return fn(*args, **kwargs)
+            try:
+                return fn(*args, **kwargs)
+            except (OverflowError, FloatingPointError) as exc:
+                # an overflow is never a verdict: name it as a range problem of the input
+                raise ValueError(f"{fn.__name__}: the computation overflowed ({exc}); the "
+                                 "Hessians' scale times η is outside the representable range "
+                                 "(rescale the curvature or η)") from exc
 
     wrapper.__name__, wrapper.__qualname__, wrapper.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
     wrapper.__wrapped__ = fn

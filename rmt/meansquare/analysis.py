@@ -29,6 +29,9 @@ def _commuting_rate(dyn):
     rates = dyn.direction_rates()
     if rates.size == 0:
         raise ValueError("every Hessian that enters the dynamics is zero")
+    if not np.all(np.isfinite(rates)):
+        raise ValueError("the per-direction moments E[j_k²] are not finite: the curvature times "
+                         "η overflows (rescale the Hessians or η)")
     k = int(np.argmax(rates))
     return float(rates[k]), k
 
@@ -190,6 +193,10 @@ def _mean_square(dyn, method, tol, time_budget, horizon, horizon_tol, t0):
         s = summed_rate(op, method, tol)
         return _with_null(op, s.rate, s.eigenmatrix, s.method, s.converged, (s.lo, s.hi),
                           horizon, band, t0, tol=s.tol)
+    probe = op.apply(np.eye(op.r))
+    if not np.all(np.isfinite(probe)):
+        raise ValueError("T(I) is not finite: the curvature times η overflows the "
+                         f"{dyn.combinator} operator (rescale the Hessians or η)")
     if method == "auto" and (horizon is not None or time_budget is not None):
         method = "splitting"
     used = method

@@ -183,11 +183,23 @@ def _commuting_critical_eta(dyn):
             kappa = 1.0 + (dyn.schedule.sam_rho / dyn.schedule.sam_a) * moms[0][1]
         a2 = (sum(u[t.name] * m for t, m, _ in moms) * kappa) ** 2 + \
             sum(u[t.name] ** 2 * N for t, _, N in moms) * kappa**2
-        scale = max(float(np.max(np.abs(a1))), float(np.max(a2)), 1e-300)
-        frozen = (np.abs(a1) <= _ROUNDOFF * scale) & (a2 <= _ROUNDOFF * scale)
-        if np.any((a1 >= -_ROUNDOFF * scale) & ~frozen):
-            return 0.0
-        etas = np.where(frozen, np.inf, -a1 / np.where(frozen, 1.0, a2))
+        # scale first: a1 ∝ curvature, a2 ∝ curvature², so compare them in units of the
+        # curvature scale s (a threshold shared by both would drop a1 at s ≫ 1 or a2 at s ≪ 1)
+        s = max(float(np.max(np.abs(m))) for _, m, _ in moms) if moms else 0.0
+        s = s if s > 0 and np.isfinite(s) else 1.0
+        a1n, a2n = a1 / s, a2 / s**2
+        if not (np.all(np.isfinite(a1n)) and np.all(np.isfinite(a2n))):
+            raise ValueError("the per-direction moments overflow: the curvature scale "
+                             f"{s:.3g} is out of the representable range")
+        frozen = (np.abs(a1n) <= _ROUNDOFF) & (np.abs(a2n) <= _ROUNDOFF)
+        bad = (a1n >= -_ROUNDOFF) & ~frozen
+        if np.any(bad):
+            k = int(np.argmax(bad))
+            return CriticalValue(0.0, f"direction {k} of the commuting basis has mean curvature "
+                                 f"{-a1[k] / 2:.6g} ≤ round-off (its moment E[j²] − 1 = "
+                                 f"η({a1[k]:.3g} + η·{a2[k]:.3g}) > 0 for small η)",
+                                 curvature=float(-a1[k] / 2), method="closed_form")
+        etas = np.where(frozen, np.inf, -a1n / np.where(frozen, 1.0, a2n)) / s
         return float(np.min(etas))
     best = math.inf
     P = np.polynomial.Polynomial
@@ -352,8 +364,9 @@ def _summed_critical_eta(dyn):
         return CriticalValue(0.0, "the null scalar mode of the shared curvature is unstable for "
                              "every η > 0", method="closed_form")
     if math.isinf(x):
-        return CriticalValue(min(math.inf, null_eta), "no sampling noise and D ≻ 0: stable for "
-                             "every η in the closed form", method="closed_form")
+        return CriticalValue(min(math.inf, null_eta), "𝒬 vanishes on the span (λ_max(𝒜⁻¹𝒬) ≤ 0, "
+                             "or T = I: D ≈ 0 and no sampling noise, ρ = 1 for every η): stable "
+                             "for every η", method="closed_form")
     eta = x / eig.scale
     if math.isfinite(eta):
         lo_ok = _stability(dyn.replace(eta=eta * (1 - 1e-9)))

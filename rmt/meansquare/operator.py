@@ -54,7 +54,8 @@ class MeanSquareOperator(spla.LinearOperator):
     # ------------------------------------------------------------------ application
     def _set_step(self, t, M, adjoint=False):
         A = self.dynamics.step_maps[t.name]
-        return A @ M @ A + t.weight**2 * t.noise(M)
+        w = abs(t.weight)  # w²N(M) as w·N(w·M): no overflow of N(M) at curvature ~1e200
+        return A @ M @ A + w * t.noise(w * M)
 
     def _apply(self, M, adjoint=False):
         dyn = self.dynamics
@@ -62,7 +63,8 @@ class MeanSquareOperator(spla.LinearOperator):
             A = self.mean_map
             out = A @ M @ A
             for t in dyn.terms:
-                out += t.weight**2 * t.noise(M)
+                w = abs(t.weight)
+                out += w * t.noise(w * M)
         elif dyn.combinator == "alternating":
             # T = T_F ∘ T_R with self-adjoint T_S, so T* = T_R ∘ T_F
             out = M

@@ -129,8 +129,25 @@ def _breakpoints(dyn, parameter, lo, hi):
     return pts
 
 
+def _eta_scale(dyn, parameter):
+    """The curvature scale s: in η the polynomial is solved in x = η·s (coefficients T_k/s^k of
+    comparable size), so that round-off rules do not depend on the units of the Hessians."""
+    if parameter != "eta":
+        return 1.0
+    s = max(float(np.max(np.abs(t.mean))) if t.mean.size else 0.0 for t in dyn.terms)
+    if dyn.has_null_mode:
+        s = max(s, abs(float(dyn.shared_scalar)))
+    return s if s > 0 and np.isfinite(s) else 1.0
+
+
+def _scale_poly(T, s):
+    return [Tk / s**k for k, Tk in enumerate(T)]
+
+
 def _scalar_breakpoints(dyn, parameter, lo, hi, null):
-    T = _operator_polynomial(dyn, parameter, True, null=null)
+    s = _eta_scale(dyn, parameter)
+    T = _scale_poly(_operator_polynomial(dyn, parameter, True, null=null), s)
+    lo, hi = lo * s, hi * s
     pts = []
     for k in range(T[0].size):
         c = [float(np.asarray(Tk).ravel()[k]) for Tk in T]
@@ -141,17 +158,19 @@ def _scalar_breakpoints(dyn, parameter, lo, hi, null):
                                                        for Tk in T):
             continue  # frozen direction (identity for every x)
         pts.extend(_real_roots(c, lo, hi))
-    return np.unique(np.asarray(pts, float))
+    return np.unique(np.asarray(pts, float)) / s
 
 
 def _matrix_breakpoints(dyn, parameter, lo, hi):
-    T = _operator_polynomial(dyn, parameter, False)
+    s = _eta_scale(dyn, parameter)
+    T = _scale_poly(_operator_polynomial(dyn, parameter, False), s)
+    lo, hi = lo * s, hi * s
     S = _sym_embedding(dyn.r)
     C = [S.T @ Tk @ S for Tk in T]
     C[0] = C[0] - np.eye(S.shape[1])
     if parameter == "eta":
         C = C[1:]
-    return _real_roots(C, lo, hi)
+    return _real_roots(C, lo, hi) / s
 
 
 def _merge(points, stable, lo, hi):

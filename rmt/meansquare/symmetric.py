@@ -63,7 +63,7 @@ def _candidate(op, method, tol):
         try:
             b = _splitting_rate(op, tol=tol)
             rate, X = 1.0 + b.estimate, b.eigenmatrix
-        except np.linalg.LinAlgError:
+        except (np.linalg.LinAlgError, OverflowError):  # checked below either way
             rate, X, _, _ = op._lanczos(tol)
     else:
         rate, X, _, _ = op._lanczos(tol)
@@ -194,9 +194,15 @@ def summed_critical_x(op):
     r = eig.r
     top = float(np.max(np.abs(d))) if r else 0.0
     i = int(np.argmin(d))
-    if not (d[i] > 8 * (r + 1) * EPS * top):
-        return 0.0, (i, float(d[i]))
     x = eig.eta_scale
+    if not (d[i] > 8 * (r + 1) * EPS * top):
+        # D ≈ 0 on the whole span and no sampling noise: T = I exactly (neutral, ρ = 1 for
+        # every η), e.g. identical retain and forget sets at α = ½ with full batches
+        n = _n_max(eig)
+        if top <= 8 * (r + 1) * EPS and \
+                float(np.max(np.abs(eig.noise(np.eye(r))))) <= 64 * (r + n) * EPS * x**2:
+            return math.inf, None
+        return 0.0, (i, float(d[i]))
     dd = d[:, None] + d[None, :]
     ah = 1.0 / np.sqrt(dd)
     if r <= SYM_DENSE_MAX_SPAN:
