@@ -26,16 +26,18 @@ class CriticalValue(float):
     the numbers), and for a zero caused by a curvature direction, ``direction`` (unit vector in
     the input's d coordinates) and ``curvature`` (the eigenvalue of the mixed Hessian D along it).
     ``method``: how it was obtained ("closed_form", "convex_root", "bisection", "stable_set",
-    "scan")."""
+    "scan"); ``bounds``: a certified bracket (lo, hi) or None."""
 
-    def __new__(cls, value, reason="", direction=None, curvature=None, method=""):
+    def __new__(cls, value, reason="", direction=None, curvature=None, method="", bounds=None):
         obj = super().__new__(cls, value)
         obj.reason, obj.direction, obj.curvature, obj.method = reason, direction, curvature, method
+        #: a certified bracket (lo, hi) of the critical value, or None when none was proven
+        obj.bounds = bounds
         return obj
 
     def __reduce__(self):
         return (CriticalValue, (float(self), self.reason, self.direction, self.curvature,
-                                self.method))
+                                self.method, self.bounds))
 
 
 def _rate_at(dyn, **changes):
@@ -121,7 +123,10 @@ def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
         sset = _stable_set(dyn, "eta", rtol)
         if len(sset) > 1:
             _not_interval_warning("η", sset)
-        return sset[0][1] if sset else 0.0
+        if sset:
+            return CriticalValue(sset[0][1], "upper edge of the lowest component of the exact "
+                                 "stable set (real roots of det(T(η) − I))", method="stable_set")
+        return _zero_eta(dyn, sset)
     if dyn.combinator == "summed":
         return _summed_critical_eta(dyn)
     D = dyn.mixed_hessian()
@@ -216,7 +221,9 @@ def _commuting_critical_eta(dyn):
         # the sign of q just above 0 is that of its first coefficient above round-off
         lead = q.coef[np.abs(q.coef) > _ROUNDOFF * np.max(np.abs(poly.coef))]
         if lead.size and lead[0] > 0:
-            return 0.0
+            return CriticalValue(0.0, f"direction {k} of the commuting basis: E[j²] − 1 > 0 for "
+                                 f"every small η (leading coefficient {lead[0]:.3g})",
+                                 method="closed_form")
         roots = q.roots()
         pos = np.sort(roots[(np.abs(roots.imag) <= 1e-9 * np.abs(roots)) & (roots.real > 0)].real)
         crit = math.inf
@@ -316,7 +323,9 @@ def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
         if len(sset) > 1:
             _not_interval_warning("α", sset)
         if not sset or sset[0][0] > 0.0:
-            return 0.0
+            return CriticalValue(0.0, "the exact stable α-set does not contain α = 0⁺: "
+                                 f"{' ∪ '.join(f'[{a:.6g}, {b:.6g}]' for a, b in sset) or 'empty'}",
+                                 method="stable_set")
         a = sset[0][1]
         return None if a >= 1.0 else a
     warnings.warn(
@@ -337,73 +346,134 @@ def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
         val = f(p)
         if val < 0:
             if prev is None:
-                return 0.0
+                return CriticalValue(0.0, "unstable at α = 0", method="scan")
             return _root(f, prev, p, fprev, val, rtol, deadline, "critical_alpha")
         prev, fprev = p, val
     return None
 
 
 def _summed_critical_eta(dyn):
-    """η* of a summed schedule in closed form (docs/contract.md §10.3): η* = 1/λ_max(𝒜⁻¹𝒬),
-    checked by the certified sign test at η*(1 ∓ 1e-9) (a root-finder on the sound margin takes
-    over if the check fails), min with the null mode of a shared λI."""
+    """η* of a summed schedule in closed form (docs/contract.md §10.3): η* = 1/λ_max(𝒜⁻¹𝒬).
+
+    Dense spans: the Weyl bracket of the same eigenproblem certifies η* (``.bounds``); Krylov
+    values (large spans) are checked by the certified sign test at η*(1 ∓ 1e-9), and a bracketing
+    root on the sound margin takes over if that check fails. Min with the null mode of a shared
+    λI."""
     null_eta = _null_critical_eta(dyn) if dyn.has_null_mode else math.inf
     op = MeanSquareOperator(dyn)
     eig = op.eigenbasis
-    x, why = summed_critical_x(op)
+    x, why, xb = summed_critical_x(op)
     if why is not None:
         i, di = why
         u = eig.Q[:, i]
         direction = op.reduction.basis @ u if op.reduction.basis.shape[1] == u.size else None
         curv = di * eig.scale
+        thr = 8 * (eig.r + 1) * 2.2e-16 * eig.scale * float(np.max(np.abs(eig.d)))
         return CriticalValue(0.0, f"the mixed Hessian D = (1−α)H̄_R − αH̄_F has eigenvalue "
-                             f"{curv:.6g} (≤ round-off {8 * (eig.r + 1) * 2.2e-16 * eig.scale * float(np.max(np.abs(eig.d))):.2g}) "
-                             f"on the span: the mean dynamics escape along that direction for every "
-                             f"η > 0", direction=direction, curvature=curv, method="closed_form")
+                             f"{curv:.6g} (≤ round-off {thr:.2g}) on the span: the mean dynamics "
+                             f"escape along that direction for every η > 0", direction=direction,
+                             curvature=curv, method="closed_form", bounds=(0.0, 0.0))
     if null_eta == 0.0:
         return CriticalValue(0.0, "the null scalar mode of the shared curvature is unstable for "
-                             "every η > 0", method="closed_form")
+                             "every η > 0", method="closed_form", bounds=(0.0, 0.0))
+    s = eig.scale
     if math.isinf(x):
-        return CriticalValue(min(math.inf, null_eta), "𝒬 vanishes on the span (λ_max(𝒜⁻¹𝒬) ≤ 0, "
-                             "or T = I: D ≈ 0 and no sampling noise, ρ = 1 for every η): stable "
-                             "for every η", method="closed_form")
-    eta = x / eig.scale
-    if math.isfinite(eta):
-        lo_ok = _stability(dyn.replace(eta=eta * (1 - 1e-9)))
-        hi_ok = _stability(dyn.replace(eta=eta * (1 + 1e-9)))
-        if not (lo_ok[0] and not hi_ok[0]):  # the closed form disagrees with the sign test
-            lo, hi = eta * 0.5, eta * 2.0
-            while _is_stable(dyn.replace(eta=hi)) and hi < 1e300:
-                hi *= 2.0
-            while not _is_stable(dyn.replace(eta=lo)) and lo > 1e-300:
-                lo *= 0.5
-            margin = lambda e: _span_margin(dyn.replace(eta=float(e)))  # noqa: E731
-            eta = _root(margin, lo, hi, margin(lo), margin(hi), 1e-12, None, "critical_eta")
-            return CriticalValue(min(eta, null_eta), "root of the certified margin (the closed "
-                                 "form failed its check)", method="convex_root")
-    return CriticalValue(min(eta, null_eta), "closed form 1/λ_max(𝒜⁻¹𝒬), sign-checked at "
-                         "η*(1 ∓ 1e-9)", method="closed_form")
+        return CriticalValue(null_eta, "𝒬 vanishes on the span (λ_max(𝒜⁻¹𝒬) ≤ 0, or T = I: "
+                             "D ≈ 0 and no sampling noise, ρ = 1 for every η): stable for every η",
+                             method="closed_form", bounds=(min(xb[0] / s, null_eta), null_eta)
+                             if xb else None)
+    eta = x / s
+    if xb is not None and xb[1] - xb[0] <= 1e-9 * x:
+        lo, hi = xb[0] / s, xb[1] / s
+        if null_eta < lo:
+            return CriticalValue(null_eta, "closed form of the null scalar mode of the shared "
+                                 "curvature (below the span's η*)", method="closed_form",
+                                 bounds=(null_eta, null_eta))
+        return CriticalValue(min(eta, null_eta), "closed form 1/λ_max(𝒜⁻¹𝒬), certified by "
+                             "Weyl's bound on the same eigenproblem", method="closed_form",
+                             bounds=(lo, min(hi, null_eta)))
+    lo_ok = _stability(dyn.replace(eta=eta * (1 - 1e-9)))
+    hi_ok = _stability(dyn.replace(eta=eta * (1 + 1e-9)))
+    if lo_ok[0] and not hi_ok[0]:
+        bounds = (eta * (1 - 1e-9), eta * (1 + 1e-9)) if lo_ok[1] and hi_ok[1] else None
+        return CriticalValue(min(eta, null_eta), "closed form 1/λ_max(𝒜⁻¹𝒬) (Krylov), sign "
+                             "checked at η*(1 ∓ 1e-9)", method="closed_form", bounds=bounds)
+    lo, hi = eta * 0.5, eta * 2.0
+    while _is_stable(dyn.replace(eta=hi)) and hi < 1e300:
+        hi *= 2.0
+    while not _is_stable(dyn.replace(eta=lo)) and lo > 1e-300:
+        lo *= 0.5
+    margin = lambda e: _span_margin(dyn.replace(eta=float(e)))  # noqa: E731
+    eta = _root(margin, lo, hi, margin(lo), margin(hi), 1e-12, None, "critical_eta")
+    return CriticalValue(min(eta, null_eta), "root of the certified margin (the Krylov closed "
+                         "form failed its sign check)", method="convex_root")
 
 
 def _summed_critical_alpha(dyn, rtol, deadline):
-    """α* of a summed schedule: ρ(T(α)) is convex in α (docs/contract.md §10.2), so the stable
-    α-set is one interval; with α = 0 stable its upper end is found by a bracketing root-finder
-    on the certified margin (no scan, no window to miss)."""
-    def f(alpha):
-        d = _at_alpha(dyn, alpha) if alpha in (0.0, 1.0) else dyn.replace(alpha=float(alpha))
-        return _stability_margin(d)
+    """α* of a summed schedule (docs/contract.md §10.2, §10.5). f(α) = ρ(T(α)) − 1 is convex, so
+    the stable α-set is one interval. Newton with the Hellmann–Feynman slope
+    f′(α) = ⟨X, T′(α) X⟩/⟨X, X⟩ (X the Perron eigenmatrix; T(α) is quadratic in α, so the central
+    difference of ⟨X, T(α ± h) X⟩ is exact): from α = 0 (f ≤ 0) the tangent overshoots to f ≥ 0
+    and Newton then descends monotonically to the root; a bracket [lo, hi] updated only by
+    decided signs safeguards every step (bisection when Newton leaves it). No scan."""
+    from .symmetric import summed_rate
 
-    f1 = f(1.0)
-    if f1 >= 0.0:
-        # convex and stable at both ends: stable on all of [0, 1]
+    def solve(alpha):
+        d = dyn.replace(alpha=float(alpha))
+        op = MeanSquareOperator(d)
+        sol = summed_rate(op)
+        X = sol.eigenmatrix
+        slope = math.nan
+        if X is not None:
+            h = 1e-3 * min(max(alpha, 1e-3), 1.0 - alpha, 1e-1) if 0 < alpha < 1 else 1e-4
+            a1, a2 = (alpha - h, alpha + h) if alpha - h > 0 else (alpha, alpha + h)
+            q = [float(np.vdot(X, MeanSquareOperator(dyn.replace(alpha=a)).apply(X)))
+                 for a in (a1, a2)]
+            slope = (q[1] - q[0]) / (a2 - a1) / float(np.vdot(X, X))
+        stable = sol.hi <= 1.0 or (sol.lo <= 1.0 and sol.rate <= 1.0)
+        return sol.rate - 1.0, slope, stable, sol
+
+    lo, hi = 0.0, None
+    a = 1e-12  # α = 0⁺ on the union span (same span as α = 0 here: no out-of-span direction)
+    f, g, stable, _ = solve(a)
+    if not stable:
+        return CriticalValue(0.0, "unstable at α = 0⁺", method="convex_root")
+    lo = a
+    steps = 0
+    while steps < 60:
+        steps += 1
+        if deadline is not None and time.perf_counter() > deadline:
+            warnings.warn(f"critical_alpha: time budget ran out; α* ∈ [{lo:.12g}, "
+                          f"{hi if hi is not None else 1.0:.12g}] (returning the stable end)",
+                          RuntimeWarning, stacklevel=3)
+            break
+        if math.isfinite(g) and g > 0:
+            nxt = a - f / g
+        else:
+            nxt = math.nan
+        top = hi if hi is not None else 1.0
+        if not (lo < nxt < top):
+            if hi is None:  # no unstable point yet: is α = 1 (retain set gone) stable?
+                if _is_stable(_at_alpha(dyn, 1.0)) and solve(1.0 - 1e-12)[2]:
+                    return None
+                nxt = 0.5 * (lo + 1.0) if not (nxt >= 1.0) else 1.0 - 1e-12
+            else:
+                nxt = 0.5 * (lo + hi)
+        if abs(nxt - a) <= rtol * max(abs(a), 1e-300) and hi is not None and stable:
+            break
+        a = nxt
+        f, g, stable, _ = solve(a)
+        if stable:
+            lo = max(lo, a)
+        else:
+            hi = a if hi is None else min(hi, a)
+        if hi is not None and hi - lo <= rtol * hi:
+            break
+    if hi is None:
         return None
-    lo, flo = 0.0, f(0.0)
-    if flo < 0.0:
-        return CriticalValue(0.0, "unstable at α = 0", method="convex_root")
-    hi, fhi = 1.0, f1
-    a = _root(f, lo, hi, flo, fhi, rtol, deadline, "critical_alpha")
-    return CriticalValue(a, "upper end of the stable α-interval (ρ convex in α), root of the "
-                         "certified margin", method="convex_root")
+    return CriticalValue(lo, "upper end of the stable α-interval (ρ convex in α): Newton with the "
+                         "Hellmann–Feynman slope, bracket kept by certified signs",
+                         method="convex_root", bounds=(lo, hi))
 
 
 def _out_of_span_zero(hs):
@@ -421,3 +491,17 @@ def _out_of_span_zero(hs):
                          f"(forget curvature {lam[-1]:.6g} there, span {red.r} vs retain span "
                          f"{UR.shape[1]}): ascent escapes along it for every α > 0",
                          direction=v, curvature=float(lam[-1]), method="closed_form")
+
+
+def _zero_eta(dyn, sset):
+    """η* = 0 (no η > 0 is stable from the start): the reason with the smallest eigenvalue of the
+    mixed Hessian on the span and its direction."""
+    D = dyn.mixed_hessian()
+    lam, V = np.linalg.eigh(0.5 * (D + D.T)) if dyn.combinator != "sam" else (
+        np.linalg.eigvals(D).real, None)
+    k = int(np.argmin(lam))
+    direction = None if V is None else dyn.basis @ V[:, k]
+    comps = " ∪ ".join(f"[{a:.6g}, {b:.6g}]" for a, b in sset) or "empty"
+    return CriticalValue(0.0, f"no η > 0 near 0 is stable (exact stable set {comps}); the mixed "
+                         f"Hessian's smallest eigenvalue on the span is {lam[k]:.6g}",
+                         direction=direction, curvature=float(lam[k]), method="stable_set")

@@ -161,16 +161,20 @@ def sym_kron(A, iu, w):
     return out
 
 
-def packed_matrix(eig):
+def packed_matrix(eig, mean=True):
     """The summed T of an :class:`_Eigenbasis` as a symmetric N×N matrix on packed coordinates,
     and an upper bound of the absolute size of its terms (for round-off allowances).
 
     Rank-one factors without shared curvature: (c/n)·P Pᵀ − e·sym_kron(H̄) per set, with
-    P = [pack(ψ_iψ_iᵀ)] (⟨pack X, pack Y⟩ = tr XY); otherwise column by column from ``apply``."""
+    P = [pack(ψ_iψ_iᵀ)] (⟨pack X, pack Y⟩ = tr XY); otherwise column by column from ``apply``.
+    ``mean=False``: the noise part 𝒩 = T − 𝒜 alone (formed directly, no subtraction)."""
     r = eig.r
     N = r * (r + 1) // 2
-    out = np.diag(eig.aa[eig._iu])  # (aaᵀ)∘M: diagonal on packed coordinates
-    size = float(np.max(np.abs(eig.aa))) if r else 0.0
+    if mean:
+        out = np.diag(eig.aa[eig._iu])  # (aaᵀ)∘M: diagonal on packed coordinates
+        size = float(np.max(np.abs(eig.aa))) if r else 0.0
+    else:
+        out, size = np.zeros((N, N)), 0.0
     fast = all(t.psi.shape[2] == 1 and t.shared is None for _, t in eig.terms)
     if fast:
         for w2, t in eig.terms:
@@ -187,7 +191,9 @@ def packed_matrix(eig):
         for j in range(N):
             x = np.zeros(N)
             x[j] = 1.0
-            cols[:, j] = eig.pack(eig.apply(eig.unpack(x)))
+            M = eig.unpack(x)
+            Y = eig.apply(M) if mean else eig.noise(M)
+            cols[:, j] = eig.pack(0.5 * (Y + Y.T))
         out = cols
         size = float(np.linalg.norm(cols))
     out = 0.5 * (out + out.T)

@@ -187,8 +187,10 @@ def summed_critical_x(op):
     """x* = η*·s in the normalised eigenbasis: 1/λ_max(𝒜̃^{-1/2}𝒬̃𝒜̃^{-1/2}) (docs/contract.md
     §10.3), with 𝒜̃ = (d_i + d_j) elementwise and 𝒬̃(X) = (ddᵀ)∘X + Σ_S u_S² Ñ_S(X).
 
-    Returns (x*, None) or (0.0, (i, d_i)) when the normalised mixed Hessian has an eigenvalue
-    d_i ≤ round-off (η* = 0: the mean dynamics escape along eigenvector i)."""
+    Returns (x*, why, bounds): why = (i, d_i) when the normalised mixed Hessian has an eigenvalue
+    d_i ≤ round-off (x* = 0: the mean dynamics escape along eigenvector i), else None; bounds =
+    a certified bracket of x* (Weyl on the dense matrix, r ≤ ``SYM_DENSE_MAX_SPAN``: T(η) − I =
+    η(η𝒬 − 𝒜) ≺ 0 ⇔ η·λ_max(𝒜^{-1/2}𝒬𝒜^{-1/2}) < 1), or None for a Krylov value."""
     eig = op.eigenbasis
     d = eig.d
     r = eig.r
@@ -201,16 +203,24 @@ def summed_critical_x(op):
         n = _n_max(eig)
         if top <= 8 * (r + 1) * EPS and \
                 float(np.max(np.abs(eig.noise(np.eye(r))))) <= 64 * (r + n) * EPS * x**2:
-            return math.inf, None
-        return 0.0, (i, float(d[i]))
+            return math.inf, None, (math.inf, math.inf)
+        return 0.0, (i, float(d[i])), (0.0, 0.0)
     dd = d[:, None] + d[None, :]
     ah = 1.0 / np.sqrt(dd)
     if r <= SYM_DENSE_MAX_SPAN:
-        Tp, _ = packed_matrix(eig)
-        Qp = (Tp - np.diag(eig.aa[eig._iu])) / x**2 + np.diag(np.outer(d, d)[eig._iu])
+        Np, size = packed_matrix(eig, mean=False)
+        Qp = Np / x**2 + np.diag(np.outer(d, d)[eig._iu])
         a = ah[eig._iu]  # elementwise scaling: diagonal on packed coordinates
         M = a[:, None] * Qp * a[None, :]
-        lam = float(np.linalg.eigvalsh(0.5 * (M + M.T))[-1])
+        mu = np.linalg.eigvalsh(0.5 * (M + M.T))
+        lam = float(mu[-1])
+        # Weyl: λ_max(M) within δ of the computed one (eigh backward error, construction)
+        size_M = size / x**2 * float(np.max(a)) ** 2 + float(np.max(np.outer(d, d) / dd))
+        delta = allowance(r, _n_max(eig), float(np.max(np.abs(mu))), size_M)
+        if not (lam > delta):
+            return (math.inf, None, (1.0 / (lam + delta) if lam + delta > 0 else math.inf, math.inf)) \
+                if lam <= 0 else (1.0 / lam, None, (1.0 / (lam + delta), math.inf))
+        return 1.0 / lam, None, (1.0 / (lam + delta), 1.0 / (lam - delta))
     else:
         dd_out = np.outer(d, d)
 
@@ -225,8 +235,8 @@ def summed_critical_x(op):
         E[k, k] = 1.0
         out = _block_krylov_top(apply, [eig.pack(E + IDENTITY_SHARE * eye), eig.pack(eye)], 1e-12)
         if out is None:
-            return math.nan, None
+            return math.nan, None, None
         lam = float(out[0])
     if not (lam > 0.0):
-        return math.inf, None
-    return 1.0 / lam, None
+        return math.inf, None, None
+    return 1.0 / lam, None, None  # a Krylov value: checked by the caller's sign tests
