@@ -993,7 +993,7 @@ class HessianSet:
         singular value s_ref of all stacked factors [F_1 … F_n, Q] of both sets (s_ref² = λ_ref =
         λ_max(Σ_i H_i + QQᵀ)); on the large-d Gram path λ_ref itself (the top eigenvalue of the
         Gram of those rows), which the Gram already holds squared."""
-        if getattr(self, "_span_ref", None) is None:
+        if self._span_ref is None:
             if self._large:
                 G = self._joint_gram()
                 idx = np.concatenate([self._row_index(w) for w in self._present()]
