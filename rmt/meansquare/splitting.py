@@ -301,6 +301,12 @@ def _splitting_rate(op, *, tol=1e-12, time_budget=None, stop_width=0.0, verdict_
             if abs(kappa - 1.0) > 1e-6 and not np.iscomplexobj(split.b):
                 X = _pole_eigenmatrix(split, out.estimate)
             out.eigenmatrix = X
+    if out.converged and not verdict_only:
+        # converged means the *certified* bracket is within tolerance — a secant step that
+        # shrank in log(δ − δ_𝒜) next to the (assumed, uncertified) pole model is not enough:
+        # that returned ρ(𝒜) itself as "converged" on a real logistic model (ρ(T) 1.0743525)
+        width = out.hi - out.lo
+        out.converged = width <= max(64 * tol * (1.0 + abs(out.estimate)), stop_width)
     if not out.converged:
         out.estimate = min(max(out.estimate, out.lo), out.hi)
     return out

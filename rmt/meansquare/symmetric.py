@@ -152,8 +152,11 @@ def summed_rate(op, method="auto", tol=1e-12):
     if op.r <= SYM_DENSE_MAX_SPAN:  # the candidate of a selected method, held against eigh
         ref = dense_sym(op, tol)
         lo, hi = ref.lo, ref.hi
-        rel = max(rate - lo, hi - rate) / max(abs(rate), 1e-300)
-        return Solve(rate, lo, hi, X, max(rel, ref.tol), rel <= ref.tol, used)
+        off = abs(rate - ref.rate) / max(abs(rate), 1e-300)
+        ok = off <= ref.tol
+        if not ok:  # outside what eigh allows: the enclosure's nearest point, never converged
+            rate = min(max(rate, lo), hi)
+        return Solve(rate, lo, hi, X, max(ref.tol, off), ok, used)
     return enclose(op, rate, X, tol, used)
 
 
