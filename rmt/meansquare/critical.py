@@ -383,15 +383,15 @@ def _summed_critical_eta(dyn):
                              method="closed_form", bounds=(min(xb[0] / s, null_eta), null_eta)
                              if xb else None)
     eta = x / s
-    if xb is not None and xb[1] - xb[0] <= 1e-9 * x:
+    if xb is not None and xb[1] - xb[0] <= 1e-9 * x:  # certified: Weyl, or Rayleigh/Collatz–Wielandt
         lo, hi = xb[0] / s, xb[1] / s
         if null_eta < lo:
             return CriticalValue(null_eta, "closed form of the null scalar mode of the shared "
                                  "curvature (below the span's η*)", method="closed_form",
                                  bounds=(null_eta, null_eta))
-        return CriticalValue(min(eta, null_eta), "closed form 1/λ_max(𝒜⁻¹𝒬), certified by "
-                             "Weyl's bound on the same eigenproblem", method="closed_form",
-                             bounds=(lo, min(hi, null_eta)))
+        return CriticalValue(min(eta, null_eta), "closed form 1/λ_max(𝒜⁻¹𝒬), certified on the "
+                             "same eigenproblem (Weyl for dense spans, Rayleigh/Collatz–Wielandt "
+                             "above)", method="closed_form", bounds=(lo, min(hi, null_eta)))
     lo_ok = _stability(dyn.replace(eta=eta * (1 - 1e-9)))
     hi_ok = _stability(dyn.replace(eta=eta * (1 + 1e-9)))
     if lo_ok[0] and not hi_ok[0]:
@@ -416,13 +416,19 @@ def _summed_critical_alpha(dyn, rtol, deadline):
     difference of ⟨X, T(α ± h) X⟩ is exact): from α = 0 (f ≤ 0) the tangent overshoots to f ≥ 0
     and Newton then descends monotonically to the root; a bracket [lo, hi] updated only by
     decided signs safeguards every step (bisection when Newton leaves it). No scan."""
+    from .config import SYM_DENSE_MAX_SPAN
     from .symmetric import summed_rate
 
     def solve(alpha):
         d = dyn.replace(alpha=float(alpha))
         op = MeanSquareOperator(d)
-        sol = summed_rate(op)
-        X = sol.eigenmatrix
+        if op.r <= SYM_DENSE_MAX_SPAN:  # eigh: exact and cheap, its enclosure decides the sign
+            sol = summed_rate(op)
+            rate, X = sol.rate, sol.eigenmatrix
+            stable = sol.hi <= 1.0 or (sol.lo <= 1.0 and sol.rate <= 1.0)
+        else:  # a Krylov candidate; the bracket's two ends are certified at the end
+            rate, X, _, _ = op._lanczos(1e-12)
+            stable = rate <= 1.0
         slope = math.nan
         if X is not None:
             h = 1e-3 * min(max(alpha, 1e-3), 1.0 - alpha, 1e-1) if 0 < alpha < 1 else 1e-4
@@ -430,8 +436,7 @@ def _summed_critical_alpha(dyn, rtol, deadline):
             q = [float(np.vdot(X, MeanSquareOperator(dyn.replace(alpha=a)).apply(X)))
                  for a in (a1, a2)]
             slope = (q[1] - q[0]) / (a2 - a1) / float(np.vdot(X, X))
-        stable = sol.hi <= 1.0 or (sol.lo <= 1.0 and sol.rate <= 1.0)
-        return sol.rate - 1.0, slope, stable, sol
+        return rate - 1.0, slope, stable, None
 
     lo, hi = 0.0, None
     a = 1e-12  # α = 0⁺ on the union span (same span as α = 0 here: no out-of-span direction)
@@ -471,9 +476,40 @@ def _summed_critical_alpha(dyn, rtol, deadline):
             break
     if hi is None:
         return None
+    s_lo, s_hi = _stability(dyn.replace(alpha=lo)), _stability(dyn.replace(alpha=hi))
+    # Newton lands within round-off of the root: widen each end until its sign is decided
+    width = max(hi - lo, rtol * hi)
+    for j in range(4):
+        if s_lo[0] and not s_lo[1] and lo - 4**j * width > 0:
+            lo_try = lo - 4**j * width
+            t = _stability(dyn.replace(alpha=lo_try))
+            if t[0]:
+                lo, s_lo = lo_try, t
+        if not s_hi[0] and not s_hi[1] and hi + 4**j * width < 1:
+            hi_try = hi + 4**j * width
+            t = _stability(dyn.replace(alpha=hi_try))
+            if not t[0]:
+                hi, s_hi = hi_try, t
+        if s_lo[1] and s_hi[1]:
+            break
+    certified = s_lo[0] and s_lo[1] and not s_hi[0] and s_hi[1]
+    if not (s_lo[0] and not s_hi[0]):  # a candidate sign was wrong: bisect on certified signs
+        lo_, hi_ = (lo, hi) if s_lo[0] else (0.0, lo)
+        if s_hi[0]:
+            lo_, hi_ = hi, 1.0
+        for _ in range(100):
+            if hi_ - lo_ <= rtol * hi_:
+                break
+            mid = 0.5 * (lo_ + hi_)
+            if _is_stable(dyn.replace(alpha=mid)):
+                lo_ = mid
+            else:
+                hi_ = mid
+        lo, hi, certified = lo_, hi_, False
     return CriticalValue(lo, "upper end of the stable α-interval (ρ convex in α): Newton with the "
-                         "Hellmann–Feynman slope, bracket kept by certified signs",
-                         method="convex_root", bounds=(lo, hi))
+                         "Hellmann–Feynman slope" + (", both bracket ends certified"
+                                                     if certified else ""),
+                         method="convex_root", bounds=(lo, hi) if certified else None)
 
 
 def _out_of_span_zero(hs):

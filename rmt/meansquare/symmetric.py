@@ -240,6 +240,21 @@ def summed_critical_x(op):
         if out is None:
             return math.nan, None, None
         lam = float(out[0])
-    if not (lam > 0.0):
-        return math.inf, None, None
+        if lam > 0.0:
+            # M = 𝒜^{-1/2}𝒬𝒜^{-1/2} is self-adjoint and positive ([1/√(d_i + d_j)] is PSD for
+            # d > 0, 𝒬 is a congruence average): λ_max(M) ∈ [Rayleigh(y), Collatz–Wielandt(y)]
+            y = eig.unpack(out[1])
+            y = y if np.trace(y) >= 0 else -y
+
+            def Mmat(Y):
+                Z = Y * ah
+                o = dd_out * Z + eig.noise(Z) / x**2
+                return 0.5 * (o + o.T) * ah
+
+            rq = float(np.vdot(y, Mmat(y)) / np.vdot(y, y))
+            up = cw_upper(Mmat, y)
+            allow = allowance(r, _n_max(eig), lam, lam)
+            lo_l, hi_l = rq - allow, up + allow
+            if lo_l > 0 and math.isfinite(hi_l) and lo_l <= lam <= hi_l:
+                return 1.0 / lam, None, (1.0 / hi_l, 1.0 / lo_l)
     return 1.0 / lam, None, None  # a Krylov value: checked by the caller's sign tests
