@@ -476,10 +476,12 @@ def _summed_critical_alpha(dyn, rtol, deadline):
             break
     if hi is None:
         return None
+    estimate = lo  # the last stable Newton point: within rtol of the root
     s_lo, s_hi = _stability(dyn.replace(alpha=lo)), _stability(dyn.replace(alpha=hi))
-    # Newton lands within round-off of the root: widen each end until its sign is decided
+    # Newton lands within round-off of the root: widen each end (×1, ×16) until its sign is
+    # decided; where even that cannot be certified the value comes without bounds
     width = max(hi - lo, rtol * hi)
-    for j in range(4):
+    for j in (0, 2):
         if s_lo[0] and not s_lo[1] and lo - 4**j * width > 0:
             lo_try = lo - 4**j * width
             t = _stability(dyn.replace(alpha=lo_try))
@@ -505,8 +507,8 @@ def _summed_critical_alpha(dyn, rtol, deadline):
                 lo_ = mid
             else:
                 hi_ = mid
-        lo, hi, certified = lo_, hi_, False
-    return CriticalValue(lo, "upper end of the stable α-interval (ρ convex in α): Newton with the "
+        lo, hi, certified, estimate = lo_, hi_, False, lo_
+    return CriticalValue(estimate, "upper end of the stable α-interval (ρ convex in α): Newton with the "
                          "Hellmann–Feynman slope" + (", both bracket ends certified"
                                                      if certified else ""),
                          method="convex_root", bounds=(lo, hi) if certified else None)
