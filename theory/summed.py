@@ -41,6 +41,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from rmt.meansquare.operator import _sym_embedding
 import scipy.linalg as sla
 
 import rmt
@@ -134,16 +136,7 @@ class SummedStatement:
 # ---------------------------------------------------------------------- Sym_r helpers
 def sym_basis(r):
     """Orthonormal basis of Sym_r in the Frobenius inner product, shape (r(r+1)/2, r, r)."""
-    out = []
-    for i in range(r):
-        for j in range(i, r):
-            E = np.zeros((r, r))
-            if i == j:
-                E[i, i] = 1.0
-            else:
-                E[i, j] = E[j, i] = 1 / math.sqrt(2)
-            out.append(E)
-    return np.array(out).reshape(-1, r, r)
+    return _sym_embedding(r).T.reshape(-1, r, r)
 
 
 def _sym_matrix(op):

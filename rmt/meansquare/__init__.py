@@ -35,7 +35,7 @@ from __future__ import annotations
 from ..dynamics import noise_coefficients
 from ..threads import blas_threads
 from .analysis import (MeanSquareResult, mean_square, mean_square_rate, mean_square_stable,
-                       _is_stable, _large_span_margin, _span_margin, _stability_margin)
+                       _is_stable, _span_margin, _stability_margin)
 from .config import (DENSE_MAX_SPAN, METHODS, PEP_MAX_SPAN, PERRON_DENSE_MAX_SPAN,
                      SPLITTING_MAX_SPAN)
 from .critical import critical_alpha, critical_batch, critical_eta

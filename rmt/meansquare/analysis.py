@@ -7,9 +7,6 @@ import time
 import warnings
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
-import scipy.sparse.linalg as spla
 from dataclasses import dataclass, field
 
 from .._validation import check_choice, check_int
@@ -17,7 +14,6 @@ from ..dynamics import as_dynamics
 from ..threads import capped as _capped
 from ..verdict import MEAN_SQUARE, verdict_text
 from .config import DENSE_MAX_SPAN, METHODS, SPLITTING_MAX_SPAN
-from .krylov import IDENTITY_SHARE, _block_krylov_top
 from .operator import MeanSquareOperator
 from .enclosure import EPS, cw_upper
 from .splitting import _cw_bracket, _perron, _Splitting, _splitting_rate
@@ -348,39 +344,5 @@ def _span_margin(dyn):
         return -1.0 if split.delta_mean > 0.0 else 1.0 - op.rate("splitting")[0]
     kappa = _perron(split, 0.0)[0]
     return 1.0 / kappa - 1.0 if kappa > 0 else math.inf
-
-
-def _large_span_margin(op, tol=1e-12):
-    """The splitting margin 1/κ − 1 of a summed T at r > ``SPLITTING_MAX_SPAN``, in the
-    eigenbasis of E[J]: κ = λ_max(D^{-1/2}𝒩D^{-1/2}) with D = 1 − a_i a_j > 0 (ρ(𝒜) < 1), the
-    symmetrised K(1) of the regular splitting (same sign as 1 − ρ(T), THEORY §3), by Lanczos
-    from the pole guess plus an identity share — a few applications where ARPACK on the
-    non-symmetric K(1) in span coordinates needs several times more, each dearer. −1 when
-    ρ(𝒜) > 1 (then ρ(T) ≥ ρ(𝒜) > 1). Not certified (Krylov residual rule; the bracketed margin
-    of :func:`_splitting_rate` is used up to ``SPLITTING_MAX_SPAN``)."""
-    eig = op.eigenbasis
-    D = eig.one_minus_aa
-    low = float(np.min(D))
-    if low < 0.0:
-        return -1.0
-    if low == 0.0:
-        return 1.0 - op.rate("lanczos", tol=tol)[0]
-    Dh = np.sqrt(D)
-    K = eig.symmetrised_splitting(Dh)
-    r = op.r
-    start = Dh * eig.pole_guess()
-    start = eig.pack(start / np.linalg.norm(start) + IDENTITY_SHARE * np.eye(r) / np.sqrt(r))
-    # a root-finder needs the margin's sign far from the root and its value near it: a loose
-    # solve first (κ to ~1e-6), refined from its own eigenvector only when |margin| < 1e-3
-    for inner in (max(1e-6, 0.1 * tol), 0.1 * tol):
-        out = _block_krylov_top(K, [start], inner)
-        if out is None:
-            return 1.0 - op.rate("lanczos", tol=tol)[0]
-        kappa, start, _ = out
-        if kappa <= 0:
-            return math.inf
-        if abs(1.0 / kappa - 1.0) > 1e-3:
-            break
-    return 1.0 / kappa - 1.0
 
 

@@ -9,16 +9,14 @@ import warnings
 import numpy as np
 import scipy.linalg
 import scipy.optimize
-import scipy.sparse.linalg as spla
 
 from ..dynamics import Dynamics, as_dynamics
 from ..threads import capped as _capped
-from .analysis import (_commuting_rate, _is_stable, _span_margin, _stability, _stability_margin,
-                       mean_square_rate)
+from .analysis import (_is_stable, _span_margin, _stability, _stability_margin)
 from .operator import MeanSquareOperator
 from .symmetric import summed_critical_x
 from .config import _ROUNDOFF, PEP_MAX_SPAN
-from .stable_sets import _at_alpha, _not_interval_warning, _stable_set
+from .stable_sets import _at_alpha, _not_interval_warning, _stable_set, bisect_alpha_edge
 
 # ---------------------------------------------------------------------- critical values
 class CriticalValue(float):
@@ -40,25 +38,12 @@ class CriticalValue(float):
                                 self.method, self.bounds))
 
 
-def _rate_at(dyn, **changes):
-    return mean_square_rate(dyn.replace(**changes))
-
-
-class _OutOfTime(Exception):
-    pass
-
-
 def _deadline(time_budget):
     if time_budget is None:
         return None
     if not (time_budget > 0):
         raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
     return time.perf_counter() + time_budget
-
-
-def _check_time(deadline):
-    if deadline is not None and time.perf_counter() > deadline:
-        raise _OutOfTime
 
 
 def _root(f, a, b, fa, fb, rtol, deadline, what):
@@ -116,7 +101,7 @@ def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
     of the current bracket is returned with a RuntimeWarning.
     """
     dyn = as_dynamics(hs, schedule)
-    deadline = _deadline(time_budget)
+    _deadline(time_budget)  # validates the argument (every path here is a closed form or exact)
     if dyn.hs.kind == "commuting" or (dyn.combinator != "summed" and dyn.r <= PEP_MAX_SPAN):
         if dyn.combinator == "summed" and dyn.hs.kind == "commuting":
             return _commuting_critical_eta(dyn)
@@ -499,15 +484,8 @@ def _summed_critical_alpha(dyn, rtol, deadline):
         lo_, hi_ = (lo, hi) if s_lo[0] else (0.0, lo)
         if s_hi[0]:
             lo_, hi_ = hi, 1.0
-        for _ in range(100):
-            if hi_ - lo_ <= rtol * hi_:
-                break
-            mid = 0.5 * (lo_ + hi_)
-            if _is_stable(dyn.replace(alpha=mid)):
-                lo_ = mid
-            else:
-                hi_ = mid
-        lo, hi, certified, estimate = lo_, hi_, False, lo_
+        lo, hi = bisect_alpha_edge(dyn, lo_, hi_, rtol)
+        certified, estimate = False, lo
     return CriticalValue(estimate, "upper end of the stable α-interval (ρ convex in α): Newton with the "
                          "Hellmann–Feynman slope" + (", both bracket ends certified"
                                                      if certified else ""),

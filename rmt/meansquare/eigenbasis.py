@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import math
-import time
-import warnings
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 import scipy.sparse.linalg as spla
 import weakref
 from dataclasses import replace

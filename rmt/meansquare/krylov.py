@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import math
-import time
-import warnings
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
-import scipy.sparse.linalg as spla
 
 #: Memory for the Krylov basis of :meth:`MeanSquareOperator._lanczos` (bytes, basis and its
 #: image together) and the cap on its length.

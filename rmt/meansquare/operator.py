@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
-import time
 import warnings
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 import scipy.sparse.linalg as spla
 
 from .._validation import check_choice
 from ..dynamics import as_dynamics
 from .config import DENSE_MAX_SPAN, METHODS, SPLITTING_MAX_SPAN
+
+if TYPE_CHECKING:  # the eigenbasis form builds on this module
+    from .eigenbasis import _Eigenbasis
 
 class MeanSquareOperator(spla.LinearOperator):
     """The mean-square operator T(M) = E[J M Jᵀ] on r×r matrices of the span (THEORY §3).

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 import scipy.sparse.linalg as spla
 from dataclasses import dataclass
 
@@ -86,10 +83,6 @@ class _Splitting:
     def K(self, delta, M):
         out = self.stein_solve(delta, self.noise(M))
         return 0.5 * (out + out.T)
-
-
-def _sym_basis_size(r):
-    return r * (r + 1) // 2
 
 
 def _perron(split, delta, v0=None, tol=1e-14):

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import numpy as np
 import scipy.linalg
 import scipy.optimize
-import scipy.sparse.linalg as spla
 
 from .._validation import check_choice
 from ..dynamics import Dynamics, as_dynamics
@@ -284,7 +282,7 @@ def _not_interval_warning(what, intervals):
     warnings.warn(
         f"the mean-square stable set in {what} is not an interval: "
         + " ∪ ".join(f"[{a:.6g}, {b:.6g}]" for a, b in intervals)
-        + f"; the critical value is the upper edge of its lowest component (see rmt.stable_set)",
+        + "; the critical value is the upper edge of its lowest component (see rmt.stable_set)",
         RuntimeWarning, stacklevel=4)
 
 
@@ -324,17 +322,23 @@ def _summed_stable_set(dyn, parameter, rtol):
     if max(fc, fd) < 0.0:
         return ()
 
-    def edge(x0, x1):  # stable x0, unstable x1
-        for _ in range(200):
-            if abs(x1 - x0) <= rtol * max(abs(x0), abs(x1), 1e-300):
-                break
-            mid = 0.5 * (x0 + x1)
-            if _is_stable(dyn.replace(alpha=mid)):
-                x0 = mid
-            else:
-                x1 = mid
-        return x0
-
-    left = edge(m, 0.0)
-    right = edge(m, 1.0) if not _is_stable(_at_alpha(dyn, 1.0)) else 1.0
+    left = bisect_alpha_edge(dyn, m, 0.0, rtol)[0]
+    right = bisect_alpha_edge(dyn, m, 1.0, rtol)[0] if not _is_stable(_at_alpha(dyn, 1.0)) else 1.0
     return ((float(left), float(right)),)
+
+
+def bisect_alpha_edge(dyn, stable, unstable, rtol):
+    """Bisection in α between a stable and an unstable point (sign tests): (stable, unstable)
+    within ``rtol`` of each other."""
+    from .analysis import _is_stable
+
+    x0, x1 = stable, unstable
+    for _ in range(200):
+        if abs(x1 - x0) <= rtol * max(abs(x0), abs(x1), 1e-300):
+            break
+        mid = 0.5 * (x0 + x1)
+        if _is_stable(dyn.replace(alpha=mid)):
+            x0 = mid
+        else:
+            x1 = mid
+    return x0, x1
