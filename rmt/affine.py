@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from ._validation import check_finite_array, check_int
+from .validation import check_finite_array, check_int
 from .dynamics import Dynamics, as_dynamics
 from .hessians import hstack_bases, lift, project
 

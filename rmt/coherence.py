@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from ._validation import check_hessian_set, check_real, check_unit_interval
+from .hessians import check_hessian_set
+from .validation import check_real, check_unit_interval
 from .hessians import HessianSet
 
 __all__ = ["CoherenceResult", "coherence", "coherence_of_matrix"]

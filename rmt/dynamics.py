@@ -59,8 +59,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import check_choice, check_int, check_pair
-from .hessians import HessianSet
+from .validation import check_choice, check_int
+from .hessians import HessianSet, check_hessian_set
 from .schedule import SAMPLING_SCHEMES, Schedule
 
 __all__ = ["Dynamics", "SetTerm", "noise_coefficients", "as_dynamics"]
@@ -648,3 +648,11 @@ def as_dynamics(hs, schedule=None) -> Dynamics:
     if schedule is None:
         raise TypeError("schedule is required when hs is a HessianSet (or pass a Dynamics)")
     return Dynamics(hs, schedule)
+
+
+def check_pair(hs, schedule):
+    """Type-check a (HessianSet, Schedule) pair and that the schedule can run on the set."""
+    check_hessian_set(hs)
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+    schedule.validate_for(hs)

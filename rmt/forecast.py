@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import check_choice, check_finite_array, check_int, check_positive
+from .validation import check_choice, check_finite_array, check_int, check_positive
 from .affine import StationaryResult, affine_moments, affine_step, stationary
 from .dynamics import Dynamics, as_dynamics
 from .verdict import ALMOST_SURE, MEAN_SQUARE, OutcomeVerdict

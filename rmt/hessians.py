@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import check_finite_array
+from .validation import check_finite_array
 from .validation import _check_ndim
 
 __all__ = ["HessianSet", "Reduction", "ImplicitBasis"]
@@ -1166,3 +1166,10 @@ def _check_which(which):
 
 
 _CONSTRUCT = object()
+
+
+def check_hessian_set(hs, name="hs"):
+    """Type-check a HessianSet argument (TypeError naming ``name`` otherwise)."""
+    if not isinstance(hs, HessianSet):
+        raise TypeError(f"{name} must be a HessianSet, got {type(hs).__name__}")
+    return hs

@@ -28,7 +28,7 @@ import numpy as np
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 
-from ._validation import (
+from .validation import (
     check_int,
     check_positive,
     check_random_state,

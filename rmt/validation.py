@@ -53,8 +53,6 @@ __all__ = [
     "check_int",
     "check_finite_array",
     "check_choice",
-    "check_hessian_set",
-    "check_pair",
 ]
 
 
@@ -407,21 +405,3 @@ def check_finite_array(a, name, *, ndim=None):
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
     return arr
-
-
-def check_hessian_set(hs, name="hs"):
-    from .hessians import HessianSet  # local: hessians imports this module
-
-    if not isinstance(hs, HessianSet):
-        raise TypeError(f"{name} must be a HessianSet, got {type(hs).__name__}")
-    return hs
-
-
-def check_pair(hs, schedule):
-    """Type-check a (HessianSet, Schedule) pair and that the schedule can run on the set."""
-    from .schedule import Schedule
-
-    check_hessian_set(hs)
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-    schedule.validate_for(hs)

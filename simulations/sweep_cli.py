@@ -15,7 +15,7 @@ forgets, "converges" = it resists unlearning).
    ρ(T) (:func:`rmt.mean_square`), one η*, α*, B* (:func:`rmt.critical_eta` /
    ``critical_alpha`` / ``critical_batch``), one coherence for the file; the theorem checks read
    them through :class:`theory.theorems.Instance` instead of recomputing them. The BLAS pool of
-   this process is capped at :func:`rmt.meansquare.blas_threads`.
+   this process is capped at :func:`rmt.threads.blas_threads`.
 3. **The headline is the forecast** (:func:`rmt.forecast`, ``--steps`` horizon): does the model
    escape, get displaced or return within the horizon; then the asymptotic mean-square and
    almost-sure verdicts, flagged when they disagree; then the critical values and the theorems
@@ -582,7 +582,7 @@ def _check_theorems(plan, dyn, rate, eta_star):
 def _blas_limit():
     from threadpoolctl import threadpool_limits
 
-    from rmt.meansquare import blas_threads
+    from rmt.threads import blas_threads
 
     return threadpool_limits(limits=blas_threads(), user_api="blas")
 

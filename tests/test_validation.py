@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from rmt import Schedule, ensembles
-from rmt import _validation as legacy
 from rmt import validation as V
 from rmt.validation import Array, Interval, Options, RandomState, constrained, validate_param, validate_params
 
@@ -146,10 +145,19 @@ def test_folded_normal_mean_closed_form():
     assert ensembles._folded_mean(-0.7, 0.0) == 0.7
 
 
-def test_private_module_is_a_thin_alias():
-    for name in V.__all__:
-        assert getattr(legacy, name) is getattr(V, name)
-    assert legacy.check_real is V.check_real
+def test_type_checks_live_next_to_their_types_and_the_alias_is_gone():
+    # issue 19: check_hessian_set next to HessianSet, check_pair next to Dynamics, no rmt._validation
+    import importlib
+
+    from rmt import dynamics, hessians
+
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("rmt._validation")
+    with pytest.raises(TypeError, match="hs must be a HessianSet"):
+        hessians.check_hessian_set(object())
+    with pytest.raises(TypeError, match="schedule must be a Schedule"):
+        dynamics.check_pair(hessians.HessianSet.from_factors(np.ones((2, 2))), object())
+    assert not hasattr(V, "check_hessian_set") and not hasattr(V, "check_pair")
 
 
 def test_lyapunov_declares_its_constraints_and_the_sweep_uses_them():

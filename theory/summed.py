@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rmt.meansquare.operator import _sym_embedding
+from rmt.meansquare._linalg import _sym_embedding
 import scipy.linalg as sla
 
 import rmt

@@ -38,12 +38,11 @@ from .analysis import (MeanSquareResult, mean_square, mean_square_rate, mean_squ
                        _is_stable, _span_margin, _stability_margin)
 from .config import (DENSE_MAX_SPAN, METHODS, PEP_MAX_SPAN, PERRON_DENSE_MAX_SPAN,
                      SPLITTING_MAX_SPAN)
-from .critical import critical_alpha, critical_batch, critical_eta
+from .critical import critical_alpha, critical_batch, critical_eta, stable_set
 from .krylov import IDENTITY_SHARE, LANCZOS_MAX_STEPS, LANCZOS_MEMORY, _block_krylov_top, _secular_rate
 from .moments import SecondMomentResult, mixed_hessian, mixed_hessian_extremes, second_moment
 from .operator import MeanSquareOperator
 from .splitting import _splitting_rate
-from .stable_sets import stable_set
 
 __all__ = [
     "noise_coefficients",

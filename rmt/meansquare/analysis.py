@@ -9,28 +9,15 @@ import warnings
 import numpy as np
 from dataclasses import dataclass, field
 
-from .._validation import check_choice, check_int
+from ..validation import check_choice, check_int
 from ..dynamics import as_dynamics
 from ..threads import capped as _capped
 from ..verdict import MEAN_SQUARE, verdict_text
 from .config import DENSE_MAX_SPAN, METHODS, SPLITTING_MAX_SPAN
-from .operator import MeanSquareOperator
+from .operator import MeanSquareOperator, _commuting_rate
 from .enclosure import EPS, cw_upper
 from .splitting import _cw_bracket, _perron, _Splitting, _splitting_rate
 from .symmetric import summed_rate, summed_sign
-
-# ---------------------------------------------------------------------- commuting closed forms
-def _commuting_rate(dyn):
-    """ρ(T) = max_k E[j_k²] of a commuting set (THEORY §3) from the per-direction factors."""
-    rates = dyn.direction_rates()
-    if rates.size == 0:
-        raise ValueError("every Hessian that enters the dynamics is zero")
-    if not np.all(np.isfinite(rates)):
-        raise ValueError("the per-direction moments E[j_k²] are not finite: the curvature times "
-                         "η overflows (rescale the Hessians or η)")
-    k = int(np.argmax(rates))
-    return float(rates[k]), k
-
 
 # ---------------------------------------------------------------------- results
 @dataclass(frozen=True)

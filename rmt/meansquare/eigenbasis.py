@@ -9,7 +9,7 @@ import scipy.sparse.linalg as spla
 import weakref
 from dataclasses import replace
 
-from .operator import _own
+from ._linalg import _own
 
 #: eigenbasis of E[J] and rotated factors per HessianSet (weakly held: not pickled with the
 #: set, gone with it) and per (α, active sets), at most ``_EIGENBASIS_CACHE_SIZE`` each

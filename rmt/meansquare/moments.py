@@ -7,7 +7,8 @@ import numpy as np
 import scipy.sparse.linalg as spla
 from dataclasses import dataclass, field
 
-from .._validation import check_finite_array, check_hessian_set, check_int, check_unit_interval
+from ..hessians import check_hessian_set
+from ..validation import check_finite_array, check_int, check_unit_interval
 from ..dynamics import Dynamics, as_dynamics
 from ..hessians import HessianSet
 from ..schedule import Schedule

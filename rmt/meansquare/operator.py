@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 
-import math
 import warnings
 
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .._validation import check_choice
+from ..validation import check_choice
 from ..dynamics import as_dynamics
 from .config import DENSE_MAX_SPAN, METHODS, SPLITTING_MAX_SPAN
 
-if TYPE_CHECKING:  # the eigenbasis form builds on this module
-    from .eigenbasis import _Eigenbasis
+from ._linalg import _normalise_psd, _own
+from .eigenbasis import _Eigenbasis
+from .krylov import IDENTITY_SHARE, _block_krylov_top, _secular_rate
+from .splitting import _splitting_rate
 
 class MeanSquareOperator(spla.LinearOperator):
     """The mean-square operator T(M) = E[J M Jᵀ] on r×r matrices of the span (THEORY §3).
@@ -139,8 +139,6 @@ class MeanSquareOperator(spla.LinearOperator):
     # ------------------------------------------------------------------ spectrum
     def rate(self, method="auto", tol=1e-12):
         """Spectral radius ρ(T) on the span and its PSD eigenmatrix → (rate, eigenmatrix, method, converged)."""
-        from .analysis import _commuting_rate  # the solvers sit above the operator
-        from .splitting import _splitting_rate
         check_choice(method, "method", METHODS)
         if method == "auto":
             if self.hs.kind == "commuting":
@@ -174,8 +172,6 @@ class MeanSquareOperator(spla.LinearOperator):
     @property
     def eigenbasis(self) -> "_Eigenbasis":
         """T of the summed schedule in the eigenbasis of E[J] (computed once; summed only)."""
-        from .eigenbasis import _Eigenbasis
-
         cached = self.__dict__.get("_eigenbasis")
         if cached is None:
             if not self.self_adjoint:
@@ -229,8 +225,6 @@ class MeanSquareOperator(spla.LinearOperator):
         coordinates). Non-self-adjoint schedules, and runs that need more vectors than fit in
         ``LANCZOS_MEMORY``, go to ARPACK.
         """
-        from .krylov import IDENTITY_SHARE, _block_krylov_top, _secular_rate
-
         r = self.r
         if r < 3:
             return self.rate("dense")
@@ -268,39 +262,13 @@ class _AdjointOperator(spla.LinearOperator):
         return self.op
 
 
-def _own(x):
-    """A fresh float64 copy of an eigensolver's work vector.
-
-    ARPACK hands the operator views into its work array at arbitrary 8-byte offsets; BLAS and
-    numpy's SIMD loops take alignment-dependent code paths (different summation order), so the
-    same vector at another offset gave results differing in the last bits, and ρ(T) varied
-    from run to run (and between serial and process-pool sweeps) by ~1e-15–1e-13. A fresh
-    allocation is always 16-byte aligned: the operator is then a deterministic function."""
-    return np.array(x, dtype=np.float64, copy=True)
-
-
-def _normalise_psd(V):
-    V = 0.5 * (V + V.T)
-    tr = np.trace(V)
-    if tr < 0:
-        V = -V
-    norm = np.linalg.norm(V)
-    return V / norm if norm > 0 else V
-
-
-
-
-def _sym_embedding(r):
-    """Orthonormal S (r², r(r+1)/2): vec of the symmetric basis matrices (row-major)."""
-    cols = []
-    for i in range(r):
-        for j in range(i, r):
-            E = np.zeros((r, r))
-            if i == j:
-                E[i, i] = 1.0
-            else:
-                E[i, j] = E[j, i] = 1.0 / math.sqrt(2.0)
-            cols.append(E.ravel())
-    return np.array(cols).T
-
-
+def _commuting_rate(dyn):
+    """ρ(T) = max_k E[j_k²] of a commuting set (THEORY §3) from the per-direction factors."""
+    rates = dyn.direction_rates()
+    if rates.size == 0:
+        raise ValueError("every Hessian that enters the dynamics is zero")
+    if not np.all(np.isfinite(rates)):
+        raise ValueError("the per-direction moments E[j_k²] are not finite: the curvature times "
+                         "η overflows (rescale the Hessians or η)")
+    k = int(np.argmax(rates))
+    return float(rates[k]), k

@@ -10,7 +10,7 @@ import scipy.sparse.linalg as spla
 from dataclasses import dataclass
 
 from .config import _ROUNDOFF, PERRON_DENSE_MAX_SPAN
-from .operator import _normalise_psd, _own, _sym_embedding
+from ._linalg import _normalise_psd, _own, _sym_embedding
 
 # ---------------------------------------------------------------------- regular splitting
 class _Splitting:

@@ -9,12 +9,10 @@ import numpy as np
 import scipy.linalg
 import scipy.optimize
 
-from .._validation import check_choice
-from ..dynamics import Dynamics, as_dynamics
-from ..threads import capped as _capped
+from ..dynamics import Dynamics
 from .analysis import _is_stable, _stability_margin
-from .config import _ROUNDOFF, PEP_MAX_SPAN
-from .operator import _sym_embedding
+from .config import _ROUNDOFF
+from ._linalg import _sym_embedding
 
 # ---------------------------------------------------------------------- stable sets
 def _pmul(P, Q, mul):
@@ -200,35 +198,6 @@ def _polish(dyn, parameter, x, rtol):
     return float(x)
 
 
-@_capped
-def stable_set(hs, schedule=None, *, parameter="eta", rtol=1e-10):
-    """The mean-square stable set {x : ρ(T(x)) ≤ 1} as a tuple of closed intervals (lo, hi).
-
-    ``parameter="eta"`` (x ∈ (0, ∞), the schedule's η ignored; hi may be inf) or ``"alpha"``
-    (x ∈ [0, 1], the schedule's α ignored). The entries of T(x) are polynomials in η and in α
-    (degree 2 summed/SAM, 4 alternating), so ρ(T(x)) can cross 1 only at a real root of
-    det(T(x) − I) — the polynomial eigenvalue problem Σ_k x^k (T_k − δ_k0 I) on symmetric
-    matrices, solved by companion linearisation (per-direction polynomial roots for commuting
-    sets). Between consecutive roots the verdict is constant and is decided once, so no window
-    can be stepped over, however narrow. Needs a commuting set or span r ≤ ``PEP_MAX_SPAN``,
-    except for the summed schedule: there ρ(T) is convex in η and in α (docs/contract.md §10.2),
-    the stable set is one interval at any span, and its ends come from :func:`critical_eta` /
-    :func:`critical_alpha` (and, when α = 0 is unstable, a golden-section minimum of the convex
-    ρ(α) and a bisection on each side).
-    """
-    check_choice(parameter, "parameter", ("eta", "alpha"))
-    dyn = as_dynamics(hs, schedule)
-    if parameter == "alpha":
-        dyn = _alpha_dynamics(dyn)
-    if dyn.combinator == "summed" and dyn.hs.kind != "commuting" and dyn.r > PEP_MAX_SPAN:
-        return _summed_stable_set(dyn, parameter, rtol)
-    if dyn.hs.kind != "commuting" and dyn.r > PEP_MAX_SPAN:
-        raise ValueError(
-            f"stable_set solves det(T(x) − I) = 0 exactly for spans r ≤ {PEP_MAX_SPAN} (or "
-            f"commuting sets); this one has r = {dyn.r}")
-    return _stable_set(dyn, parameter, rtol)
-
-
 def _alpha_dynamics(dyn):
     """The dynamics at an interior α (both sets active; span = retain ∪ forget span)."""
     if dyn.schedule.schedule == "sam":
@@ -288,50 +257,9 @@ def _not_interval_warning(what, intervals):
 
 
 
-def _summed_stable_set(dyn, parameter, rtol):
-    """The one stable interval of a summed schedule (convexity, docs/contract.md §10.2)."""
-    from .analysis import _is_stable, _stability_margin
-    from .critical import critical_alpha, critical_eta
-
-    if parameter == "eta":
-        eta = float(critical_eta(dyn))
-        return ((0.0, eta),) if eta > 0 else ()
-    crit = critical_alpha(dyn)
-    if crit is None:
-        return ((0.0, 1.0),)
-    if float(crit) > 0.0:
-        return ((0.0, float(crit)),)
-    # unstable at α = 0: the convex margin's maximum (golden section), then both crossings
-    f = lambda a: _stability_margin(dyn.replace(alpha=float(a)))  # noqa: E731
-    g = (math.sqrt(5.0) - 1.0) / 2.0
-    a, b = 0.0, 1.0
-    c, d = b - g * (b - a), a + g * (b - a)
-    fc, fd = f(c), f(d)
-    for _ in range(60):
-        if fc >= 0.0 or fd >= 0.0 or b - a <= rtol:
-            break
-        if fc > fd:
-            b, d, fd = d, c, fc
-            c = b - g * (b - a)
-            fc = f(c)
-        else:
-            a, c, fc = c, d, fd
-            d = a + g * (b - a)
-            fd = f(d)
-    m = c if fc >= fd else d
-    if max(fc, fd) < 0.0:
-        return ()
-
-    left = bisect_alpha_edge(dyn, m, 0.0, rtol)[0]
-    right = bisect_alpha_edge(dyn, m, 1.0, rtol)[0] if not _is_stable(_at_alpha(dyn, 1.0)) else 1.0
-    return ((float(left), float(right)),)
-
-
 def bisect_alpha_edge(dyn, stable, unstable, rtol):
     """Bisection in α between a stable and an unstable point (sign tests): (stable, unstable)
     within ``rtol`` of each other."""
-    from .analysis import _is_stable
-
     x0, x1 = stable, unstable
     for _ in range(200):
         if abs(x1 - x0) <= rtol * max(abs(x0), abs(x1), 1e-300):

@@ -20,7 +20,7 @@ from .config import SYM_DENSE_MAX_SPAN
 from .eigenbasis import packed_matrix
 from .enclosure import EPS, allowance, cw_upper, rayleigh, splitting_test, term_size
 from .krylov import IDENTITY_SHARE, _block_krylov_top, _secular_rate
-from .operator import _normalise_psd
+from ._linalg import _normalise_psd
 
 
 @dataclass
