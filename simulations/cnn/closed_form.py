@@ -51,7 +51,7 @@ import scipy.integrate
 import scipy.special
 import scipy.stats
 
-from rmt._validation import check_choice, check_int, check_positive, check_random_state
+from rmt.validation import check_choice, check_int, check_positive, check_random_state
 
 __all__ = [
     "ClosedFormCoherence",

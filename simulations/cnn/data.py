@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rmt._validation import check_int, check_positive, check_random_state, check_real
+from rmt.validation import check_int, check_positive, check_random_state, check_real
 
 __all__ = ["SignalNoiseData", "make_data", "split_forget"]
 

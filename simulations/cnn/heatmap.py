@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from rmt._validation import check_choice, check_int, check_positive, check_unit_interval
+from rmt.validation import check_choice, check_int, check_positive, check_unit_interval
 from rmt.verdict import ALMOST_SURE, MEAN_SQUARE, OBSERVED, SIGN_CONVENTION
 
 from .unlearning import horizon_rate

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rmt import HessianSet
-from rmt._validation import check_choice, check_int, check_positive, check_random_state
+from rmt.validation import check_choice, check_int, check_positive, check_random_state
 
 from ._threads import single_blas_thread
 from .data import SignalNoiseData

@@ -27,7 +27,7 @@ import numpy as np
 
 import rmt
 from rmt import HessianSet, Schedule, mean_square_rate
-from rmt._validation import check_int, check_positive, check_random_state
+from rmt.validation import check_int, check_positive, check_random_state
 from rmt.verdict import MEAN_SQUARE, OBSERVED, verdict_text
 
 from ._threads import single_blas_thread
