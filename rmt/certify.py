@@ -1,0 +1,242 @@
+"""Certificates of a mean-square verdict, checked in exact arithmetic (docs/contract.md §10.6).
+
+:func:`certify` turns a floating-point solve into a *proof*: a PSD matrix Y in exact factor
+coordinates and a bound c with
+
+    "rho <= c" (c < 1, the model resists):  Y ≻ 0 and T(Y) ⪯ cY        (Collatz–Wielandt)
+    "rho >= c" (c > 1, the model forgets):  Y ⪰ 0, Y ≠ 0 and T(Y) ⪰ cY
+
+for the positive map T of *any* of our schedules. :meth:`Certificate.verify` re-derives T from the
+exact input (every float factor is a rational number) with :mod:`rmt.verify`, which imports nothing
+but the standard library and trusts no eigen-solver; ``rmt verify CERT.json`` does the same from a
+file. Coordinates: Y lives on B = a set of the input's own factor columns spanning the Hessians'
+span, so that no floating-point basis enters the proof (the verifier checks that every factor lies
+in range(B) exactly).
+
+Scope of this first version: per-sample factors without shared curvature, spans r ≤ ``MAX_SPAN``
+(exact rational arithmetic with :mod:`fractions`; its cost grows quickly with r). ρ(T) within the
+search's resolution of 1 gets no certificate: :class:`CertificateError` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+import scipy.linalg
+
+from . import verify as _verify
+from .dynamics import as_dynamics
+
+__all__ = ["Certificate", "CertificateError", "certify", "load_certificate", "MAX_SPAN"]
+
+#: Largest span dimension certified (exact rational arithmetic on r×r matrices per sample).
+MAX_SPAN = 16
+
+
+class CertificateError(ValueError):
+    """No certificate could be made (the reason says why: span too large, ρ too close to 1, …)."""
+
+
+def _pair(x):
+    num, den = Fraction(x).as_integer_ratio()
+    return [int(num), int(den)]
+
+
+def _dyadic(x, bits=40):
+    """x rounded to a dyadic rational with ``bits`` bits after the leading one (small numbers
+    keep exact products small; the proof does not care how Y was rounded)."""
+    if x == 0:
+        return Fraction(0)
+    e = math.floor(math.log2(abs(x))) - bits
+    return Fraction(round(x / 2.0**e)) * Fraction(2) ** e
+
+
+@dataclass
+class Certificate:
+    """A claim about ρ(T) with its proof data; :meth:`verify` checks it in exact arithmetic."""
+
+    claim: str
+    c: Fraction
+    Y: list
+    basis_columns: list
+    input: dict
+    rate: float  # the floating-point ρ(T) the certificate was built from (not part of the proof)
+
+    @property
+    def bound(self) -> float:
+        return float(self.c)
+
+    @property
+    def forgets(self) -> bool:
+        """The claim's verdict: ρ ≥ c > 1 forgets, ρ ≤ c < 1 resists."""
+        return self.claim == "rho >= c"
+
+    def to_dict(self) -> dict:
+        data = {"format": _verify.FORMAT, "claim": self.claim, "c": _pair(self.c),
+                "Y": [[_pair(v) for v in row] for row in self.Y],
+                "basis_columns": list(self.basis_columns), "input": self.input,
+                "rate_float": self.rate}
+        data["fingerprint"] = _verify.fingerprint(data)
+        return data
+
+    @property
+    def fingerprint(self) -> str:
+        return _verify.fingerprint({"input": self.input})
+
+    def verify(self):
+        """(True, reason) when the claim is proven from the exact input, else (False, why)."""
+        return _verify.verify_data(self.to_dict())
+
+    def save(self, path):
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.to_dict(), fh)
+        return path
+
+    def __repr__(self):
+        return (f"Certificate({self.claim!r}, c={float(self.c):.12g}, span r={len(self.Y)}, "
+                f"fingerprint={self.fingerprint[:12]})")
+
+
+def load_certificate(path) -> Certificate:
+    with open(path, encoding="utf-8") as fh:
+        d = json.load(fh)
+    q = lambda p: Fraction(p[0], p[1])  # noqa: E731
+    return Certificate(d["claim"], q(d["c"]), [[q(v) for v in r] for r in d["Y"]],
+                       d["basis_columns"], d["input"], float(d.get("rate_float", math.nan)))
+
+
+def _exact_input(dyn):
+    hs, sch = dyn.hs, dyn.schedule
+    inp = {"schedule": {"schedule": sch.schedule, "sampling": sch.sampling, "eta": _pair(sch.eta),
+                        "alpha": _pair(sch.alpha), "batch": int(sch.batch),
+                        "forget_batch": int(sch.batch_forget) if hs.has_forget else None,
+                        "sam_rho": _pair(sch.sam_rho), "sam_a": _pair(sch.sam_a)}}
+    for name in ("retain", "forget"):
+        if name == "forget" and not hs.has_forget:
+            continue
+        F = np.asarray(hs.factors(name), float)  # (n, d, k)
+        inp[name] = [[[_pair(v) for v in row] for row in Fi] for Fi in F]
+    return inp
+
+
+def _float_operator(dyn):
+    """B (column indices), and T̃ on r×r float matrices in the coordinates of those columns."""
+    hs, sch = dyn.hs, dyn.schedule
+    names = [t.name for t in dyn.terms]
+    cols, blocks = [], {}
+    for name in ("retain", "forget"):
+        if name in names:
+            F = np.asarray(hs.factors(name), float)
+            blocks[name] = F
+            cols.append(F.transpose(1, 0, 2).reshape(F.shape[1], -1))
+    Phi = np.concatenate(cols, axis=1)
+    _, _, piv = scipy.linalg.qr(Phi, mode="economic", pivoting=True)
+    r = dyn.r
+    basis = sorted(int(j) for j in piv[:r])
+    B = Phi[:, basis]
+    Gi = np.linalg.inv(B.T @ B)
+    terms = {}
+    for t in dyn.terms:
+        F = blocks[t.name]
+        BtF = np.einsum("dr,ndk->nrk", B, F)
+        Cs = Gi[None] @ BtF @ BtF.transpose(0, 2, 1)
+        terms[t.name] = (t.weight, Cs, Cs.mean(axis=0), t.c, t.e)
+    I = np.eye(r)
+
+    def noise(term, Y):
+        s, Cs, Cbar, c, e = term
+        out = c * np.einsum("nij,jk,nlk->il", Cs, Y, Cs) / len(Cs) - e * Cbar @ Y @ Cbar.T
+        return s * s * out
+
+    if dyn.combinator == "summed":
+        A = I + sum(terms[n][0] * terms[n][2] for n in terms)
+
+        def T(Y):
+            return A @ Y @ A.T + sum(noise(terms[n], Y) for n in terms)
+    elif dyn.combinator == "alternating":
+        def T(Y):
+            for n in ("retain", "forget"):
+                if n in terms:
+                    As = I + terms[n][0] * terms[n][2]
+                    Y = As @ Y @ As.T + noise(terms[n], Y)
+            return Y
+    else:
+        Cbar = terms["retain"][2]
+        K = I + (sch.sam_rho / sch.sam_a) * Cbar
+        Abar = I - sch.eta * Cbar @ K
+
+        def T(Y):
+            return Abar @ Y @ Abar.T + noise(terms["retain"], K @ Y @ K.T)
+    return basis, T, r
+
+
+def _top(T, r):
+    M = np.empty((r * r, r * r))
+    for j in range(r * r):
+        E = np.zeros(r * r)
+        E[j] = 1.0
+        M[:, j] = T(E.reshape(r, r)).ravel()
+    vals, vecs = np.linalg.eig(M)
+    i = int(np.argmax(vals.real))
+    Y = np.real(vecs[:, i]).reshape(r, r)
+    Y = 0.5 * (Y + Y.T)
+    if np.trace(Y) < 0:
+        Y = -Y
+    return float(vals[i].real), Y / np.linalg.norm(Y)
+
+
+def _min_eig(S):
+    return float(np.linalg.eigvalsh(0.5 * (S + S.T))[0])
+
+
+def certify(hs, schedule=None) -> Certificate:
+    """A certificate of the mean-square verdict of (hs, schedule) or a :class:`Dynamics`.
+
+    Returns a :class:`Certificate` whose :meth:`~Certificate.verify` succeeded; raises
+    :class:`CertificateError` when none could be made (reason in the message)."""
+    dyn = as_dynamics(hs, schedule)
+    if dyn.hs.shared_scalar != 0.0 or getattr(dyn.hs, "_shared_factor", None) is not None:
+        raise CertificateError("certify: shared curvature (shared=) is not supported yet")
+    if dyn.r > MAX_SPAN:
+        raise CertificateError(f"certify: span r = {dyn.r} > MAX_SPAN = {MAX_SPAN} (exact "
+                               "rational verification grows quickly with r)")
+    basis, T, r = _float_operator(dyn)
+    rho, Y0 = _top(T, r)
+    inp = _exact_input(dyn)
+    lam = np.linalg.eigvalsh(Y0)
+    top = float(lam[-1])
+    tried = []
+    for f in (1e-3, 1e-2, 1e-1, 0.5):
+        if rho < 1.0:
+            c = rho + f * (1.0 - rho)
+            cands = [Y0 + tau * top * np.eye(r) for tau in (0.0, 1e-9, 1e-6, 1e-3, 1e-1, 1.0)]
+        else:
+            c = rho - f * (rho - 1.0)
+            Q = np.linalg.eigh(Y0)[1]
+            cands = [(Q * np.where(lam > tau * top, lam, 0.0)) @ Q.T for tau in (0.0, 1e-9, 1e-6)]
+        cq = _dyadic(c)
+        if (rho < 1.0 and not cq < 1) or (rho > 1.0 and not cq > 1):
+            continue
+        for Y in cands:
+            if rho < 1.0:
+                ok = _min_eig(Y) > 0 and _min_eig(float(cq) * Y - T(Y)) > -1e-300
+            else:
+                ok = _min_eig(T(Y) - float(cq) * Y) > -1e-12 * top
+            if not ok:
+                continue
+            Yq = [[_dyadic(Y[i, j]) for j in range(r)] for i in range(r)]
+            for i in range(r):
+                for j in range(i):
+                    Yq[i][j] = Yq[j][i]
+            cert = Certificate("rho <= c" if rho < 1.0 else "rho >= c", cq, Yq, basis, inp, rho)
+            good, why = cert.verify()
+            if good:
+                return cert
+            tried.append(why)
+    raise CertificateError(f"certify: no certificate found for ρ(T) ≈ {rho:.15g} (within the "
+                           f"search's resolution of 1, or the exact check failed: "
+                           f"{'; '.join(tried[:3]) or 'no float candidate'})")
