@@ -29,6 +29,7 @@ _COMMAND_MODULES = [
     "simulations.cnn.cli",
     "simulations.sweep_cli",
     "simulations.reproduce",
+    "simulations.verify_cli",
 ]
 
 #: Commands whose ``--out`` folder keeps finished cells across runs (rerun = resume).

@@ -1,0 +1,128 @@
+"""Certificates (docs/contract.md §10.6): sound against an independent oracle, tamper-evident,
+checked from a file by ``rmt verify`` and by the standalone verifier script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rmt
+from oracle import TableOracle, stable_seed
+from rmt.certify import CertificateError, certify
+from rmt.verify import verify_data
+
+SCHEDULES = ("summed", "alternating", "sam")
+SAMPLING = ("bernoulli", "with_replacement", "without_replacement")
+
+
+def _instance(seed):
+    rng = np.random.default_rng(seed)
+    d = int(rng.integers(2, 5))
+    n_r, n_f = int(rng.integers(2, 6)), int(rng.integers(1, 4))
+    GR = rng.standard_normal((n_r, d)) * np.exp(rng.uniform(-1, 1, (n_r, 1)))
+    GF = rng.standard_normal((n_f, d)) * np.exp(rng.uniform(-1, 1, (n_f, 1)))
+    schedule = SCHEDULES[seed % 3]
+    sampling = SAMPLING[(seed // 3) % 3]
+    alpha = 0.0 if schedule == "sam" else float(rng.uniform(0.0, 0.4))
+    B = int(rng.integers(1, n_r + 1))
+    BF = int(rng.integers(1, n_f + 1))
+    lam = float(np.max(np.linalg.eigvalsh(GR.T @ GR / n_r)))
+    eta = float(np.exp(rng.uniform(np.log(0.05), np.log(3.0)))) / lam
+    kw = dict(sam_rho=0.05 / lam, sam_a=1.0) if schedule == "sam" else dict(forget_batch=BF)
+    sch = rmt.Schedule(eta, B, alpha=alpha, sampling=sampling, schedule=schedule, **kw)
+    HR = np.einsum("ni,nj->nij", GR, GR)
+    HF = np.einsum("ni,nj->nij", GF, GF)
+    orc = TableOracle(HR, HF, B, alpha, sampling, schedule, BF=BF,
+                      sam_rho=kw.get("sam_rho", 0.0), sam_a=1.0)
+    return rmt.HessianSet.from_factors(GR, GF), sch, orc
+
+
+def test_certificates_are_sound_against_the_oracle():
+    made = {"rho <= c": 0, "rho >= c": 0}
+    refused = 0
+    for seed in range(150):
+        hs, sch, orc = _instance(seed)
+        rho, allow = orc.rate(sch.eta)
+        try:
+            cert = certify(hs, sch)
+        except CertificateError:
+            refused += 1
+            continue
+        ok, why = cert.verify()
+        assert ok, (seed, why)
+        c = float(cert.c)
+        if cert.claim == "rho <= c":
+            assert c < 1.0 and rho * (1 - allow) <= c, (seed, rho, c)
+        else:
+            assert c > 1.0 and rho * (1 + allow) >= c, (seed, rho, c)
+        made[cert.claim] += 1
+        # the same Y can never prove a false bound: c moved past the oracle's ρ fails
+        data = cert.to_dict()
+        if cert.claim == "rho <= c":
+            wrong = Fraction(rho * (1 - 1e-6))
+        else:
+            wrong = Fraction(rho * (1 + 1e-6))
+        data["c"] = list(wrong.as_integer_ratio())
+        assert not verify_data(data)[0], seed
+    assert made["rho <= c"] >= 30 and made["rho >= c"] >= 30, made
+    assert refused <= 15, refused
+
+
+def _one():
+    hs, sch, _ = _instance(stable_seed("certify-one"))
+    return certify(hs, sch)
+
+
+def test_a_tampered_certificate_fails():
+    cert = _one()
+    assert cert.verify()[0]
+    data = cert.to_dict()
+    bad = json.loads(json.dumps(data))
+    bad["input"]["retain"][0][0][0][0] += 1  # one input entry changed
+    ok, why = verify_data(bad)
+    assert not ok and "fingerprint" in why
+    bad = json.loads(json.dumps(data))
+    bad["Y"][0][0] = [-1, 1]  # Y no longer PSD
+    ok, why = verify_data(bad)
+    assert not ok
+    bad = json.loads(json.dumps(data))
+    bad["claim"] = "rho >= c" if data["claim"] == "rho <= c" else "rho <= c"
+    assert not verify_data(bad)[0]
+
+
+def test_verify_from_a_file_cli_and_standalone(tmp_path):
+    cert = _one()
+    path = cert.save(tmp_path / "cert.json")
+    assert rmt.load_certificate(path).verify()[0]
+    # the standalone script: runs without importing the package (its own directory only)
+    script = Path(rmt.__file__).parent / "verify.py"
+    out = subprocess.run([sys.executable, "-I", str(script), str(path)], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert out.returncode == 0 and out.stdout.startswith("verified:"), out.stdout + out.stderr
+    from simulations.cli import main
+
+    assert main(["verify", str(path)]) == 0
+    data = json.loads(path.read_text())
+    data["c"] = [data["c"][0] + data["c"][1] * (1 if data["claim"] == "rho >= c" else -1),
+                 data["c"][1]]
+    data["fingerprint"] = data["fingerprint"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    assert main(["verify", str(bad)]) == 1
+    assert main(["verify", str(tmp_path / "missing.json")]) == 2
+
+
+def test_refusals_say_why():
+    rng = np.random.default_rng(0)
+    big = rmt.HessianSet.from_factors(rng.standard_normal((30, 20)))
+    with pytest.raises(CertificateError, match="MAX_SPAN"):
+        certify(big, rmt.Schedule(0.01, 2))
+    shared = rmt.HessianSet.from_factors(rng.standard_normal((4, 3)), shared=0.1)
+    with pytest.raises(CertificateError, match="shared"):
+        certify(shared, rmt.Schedule(0.01, 2))
