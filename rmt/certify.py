@@ -31,7 +31,8 @@ import scipy.linalg
 from . import verify as _verify
 from .dynamics import as_dynamics
 
-__all__ = ["Certificate", "CertificateError", "certify", "load_certificate", "MAX_SPAN"]
+__all__ = ["Certificate", "CertificateError", "CriticalCertificate", "certify", "certify_critical",
+           "load_certificate", "MAX_SPAN"]
 
 #: Largest span dimension certified (exact rational arithmetic on r×r matrices per sample).
 MAX_SPAN = 16
@@ -240,3 +241,65 @@ def certify(hs, schedule=None) -> Certificate:
     raise CertificateError(f"certify: no certificate found for ρ(T) ≈ {rho:.15g} (within the "
                            f"search's resolution of 1, or the exact check failed: "
                            f"{'; '.join(tried[:3]) or 'no float candidate'})")
+
+
+@dataclass
+class CriticalCertificate:
+    """A certified bracket [lo, hi] of a critical value: a "rho <= c < 1" certificate at lo (stable)
+    and a "rho >= c > 1" certificate at hi (unstable). ``unique`` says whether the crossing inside is
+    proven to be the only one (summed schedules: ρ is convex in η and α, monotone in B, §10.2,
+    §10.4); ``note`` says what is and is not proven otherwise."""
+
+    parameter: str
+    lo: float
+    hi: float
+    at_lo: Certificate
+    at_hi: Certificate
+    unique: bool
+    note: str
+
+    def verify(self):
+        a, why_a = self.at_lo.verify()
+        b, why_b = self.at_hi.verify()
+        ok = a and b and self.at_lo.claim == "rho <= c" and self.at_hi.claim == "rho >= c"
+        return ok, f"at {self.parameter} = {self.lo:.17g}: {why_a}; at {self.hi:.17g}: {why_b}"
+
+
+def certify_critical(hs, schedule=None, parameter="eta", *, rel=1e-6) -> CriticalCertificate:
+    """Certify the critical η*, α* or B* of (hs, schedule): certificates at the two ends of a
+    bracket around the toolkit's value (relative half-width ``rel`` for η and α; B* − 1 and B* for
+    the batch). Raises :class:`CertificateError` when an end cannot be certified."""
+    from .meansquare import critical_alpha, critical_batch, critical_eta
+
+    dyn = as_dynamics(hs, schedule)
+    sch = dyn.schedule
+    if parameter not in ("eta", "alpha", "batch"):
+        raise ValueError(f"parameter must be 'eta', 'alpha' or 'batch', got {parameter!r}")
+    if parameter == "eta":
+        x = float(critical_eta(dyn))
+        if not (0 < x < math.inf):
+            raise CertificateError(f"certify_critical: η* = {x} has no two-sided bracket")
+        lo, hi = x * (1 - rel), x * (1 + rel)
+        ends = (sch.replace(eta=lo), sch.replace(eta=hi))
+    elif parameter == "alpha":
+        x = critical_alpha(dyn)
+        if x is None or not (0 < float(x) < 1):
+            raise CertificateError(f"certify_critical: α* = {x} has no two-sided bracket in (0, 1)")
+        x = float(x)
+        lo, hi = x * (1 - rel), min(x * (1 + rel), 1.0 - 1e-12)
+        ends = (sch.replace(alpha=lo), sch.replace(alpha=hi))
+    else:
+        b = critical_batch(dyn)
+        if b is None or b <= 1:
+            raise CertificateError(f"certify_critical: B* = {b} has no two-sided bracket")
+        lo, hi = b, b - 1  # stable at B*, unstable at B* − 1
+        ends = (sch.replace(batch=b), sch.replace(batch=b - 1))
+    at_lo, at_hi = certify(dyn.hs, ends[0]), certify(dyn.hs, ends[1])
+    if at_lo.claim != "rho <= c" or at_hi.claim != "rho >= c":
+        raise CertificateError("certify_critical: the bracket's ends do not straddle 1")
+    summed = dyn.combinator == "summed"
+    note = ("summed schedule: ρ is convex in η and α and non-increasing in B (contract §10.2, "
+            "§10.4), so this is the only crossing" if summed else
+            "alternating/SAM: ρ need not be convex — a crossing lies in the bracket, and other "
+            "unstable windows elsewhere are not excluded")
+    return CriticalCertificate(parameter, float(lo), float(hi), at_lo, at_hi, summed, note)

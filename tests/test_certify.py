@@ -126,3 +126,45 @@ def test_refusals_say_why():
     shared = rmt.HessianSet.from_factors(rng.standard_normal((4, 3)), shared=0.1)
     with pytest.raises(CertificateError, match="shared"):
         certify(shared, rmt.Schedule(0.01, 2))
+
+
+def test_the_recorded_findings_ship_as_verified_certificates():
+    from theory.certificates import FINDINGS, finding_certificate
+
+    folder = Path(__file__).resolve().parent.parent / "docs" / "certificates"
+    for name in FINDINGS:
+        path = folder / f"{name}.json"
+        data = json.loads(path.read_text())
+        ok, why = verify_data(data)
+        assert ok, (name, why)
+        # the shipped file is the certificate of today's worked example (no drift)
+        assert data["fingerprint"] == finding_certificate(name).fingerprint, name
+    claims = {n: json.loads((folder / f"{n}.json").read_text())["claim"] for n in FINDINGS}
+    assert claims["eta-lambda-max-below-2-does-not-converge"] == "rho >= c"
+    assert claims["wu-ma-e-not-necessary"] == "rho <= c"
+    assert claims["out-of-span-forgets-for-every-alpha"] == "rho >= c"
+
+
+@pytest.mark.parametrize("parameter", ["eta", "alpha", "batch"])
+def test_certified_critical_values_bracket_the_oracle_crossing(parameter):
+    rng = np.random.default_rng(stable_seed("critical", parameter))
+    GR = rng.standard_normal((8, 3))
+    GF = 0.5 * GR[:3] + 0.1 * rng.standard_normal((3, 3))
+    hs = rmt.HessianSet.from_factors(GR, GF)
+    lam = float(np.max(np.linalg.eigvalsh(GR.T @ GR / 8)))
+    eta = {"eta": 1.0, "alpha": 0.6, "batch": 1.9}[parameter] / lam
+    sch = rmt.Schedule(eta, 4, alpha=0.1, sampling="without_replacement", forget_batch=2)
+    cc = rmt.certify_critical(hs, sch, parameter)
+    ok, why = cc.verify()
+    assert ok and cc.unique, why
+    HR = np.einsum("ni,nj->nij", GR, GR)
+    HF = np.einsum("ni,nj->nij", GF, GF)
+
+    def oracle(**kw):
+        p = dict(B=4, alpha=0.1, eta=eta) | kw
+        orc = TableOracle(HR, HF, p["B"], p["alpha"], "without_replacement", "summed", BF=2)
+        return orc.rate(p["eta"])[0]
+
+    key = {"eta": "eta", "alpha": "alpha", "batch": "B"}[parameter]
+    lo, hi = (cc.lo, cc.hi) if parameter != "batch" else (int(cc.lo), int(cc.hi))
+    assert oracle(**{key: lo}) < 1.0 < oracle(**{key: hi})
