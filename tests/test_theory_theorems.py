@@ -268,6 +268,21 @@ def test_search_refutes_the_naive_statement_within_300_examples():
     assert ce.notion == rmt.verdict.MEAN_SQUARE
 
 
+def test_a_found_counterexample_carries_a_certificate():
+    # the refutation is proven in exact arithmetic, not only observed by the eigen-solver
+    def hypothesis(hs, sch):
+        if sch.schedule != "summed":
+            return False
+        lo, hi = rmt.mixed_hessian_extremes(hs, sch.alpha)
+        scale = max(abs(lo), abs(hi))
+        return lo > 1e-10 * scale and sch.eta * hi < 2
+
+    ce = search_counterexample(hypothesis, "converges", max_examples=300, seed=0)
+    assert ce is not None and ce.certificate is not None, ce.certificate_note
+    ok, why = ce.certificate.verify()
+    assert ok and ce.certificate.claim == "rho >= c" and float(ce.certificate.c) > 1, why
+
+
 def test_search_does_not_refute_a_proven_theorem():
     th = get_theorem("dexter-thm1-single-sample")
     assert search_counterexample(th.applies, th.conclusion, max_examples=200, seed=0,

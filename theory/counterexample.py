@@ -8,6 +8,8 @@ summed and alternating schedules, batch sizes, α and η — looking for an inst
 
 from __future__ import annotations
 
+import dataclasses
+
 import numbers
 from dataclasses import dataclass, field
 
@@ -66,6 +68,10 @@ class Counterexample(MeanSquareVerdict):
     schedule: object
     rate: float
     conclusion: str
+    #: a :class:`rmt.Certificate` proving the failure in exact arithmetic (``rmt verify``), or
+    #: None with ``certificate_note`` saying why none could be made
+    certificate: object = field(default=None, repr=False)
+    certificate_note: str = ""
 
     def __repr__(self):
         return (f"Counterexample(rate={self.rate:.6g}, conclusion={self.conclusion!r}, "
@@ -121,4 +127,16 @@ def search_counterexample(hypothesis, conclusion, max_examples=200, seed=0, *, s
     except _Found:
         pass
     # Hypothesis replays the shrunk (minimal) failing example last
-    return found[-1] if found else None
+    if not found:
+        return None
+    ce = found[-1]
+    try:
+        cert = rmt.certify(ce.hs, ce.schedule)
+    except rmt.CertificateError as exc:
+        return dataclasses.replace(ce, certificate_note=str(exc))
+    # the certificate must contradict the conclusion ("converges" needs ρ ≥ c > 1, and reverse)
+    if cert.forgets == (conclusion == "converges"):
+        return dataclasses.replace(ce, certificate=cert,
+                                   certificate_note="verified: " + cert.verify()[1])
+    return dataclasses.replace(ce, certificate_note="the certificate's claim does not contradict "
+                               "the conclusion (ρ within the solver's resolution of 1)")
