@@ -125,6 +125,9 @@ def register(subparsers) -> None:
                    help="seed of the Monte Carlo estimates (default 0)")
     a.add_argument("--no-lyapunov", action="store_true", help="skip the Lyapunov estimate")
     a.add_argument("--no-theorems", action="store_true", help="skip the theorem checks")
+    a.add_argument("--certify", action="store_true",
+                   help="add an exact-arithmetic certificate of each mean-square verdict (or why "
+                        "none could be made); check a saved one with 'rmt verify'")
     a.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="time budget of each exact computation (rho(T) and each critical "
                         "value; default: none); when it runs out the certified bracket / bracket "
@@ -346,7 +349,7 @@ def _combination_label(sch):
 def plan_analysis(hs, *, etas=None, batches=(1,), alphas=None, samplings=("bernoulli",),
                   schedules=("summed",), forget_batch=None, lyapunov=True, lyapunov_steps=2000,
                   replicas=8, seed=0, steps=1000, forecast=True, forecast_replicas=256,
-                  theorems=True, time_budget=None, cli=False) -> AnalysisPlan:
+                  theorems=True, time_budget=None, certify=False, cli=False) -> AnalysisPlan:
     """Validate every option and every combination; build one Dynamics per combination.
 
     Nothing is computed beyond what validation needs (the span of the set, the default η and
@@ -359,7 +362,8 @@ def plan_analysis(hs, *, etas=None, batches=(1,), alphas=None, samplings=("berno
 
     if not isinstance(hs, HessianSet):
         raise TypeError(f"hs must be a HessianSet, got {type(hs).__name__}")
-    for flag, name in ((lyapunov, "lyapunov"), (forecast, "forecast"), (theorems, "theorems")):
+    for flag, name in ((lyapunov, "lyapunov"), (forecast, "forecast"), (theorems, "theorems"),
+                       (certify, "certify")):
         if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{name} must be True or False, got {type(flag).__name__}")
     o = _validate_options(dict(
@@ -395,7 +399,8 @@ def plan_analysis(hs, *, etas=None, batches=(1,), alphas=None, samplings=("berno
             raise type(exc)(f"{label}: {exc}") from None
     settings = {k: o[k] for k in ("lyapunov_steps", "replicas", "seed", "steps",
                                   "forecast_replicas", "time_budget")}
-    settings.update(lyapunov=bool(lyapunov), forecast=bool(forecast), theorems=bool(theorems))
+    settings.update(lyapunov=bool(lyapunov), forecast=bool(forecast), theorems=bool(theorems),
+                    certify=bool(certify))
     plan = AnalysisPlan(hs, header, dyns, settings)
     coh = rmt.coherence(hs)
     plan.coherence = coh
@@ -440,6 +445,20 @@ def _critical(fn, dyn, budget, notes, what):
         return math.nan
 
 
+def _certificate(dyn) -> dict:
+    """The exact-arithmetic certificate of the mean-square verdict (docs/contract.md §10.6), or why
+    none could be made (ρ within the search's resolution of 1, span too large, …)."""
+    import rmt
+
+    try:
+        cert = rmt.certify(dyn)
+    except rmt.CertificateError as exc:
+        return {"available": False, "reason": str(exc)}
+    ok, why = cert.verify()
+    return {"available": True, "claim": cert.claim, "c": float(cert.c), "verified": bool(ok),
+            "reason": why, "fingerprint": cert.fingerprint}
+
+
 def analyze_combination(plan: AnalysisPlan, dyn) -> dict:
     """The report entry of one combination (module docstring, step 2 and 3).
 
@@ -466,6 +485,8 @@ def analyze_combination(plan: AnalysisPlan, dyn) -> dict:
             forgets=bool(ms.forgets), diverges=bool(ms.forgets), verdict=ms.verdict,
             notion=MEAN_SQUARE, neutral_within_horizon=bool(abs(rate - 1.0) <= band),
             span_dim=dyn.r, null_dim=dyn.null_dim)
+        if st.get("certify"):
+            entry["certificate"] = _certificate(dyn)
         crit = {"eta": _critical(rmt.critical_eta, dyn, budget, notes, "critical_eta")}
         if dyn.hs.has_forget and sch.schedule != "sam":
             crit["alpha"] = _critical(rmt.critical_alpha, dyn, budget, notes, "critical_alpha")
@@ -623,7 +644,7 @@ def _report_header(plan):
 def analyze(hs, *, etas=None, batches=(1,), alphas=None, samplings=("bernoulli",),
             schedules=("summed",), forget_batch=None, lyapunov=True, lyapunov_steps=2000,
             replicas=8, seed=0, steps=1000, forecast=True, forecast_replicas=256, theorems=True,
-            time_budget=None, on_result=None) -> dict:
+            time_budget=None, certify=False, on_result=None) -> dict:
     """The full ``rmt analyze`` report of a HessianSet as a dict (module docstring).
 
     Every option is validated and every combination built before anything is computed
@@ -635,7 +656,7 @@ def analyze(hs, *, etas=None, batches=(1,), alphas=None, samplings=("bernoulli",
                          schedules=schedules, forget_batch=forget_batch, lyapunov=lyapunov,
                          lyapunov_steps=lyapunov_steps, replicas=replicas, seed=seed,
                          steps=steps, forecast=forecast, forecast_replicas=forecast_replicas,
-                         theorems=theorems, time_budget=time_budget)
+                         theorems=theorems, time_budget=time_budget, certify=certify)
     report = _report_header(plan)
     report["results"] = _run(plan, on_result)
     report["complete"] = not any("error" in e for e in report["results"])
@@ -696,6 +717,10 @@ def _print_entry(e, total):
     neutral = "  (neutral within the horizon)" if e["neutral_within_horizon"] else ""
     print(f"    rho(T) = {_fmt(e['rate'])}  ->  {e['verdict']}   [mean-square, "
           f"{e['rate_method']}]{neutral}")
+    if "certificate" in e:
+        ce = e["certificate"]
+        print(f"    certificate: {ce['reason']}" if ce["available"] else
+              f"    certificate: none ({ce['reason']})")
     ly = e["lyapunov"]
     if ly["available"]:
         print(f"    Lyapunov exponent (almost-sure) = {_fmt(ly['exponent'])} +/- "
@@ -746,7 +771,8 @@ def cmd_analyze(args) -> int:
             lyapunov=not args.no_lyapunov, lyapunov_steps=args.lyapunov_steps,
             replicas=args.replicas, seed=args.seed, steps=args.steps,
             forecast=not args.no_forecast, forecast_replicas=args.forecast_replicas,
-            theorems=not args.no_theorems, time_budget=args.time_budget, cli=True)
+            theorems=not args.no_theorems, time_budget=args.time_budget,
+            certify=args.certify, cli=True)
     except (ValueError, TypeError) as exc:
         return _error("analyze", exc)
     rep = _report_header(plan)

@@ -168,3 +168,22 @@ def test_certified_critical_values_bracket_the_oracle_crossing(parameter):
     key = {"eta": "eta", "alpha": "alpha", "batch": "B"}[parameter]
     lo, hi = (cc.lo, cc.hi) if parameter != "batch" else (int(cc.lo), int(cc.hi))
     assert oracle(**{key: lo}) < 1.0 < oracle(**{key: hi})
+
+
+def test_analyze_certify_reports_a_verified_certificate_or_why_not():
+    from simulations.sweep_cli import analyze
+
+    rng = np.random.default_rng(stable_seed("analyze-certify"))
+    hs = rmt.HessianSet.from_factors(rng.standard_normal((6, 4)), rng.standard_normal((3, 4)))
+    rep = analyze(hs, etas=[0.05, 1.0], batches=[2], alphas=[0.1], lyapunov=False,
+                  forecast=False, theorems=False, certify=True)
+    entries = rep["results"]
+    assert len(entries) == 2
+    for e in entries:
+        ce = e["certificate"]
+        assert ce["available"] and ce["verified"], ce
+        assert (ce["claim"] == "rho >= c") == e["forgets"]
+    big = rmt.HessianSet.from_factors(rng.standard_normal((30, 20)))
+    rep = analyze(big, etas=[0.01], lyapunov=False, forecast=False, theorems=False, certify=True)
+    ce = rep["results"][0]["certificate"]
+    assert not ce["available"] and "MAX_SPAN" in ce["reason"]
