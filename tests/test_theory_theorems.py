@@ -251,14 +251,17 @@ def test_divergence_bounds_are_never_below_the_exact_edge(pair):
 
 
 # ---------------------------------------------------------------------- counterexample search
-def test_search_refutes_the_naive_statement_within_300_examples():
-    def hypothesis(hs, sch):
-        if sch.schedule != "summed":
-            return False
-        lo, hi = rmt.mixed_hessian_extremes(hs, sch.alpha)
-        scale = max(abs(lo), abs(hi))
-        return lo > 1e-10 * scale and sch.eta * hi < 2
+def _naive_hypothesis(hs, sch):
+    """"η·λ_max(D) < 2 and D ≻ 0" (summed): the naive convergence statement."""
+    if sch.schedule != "summed":
+        return False
+    lo, hi = rmt.mixed_hessian_extremes(hs, sch.alpha)
+    scale = max(abs(lo), abs(hi))
+    return lo > 1e-10 * scale and sch.eta * hi < 2
 
+
+def test_search_refutes_the_naive_statement_within_300_examples():
+    hypothesis = _naive_hypothesis
     ce = search_counterexample(hypothesis, "converges", max_examples=300, seed=0)
     assert ce is not None
     assert hypothesis(ce.hs, ce.schedule)
@@ -270,13 +273,7 @@ def test_search_refutes_the_naive_statement_within_300_examples():
 
 def test_a_found_counterexample_carries_a_certificate():
     # the refutation is proven in exact arithmetic, not only observed by the eigen-solver
-    def hypothesis(hs, sch):
-        if sch.schedule != "summed":
-            return False
-        lo, hi = rmt.mixed_hessian_extremes(hs, sch.alpha)
-        scale = max(abs(lo), abs(hi))
-        return lo > 1e-10 * scale and sch.eta * hi < 2
-
+    hypothesis = _naive_hypothesis
     ce = search_counterexample(hypothesis, "converges", max_examples=300, seed=0)
     assert ce is not None and ce.certificate is not None, ce.certificate_note
     ok, why = ce.certificate.verify()
