@@ -36,7 +36,7 @@ from .meansquare import (
     second_moment,
 )
 from .schedule import Schedule
-from .certify import Certificate, CertificateError, certify, certify_critical, load_certificate
+from .certificates import Certificate, CertificateError, certify, certify_critical, load_certificate
 from .montecarlo import affine_paths, lyapunov, lyapunov_spectrum, moment_growth, simulate
 
 __version__ = "0.1.0"

@@ -1,7 +1,8 @@
 """Standalone verifier of mean-square certificates (docs/contract.md §10.6), in exact arithmetic.
 
 This module imports nothing from the rest of the toolkit and no numerical library: only the
-standard library (``fractions``, ``json``, ``hashlib``). It re-derives everything from the exact
+standard library (``fractions``, ``json``, ``hashlib``) and, when installed, python-flint for
+speed. It re-derives everything from the exact
 input stored in the certificate file and trusts no eigen-solver.
 
 **What is checked.** The input is the per-sample factors F_i (every float is a rational number, and
@@ -16,7 +17,12 @@ combinator). With B = a set of factor columns named in the certificate:
    ĀYĀᵀ + η²N_R(K̃YK̃ᵀ), K̃ = I + (ρ/a)C̄_R, Ā = I − ηC̄_RK̃. T̃ is a positive map similar to T on
    the span, so ρ(T̃) = ρ(T on the span).
 3. Claim ``"rho <= c"``: Y ≻ 0 and cY − T̃(Y) ⪰ 0 (Collatz–Wielandt). Claim ``"rho >= c"``:
-   Y ⪰ 0, Y ≠ 0 and T̃(Y) − cY ⪰ 0. Definiteness by exact LDLᵀ with diagonal pivoting.
+   Y ⪰ 0, Y ≠ 0 and T̃(Y) − cY ⪰ 0. Both are checked congruent by G = BᵀB ≻ 0, which keeps ⪰:
+   G T̃(Y) G is built from BᵀH_iB = (BᵀF_i)(BᵀF_i)ᵀ alone (no inverse for the summed schedule,
+   so the rationals stay small). Definiteness by exact LDLᵀ with diagonal pivoting.
+
+Exact arithmetic: python-flint's ``fmpq_mat`` (FLINT, C) when it is installed, else
+``fractions.Fraction`` — both exact, only the speed differs.
 
 Use: ``python -m rmt.verify CERT.json`` or ``rmt verify CERT.json`` (exit 0 when it verifies).
 """
@@ -36,36 +42,83 @@ SCHEDULES = ("summed", "alternating", "sam")
 
 
 # ---------------------------------------------------------------------- exact matrices
+# With python-flint (FLINT's exact rationals, C speed) matrices are ``fmpq_mat``; without it,
+# lists of ``fractions.Fraction``. Both are exact: the choice changes the speed, not the answer.
+try:  # pragma: no cover - exercised where python-flint is installed
+    import flint as _flint
+except ImportError:  # pragma: no cover
+    _flint = None
+
+BACKEND = "python-flint" if _flint is not None else "fractions"
+
+
+def _from_fractions(rows):
+    if _flint is None:
+        return [list(r) for r in rows]
+    n, m = len(rows), (len(rows[0]) if rows else 0)
+    return _flint.fmpq_mat(n, m, [_flint.fmpq(x.numerator, x.denominator)
+                                  for r in rows for x in r])
+
+
+def _shape(A):
+    return (A.nrows(), A.ncols()) if _flint is not None else (len(A), len(A[0]) if A else 0)
+
+
+def _entries(A):
+    """Rows of Fractions (for the pivoting elimination and comparisons)."""
+    if _flint is None:
+        return [list(r) for r in A]
+    n, m = _shape(A)
+    return [[Fraction(int(A[i, j].p), int(A[i, j].q)) for j in range(m)] for i in range(n)]
+
+
 def _zeros(n, m):
+    if _flint is not None:
+        return _flint.fmpq_mat(n, m)
     return [[Fraction(0)] * m for _ in range(n)]
 
 
 def _eye(n):
-    out = _zeros(n, n)
-    for i in range(n):
-        out[i][i] = Fraction(1)
-    return out
+    out = [[Fraction(int(i == j)) for j in range(n)] for i in range(n)]
+    return _from_fractions(out)
 
 
 def _mul(A, B):
+    if _flint is not None:
+        return A * B
     Bt = list(zip(*B))
     return [[sum((a * b for a, b in zip(row, col)), Fraction(0)) for col in Bt] for row in A]
 
 
 def _t(A):
+    if _flint is not None:
+        return A.transpose()
     return [list(r) for r in zip(*A)]
 
 
+def _fq(s):
+    return _flint.fmpq(s.numerator, s.denominator) if _flint is not None else s
+
+
 def _add(A, B, s=Fraction(1)):
+    if _flint is not None:
+        return A + B * _fq(s)
     return [[a + s * b for a, b in zip(ra, rb)] for ra, rb in zip(A, B)]
 
 
 def _scale(A, s):
+    if _flint is not None:
+        return A * _fq(s)
     return [[s * a for a in r] for r in A]
 
 
 def _inverse(A):
-    """Exact inverse (Gauss–Jordan); raises ValueError when singular."""
+    """Exact inverse; raises ValueError when singular."""
+    if _flint is not None:
+        try:
+            return A.inv()
+        except ZeroDivisionError:
+            raise ValueError("singular") from None
     n = len(A)
     M = [list(r) + e for r, e in zip(A, _eye(n))]
     for col in range(n):
@@ -82,12 +135,36 @@ def _inverse(A):
     return [r[n:] for r in M]
 
 
+def _rank(A):
+    if _flint is not None:
+        return int(A.rank())
+    M = [list(r) for r in A]
+    rank, col, n, m = 0, 0, len(M), len(M[0]) if M else 0
+    while rank < n and col < m:
+        piv = next((i for i in range(rank, n) if M[i][col] != 0), None)
+        if piv is None:
+            col += 1
+            continue
+        M[rank], M[piv] = M[piv], M[rank]
+        for i in range(rank + 1, n):
+            if M[i][col] != 0:
+                f = M[i][col] / M[rank][col]
+                M[i] = [a - f * b for a, b in zip(M[i], M[rank])]
+        rank, col = rank + 1, col + 1
+    return rank
+
+
+def _columns(A, idx):
+    rows = _entries(A)
+    return _from_fractions([[r[j] for j in idx] for r in rows])
+
+
 def psd_status(S):
     """("pd" | "psd" | "not psd", detail) of a symmetric rational matrix, by LDLᵀ with diagonal
     pivoting in exact arithmetic: a negative pivot, or a zero pivot with a non-zero row, is a proof
     that S is not PSD."""
-    n = len(S)
-    M = [list(r) for r in S]
+    M = _entries(S) if not isinstance(S, list) else [list(r) for r in S]
+    n = len(M)
     for i in range(n):
         for j in range(i + 1, n):
             if M[i][j] != M[j][i]:
@@ -123,7 +200,7 @@ def _q(pair):
 
 
 def _qmat(rows):
-    return [[_q(x) for x in r] for r in rows]
+    return _from_fractions([[_q(x) for x in r] for r in rows])
 
 
 def fingerprint(data):
@@ -157,87 +234,88 @@ def _operator(inp, basis_cols):
             continue
         sets[name] = [_qmat(F) for F in raw]  # each F_i: d × k
     use = {"retain": alpha < 1 or sam, "forget": alpha > 0 and not sam and "forget" in sets}
-    cols = []  # the stacked factor columns of the active sets, as d-vectors
-    for name in ("retain", "forget"):
-        if use[name]:
-            for F in sets[name]:
-                cols.extend(list(c) for c in zip(*F))
-    if not cols:
+    blocks = [F for name in ("retain", "forget") if use[name] for F in sets[name]]
+    if not blocks:
         raise ValueError("no active factor")
-    if any(not (0 <= j < len(cols)) for j in basis_cols) or len(set(basis_cols)) != len(basis_cols):
+    ents = [_entries(F) for F in blocks]
+    rows = [sum((e[i] for e in ents), []) for i in range(_shape(blocks[0])[0])]
+    Phi = _from_fractions(rows)  # d × (Σ k): the stacked factor columns of the active sets
+    ncols = _shape(Phi)[1]
+    if any(not (0 <= j < ncols) for j in basis_cols) or len(set(basis_cols)) != len(basis_cols):
         raise ValueError("basis_columns out of range or repeated")
-    Bm = _t([cols[j] for j in basis_cols])  # d × r
-    G = _mul(_t(Bm), Bm)
+    Bm = _columns(Phi, basis_cols)  # d × r
     try:
-        Gi = _inverse(G)
+        Gi = _inverse(_mul(_t(Bm), Bm))
     except ValueError:
         raise ValueError("the basis columns are linearly dependent") from None
-    P = _mul(Gi, _t(Bm))  # B⁺ (r × d)
-    for v in cols:  # every active factor column in range(B), exactly
-        coef = [sum((a * b for a, b in zip(row, v)), Fraction(0)) for row in P]
-        back = [sum((Bm[i][j] * coef[j] for j in range(len(coef))), Fraction(0))
-                for i in range(len(v))]
-        if back != v:
-            raise ValueError("a factor column lies outside the span of the basis columns")
+    # range(B) = range(Φ) exactly: B has independent columns and Φ has the same rank
+    if _rank(Phi) != len(basis_cols):
+        raise ValueError("a factor column lies outside the span of the basis columns")
     r = len(basis_cols)
+    G = _mul(_t(Bm), Bm)
     terms = {}
     for name in ("retain", "forget"):
         if not use[name]:
             continue
-        Cs = []
+        Hs = []  # BᵀH_iB = (BᵀF_i)(BᵀF_i)ᵀ: products of the inputs, no inverse
         for F in sets[name]:
-            BtF = _mul(_t(Bm), F)  # r × k
-            Cs.append(_mul(Gi, _mul(BtF, _t(BtF))))  # (BᵀB)⁻¹ Bᵀ F Fᵀ B
-        n = len(Cs)
-        Cbar = _zeros(r, r)
-        for C in Cs:
-            Cbar = _add(Cbar, C)
-        Cbar = _scale(Cbar, Fraction(1, n))
+            BtF = _mul(_t(Bm), F)
+            Hs.append(_mul(BtF, _t(BtF)))
+        n = len(Hs)
+        Hbar = _zeros(r, r)
+        for H in Hs:
+            Hbar = _add(Hbar, H)
+        Hbar = _scale(Hbar, Fraction(1, n))
         batch = int(sch["batch"] if name == "retain" else sch["forget_batch"])
         if not (1 <= batch <= n):
             raise ValueError(f"{name} batch {batch} not in 1..{n}")
         c, e = _coefficients(sch["sampling"], n, batch)
         s = -eta if sam else (-eta * (1 - alpha) if name == "retain" else eta * alpha)
-        terms[name] = (s, Cs, Cbar, c, e)
+        terms[name] = (s, Hs, Hbar, c, e)
 
-    def noise(term, Y):
-        s, Cs, Cbar, c, e = term
+    # Everything is returned congruent by G = BᵀB ≻ 0 (which keeps ⪰ and ≻):
+    #   TG(Y) = G T̃(Y) G, with G C_i = BᵀH_iB, so the summed schedule needs no inverse.
+    def noiseG(term, Y):  # G N(Y) G = s²[c/n Σ (BᵀH_iB) Y (BᵀH_iB) − e (BᵀH̄B) Y (BᵀH̄B)]
+        s, Hs, Hbar, c, e = term
         out = _zeros(r, r)
         if c:
-            for C in Cs:
-                out = _add(out, _mul(_mul(C, Y), _t(C)), c / len(Cs))
+            for H in Hs:
+                out = _add(out, _mul(_mul(H, Y), H), c / len(Hs))
         if e:
-            out = _add(out, _mul(_mul(Cbar, Y), _t(Cbar)), -e)
+            out = _add(out, _mul(_mul(Hbar, Y), Hbar), -e)
         return _scale(out, s * s)
 
-    I = _eye(r)
     names = [n for n in ("retain", "forget") if n in terms]
     if sch["schedule"] == "summed":
-        A = I
+        GA = G  # G A = G + Σ s BᵀH̄B
         for n in names:
-            A = _add(A, terms[n][2], terms[n][0])
+            GA = _add(GA, terms[n][2], terms[n][0])
 
-        def T(Y):
-            out = _mul(_mul(A, Y), _t(A))
+        def TG(Y):
+            out = _mul(_mul(GA, Y), _t(GA))
             for n in names:
-                out = _add(out, noise(terms[n], Y))
+                out = _add(out, noiseG(terms[n], Y))
             return out
-    elif sch["schedule"] == "alternating":
-        def T(Y):
-            for n in names:  # retain step first, then forget
-                As = _add(I, terms[n][2], terms[n][0])
-                Y = _add(_mul(_mul(As, Y), _t(As)), noise(terms[n], Y))
-            return Y
     else:
-        rho_a = _q(sch["sam_rho"]) / _q(sch["sam_a"])
-        s, Cs, Cbar, c, e = terms["retain"]
-        K = _add(I, Cbar, rho_a)
-        Abar = _add(I, _mul(Cbar, K), -eta)
+        Gi = _inverse(G)
+        if sch["schedule"] == "alternating":
+            def TG(Y):
+                W = None  # W = G T̃(Y) G after each half-step; Y_next = G⁻¹ W G⁻¹
+                for n in names:
+                    GA = _add(G, terms[n][2], terms[n][0])
+                    W = _add(_mul(_mul(GA, Y), _t(GA)), noiseG(terms[n], Y))
+                    Y = _mul(_mul(Gi, W), Gi)
+                return W
+        else:
+            rho_a = _q(sch["sam_rho"]) / _q(sch["sam_a"])
+            Hbar = terms["retain"][2]
+            K = _add(_eye(r), _mul(Gi, Hbar), rho_a)  # K̃ = I + (ρ/a) G⁻¹BᵀH̄B
+            GA = _add(G, _mul(Hbar, K), -eta)  # G Ā = G − η BᵀH̄B K̃
 
-        def T(Y):
-            KYK = _mul(_mul(K, Y), _t(K))
-            return _add(_mul(_mul(Abar, Y), _t(Abar)), noise(terms["retain"], KYK))
-    return T, r
+            def TG(Y):
+                KYK = _mul(_mul(K, Y), _t(K))
+                return _add(_mul(_mul(GA, Y), _t(GA)), noiseG(terms["retain"], KYK))
+    return TG, G, r
 
 
 # ---------------------------------------------------------------------- verification
@@ -252,23 +330,24 @@ def verify_data(data):
         if claim not in ("rho <= c", "rho >= c"):
             return False, f"unknown claim {claim!r}"
         c = _q(data["c"])
-        T, r = _operator(data["input"], list(data["basis_columns"]))
+        TG, G, r = _operator(data["input"], list(data["basis_columns"]))
         Y = _qmat(data["Y"])
-        if len(Y) != r or any(len(row) != r for row in Y):
+        if _shape(Y) != (r, r):
             return False, f"Y must be {r}×{r} (the span dimension)"
-        TY = T(Y)
+        TY = TG(Y)  # G T(Y) G
+        GYG = _mul(_mul(G, Y), G)
         if claim == "rho <= c":
             st, why = psd_status(Y)
             if st != "pd":
                 return False, f"Y is not positive definite ({why})"
-            st, why = psd_status(_add(_scale(Y, c), TY, Fraction(-1)))
+            st, why = psd_status(_add(_scale(GYG, c), TY, Fraction(-1)))
             if st == "not psd":
                 return False, f"cY − T(Y) is not PSD ({why})"
             return True, f"ρ(T) ≤ {float(c):.17g} on the span (r = {r}): Y ≻ 0, T(Y) ⪯ cY"
         st, why = psd_status(Y)
-        if st == "not psd" or all(v == 0 for row in Y for v in row):
+        if st == "not psd" or all(v == 0 for row in _entries(Y) for v in row):
             return False, f"Y must be PSD and non-zero ({why})"
-        st, why = psd_status(_add(TY, Y, -c))
+        st, why = psd_status(_add(TY, GYG, -c))
         if st == "not psd":
             return False, f"T(Y) − cY is not PSD ({why})"
         return True, f"ρ(T) ≥ {float(c):.17g} on the span (r = {r}): Y ⪰ 0, T(Y) ⪰ cY"

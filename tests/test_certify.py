@@ -14,7 +14,7 @@ import pytest
 
 import rmt
 from oracle import TableOracle, stable_seed
-from rmt.certify import CertificateError, certify
+from rmt.certificates import CertificateError, certify
 from rmt.verify import verify_data
 
 SCHEDULES = ("summed", "alternating", "sam")
