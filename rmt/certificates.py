@@ -66,6 +66,8 @@ class Certificate:
     basis_columns: list
     input: dict
     rate: float  # the floating-point ρ(T) the certificate was built from (not part of the proof)
+    #: "collatz-wielandt" (any schedule) or "rayleigh" (a lower bound, summed schedules only)
+    method: str = "collatz-wielandt"
 
     @property
     def bound(self) -> float:
@@ -80,7 +82,7 @@ class Certificate:
         data = {"format": _verify.FORMAT, "claim": self.claim, "c": _pair(self.c),
                 "Y": [[_pair(v) for v in row] for row in self.Y],
                 "basis_columns": list(self.basis_columns), "input": self.input,
-                "rate_float": self.rate}
+                "rate_float": self.rate, "method": self.method}
         data["fingerprint"] = _verify.fingerprint(data)
         return data
 
@@ -107,7 +109,8 @@ def load_certificate(path) -> Certificate:
         d = json.load(fh)
     q = lambda p: Fraction(p[0], p[1])  # noqa: E731
     return Certificate(d["claim"], q(d["c"]), [[q(v) for v in r] for r in d["Y"]],
-                       d["basis_columns"], d["input"], float(d.get("rate_float", math.nan)))
+                       d["basis_columns"], d["input"], float(d.get("rate_float", math.nan)),
+                       d.get("method", "collatz-wielandt"))
 
 
 def _exact_input(dyn):
@@ -211,6 +214,21 @@ def certify(hs, schedule=None) -> Certificate:
     lam = np.linalg.eigvalsh(Y0)
     top = float(lam[-1])
     tried = []
+    if rho > 1.0 and dyn.combinator == "summed":
+        # a lower bound needs no definiteness for a self-adjoint T: the Rayleigh quotient (§10.1)
+        Yq = [[_dyadic(Y0[i, j]) for j in range(r)] for i in range(r)]
+        for i in range(r):
+            for j in range(i):
+                Yq[i][j] = Yq[j][i]
+        for f in (1e-3, 1e-1, 0.5):
+            cq = _dyadic(rho - f * (rho - 1.0))
+            if not cq > 1:
+                continue
+            cert = Certificate("rho >= c", cq, Yq, basis, inp, rho, "rayleigh")
+            good, why = cert.verify()
+            if good:
+                return cert
+            tried.append(why)
     for f in (1e-3, 1e-2, 1e-1, 0.5):
         if rho < 1.0:
             c = rho + f * (1.0 - rho)

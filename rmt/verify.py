@@ -17,7 +17,8 @@ combinator). With B = a set of factor columns named in the certificate:
    ĀYĀᵀ + η²N_R(K̃YK̃ᵀ), K̃ = I + (ρ/a)C̄_R, Ā = I − ηC̄_RK̃. T̃ is a positive map similar to T on
    the span, so ρ(T̃) = ρ(T on the span).
 3. Claim ``"rho <= c"``: Y ≻ 0 and cY − T̃(Y) ⪰ 0 (Collatz–Wielandt). Claim ``"rho >= c"``:
-   Y ⪰ 0, Y ≠ 0 and T̃(Y) − cY ⪰ 0. Both are checked congruent by G = BᵀB ≻ 0, which keeps ⪰:
+   Y ⪰ 0, Y ≠ 0 and T̃(Y) − cY ⪰ 0 — or, for the summed schedule (T self-adjoint, §10.1), with
+   ``"method": "rayleigh"``, tr(Y·GT̃(Y)G) ≥ c·tr(Y·GYG) for a symmetric Y ≠ 0. Both are checked congruent by G = BᵀB ≻ 0, which keeps ⪰:
    G T̃(Y) G is built from BᵀH_iB = (BᵀF_i)(BᵀF_i)ᵀ alone (no inverse for the summed schedule,
    so the rationals stay small). Definiteness by exact LDLᵀ with diagonal pivoting.
 
@@ -344,6 +345,22 @@ def verify_data(data):
             if st == "not psd":
                 return False, f"cY − T(Y) is not PSD ({why})"
             return True, f"ρ(T) ≤ {float(c):.17g} on the span (r = {r}): Y ≻ 0, T(Y) ⪯ cY"
+        if data.get("method", "collatz-wielandt") == "rayleigh":
+            # summed schedules only: T is self-adjoint on Sym(U) (contract §10.1), and in these
+            # coordinates ⟨Y, Z⟩ = tr(G Y G Z), so ρ(T) = λ_max ≥ tr(Y·GT(Y)G) / tr(Y·GYG)
+            if data["input"]["schedule"]["schedule"] != "summed":
+                return False, "a Rayleigh certificate needs the summed schedule (self-adjoint T)"
+            Ye, Te, Ge = _entries(Y), _entries(TY), _entries(GYG)
+            if any(Ye[i][j] != Ye[j][i] for i in range(r) for j in range(i)):
+                return False, "Y is not symmetric"
+            num = sum((Ye[i][j] * Te[j][i] for i in range(r) for j in range(r)), Fraction(0))
+            den = sum((Ye[i][j] * Ge[j][i] for i in range(r) for j in range(r)), Fraction(0))
+            if not den > 0:
+                return False, "Y is zero"
+            if not num >= c * den:
+                return False, "the Rayleigh quotient of Y is below c"
+            return True, (f"ρ(T) ≥ {float(c):.17g} on the span (r = {r}): Rayleigh quotient of Y "
+                          "(T self-adjoint, summed schedule)")
         st, why = psd_status(Y)
         if st == "not psd" or all(v == 0 for row in _entries(Y) for v in row):
             return False, f"Y must be PSD and non-zero ({why})"

@@ -187,3 +187,18 @@ def test_analyze_certify_reports_a_verified_certificate_or_why_not():
     rep = analyze(big, etas=[0.01], lyapunov=False, forecast=False, theorems=False, certify=True)
     ce = rep["results"][0]["certificate"]
     assert not ce["available"] and "MAX_SPAN" in ce["reason"]
+
+
+def test_a_rayleigh_lower_bound_is_accepted_for_summed_schedules_only():
+    from rmt.verify import fingerprint
+
+    rng = np.random.default_rng(stable_seed("rayleigh"))
+    hs = rmt.HessianSet.from_factors(rng.standard_normal((6, 3)), rng.standard_normal((2, 3)))
+    sch = rmt.Schedule(2.0, 2, alpha=0.1, sampling="bernoulli", forget_batch=1)
+    cert = certify(hs, sch)
+    assert cert.claim == "rho >= c" and cert.method == "rayleigh" and cert.verify()[0]
+    data = cert.to_dict()
+    data["input"]["schedule"]["schedule"] = "alternating"  # re-issued: fingerprint matches
+    data["fingerprint"] = fingerprint(data)
+    ok, why = verify_data(data)
+    assert not ok and "summed" in why
