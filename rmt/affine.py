@@ -43,7 +43,7 @@ import scipy.sparse.linalg as spla
 
 from .validation import check_finite_array, check_int
 from .dynamics import Dynamics, as_dynamics
-from .hessians import hstack_bases, lift, project
+from .span import hstack_bases, lift, project
 
 __all__ = ["AffineMoments", "StationaryResult", "affine_moments", "stationary", "start_coordinates"]
 

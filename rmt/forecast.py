@@ -174,7 +174,7 @@ def _default_start(dyn, start, replicas, seed):
     if dyn.has_drift:
         return None, None, 0.0
     # isotropic unit perturbation on the span: E[δ0δ0ᵀ] = U Uᵀ / r (no d×d matrix formed)
-    from .hessians import lift
+    from .span import lift
 
     z = np.random.default_rng(seed).standard_normal((replicas, dyn.r))
     z /= np.linalg.norm(z, axis=1, keepdims=True)
@@ -305,7 +305,7 @@ def forgetting_cost(dyn, moments, *, forget_fitted=None) -> ForgettingCost | Non
     H̄_S as λI_p + (WᵀQ)(WᵀQ)ᵀ; the part of the start outside [U, V] (a random start's null
     component) is not counted.
     """
-    from .hessians import hstack_bases, project
+    from .span import hstack_bases, project
 
     dyn = as_dynamics(dyn)
     hs = dyn.hs

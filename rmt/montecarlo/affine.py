@@ -34,7 +34,7 @@ from ..dynamics import as_dynamics
 from ..validation import check_finite_array, check_int
 from . import _kernels as K_
 from . import _reference as R_
-from ..hessians import hstack_bases, lift, project
+from ..span import hstack_bases, lift, project
 from .engine import _check_backend, _kernel_args, _plan, _streams
 
 __all__ = ["affine_paths", "AffinePathsResult"]
