@@ -23,6 +23,7 @@ import math
 import numpy as np
 
 import rmt
+from rmt.meansquare.critical import smallest_stable_integer
 from rmt.ensembles import hessian_test
 
 __all__ = ["grid_set", "grid_schedule", "cell", "critical_batch", "critical_batches",
@@ -102,14 +103,7 @@ def critical_batch(n, sigma, eta, alpha=0.0, n_forget=10, b_max=None, sampling="
 
     if not stable(b_max):
         return None
-    lo, hi = 0, b_max  # invariant: hi stable; lo unstable (or 0)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if stable(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return smallest_stable_integer(stable, 0, b_max)[1]
 
 
 def critical_batches(n, sigmas, eta, alpha=0.0, n_forget=10, b_max=None,

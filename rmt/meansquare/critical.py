@@ -247,17 +247,26 @@ def critical_batch(hs, schedule=None, *, time_budget=None):
     lo = 1
     if stable(lo):
         return 1
+    lo, hi, done = smallest_stable_integer(stable, lo, hi, deadline)
+    if not done:
+        warnings.warn(f"critical_batch: time budget ran out; B* lies in ({lo}, {hi}] "
+                      f"(returning {hi}, known to be stable)", RuntimeWarning, stacklevel=2)
+    return hi
+
+
+def smallest_stable_integer(stable, lo, hi, deadline=None):
+    """Bisection over integers of a monotone sign test (unstable at ``lo`` or lo = 0, stable at
+    ``hi``) → (lo, hi, done): hi the smallest stable integer when ``done``, else the smallest
+    known stable one with B* in (lo, hi] when ``deadline`` (a perf_counter time) passed first."""
     while hi - lo > 1:
         if deadline is not None and time.perf_counter() > deadline:
-            warnings.warn(f"critical_batch: time budget ran out; B* lies in ({lo}, {hi}] "
-                          f"(returning {hi}, known to be stable)", RuntimeWarning, stacklevel=2)
-            return hi
+            return lo, hi, False
         mid = (lo + hi) // 2
         if stable(mid):
             hi = mid
         else:
             lo = mid
-    return hi
+    return lo, hi, True
 
 
 @_capped
