@@ -15,8 +15,8 @@ from ..validation import check_choice
 from ..threads import capped as _capped
 from .analysis import (_is_stable, _span_margin, _stability, _stability_margin)
 from .operator import MeanSquareOperator
-from .symmetric import summed_critical_x
-from .config import _ROUNDOFF, PEP_MAX_SPAN
+from .config import _ROUNDOFF, PEP_MAX_SPAN, SYM_DENSE_MAX_SPAN
+from .symmetric import summed_critical_x, summed_rate
 from .stable_sets import (_alpha_dynamics, _at_alpha, _not_interval_warning, _stable_set,
                           bisect_alpha_edge)
 
@@ -412,9 +412,6 @@ def _summed_critical_alpha(dyn, rtol, deadline):
     difference of ⟨X, T(α ± h) X⟩ is exact): from α = 0 (f ≤ 0) the tangent overshoots to f ≥ 0
     and Newton then descends monotonically to the root; a bracket [lo, hi] updated only by
     decided signs safeguards every step (bisection when Newton leaves it). No scan."""
-    from .config import SYM_DENSE_MAX_SPAN
-    from .symmetric import summed_rate
-
     def solve(alpha):
         d = dyn.replace(alpha=float(alpha))
         op = MeanSquareOperator(d)

@@ -20,6 +20,7 @@ from .config import SYM_DENSE_MAX_SPAN
 from .eigenbasis import packed_matrix
 from .enclosure import EPS, allowance, cw_upper, rayleigh, splitting_test, term_size
 from .krylov import IDENTITY_SHARE, _block_krylov_top, _secular_rate
+from .splitting import _splitting_rate
 from ._linalg import _normalise_psd
 
 
@@ -58,8 +59,6 @@ def _candidate(op, method, tol):
     if method == "arpack":
         rate, X, _, _ = op._arpack(tol)
     elif method == "splitting":
-        from .splitting import _splitting_rate
-
         try:
             b = _splitting_rate(op, tol=tol)
             rate, X = 1.0 + b.estimate, b.eigenmatrix
