@@ -6,7 +6,8 @@ import os
 
 from threadpoolctl import threadpool_limits
 
-__all__ = ["blas_threads", "capped"]
+__all__ = ["blas_threads", "capped", "limit_blas", "single_blas_thread"]
+
 
 def blas_threads() -> int:
     """BLAS threads for the exact operator: ``RMT_BLAS_THREADS`` if set, else 1.
@@ -28,12 +29,32 @@ def blas_threads() -> int:
     return 1
 
 
+def limit_blas(threads: int | None = None):
+    """Context manager: every BLAS library in the process uses at most ``threads`` threads inside
+    (default :func:`blas_threads`); the previous limits are restored afterwards. Called outside a
+    ``with`` it sets the limit for the rest of the process (a worker's initialiser)."""
+    if threads is None:
+        threads = blas_threads()
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def single_blas_thread():
+    """Context manager: BLAS uses one thread inside, the previous limits are restored after.
+
+    For small kernels (a few hundred rows): on a loaded 2-core machine OpenBLAS threading makes
+    them ~40x slower (measured: 0.3 ms -> 12 ms per CNN forward pass at n=100, d=200, m=20).
+    """
+    return limit_blas(1)
+
+
 def capped(fn):
     """Run ``fn`` with the BLAS thread pool capped at :func:`blas_threads`; an OverflowError or
     FloatingPointError inside becomes a ValueError that says so (never a verdict)."""
 
     def wrapper(*args, **kwargs):
-        with threadpool_limits(limits=blas_threads(), user_api="blas"):
+        with limit_blas():
             try:
                 return fn(*args, **kwargs)
             except (OverflowError, FloatingPointError) as exc:
