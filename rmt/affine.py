@@ -59,9 +59,7 @@ def _pad(A, p):
 
 def _maps(dyn: Dynamics):
     """The independent random affine maps of one step, in order: lists of set terms per map."""
-    if dyn.combinator == "alternating":
-        return [[t] for t in dyn.terms]
-    return [list(dyn.terms)]
+    return dyn.combinator.groups(dyn.terms)
 
 
 def _apply_map(dyn, terms, M, m):
@@ -75,7 +73,7 @@ def _apply_map(dyn, terms, M, m):
     eye = np.eye(r)
     lam, kv = dyn.shared_scalar, dyn.null_kappa
     null_v = lam > 0.0 and p > r  # V carries the null scalar, not the identity
-    sam = dyn.combinator == "sam"  # K = I otherwise: skip its products (2r³ + r³ per step)
+    sam = dyn.combinator.preconditioned  # K = I otherwise: skip its products (2r³ + r³ per step)
     step_sum = sum(t.weight * t.mean for t in terms)
     A = eye + (step_sum @ K if sam else step_sum)
     # Ā = blockdiag(A, a_V·I): a_V = 1 on the drift directions V, or the null scalar's mean
@@ -213,7 +211,7 @@ def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoment
     drift = np.empty(steps + 1)
     means = np.empty((steps + 1, dyn.p))
     step, eig = (lambda M, m: affine_step(dyn, M, m)), None
-    if dyn.combinator == "summed" and not dyn.has_drift and dyn.p == r:
+    if dyn.combinator.self_adjoint and not dyn.has_drift and dyn.p == r:
         # no drift: M' = T(M), m' = E[J] m, the linear recursion
         if not np.any(M) and not np.any(m):  # δ_0 = 0 and b ≡ 0: δ_k = 0 exactly
             step = lambda M, m: (M, m)  # noqa: E731
@@ -392,3 +390,149 @@ def _constant_part(dyn, m_inf):
     M0 = np.zeros((dyn.p, dyn.p))
     M1, _ = affine_step(dyn, M0, m_inf)
     return M1
+
+
+# ---------------------------------------------------------------------- exact asymptotic outcome
+from functools import cached_property  # noqa: E402
+
+from .verdict import MEAN_SQUARE, OutcomeVerdict  # noqa: E402
+
+#: Tolerance on ρ(T) − 1 of :func:`asymptotic_outcome` (ρ is dimensionless; the tolerance only
+#: absorbs the eigensolver's round-off at the boundary ρ(T) = 1).
+OUTCOME_RATE_TOL = 1e-9
+#: A null-space drift (mean² + variance) below this times E‖b‖² is round-off, not a drift.
+DRIFT_RTOL = 1e-12
+
+
+@dataclass(frozen=True)
+class AffineOutcome(OutcomeVerdict):
+    """Exact asymptotic outcome of the affine recursion in mean square (contract §8, docs/affine.md).
+
+    ``outcome`` ∈ rmt.forecast.OUTCOMES: "escapes" (sup_k E‖δ_k‖² = ∞ for a generic start:
+    ρ(T) > 1, or a drift b_V ≢ 0 outside the span), "displaced" (the moments converge to a
+    non-zero stationary state (M∞, m∞) from every start), "returns" (b ≡ 0 a.s. and ρ(T) < 1:
+    E‖δ_k‖² → 0). ``marginal``: |ρ(T) − 1| ≤ :data:`OUTCOME_RATE_TOL` without null drift — the
+    outcome is then decided by the sign of ρ(T) − 1 only (at ρ(T) = 1 both bounded and unbounded
+    second moments occur, docs/affine.md). ``forgets`` is outcome ≠ "returns" (as
+    :class:`rmt.ForecastResult`), ``notion`` mean-square.
+    """
+
+    outcome: str
+    marginal: bool
+    rate: float
+    null_drift: float
+    null_variance: float
+    reason: str
+
+    @property
+    def notion(self) -> str:
+        return MEAN_SQUARE
+
+
+class ExactAffine:
+    """A Dynamics with the cached exact quantities of its affine recursion (contract §8).
+
+    ``rate`` ρ(T) (pass it when already known), ``drift`` (β, Cov(b), E‖b‖²) of one step,
+    ``null_drift`` the part of the drift outside the span, ``span_stationary`` the stationary
+    state of the span part and ``outcome`` the :class:`AffineOutcome`.
+    """
+
+    def __init__(self, hs, schedule=None, *, rate: float | None = None):
+        self.dyn = as_dynamics(hs, schedule)
+        self._rate = rate
+
+    @cached_property
+    def rate(self) -> float:
+        if self._rate is not None:
+            return float(self._rate)
+        from .meansquare import mean_square_rate
+
+        return float(mean_square_rate(self.dyn))
+
+    @cached_property
+    def drift(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(β (p,), Cov(b) (p, p), E‖b‖²) of one step, from the set terms (contract §8).
+
+        Cov(b) = Σ_S s_S² Cov(ĝ_S) on the null coordinates V for every combinator (there every
+        map is the identity, so b_V = Σ_S s_S ĝ_S,V); on the span the exact one-step second
+        moment E[bbᵀ] from δ = 0 is used (alternating: the forget map acts on the retain drift).
+        """
+        dyn = self.dyn
+        p = dyn.p
+        beta = dyn.mean_drift()
+        cov = np.zeros((p, p))
+        if dyn.has_drift:
+            M1, _ = affine_step(dyn, np.zeros((p, p)), np.zeros(p))
+            cov = M1 - np.outer(beta, beta)
+        return beta, 0.5 * (cov + cov.T), float(beta @ beta + np.trace(cov))
+
+    @cached_property
+    def null_drift(self) -> tuple[float, float, bool]:
+        """(‖β_V‖, tr Cov(b_V), b_V ≡ 0 a.s.?) with the scale-relative tolerance DRIFT_RTOL."""
+        beta, cov, total = self.drift
+        r = self.dyn.r
+        bv = float(np.linalg.norm(beta[r:]))
+        cv = float(max(np.trace(cov[r:, r:]), 0.0))
+        zero = bv**2 + cv <= DRIFT_RTOL * max(total, 1e-300)
+        return bv, cv, bool(zero)
+
+    @cached_property
+    def span_stationary(self) -> tuple[np.ndarray, np.ndarray]:
+        """(m∞_U (r,), M∞_U (r, r)) of the span part when ρ(T) < 1 (whatever the null drift).
+
+        The span part of the affine recursion is autonomous (J is the identity on V and does
+        not mix V into U), so it has a stationary state even when the null part walks away.
+        """
+        from .meansquare import MeanSquareOperator
+
+        dyn = self.dyn
+        r, p = dyn.r, dyn.p
+        beta = self.drift[0]
+        m = np.zeros(p)
+        m[:r] = np.linalg.solve(np.eye(r) - dyn.mean_map, beta[:r])
+        C = affine_step(dyn, np.zeros((p, p)), m)[0][:r, :r]
+        op = MeanSquareOperator(dyn)
+        if r <= 30:
+            Mu = np.linalg.solve(np.eye(r * r) - op.matrix(), C.ravel()).reshape(r, r)
+        else:
+            I_T = spla.LinearOperator(op.shape, matvec=lambda x: x - op.matvec(x), dtype=float)
+            x, info = spla.gmres(I_T, C.ravel(), rtol=1e-13, maxiter=50 * r * r)
+            if info != 0:
+                raise RuntimeError(f"the span stationary equation did not converge ({info})")
+            Mu = x.reshape(r, r)
+        return m[:r], 0.5 * (Mu + Mu.T)
+
+    @cached_property
+    def outcome(self) -> AffineOutcome:
+        """The exact asymptotic mean-square outcome (:class:`AffineOutcome`)."""
+        rate = self.rate
+        bv, cv, zero = self.null_drift
+        if self.dyn.has_null_mode:
+            # shared isotropic curvature: off the span J is a scalar j_N, not the identity;
+            # ρ(T) already includes E[j_N²], so the drift there is contracted when ρ(T) < 1 and
+            # the null-drift rule below does not apply
+            zero = True
+        marginal = zero and abs(rate - 1.0) <= OUTCOME_RATE_TOL
+        if not zero:
+            return AffineOutcome("escapes", False, rate, bv, cv,
+                                 f"drift outside the span: ‖E[b]_V‖ = {bv:.4g}, tr Cov(b_V) = "
+                                 f"{cv:.4g} (E‖P_Vδ_k‖² = k²‖E[b]_V‖² + k·tr Cov(b_V))")
+        if rate > 1.0:
+            return AffineOutcome("escapes", marginal, rate, bv, cv,
+                                 f"ρ(T) = {rate:.8g} > 1: E‖δ_k‖² ≥ ρ(T)^k from an isotropic "
+                                 "start")
+        if self.drift[2] <= 0.0:
+            return AffineOutcome("returns", marginal, rate, bv, cv,
+                                 f"no drift (b ≡ 0) and ρ(T) = {rate:.8g} ≤ 1")
+        return AffineOutcome("displaced", marginal, rate, bv, cv,
+                             f"ρ(T) = {rate:.8g} < 1 and b ≡ 0 outside the span: stationary state")
+
+
+def asymptotic_outcome(hs, schedule=None, *, rate: float | None = None) -> AffineOutcome:
+    """The exact asymptotic mean-square outcome of the affine recursion (:class:`AffineOutcome`).
+
+    Accepts ``(hs, schedule)`` or a :class:`rmt.Dynamics`; ``rate``: ρ(T) if already known.
+    """
+    return ExactAffine(hs, schedule, rate=rate).outcome
+
+__all__ += ["AffineOutcome", "ExactAffine", "asymptotic_outcome"]

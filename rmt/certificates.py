@@ -20,6 +20,7 @@ search's resolution of 1 gets no certificate: :class:`CertificateError` says so.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -156,25 +157,14 @@ def _float_operator(dyn):
         out = c * np.einsum("nij,jk,nlk->il", Cs, Y, Cs) / len(Cs) - e * Cbar @ Y @ Cbar.T
         return s * s * out
 
-    if dyn.combinator == "summed":
-        A = I + sum(terms[n][0] * terms[n][2] for n in terms)
+    comb = dyn.combinator  # how the per-set maps combine (rmt.combinators)
+    K = comb.precondition(sch, terms["retain"][2] if "retain" in terms else None, I)
+    A = I + sum(terms[n][0] * terms[n][2] for n in terms) @ K
+    parts = [(I + terms[n][0] * terms[n][2] @ K, functools.partial(noise, terms[n]))
+             for n in terms]
 
-        def T(Y):
-            return A @ Y @ A.T + sum(noise(terms[n], Y) for n in terms)
-    elif dyn.combinator == "alternating":
-        def T(Y):
-            for n in ("retain", "forget"):
-                if n in terms:
-                    As = I + terms[n][0] * terms[n][2]
-                    Y = As @ Y @ As.T + noise(terms[n], Y)
-            return Y
-    else:
-        Cbar = terms["retain"][2]
-        K = I + (sch.sam_rho / sch.sam_a) * Cbar
-        Abar = I - sch.eta * Cbar @ K
-
-        def T(Y):
-            return Abar @ Y @ Abar.T + noise(terms["retain"], K @ Y @ K.T)
+    def T(Y):
+        return comb.second_moment(Y, A, parts, K if comb.preconditioned else None)
     return basis, T, r
 
 
@@ -214,7 +204,7 @@ def certify(hs, schedule=None) -> Certificate:
     lam = np.linalg.eigvalsh(Y0)
     top = float(lam[-1])
     tried = []
-    if rho > 1.0 and dyn.combinator == "summed":
+    if rho > 1.0 and dyn.combinator.self_adjoint:
         # a lower bound needs no definiteness for a self-adjoint T: the Rayleigh quotient (§10.1)
         Yq = [[_dyadic(Y0[i, j]) for j in range(r)] for i in range(r)]
         for i in range(r):
@@ -315,7 +305,7 @@ def certify_critical(hs, schedule=None, parameter="eta", *, rel=1e-6) -> Critica
     at_lo, at_hi = certify(dyn.hs, ends[0]), certify(dyn.hs, ends[1])
     if at_lo.claim != "rho <= c" or at_hi.claim != "rho >= c":
         raise CertificateError("certify_critical: the bracket's ends do not straddle 1")
-    summed = dyn.combinator == "summed"
+    summed = dyn.combinator.self_adjoint
     note = ("summed schedule: ρ is convex in η and α and non-increasing in B (contract §10.2, "
             "§10.4), so this is the only crossing" if summed else
             "alternating/SAM: ρ need not be convex — a crossing lies in the bracket, and other "

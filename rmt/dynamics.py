@@ -257,9 +257,9 @@ class Dynamics:
         check_pair(hs, schedule)
         self.hs, self.schedule = hs, schedule
         sch = schedule
-        self.combinator = sch.schedule
+        comb = self.combinator = sch.combinator
         use_r = sch.uses_retain
-        use_f = sch.uses_forget and sch.schedule != "sam"
+        use_f = sch.uses_forget and comb.takes_forget
         self.active = tuple(w for w, on in (("retain", use_r), ("forget", use_f)) if on)
         _check_gradients(hs, self.active)
         red = hs.reduction(use_r, use_f)
@@ -276,18 +276,14 @@ class Dynamics:
                 "measure stability"
             )
         eye = np.eye(self.r)
-        weights = {"retain": -sch.eta * (1.0 - sch.alpha), "forget": sch.eta * sch.alpha}
+        weights = sch.step_weights
         batches = {"retain": sch.batch, "forget": sch.batch_forget}
         means = {w: red.mean(w) for w in self.active}
-        self.K = eye
-        if self.combinator == "sam":
-            self.K = eye + (sch.sam_rho / sch.sam_a) * means["retain"]
+        self.K = comb.precondition(sch, means.get("retain"), eye)
         # shared curvature λI (issue 11): on the null space N every J is the scalar j (below)
         self.shared_scalar = red.shared_scalar
         self.has_null_mode = red.has_null_mode
-        self.null_kappa = 1.0
-        if self.combinator == "sam":
-            self.null_kappa = 1.0 + (sch.sam_rho / sch.sam_a) * red.shared_scalar
+        self.null_kappa = comb.kappa(sch, red.shared_scalar)
         self.has_drift = hs.has_gradients and any(
             hs.gradients(w) is not None for w in self.active)
         grads, self.drift_basis = self._affine_gradients(means) if self.has_drift else ({}, None)
@@ -307,10 +303,7 @@ class Dynamics:
                                  else None))
         self.terms = tuple(terms)
         self.step_maps = {t.name: eye + t.weight * t.mean @ self.K for t in self.terms}
-        if self.combinator == "alternating":
-            self.mean_map = self.step_maps.get("forget", eye) @ self.step_maps.get("retain", eye)
-        else:
-            self.mean_map = eye + sum(t.weight * t.mean for t in self.terms) @ self.K
+        self.mean_map = comb.mean_map(eye, self.terms, self.step_maps, self.K)
 
     # ------------------------------------------------------------------ construction helpers
     def _affine_gradients(self, means):
@@ -319,7 +312,8 @@ class Dynamics:
             return self._affine_gradients_gram()
         U = self.basis
         raw = {w: self.hs.gradients(w) for w in self.active}
-        if self.combinator == "sam":  # g̃_i = g_i + (ρ/a) H_i ḡ_R  (module docstring)
+        kap = self.combinator.ascent(self.schedule)
+        if kap:  # SAM: g̃_i = g_i + (ρ/a) H_i ḡ_R  (module docstring)
             g = raw["retain"]
             gbar = g.mean(axis=0)
             gbar_u = U.T @ gbar
@@ -330,7 +324,6 @@ class Dynamics:
             if C is not None:  # (H_i + C)ḡ: C ḡ = λḡ + QQᵀḡ; λ's out-of-span part is λ(ḡ − UUᵀḡ)
                 Hg = Hg + (C @ gbar_u)[None, :]
                 extra = self.shared_scalar * (gbar - U @ gbar_u)
-            kap = self.schedule.sam_rho / self.schedule.sam_a
             raw = {"retain": g + kap * (Hg @ U.T + extra)}
         span = {w: g @ U for w, g in raw.items()}
         resid = np.concatenate([raw[w] - span[w] @ U.T for w in self.active], axis=0)
@@ -352,8 +345,8 @@ class Dynamics:
         sizes = [self.hs.size(w) for w in self.active]
         n_a = sum(sizes)
         B, extra = np.eye(n_a), np.zeros((n_a, self.r))
-        if self.combinator == "sam":
-            kap = self.schedule.sam_rho / self.schedule.sam_a
+        kap = self.combinator.ascent(self.schedule)
+        if kap:
             B = B + kap * self.shared_scalar / n_a
             psi, red = self.reduction.psi("retain"), self.reduction
 
@@ -405,7 +398,7 @@ class Dynamics:
         """E[b] in [U, V] coordinates (p,); zeros without drift."""
         if not self.has_drift:
             return np.zeros(self.p)
-        if self.combinator == "alternating":
+        if self.combinator.products:
             out = np.zeros(self.p)
             for t in self.terms:  # E[A_F s_R ĝ_R] = E[A_F] s_R ḡ_R (independent batches)
                 out = self._pad_map(self.step_maps[t.name], 1.0 + t.weight * self.shared_scalar) \
@@ -435,7 +428,7 @@ class Dynamics:
         for t in self.terms:
             x = np.asarray(indicators[t.name], float)
             a = t.weight * lam * self.null_kappa * x.sum() / t.batch
-            out = (1.0 + a) * out if self.combinator == "alternating" else out + a
+            out = self.combinator.chain(out, a)
         return float(out)
 
     def null_cross_map(self) -> np.ndarray:
@@ -444,7 +437,7 @@ class Dynamics:
         summed/SAM: E[jJ] = E[j]E[J] + Σ_S (s_Sλκ)s_S(c_S − e_S)H̄_S K; alternating: the product of
         the per-set factors E[j_S A_S] = E[j_S]E[A_S] + s_S²λ(c_S − e_S)H̄_S."""
         lam, eye = self.shared_scalar, np.eye(self.r)
-        if self.combinator == "alternating":
+        if self.combinator.products:
             out = eye
             for t in self.terms:
                 E = (1.0 + t.weight * lam) * self.step_maps[t.name] \
@@ -463,7 +456,7 @@ class Dynamics:
         if not self.has_null_mode:
             return 1.0
         lam = self.shared_scalar
-        if self.combinator == "alternating":
+        if self.combinator.products:
             return float(np.prod([1.0 + t.weight * lam for t in self.terms]))
         return 1.0 + sum(t.weight * lam for t in self.terms) * self.null_kappa
 
@@ -475,7 +468,7 @@ class Dynamics:
         s_S²λ²(c_S − e_S)] — exactly :meth:`direction_rates` for a direction of eigenvalue λ."""
         if not self.has_null_mode:
             return None
-        return float(_rates(self.combinator, self.null_moments(), self.null_kappa)[0])
+        return float(self.combinator.rates(self.null_moments(), self.null_kappa)[0])
 
     @property
     def null_exponent(self) -> float | None:
@@ -527,10 +520,7 @@ class Dynamics:
             dists.append((t.weight * lam * self.null_kappa * k[keep] / t.batch, pk[keep]))
         vals, probs = np.array([1.0]), np.array([1.0])
         for a, pk in dists:
-            if self.combinator == "alternating":
-                vals = (vals[:, None] * (1.0 + a[None, :])).ravel()
-            else:
-                vals = (vals[:, None] + a[None, :]).ravel()
+            vals = self.combinator.chain(vals[:, None], a[None, :]).ravel()
             probs = (probs[:, None] * pk[None, :]).ravel()
         return vals, probs
 
@@ -554,10 +544,7 @@ class Dynamics:
                 A[self.r:, self.r:] *= 1.0 + (t.weight * self.shared_scalar * self.null_kappa
                                               * x.sum() / t.batch)
             bt = t.weight * t.batch_gradient(x) if t.gradients is not None else np.zeros(self.p)
-            if self.combinator == "alternating":
-                J, b = A @ J, A @ b + bt
-            else:
-                J, b = J + (A - eye), b + bt
+            J, b = self.combinator.compose(J, b, A, bt, eye)
         return J, b
 
     # ------------------------------------------------------------------ commuting closed forms
@@ -579,19 +566,16 @@ class Dynamics:
         out = []
         for t, m, N in self.direction_moments():
             u = t.weight / self.eta  # s = u·η
-            kappa = np.ones_like(m)
-            if self.combinator == "sam":
-                kappa = 1.0 + (self.schedule.sam_rho / self.schedule.sam_a) * m
+            kappa = self.combinator.kappa(self.schedule, m)
             out.append((t, np.ones_like(m), 2 * u * kappa * m, u**2 * kappa**2 * (m**2 + N)))
         return out
 
     def direction_rates(self) -> np.ndarray:
         """Commuting sets: E[j_k²] per active direction (the diagonal of T, THEORY §3)."""
         moms = self.direction_moments()
-        kappa = 1.0
-        if self.combinator == "sam":
-            kappa = 1.0 + (self.schedule.sam_rho / self.schedule.sam_a) * moms[0][1]
-        return _rates(self.combinator, moms, kappa)
+        kappa = self.combinator.kappa(self.schedule, moms[0][1]) \
+            if self.combinator.preconditioned else 1.0
+        return self.combinator.rates(moms, kappa)
 
     def __repr__(self):
         parts = ", ".join(f"{t.name}(n={t.n}, B={t.batch}, s={t.weight:.4g})" for t in self.terms)
@@ -599,18 +583,6 @@ class Dynamics:
         null = f", shared λ={self.shared_scalar:.4g}" if self.shared_scalar > 0 else ""
         return (f"Dynamics({self.combinator}, {self.schedule.sampling}, r={self.r}, "
                 f"null_dim={self.null_dim}{null}{drift}: {parts})")
-
-
-def _rates(combinator, moms, kappa):
-    """E[j²] per direction from per-term moments (term, m, N) (THEORY §3, commuting)."""
-    if combinator == "alternating":
-        prod = 1.0
-        for t, m, N in moms:
-            prod = prod * ((1.0 + t.weight * m) ** 2 + t.weight**2 * N)
-        return np.asarray(prod)
-    mean = 1.0 + sum(t.weight * m for t, m, _ in moms) * kappa
-    var = sum(t.weight**2 * N for t, _, N in moms) * kappa**2
-    return mean**2 + var
 
 
 def _pad_zero(A, p):

@@ -17,12 +17,20 @@ from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import ClassVar
 
+from .combinators import COMBINATORS, Combinator, get_combinator
 from .validation import Interval, Options, validate_params
 
-__all__ = ["Schedule", "SAMPLING_SCHEMES", "SCHEDULES"]
+__all__ = ["Schedule", "SAMPLING_SCHEMES", "SCHEDULES", "mixing_weights"]
 
 SAMPLING_SCHEMES = ("bernoulli", "with_replacement", "without_replacement")
-SCHEDULES = ("summed", "alternating", "sam")
+SCHEDULES = tuple(COMBINATORS)
+
+
+def mixing_weights(alpha):
+    """(1 − α, α): the retain and forget weights of the mixed objective (contract §2).
+
+    The one place the mixing is written; works for floats, arrays and sympy symbols."""
+    return 1 - alpha, alpha
 
 
 @dataclass(frozen=True)
@@ -75,17 +83,28 @@ class Schedule:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for name, value in validate_params(self.parameter_constraints, fields).items():
             object.__setattr__(self, name, value)
-        if self.schedule == "sam" and self.alpha != 0.0:
+        if not self.combinator.takes_forget and self.alpha != 0.0:
             raise ValueError(
                 f"schedule='sam' is defined for SGD only: alpha must be 0, got {self.alpha}"
             )
-        if self.schedule != "sam" and (self.sam_rho != 0.0 or self.sam_a != 1.0):
+        if not self.combinator.preconditioned and (self.sam_rho != 0.0 or self.sam_a != 1.0):
             raise ValueError("sam_rho and sam_a are only used with schedule='sam'")
 
     @property
     def batch_forget(self) -> int:
         """The forget batch size B_F actually used (``forget_batch`` or ``batch``)."""
         return self.batch if self.forget_batch is None else self.forget_batch
+
+    @property
+    def combinator(self) -> Combinator:
+        """How the retain and forget maps combine (:mod:`rmt.combinators`)."""
+        return get_combinator(self.schedule)
+
+    @property
+    def step_weights(self) -> dict[str, float]:
+        """The weights s_S of the step, J ∋ s_S·Ĥ_S: retain −η(1−α) (descent), forget +ηα (ascent)."""
+        retain, forget = mixing_weights(self.alpha)
+        return {"retain": -self.eta * retain, "forget": self.eta * forget}
 
     @property
     def uses_retain(self) -> bool:

@@ -104,8 +104,9 @@ def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
     """
     dyn = as_dynamics(hs, schedule)
     _deadline(time_budget)  # validates the argument (every path here is a closed form or exact)
-    if dyn.hs.kind == "commuting" or (dyn.combinator != "summed" and dyn.r <= PEP_MAX_SPAN):
-        if dyn.combinator == "summed" and dyn.hs.kind == "commuting":
+    summed = dyn.combinator.self_adjoint  # the §10 structure (closed-form η*)
+    if dyn.hs.kind == "commuting" or (not summed and dyn.r <= PEP_MAX_SPAN):
+        if summed and dyn.hs.kind == "commuting":
             return _commuting_critical_eta(dyn)
         sset = _stable_set(dyn, "eta", rtol)
         if len(sset) > 1:
@@ -114,10 +115,10 @@ def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
             return CriticalValue(sset[0][1], "upper edge of the lowest component of the exact "
                                  "stable set (real roots of det(T(η) − I))", method="stable_set")
         return _zero_eta(dyn, sset)
-    if dyn.combinator == "summed":
+    if summed:
         return _summed_critical_eta(dyn)
     D = dyn.mixed_hessian()
-    lam = np.linalg.eigvals(D).real if dyn.combinator == "sam" else np.linalg.eigvalsh(D)
+    lam = np.linalg.eigvals(D).real if dyn.combinator.preconditioned else np.linalg.eigvalsh(D)
     scale = float(np.max(np.abs(lam)))
     lmin, lmax = float(np.min(lam)), float(np.max(lam))
     warnings.warn(
@@ -165,14 +166,13 @@ def _commuting_critical_eta(dyn):
     η*_k is the first positive root after which q_k turns positive.
     """
     factors = dyn.direction_factors()
-    if dyn.combinator != "alternating":
+    if not dyn.combinator.products:
         a1 = sum(f[2] for f in factors)
         # summed: Σ_S of (2 s m) terms; the quadratic coefficient is (Σ s m)² + Σ s² N
         moms = dyn.direction_moments()
         u = {t.name: t.weight / dyn.eta for t, _, _ in moms}
-        kappa = 1.0
-        if dyn.combinator == "sam":
-            kappa = 1.0 + (dyn.schedule.sam_rho / dyn.schedule.sam_a) * moms[0][1]
+        kappa = dyn.combinator.kappa(dyn.schedule, moms[0][1]) \
+            if dyn.combinator.preconditioned else 1.0
         a2 = (sum(u[t.name] * m for t, m, _ in moms) * kappa) ** 2 + \
             sum(u[t.name] ** 2 * N for t, _, N in moms) * kappa**2
         # scale first: a1 ∝ curvature, a2 ∝ curvature², so compare them in units of the
@@ -287,13 +287,13 @@ def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
     """
     if isinstance(hs, Dynamics):
         hs, schedule = hs.hs, hs.schedule
-    if schedule is not None and schedule.schedule != "sam":
+    if schedule is not None and schedule.combinator.takes_forget:
         Dynamics(hs, schedule.replace(alpha=0.0))  # validates the pair
     else:
         as_dynamics(hs, schedule)
     if not hs.has_forget:
         raise ValueError("critical_alpha needs a HessianSet with a forget set")
-    if schedule.schedule == "sam":
+    if not schedule.combinator.takes_forget:
         raise ValueError("critical_alpha is not defined for schedule='sam' (alpha must be 0)")
     deadline = _deadline(time_budget)
 
@@ -312,7 +312,7 @@ def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
     if not _is_stable(_at_alpha(dyn, 0.0)):
         return CriticalValue(0.0, "unstable at α = 0 (retain descent alone already escapes)",
                              method="sign_test")
-    if dyn.combinator == "summed" and dyn.hs.kind != "commuting":
+    if dyn.combinator.self_adjoint and dyn.hs.kind != "commuting":
         return _summed_critical_alpha(dyn, rtol, deadline)
     if dyn.hs.kind == "commuting" or dyn.r <= PEP_MAX_SPAN:
         sset = _stable_set(dyn, "alpha", rtol)
@@ -521,7 +521,7 @@ def _zero_eta(dyn, sset):
     """η* = 0 (no η > 0 is stable from the start): the reason with the smallest eigenvalue of the
     mixed Hessian on the span and its direction."""
     D = dyn.mixed_hessian()
-    lam, V = np.linalg.eigh(0.5 * (D + D.T)) if dyn.combinator != "sam" else (
+    lam, V = np.linalg.eigh(0.5 * (D + D.T)) if not dyn.combinator.preconditioned else (
         np.linalg.eigvals(D).real, None)
     k = int(np.argmin(lam))
     direction = None if V is None else dyn.basis @ V[:, k]
@@ -552,7 +552,7 @@ def stable_set(hs, schedule=None, *, parameter="eta", rtol=1e-10):
     dyn = as_dynamics(hs, schedule)
     if parameter == "alpha":
         dyn = _alpha_dynamics(dyn)
-    if dyn.combinator == "summed" and dyn.hs.kind != "commuting" and dyn.r > PEP_MAX_SPAN:
+    if dyn.combinator.self_adjoint and dyn.hs.kind != "commuting" and dyn.r > PEP_MAX_SPAN:
         return _summed_stable_set(dyn, parameter, rtol)
     if dyn.hs.kind != "commuting" and dyn.r > PEP_MAX_SPAN:
         raise ValueError(

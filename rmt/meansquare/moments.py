@@ -11,7 +11,7 @@ from ..hessians import check_hessian_set
 from ..validation import check_finite_array, check_int, check_unit_interval
 from ..dynamics import Dynamics, as_dynamics
 from ..hessians import HessianSet
-from ..schedule import Schedule
+from ..schedule import Schedule, mixing_weights
 from .operator import MeanSquareOperator
 
 # ---------------------------------------------------------------------- second moment
@@ -116,7 +116,8 @@ def mixed_hessian(hs: HessianSet, alpha: float, *, matrix_free=False):
     alpha = check_unit_interval(alpha, "alpha")
     if alpha > 0 and not hs.has_forget:
         raise ValueError(f"alpha={alpha} > 0 needs a forget set, but the HessianSet has none")
-    parts = [("retain", 1.0 - alpha)] + ([("forget", -alpha)] if alpha > 0 else [])
+    retain, forget = mixing_weights(alpha)
+    parts = [("retain", retain)] + ([("forget", -forget)] if alpha > 0 else [])
     if not matrix_free:
         return sum(w * hs.mean(s) for s, w in parts if w != 0.0) + np.zeros((hs.dim, hs.dim))
     flats = []
@@ -153,10 +154,11 @@ def _reduced_mixed(hs, alpha):
     if red.r == 0:
         raise ValueError("every Hessian that enters D is zero")
     D = np.zeros((red.r, red.r))
+    retain, forget = mixing_weights(alpha)
     if alpha < 1:
-        D += (1 - alpha) * red.mean("retain")
+        D += retain * red.mean("retain")
     if alpha > 0:
-        D -= alpha * red.mean("forget")
+        D -= forget * red.mean("forget")
     return D
 
 

@@ -46,7 +46,7 @@ class MeanSquareOperator(spla.LinearOperator):
         self.null_dim = dyn.null_dim
         self.terms = {t.name: t for t in dyn.terms}
         self.mean_map = dyn.mean_map
-        self.self_adjoint = dyn.combinator == "summed"
+        self.self_adjoint = dyn.combinator.self_adjoint
         #: E[j²] of the null scalar mode of a shared λI (None without one): the full ρ(T) is
         #: max(ρ(T on the span), null_rate) — T is block diagonal in (span, cross, null) blocks
         #: and its Perron eigenmatrix lives in the span block or the null block
@@ -54,32 +54,8 @@ class MeanSquareOperator(spla.LinearOperator):
         super().__init__(dtype=np.dtype(float), shape=(self.r**2, self.r**2))
 
     # ------------------------------------------------------------------ application
-    def _set_step(self, t, M, adjoint=False):
-        A = self.dynamics.step_maps[t.name]
-        w = abs(t.weight)  # w²N(M) as w·N(w·M): no overflow of N(M) at curvature ~1e200
-        return A @ M @ A + w * t.noise(w * M)
-
     def _apply(self, M, adjoint=False):
-        dyn = self.dynamics
-        if dyn.combinator == "summed":
-            A = self.mean_map
-            out = A @ M @ A
-            for t in dyn.terms:
-                w = abs(t.weight)
-                out += w * t.noise(w * M)
-        elif dyn.combinator == "alternating":
-            # T = T_F ∘ T_R with self-adjoint T_S, so T* = T_R ∘ T_F
-            out = M
-            for t in (reversed(dyn.terms) if adjoint else dyn.terms):
-                out = self._set_step(t, out)
-        else:  # SAM, A = I − ηH̄K symmetric (H̄ and K commute); T*(M) = AMA + η² K N(M) K
-            A, K = self.mean_map, dyn.K
-            t = dyn.terms[0]
-            if adjoint:
-                out = A @ M @ A.T + t.weight**2 * (K @ t.noise(M) @ K)
-            else:
-                out = A @ M @ A.T + t.weight**2 * t.noise(K @ M @ K)
-        return out
+        return self.dynamics.combinator.apply_T(self.dynamics, M, adjoint)
 
     def apply(self, M: np.ndarray) -> np.ndarray:
         """T(M) for a symmetric (r, r) matrix M in span coordinates (symmetrised output)."""
@@ -107,24 +83,9 @@ class MeanSquareOperator(spla.LinearOperator):
 
     def matrix(self) -> np.ndarray:
         """The r²×r² matrix of T in row-major vec coordinates (small r only)."""
-        dyn = self.dynamics
         if self.r > 60:
             raise ValueError(f"matrix() is for small spans (r <= 60); this one has r={self.r}")
-        if dyn.combinator == "summed":
-            A = self.mean_map
-            out = np.kron(A, A)
-            for t in dyn.terms:
-                out += t.weight**2 * t.kron_noise()
-            return out
-        if dyn.combinator == "alternating":
-            out = np.eye(self.r**2)
-            for t in dyn.terms:
-                A = dyn.step_maps[t.name]
-                out = (np.kron(A, A) + t.weight**2 * t.kron_noise()) @ out
-            return out
-        A, K = self.mean_map, dyn.K
-        t = dyn.terms[0]
-        return np.kron(A, A) + t.weight**2 * t.kron_noise() @ np.kron(K, K)
+        return self.dynamics.combinator.matrix_T(self.dynamics)
 
     def as_linear_operator(self) -> spla.LinearOperator:
         """T restricted to symmetric matrices (input symmetrised) as a LinearOperator on vec(M)."""

@@ -33,14 +33,9 @@ class _Splitting:
         dyn = op.dynamics
         r = op.r
         eye = np.eye(r)
-        if dyn.combinator == "alternating":
-            E = np.zeros((r, r))
-            for t in dyn.terms:  # I − A_t A = (I − A_t) + A_t (I − A)
-                E = -t.weight * t.mean + dyn.step_maps[t.name] @ E
-        else:
-            E = -sum(t.weight * t.mean for t in dyn.terms) @ dyn.K
+        E = dyn.combinator.mean_deviation(dyn)
         self.A = eye - E
-        if dyn.combinator == "alternating":
+        if dyn.combinator.products:  # E[J] = A_F A_R need not be normal
             b, V = np.linalg.eig(E)
             if np.max(np.abs(b.imag)) <= _ROUNDOFF * r * max(np.max(np.abs(b)), 1e-300):
                 b, V = b.real, V.real
@@ -57,21 +52,7 @@ class _Splitting:
 
     def noise(self, M):
         """𝒩(M) = T(M) − A M Aᵀ, formed directly (no subtraction)."""
-        dyn = self.op.dynamics
-        if dyn.combinator == "summed":
-            out = np.zeros_like(M)
-            for t in dyn.terms:
-                out += t.weight**2 * t.noise(M)
-            return out
-        if dyn.combinator == "sam":
-            t = dyn.terms[0]
-            return t.weight**2 * t.noise(dyn.K @ M @ dyn.K)
-        mean_part, Z = M, np.zeros_like(M)
-        for t in dyn.terms:  # T_t(P M Pᵀ + Z) = A_t P M Pᵀ A_t + [A_t Z A_t + s² N_t(P M Pᵀ + Z)]
-            A = dyn.step_maps[t.name]
-            Z = A @ Z @ A + t.weight**2 * t.noise(mean_part + Z)
-            mean_part = A @ mean_part @ A
-        return Z
+        return self.op.dynamics.combinator.noise_T(self.op.dynamics, M)
 
     def stein_solve(self, delta, C):
         """X with (1 + δ)X − A X Aᵀ = C, for δ > ρ(𝒜) − 1."""

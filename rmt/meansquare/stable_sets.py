@@ -53,9 +53,8 @@ def _operator_polynomial(dyn, parameter, commuting, null=False):
         kron = np.multiply
         mean = {k: m for k, (m, _) in moms.items()}
         noise = {k: N for k, (_, N) in moms.items()}
-        kappa = one
-        if dyn.combinator == "sam":
-            kappa = one + (dyn.schedule.sam_rho / dyn.schedule.sam_a) * mean["retain"]
+        kappa = dyn.combinator.kappa(dyn.schedule, mean["retain"]) \
+            if dyn.combinator.preconditioned else one
         mean = {k: v * kappa for k, v in mean.items()}
         noise = {k: v * kappa**2 for k, v in noise.items()}
     else:
@@ -63,7 +62,7 @@ def _operator_polynomial(dyn, parameter, commuting, null=False):
         one = np.eye(r)
         kron = np.kron
         mean = {t.name: t.mean @ dyn.K for t in dyn.terms}
-        noise = {t.name: t.kron_noise() @ (np.kron(dyn.K, dyn.K) if dyn.combinator == "sam"
+        noise = {t.name: t.kron_noise() @ (np.kron(dyn.K, dyn.K) if dyn.combinator.preconditioned
                                            else np.eye(r * r)) for t in dyn.terms}
     ones = kron(one, one)
 
@@ -79,7 +78,7 @@ def _operator_polynomial(dyn, parameter, commuting, null=False):
         return T
 
     names = [t.name for t in dyn.terms]
-    if dyn.combinator != "alternating":
+    if not dyn.combinator.products:
         return step(names)
     T = [ones]
     for n in names:  # T = T_F ∘ T_R: later terms multiply from the left
@@ -200,7 +199,7 @@ def _polish(dyn, parameter, x, rtol):
 
 def _alpha_dynamics(dyn):
     """The dynamics at an interior α (both sets active; span = retain ∪ forget span)."""
-    if dyn.schedule.schedule == "sam":
+    if not dyn.combinator.takes_forget:
         raise ValueError("the stable set in alpha is not defined for schedule='sam' (alpha must be 0)")
     if not dyn.hs.has_forget:
         raise ValueError("a stable set in alpha needs a HessianSet with a forget set")

@@ -66,11 +66,12 @@ from ..validation import (
     check_choice,
     check_finite_array,
     check_int,
-    check_random_state,
 )
 from ..verdict import ALMOST_SURE, verdict_text
 from . import _kernels as K_
 from . import _reference as R_
+from ._rng import Seed
+from ._rng import replica_streams as _streams
 
 __all__ = [
     "lyapunov",
@@ -316,27 +317,6 @@ def _required(fname, **values):
             raise TypeError(f"{fname}() missing required argument {name!r}")
 
 
-def _seed_sequence(seed):
-    if isinstance(seed, np.random.SeedSequence):
-        return seed
-    if isinstance(seed, np.random.Generator):
-        return np.random.SeedSequence(int(seed.integers(0, 2**63)))
-    check_random_state(seed)  # type and sign validation, message names ``seed``
-    return np.random.SeedSequence(seed)
-
-
-def _streams(seed, replicas):
-    """Per replica: (numpy Generator for the start vector, uint64 kernel seed)."""
-    ss = _seed_sequence(seed)
-    gens, words = [], np.empty(replicas, dtype=np.uint64)
-    for r, child in enumerate(ss.spawn(replicas)):
-        a = np.random.SeedSequence(child.entropy, spawn_key=child.spawn_key + (0,))
-        b = np.random.SeedSequence(child.entropy, spawn_key=child.spawn_key + (1,))
-        gens.append(np.random.default_rng(a))
-        words[r] = b.generate_state(1, dtype=np.uint64)[0]
-    return gens, words
-
-
 def _check_steps(steps, burn_in):
     steps = check_int(steps, "steps", minimum=1)
     if burn_in is None:
@@ -362,7 +342,7 @@ def _set_args(G, mode, term, m):
 def _choose_path(dyn, path, *, full_coordinates=True):
     """Resolve ``path="auto"`` (module docstring) and reject impossible choices."""
     check_choice(path, "path", PATHS)
-    hs, sam = dyn.hs, dyn.combinator == "sam"
+    hs, sam = dyn.hs, dyn.combinator.preconditioned
     shared = dyn.reduction.has_shared
     if path == "auto":
         if hs.kind == "commuting":
