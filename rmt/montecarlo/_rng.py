@@ -18,6 +18,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from ..validation import check_random_state
+
+#: What a ``seed`` argument accepts: an int, a SeedSequence, a Generator (one integer is drawn
+#: from it) or None (fresh OS entropy).
+Seed = int | np.random.SeedSequence | np.random.Generator | None
+
 MASK64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15
 MIX1 = 0xBF58476D1CE4E5B9
@@ -79,3 +87,29 @@ def draw_batch(rng: SplitMix64, sampling: int, n: int, batch: int, lq: float, pe
             perm[j], perm[t] = perm[t], perm[j]
             out.append(int(perm[j]))
     return out
+
+
+def seed_sequence(seed: Seed) -> np.random.SeedSequence:
+    """The one SeedSequence behind ``seed`` (a Generator contributes one 63-bit integer)."""
+    if isinstance(seed, np.random.SeedSequence):
+        return seed
+    if isinstance(seed, np.random.Generator):
+        return np.random.SeedSequence(int(seed.integers(0, 2**63)))
+    check_random_state(seed)  # type and sign validation, message names ``seed``
+    return np.random.SeedSequence(seed)
+
+
+def replica_streams(seed: Seed, replicas: int) -> tuple[list[np.random.Generator], np.ndarray]:
+    """Per replica: (numpy Generator for the start vector, uint64 kernel seed).
+
+    Replica r uses the r-th spawned child of :func:`seed_sequence`; its children 0 and 1 feed the
+    Generator and the SplitMix64 word, so a replica's draws depend only on (seed, r).
+    """
+    ss = seed_sequence(seed)
+    gens, words = [], np.empty(replicas, dtype=np.uint64)
+    for r, child in enumerate(ss.spawn(replicas)):
+        a = np.random.SeedSequence(child.entropy, spawn_key=child.spawn_key + (0,))
+        b = np.random.SeedSequence(child.entropy, spawn_key=child.spawn_key + (1,))
+        gens.append(np.random.default_rng(a))
+        words[r] = b.generate_state(1, dtype=np.uint64)[0]
+    return gens, words
