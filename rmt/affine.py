@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse.linalg as spla
 
-from .validation import check_finite_array, check_int
+from .validation import Array, check_finite_array, check_int
 from .dynamics import Dynamics, as_dynamics
+from .api import NON_NEGATIVE, POSITIVE, analysis, at_least
 from .span import hstack_bases, lift, project
 
 __all__ = ["AffineMoments", "StationaryResult", "affine_moments", "stationary", "start_coordinates"]
@@ -191,6 +192,7 @@ class AffineMoments:
 EIGENBASIS_MIN_SPAN = 64
 
 
+@analysis({"steps": at_least(0), "start": [None, Array(ndim=(1, 2))]})
 def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoments:
     """Exact first and second moments of δ_{k+1} = J_kδ_k + b_k for k = 0..steps (THEORY §8).
 
@@ -270,6 +272,7 @@ class StationaryResult:
     null_spread: float = 0.0
 
 
+@analysis({"rate": [None, *NON_NEGATIVE], "tol": POSITIVE})
 def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
     """Displaced fixed point m∞ and stationary second moment M∞ (THEORY §8), exactly.
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -31,6 +32,8 @@ import scipy.linalg
 
 from . import verify as _verify
 from .dynamics import as_dynamics
+from .api import TOLERANCE, InstanceOf, analysis
+from .validation import Options
 
 __all__ = ["Certificate", "CertificateError", "CriticalCertificate", "certify", "certify_critical",
            "load_certificate", "MAX_SPAN"]
@@ -105,6 +108,7 @@ class Certificate:
                 f"fingerprint={self.fingerprint[:12]})")
 
 
+@analysis({"path": [InstanceOf(str, os.PathLike)]}, dynamics=False, blas=False)
 def load_certificate(path) -> Certificate:
     with open(path, encoding="utf-8") as fh:
         d = json.load(fh)
@@ -187,6 +191,7 @@ def _min_eig(S):
     return float(np.linalg.eigvalsh(0.5 * (S + S.T))[0])
 
 
+@analysis({})
 def certify(hs, schedule=None) -> Certificate:
     """A certificate of the mean-square verdict of (hs, schedule) or a :class:`Dynamics`.
 
@@ -273,6 +278,7 @@ class CriticalCertificate:
         return ok, f"at {self.parameter} = {self.lo:.17g}: {why_a}; at {self.hi:.17g}: {why_b}"
 
 
+@analysis({"parameter": [Options(("eta", "alpha", "batch"))], "rel": TOLERANCE})
 def certify_critical(hs, schedule=None, parameter="eta", *, rel=1e-6) -> CriticalCertificate:
     """Certify the critical η*, α* or B* of (hs, schedule): certificates at the two ends of a
     bracket around the toolkit's value (relative half-width ``rel`` for η and α; B* − 1 and B* for

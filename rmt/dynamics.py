@@ -54,18 +54,23 @@ frozen.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .validation import check_choice, check_int
+from numbers import Integral
+
+from .validation import Interval, Options, check_choice, check_int, constrained
 from .hessians import HessianSet, check_hessian_set
 from .schedule import SAMPLING_SCHEMES, Schedule
 
 __all__ = ["Dynamics", "SetTerm", "noise_coefficients", "as_dynamics"]
 
 
+@constrained({"sampling": [Options(SAMPLING_SCHEMES)], "n": [Interval(Integral, 1, None)],
+              "batch": [Interval(Integral, 1, None)]})
 def noise_coefficients(sampling: str, n: int, batch: int) -> tuple[float, float]:
     """(c, e) with E[ĤMĤ] − H̄MH̄ = c·(1/n)Σ_i H_i M H_i − e·H̄MH̄ (THEORY §2.1)."""
     check_choice(sampling, "sampling", SAMPLING_SCHEMES)
@@ -220,16 +225,17 @@ class SetTerm:
 
     def gradient_noise(self):
         """Cov(ĝ) = c·(1/n)Σ_i g̃_i g̃_iᵀ − e·ḡḡᵀ, shape (p, p) (computed once: read-only)."""
-        cached = self.__dict__.get("_gradient_noise")
-        if cached is None:
-            G = self.gradients
-            cached = (self.c / self.n) * (G.T @ G)
-            if self.e != 0.0:
-                gb = self.mean_gradient
-                cached -= self.e * np.outer(gb, gb)
-            cached.flags.writeable = False
-            self.__dict__["_gradient_noise"] = cached
-        return cached
+        return self._gradient_noise
+
+    @functools.cached_property
+    def _gradient_noise(self):
+        G = self.gradients
+        out = (self.c / self.n) * (G.T @ G)
+        if self.e != 0.0:
+            gb = self.mean_gradient
+            out -= self.e * np.outer(gb, gb)
+        out.flags.writeable = False
+        return out
 
 
 class Dynamics:
@@ -371,6 +377,12 @@ class Dynamics:
         return {w: self.hs.eigenvalues(w)[:, active] for w in self.active}
 
     # ------------------------------------------------------------------ views
+    @functools.cached_property
+    def results_cache(self) -> dict:
+        """Results of analyses of this (immutable) dynamics, keyed by the analysis' options, so
+        that analyses that each need e.g. ρ(T) solve once."""
+        return {}
+
     def term(self, name):
         """The :class:`SetTerm` called ``name``, or None when that set does not enter the step."""
         for t in self.terms:

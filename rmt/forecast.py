@@ -45,7 +45,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .validation import check_choice, check_finite_array, check_int, check_positive
-from .affine import StationaryResult, affine_moments, affine_step, stationary
+from .affine import AffineMoments, StationaryResult, affine_moments, affine_step, stationary
+from .api import (BOOL, HESSIANS, HS, NON_NEGATIVE, POSITIVE, TOLERANCE, UNIT, InstanceOf,
+                  analysis, at_least)
+from .validation import Array, Options
 from .dynamics import Dynamics, as_dynamics
 from .verdict import ALMOST_SURE, MEAN_SQUARE, OutcomeVerdict
 
@@ -191,6 +194,10 @@ def _default_radius(dyn, start_norm, escape_factor):
     return 0.0
 
 
+@analysis({"steps": at_least(1), "start": [None, Array(ndim=1)], "radius": [None, *POSITIVE],
+           "replicas": at_least(2), "seed": [None, *at_least(0), InstanceOf(np.random.SeedSequence)],
+           "notion": [Options((ALMOST_SURE, MEAN_SQUARE))], "escape_factor": POSITIVE,
+           "lyapunov": BOOL, "forget_fitted": [None, *UNIT], "rate": [None, *NON_NEGATIVE]})
 def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas=256, seed=None,
              notion=ALMOST_SURE, escape_factor=10.0, lyapunov=True,
              forget_fitted=None, rate=None) -> ForecastResult:
@@ -296,6 +303,8 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
     )
 
 
+@analysis({"dyn": HS, "moments": [InstanceOf(AffineMoments)], "forget_fitted": [None, *UNIT]},
+          dynamics=False)
 def forgetting_cost(dyn, moments, *, forget_fitted=None) -> ForgettingCost | None:
     """:class:`ForgettingCost` at the last step of exact ``moments`` (:func:`rmt.affine_moments`).
 
@@ -368,6 +377,7 @@ class HorizonCritical:
     out_of_span_share: float | None = None
 
 
+@analysis({"hs": HESSIANS}, dynamics=False)
 def out_of_span_share(hs) -> float:
     """tr(P⊥ H̄_F)/tr(H̄_F): the share of forget curvature outside the span of the retain Hessians."""
     if not hs.has_forget:
@@ -379,6 +389,9 @@ def out_of_span_share(hs) -> float:
     return max(total - inside, 0.0) / total if total > 0 else 0.0
 
 
+@analysis({"parameter": [Options(("eta", "alpha", "batch"))], "steps": at_least(1),
+           "start": [None, Array(ndim=1)], "radius": [None, *POSITIVE], "escape_factor": POSITIVE,
+           "grid": at_least(2), "rtol": TOLERANCE})
 def horizon_critical(hs, schedule, parameter, steps, *, start=None, radius=None,
                      escape_factor=10.0, grid=48, rtol=1e-6) -> HorizonCritical:
     """Critical η, α or B at a horizon of ``steps`` steps (exact mean square, start-aware).

@@ -15,8 +15,12 @@ and every report, legend and docstring quotes :data:`SIGN_CONVENTION` instead of
 
 from __future__ import annotations
 
+import warnings
+
 __all__ = [
+    "Verdict",
     "OutcomeVerdict",
+    "deprecated_alias",
     "SIGN_CONVENTION",
     "SIGN_CONVENTION_SHORT",
     "NOTIONS",
@@ -58,7 +62,18 @@ def verdict_text(forgets: bool) -> str:
     return FORGETS if forgets else RESISTS
 
 
-class OutcomeVerdict:
+class Verdict:
+    """Mixin: ``verdict`` is :func:`verdict_text` of the result's ``forgets``; the result supplies
+    ``forgets`` and ``notion``."""
+
+    __slots__ = ()
+
+    @property
+    def verdict(self) -> str:
+        return verdict_text(self.forgets)
+
+
+class OutcomeVerdict(Verdict):
     """Mixin for results with an ``outcome`` in {"escapes", "displaced", "returns"}
     (:data:`rmt.forecast.OUTCOMES`): ``forgets`` is outcome ≠ "returns" (the model left w*),
     ``verdict`` its sentence. The result supplies ``outcome`` and ``notion``."""
@@ -70,9 +85,24 @@ class OutcomeVerdict:
         """The model leaves w* (escapes or settles displaced): outcome ≠ "returns"."""
         return self.outcome != "returns"
 
-    @property
-    def verdict(self) -> str:
-        return verdict_text(self.forgets)
+
+class deprecated_alias:
+    """A read-only attribute that is an old name of ``target``: reading it returns
+    ``getattr(obj, target)`` with a :class:`DeprecationWarning` that names the new spelling."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __set_name__(self, owner, name):
+        self.name = name
+        self.__doc__ = f"Deprecated alias of :attr:`{self.target}`."
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        warnings.warn(f"{type(obj).__name__}.{self.name} is deprecated; use "
+                      f".{self.target} (same value)", DeprecationWarning, stacklevel=2)
+        return getattr(obj, self.target)
 
 
 def check_notion(notion: str) -> str:

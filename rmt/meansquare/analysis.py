@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 from ..validation import check_choice, check_int
 from ..dynamics import as_dynamics
-from ..threads import capped as _capped
-from ..verdict import MEAN_SQUARE, verdict_text
+from ..api import POSITIVE, TIME_BUDGET, analysis, at_least
+from ..validation import Options
+from ..verdict import MEAN_SQUARE, deprecated_alias, verdict_text
 from .config import DENSE_MAX_SPAN, METHODS, SPLITTING_MAX_SPAN
 from .operator import MeanSquareOperator, _commuting_rate
 from .enclosure import EPS, cw_upper
@@ -82,10 +83,7 @@ class MeanSquareResult:
             return False
         return self.rate > 1.0
 
-    @property
-    def diverges(self) -> bool:
-        """Alias of :attr:`forgets` (ρ(T) > 1)."""
-        return self.forgets
+    diverges = deprecated_alias("forgets")
 
     @property
     def verdict(self) -> str:
@@ -99,7 +97,8 @@ class MeanSquareResult:
         return verdict_text(self.forgets)
 
 
-@_capped
+@analysis({"method": [Options(METHODS)], "tol": POSITIVE, "time_budget": TIME_BUDGET,
+           "horizon": [None, *at_least(1)], "horizon_tol": POSITIVE})
 def mean_square(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None,
                 horizon=None, horizon_tol=1e-2) -> MeanSquareResult:
     """Exact mean-square analysis on the span of the Hessians (THEORY §3).
@@ -141,7 +140,7 @@ def mean_square(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None
     # a Dynamics is immutable: the plain (no budget, no horizon) result is kept on it, so that
     # analyses that each need ρ(T) of the same Dynamics (forecast, stationary, reports) solve once
     key = (method, float(tol)) if time_budget is None and horizon is None else None
-    cache = dyn.__dict__.setdefault("_mean_square_cache", {})
+    cache = dyn.results_cache
     if key is not None and key in cache:
         return cache[key]
     res = _mean_square(dyn, method, tol, time_budget, horizon, horizon_tol, t0)
@@ -243,6 +242,7 @@ def _with_null(op, rate, V, method, converged, bounds, horizon, band, t0, tol=ma
                             span_rate=span_rate, null_rate=null, tol=tol)
 
 
+@analysis({"method": [Options(METHODS)], "tol": POSITIVE, "time_budget": TIME_BUDGET})
 def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None) -> float:
     """ρ(T): the mean-square growth rate per step on the span of the Hessians (THEORY §3).
 
@@ -254,7 +254,7 @@ def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12, time_budget
     return mean_square(hs, schedule, method=method, tol=tol, time_budget=time_budget).rate
 
 
-@_capped
+@analysis({"time_budget": TIME_BUDGET})
 def mean_square_stable(hs, schedule=None, *, time_budget=None) -> bool:
     """Sign test ρ(T) ≤ 1 (the model resists) without computing ρ to full precision.
 

@@ -11,8 +11,8 @@ import scipy.linalg
 import scipy.optimize
 
 from ..dynamics import Dynamics, as_dynamics
-from ..validation import check_choice
-from ..threads import capped as _capped
+from ..validation import Options, check_choice
+from ..api import HS, SCHEDULE, TIME_BUDGET, TOLERANCE, analysis, at_least
 from .analysis import (_is_stable, _span_margin, _stability, _stability_margin)
 from .operator import MeanSquareOperator
 from .config import _ROUNDOFF, PEP_MAX_SPAN, SYM_DENSE_MAX_SPAN
@@ -81,7 +81,7 @@ def _root(f, a, b, fa, fb, rtol, deadline, what):
     return float(a if fa >= 0 else b)
 
 
-@_capped
+@analysis({"rtol": TOLERANCE, "time_budget": TIME_BUDGET})
 def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
     """Critical learning rate η*: the upper edge of the lowest component of the stable set.
 
@@ -222,7 +222,7 @@ def _commuting_critical_eta(dyn):
     return best
 
 
-@_capped
+@analysis({"time_budget": TIME_BUDGET})
 def critical_batch(hs, schedule=None, *, time_budget=None):
     """Smallest batch size B* with ρ(T) ≤ 1 (the schedule's own ``batch`` is ignored).
 
@@ -269,7 +269,8 @@ def smallest_stable_integer(stable, lo, hi, deadline=None):
     return lo, hi, True
 
 
-@_capped
+@analysis({"hs": HS, "schedule": SCHEDULE, "grid": at_least(2), "rtol": TOLERANCE,
+           "time_budget": TIME_BUDGET}, dynamics=False)  # the schedule's α is ignored: no Dynamics
 def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
     """Critical mixing weight α* = inf{α ∈ [0, 1] : ρ(T) > 1} (the schedule's ``alpha`` is ignored).
 
@@ -532,7 +533,7 @@ def _zero_eta(dyn, sset):
 
 
 # ---------------------------------------------------------------------- stable sets
-@_capped
+@analysis({"parameter": [Options(("eta", "alpha"))], "rtol": TOLERANCE})
 def stable_set(hs, schedule=None, *, parameter="eta", rtol=1e-10):
     """The mean-square stable set {x : ρ(T(x)) ≤ 1} as a tuple of closed intervals (lo, hi).
 

@@ -12,6 +12,8 @@ from ..validation import check_finite_array, check_int, check_unit_interval
 from ..dynamics import Dynamics, as_dynamics
 from ..hessians import HessianSet
 from ..schedule import Schedule, mixing_weights
+from ..api import BOOL, HESSIANS, UNIT, analysis, at_least
+from ..validation import Array
 from .operator import MeanSquareOperator
 
 # ---------------------------------------------------------------------- second moment
@@ -31,6 +33,7 @@ class SecondMomentResult:
     matrices: np.ndarray | None = field(default=None, repr=False)
 
 
+@analysis({"steps": at_least(0), "m0": [None, Array(ndim=(1, 2))], "return_matrices": BOOL})
 def second_moment(hs, schedule=None, steps=None, m0=None, *,
                   return_matrices=False) -> SecondMomentResult:
     """Exact second moments E‖w_k‖², k = 0..steps, by iterating T (THEORY §3).
@@ -105,6 +108,7 @@ def second_moment(hs, schedule=None, steps=None, m0=None, *,
 
 
 # ---------------------------------------------------------------------- mixed Hessian
+@analysis({"hs": HESSIANS, "alpha": UNIT, "matrix_free": BOOL}, dynamics=False, blas=False)
 def mixed_hessian(hs: HessianSet, alpha: float, *, matrix_free=False):
     """Mixed Hessian D = (1−α)H̄_R − αH̄_F (THEORY §2), so that E[J] = I − ηD.
 
@@ -133,6 +137,7 @@ def mixed_hessian(hs: HessianSet, alpha: float, *, matrix_free=False):
     return spla.LinearOperator((hs.dim, hs.dim), matvec=matvec, matmat=matvec, dtype=float)
 
 
+@analysis({"hs": HESSIANS, "alpha": UNIT}, dynamics=False)
 def mixed_hessian_extremes(hs: HessianSet, alpha: float) -> tuple[float, float]:
     """(λ_min, λ_max) of D = (1−α)H̄_R − αH̄_F restricted to the span of the active Hessians.
 

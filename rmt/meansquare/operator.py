@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-
+import functools
 import warnings
 
 import numpy as np
@@ -130,15 +130,12 @@ class MeanSquareOperator(spla.LinearOperator):
             return self._lanczos(tol)
         return self._arpack(tol)
 
-    @property
+    @functools.cached_property
     def eigenbasis(self) -> "_Eigenbasis":
         """T of the summed schedule in the eigenbasis of E[J] (computed once; summed only)."""
-        cached = self.__dict__.get("_eigenbasis")
-        if cached is None:
-            if not self.self_adjoint:
-                raise ValueError("the eigenbasis form exists for the summed schedule only")
-            cached = self.__dict__["_eigenbasis"] = _Eigenbasis(self)
-        return cached
+        if not self.self_adjoint:
+            raise ValueError("the eigenbasis form exists for the summed schedule only")
+        return _Eigenbasis(self)
 
     def _start(self, v0):
         r = self.r
