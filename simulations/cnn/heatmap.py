@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from rmt.threads import single_blas_thread
 from rmt.validation import check_choice, check_int, check_positive, check_unit_interval
 from rmt.verdict import ALMOST_SURE, MEAN_SQUARE, OBSERVED, SIGN_CONVENTION
 
@@ -131,7 +132,6 @@ class HeatmapCell:
     def _row(self, snr, seed):
         from rmt import coherence
 
-        from ._threads import single_blas_thread
         from .data import make_data, split_forget
         from .network import gauss_newton_hessians, init_cnn, train
 
@@ -159,7 +159,6 @@ class HeatmapCell:
         import rmt
         from rmt import Schedule, mean_square_rate
 
-        from ._threads import single_blas_thread
         from .unlearning import unlearn
 
         if len(seed.spawn_key) != 2:

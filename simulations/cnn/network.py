@@ -1,11 +1,11 @@
-"""The two-layer ReLU CNN of THEORY.md §6, its exact per-sample gradients and GD training.
+"""The two-layer ReLU CNN of contract §6: weights, per-sample losses, GD training, curvature.
 
-f(W, x) = F₊₁(W₊₁, x) − F₋₁(W₋₁, x),  F_j = (1/m) Σ_r [σ(⟨w_{j,r}, x⁽¹⁾⟩) + σ(⟨w_{j,r}, x⁽²⁾⟩)],
-σ = ReLU, w_{j,r} ~ N(0, σ₀² I) at initialisation. Weights are stored as W of shape (2, m, d)
-with W[0] the j = +1 filters and W[1] the j = −1 filters; the flat parameter vector is W.ravel().
-
-Per-sample gradient (THEORY §6), exact away from the measure-zero activation boundaries:
-∂f(x_i)/∂w_{j,r} = (j/m) [1{⟨w_{j,r}, x_i⁽¹⁾⟩>0} x_i⁽¹⁾ + 1{⟨w_{j,r}, x_i⁽²⁾⟩>0} x_i⁽²⁾].
+The network itself — f, its exact per-sample gradients and the batch gradient — is the
+:mod:`rmt.models` model :class:`rmt.models.ReLUCNN` (:mod:`rmt.models.cnn`, re-exported here:
+:func:`forward`, :func:`per_sample_gradients`, :func:`batch_loss_gradient`); this module keeps
+the weights W of shape (2, m, d) with their init scale (:class:`CNN`), the scalar losses, the
+full-batch gradient-descent trainer of the experiments and the per-sample Gauss–Newton
+HessianSet.
 
 Because f is piecewise *linear* in W (the second layer is fixed), ∇²_W f = 0 almost everywhere.
 Hence the per-sample loss Hessian is exactly ∇²ℓ_i = ℓ''(f_i, y_i) g_i g_iᵀ (g_i = ∇_W f(x_i)):
@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rmt import HessianSet
-from rmt.validation import check_choice, check_int, check_positive, check_random_state
+from rmt.models.cnn import ReLUCNN, batch_loss_gradient, forward, per_sample_gradients
+from rmt.threads import single_blas_thread
+from rmt.validation import check_choice, check_int, check_positive
 
-from ._threads import single_blas_thread
 from .data import SignalNoiseData
 
 __all__ = [
@@ -40,62 +41,37 @@ __all__ = [
 ]
 
 LOSSES = ("squared", "logistic")
-_SIGN = np.array([1.0, -1.0])
 
 
 @dataclass(frozen=True)
 class CNN:
-    """Weights W (2, m, d) of the two-layer ReLU CNN (THEORY §6) and the init scale σ₀."""
+    """Weights W (2, m, d) of the two-layer ReLU CNN (contract §6) and the init scale σ₀.
+
+    :meth:`model` is the architecture as an :mod:`rmt.models` model (:class:`rmt.models.ReLUCNN`),
+    ``w`` the flat parameter vector W.ravel() it takes.
+    """
 
     W: np.ndarray = field(repr=False)
     sigma0: float
 
-    @property
-    def m(self) -> int:
-        return int(self.W.shape[1])
+    def model(self, loss: str = "squared") -> ReLUCNN:
+        """The :class:`rmt.models.ReLUCNN` of this shape with ``loss``."""
+        _, m, d = self.W.shape
+        return ReLUCNN(d, m, sigma0=self.sigma0, loss=loss)
 
     @property
-    def d(self) -> int:
-        return int(self.W.shape[2])
+    def w(self) -> np.ndarray:
+        return self.W.ravel()
 
-    @property
-    def n_params(self) -> int:
-        return int(self.W.size)
+    m = property(lambda self: int(self.W.shape[1]), doc="filters per class")
+    d = property(lambda self: int(self.W.shape[2]), doc="patch dimension")
+    n_params = property(lambda self: int(self.W.size), doc="2·m·d")
 
 
 def init_cnn(d, m, *, sigma0=0.01, seed=None) -> CNN:
-    """Draw w_{j,r} ~ N(0, σ₀² I_d) for j = ±1, r = 1..m (THEORY §6)."""
-    d = check_int(d, "d", minimum=2)
-    m = check_int(m, "m", minimum=1)
-    sigma0 = check_positive(sigma0, "sigma0")
-    rng = check_random_state(seed)
-    return CNN(sigma0 * rng.standard_normal((2, m, d)), sigma0)
-
-
-def _pre(W, X):
-    """Pre-activations ⟨w_{j,r}, x_i⁽ᵖ⁾⟩ with shape (n, 2 patches, 2m filters)."""
-    two, m, d = W.shape
-    n, p, _ = X.shape
-    return (X.reshape(n * p, d) @ W.reshape(two * m, d).T).reshape(n, p, two * m)
-
-
-def _signs(m):
-    return np.repeat(_SIGN, m)  # sign j of each of the 2m filters, in W.reshape order
-
-
-def forward(W, X) -> np.ndarray:
-    """f(W, x_i) for every sample, shape (n,)."""
-    m = W.shape[1]
-    pre = _pre(W, X)
-    return (np.maximum(pre, 0.0).sum(axis=1) @ _signs(m)) / m
-
-
-def per_sample_gradients(W, X) -> np.ndarray:
-    """Exact g_i = ∇_W f(W, x_i) as an (n, 2·m·d) array (THEORY §6 formula)."""
-    two, m, d = W.shape
-    act = (_pre(W, X) > 0).astype(float)  # (n, 2, 2m)
-    G = np.matmul(np.swapaxes(act, 1, 2), X) * (_signs(m) / m)[None, :, None]
-    return G.reshape(X.shape[0], two * m * d)
+    """Draw w_{j,r} ~ N(0, σ₀² I_d) for j = ±1, r = 1..m (contract §6; :meth:`ReLUCNN.init`)."""
+    net = ReLUCNN(d, m, sigma0=sigma0)
+    return CNN(net.weights(net.init(seed)), net.sigma0)
 
 
 def loss_terms(f, y, loss):
@@ -112,15 +88,6 @@ def loss_terms(f, y, loss):
     s_neg = np.exp(-np.logaddexp(0.0, z))  # s(−z), overflow-safe
     s_pos = np.exp(-np.logaddexp(0.0, -z))
     return ell, -y * s_neg, s_pos * s_neg
-
-
-def batch_loss_gradient(W, X, coef) -> np.ndarray:
-    """Σ_i coef_i ∇_W f(W, x_i) as a (2, m, d) array, without forming per-sample gradients."""
-    two, m, d = W.shape
-    n, p, _ = X.shape
-    act = (_pre(W, X) > 0) * np.asarray(coef, dtype=float)[:, None, None]
-    g = (act.reshape(n * p, two * m).T @ X.reshape(n * p, d)) * (_signs(m) / m)[:, None]
-    return g.reshape(two, m, d)
 
 
 @dataclass(frozen=True)
@@ -199,7 +166,7 @@ def _train(cnn, data, loss, tol, max_steps, lr_scale, refresh, fixed_lr):
 
 
 def gauss_newton_hessians(cnn: CNN, data: SignalNoiseData, *, loss="squared", weights=True):
-    """Per-sample curvature at W as a factor-backed :class:`rmt.HessianSet` (THEORY §1, §6).
+    """Per-sample curvature at W as a factor-backed :class:`rmt.HessianSet` (contract §1, §6).
 
     H_i = ℓ''_i g_i g_iᵀ with g_i = ∇_W f(W, x_i): the exact per-sample Hessian almost everywhere
     because f is piecewise linear in W (module docstring). Factors √ℓ''_i g_i of shape (n, 2md);

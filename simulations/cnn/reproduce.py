@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rmt.threads import single_blas_thread
 from rmt.verdict import FORGETS, RESISTS, SIGN_CONVENTION
 
 from ..figures import LEGEND_CONVERGES, LEGEND_DIVERGES
@@ -97,7 +98,6 @@ class CoherenceCell:
     def __call__(self, params, seed):
         from rmt import coherence
 
-        from ._threads import single_blas_thread
         from .closed_form import closed_form_coherence
         from .data import make_data
         from .network import gauss_newton_hessians, init_cnn, train

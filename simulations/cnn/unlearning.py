@@ -1,7 +1,8 @@
-"""Real nonlinear unlearning runs on the CNN and their linear prediction (THEORY §2, §3, §6).
+"""Real nonlinear unlearning runs on the CNN and their linear prediction (contract §2, §3, §6).
 
-From the trained solution w* the run does mixed descent/ascent with the same η, B, α, sampling
-and schedule as the linear theory (THEORY §2):
+The runs are :func:`rmt.models.unlearn` on the model :class:`rmt.models.ReLUCNN` — the one
+nonlinear loop, sampler and result type of :mod:`rmt.models` — from the trained solution w*,
+with the same η, B, α, sampling and schedule as the linear theory (contract §2):
 
     summed:       w ← w − η(1−α) ∇L̂_R(w) + ηα ∇L̂_F(w)
     alternating:  w ← w − η(1−α) ∇L̂_R(w);  w ← w + ηα ∇L̂_F(w)
@@ -11,11 +12,13 @@ Linearised at w* (where ∇ℓ_i(w*) ≈ 0 for the squared loss) this is exactly
 with J_k = I − η(1−α)Ĥ_R + ηαĤ_F, H_i = ℓ''_i g_i g_iᵀ (the curvature of
 :func:`simulations.cnn.network.gauss_newton_hessians`).
 
-The run starts from w* + ε‖w*‖u, u a random unit vector in the span of the per-sample gradients
-(the null-space component of a perturbation is frozen, THEORY §3), and is **escaped** (= the
-model forgets, "diverges") when ‖w_k − w*‖ ≥ ``escape_factor``·‖w_0 − w*‖ within ``steps``
-steps, or when the iterate overflows (a non-finite value is reported as escaped, not raised).
-Reported alongside: the parameter distance, the forget-loss increase and the retain-loss change.
+The CNN protocol on top of the loop: every replica starts from w* + ε‖w*‖u, u a random unit
+vector in the span of the per-sample gradients drawn from the replica's own generator (the
+null-space component of a perturbation is frozen, contract §3), and is **escaped** (= the model
+forgets, "diverges") when ‖w_k − w*‖ ≥ ``escape_factor``·‖w_0 − w*‖ within ``steps`` steps (the
+loop's ``stop_radius``), or when the iterate overflows (a non-finite value is reported as
+escaped, not raised). Reported alongside: the parameter distance, the forget-loss increase and
+the retain-loss change.
 """
 
 from __future__ import annotations
@@ -25,14 +28,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import rmt
-from rmt import HessianSet, Schedule, mean_square_rate
+from rmt import HessianSet, Schedule, lyapunov, mean_square_rate
+from rmt.models import UnlearnResult
+from rmt.models import unlearn as run_unlearning
+from rmt.threads import single_blas_thread
 from rmt.validation import check_int, check_positive, check_random_state
 from rmt.verdict import MEAN_SQUARE, OBSERVED, verdict_text
 
-from ._threads import single_blas_thread
 from .data import SignalNoiseData
-from .network import CNN, batch_loss_gradient, forward, loss_terms, per_sample_gradients
+from .network import CNN, forward, loss_terms, per_sample_gradients
 
 __all__ = ["UnlearningRun", "unlearn", "linear_prediction", "LinearPrediction", "horizon_rate"]
 
@@ -47,7 +51,8 @@ class _Verdict:
 
 @dataclass(frozen=True)
 class UnlearningRun(_Verdict):
-    """Outcome of :func:`unlearn` (majority over ``replicas`` runs).
+    """The CNN protocol's reading of the :class:`rmt.models.UnlearnResult` of :func:`unlearn`
+    (kept as ``result``): majority verdict over ``replicas`` runs.
 
     Verdict fields (:mod:`rmt.verdict`): ``forgets`` (= ``escaped``), ``verdict``, ``notion`` =
     ``"observed"``. ``escaped`` (True = diverges = forgets; kept for backward compatibility),
@@ -64,6 +69,7 @@ class UnlearningRun(_Verdict):
     retain_loss_change: np.ndarray = field(repr=False)
     steps_run: np.ndarray = field(repr=False)
     overflowed: np.ndarray = field(repr=False)
+    result: UnlearnResult | None = field(default=None, repr=False)
 
     notion = OBSERVED
 
@@ -71,18 +77,6 @@ class UnlearningRun(_Verdict):
     def forgets(self) -> bool:
         """True when the majority of runs escaped w* (the model forgets)."""
         return self.escaped
-
-
-def _batch_weights(rng, n, B, sampling):
-    """(indices, weights) with Ĥ = Σ weights_i H_{idx_i} matching THEORY §2.1 (weights x_i/B)."""
-    if sampling == "bernoulli":
-        idx = np.flatnonzero(rng.random(n) < B / n)
-        return idx, np.full(idx.size, 1.0 / B)
-    if sampling == "with_replacement":
-        idx, cnt = np.unique(rng.integers(0, n, size=B), return_counts=True)
-        return idx, cnt / B
-    idx = rng.choice(n, size=B, replace=False)
-    return idx, np.full(B, 1.0 / B)
 
 
 def _loss(W, X, y, loss):
@@ -111,6 +105,7 @@ def unlearn(cnn_star: CNN, data: SignalNoiseData, schedule: Schedule, *, steps=4
     if escape_factor <= 1:
         raise ValueError(f"escape_factor must be > 1, got {escape_factor}")
     replicas = check_int(replicas, "replicas", minimum=1)
+    Wstar = cnn_star.W
     Xr, yr = data.X[data.retain], data.y[data.retain]
     Xf, yf = data.X[data.forget], data.y[data.forget]
     nr, nf = Xr.shape[0], Xf.shape[0]
@@ -120,15 +115,45 @@ def unlearn(cnn_star: CNN, data: SignalNoiseData, schedule: Schedule, *, steps=4
         raise ValueError(f"batch must be <= n_retain={nr}, got {schedule.batch}")
     if schedule.uses_forget and schedule.batch_forget > nf:
         raise ValueError(f"forget batch must be <= n_forget={nf}, got {schedule.batch_forget}")
+    model = cnn_star.model(loss)
     ss = np.random.SeedSequence(None if seed is None else _seed_entropy(seed))
     with single_blas_thread(), np.errstate(over="ignore", invalid="ignore"):
-        out = [_one_run(cnn_star.W, data, Xr, yr, Xf, yf, schedule, steps, perturbation,
-                        escape_factor, loss, np.random.default_rng(c)) for c in ss.spawn(replicas)]
+        G = per_sample_gradients(Wstar, data.X)
+        r0 = perturbation * max(np.linalg.norm(Wstar), 1e-12)
+
+        def start(rng):  # w_0 = w* + r0·u, u a random unit vector in the gradient span
+            u = rng.standard_normal(G.shape[0]) @ G
+            u /= np.linalg.norm(u)
+            return r0 * u
+
+        flat = lambda X: X.reshape(X.shape[0], -1)  # noqa: E731 (patches → model rows)
+        stop = escape_factor * r0
+        res = run_unlearning(model, cnn_star.w, flat(Xr), yr,
+                             flat(Xf) if nf else None, yf if nf else None,
+                             schedule=schedule, steps=steps, seed=ss.spawn(replicas),
+                             start=start, stop_radius=stop)
+        LF0 = _loss(Wstar, Xf, yf, loss) if nf else 0.0
+        LR0 = _loss(Wstar, Xr, yr, loss)
+        out = []
+        for s in range(replicas):
+            k = int(res.steps_run[s])
+            if res.overflowed[s]:
+                out.append((True, math.inf, math.inf, math.inf, k, True))
+                continue
+            ratio = res.distances[s, k - 1] / r0
+            W = model.weights(res.final_w[s])
+            LF = _loss(W, Xf, yf, loss) if nf else 0.0
+            LR = _loss(W, Xr, yr, loss)
+            if not (np.isfinite(LF) and np.isfinite(LR)):
+                out.append((True, ratio, math.inf, math.inf, k, True))
+            else:
+                out.append((bool(res.distances[s, k - 1] >= stop), ratio, LF - LF0, LR - LR0, k,
+                            False))
     esc = np.array([o[0] for o in out])
     frac = float(esc.mean())
     return UnlearningRun(bool(frac > 0.5), frac, np.array([o[1] for o in out]),
                          np.array([o[2] for o in out]), np.array([o[3] for o in out]),
-                         np.array([o[4] for o in out]), np.array([o[5] for o in out]))
+                         np.array([o[4] for o in out]), np.array([o[5] for o in out]), res)
 
 
 def _seed_entropy(seed):
@@ -138,57 +163,12 @@ def _seed_entropy(seed):
     return seed
 
 
-def _one_run(Wstar, data, Xr, yr, Xf, yf, sch, steps, eps, factor, loss, rng):
-    G = per_sample_gradients(Wstar, data.X)
-    u = rng.standard_normal(G.shape[0]) @ G
-    u /= np.linalg.norm(u)
-    r0 = eps * max(np.linalg.norm(Wstar), 1e-12)
-    W = Wstar + r0 * u.reshape(Wstar.shape)
-    LF0 = _loss(Wstar, Xf, yf, loss) if Xf.shape[0] else 0.0
-    LR0 = _loss(Wstar, Xr, yr, loss)
-    eta, a = sch.eta, sch.alpha
-    nr, nf = Xr.shape[0], Xf.shape[0]
-    escaped, overflow, k = False, False, 0
-    ratio = 1.0
-    for k in range(1, steps + 1):
-        W_start = W
-        if sch.uses_retain:
-            idx, wts = _batch_weights(rng, nr, sch.batch, sch.sampling)
-            if idx.size:
-                Xb = Xr[idx]
-                _, d1, _ = loss_terms(forward(W, Xb), yr[idx], loss)
-                W = W - eta * (1 - a) * batch_loss_gradient(W, Xb, d1 * wts)
-        if sch.uses_forget:
-            idx, wts = _batch_weights(rng, nf, sch.batch_forget, sch.sampling)
-            if idx.size:
-                # summed schedule: the forget gradient is taken at the same point as the retain one
-                Wg = W if sch.schedule == "alternating" else W_start
-                Xb = Xf[idx]
-                _, d1, _ = loss_terms(forward(Wg, Xb), yf[idx], loss)
-                W = W + eta * a * batch_loss_gradient(Wg, Xb, d1 * wts)
-        dist = np.linalg.norm(W - Wstar)
-        if not np.isfinite(dist):
-            overflow, escaped = True, True
-            break
-        ratio = dist / r0
-        if ratio >= factor:
-            escaped = True
-            break
-    if overflow:
-        return True, math.inf, math.inf, math.inf, k, True
-    LF = _loss(W, Xf, yf, loss) if nf else 0.0
-    LR = _loss(W, Xr, yr, loss)
-    if not (np.isfinite(LF) and np.isfinite(LR)):
-        return True, ratio, math.inf, math.inf, k, True
-    return escaped, ratio, LF - LF0, LR - LR0, k, False
-
-
 @dataclass(frozen=True)
 class LinearPrediction(_Verdict):
-    """Linear-theory prediction at w* (THEORY §3).
+    """Linear-theory prediction at w* (contract §3).
 
-    ``rate`` = ρ(T) on the span (mean square); ``lyapunov`` = top Lyapunov exponent λ₁ when
-    ``rmt.lyapunov`` is available (almost sure), else None; ``diverges`` = rate > threshold
+    ``rate`` = ρ(T) on the span (mean square); ``lyapunov`` = top Lyapunov exponent λ₁
+    (:func:`rmt.lyapunov`, almost sure); ``diverges`` = rate > threshold
     (the mean-square verdict; True = forgets); ``notion`` names the notion used
     (:data:`rmt.verdict.MEAN_SQUARE`). ``forgets`` / ``verdict``: the :mod:`rmt.verdict` fields.
     """
@@ -213,15 +193,12 @@ def horizon_rate(steps, escape_factor) -> float:
 
 def linear_prediction(hs: HessianSet, schedule: Schedule, *, threshold=1.0, lyapunov_steps=2000,
                       seed=0) -> LinearPrediction:
-    """ρ(T) (exact, :func:`rmt.mean_square_rate`) and, if available, λ₁ (``rmt.lyapunov``).
+    """ρ(T) (exact, :func:`rmt.mean_square_rate`) and λ₁ (:func:`rmt.lyapunov`).
 
     ``threshold`` = 1 gives the asymptotic verdict; :func:`horizon_rate` gives the finite-run one.
     """
     threshold = check_positive(threshold, "threshold")
     with single_blas_thread():
         rate = float(mean_square_rate(hs, schedule))
-    lyap = None
-    if hasattr(rmt, "lyapunov"):
-        res = rmt.lyapunov(hs, schedule, steps=lyapunov_steps, replicas=4, seed=seed)
-        lyap = float(res.exponent)
+    lyap = float(lyapunov(hs, schedule, steps=lyapunov_steps, replicas=4, seed=seed).exponent)
     return LinearPrediction(rate, lyap, threshold, bool(rate > threshold), MEAN_SQUARE)
