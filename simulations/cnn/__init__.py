@@ -1,9 +1,11 @@
-"""Two-layer ReLU CNN under the signal-plus-noise model (THEORY.md §6).
+"""Two-layer ReLU CNN under the signal-plus-noise model (contract §6).
 
-Chain made computable end to end: data (:mod:`.data`) → network and exact per-sample gradients
-(:mod:`.network`) → per-sample Gauss–Newton curvature as a factor-backed
+Chain made computable end to end: data (:mod:`.data`) → the network, the model
+:class:`rmt.models.ReLUCNN` with exact per-sample gradients (weights, losses and GD training in
+:mod:`.network`) → per-sample Gauss–Newton curvature as a factor-backed
 :class:`rmt.HessianSet` → coherence, closed form (:mod:`.closed_form`) and sampled → real
-nonlinear unlearning runs (:mod:`.unlearning`) → escape heatmaps with the linear frontier
+nonlinear unlearning runs through :func:`rmt.models.unlearn` (:mod:`.unlearning`) → escape
+heatmaps with the linear frontier
 (:mod:`.heatmap`: one cell protocol, :class:`HeatmapCell`; :func:`heatmap` returns an
 ``xarray.Dataset`` over (snr, alpha | batch)).
 

@@ -1,4 +1,4 @@
-"""``rmt cnn`` — closed-form vs sampled coherence and escape heatmaps of the CNN (THEORY §6).
+"""``rmt cnn`` — closed-form vs sampled coherence and escape heatmaps of the CNN (contract §6).
 
     rmt cnn coherence --n N --d D --snr S [--m M] [--state init|trained] [--seed K] [--json]
     rmt cnn heatmap --axes snr,alpha|snr,batch [--grid G] [--seed K] [--out DIR] [--json]
@@ -32,6 +32,11 @@ def _num(x):
     return x if math.isfinite(x) else None
 
 
+def _emit(args, payload, lines) -> None:
+    """Print ``payload`` as JSON with ``--json``, else the human-readable ``lines``."""
+    print(json.dumps(payload, indent=2) if args.json else "\n".join(lines))
+
+
 def _coherence(args):
     from .closed_form import closed_form_coherence, sampled_coherence
 
@@ -58,16 +63,14 @@ def _coherence(args):
         "replicates": args.replicates,
         "train_converged": sm.train_converged if args.state == "trained" else None,
     }
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        print(f"CNN coherence at {args.state} (n={args.n}, d={args.d}, m={args.m}, SNR={args.snr:g})")
-        print(f"  sigma (union)   closed form {cf.sigma:9.4f}   sampled {sm.sigma:9.4f}   "
-              f"({100 * out['relative_error']:+.1f}%)")
-        for k in ("retain", "forget", "cross"):
-            print(f"  sigma_{k:<7}   closed form {getattr(cf, 'sigma_' + k):9.4f}   "
-                  f"sampled {getattr(sm, 'sigma_' + k):9.4f}")
-        print("  (sigma ≈ 1: orthogonal curvature, easy to forget; ≈ n/2: class-aligned, resists)")
+    _emit(args, out, [
+        f"CNN coherence at {args.state} (n={args.n}, d={args.d}, m={args.m}, SNR={args.snr:g})",
+        f"  sigma (union)   closed form {cf.sigma:9.4f}   sampled {sm.sigma:9.4f}   "
+        f"({100 * out['relative_error']:+.1f}%)",
+        *(f"  sigma_{k:<7}   closed form {getattr(cf, 'sigma_' + k):9.4f}   "
+          f"sampled {getattr(sm, 'sigma_' + k):9.4f}" for k in ("retain", "forget", "cross")),
+        "  (sigma ≈ 1: orthogonal curvature, easy to forget; ≈ n/2: class-aligned, resists)",
+    ])
     return 0
 
 
@@ -97,15 +100,14 @@ def _heatmap(args):
     payload["figure"] = stem + ".png"
     with open(stem + ".json", "w") as fh:
         json.dump(payload, fh, indent=2)
-    if args.json:
-        print(json.dumps(payload, indent=2))
-    else:
-        print(f"CNN escape heatmap over ({args.axes}) — {res.rate.size} cells in {res.seconds:.1f} s")
-        print(f"  agreement with the linear frontier rho(T) = {res.rate_threshold:.4f}: "
-              f"{res.agreement:.3f} over {int(res.counted.sum())} cells >= 1 cell from it")
-        print(f"  agreement with the asymptotic frontier rho(T) = 1: {res.agreement_asymptotic:.3f}")
-        print(f"  figure: {stem}.png   data: {stem}.json")
-        print(f"  convention: {SIGN_CONVENTION_SHORT}")
+    _emit(args, payload, [
+        f"CNN escape heatmap over ({args.axes}) — {res.rate.size} cells in {res.seconds:.1f} s",
+        f"  agreement with the linear frontier rho(T) = {res.rate_threshold:.4f}: "
+        f"{res.agreement:.3f} over {int(res.counted.sum())} cells >= 1 cell from it",
+        f"  agreement with the asymptotic frontier rho(T) = 1: {res.agreement_asymptotic:.3f}",
+        f"  figure: {stem}.png   data: {stem}.json",
+        f"  convention: {SIGN_CONVENTION_SHORT}",
+    ])
     return 0
 
 
@@ -154,7 +156,7 @@ def register(subparsers):
     """Add ``rmt cnn coherence`` and ``rmt cnn heatmap`` (each sets ``func``, returns an exit code)."""
     p = subparsers.add_parser(
         "cnn", help="two-layer ReLU CNN under signal-plus-noise: coherence and escape heatmaps",
-        description=f"Two-layer ReLU CNN (THEORY §6). Convention: {SIGN_CONVENTION_SHORT}.")
+        description=f"Two-layer ReLU CNN (docs/contract.md §6). Convention: {SIGN_CONVENTION_SHORT}.")
     sub = p.add_subparsers(dest="cnn_command", metavar="SUBCOMMAND")
     sub.required = True  # "rmt cnn" alone is a usage error (one line, exit 2)
 

@@ -1,4 +1,4 @@
-"""Closed-form per-sample gradient Gram and coherence of the signal-plus-noise CNN (THEORY §6, §4).
+"""Closed-form per-sample gradient Gram and coherence of the signal-plus-noise CNN (contract §6, §4).
 
 Derivation (docs/cnn.md gives it in full). Per-sample gradients g_i = ∇_W f(x_i) split into a
 signal part (∝ μ) and a noise part (∝ ξ_i); μ ⊥ ξ, so in units of 1/m
@@ -244,7 +244,7 @@ def _expected_max_diag(sizes, classes, em):
 
 @dataclass(frozen=True)
 class ClosedFormCoherence:
-    """Closed-form coherence of the CNN's per-sample Gauss–Newton Hessians (THEORY §6, §4).
+    """Closed-form coherence of the CNN's per-sample Gauss–Newton Hessians (contract §6, §4).
 
     ``sigma`` (union), ``sigma_retain``, ``sigma_forget``, ``sigma_cross`` (‖S_RF‖₂ normalised by
     √(max λ_R · max λ_F), as in :func:`rmt.coherence`), ``sigma_expected_matrix`` (λ_max(E|S|)/E a,
@@ -344,7 +344,7 @@ class SampledCoherence:
 
 def sampled_coherence(n, d, snr, *, sigma_p=1.0, m=20, sigma0=0.01, state="init", n_forget=0,
                       forget="random", seeds=3, seed=0, loss="squared") -> SampledCoherence:
-    """Mean coherence of ``seeds`` independently drawn data sets and networks (THEORY §4, §6).
+    """Mean coherence of ``seeds`` independently drawn data sets and networks (contract §4, §6).
 
     Each replicate draws balanced data, a network at N(0, σ₀²I), optionally trains it
     (``state="trained"``, full-batch GD to the default tolerance of :func:`train`), builds the

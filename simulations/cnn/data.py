@@ -1,4 +1,4 @@
-"""Signal-plus-noise data (THEORY.md §6; Cao et al. 2022, Kou et al. 2023).
+"""Signal-plus-noise data (contract §6; Cao et al. 2022, Kou et al. 2023).
 
 y ∈ {±1}; x = (x⁽¹⁾, x⁽²⁾) ∈ R^{2d} with one patch the signal yμ and the other the noise
 ξ ~ N(0, σ_p² (I − μμᵀ/‖μ‖²)), orthogonal to μ. SNR = ‖μ‖ / (σ_p √d), so ‖μ‖ = SNR·σ_p·√d.
@@ -57,7 +57,7 @@ class SignalNoiseData:
 
 
 def make_data(n, d, snr, *, sigma_p=1.0, balanced=True, seed=None) -> SignalNoiseData:
-    """Draw n samples of the signal-plus-noise model (THEORY §6).
+    """Draw n samples of the signal-plus-noise model (contract §6).
 
     μ = ‖μ‖·e with a uniformly random unit vector e and ‖μ‖ = snr·σ_p·√d; ξ_i = σ_p P z_i with
     z_i ~ N(0, I_d) and P = I − eeᵀ. ``balanced=True`` gives exactly ⌊n/2⌋ samples of class +1

@@ -1,4 +1,4 @@
-"""Escape heatmaps of real nonlinear unlearning runs with the linear-theory frontier (THEORY §7).
+"""Escape heatmaps of real nonlinear unlearning runs with the linear-theory frontier (contract §7).
 
 One protocol, one implementation: :class:`HeatmapCell` computes one cell of the map, and both
 :func:`heatmap` (serially, in this process) and the resumable ``rmt reproduce`` sweep
@@ -15,7 +15,7 @@ Gauss–Newton HessianSet at w*, set η = ``eta_scale``/λ_max(H̄_R) (a fixed f
 full-batch GD edge 2/λ_max, so that the SNR dependence of the outcome comes from the *shape* of the
 curvature — its coherence — and not from its overall scale). Per cell:
 
-* **predicted**: the exact mean-square rate ρ(T) of the linearised dynamics (THEORY §3). A run of
+* **predicted**: the exact mean-square rate ρ(T) of the linearised dynamics (contract §3). A run of
   K steps is declared escaped when ‖w_K − w*‖ ≥ F‖w_0 − w*‖, so the matching prediction is
   ρ(T) > ρ_c = F^{2/K} (:func:`~simulations.cnn.unlearning.horizon_rate`); the asymptotic
   frontier ρ(T) = 1 is overlaid too (dashed) and its agreement reported separately.
@@ -75,7 +75,7 @@ class HeatmapCell:
       j, 1)``.
 
     Outputs: Schedule(η, B, α, sampling, schedule, forget batch min(B, n_forget)); ``rate`` = ρ(T)
-    (exact, span-restricted, THEORY §3); ``predicted`` = ρ(T) > F^{2/K};
+    (exact, span-restricted, contract §3); ``predicted`` = ρ(T) > F^{2/K};
     ``predicted_asymptotic`` = ρ(T) > 1; ``observed`` = majority of ``replicas`` runs of
     :func:`~simulations.cnn.unlearning.unlearn` escaped (1 = diverges = forgets);
     ``escape_fraction``; replica means of ``forget_loss_increase`` and ``retain_loss_change``
