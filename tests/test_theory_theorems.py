@@ -557,7 +557,7 @@ def test_threshold_cache_reproduces_the_derivations(tmp_path, monkeypatch):
 
     from theory import derivations as dv
 
-    T = importlib.import_module("theory.theorems")
+    T = importlib.import_module("theory.thresholds")
     monkeypatch.setenv("RMT_CACHE_DIR", str(tmp_path))
     cases = [(dv.unlearning_noise_condition, ("without_replacement", "retain", "single")),
              (dv.dexter_thm1, ()), (dv.noise_operator_threshold, ())]

@@ -21,6 +21,7 @@ HessianSet lives in :mod:`theory.closed_forms`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -45,7 +46,9 @@ __all__ = [
     "unlearning_mean_escape",
     "sam_threshold",
     "all_derivations",
+    "collect_derivations",
     "noise_operator_threshold",
+    "weyl_convergence",
     "scheme_analogue_threshold",
     "coherence_sum_threshold",
     "coherence_resistance_threshold",
@@ -381,7 +384,8 @@ def wu_ma_e_nonuniformity(sampling: str = "without_replacement") -> Derivation:
 
 # ---------------------------------------------------------------------- unlearning (§5.4)
 @lru_cache(maxsize=None)
-def unlearning_noise_condition(sampling: str, which: str = "retain", form: str = "coherence"):
+def unlearning_noise_condition(sampling: str, which: str = "retain",
+                               form: str = "coherence") -> Derivation:
     """Divergence condition (a) (which="retain") or (b) (which="forget") of THEORY §5.4.
 
     Summed schedule, weight w = 1−α (retain) or α (forget). T − η²w²N_S is cone-preserving for
@@ -485,6 +489,32 @@ def noise_operator_threshold() -> Derivation:
 
 
 @lru_cache(maxsize=None)
+def weyl_convergence() -> Derivation:
+    """Sufficient convergence condition of the summed schedule, every scheme (contract §3, §5.4) [der].
+
+    T = 𝒜 + 𝒩 with 𝒜(M) = E[J]ME[J] (E[J] = I − ηD symmetric) and 𝒩 = η²Σ_S(s_S/η)²N_S, both
+    self-adjoint in the Frobenius inner product and positive, so ρ(T) = λ_max(T) (Krein–Rutman)
+    and, by Weyl's inequality, λ_max(T) ≤ λ_max(𝒜) + λ_max(𝒩) = max_k (1 − ηd_k)² + η²ρ_N
+    (d_k the eigenvalues of D on the span, ρ_N the noise radius of :func:`theory.instance.noise_operator_radius`).
+    Each term (1 − ηd)² + η²ρ_N ≤ 1 ⇔ η ≤ 2d/(d² + ρ_N) (d > 0); the maximum over d sits at
+    λ_min(D) or λ_max(D), so ρ(T) ≤ 1 once η ≤ min over those two of 2d/(d² + ρ_N). Exact for a
+    single direction (it is then η*_k = 2D_k/(D_k² + V_k) of contract §3). Args: (d, rho_N).
+    """
+    eta_, d_, rho_ = sp.symbols("eta d rho_N", positive=True)
+    bound = (1 - eta_ * d_) ** 2 + eta_**2 * rho_
+    roots = [r for r in sp.solve(sp.Eq(bound, 1), eta_) if r != 0]
+    if len(roots) != 1:
+        raise DerivationError(f"expected one non-zero root in eta, got {roots}")
+    thr = sp.simplify(roots[0])
+    if sp.simplify(thr - 2 * d_ / (d_**2 + rho_)) != 0:
+        raise DerivationError(f"unexpected Weyl threshold {thr}")
+    fn = sp.lambdify((d_, rho_), thr, modules="numpy")
+    return Derivation("weyl-convergence", thr, (d_, rho_), fn, sp.latex(thr),
+                         (("rho(T) <= max_k (1 - eta d_k)^2 + eta^2 rho_N", bound),
+                          ("eta threshold", thr)), "§5.4")
+
+
+@lru_cache(maxsize=None)
 def scheme_analogue_threshold() -> Derivation:
     """*Conjecture* (refuted): (a) with n/B − 1 replaced by n·c for with/without replacement.
 
@@ -535,32 +565,41 @@ def coherence_resistance_threshold() -> Derivation:
                  [("construction eta*(lambda)", eta_thm), ("candidate", expr)], "§5.5")
 
 
-def all_derivations():
+def collect_derivations(entries: Iterable[tuple[str, Callable[..., Derivation], tuple]]
+                        ) -> dict[str, Derivation]:
+    """name → ``factory(*args)`` for (name, factory, args) entries, built in order."""
+    return {name: factory(*args) for name, factory, args in entries}
+
+
+#: (name pattern, factory, extra args after the scheme) of the per-scheme derivations
+_PER_SCHEME = (
+    ("sampling-{}", sampling_coefficients, ()),
+    ("commuting-rate-{}-summed", commuting_direction_rate, ("summed",)),
+    ("commuting-critical-eta-{}", commuting_critical_eta, ()),
+    ("commuting-critical-batch-{}", commuting_critical_batch, ()),
+    ("commuting-critical-alpha-{}", commuting_critical_alpha, ()),
+    ("alternating-polynomial-{}", alternating_direction_polynomial, ()),
+    ("dexter-thm2-{}", dexter_thm2_condition, ()),
+    ("unlearning-retain-noise-{}", unlearning_noise_condition, ("retain",)),
+    ("unlearning-forget-noise-{}", unlearning_noise_condition, ("forget",)),
+)
+
+
+def all_derivations() -> dict[str, Derivation]:
     """Every derivation, for the docs (name → Derivation)."""
-    out = {}
-    for s in SCHEMES:
-        out[f"sampling-{s}"] = sampling_coefficients(s)
-        out[f"commuting-rate-{s}-summed"] = commuting_direction_rate(s, "summed")
-        out[f"commuting-critical-eta-{s}"] = commuting_critical_eta(s)
-        out[f"commuting-critical-batch-{s}"] = commuting_critical_batch(s)
-        out[f"commuting-critical-alpha-{s}"] = commuting_critical_alpha(s)
-        out[f"alternating-polynomial-{s}"] = alternating_direction_polynomial(s)
-        out[f"dexter-thm2-{s}"] = dexter_thm2_condition(s)
-        out[f"unlearning-retain-noise-{s}"] = unlearning_noise_condition(s, "retain")
-        out[f"unlearning-forget-noise-{s}"] = unlearning_noise_condition(s, "forget")
-    out["dexter-single-sample"] = dexter_single_sample()
-    out["dexter-thm1"] = dexter_thm1()
-    out["wu-ma-e-sharpness"] = wu_ma_e_sharpness()
-    out["wu-ma-e-nonuniformity"] = wu_ma_e_nonuniformity()
-    out["unlearning-mean-escape"] = unlearning_mean_escape()
-    out["sam-divergence"] = sam_threshold()
-    out["noise-operator-divergence"] = noise_operator_threshold()
-    out["unlearning-retain-noise-scheme-analogue"] = scheme_analogue_threshold()
-    out["paper-coherence-sum"] = coherence_sum_threshold()
-    out["paper-coherence-resistance"] = coherence_resistance_threshold()
-    out["summed-operator-expansion"] = summed_operator_expansion()
-    out["summed-critical-eta-scalar"] = summed_critical_eta_scalar()
-    return out
+    entries = [(pattern.format(s), factory, (s, *extra))
+               for s in SCHEMES for pattern, factory, extra in _PER_SCHEME]
+    entries += [(name, factory, ()) for name, factory in (
+        ("dexter-single-sample", dexter_single_sample), ("dexter-thm1", dexter_thm1),
+        ("wu-ma-e-sharpness", wu_ma_e_sharpness), ("wu-ma-e-nonuniformity", wu_ma_e_nonuniformity),
+        ("unlearning-mean-escape", unlearning_mean_escape), ("sam-divergence", sam_threshold),
+        ("noise-operator-divergence", noise_operator_threshold),
+        ("unlearning-retain-noise-scheme-analogue", scheme_analogue_threshold),
+        ("paper-coherence-sum", coherence_sum_threshold),
+        ("paper-coherence-resistance", coherence_resistance_threshold),
+        ("summed-operator-expansion", summed_operator_expansion),
+        ("summed-critical-eta-scalar", summed_critical_eta_scalar))]
+    return collect_derivations(entries)
 
 
 # ---------------------------------------------------------------------- summed schedules (§10)
