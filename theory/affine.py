@@ -28,7 +28,7 @@ from rmt.affine import (
     affine_moments,
     stationary,
 )
-from rmt.dynamics import Dynamics, as_dynamics
+from rmt.dynamics import as_dynamics
 from rmt.verdict import MEAN_SQUARE, OutcomeVerdict
 
 from .affine_closed_forms import (

@@ -14,40 +14,32 @@ docs/contract.md §10:
   negative eigenvalue there;
 - ``summed-monotone-batch`` (10.4): ρ(T) is non-increasing in B_R and in B_F.
 
-Each :class:`SummedStatement` has ``applies(hs, schedule)`` (True iff the schedule is
-``"summed"``), ``why`` and ``check(hs, schedule, *, rng=None, seed=0)``, which returns a
-:class:`SummedCheck` (``applies``, ``held``, ``numbers``, ``reason``). The checks use only
+Each :class:`SummedStatement` is a :class:`theory.statement.Statement`: ``applies(hs,
+schedule)`` (True iff the schedule is ``"summed"``), ``why`` and ``check(hs, schedule, *,
+critical=True, rng=None, seed=0)``, which returns a :class:`SummedCheck` (``applies``,
+``held``, ``numbers``, ``reason``). The checks use only
 rmt's public :class:`rmt.meansquare.MeanSquareOperator` (``apply`` and ``r``),
-:func:`rmt.mean_square_rate` and, for 10.3, compare with :func:`rmt.critical_eta`; ``held`` is None when the check could not
-be run (span too large for the dense Sym_r matrix, or a boundary case the statement leaves open).
+:func:`rmt.mean_square_rate` and, for 10.3, compare with :func:`rmt.critical_eta`; ``held`` is
+None when the check could not be run (span too large for the dense Sym_r matrix, or a boundary case the statement leaves open).
 
-**Route for 10.3** (independent of rmt's critical-η code): T(η) is a quadratic polynomial in η,
-so from the dense matrices T₁, T₂ of T on Sym_r (orthonormal basis) at two step sizes η₁ ≠ η₂,
-
-    𝒬 = [(T₁ − I)/η₁ − (T₂ − I)/η₂] / (η₁ − η₂),      𝒜 = η₁𝒬 − (T₁ − I)/η₁,
-
-with η₁ = 1/s, η₂ = 2/s on the curvature scale s = max|eig D| (no cancellation). ρ(T) < 1 ⇔
-η𝒬 − 𝒜 ≺ 0 on Sym_r (T is self-adjoint and ρ(T) = λ_max(T) by 10.1), i.e. η < 1/λ_max of the
-symmetric-definite pencil (𝒬, 𝒜) when 𝒜 ≻ 0 (its eigenvalues are d_i + d_j). A negative
-eigenvalue of 𝒜 (its eigenvector is uuᵀ ⪰ 0, u the escape direction of D) gives η* = 0; a
-kernel X of 𝒜 with ⟨X, 𝒬X⟩ > 0 gives η* = 0 too (⟨X, (T − I)X⟩ = η²⟨X, 𝒬X⟩ > 0); the remaining
-neutral boundary case is reported as not decided. The null mode of a shared λI (a 1×1 block,
-E[j²] = ``op.null_rate``) is fitted the same way.
+The closed form of 10.3 is computed by :mod:`theory.summed_closed_form` (pencil route).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
-
-from rmt.meansquare._linalg import _sym_embedding
-import scipy.linalg as sla
 
 import rmt
 from rmt.dynamics import as_dynamics
 from rmt.meansquare import MeanSquareOperator
+
+from .statement import Statement, StatementCheck, as_dynamics_of, find_statement
+from .summed_closed_form import EIG_RTOL, _sym_matrix, closed_form_eta, sym_basis
 
 __all__ = [
     "HYPOTHESES",
@@ -55,6 +47,7 @@ __all__ = [
     "SummedCheck",
     "SummedStatement",
     "closed_form_eta",
+    "EIG_RTOL",
     "summed_statements",
     "get_summed_statement",
     "sym_basis",
@@ -68,8 +61,6 @@ POSITIVITY_RTOL = 1e-12
 CONVEXITY_RTOL = 1e-9
 ETA_RTOL = 1e-9
 MONOTONE_RTOL = 1e-9
-#: relative size below which an eigenvalue of 𝒜 counts as 0
-EIG_RTOL = 1e-10
 
 HYPOTHESES = (
     "summed schedule: J = I − ηG, G = (1−α)Ĥ_R − αĤ_F symmetric (not alternating, not SAM)",
@@ -79,7 +70,7 @@ HYPOTHESES = (
 
 
 @dataclass(frozen=True)
-class SummedCheck:
+class SummedCheck(StatementCheck):
     """Outcome of one §10 statement on one instance (docs/contract.md §10).
 
     ``applies``: the schedule is summed; ``held``: the numerical verification passed (None when
@@ -87,35 +78,31 @@ class SummedCheck:
     η*); ``reason``: one sentence saying why.
     """
 
-    name: str
-    applies: bool
-    held: bool | None
     numbers: dict = field(default_factory=dict, compare=False)
-    reason: str = ""
-
-    @property
-    def violated(self) -> bool:
-        return self.held is False
 
 
-@dataclass(frozen=True)
-class SummedStatement:
+#: check(hs, schedule, rng) → (held, numbers, reason)
+SummedVerification = Callable[..., "tuple[bool | None, dict, str]"]
+
+
+@dataclass(frozen=True, eq=False)
+class SummedStatement(Statement):
     """One statement of docs/contract.md §10 with its numerical check."""
 
     name: str
     section: str
     statement: str
-    _check: object = field(repr=False)
-    status: str = "proven"
-    hypotheses: tuple = HYPOTHESES
+    _check: SummedVerification = field(repr=False)
+    status: ClassVar[str] = "proven"
+    hypotheses: ClassVar[tuple[str, ...]] = HYPOTHESES
 
     def applies(self, hs, schedule=None) -> bool:
         """True iff the schedule is ``"summed"`` (every scheme, batch and representation)."""
-        return as_dynamics(hs, schedule).schedule.schedule == "summed"
+        return as_dynamics_of(hs, schedule).schedule.schedule == "summed"
 
     def why(self, hs, schedule=None) -> str:
         """Why the statement applies or not (one sentence)."""
-        got = as_dynamics(hs, schedule).schedule.schedule
+        got = as_dynamics_of(hs, schedule).schedule.schedule
         if got == "summed":
             return "hypotheses hold: summed schedule (J affine in η and α, G symmetric)"
         detail = {"alternating": "J = (I + ηαĤ_F)(I − η(1−α)Ĥ_R) is quadratic in η and α",
@@ -123,30 +110,20 @@ class SummedStatement:
         return (f"hypothesis not met: summed schedule (got schedule={got!r}: {detail}, so T need "
                 "not be self-adjoint and ρ need not be convex)")
 
-    def check(self, hs, schedule=None, *, rng=None, seed=0) -> SummedCheck:
-        """Verify the statement numerically on the instance (docs/contract.md §10)."""
-        dyn = as_dynamics(hs, schedule)
+    def check(self, hs, schedule=None, *, critical: bool = True,
+              rng: np.random.Generator | None = None, seed: int = 0) -> SummedCheck:
+        """Verify the statement numerically on the instance (docs/contract.md §10). The random
+        test matrices come from ``rng`` (default: a generator seeded with ``seed``);
+        ``critical`` is accepted for the common interface (10.3 always compares with η*)."""
+        dyn = as_dynamics_of(hs, schedule)
         if not self.applies(dyn):
-            return SummedCheck(self.name, False, None, {}, self.why(dyn))
+            return SummedCheck(self.name, False, None, reason=self.why(dyn))
         rng = np.random.default_rng(seed) if rng is None else rng
         held, numbers, reason = self._check(dyn.hs, dyn.schedule, rng)
-        return SummedCheck(self.name, True, held, numbers, reason)
+        return SummedCheck(self.name, True, held, numbers, reason=reason)
 
 
-# ---------------------------------------------------------------------- Sym_r helpers
-def sym_basis(r):
-    """Orthonormal basis of Sym_r in the Frobenius inner product, shape (r(r+1)/2, r, r)."""
-    return _sym_embedding(r).T.reshape(-1, r, r)
-
-
-def _sym_matrix(op):
-    """The matrix of T on Sym_r in the basis :func:`sym_basis`, T[a, b] = ⟨E_a, T(E_b)⟩."""
-    E = sym_basis(op.r)
-    TE = np.array([op.apply(Eb) for Eb in E])
-    return np.einsum("aij,bij->ab", E, TE)
-
-
-def _random_sym(rng, r):
+def _random_sym(rng: np.random.Generator, r: int) -> np.ndarray:
     A = rng.standard_normal((r, r))
     return A + A.T
 
@@ -181,7 +158,7 @@ def _check_self_adjoint(hs, sch, rng):
     if r <= SYM_MAX_SPAN:
         T = _sym_matrix(op)
         lam, V = np.linalg.eigh(0.5 * (T + T.T))
-        top = max(lam[-1], getattr(op, "null_rate", None) or -math.inf)
+        top = max(lam[-1], op.null_rate or -math.inf)
         exact = _rate(hs, sch)
         numbers.update(
             matrix_asymmetry=float(np.linalg.norm(T - T.T) / np.linalg.norm(T)),
@@ -228,51 +205,6 @@ def _check_convexity(hs, sch, rng):
 
 
 # ---------------------------------------------------------------------- 10.3
-def _pencil(hs, sch):
-    """(𝒜, 𝒬) on Sym_r (plus the null-mode 1×1 block) from T at two step sizes (module doc)."""
-    s = _curvature_scale(hs, sch)
-    e1, e2 = 1.0 / s, 2.0 / s
-    ops = [MeanSquareOperator(hs, sch.replace(eta=e)) for e in (e1, e2)]
-    Ts = [_sym_matrix(op) for op in ops]
-    nulls = [getattr(op, "null_rate", None) for op in ops]
-    if nulls[0] is not None:
-        Ts = [sla.block_diag(T, [[m]]) for T, m in zip(Ts, nulls)]
-    Ts = [0.5 * (T + T.T) for T in Ts]  # symmetric up to round-off (10.1)
-    I = np.eye(len(Ts[0]))
-    P1, P2 = (Ts[0] - I) / e1, (Ts[1] - I) / e2
-    Q = (P1 - P2) / (e1 - e2)
-    A = e1 * Q - P1
-    return 0.5 * (A + A.T), 0.5 * (Q + Q.T), s
-
-
-def _curvature_scale(hs, sch):
-    """max_S λ_max(H̄_S) over the sets in the step (≥ every |eig D|; > 0 on a non-empty span)."""
-    s = 0.0
-    if sch.alpha < 1:
-        s = max(s, abs(rmt.mixed_hessian_extremes(hs, 0.0)[1]))
-    if sch.alpha > 0:
-        s = max(s, abs(rmt.mixed_hessian_extremes(hs, 1.0)[0]))
-    return s if s > 0 else 1.0
-
-
-def closed_form_eta(hs, schedule=None):
-    """η* of docs/contract.md §10.3 from the pencil (𝒜, 𝒬) → (η*, case); case ∈ {"definite",
-    "escape", "singular-unstable", "neutral"} (η* = nan for "neutral", not decided by 10.3)."""
-    dyn = as_dynamics(hs, schedule)
-    A, Q, s = _pencil(dyn.hs, dyn.schedule)
-    a, V = np.linalg.eigh(A)
-    tol = EIG_RTOL * s  # eigenvalues of 𝒜 are d_i + d_j, |d_i| ≤ s
-    if a[0] < -tol:
-        return 0.0, "escape"
-    if a[0] <= tol:
-        K = V[:, a <= tol]
-        if np.linalg.eigvalsh(K.T @ Q @ K)[-1] > EIG_RTOL * s**2:
-            return 0.0, "singular-unstable"
-        return math.nan, "neutral"
-    mu = sla.eigh(Q, A, eigvals_only=True)[-1]
-    return (math.inf if mu <= 0 else float(1.0 / mu)), "definite"
-
-
 def _check_closed_form_eta(hs, sch, rng):
     dyn = as_dynamics(hs, sch)
     if dyn.r > SYM_MAX_SPAN:
@@ -360,14 +292,11 @@ _STATEMENTS = (
 )
 
 
-def summed_statements():
+def summed_statements() -> list[SummedStatement]:
     """The statements §10.1–10.4 of docs/contract.md, in order."""
     return list(_STATEMENTS)
 
 
-def get_summed_statement(name):
+def get_summed_statement(name: str) -> SummedStatement:
     """The statement called ``name`` (e.g. ``"summed-convexity"``)."""
-    for s in _STATEMENTS:
-        if s.name == name:
-            return s
-    raise KeyError(f"no summed statement {name!r}; known: {[s.name for s in _STATEMENTS]}")
+    return find_statement(_STATEMENTS, name)
