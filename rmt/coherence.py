@@ -1,4 +1,4 @@
-"""Coherence of per-sample Hessians and its retain/forget decomposition (THEORY.md §4).
+"""Coherence of per-sample Hessians and its retain/forget decomposition (contract §4).
 
 S_ij = ‖H_i^{1/2} H_j^{1/2}‖_F = √tr(H_i H_j);  σ = λ_max(S) / max_i λ_max(H_i).
 
@@ -6,7 +6,7 @@ For rank-one Hessians S_ij = |g_iᵀ g_j| and σ ∈ [1, n] (1: mutually orthogo
 Everything is computed from factor inner products (tr(H_i H_j) = ‖F_iᵀ F_j‖_F²); no d×d matrix is
 formed for factor-backed sets.
 
-**Shared curvature** (``HessianSet.from_factors(..., shared=λ or Q)``, issue 11): sample i's Hessian
+**Shared curvature** (``HessianSet.from_factors(..., shared=λ or Q)``): sample i's Hessian
 is H_i + C, and ⟨H_i + C, H_j + C⟩_F = tr(H_iH_j) + tr(H_iC) + tr(H_jC) + ‖C‖_F² — for C = λI
 that is tr(H_iH_j) + λ(tr H_i + tr H_j) + dλ², for C = QQᵀ the traces are ‖F_iᵀQ‖_F² and
 ‖QᵀQ‖_F²; λ_max(H_i + C) comes from the small Gram of [F_i, Q] plus λ. Nothing is densified
@@ -33,7 +33,7 @@ def _lmax_sym(S):
 
 
 def coherence_of_matrix(S: np.ndarray, lam_max: np.ndarray) -> float:
-    """σ = λ_max(S) / max_i λ_max(H_i) for a coherence matrix S (THEORY §4)."""
+    """σ = λ_max(S) / max_i λ_max(H_i) for a coherence matrix S (contract §4)."""
     top = float(np.max(lam_max))
     if top <= 0:
         raise ValueError("coherence is undefined when every Hessian is zero")
@@ -42,7 +42,7 @@ def coherence_of_matrix(S: np.ndarray, lam_max: np.ndarray) -> float:
 
 @dataclass(frozen=True)
 class CoherenceResult:
-    """Coherence of a HessianSet (THEORY §4).
+    """Coherence of a HessianSet (contract §4).
 
     Attributes
     ----------
@@ -80,19 +80,19 @@ class CoherenceResult:
         return self.trace_rr.shape[0]
 
     @property
-    def S_rr(self):
+    def S_rr(self) -> np.ndarray:
         return self.S[: self.n_retain, : self.n_retain]
 
     @property
-    def S_ff(self):
+    def S_ff(self) -> np.ndarray:
         return self.S[self.n_retain :, self.n_retain :]
 
     @property
-    def S_rf(self):
+    def S_rf(self) -> np.ndarray:
         return self.S[: self.n_retain, self.n_retain :]
 
     def pair_gram(self, alpha: float, sign: float = -1.0, *, max_pairs: int = 4096) -> np.ndarray:
-        """Trace Gram of the retain/forget pairs A_(r,f) = a H_r + b H_f (THEORY §4).
+        """Trace Gram of the retain/forget pairs A_(r,f) = a H_r + b H_f (contract §4).
 
         a = 1−α, b = sign·α (sign = −1 for ascent on the forget set). Entry ((r,f),(r',f')) is
         a² tr(H_r H_r') + ab[tr(H_r H_f') + tr(H_f H_r')] + b² tr(H_f H_f'); pairs are ordered
@@ -144,7 +144,7 @@ class CoherenceResult:
 
 
 def coherence(hs: HessianSet) -> CoherenceResult:
-    """Coherence matrix and σ, σ_retain, σ_forget, σ_cross of a HessianSet (THEORY §4).
+    """Coherence matrix and σ, σ_retain, σ_forget, σ_cross of a HessianSet (contract §4).
 
     S_ij = √tr(H_i H_j) and σ = λ_max(S)/max_i λ_max(H_i); tr(H_i H_j) comes from factor inner
     products (rank-one: (g_iᵀg_j)²), so the cost is O(n² d k²) with no d×d matrices.

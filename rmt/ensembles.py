@@ -1,4 +1,4 @@
-"""Synthetic Hessian ensembles (THEORY.md §5, §7).
+"""Synthetic Hessian ensembles (contract §5, §7).
 
 Every generator takes ``seed`` (int, SeedSequence, numpy Generator or None) and never touches
 global RNG state. Every generator declares its arguments' allowed values as
@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 from scipy.stats import foldnorm, ortho_group
 
 from .hessians import HessianSet
+from .montecarlo._rng import Seed
 from .validation import Array, Interval, Options, RandomState, check_int, constrained
 
 __all__ = [
@@ -49,21 +52,23 @@ _REPRESENTATION = [Options(("rank1", "commuting"))]
 
 
 @constrained({"d": _at_least(1), "seed": _SEED})
-def random_orthogonal(d, seed=None):
+def random_orthogonal(d: int, seed: Seed = None) -> np.ndarray:
     """Haar-distributed orthogonal (d, d) matrix (``scipy.stats.ortho_group``, drawn from ``seed``)."""
     return ortho_group.rvs(d, random_state=seed)
 
 
 @constrained({"n": _at_least(1), "forget": _FORGET, "seed": _SEED})
-def split_forget(n, forget, seed=None):
+def split_forget(n: int, forget: int | npt.ArrayLike | None,
+                 seed: Seed = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices (retain, forget) of n samples; ``forget`` is a count (random subset) or indices."""
     if forget is None:
         return np.arange(n), np.array([], dtype=int)
     if isinstance(forget, int):
         nf = check_int(forget, "forget", minimum=0, maximum=n - 1)
-        f = np.sort(seed.choice(n, size=nf, replace=False)) if nf else np.array([], dtype=int)
+        rng = cast(np.random.Generator, seed)  # @constrained hands the body a Generator
+        f = np.sort(rng.choice(n, size=nf, replace=False)) if nf else np.array([], dtype=int)
     else:
-        f = forget
+        f = np.asarray(forget)
         if np.any((f < 0) | (f >= n)) or np.unique(f).size != f.size:
             raise ValueError(f"forget indices must be distinct and in [0, {n}), got {f}")
         if f.size >= n:
@@ -89,14 +94,16 @@ def _from_rows(G, forget, seed, representation="rank1"):
     "n": _at_least(1), "sigma": _at_least(1), "lam": _POSITIVE, "forget": _FORGET,
     "representation": _REPRESENTATION, "seed": _SEED,
 })
-def hessian_test(n=100, sigma=1, *, lam=2.0, forget=None, representation="rank1", seed=None):
-    """The shared-direction "Hessian test" ensemble (THEORY §7).
+def hessian_test(n: int = 100, sigma: int = 1, *, lam: float = 2.0,
+                 forget: int | npt.ArrayLike | None = None, representation: str = "rank1",
+                 seed: Seed = None) -> HessianSet:
+    """The shared-direction "Hessian test" ensemble (contract §7).
 
     d = n − σ + 1; H_i = (λn/σ) e₀e₀ᵀ for i < σ, else (λn/σ) e_{i−σ+1} e_{i−σ+1}ᵀ, so that
     λ_max(H̄) = λ (= 2 in the published grids) and the coherence is exactly σ. Rank-one factors.
     ``forget``: None (SGD), a count (random subset chosen with ``seed``) or explicit indices.
     ``representation``: "rank1" (factors g_i) or "commuting" (the same Hessians as diagonal
-    eigenvalue profiles, which unlocks the closed forms of THEORY §3 — use it for grids).
+    eigenvalue profiles, which unlocks the closed forms of contract §3 — use it for grids).
     """
     sigma = check_int(sigma, "sigma", minimum=1, maximum=n)
     d = n - sigma + 1
@@ -111,8 +118,10 @@ def hessian_test(n=100, sigma=1, *, lam=2.0, forget=None, representation="rank1"
     "n": _at_least(1), "sigma": _at_least(1), "lam": _POSITIVE, "d": _at_least(1),
     "forget": _FORGET, "representation": _REPRESENTATION, "seed": _SEED,
 })
-def near_optimal(n, sigma, lam, *, d=1, forget=None, representation="rank1", seed=None):
-    """Dexter et al. Theorem 2 construction (THEORY §5.2).
+def near_optimal(n: int, sigma: int, lam: float, *, d: int = 1,
+                 forget: int | npt.ArrayLike | None = None, representation: str = "rank1",
+                 seed: Seed = None) -> HessianSet:
+    """Dexter et al. Theorem 2 construction (contract §5.2).
 
     H_i = (λ n/σ) e₁e₁ᵀ for the first σ samples and 0 for the rest; then ρ(T) < 1 iff
     λ < (2/η)[1 + (n/B − 1)/σ]^{−1} (Bernoulli sampling). ``representation`` as in
@@ -138,18 +147,18 @@ _ALIGNED = {
 
 @constrained({**_ALIGNED, "scale": _POSITIVE, "seed": _SEED})
 def aligned(
-    n_retain,
-    n_forget,
-    d,
-    within_retain=0.0,
-    within_forget=0.0,
-    between=0.0,
+    n_retain: int,
+    n_forget: int,
+    d: int,
+    within_retain: float = 0.0,
+    within_forget: float = 0.0,
+    between: float = 0.0,
     *,
-    noise="orthogonal",
-    scale=1.0,
-    seed=None,
-):
-    """Rank-one sets with separately controlled alignment (THEORY §4).
+    noise: str = "orthogonal",
+    scale: float = 1.0,
+    seed: Seed = None,
+) -> HessianSet:
+    """Rank-one sets with separately controlled alignment (contract §4).
 
     g_i = √scale·(√a_R u_R + √(1−a_R) z_i) for retain samples and
     g_j = √scale·(√a_F u_F + √(1−a_F) z_j) for forget samples, with unit shared directions u_R,
@@ -165,7 +174,8 @@ def aligned(
     The shared directions (and orthogonal noise directions) form a Haar-random orthonormal frame
     drawn from ``seed``.
     """
-    nr, nf, aR, aF, c, rng = n_retain, n_forget, within_retain, within_forget, between, seed
+    nr, nf, aR, aF, c = n_retain, n_forget, within_retain, within_forget, between
+    rng = cast(np.random.Generator, seed)  # @constrained hands the body a Generator
     n = nr + nf
     if noise == "orthogonal" and d < n + 2:
         raise ValueError(f"noise='orthogonal' needs d >= n_retain + n_forget + 2 = {n + 2}, got d={d}")
@@ -196,8 +206,9 @@ def _folded_mean(mu, s):
 
 @constrained(_ALIGNED)
 def aligned_expected_coherence(
-    n_retain, n_forget, d, within_retain=0.0, within_forget=0.0, between=0.0, *, noise="orthogonal"
-):
+    n_retain: int, n_forget: int, d: int, within_retain: float = 0.0, within_forget: float = 0.0,
+    between: float = 0.0, *, noise: str = "orthogonal",
+) -> dict[str, float]:
     """Coherence of :func:`aligned` — exact for ``noise="orthogonal"``, approximate for "gaussian".
 
     Orthogonal noise: S = blocks [[(1−a_R)I + a_R 11ᵀ, s_x 11ᵀ], [s_x 11ᵀ, (1−a_F)I + a_F 11ᵀ]]
@@ -241,29 +252,33 @@ def aligned_expected_coherence(
     "basis": [Options(("identity", "random")), Array(ndim=2)],
     "seed": _SEED,
 })
-def commuting(retain_eigs, forget_eigs=None, *, basis="identity", seed=None):
-    """Simultaneously diagonal HessianSet from eigenvalue profiles (THEORY §3, commuting).
+def commuting(retain_eigs: npt.ArrayLike, forget_eigs: npt.ArrayLike | None = None, *,
+              basis: str | npt.ArrayLike = "identity", seed: Seed = None) -> HessianSet:
+    """Simultaneously diagonal HessianSet from eigenvalue profiles (contract §3, commuting).
 
     ``retain_eigs``/``forget_eigs`` have shape (n, d) (non-negative). ``basis`` is "identity",
     "random" (Haar-random orthogonal from ``seed``) or an explicit orthogonal (d, d) matrix.
     """
+    Q: npt.ArrayLike | None = basis
     if isinstance(basis, str):
-        basis = None if basis == "identity" else random_orthogonal(retain_eigs.shape[1], seed)
-    return HessianSet.from_commuting(retain_eigs, forget_eigs, basis=basis)
+        Q = None if basis == "identity" else random_orthogonal(np.shape(retain_eigs)[1], seed)
+    return HessianSet.from_commuting(retain_eigs, forget_eigs, basis=Q)
 
 
 @constrained({
     "n_retain": _at_least(1), "n_forget": _at_least(0), "d": _at_least(1), "k": _at_least(1),
     "shared": _UNIT, "scale": _POSITIVE, "seed": _SEED,
 })
-def wishart(n_retain, n_forget=0, d=10, k=2, *, shared=0.0, scale=1.0, seed=None):
+def wishart(n_retain: int, n_forget: int = 0, d: int = 10, k: int = 2, *, shared: float = 0.0,
+            scale: float = 1.0, seed: Seed = None) -> HessianSet:
     """Rank-k Wishart-type per-sample Hessians H_i = F_i F_iᵀ with F_i ∈ R^{d×k}.
 
     F_i = √scale·(√shared · F₀ + √(1−shared) · Z_i) / √d with F₀, Z_i standard Gaussian (F₀ common
     to all samples), so E H_i = scale·k·I/d and ``shared`` ∈ [0, 1] tunes the alignment of the
     curvature between samples (0: independent, 1: identical). Returns a factor-backed set.
     """
-    nr, nf, rng = n_retain, n_forget, seed
+    nr, nf = n_retain, n_forget
+    rng = cast(np.random.Generator, seed)  # @constrained hands the body a Generator
     F0 = rng.standard_normal((d, k))
     Z = rng.standard_normal((nr + nf, d, k))
     F = math.sqrt(scale / d) * (math.sqrt(shared) * F0[None] + math.sqrt(1 - shared) * Z)

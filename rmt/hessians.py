@@ -76,8 +76,14 @@ class HessianSet(GramRows):
     space).
     """
 
-    def __init__(self, kind, retain, forget=None, *, basis=None, gradients=None, shared=(0.0, None),
-                 _token=None):
+    _dense_factors: dict[str, np.ndarray]  # from_dense: per-sample eigen-factors
+    _folded_shared: tuple[float, np.ndarray | None]  # from_commuting: the folded shared term
+
+    def __init__(self, kind: str, retain: np.ndarray, forget: np.ndarray | None = None, *,
+                 basis: np.ndarray | None = None,
+                 gradients: dict[str, npt.ArrayLike | None] | None = None,
+                 shared: tuple[float, np.ndarray | None] = (0.0, None),
+                 _token: object = None) -> None:
         if _token is not _CONSTRUCT:
             raise TypeError(
                 "build a HessianSet with HessianSet.from_dense, from_factors or from_commuting"
@@ -89,7 +95,7 @@ class HessianSet(GramRows):
         self._gradients = _check_gradients(gradients or {}, retain, forget,
                                            chunk_entries=CHUNK_ENTRIES)
         self._shared_scalar, self._shared_factor = shared
-        self._reductions = {}
+        self._reductions: dict[tuple[bool, bool], Reduction] = {}
         self._large = False
         if kind in ("rank1", "factor"):
             rows = sum(int(np.prod(a.shape)) // a.shape[1] for a in (retain, forget)
@@ -104,8 +110,10 @@ class HessianSet(GramRows):
 
     # ------------------------------------------------------------------ constructors
     @classmethod
-    def from_dense(cls, retain, forget=None, *, retain_gradients=None, forget_gradients=None,
-                   shared=None):
+    def from_dense(cls, retain: npt.ArrayLike, forget: npt.ArrayLike | None = None, *,
+                   retain_gradients: npt.ArrayLike | None = None,
+                   forget_gradients: npt.ArrayLike | None = None,
+                   shared: float | npt.ArrayLike | None = None) -> HessianSet:
         """Dense per-sample Hessians, arrays of shape (n, d, d).
 
         ``shared``: curvature C shared by every sample (retain and forget), so that sample i's
@@ -137,8 +145,10 @@ class HessianSet(GramRows):
         return hs
 
     @classmethod
-    def from_factors(cls, retain, forget=None, *, retain_gradients=None, forget_gradients=None,
-                     shared=None):
+    def from_factors(cls, retain: npt.ArrayLike, forget: npt.ArrayLike | None = None, *,
+                     retain_gradients: npt.ArrayLike | None = None,
+                     forget_gradients: npt.ArrayLike | None = None,
+                     shared: float | npt.ArrayLike | None = None) -> HessianSet:
         """Factor-backed Hessians: shape (n, d) → H_i = g_i g_iᵀ; shape (n, d, k) → H_i = F_i F_iᵀ.
 
         No d×d matrix is ever formed for a factor-backed set. The factors are the Gauss–Newton
@@ -166,8 +176,11 @@ class HessianSet(GramRows):
                    shared=sh, _token=_CONSTRUCT)
 
     @classmethod
-    def from_commuting(cls, retain, forget=None, basis=None, *, retain_gradients=None,
-                       forget_gradients=None, shared=None):
+    def from_commuting(cls, retain: npt.ArrayLike, forget: npt.ArrayLike | None = None,
+                       basis: npt.ArrayLike | None = None, *,
+                       retain_gradients: npt.ArrayLike | None = None,
+                       forget_gradients: npt.ArrayLike | None = None,
+                       shared: float | npt.ArrayLike | None = None) -> HessianSet:
         """Simultaneously diagonalisable Hessians H_i = Q diag(λ_i) Qᵀ (contract §3, commuting).
 
         ``retain``/``forget`` are eigenvalue profiles of shape (n, d) (non-negative); ``basis`` is
@@ -244,7 +257,7 @@ class HessianSet(GramRows):
         return self._shared_scalar
 
     @property
-    def shared_factor(self):
+    def shared_factor(self) -> np.ndarray | None:
         """Q (d, k) of a shared curvature QQᵀ added to every sample's Hessian, or None."""
         return self._shared_factor
 
@@ -265,12 +278,12 @@ class HessianSet(GramRows):
         """Per-sample gradients were given for at least one set (a non-interpolating minimum)."""
         return any(g is not None for g in self._gradients.values())
 
-    def gradients(self, which="retain"):
+    def gradients(self, which: str = "retain") -> np.ndarray | None:
         """Per-sample loss gradients g_i = ∇ℓ_i(w*) of ``which``, shape (n, d), or None."""
         self._raw(which)
         return self._gradients.get(which)
 
-    def size(self, which):
+    def size(self, which: str) -> int:
         """Number of samples in ``which`` ("retain" or "forget")."""
         _check_which(which)
         return self.n_retain if which == "retain" else self.n_forget
@@ -285,7 +298,7 @@ class HessianSet(GramRows):
         """Dimension d − r of the common null space of all Hessians."""
         return self.dim - self.span_dim
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         parts = [
             f"kind={self.kind!r}",
             f"n_retain={self.n_retain}",
@@ -302,14 +315,15 @@ class HessianSet(GramRows):
     def _present(self):
         return ("retain", "forget") if self.has_forget else ("retain",)
 
-    def _raw(self, which):
+    def _raw(self, which: str) -> np.ndarray:
         _check_which(which)
-        if which == "forget" and self._forget is None:
+        raw = self._retain if which == "retain" else self._forget
+        if raw is None:
             raise ValueError("this HessianSet has no forget set")
-        return self._retain if which == "retain" else self._forget
+        return raw
 
     # ------------------------------------------------------------------ views
-    def factors(self, which="retain") -> np.ndarray:
+    def factors(self, which: str = "retain") -> np.ndarray:
         """Factors F_i with H_i = F_i F_iᵀ, shape (n, d, k) (zero-padded to a common k)."""
         raw = self._raw(which)
         if self.kind == "dense":
@@ -323,7 +337,7 @@ class HessianSet(GramRows):
             return raw[:, :, None]
         return raw
 
-    def dense(self, which="retain") -> np.ndarray:
+    def dense(self, which: str = "retain") -> np.ndarray:
         """Per-sample Hessians as a dense (n, d, d) array.
 
         For factor-backed sets this builds n d×d matrices: meant for tests and small problems.
@@ -339,7 +353,7 @@ class HessianSet(GramRows):
             out = np.einsum("nak,nbk->nab", F, F)
         return out + self._shared_dense()[None] if self.has_shared else out
 
-    def eigenvalues(self, which="retain") -> np.ndarray:
+    def eigenvalues(self, which: str = "retain") -> np.ndarray:
         """Eigenvalue profiles (n, d) of a commuting set in its shared basis."""
         if self.kind != "commuting":
             raise ValueError(f"eigenvalues() needs a commuting set, this one is {self.kind!r}")
@@ -352,7 +366,7 @@ class HessianSet(GramRows):
             raise ValueError(f"basis needs a commuting set, this one is {self.kind!r}")
         return self._basis
 
-    def mean(self, which="retain") -> np.ndarray:
+    def mean(self, which: str = "retain") -> np.ndarray:
         """Mean Hessian H̄_S = (1/n_S) Σ_{i∈S} H_i as a dense (d, d) array (shared term included)."""
         raw = self._raw(which)
         if self.kind == "dense":
@@ -366,7 +380,7 @@ class HessianSet(GramRows):
             out = (flat @ flat.T) / n
         return out + self._shared_dense() if self.has_shared else out
 
-    def max_eigenvalues(self, which="retain") -> np.ndarray:
+    def max_eigenvalues(self, which: str = "retain") -> np.ndarray:
         """λ_max(H_i) for every sample of ``which``, shape (n,), without forming d×d matrices.
 
         With a shared term C = λI + QQᵀ: λ_max(H_i + C) = λ + λ_max of the small Gram of [F_i, Q].
@@ -385,7 +399,7 @@ class HessianSet(GramRows):
         small = np.einsum("nak,nal->nkl", F, F)  # k×k Gram FᵢᵀFᵢ has the same non-zero spectrum
         return np.linalg.eigvalsh(small)[:, -1].clip(min=0.0) + self._shared_scalar
 
-    def trace_products(self, a="retain", b="retain") -> np.ndarray:
+    def trace_products(self, a: str = "retain", b: str = "retain") -> np.ndarray:
         """Matrix of tr(H_i H_j) for i ∈ a, j ∈ b (contract §1), via factor inner products.
 
         With a shared term C the per-sample Hessians are H_i + C and
@@ -433,7 +447,7 @@ class HessianSet(GramRows):
             out += 2 * lam * float(np.trace(QtQ)) + float(np.sum(QtQ**2))
         return out
 
-    def factor_coordinates(self, which, basis) -> np.ndarray:
+    def factor_coordinates(self, which: str, basis: np.ndarray | ImplicitBasis) -> np.ndarray:
         """Coordinates Bᵀ F_i of the per-sample factors of ``which`` in an orthonormal basis B
         (d, m): shape (n, k, m). For an :class:`ImplicitBasis` of this set (large d) they come from
         the joint Gram, with no pass over d; otherwise one product with the explicit basis."""
@@ -447,7 +461,8 @@ class HessianSet(GramRows):
                 [out, np.zeros((n, F.shape[2] - k, out.shape[2]))], axis=1)
         return np.einsum("ndk,dm->nkm", F, np.asarray(basis, dtype=float))
 
-    def gradient_coordinates(self, which, basis) -> np.ndarray:
+    def gradient_coordinates(self, which: str,
+                             basis: np.ndarray | ImplicitBasis) -> np.ndarray | None:
         """Coordinates Bᵀ g_i of the per-sample gradients of ``which`` (n, m), or None without
         gradients; from the joint Gram for an :class:`ImplicitBasis` of this set (large d)."""
         g = self.gradients(which)
@@ -458,7 +473,7 @@ class HessianSet(GramRows):
             return G[np.ix_(self._row_index(f"{which}_gradients"), basis.rows)] @ basis.coef
         return project(basis, g)
 
-    def factor_gram(self, which) -> np.ndarray:
+    def factor_gram(self, which: str) -> np.ndarray:
         """FᵀF of the stacked factor columns of ``which`` (n·k, n·k): (1/n)× it has the non-zero
         spectrum of the per-sample part of H̄ (from the joint Gram at large d)."""
         if self._large:
@@ -495,7 +510,7 @@ class HessianSet(GramRows):
         """:data:`CHUNK_ENTRIES`, read at call time (the chunk size of :class:`GramRows`)."""
         return CHUNK_ENTRIES
 
-    def reduction(self, retain=True, forget=None) -> Reduction:
+    def reduction(self, retain: bool = True, forget: bool | None = None) -> Reduction:
         """Coordinates of the selected sets on the span of their Hessians (cached).
 
         ``retain``/``forget`` select which sets define the span (the sets that enter the dynamics
@@ -596,7 +611,7 @@ class HessianSet(GramRows):
 _CONSTRUCT = object()
 
 
-def check_hessian_set(hs, name="hs"):
+def check_hessian_set(hs: object, name: str = "hs") -> HessianSet:
     """Type-check a HessianSet argument (TypeError naming ``name`` otherwise)."""
     if not isinstance(hs, HessianSet):
         raise TypeError(f"{name} must be a HessianSet, got {type(hs).__name__}")

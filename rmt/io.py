@@ -1,6 +1,6 @@
 """The ``.npz`` file layout of per-sample curvature: :func:`save_npz` and :func:`load_npz`.
 
-One file holds what :class:`~rmt.hessians.HessianSet` needs (THEORY.md §1, §8) — Gauss–Newton
+One file holds what :class:`~rmt.hessians.HessianSet` needs (contract §1, §8) — Gauss–Newton
 factors per sample, per-sample loss gradients, and the name of the loss the factors belong to.
 This docstring and ``docs/npz.md`` are the two descriptions of the layout (the same text).
 
@@ -14,7 +14,7 @@ parameters, ``k`` factor columns)::
     retain_factors      (n_r, d) or (n_r, d, k)   H_i = g_i g_iᵀ  or  H_i = F_i F_iᵀ  (required)
     forget_factors      (n_f, d) or (n_f, d, k)   the same for the forget set (optional)
     retain_gradients    (n_r, d), optional    per-sample loss gradients g_i = ∇ℓ_i(w*) (the drift
-                                              of THEORY §8; omit at an interpolating minimum)
+                                              of contract §8; omit at an interpolating minimum)
     forget_gradients    (n_f, d), optional    the same for the forget set (needs forget_factors)
 
 The factors are **not** the loss gradients: for a per-sample loss ℓ(f(x_i; w), y_i) the factor is
@@ -29,7 +29,7 @@ per-sample Hessians. One curvature key per set. A legacy ``*_grads`` key cannot 
 Checks, all ``ValueError`` with one message naming the key, done before anything is computed:
 not a file / a directory / not an ``.npz`` archive / object arrays; unknown or missing keys; wrong
 dimensions or sizes that disagree between keys; complex, non-numeric, NaN or ±inf entries; and
-**scale**: the mean-square operator multiplies two Hessians (THEORY §3), i.e. fourth powers of
+**scale**: the mean-square operator multiplies two Hessians (contract §3), i.e. fourth powers of
 the factors, so a set whose largest per-sample curvature tr(H_i) lies outside
 [``SCALE_MIN``, ``SCALE_MAX``] is refused — its squares would overflow (ARPACK then fails with an
 opaque error) or underflow (everything would silently "converge").
@@ -48,8 +48,10 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
+import numpy.typing as npt
 
 from .hessians import HessianSet
 
@@ -74,7 +76,7 @@ KEYS = {
     "loss": "() string: the loss the factors are Gauss-Newton factors of (squared/logistic/softmax)",
     "retain_factors": "(n_r, d) or (n_r, d, k) factors: H_i = g_i g_iᵀ or F_i F_iᵀ (required)",
     "forget_factors": "(n_f, d) or (n_f, d, k) factors of the forget set",
-    "retain_gradients": "(n_r, d) per-sample loss gradients g_i = ∇ℓ_i(w*) (drift, THEORY §8)",
+    "retain_gradients": "(n_r, d) per-sample loss gradients g_i = ∇ℓ_i(w*) (drift, contract §8)",
     "forget_gradients": "(n_f, d) per-sample loss gradients of the forget set",
 }
 #: Keys read for backwards compatibility (never written).
@@ -90,7 +92,7 @@ LEGACY_KEYS = {
 #: normal float64 range [2.2e-308, 1.8e308] with room to spare.
 SCALE_MIN = 1e-140
 SCALE_MAX = 1e140
-#: Largest |entry| of per-sample gradients (their squares enter E[bbᵀ], THEORY §8).
+#: Largest |entry| of per-sample gradients (their squares enter E[bbᵀ], contract §8).
 GRADIENT_MAX = 1e140
 
 _CURVATURE = {"factors": (2, 3), "grads": (2,), "hessians": (3,)}
@@ -155,7 +157,7 @@ def _check_gradient_scale(arr, name):
             f"{GRADIENT_MAX:g} (the drift covariance squares it); rescale the gradients")
 
 
-def check_curvature_scale(hs) -> None:
+def check_curvature_scale(hs: HessianSet) -> None:
     """Raise ValueError when a HessianSet's curvature or gradients leave the float64 range.
 
     The same scale checks :func:`load_npz` applies (module docstring), for sets built in memory.
@@ -323,7 +325,8 @@ def _build(mats, kw):
     return HessianSet.from_factors(mats["retain"][1], mats.get("forget", (None, None))[1], **kw)
 
 
-def load_npz(path, *, with_metadata=False):
+def load_npz(path: str | os.PathLike, *,
+             with_metadata: bool = False) -> HessianSet | tuple[HessianSet, NpzMetadata]:
     """Read an ``.npz`` file of the documented layout (module docstring, ``docs/npz.md``).
 
     Returns the :class:`~rmt.hessians.HessianSet` (per-sample gradients attached when stored);
@@ -352,7 +355,8 @@ def _arrays_of(hs):
     return out
 
 
-def save_npz(path, hs_or_arrays, *, loss=None, compressed=False) -> Path:
+def save_npz(path: str | os.PathLike, hs_or_arrays: HessianSet | Mapping[str, npt.ArrayLike], *,
+             loss: str | None = None, compressed: bool = False) -> Path:
     """Write a HessianSet (or a mapping of layout arrays) as an ``.npz`` file of format version 1.
 
     ``hs_or_arrays``: a :class:`~rmt.hessians.HessianSet` — its factors (rank-one sets as (n, d),

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["Reduction", "ImplicitBasis", "lift", "project", "hstack_bases", "span_tolerance",
            "SPAN_RTOL"]
 
-#: The span rule (THEORY §3 "Null space"), in curvature units for every representation: a
+#: The span rule (contract §3 "Null space"), in curvature units for every representation: a
 #: direction belongs to the span iff its curvature exceeds τ(d) = SPAN_RTOL·√d·eps times the
 #: largest curvature of the whole set (see :func:`span_tolerance` and :meth:`HessianSet.reduction`).
 SPAN_RTOL = 10.0
@@ -33,7 +35,7 @@ class Reduction:
     psi_retain: np.ndarray | None
     psi_forget: np.ndarray | None
     dim: int
-    #: shared curvature C = λI + QQᵀ added to every per-sample Hessian (THEORY §1, issue 11):
+    #: shared curvature C = λI + QQᵀ added to every per-sample Hessian (contract §1):
     #: ``shared_scalar`` = λ and ``shared_psi`` = UᵀQ (r, k_s) or None
     shared_scalar: float = 0.0
     shared_psi: np.ndarray | None = None
@@ -46,7 +48,7 @@ class Reduction:
     def has_shared(self) -> bool:
         return self.shared_scalar > 0.0 or self.shared_psi is not None
 
-    def shared_matrix(self):
+    def shared_matrix(self) -> np.ndarray | None:
         """The shared term C = λI + QQᵀ in span coordinates (r, r), or None without one."""
         if not self.has_shared:
             return None
@@ -64,10 +66,10 @@ class Reduction:
     def null_dim(self) -> int:
         return self.dim - self.r
 
-    def psi(self, which):
+    def psi(self, which: str) -> np.ndarray | None:
         return self.psi_retain if which == "retain" else self.psi_forget
 
-    def mean(self, which, shared=True):
+    def mean(self, which: str, shared: bool = True) -> np.ndarray:
         """Reduced mean Hessian H̄_S = (1/n) Σ Ψ_i Ψ_iᵀ + C (r×r); ``shared=False`` omits C."""
         psi = self.psi(which)
         r, n, k = psi.shape
@@ -76,7 +78,7 @@ class Reduction:
         C = self.shared_matrix() if shared else None
         return out if C is None else out + C
 
-    def hessians(self, which):
+    def hessians(self, which: str) -> np.ndarray:
         """Reduced per-sample Hessians Ψ_iΨ_iᵀ + C (n, r, r) — for tests and small problems only."""
         psi = self.psi(which)
         out = np.einsum("rna,sna->nrs", psi, psi)
@@ -88,13 +90,15 @@ class ImplicitBasis:
     """An orthonormal basis U (d, r) kept implicit as U = Zᵀ C over rows of a HessianSet's own
     arrays (factor columns, shared factor, gradients), so that nothing of size d × r is formed.
 
-    Made by the chunked-Gram path of :meth:`HessianSet.reduction` (large d, issue 11). It
+    Made by the chunked-Gram path of :meth:`HessianSet.reduction` (large d). It
     supports what the analyses need: ``project(X)`` = X U (X (..., d)), ``lift(Y)`` = Y Uᵀ
     (Y (..., r)), both one chunked pass over d; ``U @ y``, ``X @ U``, ``U.T @ x`` and
     ``y @ U.T`` dispatch to them. ``np.asarray(U)`` materialises the (d, r) matrix (small d only).
     """
 
-    def __init__(self, hs, rows, coef):
+    def __init__(self, hs: Any, rows: npt.ArrayLike, coef: npt.ArrayLike) -> None:
+        # hs: the HessianSet whose stacked rows Z this basis combines (rmt.hessians imports
+        # this module, so the type is not named here)
         self._hs = hs
         self.rows = np.asarray(rows, dtype=np.int64)
         self.coef = np.asarray(coef, dtype=np.float64)
@@ -103,10 +107,10 @@ class ImplicitBasis:
         self.dtype = np.dtype(np.float64)
 
     @property
-    def T(self):
+    def T(self) -> _TransposedBasis:
         return _TransposedBasis(self)
 
-    def project(self, X):
+    def project(self, X: npt.ArrayLike) -> np.ndarray:
         """X U for X of shape (d,) or (m, d), chunked over d."""
         X = np.asarray(X)
         vec = X.ndim == 1
@@ -117,7 +121,7 @@ class ImplicitBasis:
         out = acc @ self.coef
         return out[0] if vec else out
 
-    def lift(self, Y):
+    def lift(self, Y: npt.ArrayLike) -> np.ndarray:
         """Y Uᵀ for Y of shape (r,) or (m, r), chunked over d."""
         Y = np.asarray(Y, dtype=np.float64)
         vec = Y.ndim == 1
@@ -127,26 +131,27 @@ class ImplicitBasis:
             out[:, sl] = A @ Zc
         return out[0] if vec else out
 
-    def matrix(self):
+    def matrix(self) -> np.ndarray:
         return self.lift(np.eye(self.shape[1])).T
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> np.ndarray:
         out = self.matrix()
         return out if dtype is None else out.astype(dtype)
 
-    def __matmul__(self, Y):  # U @ Y = (Yᵀ Uᵀ)ᵀ
+    def __matmul__(self, Y: npt.ArrayLike) -> np.ndarray:  # U @ Y = (Yᵀ Uᵀ)ᵀ
         Y = np.asarray(Y)
         if Y.ndim == 1:
             return self.lift(Y)
         return self.lift(Y.T).T
 
-    def __rmatmul__(self, X):  # X @ U
+    def __rmatmul__(self, X: npt.ArrayLike) -> np.ndarray:  # X @ U
         return self.project(X)
 
-    def hstack(self, other):
+    def hstack(self, other: np.ndarray | ImplicitBasis) -> ImplicitBasis:
         """[U, V] as one implicit basis (V implicit over the same HessianSet, or (d, 0))."""
         if isinstance(other, np.ndarray) and other.shape[1] == 0:
             return self
+        other = cast(ImplicitBasis, other)  # implicit over the same HessianSet
         rows = np.union1d(self.rows, other.rows)
         coef = np.zeros((rows.size, self.shape[1] + other.shape[1]))
         coef[np.searchsorted(rows, self.rows), : self.shape[1]] = self.coef
@@ -173,27 +178,28 @@ class _TransposedBasis:
         return self._b.lift(Y)
 
 
-def lift(basis, Y):
+def lift(basis: np.ndarray | ImplicitBasis, Y: npt.ArrayLike) -> np.ndarray:
     """Y Bᵀ for an explicit (d, m) basis or an :class:`ImplicitBasis` (Y (..., m) → (..., d))."""
     return basis.lift(Y) if isinstance(basis, ImplicitBasis) else np.asarray(Y) @ basis.T
 
 
-def project(basis, X):
+def project(basis: np.ndarray | ImplicitBasis, X: npt.ArrayLike) -> np.ndarray:
     """X B for an explicit (d, m) basis or an :class:`ImplicitBasis` (X (..., d) → (..., m))."""
     return basis.project(X) if isinstance(basis, ImplicitBasis) else np.asarray(X) @ basis
 
 
-def hstack_bases(A, B):
+def hstack_bases(A: np.ndarray | ImplicitBasis,
+                 B: np.ndarray | ImplicitBasis) -> np.ndarray | ImplicitBasis:
     """[A, B] for explicit or implicit bases (implicit stays implicit)."""
     if isinstance(A, ImplicitBasis):
         return A.hstack(B)
     return np.hstack([A, np.asarray(B)])
 
 
-def span_tolerance(d):
+def span_tolerance(d: int) -> float:
     """τ(d) = SPAN_RTOL·√d·eps: the relative curvature below which a direction is round-off.
 
-    The span rule (THEORY §3 "Null space", :meth:`HessianSet.reduction`): a direction u belongs
+    The span rule (contract §3 "Null space", :meth:`HessianSet.reduction`): a direction u belongs
     to the span of the selected sets iff its curvature, an eigenvalue of S = Σ_i H_i (+ QQᵀ of a
     shared factor), exceeds τ(d)·λ_ref with λ_ref = λ_max of S over *all* samples of the set.
     τ(d) sits above the round-off of a dense d×d symmetric eigendecomposition (measured: ≤ 4·eps

@@ -6,7 +6,7 @@ with numpy, so examples are cheap and shrink towards small, simple instances:
 - :func:`hessian_sets`   — PSD retain/forget sets (rank-one, factor, dense, commuting or the
   Dexter Theorem 2 construction) with controlled within-retain, within-forget and between
   alignment (alignment 0 → low coherence, 1 → identical Hessians, σ = n);
-- :func:`commuting_sets` — simultaneously diagonal sets (closed forms exist, THEORY §3);
+- :func:`commuting_sets` — simultaneously diagonal sets (closed forms exist, contract §3);
 - :func:`schedules`      — :class:`rmt.Schedule` objects valid for a given set, with η drawn
   relative to the curvature scale so both stable and unstable regimes appear;
 - :func:`instances`      — (HessianSet, Schedule) pairs;
@@ -15,7 +15,7 @@ with numpy, so examples are cheap and shrink towards small, simple instances:
 
 ``gradients=True`` (or None: either) attaches random per-sample loss gradients g_i (shape (n, d),
 generic, so with components inside and outside the span of the Hessians) to the sets, so code that handles
-the drift of a non-interpolating minimum (THEORY §8) can be property-tested too.
+the drift of a non-interpolating minimum (contract §8) can be property-tested too.
 
 :func:`register_profiles` registers the ``dev`` and ``ci`` profiles (``deadline=None``).
 """
@@ -23,10 +23,12 @@ the drift of a non-interpolating minimum (THEORY §8) can be property-tested too
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
+from scipy.stats import ortho_group
 
 from .validation import (
     check_int,
@@ -37,6 +39,7 @@ from .validation import (
 )
 from .dynamics import Dynamics
 from .hessians import HessianSet
+from .montecarlo._rng import Seed
 from .schedule import SAMPLING_SCHEMES, Schedule
 
 __all__ = [
@@ -54,7 +57,7 @@ __all__ = [
 KINDS = ("rank1", "factor", "dense", "commuting", "construction")
 
 
-def register_profiles(dev_examples=50, ci_examples=100):
+def register_profiles(dev_examples: int = 50, ci_examples: int = 100) -> None:
     """Register Hypothesis profiles ``dev`` and ``ci`` (``deadline=None``; ``ci`` derandomised).
 
     deadline=None because numba JIT compilation lands on random examples. Load one with
@@ -76,8 +79,9 @@ def _unit(rng, d):
     return v / nrm if nrm > 0 else np.eye(d)[0]
 
 
-def build_hessian_set(kind, d, n_retain, n_forget, within_retain, within_forget, between, seed,
-                      *, rank=2, spread=0.0, gradients=False):
+def build_hessian_set(kind: str, d: int, n_retain: int, n_forget: int, within_retain: float,
+                      within_forget: float, between: float, seed: Seed, *, rank: int = 2,
+                      spread: float = 0.0, gradients: bool = False) -> HessianSet:
     """Deterministic builder behind :func:`hessian_sets` (usable without Hypothesis).
 
     Shared unit directions u_R, u_F with cosine ``between``; sample i of set S has factor
@@ -124,7 +128,7 @@ def _hessian_arrays(kind, d, nr, nf, aR, aF, c, rng, rank, spread):
         F = rng.standard_normal((nf, d)) / math.sqrt(d) if nf else None
         return HessianSet.from_factors, (G, F), {}
     if kind == "commuting":
-        Q = np.linalg.qr(rng.standard_normal((d, d)))[0]
+        Q = ortho_group.rvs(d, random_state=rng)  # Haar (QR with the sign fix)
         pR = rng.exponential(size=d)
         pF = abs(c) * pR + (1 - abs(c)) * rng.exponential(size=d) if nf else None
 
@@ -163,8 +167,9 @@ def _hessian_arrays(kind, d, nr, nf, aR, aF, c, rng, rank, spread):
     return HessianSet.from_dense, (dense(FR), None if FF is None else dense(FF)), {}
 
 
-def hessian_sets(*, max_dim=4, max_retain=6, max_forget=4, forget=None, kinds=KINDS, max_rank=2,
-                 gradients=False):
+def hessian_sets(*, max_dim: int = 4, max_retain: int = 6, max_forget: int = 4,
+                 forget: bool | None = None, kinds: Sequence[str] = KINDS, max_rank: int = 2,
+                 gradients: bool | None = False) -> st.SearchStrategy[HessianSet]:
     """PSD retain/forget HessianSets with controlled coherence (see :func:`build_hessian_set`).
 
     ``forget``: True (always a forget set), False (never) or None (either). Alignments are drawn
@@ -210,8 +215,10 @@ def _hessian_sets(draw, max_dim, max_retain, max_forget, forget, kinds, max_rank
                              gradients=grads)
 
 
-def commuting_sets(*, max_dim=4, max_retain=6, max_forget=4, forget=None, gradients=False):
-    """Commuting (simultaneously diagonal) sets: closed forms of THEORY §3 apply."""
+def commuting_sets(*, max_dim: int = 4, max_retain: int = 6, max_forget: int = 4,
+                   forget: bool | None = None,
+                   gradients: bool | None = False) -> st.SearchStrategy[HessianSet]:
+    """Commuting (simultaneously diagonal) sets: closed forms of contract §3 apply."""
     return hessian_sets(max_dim=max_dim, max_retain=max_retain, max_forget=max_forget,
                         forget=forget, kinds=("commuting",), gradients=gradients)
 
@@ -222,8 +229,10 @@ def _curvature_scale(dyn):
                for t in dyn.terms)
 
 
-def schedules(hs=None, *, samplings=SAMPLING_SCHEMES, kinds=("summed", "alternating"),
-              max_batch=8, eta_range=(0.02, 3.0), alphas="any"):
+def schedules(hs: HessianSet | None = None, *, samplings: Sequence[str] = SAMPLING_SCHEMES,
+              kinds: Sequence[str] = ("summed", "alternating"), max_batch: int = 8,
+              eta_range: tuple[float, float] = (0.02, 3.0),
+              alphas: str = "any") -> st.SearchStrategy[Schedule]:
     """Schedules valid for ``hs`` (or for any set with ≥ ``max_batch`` samples when hs is None).
 
     η = t/λ with t drawn from ``eta_range`` and λ the largest weighted mean curvature
@@ -296,9 +305,13 @@ def _try_dynamics(hs, sch):
         return None
 
 
-def instances(*, max_dim=4, max_retain=6, max_forget=4, forget=None, kinds=KINDS,
-              samplings=SAMPLING_SCHEMES, schedule_kinds=("summed", "alternating"),
-              eta_range=(0.02, 3.0), alphas="any", gradients=False):
+def instances(*, max_dim: int = 4, max_retain: int = 6, max_forget: int = 4,
+              forget: bool | None = None, kinds: Sequence[str] = KINDS,
+              samplings: Sequence[str] = SAMPLING_SCHEMES,
+              schedule_kinds: Sequence[str] = ("summed", "alternating"),
+              eta_range: tuple[float, float] = (0.02, 3.0), alphas: str = "any",
+              gradients: bool | None = False,
+              ) -> st.SearchStrategy[tuple[HessianSet, Schedule]]:
     """(HessianSet, Schedule) pairs: :func:`hessian_sets` then :func:`schedules` for that set.
 
     The pairs of :func:`dynamics` (same arguments), unpacked.
@@ -309,9 +322,12 @@ def instances(*, max_dim=4, max_retain=6, max_forget=4, forget=None, kinds=KINDS
                     ).map(lambda dyn: (dyn.hs, dyn.schedule))
 
 
-def dynamics(*, max_dim=4, max_retain=6, max_forget=4, forget=None, kinds=KINDS,
-             samplings=SAMPLING_SCHEMES, schedule_kinds=("summed", "alternating"),
-             eta_range=(0.02, 3.0), alphas="any", gradients=False):
+def dynamics(*, max_dim: int = 4, max_retain: int = 6, max_forget: int = 4,
+             forget: bool | None = None, kinds: Sequence[str] = KINDS,
+             samplings: Sequence[str] = SAMPLING_SCHEMES,
+             schedule_kinds: Sequence[str] = ("summed", "alternating"),
+             eta_range: tuple[float, float] = (0.02, 3.0), alphas: str = "any",
+             gradients: bool | None = False) -> st.SearchStrategy[Dynamics]:
     """:class:`rmt.Dynamics` objects: a :func:`hessian_sets` draw and a :func:`schedules` draw
     for that set, validated once as the step they define.
 

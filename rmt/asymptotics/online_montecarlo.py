@@ -203,15 +203,15 @@ def online_reduced_lyapunov(eta: float, batch: int, d: int, alpha: float = 0.0,
     replicas = check_int(replicas, "replicas", minimum=2)
     cR, cF = _coefficients(eta, batch, alpha, bf)
     gens, _ = _streams(seed, replicas)
-    means, sds = [], []
+    mean_list, sds = [], []
     for gen in gens:
         sR = gen.chisquare(batch, samples) / d
         sF = gen.chisquare(bf, samples) / d
         t = gen.chisquare(d - 1, samples) / d if d > 1 else np.zeros(samples)
         x = 0.5 * np.log((1 - cR * sR + cF * sF) ** 2 + (cR**2 * sR + cF**2 * sF) * t)
-        means.append(x.mean())
+        mean_list.append(x.mean())
         sds.append(x.std())
-    means = np.array(means)
+    means = np.array(mean_list)
     sd = float(np.sqrt(np.mean(np.square(sds))))
     return OnlineMonteCarlo(float(means.mean()), sd / math.sqrt(samples * replicas), means, sd,
                             samples, replicas, "reduced",

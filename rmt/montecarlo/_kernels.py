@@ -1,4 +1,4 @@
-"""numba kernels of the Monte Carlo engine (THEORY.md §2, §2.1; plain-numpy twins in
+"""numba kernels of the Monte Carlo engine (contract §2, §2.1; plain-numpy twins in
 ``_reference.py``).
 
 Every kernel is ``parallel=True`` over *replicas* (never over time): replica ``r`` runs its whole
@@ -96,7 +96,7 @@ _HELPERS_DIGEST = _helpers_digest()
 try:
     from numba.core.caching import FunctionCache as _FunctionCache
 except ImportError:  # numba moved its internals: plain numba caching (see _key_on_helpers)
-    _FunctionCache = None
+    _FunctionCache = None  # type: ignore[misc,assignment]
 
 if _FunctionCache is not None:
 

@@ -59,7 +59,8 @@ class SplitMix64:
         return min(int(self.uniform() * m), m - 1)
 
 
-def draw_batch(rng: SplitMix64, sampling: int, n: int, batch: int, lq: float, perm):
+def draw_batch(rng: SplitMix64, sampling: int, n: int, batch: int, lq: float,
+               perm: list[int] | np.ndarray) -> list[int]:
     """Indices of one batch (with multiplicity), consuming ``rng`` exactly like the kernel.
 
     sampling 0 = bernoulli (geometric skipping: gaps ~ Geometric(p), p = B/n, so the cost is

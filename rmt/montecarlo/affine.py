@@ -1,4 +1,4 @@
-"""Monte Carlo paths of the affine unlearning recursion δ_{k+1} = J_k δ_k + b_k (THEORY.md §8).
+"""Monte Carlo paths of the affine unlearning recursion δ_{k+1} = J_k δ_k + b_k (contract §8).
 
 At a minimum that does not interpolate, the per-sample gradients g_i = ∇ℓ_i(w*) are non-zero and
 the linearised step is affine: J_k as in §2, b_k = Σ_S s_S ĝ_S,k drawn with the *same* batch
@@ -26,15 +26,20 @@ SplitMix64 stream per replica, so results are bit-identical for any ``NUMBA_NUM_
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 
-from ..dynamics import as_dynamics
+from ..dynamics import Dynamics, as_dynamics
+from ..hessians import HessianSet
+from ..schedule import Schedule
 from ..validation import check_finite_array, check_int
 from . import _kernels as K_
 from . import _reference as R_
 from ..span import hstack_bases, lift, project
+from ._rng import Seed
 from .engine import _check_backend, _kernel_args, _plan, _streams
 
 __all__ = ["affine_paths", "AffinePathsResult"]
@@ -63,20 +68,16 @@ class AffinePathsResult:
     drift_dim: int
     path: str
 
-    @property
+    @cached_property
     def final_state(self) -> np.ndarray:
         """δ_K in full coordinates (replicas, d); formed on first access (a pass over d when
         the basis is implicit), NaN rows for overflowed replicas."""
-        cached = self.__dict__.get("_final_state")
-        if cached is None:
-            last, W, rest, scale = self._final
-            state = last if W is None else lift(W, last)
-            if rest is not None:
-                state = state + (rest if scale is None else rest * scale[:, None])
-            state[self.overflowed >= 0] = np.nan
-            object.__setattr__(self, "_final_state", state)
-            cached = state
-        return cached
+        last, W, rest, scale = self._final
+        state = last if W is None else lift(W, last)
+        if rest is not None:
+            state = state + (rest if scale is None else rest * scale[:, None])
+        state[self.overflowed >= 0] = np.nan
+        return state
 
     @property
     def norm(self) -> np.ndarray:
@@ -88,9 +89,9 @@ class AffinePathsResult:
     def n_overflowed(self) -> int:
         return int(np.sum(self.overflowed >= 0))
 
-    def exits(self, radius, within=None) -> np.ndarray:
+    def exits(self, radius: float, within: int | None = None) -> np.ndarray:
         """Per replica: ‖δ_k‖ ≥ ``radius`` for some k ≤ ``within`` (default: all steps) — the
-        finite-horizon question of THEORY §8 (leaving the ball = the model forgets)."""
+        finite-horizon question of contract §8 (leaving the ball = the model forgets)."""
         radius = float(radius)
         if not radius > 0 or not math.isfinite(radius):
             raise ValueError(f"radius must be a positive finite number, got {radius!r}")
@@ -156,9 +157,10 @@ def _affine_start(start, plan, W, replicas, null_coord=False):
     return np.ascontiguousarray(X), np.ascontiguousarray(frozen), rest
 
 
-def affine_paths(hs, schedule=None, *, steps, replicas=256, seed=None, start=None, path="auto",
-                 backend="numba") -> AffinePathsResult:
-    """Sample ``replicas`` paths of δ_{k+1} = J_k δ_k + b_k for k < ``steps`` (THEORY §8).
+def affine_paths(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *, steps: int,
+                 replicas: int = 256, seed: Seed = None, start: npt.ArrayLike | None = None,
+                 path: str = "auto", backend: str = "numba") -> AffinePathsResult:
+    """Sample ``replicas`` paths of δ_{k+1} = J_k δ_k + b_k for k < ``steps`` (contract §8).
 
     ``hs, schedule``: a HessianSet and a Schedule, or a :class:`~rmt.dynamics.Dynamics` in place
     of the pair. ``start``: None → δ_0 = 0 (unlearning starts at w*); a (d,) vector → the same

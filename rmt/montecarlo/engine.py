@@ -1,6 +1,6 @@
-"""Public Monte Carlo API: Lyapunov exponents, moment growth and trajectories (THEORY.md §2, §3).
+"""Public Monte Carlo API: Lyapunov exponents, moment growth and trajectories (contract §2, §3).
 
-The linearised dynamics w_{k+1} = J_k w_k with i.i.d. random J_k (THEORY §2, sampling §2.1):
+The linearised dynamics w_{k+1} = J_k w_k with i.i.d. random J_k (contract §2, sampling §2.1):
 
     summed       J = I − η(1−α)Ĥ_R + ηαĤ_F
     alternating  J = (I + ηαĤ_F)(I − η(1−α)Ĥ_R)
@@ -19,7 +19,7 @@ also saves rebuilding the span coordinates on repeated calls.
 
 **Span.** Every J is the identity on the common null space N of the Hessians that enter it, so
 w = u + v with v frozen. Exponents and moments are measured on u (the span U = N^⊥): that is the
-meaningful quantity, exactly as ``mean_square_rate`` is ρ(T) on the span (THEORY §3, "Null
+meaningful quantity, exactly as ``mean_square_rate`` is ρ(T) on the span (contract §3, "Null
 space"); the null-space part contributes exponent 0 and is excluded.
 
 **Paths** (``path="auto"`` picks; every path gives the same law):
@@ -53,13 +53,15 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
-
+import numpy.typing as npt
 from scipy.special import logsumexp
 
 from ..dynamics import Dynamics, as_dynamics
+from ..hessians import HessianSet
+from ..schedule import Schedule
 from ..validation import (
     Interval,
     RandomState,
@@ -92,8 +94,38 @@ _SCHED = {"summed": K_.SUMMED, "alternating": K_.ALTERNATING, "sam": K_.SAM}
 
 # ====================================================================== results
 @dataclass(frozen=True)
-class LyapunovResult:
-    """Top Lyapunov exponent λ₁ per step, measured on the span of the Hessians (THEORY §3).
+class _AlmostSureRuns:
+    """What every almost-sure estimate reports: the estimate and its replicas, the singular
+    steps, the run lengths and the coordinates (fields as listed in :class:`LyapunovResult`).
+    A subclass defines ``forgets``; ``verdict`` is its text and ``notion`` is almost-sure."""
+
+    exponent: float | np.ndarray
+    stderr: float | np.ndarray
+    per_replica: np.ndarray = field(repr=False)
+    singular_steps: np.ndarray = field(repr=False)
+    n_singular: int
+    measured_steps: np.ndarray = field(repr=False)
+    steps: int
+    burn_in: int
+    replicas: int
+    span_dim: int
+    dim: int
+    path: str
+
+    notion = ALMOST_SURE
+
+    @property
+    def forgets(self) -> bool:
+        raise NotImplementedError
+
+    @property
+    def verdict(self) -> str:
+        return verdict_text(self.forgets)
+
+
+@dataclass(frozen=True)
+class LyapunovResult(_AlmostSureRuns):
+    """Top Lyapunov exponent λ₁ per step, measured on the span of the Hessians (contract §3).
 
     λ₁ = lim_k (1/k) log‖J_k⋯J_1 w_0‖, estimated per replica by the renormalised sum
     (1/K') Σ_{k ≥ burn_in} log‖J_k ŵ_k‖ (ŵ_k = w_k/‖w_k‖, K' = measured steps), averaged over
@@ -111,7 +143,7 @@ class LyapunovResult:
     Verdict (:mod:`rmt.verdict`): ``forgets`` = λ₁ > 0, ``verdict`` its text, ``notion`` =
     ``"almost-sure"``; ``escapes`` is an alias of ``forgets``.
 
-    **Shared curvature λI** (issue 11): the null space N of the factors is invariant and J is a
+    **Shared curvature λI**: the null space N of the factors is invariant and J is a
     scalar j there, so the cocycle is block diagonal and λ₁ = max(λ₁(span), E log|j|). The span
     exponent is sampled (``span_exponent``, with ``per_replica``/``stderr``); the null one is exact
     (``null_exponent``, a finite sum over the batch-size law); ``exponent`` is their maximum.
@@ -120,29 +152,13 @@ class LyapunovResult:
 
     exponent: float
     stderr: float
-    per_replica: np.ndarray = field(repr=False)
-    singular_steps: np.ndarray = field(repr=False)
-    n_singular: int
-    measured_steps: np.ndarray = field(repr=False)
-    steps: int
-    burn_in: int
-    replicas: int
-    span_dim: int
-    dim: int
-    path: str
     span_exponent: float | None = None
     null_exponent: float | None = None
-
-    notion = ALMOST_SURE
 
     @property
     def forgets(self) -> bool:
         """λ₁ > 0: almost every run escapes w* (the model forgets)."""
         return bool(self.exponent > 0.0)
-
-    @property
-    def verdict(self) -> str:
-        return verdict_text(self.forgets)
 
     @property
     def escapes(self) -> bool:
@@ -151,8 +167,8 @@ class LyapunovResult:
 
 
 @dataclass(frozen=True)
-class LyapunovSpectrumResult:
-    """Top k Lyapunov exponents λ₁ ≥ … ≥ λ_k per step on the span (Benettin/QR, THEORY §3).
+class LyapunovSpectrumResult(_AlmostSureRuns):
+    """Top k Lyapunov exponents λ₁ ≥ … ≥ λ_k per step on the span (Benettin/QR, contract §3).
 
     A k-frame Q is propagated, Y = J_k Q, re-orthonormalised every step (Y = Q'R, modified
     Gram–Schmidt) and λ_j ≈ (1/K') Σ_{k ≥ burn_in} log R_jj. Same fields as
@@ -167,20 +183,8 @@ class LyapunovSpectrumResult:
 
     exponent: np.ndarray
     stderr: np.ndarray
-    per_replica: np.ndarray = field(repr=False)
-    singular_steps: np.ndarray = field(repr=False)
-    n_singular: int
-    measured_steps: np.ndarray = field(repr=False)
-    steps: int
-    burn_in: int
-    replicas: int
-    span_dim: int
-    dim: int
-    path: str
     k: int
     null_exponent: float | None = None
-
-    notion = ALMOST_SURE
 
     @property
     def forgets(self) -> bool:
@@ -189,14 +193,10 @@ class LyapunovSpectrumResult:
                                                                       self.null_exponent)
         return bool(top > 0.0)
 
-    @property
-    def verdict(self) -> str:
-        return verdict_text(self.forgets)
-
 
 @dataclass(frozen=True)
 class MomentGrowthResult:
-    """Moment Lyapunov function g(p) = lim (1/k) log E‖w_k‖^p on the span (THEORY §3).
+    """Moment Lyapunov function g(p) = lim (1/k) log E‖w_k‖^p on the span (contract §3).
 
     g is convex with g(0) = 0, g′(0) = λ₁ and g(2) = log ρ(T). Estimated from ``replicas``
     independent runs started at ‖w_0‖ = 1: M_p(k) = log mean_r ‖w_k^{(r)}‖^p (log-sum-exp, no
@@ -235,7 +235,7 @@ class MomentGrowthResult:
 
 @dataclass(frozen=True)
 class SimulationResult:
-    """Trajectories ‖w_k‖², k = 0..steps, of ``replicas`` independent runs (THEORY §2).
+    """Trajectories ‖w_k‖², k = 0..steps, of ``replicas`` independent runs (contract §2).
 
     ``log_norm_sq`` (replicas, steps+1) holds log‖w_k‖² of the *full* vector w = u + v (span part
     u evolves, null-space part v is frozen, ‖w‖² = ‖u‖² + ‖v‖²); kept in log form because
@@ -262,7 +262,7 @@ class SimulationResult:
         with np.errstate(over="ignore"):
             return np.exp(self.log_norm_sq)
 
-    def escaped(self, threshold=1000.0, within=None) -> np.ndarray:
+    def escaped(self, threshold: float = 1000.0, within: int | None = None) -> np.ndarray:
         """Per replica: ‖w_k‖² ≥ threshold·‖w_0‖² for some k ≤ ``within`` (default: all steps)."""
         bad = isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
         if bad or not threshold > 0:
@@ -272,7 +272,7 @@ class SimulationResult:
         rel = self.log_norm_sq[:, : within + 1] - self.log_norm_sq[:, :1]
         return np.any(rel >= math.log(threshold), axis=1)
 
-    def majority_escaped(self, threshold=1000.0, within=None) -> bool:
+    def majority_escaped(self, threshold: float = 1000.0, within: int | None = None) -> bool:
         """The heuristic verdict: more than half of the replicas escaped."""
         return bool(2 * int(self.escaped(threshold, within).sum()) > self.replicas)
 
@@ -493,9 +493,11 @@ def _check_backend(backend):
 
 
 # ====================================================================== public functions
-def lyapunov(hs, schedule=None, steps=None, replicas=None, seed=None, burn_in=None, *,
-             path="auto", backend="numba") -> LyapunovResult:
-    """Top Lyapunov exponent λ₁ of w_{k+1} = J_k w_k on the span of the Hessians (THEORY §2, §3).
+def lyapunov(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
+             steps: int | None = None, replicas: int | None = None, seed: Seed = None,
+             burn_in: int | None = None, *, path: str = "auto",
+             backend: str = "numba") -> LyapunovResult:
+    """Top Lyapunov exponent λ₁ of w_{k+1} = J_k w_k on the span of the Hessians (contract §2, §3).
 
     λ₁ = lim (1/k) log‖J_k⋯J_1 w_0‖ (almost surely, for a.e. start on the span). Estimated by
     renormalising every step and averaging log‖J_k ŵ_k‖ over steps k ≥ ``burn_in`` (default
@@ -554,12 +556,14 @@ LYAPUNOV_CONSTRAINTS = {
     "seed": [RandomState()],
     "burn_in": [None, Interval(numbers.Integral, 0, None, closed="left")],
 }
-lyapunov.parameter_constraints = LYAPUNOV_CONSTRAINTS
+lyapunov.parameter_constraints = LYAPUNOV_CONSTRAINTS  # type: ignore[attr-defined]
 
 
-def lyapunov_spectrum(hs, schedule=None, steps=None, replicas=None, seed=None, k=None,
-                      burn_in=None, *, path="auto", backend="numba") -> LyapunovSpectrumResult:
-    """Top ``k`` Lyapunov exponents λ₁ ≥ … ≥ λ_k on the span (Benettin/QR; THEORY §3).
+def lyapunov_spectrum(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
+                      steps: int | None = None, replicas: int | None = None, seed: Seed = None,
+                      k: int | None = None, burn_in: int | None = None, *, path: str = "auto",
+                      backend: str = "numba") -> LyapunovSpectrumResult:
+    """Top ``k`` Lyapunov exponents λ₁ ≥ … ≥ λ_k on the span (Benettin/QR; contract §3).
 
     A random orthonormal k-frame on the span (QR of k start vectors, module docstring) is
     propagated by the same J_k as a vector would be and re-orthonormalised every step;
@@ -612,9 +616,11 @@ def _logmeanexp(x, axis=0):
     return logsumexp(x, axis=axis) - math.log(x.shape[axis])
 
 
-def moment_growth(hs, schedule=None, p=None, steps=None, replicas=None, seed=None, *,
-                  path="auto", backend="numba") -> MomentGrowthResult:
-    """Moment Lyapunov function g(p) = lim (1/k) log E‖w_k‖^p on the span (THEORY §3).
+def moment_growth(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
+                  p: npt.ArrayLike | None = None, steps: int | None = None,
+                  replicas: int | None = None, seed: Seed = None, *, path: str = "auto",
+                  backend: str = "numba") -> MomentGrowthResult:
+    """Moment Lyapunov function g(p) = lim (1/k) log E‖w_k‖^p on the span (contract §3).
 
     ``p``: a real number or 1-d array. Runs ``replicas`` ≥ 2 trajectories from unit start
     vectors on the span, records log‖w_k‖, and estimates g(p) as the second-half slope of
@@ -656,10 +662,9 @@ def moment_growth(hs, schedule=None, p=None, steps=None, replicas=None, seed=Non
     with np.errstate(invalid="ignore"):
         stderr = np.sqrt((G - 1) / G * np.sum((jack - jack.mean(axis=1, keepdims=True)) ** 2,
                                               axis=1))
-    wlog = pl[:, :, steps]
-    wlog = wlog - np.max(wlog, axis=1, keepdims=True)
-    wts = np.exp(wlog)
-    ess = wts.sum(axis=1) ** 2 / np.sum(wts**2, axis=1)
+    wlog = pl[:, :, steps]  # ess = (Σw)²/Σw² of w = exp(wlog), in logs (no overflow)
+    with np.errstate(invalid="ignore"):
+        ess = np.exp(2.0 * logsumexp(wlog, axis=1) - logsumexp(2.0 * wlog, axis=1))
     reliable = ess >= max(20.0, replicas / 100.0)
     # same second-half window as g, so g(p)/p and the exponent see the same transient
     with np.errstate(invalid="ignore"):
@@ -673,9 +678,11 @@ def moment_growth(hs, schedule=None, p=None, steps=None, replicas=None, seed=Non
     )
 
 
-def simulate(hs, schedule=None, steps=None, replicas=None, seed=None, *, w0=None, path="auto",
-             backend="numba") -> SimulationResult:
-    """‖w_k‖² trajectories (k = 0..steps) of ``replicas`` independent runs (THEORY §2).
+def simulate(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
+             steps: int | None = None, replicas: int | None = None, seed: Seed = None, *,
+             w0: npt.ArrayLike | None = None, path: str = "auto",
+             backend: str = "numba") -> SimulationResult:
+    """‖w_k‖² trajectories (k = 0..steps) of ``replicas`` independent runs (contract §2).
 
     ``w0``: a fixed start vector of shape (d,) used by every replica (its null-space part is
     frozen and included in ‖w_k‖²), or None for a random unit start on the span per replica
@@ -696,14 +703,14 @@ def simulate(hs, schedule=None, steps=None, replicas=None, seed=None, *, w0=None
         W0 = _start_vectors(plan, gens)[:, 0, :]
         W0 /= np.linalg.norm(W0, axis=1, keepdims=True)
     else:
-        w0 = check_finite_array(w0, "w0", ndim=1)
-        if w0.shape != (plan.dim,):
-            raise ValueError(f"w0 must have shape ({plan.dim},), got {w0.shape}")
+        w = check_finite_array(w0, "w0", ndim=1)
+        if w.shape != (plan.dim,):
+            raise ValueError(f"w0 must have shape ({plan.dim},), got {w.shape}")
         if plan.basis is None:
-            u = w0
+            u = w
         else:
-            u = plan.basis.T @ w0
-            null = float(max(w0 @ w0 - u @ u, 0.0))
+            u = plan.basis.T @ w
+            null = float(max(w @ w - u @ u, 0.0))
         if null > 0.0 and dyn.has_null_mode:
             # the null part is scaled by the null scalar j_k of a shared λI (same batches as the
             # span): it rides as one extra null working coordinate and is not frozen
