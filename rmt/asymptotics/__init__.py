@@ -41,55 +41,19 @@ the tests compare them with sampled matrices at growing d and check the error sh
 
 from __future__ import annotations
 
-from .coherence_limits import (
-    CoherenceLimit,
-    MemorisationSNR,
-    cnn_coherence_limit,
-    expected_max_chi2,
-    gaussian_coherence,
-    memorisation_snr,
-)
-from .isotropic import (
-    IsotropicExponent,
-    isotropic_lyapunov,
-    isotropic_lyapunov_spectrum,
-    isotropic_mean_square,
-)
-from .online_montecarlo import OnlineMonteCarlo, online_lyapunov, online_reduced_lyapunov
+from . import coherence_limits, isotropic, online_montecarlo, proportional
+from .coherence_limits import *  # noqa: F401,F403
+from .isotropic import *  # noqa: F401,F403
+from .online_montecarlo import *  # noqa: F401,F403
 from .online_montecarlo import _online_reference, _streams  # noqa: F401  (used by the tests)
-from .proportional import (
-    SAMPLING,
-    MarchenkoPastur,
-    marchenko_pastur,
-    mixed_hessian_density,
-    mixed_hessian_edges,
-    sampling_weight,
-    sgd_critical_eta_limit,
-    sgd_rate_limit,
-)
-from .proportional import _cubic_density  # noqa: F401  (used by the tests)
+from .proportional import *  # noqa: F401,F403
+from .proportional import SAMPLING, _cubic_density  # noqa: F401  (used by the tests)
 
 __all__ = [
-    "IsotropicExponent",
-    "isotropic_lyapunov",
-    "isotropic_mean_square",
-    "isotropic_lyapunov_spectrum",
-    "OnlineMonteCarlo",
-    "online_lyapunov",
-    "online_reduced_lyapunov",
-    "MarchenkoPastur",
-    "marchenko_pastur",
-    "sampling_weight",
-    "sgd_rate_limit",
-    "sgd_critical_eta_limit",
-    "mixed_hessian_edges",
-    "mixed_hessian_density",
-    "CoherenceLimit",
-    "gaussian_coherence",
-    "expected_max_chi2",
-    "cnn_coherence_limit",
-    "MemorisationSNR",
-    "memorisation_snr",
+    *isotropic.__all__,
+    *online_montecarlo.__all__,
+    *proportional.__all__,
+    *coherence_limits.__all__,
     "REFERENCE_ENSEMBLE",
 ]
 

@@ -25,7 +25,6 @@ import scipy.optimize
 from ..validation import check_choice, check_int, check_positive, check_unit_interval
 
 __all__ = [
-    "SAMPLING",
     "MarchenkoPastur",
     "marchenko_pastur",
     "sampling_weight",

@@ -492,6 +492,26 @@ def _check_backend(backend):
     return check_choice(backend, "backend", ("numba", "reference"))
 
 
+def _setup_runs(fname, hs, schedule, path, steps, replicas, burn_in, backend, **required):
+    """(dyn, plan, steps, burn_in, replicas) for the almost-sure estimators, checked in the
+    order: pair/Dynamics, required arguments (``required`` beside steps and replicas), path,
+    run lengths, backend."""
+    dyn = _dynamics(hs, schedule, fname)
+    _required(fname, steps=steps, replicas=replicas, **required)
+    plan = _plan(dyn, path)
+    steps, burn_in = _check_steps(steps, burn_in)
+    replicas = check_int(replicas, "replicas", minimum=2)
+    _check_backend(backend)
+    return dyn, plan, steps, burn_in, replicas
+
+
+def _run_fields(plan, per, nsing, nmeas, steps, burn_in, replicas):
+    """The :class:`_AlmostSureRuns` fields other than the estimate and its error."""
+    return dict(per_replica=per, singular_steps=nsing, n_singular=int(nsing.sum()),
+                measured_steps=nmeas, steps=steps, burn_in=burn_in, replicas=replicas,
+                span_dim=plan.span_dim, dim=plan.dim, path=plan.path)
+
+
 # ====================================================================== public functions
 def lyapunov(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
              steps: int | None = None, replicas: int | None = None, seed: Seed = None,
@@ -510,12 +530,8 @@ def lyapunov(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
     ``hs, schedule``: a HessianSet and a Schedule, or a :class:`~rmt.dynamics.Dynamics` in place
     of the pair (then pass the remaining arguments by keyword).
     """
-    dyn = _dynamics(hs, schedule, "lyapunov")
-    _required("lyapunov", steps=steps, replicas=replicas)
-    plan = _plan(dyn, path)
-    steps, burn_in = _check_steps(steps, burn_in)
-    replicas = check_int(replicas, "replicas", minimum=2)
-    _check_backend(backend)
+    dyn, plan, steps, burn_in, replicas = _setup_runs("lyapunov", hs, schedule, path, steps,
+                                                      replicas, burn_in, backend)
     gens, seeds = _streams(seed, replicas)
     W0 = _start_vectors(plan, gens)[:, 0, :]
     logsum, nmeas, nsing, _ = _run_vector(plan, W0, seeds, steps, burn_in, True, False, backend)
@@ -535,16 +551,7 @@ def lyapunov(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
         span_exponent=span_exp,
         null_exponent=null_exp,
         stderr=float(per.std(ddof=1) / math.sqrt(replicas)),
-        per_replica=per,
-        singular_steps=nsing,
-        n_singular=int(nsing.sum()),
-        measured_steps=nmeas,
-        steps=steps,
-        burn_in=burn_in,
-        replicas=replicas,
-        span_dim=plan.span_dim,
-        dim=plan.dim,
-        path=plan.path,
+        **_run_fields(plan, per, nsing, nmeas, steps, burn_in, replicas),
     )
 
 
@@ -573,12 +580,8 @@ def lyapunov_spectrum(hs: HessianSet | Dynamics, schedule: Schedule | None = Non
     ``hs, schedule``: a HessianSet and a Schedule, or a :class:`~rmt.dynamics.Dynamics` in place
     of the pair (then pass the remaining arguments by keyword).
     """
-    dyn = _dynamics(hs, schedule, "lyapunov_spectrum")
-    _required("lyapunov_spectrum", steps=steps, replicas=replicas, k=k)
-    plan = _plan(dyn, path)
-    steps, burn_in = _check_steps(steps, burn_in)
-    replicas = check_int(replicas, "replicas", minimum=2)
-    _check_backend(backend)
+    dyn, plan, steps, burn_in, replicas = _setup_runs("lyapunov_spectrum", hs, schedule, path,
+                                                      steps, replicas, burn_in, backend, k=k)
     r = plan.span_dim
     k = check_int(k, "k", minimum=1, maximum=r)
     gens, seeds = _streams(seed, replicas)
@@ -596,16 +599,7 @@ def lyapunov_spectrum(hs: HessianSet | Dynamics, schedule: Schedule | None = Non
     return LyapunovSpectrumResult(
         exponent=per.mean(axis=0),
         stderr=per.std(axis=0, ddof=1) / math.sqrt(replicas),
-        per_replica=per,
-        singular_steps=nsing,
-        n_singular=int(nsing.sum()),
-        measured_steps=nmeas,
-        steps=steps,
-        burn_in=burn_in,
-        replicas=replicas,
-        span_dim=r,
-        dim=plan.dim,
-        path=plan.path,
+        **_run_fields(plan, per, nsing, nmeas, steps, burn_in, replicas),
         k=k,
         null_exponent=dyn.null_exponent,
     )
