@@ -31,73 +31,24 @@ from rmt.affine import (
 from rmt.dynamics import as_dynamics
 from rmt.verdict import MEAN_SQUARE, OutcomeVerdict
 
-from .affine_closed_forms import (
-    ClosedFormMoments,
-    ClosedFormStationary,
-    DirectionCoefficients,
-    closed_form_affine_moments,
-    closed_form_stationary,
-    direction_coefficients,
-    summed_stationary_mean,
-)
-from .affine_derivations import (
-    AFFINE_SYMBOLS,
-    COEFFICIENT_ARGS,
-    SAM_COEFFICIENT_ARGS,
-    SCHEDULES,
-    B,
-    _check_recursion,
-    a_s,
-    affine_direction_coefficients,
-    affine_kstep_solution,
-    affine_marginal_solution,
-    affine_null_solution,
-    affine_stationary_solution,
-    all_affine_derivations,
-    ak_s,
-    batch_pair_moments,
-    beta_s,
-    g_F,
-    g_R,
-    gamma_s,
-    indicator_moments,
-    k_s,
-    m0_s,
-    M0_s,
-    n,
-    null_dominance_horizon,
-    p_F,
-    p_R,
-    r_F,
-    r_R,
-    summed_stationary_mean_formula,
-    t_s,
-    tk_s,
-    v_s,
-)
+from . import affine_closed_forms, affine_derivations
+from .affine_closed_forms import *  # noqa: F401,F403 — re-exported (affine_closed_forms.__all__)
+from .affine_closed_forms import summed_stationary_mean
+from .affine_derivations import *  # noqa: F401,F403 — re-exported (affine_derivations.__all__)
+from .affine_derivations import affine_kstep_solution, affine_null_solution  # noqa: F401
+from .affine_derivations import affine_stationary_solution, null_dominance_horizon  # noqa: F401
+from .affine_derivations import summed_stationary_mean_formula  # noqa: F401
+# the symbols and the recursion check, for readers who build on the derivations
+from .affine_derivations import (  # noqa: F401
+    B, M0_s, _check_recursion, a_s, ak_s, beta_s, g_F, g_R, gamma_s, k_s, m0_s, n, p_F, p_R,
+    r_F, r_R, t_s, tk_s, v_s)
 from .derivations import Derivation
 from .instance import Instance
 from .statement import RATE_TOL, EncodedStatement, StatementCheck, find_statement
 
 __all__ = [
-    "AFFINE_SYMBOLS",
-    "indicator_moments",
-    "batch_pair_moments",
-    "affine_direction_coefficients",
-    "affine_kstep_solution",
-    "affine_null_solution",
-    "affine_marginal_solution",
-    "affine_stationary_solution",
-    "summed_stationary_mean_formula",
-    "null_dominance_horizon",
-    "all_affine_derivations",
-    "DirectionCoefficients",
-    "direction_coefficients",
-    "ClosedFormMoments",
-    "closed_form_affine_moments",
-    "ClosedFormStationary",
-    "closed_form_stationary",
-    "summed_stationary_mean",
+    *affine_derivations.__all__,
+    *affine_closed_forms.__all__,
     "AffineOutcome",
     "asymptotic_outcome",
     "dominance_horizon",
@@ -105,12 +56,9 @@ __all__ = [
     "AffineCheck",
     "AFFINE_THEOREMS",
     "get_affine_theorem",
+    "DRIFT_RTOL",
+    "RATE_TOL",
 ]
-
-#: the re-exported names of the derivations module that are not in __all__ (symbols, args)
-_DERIVATION_NAMES = (COEFFICIENT_ARGS, SAM_COEFFICIENT_ARGS, SCHEDULES, B, n, a_s, ak_s, beta_s,
-                     g_F, g_R, gamma_s, k_s, m0_s, M0_s, p_F, p_R, r_F, r_R, t_s, tk_s, v_s,
-                     _check_recursion, DRIFT_RTOL)
 
 
 # ---------------------------------------------------------------------- the exact outcome, shared
@@ -232,7 +180,9 @@ class AffineTheorem(EncodedStatement):
         not apply). ``critical`` is accepted for the common interface: no η* is computed."""
         inst = _instance(hs, schedule)
         ok, why = self._hypothesis(inst)
-        held, details, tight = None, {}, float("nan")
+        held: bool | None = None
+        details: dict = {}
+        tight = float("nan")
         if ok:
             held, details, tight = self._held(inst)
         out = inst.outcome

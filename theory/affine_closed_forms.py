@@ -75,7 +75,7 @@ def _set_statistics(hs, sch, which):
 
 @dataclass(frozen=True)
 class DirectionCoefficients:
-    """Per-direction coefficients of the affine recursion of a commuting set (THEORY §8).
+    """Per-direction coefficients of the affine recursion of a commuting set (contract §8).
 
     Arrays of shape (d,) over the columns of the shared basis ``basis`` Q: ``a`` = E[j],
     ``beta`` = E[b], ``t`` = E[j²], ``gamma`` = E[jb], ``v`` = E[b²]; ``null`` marks the
@@ -92,7 +92,7 @@ class DirectionCoefficients:
 
     @property
     def rate(self) -> float:
-        """max_k t_k over the non-null directions: ρ(T) of the commuting set (THEORY §3)."""
+        """max_k t_k over the non-null directions: ρ(T) of the commuting set (contract §3)."""
         return float(np.max(self.t[~self.null])) if np.any(~self.null) else 0.0
 
     @property
@@ -102,7 +102,7 @@ class DirectionCoefficients:
 
 
 def direction_coefficients(hs, schedule=None) -> DirectionCoefficients:
-    """(a, β, t, γ, v) per direction of a commuting set, from the sympy derivation (THEORY §8).
+    """(a, β, t, γ, v) per direction of a commuting set, from the sympy derivation (contract §8).
 
     Evaluates :func:`affine_direction_coefficients` on the per-direction set statistics read from
     the raw HessianSet (profiles, basis, gradients) and the Schedule — not from rmt's operators.
@@ -122,12 +122,13 @@ def direction_coefficients(hs, schedule=None) -> DirectionCoefficients:
     null = ~active
     # exact values where the derivation says so (they are 1, 1, β up to round-off already)
     vals[0][null], vals[2][null], vals[3][null] = 1.0, 1.0, vals[1][null]
-    return DirectionCoefficients(*vals, null, hs.basis)
+    a, beta, t, gamma, v = vals
+    return DirectionCoefficients(a, beta, t, gamma, v, null, hs.basis)
 
 
 @dataclass(frozen=True)
 class ClosedFormMoments:
-    """E‖δ_k‖², E[δ_k] and their parts for k = 0..steps from the closed forms (THEORY §8).
+    """E‖δ_k‖², E[δ_k] and their parts for k = 0..steps from the closed forms (contract §8).
 
     ``expected_sq_distance`` (steps+1,); ``mean`` (steps+1, d) in the original coordinates;
     ``second`` (steps+1, d) the per-direction second moments E[(Qᵀδ_k)_i²]; ``span_sq`` and
@@ -159,7 +160,7 @@ def _start_moments(start, Q):
 
 def closed_form_affine_moments(hs, schedule=None, steps: int | None = None, *,
                                start=None) -> ClosedFormMoments:
-    """Exact moments of a commuting set from the per-direction closed forms (THEORY §8).
+    """Exact moments of a commuting set from the per-direction closed forms (contract §8).
 
     Accepts ``(hs, schedule, steps)`` or ``(dynamics, steps)``. ``start``: None (δ_0 = 0), a
     vector (deterministic δ_0) or a PSD matrix E[δ_0δ_0ᵀ] with mean zero (as
@@ -195,12 +196,12 @@ def closed_form_affine_moments(hs, schedule=None, steps: int | None = None, *,
                 A = np.array([[co.t[i], 2 * co.gamma[i], co.v[i]], [0, co.a[i], co.beta[i]],
                               [0, 0, 1.0]])
                 z = np.array([M0[i], m0[i], 1.0])
-                out = [z]
+                path = [z]
                 for _ in range(steps):
                     z = A @ z
-                    out.append(z)
-                out = np.array(out)
-                Mi, mi = out[:, 0], out[:, 1]
+                    path.append(z)
+                arr = np.array(path)
+                Mi, mi = arr[:, 0], arr[:, 1]
             M[:, i] = np.broadcast_to(Mi, (steps + 1,))
             m[:, i] = np.broadcast_to(mi, (steps + 1,))
     null = co.null
@@ -233,7 +234,7 @@ def _cancellation(co, i, M0, m0, ks, Mk, mk):
 
 @dataclass(frozen=True)
 class ClosedFormStationary:
-    """Stationary answers of a commuting set from the closed forms (THEORY §8).
+    """Stationary answers of a commuting set from the closed forms (contract §8).
 
     ``exists``: every active direction has t < 1 and every null direction has b ≡ 0 (β = 0 and
     Var(b) = 0 — a mean-zero random drift in the null space is a random walk, unbounded).
@@ -254,7 +255,7 @@ class ClosedFormStationary:
 
 def closed_form_stationary(hs, schedule=None, *,
                            drift_rtol: float = 1e-12) -> ClosedFormStationary:
-    """m∞ and M∞ of a commuting set from :func:`affine_stationary_solution` (THEORY §8).
+    """m∞ and M∞ of a commuting set from :func:`affine_stationary_solution` (contract §8).
 
     ``drift_rtol``: a null direction's β² and Var(b) count as zero below this times the largest
     E[b²] over all directions (round-off of the basis change).
@@ -288,7 +289,7 @@ def _span_basis(mats, rtol=1e-10):
 
 
 def summed_stationary_mean(hs, schedule=None) -> tuple[np.ndarray, np.ndarray]:
-    """Summed schedule, any HessianSet: m∞ = U(UᵀDU)⁻¹Uᵀ(αḡ_F − (1−α)ḡ_R) (THEORY §8).
+    """Summed schedule, any HessianSet: m∞ = U(UᵀDU)⁻¹Uᵀ(αḡ_F − (1−α)ḡ_R) (contract §8).
 
     Built from the raw data only (dense mean Hessians ``hs.mean``, per-sample gradients, α);
     U is an orthonormal basis of the span of the Hessians that enter the step. The stationary

@@ -26,6 +26,7 @@ Per-set symbols (per direction, for set S ∈ {R, F}): m_S = mean λ_i, q_S = me
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 import sympy as sp
@@ -100,7 +101,7 @@ def _check_schedule(schedule):
         raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {schedule!r}")
 
 
-# ---------------------------------------------------------------------- sampling (THEORY §2.1)
+# ---------------------------------------------------------------------- sampling (contract §2.1)
 @lru_cache(maxsize=None)
 def indicator_moments(sampling: str) -> tuple[sp.Expr, sp.Expr]:
     """(E[x_i²], E[x_i x_j]) (i ≠ j) of the batch indicators/counts of one scheme, derived.
@@ -133,13 +134,13 @@ def indicator_moments(sampling: str) -> tuple[sp.Expr, sp.Expr]:
 
 @lru_cache(maxsize=None)
 def batch_pair_moments(sampling: str) -> Derivation:
-    """Covariance of two batch means drawn with the same indicators (THEORY §2.1, §8).
+    """Covariance of two batch means drawn with the same indicators (contract §2.1, §8).
 
     For per-sample scalars u_i, v_i and û = (1/B)Σ x_i u_i, v̂ = (1/B)Σ x_i v_i:
     E[ûv̂] = (1/B²)[E[x_i²] Σ_i u_iv_i + E[x_ix_j](Σ_i u_i Σ_j v_j − Σ_i u_iv_i)]; with
     Σ u_iv_i = n·P, Σu = nū, Σv = nv̄ the covariance E[ûv̂] − ūv̄ = c·P − e·ūv̄ is read off as the
     coefficients of P and ūv̄. Check: (c, e) equals :func:`theory.derivations.sampling_coefficients`
-    (the u = v case, the foundation of THEORY §2.1). Expression: (c, e) in (n, B).
+    (the u = v case, the foundation of contract §2.1). Expression: (c, e) in (n, B).
     """
     _check_scheme(sampling)
     ex2, exy = indicator_moments(sampling)
@@ -193,7 +194,7 @@ def _expect(expr, gens, moments):
 
 @lru_cache(maxsize=None)
 def affine_direction_coefficients(sampling: str, schedule: str = "summed") -> Derivation:
-    """Per-direction coefficients (a, β, t, γ, v) of the affine recursion (THEORY §8), derived.
+    """Per-direction coefficients (a, β, t, γ, v) of the affine recursion (contract §8), derived.
 
     Assumptions: a commuting set; in one shared eigendirection the batch curvatures ĥ_S and
     the batch gradient coordinates ĝ_S of a set use the same indicators; retain and forget
@@ -206,7 +207,7 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed") -> De
     interpolating factor of the curvatures κλ_i).
     Then a = E[j], β = E[b], t = E[j²], γ = E[jb], v = E[b²] by the per-set moments of
     :func:`batch_pair_moments`. Checks: t equals
-    :func:`theory.derivations.commuting_direction_rate` (the interpolating case of THEORY §3);
+    :func:`theory.derivations.commuting_direction_rate` (the interpolating case of contract §3);
     summed a = 1 − ηD with D = (1−α)m_R − αm_F; with zero curvature (m = q = p = 0) the direction
     is null: a = t = 1 and γ = β; alternating = the composition of the two one-set maps
     (a = a_Fa_R, β = a_Fβ_R + β_F, t = t_Ft_R, γ = t_Fγ_R + γ_Fa_R, v = t_Fv_R + 2γ_Fβ_R + v_F).
@@ -282,7 +283,7 @@ def _is_zero(expr):
 
 
 def _augmented(a, beta, t, gamma, v):
-    """The augmented one-step matrix on (M, m, 1) (THEORY §8)."""
+    """The augmented one-step matrix on (M, m, 1) (contract §8)."""
     return sp.Matrix([[t, 2 * gamma, v], [0, a, beta], [0, 0, 1]])
 
 
@@ -298,7 +299,7 @@ def _check_recursion(Mk, mk, a, beta, t, gamma, v, what):
 
 @lru_cache(maxsize=None)
 def affine_kstep_solution() -> Derivation:
-    """k-step solution (M_k, m_k) of m' = a m + β, M' = t M + 2γ m + v from (M_0, m_0) (THEORY §8).
+    """k-step solution (M_k, m_k) of m' = a m + β, M' = t M + 2γ m + v from (M_0, m_0) (contract §8).
 
     Assumptions: generic direction, the eigenvalues t, a, 1 of the augmented matrix
     A = [[t, 2γ, v], [0, a, β], [0, 0, 1]] are distinct. Procedure: diagonalise A, raise the
@@ -337,7 +338,7 @@ def affine_kstep_solution() -> Derivation:
 
 @lru_cache(maxsize=None)
 def affine_null_solution() -> Derivation:
-    """Null direction (every active Hessian vanishes there): a = t = 1, γ = β (THEORY §8).
+    """Null direction (every active Hessian vanishes there): a = t = 1, γ = β (contract §8).
 
     Assumptions: j ≡ 1, so a = E[j] = 1, t = E[j²] = 1, γ = E[jb] = β (derived in
     :func:`affine_direction_coefficients`). The augmented matrix is I + N with N nilpotent
@@ -361,7 +362,7 @@ def affine_null_solution() -> Derivation:
 
 @lru_cache(maxsize=None)
 def affine_marginal_solution() -> Derivation:
-    """Marginal direction t = 1 ≠ a (ρ(T) = 1 attained in a direction with noise) (THEORY §8).
+    """Marginal direction t = 1 ≠ a (ρ(T) = 1 attained in a direction with noise) (contract §8).
 
     Assumptions: t = 1, a ≠ 1 (then |a| < 1 when Var(j) > 0, since a² ≤ t). m_k as in the generic
     case; M_k = M_0 + Σ_{i<k}(2γ m_i + v) summed in closed form. The slope of the linear growth is
@@ -391,7 +392,7 @@ def affine_marginal_solution() -> Derivation:
 
 @lru_cache(maxsize=None)
 def affine_stationary_solution() -> Derivation:
-    """Stationary point of the scalar recursion when t < 1 (THEORY §8).
+    """Stationary point of the scalar recursion when t < 1 (contract §8).
 
     Assumptions: t < 1 (hence |a| < 1 since a² ≤ E[j²] = t). Procedure: solve the fixed-point
     equations m = a m + β, M = t M + 2γ m + v. Checks: the k-step solution of
@@ -420,7 +421,7 @@ def affine_stationary_solution() -> Derivation:
 
 @lru_cache(maxsize=None)
 def summed_stationary_mean_formula() -> Derivation:
-    """Summed schedule: m∞ = β/(1 − a) = (αḡ_F − (1−α)ḡ_R)/D per direction (THEORY §8).
+    """Summed schedule: m∞ = β/(1 − a) = (αḡ_F − (1−α)ḡ_R)/D per direction (contract §8).
 
     Assumptions: summed schedule, D = (1−α)m_R − αm_F ≠ 0 and |1 − ηD| < 1. Substitutes the
     derived a and β of :func:`affine_direction_coefficients` into the stationary mean of
@@ -447,7 +448,7 @@ def summed_stationary_mean_formula() -> Derivation:
 
 @lru_cache(maxsize=None)
 def null_dominance_horizon() -> Derivation:
-    """Horizon K₀ after which the null-space drift carries at least half of E‖δ_K‖² (THEORY §8).
+    """Horizon K₀ after which the null-space drift carries at least half of E‖δ_K‖² (contract §8).
 
     Assumptions: from δ_0 = 0 the null part is exactly K²‖β_V‖² + K·c_V (c_V = tr Cov(b_V),
     :func:`affine_null_solution`) and the span part is bounded by S for all K (theorem
@@ -467,7 +468,7 @@ def null_dominance_horizon() -> Derivation:
 
 def all_affine_derivations() -> dict[str, Derivation]:
     """Every derivation of this module (name → Derivation), for the docs."""
-    entries = []
+    entries: list[tuple[str, Callable[..., Derivation], tuple[str, ...]]] = []
     for s in SCHEMES:
         entries.append((f"affine-pair-moments-{s}", batch_pair_moments, (s,)))
         entries += [(f"affine-coefficients-{s}-{sch}", affine_direction_coefficients, (s, sch))

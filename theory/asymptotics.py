@@ -1,4 +1,4 @@
-"""Sympy derivations behind :mod:`rmt.asymptotics` (THEORY.md §9; issue 13).
+"""Sympy derivations behind :mod:`rmt.asymptotics` (contract §9).
 
 Same conventions as :mod:`theory.derivations`: each public function is a *procedure* that starts
 from the model, ends in the formula that :mod:`rmt.asymptotics` evaluates, states its assumptions

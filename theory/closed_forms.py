@@ -1,4 +1,4 @@
-"""Numeric evaluation of the sympy closed forms on commuting sets (THEORY.md §3).
+"""Numeric evaluation of the sympy closed forms on commuting sets (contract §3).
 
 An *independent* path to ρ(T), η*, B* and α* of a commuting HessianSet: the per-direction
 formulas are the lambdified sympy results of :mod:`theory.derivations` (never rmt's own closed

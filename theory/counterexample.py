@@ -1,4 +1,4 @@
-"""Counterexample search for stability statements with Hypothesis (issue 4, THEORY §5).
+"""Counterexample search for stability statements with Hypothesis (contract §5).
 
 :func:`search_counterexample` drives Hypothesis over generated (HessianSet, Schedule) instances —
 retain/forget sets with varied coherence (:func:`rmt.testing.instances`), every sampling scheme,

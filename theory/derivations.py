@@ -1,4 +1,4 @@
-"""Sympy derivations of the stability thresholds (THEORY.md §2.1, §3, §5).
+"""Sympy derivations of the stability thresholds (contract §2.1, §3, §5).
 
 Every public function here is a *procedure*: it starts from the second-moment recursion
 E[w_{k+1} w_{k+1}ᵀ] = T(E[w_k w_kᵀ]) written in sympy symbols and ends in a threshold by
@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import sympy as sp
 
@@ -81,14 +82,17 @@ class Derivation:
     """Result of one symbolic derivation: expression, numpy function, LaTeX and the steps."""
 
     name: str
-    expression: object
+    #: a sympy expression, or a tuple/list of them
+    expression: Any
     args: tuple
-    function: object = field(repr=False)
+    #: the lambdified numpy function of ``args``
+    function: Callable[..., Any] = field(repr=False)
     latex: str
+    #: (description, sympy object) pairs, in order
     steps: tuple = field(default=(), repr=False)
     section: str = ""
 
-    def __call__(self, *values):
+    def __call__(self, *values: Any) -> Any:
         return self.function(*values)
 
 
@@ -116,7 +120,7 @@ def _check_scheme(sampling):
         raise ValueError(f"sampling must be one of {list(SCHEMES)}, got {sampling!r}")
 
 
-# ---------------------------------------------------------------------- sampling (THEORY §2.1)
+# ---------------------------------------------------------------------- sampling (contract §2.1)
 @lru_cache(maxsize=None)
 def sampling_coefficients(sampling: str) -> Derivation:
     """Noise coefficients (c, e) of a sampling scheme, derived from the indicator moments.
@@ -124,7 +128,7 @@ def sampling_coefficients(sampling: str) -> Derivation:
     Batch Hessian Ĥ = (1/B)Σ_i x_i H_i. In one direction (eigenvalues λ_i) the second moment is
     E[Ĥ²] = (1/B²)[Σ_i E[x_i²] λ_i² + Σ_{i≠j} E[x_i x_j] λ_i λ_j]; with Σλ_i² = n q and
     Σ_{i≠j}λ_iλ_j = n²m² − n q this is m² + c·q − e·m², which is read off as the coefficients of
-    q and m² (THEORY §2.1 table). Moments: Bernoulli E[x_i²] = p, E[x_ix_j] = p² (p = B/n);
+    q and m² (contract §2.1 table). Moments: Bernoulli E[x_i²] = p, E[x_ix_j] = p² (p = B/n);
     with replacement (multinomial counts) E[x_i²] = B/n − B/n² + B²/n², E[x_ix_j] = B(B−1)/n²;
     without replacement E[x_i²] = B/n, E[x_ix_j] = B(B−1)/(n(n−1)).
     Expression: the tuple (c, e) in the symbols n, B.
@@ -163,7 +167,7 @@ def _noise(sampling, nn, BB, mm, qq):
 # ---------------------------------------------------------------------- commuting sets (§3)
 @lru_cache(maxsize=None)
 def commuting_direction_rate(sampling: str, schedule: str = "summed") -> Derivation:
-    """Per-direction mean-square factor E[j_k²] of a commuting set (THEORY §3).
+    """Per-direction mean-square factor E[j_k²] of a commuting set (contract §3).
 
     In the shared eigenbasis every step is diagonal, j_k = 1 − η(1−α)ĥ_R,k + ηαĥ_F,k, so
     T maps diag matrices to diag matrices and ρ(T) = max_k E[j_k²]. Summed:
@@ -301,7 +305,7 @@ def _solve_eta(lower_bound):
 
 @lru_cache(maxsize=None)
 def dexter_single_sample() -> Derivation:
-    """Single-sample divergence condition, Bernoulli SGD (THEORY §5.1, middle step) [der].
+    """Single-sample divergence condition, Bernoulli SGD (contract §5.1, middle step) [der].
 
     T = (I−ηH̄)⊗(I−ηH̄) + η²N with both parts cone-preserving, so ρ(T) ≥ η²ρ(N); N is
     self-adjoint with N(M) = c·(1/n)Σ_i H_i M H_i (Bernoulli: c = (n−B)/(Bn)), so taking
@@ -333,7 +337,7 @@ def dexter_thm1() -> Derivation:
 
 @lru_cache(maxsize=None)
 def dexter_thm2_condition(sampling: str = "bernoulli") -> Derivation:
-    """Exact stability condition of the Dexter Theorem 2 construction (THEORY §5.2).
+    """Exact stability condition of the Dexter Theorem 2 construction (contract §5.2).
 
     H_i = (λn/σ)e₁e₁ᵀ for i ≤ σ, 0 otherwise: a commuting set with one active direction,
     m = λ, q = (1/n)·σ·(λn/σ)² = λ²n/σ. Substituting into η* = 2D/(D² + V) (α = 0) gives
@@ -355,7 +359,7 @@ def dexter_thm2_condition(sampling: str = "bernoulli") -> Derivation:
 # ---------------------------------------------------------------------- Wu–Ma–E (§5.3)
 @lru_cache(maxsize=None)
 def wu_ma_e_sharpness() -> Derivation:
-    """Sharpness condition: stability needs λ_max(H̄) ≤ 2/η (THEORY §5.3).
+    """Sharpness condition: stability needs λ_max(H̄) ≤ 2/η (contract §5.3).
 
     T ⪰ E[J]⊗E[J] on the PSD cone (the noise part is a covariance), so
     ρ(T) ≥ ρ(I − ηH̄)² and ρ(I − ηH̄) > 1 once 1 − ηλ̄ < −1. Expression: η threshold 2/λ̄.
@@ -386,7 +390,7 @@ def wu_ma_e_nonuniformity(sampling: str = "without_replacement") -> Derivation:
 @lru_cache(maxsize=None)
 def unlearning_noise_condition(sampling: str, which: str = "retain",
                                form: str = "coherence") -> Derivation:
-    """Divergence condition (a) (which="retain") or (b) (which="forget") of THEORY §5.4.
+    """Divergence condition (a) (which="retain") or (b) (which="forget") of contract §5.4.
 
     Summed schedule, weight w = 1−α (retain) or α (forget). T − η²w²N_S is cone-preserving for
     every scheme (it is E[J]⊗E[J] plus the other set's covariance), so ρ(T) ≥ η²w²ρ(N_S).
@@ -432,7 +436,7 @@ def unlearning_noise_condition(sampling: str, which: str = "retain",
 
 @lru_cache(maxsize=None)
 def unlearning_mean_escape() -> Derivation:
-    """Condition (c) of THEORY §5.4: ρ(I − ηD) > 1 ⇒ divergence, for every scheme.
+    """Condition (c) of contract §5.4: ρ(I − ηD) > 1 ⇒ divergence, for every scheme.
 
     E[JMJᵀ] ⪰ E[J]ME[J]ᵀ for PSD M (the difference is a covariance), so ρ(T) ≥ ρ(I − ηD)².
     ρ(I − ηD) > 1 iff λ_min(D) < 0 (any η > 0) or 1 − ηλ_max(D) < −1, i.e. η > 2/λ_max(D).
@@ -448,7 +452,7 @@ def unlearning_mean_escape() -> Derivation:
 # ---------------------------------------------------------------------- SAM (§5.6)
 @lru_cache(maxsize=None)
 def sam_threshold() -> Derivation:
-    """SAM divergence threshold (THEORY §5.6), Bernoulli sampling.
+    """SAM divergence threshold (contract §5.6), Bernoulli sampling.
 
     SAM: T(M) = AMAᵀ + η²N(KMK), K = I + (ρ/a)H̄, A = I − ηH̄K. Both parts are cone-preserving,
     so ρ(T) ≥ η²ρ(M ↦ N(KMK)); the similarity M ↦ K^{1/2}MK^{1/2} turns this map into
@@ -477,7 +481,7 @@ sig_R, sig_F, lam_R, lam_F, D_max = sp.symbols(
 
 @lru_cache(maxsize=None)
 def noise_operator_threshold() -> Derivation:
-    """Operator form of the noise condition (THEORY §5.4; corrects Wu–Ma–E §5.3), every scheme.
+    """Operator form of the noise condition (contract §5.4; corrects Wu–Ma–E §5.3), every scheme.
 
     T − η²𝒩 = E[J]⊗E[J] with 𝒩 = (1−α)²N_R + α²N_F; both parts are cone-preserving, so
     ρ(T) ≥ η²ρ(𝒩) =: η²ρ_N, and η²ρ_N = 1 gives η_thm = 1/√ρ_N. Args: (rho_N,).
@@ -565,7 +569,7 @@ def coherence_resistance_threshold() -> Derivation:
                  [("construction eta*(lambda)", eta_thm), ("candidate", expr)], "§5.5")
 
 
-def collect_derivations(entries: Iterable[tuple[str, Callable[..., Derivation], tuple]]
+def collect_derivations(entries: Iterable[tuple[str, Callable[..., Derivation], tuple[Any, ...]]]
                         ) -> dict[str, Derivation]:
     """name → ``factory(*args)`` for (name, factory, args) entries, built in order."""
     return {name: factory(*args) for name, factory, args in entries}

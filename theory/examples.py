@@ -90,7 +90,7 @@ def identical_hessians(n=5, batch=2, sampling="without_replacement", eta=1.0):
 
 def unlearning_mean_escape_example(alpha=0.5, eta=0.1):
     """Forget curvature outside the retain span: D = (1−α)e₁e₁ᵀ − αe₂e₂ᵀ has λ_min = −α < 0, so
-    ascent escapes for every η > 0 (THEORY §5.4 (c)); exact critical η* = 0.
+    ascent escapes for every η > 0 (contract §5.4 (c)); exact critical η* = 0.
     Full-batch (B = n = 1, Bernoulli: no noise): ρ(T) = max((1 − η(1−α))², (1 + ηα)²) = 1.1025
     with α = 0.5, η = 0.1: (1 + 0.05)² = 1.1025.
     """

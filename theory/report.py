@@ -1,4 +1,4 @@
-"""Tightness report: every encoded theorem against the exact operator (issue 4, THEORY §5).
+"""Tightness report: every encoded theorem against the exact operator (contract §5).
 
 ``python -m theory.report [--examples N] [--seed S] [--out PATH]`` prints, per theorem: the
 instances where it applied, violations against the exact ρ(T) (must be 0 for every "proven"
@@ -202,7 +202,7 @@ def render_derivations(max_len=900):
 
     lines = []
     for name, d in dv.all_derivations().items():
-        lines += [f"#### `{name}` (THEORY {d.section}) — `{_func_name(name)}`", ""]
+        lines += [f"#### `{name}` (contract {d.section}) — `{_func_name(name)}`", ""]
         for desc, obj in d.steps:
             tex = (r",\quad ".join(sp.latex(x) for x in obj) if isinstance(obj, (list, tuple))
                    else sp.latex(obj))

@@ -268,7 +268,7 @@ H_FORGET = Hypothesis("the forget set enters the step (α > 0, not SAM)",
 H_RETAIN_SAMPLED = Hypothesis(
     "a retain batch smaller than the retain set (B < n_R: otherwise no sampling noise)",
     lambda i: not th._retain_full_batch(i),
-    lambda i: f"B={i.term('retain').batch}, n_R={i.term('retain').n}")
+    lambda i: f"B={th._term(i).batch}, n_R={th._term(i).n}")
 H_CONSTRUCTION = Hypothesis(
     "retain Hessians are identical rank-one matrices plus zeros (Dexter Thm 2 construction)",
     lambda i: th._is_construction(i), lambda i: "a generic retain set")

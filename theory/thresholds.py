@@ -23,6 +23,8 @@ import numpy as np
 import sympy as sp
 
 from . import derivations as dv
+from rmt.dynamics import SetTerm
+
 from .instance import KRON_MAX_SPAN, Instance
 
 __all__ = [
@@ -98,6 +100,19 @@ def _disk() -> dict:
     return _DISK
 
 
+def _from_disk(key: str) -> Callable | None:
+    """The lambdified expression stored under ``key`` (None when absent or corrupt)."""
+    entry = _disk().get(key)
+    if entry is None:
+        return None
+    try:
+        expr = sp.sympify(entry["expr"])
+        fargs = tuple(sp.sympify(a) for a in entry["args"])
+        return sp.lambdify(fargs, expr, modules="numpy")
+    except Exception:  # a corrupt entry: derive again
+        return None
+
+
 def _fn(factory: Callable[..., dv.Derivation], *args: object) -> Callable:
     """The numpy function of the threshold derivation ``factory(*args)``.
 
@@ -110,14 +125,7 @@ def _fn(factory: Callable[..., dv.Derivation], *args: object) -> Callable:
     fn = _FUNCS.get(key)
     if fn is not None:
         return fn
-    entry = _disk().get(key)
-    if entry is not None:
-        try:
-            expr = sp.sympify(entry["expr"])
-            fargs = tuple(sp.sympify(a) for a in entry["args"])
-            fn = sp.lambdify(fargs, expr, modules="numpy")
-        except Exception:  # a corrupt entry: derive again
-            fn = None
+    fn = _from_disk(key)
     if fn is None:
         der = factory(*args)
         fn = der.function
@@ -152,6 +160,15 @@ def _safe(fn: Callable, *args: float) -> float:
 def _eval(inst_args: tuple, factory: Callable[..., dv.Derivation], *args: object) -> float:
     """:func:`_safe` of the cached derivation ``factory(*args)`` at ``inst_args``."""
     return _safe(_fn(factory, *args), *inst_args)
+
+
+def _term(inst: Instance, which: str = "retain") -> SetTerm:
+    """The :class:`rmt.SetTerm` of a set that the statement's hypotheses make enter the step
+    (AttributeError otherwise, as reading a field of the missing term would raise)."""
+    t = inst.term(which)
+    if t is None:
+        raise AttributeError(f"the {which} set does not enter the step")
+    return t
 
 
 def _set_args(inst: Instance, which: str) -> tuple[float, float, int, int]:
@@ -190,13 +207,13 @@ def _is_construction(inst: Instance) -> bool:
 
 def _retain_full_batch(inst: Instance) -> bool:
     """The retain batch is the whole retain set (B ≥ n): no Bernoulli sampling noise."""
-    t = inst.term("retain")
+    t = _term(inst)
     return t.batch >= t.n
 
 
 def _nonuniformity_s(inst: Instance) -> float:
     """s = √λ_max((1/n)ΣH_i² − H̄²) of the retain set (Wu–Ma–E's non-uniformity, contract §5.3)."""
-    t = inst.term("retain")
+    t = _term(inst)
     r, n, k = t.psi.shape
     if r <= KRON_MAX_SPAN:
         Hs = t.hessians()
@@ -221,7 +238,7 @@ def dexter_single_sample_eta(inst: Instance) -> float:
     """Single-sample form of Dexter Theorem 1 (contract §5.1): n/(L√(n/B − 1))."""
     if _retain_full_batch(inst):
         return math.inf
-    t = inst.term("retain")
+    t = _term(inst)
     return _eval((inst.L(), t.n, t.batch), dv.dexter_single_sample)
 
 
@@ -230,7 +247,7 @@ def thm2_eta(inst: Instance) -> float:
     s = inst.schedule
     lam = inst.hs.max_eigenvalues("retain")
     k = int(np.sum(lam > 1e-12 * np.max(lam)))
-    t = inst.term("retain")
+    t = _term(inst)
     lam_bar = inst.lam_bar("retain")
     if s.sampling == "without_replacement" and t.n == 1:
         return 2.0 / lam_bar
@@ -248,7 +265,7 @@ def nonuniformity_eta(inst: Instance) -> float:
     s = _nonuniformity_s(inst)
     if s <= 0:
         return math.inf
-    t = inst.term("retain")
+    t = _term(inst)
     return _eval((s, t.n, t.batch), dv.wu_ma_e_nonuniformity)
 
 
@@ -306,7 +323,7 @@ def weyl_eta(inst: Instance) -> float:
 
 def sam_eta(inst: Instance) -> float:
     """SAM divergence (contract §5.6): the SGD threshold of Dexter Theorem 1 over κ."""
-    s, t = inst.schedule, inst.term("retain")
+    s, t = inst.schedule, _term(inst)
     if t.batch >= t.n:
         return math.inf
     return _eval(_set_args(inst, "retain") + (s.sam_rho, s.sam_a, inst.lam_min_span("retain")),
