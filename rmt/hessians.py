@@ -332,7 +332,7 @@ class HessianSet(GramRows):
             active = np.flatnonzero(np.any(raw > 0, axis=0))
             if active.size == 0:
                 return np.zeros((raw.shape[0], self.dim, 1))
-            return self._basis[None, :, active] * np.sqrt(raw[:, None, active])
+            return self.basis[None, :, active] * np.sqrt(raw[:, None, active])
         if raw.ndim == 2:
             return raw[:, :, None]
         return raw
@@ -346,7 +346,7 @@ class HessianSet(GramRows):
         if self.kind == "dense":
             out = raw
         elif self.kind == "commuting":
-            Q = self._basis
+            Q = self.basis
             return np.einsum("ak,nk,bk->nab", Q, raw, Q)
         else:
             F = self.factors(which)
@@ -364,6 +364,7 @@ class HessianSet(GramRows):
         """The shared orthonormal eigenbasis Q of a commuting set."""
         if self.kind != "commuting":
             raise ValueError(f"basis needs a commuting set, this one is {self.kind!r}")
+        assert self._basis is not None  # from_commuting always sets it
         return self._basis
 
     def mean(self, which: str = "retain") -> np.ndarray:
@@ -372,7 +373,7 @@ class HessianSet(GramRows):
         if self.kind == "dense":
             out = raw.mean(axis=0)
         elif self.kind == "commuting":
-            return (self._basis * raw.mean(axis=0)) @ self._basis.T
+            return (self.basis * raw.mean(axis=0)) @ self.basis.T
         else:
             F = self.factors(which)
             n, d, k = F.shape
@@ -557,7 +558,7 @@ class HessianSet(GramRows):
             active = np.zeros(d, dtype=bool)
             for w in chosen:
                 active |= np.any(self._raw(w) > 0, axis=0)
-            U = self._basis[:, active]
+            U = self.basis[:, active]
             psis = {
                 w: np.transpose(
                     np.sqrt(self._raw(w)[:, active])[:, :, None] * np.eye(active.sum())[None],
