@@ -1,4 +1,4 @@
-"""Random-matrix limits against samples at d ∈ {250, 500, 1000, 2000} (issue 13; rmt.asymptotics).
+"""Random-matrix limits against samples at d ∈ {250, 500, 1000, 2000} (rmt.asymptotics).
 
 ``experiment_asymptotics(out, quick)`` writes
 

@@ -18,19 +18,16 @@ Error handling is central (:func:`main`), so every subcommand behaves the same:
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
 from rmt.verdict import SIGN_CONVENTION
 
-# Each module adds one or more subcommands through register(subparsers).
-_COMMAND_MODULES = [
-    "simulations.cnn.cli",
-    "simulations.sweep_cli",
-    "simulations.reproduce",
-    "simulations.verify_cli",
-]
+from . import reproduce, sweep_cli, verify_cli
+from .cnn import cli as cnn_cli
+
+# Each module adds one or more subcommands through register(subparsers), in this order.
+_COMMAND_MODULES = (cnn_cli, sweep_cli, reproduce, verify_cli)
 
 #: Commands whose ``--out`` folder keeps finished cells across runs (rerun = resume).
 _RESUMABLE = ("sweep", "reproduce")
@@ -88,13 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):  # not written yet: command absent
-                continue
-            raise
+    for module in _COMMAND_MODULES:
         module.register(sub)
     return parser
 

@@ -1,10 +1,14 @@
-"""Figures for the reproduction report (matplotlib, Agg backend, colour-blind-safe colours).
+"""Figures and tables for the reproduction report (matplotlib, Agg backend, colour-blind-safe
+colours; Markdown tables).
 
 Every phase diagram uses the same legend convention, :data:`LEGEND_DIVERGES` /
 :data:`LEGEND_CONVERGES`, the short form of :data:`rmt.verdict.SIGN_CONVENTION`.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -42,8 +46,8 @@ def _legend(verdict: str) -> str:
 LEGEND_CONVERGES = _legend(RESISTS)
 LEGEND_DIVERGES = _legend(FORGETS)
 
-__all__ = ["phase_diagram", "step_frontier", "HALO", "save", "OKABE_ITO", "VERDICT_CMAP", "LEGEND_CONVERGES",
-           "LEGEND_DIVERGES"]
+__all__ = ["phase_diagram", "step_frontier", "md_table", "HALO", "save", "OKABE_ITO",
+           "VERDICT_CMAP", "LEGEND_CONVERGES", "LEGEND_DIVERGES"]
 
 
 def _edges(v):
@@ -119,3 +123,15 @@ def save(fig, path):
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def md_table(rows: Sequence[Mapping], cols: Sequence[tuple[str, str]]) -> str:
+    """A Markdown table: one column per ``(key, format)`` of ``cols`` (header: the key), one line
+    per row; a missing value (None or NaN) is shown as "–"."""
+    def fmt(f, v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        return f.format(v)
+
+    head = "| " + " | ".join(c for c, _ in cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
+    return head + "".join("| " + " | ".join(fmt(f, r[c]) for c, f in cols) + " |\n" for r in rows)

@@ -1,4 +1,4 @@
-"""The Dexter/Chang "Hessian test" grid (THEORY.md §7) — exact boundary vs published heuristic.
+"""The Dexter/Chang "Hessian test" grid (contract §7) — exact boundary vs published heuristic.
 
 Grid: n samples; for σ ∈ {1..50}: d = n − σ + 1, H_i = (2n/σ) e₀e₀ᵀ for i < σ, else
 (2n/σ) e_{i−σ+1}e_{i−σ+1}ᵀ (λ_max(H̄) = 2); batch B; η ∈ {0.5, 0.8}; batches without replacement.
@@ -114,7 +114,7 @@ def critical_batches(n, sigmas, eta, alpha=0.0, n_forget=10, b_max=None,
 
 # ----------------------------------------------------------------------------- theorem curves
 def _noise_c(n, B, sampling):
-    """Coefficient c of C(M) in N(M) = c·C(M) (THEORY §2.1) for with/without replacement."""
+    """Coefficient c of C(M) in N(M) = c·C(M) (contract §2.1) for with/without replacement."""
     B = np.asarray(B, dtype=float)
     if sampling == "with_replacement":
         return 1.0 / B
@@ -126,9 +126,9 @@ def _noise_c(n, B, sampling):
 def thm1_sigma(n, batch, eta, lam=2.0, sampling="bernoulli"):
     """σ at or below which SGD provably diverges (α = 0), for the given sampling scheme.
 
-    Bernoulli: Dexter et al. Theorem 1 (THEORY §5.1), λ ≥ (σ/η)(n/B − 1)^{−1/2}, i.e.
+    Bernoulli: Dexter et al. Theorem 1 (contract §5.1), λ ≥ (σ/η)(n/B − 1)^{−1/2}, i.e.
     σ ≤ ηλ√(n/B − 1). With / without replacement there is no Dexter theorem; the proven
-    analogue is THEORY §5.4(a) at α = 0: η²cλ²(n/σ − 1)²/(n − 1) ≥ 1 with c = 1/B resp.
+    analogue is contract §5.4(a) at α = 0: η²cλ²(n/σ − 1)²/(n − 1) ≥ 1 with c = 1/B resp.
     (n − B)/(B(n − 1)), i.e. σ ≤ n / (1 + √((n − 1)/c)/(ηλ)) (0 when c = 0: B = n without
     replacement has no sampling noise).
     """
@@ -144,7 +144,7 @@ def thm1_sigma(n, batch, eta, lam=2.0, sampling="bernoulli"):
 def thm2_sigma(n, batch, eta, lam=2.0, sampling="bernoulli"):
     """σ above which Dexter's Theorem 2 construction is mean-square stable, for ``sampling``.
 
-    Construction (THEORY §5.2): σ identical Hessians (λn/σ)e₁e₁ᵀ and n − σ zeros — exactly the
+    Construction (contract §5.2): σ identical Hessians (λn/σ)e₁e₁ᵀ and n − σ zeros — exactly the
     shared direction of the Hessian-test grid. Its one active direction has
     E[j²] = (1 − ηλ)² + η²N with N = λ²(n/B − 1)/σ (Bernoulli) or cλ²(n/σ − 1) (with / without
     replacement, c as in :func:`thm1_sigma`), so with x = 2/(ηλ) − 1 it is stable (E[j²] < 1)
@@ -165,7 +165,7 @@ def theorem_curves(n, batch, eta, sampling, lam=2.0):
     """The theorem curves of ``sampling`` over the batch sizes ``batch`` (SGD, α = 0).
 
     A list of dicts ``name``, ``label`` (names the scheme), ``sigma`` (array over ``batch``),
-    ``side`` ("diverges at or below" / "stable above") and ``source`` (THEORY section).
+    ``side`` ("diverges at or below" / "stable above") and ``source`` (section of the contract, docs/contract.md).
     Bernoulli: Dexter Theorems 1 and 2. With / without replacement: the §5.4(a) bound (the
     scheme's proven analogue of Theorem 1) and the Theorem 2 construction's exact condition in
     that scheme — never a Bernoulli formula.
@@ -175,7 +175,7 @@ def theorem_curves(n, batch, eta, sampling, lam=2.0):
         first = ("dexter-thm1", f"Dexter Thm 1, {scheme}: diverges at/below", "§5.1")
     else:
         first = ("unlearning-retain-noise",
-                 f"THEORY §5.4(a) bound (α=0), {scheme}: diverges at/below", "§5.4(a)")
+                 f"contract §5.4(a) bound (α=0), {scheme}: diverges at/below", "§5.4(a)")
     return [
         dict(name=first[0], label=first[1], sigma=thm1_sigma(n, batch, eta, lam, sampling),
              side="diverges at or below", source=first[2]),
@@ -186,16 +186,16 @@ def theorem_curves(n, batch, eta, sampling, lam=2.0):
 
 
 def dexter_thm1_sigma(n, batch, eta, lam=2.0):
-    """Bernoulli only (use :func:`thm1_sigma` for other schemes). Dexter et al. Thm 1 (THEORY §5.1): diverges if λ ≥ (σ/η)(n/B − 1)^{−1/2}, i.e. for
-    σ ≤ ηλ√(n/B − 1). Returns that σ bound (divergence guaranteed at or below it)."""
+    """Bernoulli only (use :func:`thm1_sigma` for other schemes). Dexter et al. Thm 1
+    (contract §5.1): diverges if λ ≥ (σ/η)(n/B − 1)^{−1/2}, i.e. for σ ≤ ηλ√(n/B − 1). Returns that σ bound (divergence guaranteed at or below it)."""
     B = np.asarray(batch, dtype=float)
     with np.errstate(invalid="ignore"):
         return eta * lam * np.sqrt(np.maximum(n / B - 1.0, 0.0))
 
 
 def dexter_thm2_sigma(n, batch, eta, lam=2.0):
-    """Bernoulli only (use :func:`thm2_sigma` for other schemes). Dexter et al. Thm 2 construction (THEORY §5.2): stable iff λ < (2/η)[1 + (n/B − 1)/σ]^{−1},
-    i.e. σ > (n/B − 1)/(2/(ηλ) − 1) when ηλ < 2 (every σ diverges when ηλ ≥ 2). Returns the σ
+    """Bernoulli only (use :func:`thm2_sigma` for other schemes). Dexter et al. Thm 2
+    construction (contract §5.2): stable iff λ < (2/η)[1 + (n/B − 1)/σ]^{−1}, i.e. σ > (n/B − 1)/(2/(ηλ) − 1) when ηλ < 2 (every σ diverges when ηλ ≥ 2). Returns the σ
     boundary (the construction is stable above it)."""
     B = np.asarray(batch, dtype=float)
     x = 2.0 / (eta * lam) - 1.0

@@ -1,12 +1,12 @@
 """Real-data acceptance experiment: forecasts vs actual nonlinear unlearning on digits.
 
-Protocol (issue "Forecasts that hold on real models"; THEORY.md §8):
+Protocol (contract §8; docs/realdata.md):
 
 * data: scikit-learn's bundled digits, 3 vs 8, PCA to ``n_components`` features, ``max_train``
   training samples of which ``n_flip`` had their label flipped *before* training (memorised);
 * models, trained by full-batch L-BFGS (gradient norm reported):
   ``logistic`` — logistic regression (a non-interpolating minimum: the flipped labels make the
-  per-sample gradients non-zero, so the drift of THEORY §8 is present);
+  per-sample gradients non-zero, so the drift of contract §8 is present);
   ``mlp`` — a one-hidden-layer tanh MLP with squared loss on ±1 targets, d > n, trained to
   (near) interpolation;
 * forget sets: ``typical`` (random clean samples), ``hard`` (largest training loss at w*),
@@ -34,7 +34,7 @@ Protocol (issue "Forecasts that hold on real models"; THEORY.md §8):
   log k — the quadratic model sees a finite m∞ instead), and the predicted (second-order,
   :class:`rmt.forecast.ForgettingCost`) vs observed rise of the forget and retain losses.
 * observed verdict = majority of seeds left; forecast verdict = ``forecast.forgets``; the
-  asymptotic ρ(T) > 1 verdict is reported beside it (the 59 % baseline of the issue).
+  asymptotic ρ(T) > 1 verdict is reported beside it.
 
 Run: ``python -m simulations.realdata --quick --out rmt-output/realdata``.
 """
@@ -42,13 +42,16 @@ Run: ``python -m simulations.realdata --quick --out rmt-output/realdata``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 __all__ = ["run", "main", "LINEAR_RANGE"]
 
@@ -165,8 +168,11 @@ def _cell(model, loss, w, X, y, retain, forget, eta_rel, alpha, batch, g, seed):
     return row
 
 
-def run(out, quick=True, seed=0, progress=True):
-    """Run the experiment, write ``realdata.json``, ``realdata.md`` and a figure into ``out``."""
+def run(out: str | os.PathLike, quick: bool = True, seed: int = 0,
+        progress: bool = True) -> dict:
+    """Run the experiment, write ``realdata.json``, ``realdata.md`` and a figure into ``out``.
+
+    ``progress``: a tqdm bar on stderr, one step per cell."""
     from rmt import models as M
 
     out = Path(out)
@@ -177,27 +183,26 @@ def run(out, quick=True, seed=0, progress=True):
     X, y = data.X_train, data.y_train
     trained = _train_models(data, seed)
     rows, t0 = [], time.perf_counter()
-    for mname, (model, loss, tr) in trained.items():
-        yy = y.astype(float) if loss == "squared" else y
-        for kind in FORGET_KINDS:
-            retain, forget = M.forget_set(kind, len(y), None if kind == "relabelled" else 6,
-                                          seed=seed, model=model, w=tr.w, X=X, y=yy, loss=loss,
-                                          flipped=data.flipped)
-            for eta_rel in g["eta"]:
-                for alpha in g["alpha"]:
-                    for batch in g["batch"]:
-                        row = _cell(model, loss, tr.w, X, yy, retain, forget, eta_rel, alpha,
-                                    batch, g, seed)
-                        row.update(model=mname, forget=kind, grad_norm=tr.grad_norm,
-                                   d=model.n_params, n=len(y))
-                        rows.append(row)
-                        if progress:
-                            print(f"{mname:8s} {kind:10s} η={eta_rel:<4} α={alpha:<4} B={batch:<3}"
-                                  f" forecast={row['outcome']:9s} observed="
-                                  f"{'left' if row['observed'] else 'stayed'}"
-                                  f" ({row['observed_fraction']:.2f})  ρ={row['rate']:.5f}",
-                                  flush=True)
-                        (out / "realdata.json").write_text(json.dumps(rows, indent=1))
+    cells = len(trained) * len(FORGET_KINDS) * len(g["eta"]) * len(g["alpha"]) * len(g["batch"])
+    with tqdm(total=cells, desc="realdata", unit="cell", disable=not progress) as bar:
+        for mname, (model, loss, tr) in trained.items():
+            yy = y.astype(float) if loss == "squared" else y
+            for kind in FORGET_KINDS:
+                retain, forget = M.forget_set(kind, len(y), None if kind == "relabelled" else 6,
+                                              seed=seed, model=model, w=tr.w, X=X, y=yy,
+                                              loss=loss, flipped=data.flipped)
+                for eta_rel, alpha, batch in itertools.product(g["eta"], g["alpha"], g["batch"]):
+                    row = _cell(model, loss, tr.w, X, yy, retain, forget, eta_rel, alpha, batch,
+                                g, seed)
+                    row.update(model=mname, forget=kind, grad_norm=tr.grad_norm,
+                               d=model.n_params, n=len(y))
+                    rows.append(row)
+                    bar.set_postfix_str(f"{mname} {kind} η={eta_rel} α={alpha} B={batch} "
+                                        f"forecast={row['outcome']} observed="
+                                        f"{'left' if row['observed'] else 'stayed'}",
+                                        refresh=False)
+                    bar.update()
+                    (out / "realdata.json").write_text(json.dumps(rows, indent=1))
     summary = _summary(rows)
     summary["seconds"] = time.perf_counter() - t0
     (out / "realdata.json").write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
@@ -249,6 +254,8 @@ def _summary(rows):
 def _markdown(rows, summary, trained):
     from rmt.verdict import SIGN_CONVENTION
 
+    # the per-model entries of the summary (it also holds run-level keys such as "seconds")
+    models = {m: s for m, s in summary.items() if isinstance(s, dict) and "cells" in s}
     lines = ["# Real-data experiment: forecast vs actual nonlinear unlearning", "",
              f"Convention: {SIGN_CONVENTION}. A cell *forgets* when the majority of runs left the "
              "ball ‖w_k − w*‖ ≥ R within the horizon.", ""]
@@ -261,9 +268,7 @@ def _markdown(rows, summary, trained):
               "| model | cells | forecast (a.s.) | mean square | asymptotic ρ(T)>1 | "
               "observed forget | majority baseline |",
               "|---|---|---|---|---|---|---|"]
-    for m, s in summary.items():
-        if not isinstance(s, dict) or "cells" not in s:
-            continue
+    for m, s in models.items():
         lines.append(f"| {m} | {s['cells']} | {s['forecast']:.2f} | {s['mean_square']:.2f} | "
                      f"{s['asymptotic']:.2f} | {s['observed_left']:.2f} | "
                      f"{s['majority_baseline']:.2f} |")
@@ -276,9 +281,7 @@ def _markdown(rows, summary, trained):
               "| model | forget | agreement | observed forget | runs left | σ_F | out-of-span | "
               "fitted | separable | Δ forget loss obs. | pred. |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for m, s in summary.items():
-        if not isinstance(s, dict) or "cells" not in s:
-            continue
+    for m, s in models.items():
         for k in FORGET_KINDS:
             q = s[k]
             sep = "—" if q["retain_separable"] is None else ("yes" if q["retain_separable"] else "no")
@@ -288,9 +291,7 @@ def _markdown(rows, summary, trained):
                          f"{q['forget_loss_rise']:.3g} | {q['predicted_forget_loss_rise']:.3g} "
                          f"[{q['loss_cells']}] |")
     lines += ["", "## Does coherence order forgettability?", ""]
-    for m, s in summary.items():
-        if not isinstance(s, dict) or "cells" not in s:
-            continue
+    for m, s in models.items():
         by_sigma = sorted(FORGET_KINDS, key=lambda k: s[k]["sigma_forget"])
         by_left = sorted(FORGET_KINDS, key=lambda k: -s[k]["observed_fraction"])
         fr = [s[k]["observed_fraction"] for k in by_left]

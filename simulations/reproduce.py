@@ -28,16 +28,18 @@ import argparse
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+import rmt
 from rmt.verdict import FORGETS, RESISTS, SIGN_CONVENTION, SIGN_CONVENTION_SHORT
 
 from . import figures
 from . import hessian_grid as hg
-from .sweep import run_sweep
+from .cnn import reproduce as cnn_reproduce
+from .sweep import CellFunction, run_sweep
 
 __all__ = ["register", "reproduce", "all_experiments", "default_out", "write_report",
            "HessianGridCell", "HessianFrontierCell", "LyapunovCell", "hessian_grid_panel",
@@ -46,7 +48,7 @@ __all__ = ["register", "reproduce", "all_experiments", "default_out", "write_rep
 
 # ----------------------------------------------------------------------------- sweep cells
 @dataclass(frozen=True)
-class HessianGridCell:
+class HessianGridCell(CellFunction):
     """Picklable cell function for the Hessian-test grid (fixed protocol parameters)."""
 
     n: int = 100
@@ -55,16 +57,12 @@ class HessianGridCell:
     steps: int = 1000
     threshold: float = 1000.0
 
-    __name__ = "HessianGridCell"
-
     def __call__(self, params, seed):
-        p = dict(params, n=self.n, n_forget=self.n_forget, runs=self.runs, steps=self.steps,
-                 threshold=self.threshold)
-        return hg.cell(p, seed)
+        return hg.cell({**params, **asdict(self)}, seed)
 
 
 @dataclass(frozen=True)
-class HessianFrontierCell:
+class HessianFrontierCell(CellFunction):
     """Exact critical batch B*(σ) of one (η, α, σ) row of the Hessian-test grid (NaN: none ≤ b_max).
 
     :func:`simulations.hessian_grid.critical_batch` with the grid cell's own rule; a sweep cell
@@ -75,8 +73,6 @@ class HessianFrontierCell:
     n_forget: int = 10
     b_max: int = 49
 
-    __name__ = "HessianFrontierCell"
-
     def __call__(self, params, seed):
         b = hg.critical_batch(self.n, int(params["sigma"]), float(params["eta"]),
                               float(params["alpha"]), self.n_forget, b_max=self.b_max,
@@ -85,7 +81,7 @@ class HessianFrontierCell:
 
 
 @dataclass(frozen=True)
-class LyapunovCell:
+class LyapunovCell(CellFunction):
     """ρ(T) and the top Lyapunov exponent for the Hessian-test set (n, σ) at (η, B)."""
 
     n: int = 20
@@ -94,11 +90,7 @@ class LyapunovCell:
     steps: int = 4000
     replicas: int = 8
 
-    __name__ = "LyapunovCell"
-
     def __call__(self, params, seed):
-        import rmt
-
         hs = rmt.ensembles.hessian_test(self.n, self.sigma)
         sch = rmt.Schedule(float(params["eta"]), self.batch, sampling="without_replacement")
         rate = rmt.mean_square_rate(hs, sch)
@@ -108,7 +100,7 @@ class LyapunovCell:
 
 
 # ----------------------------------------------------------------------------- experiments
-#: Sampling scheme of the Hessian-test protocol (THEORY §7).
+#: Sampling scheme of the Hessian-test protocol (contract §7).
 HESSIAN_GRID_SAMPLING = "without_replacement"
 
 
@@ -236,7 +228,7 @@ def experiment_hessian_grid(out: Path, quick: bool, run_kw: dict, *, cell=None, 
 def hessian_test_singular(n, sigma, batch, eta, lam=2.0, rtol=1e-9):
     """True when some without-replacement batch makes J = I − ηĤ singular in *every* direction.
 
-    Hessian test (THEORY §7): each sample has eigenvalue λn/σ, so a batch holding k shared
+    Hessian test (contract §7): each sample has eigenvalue λn/σ, so a batch holding k shared
     samples gives the factor 1 − k·a on e₀ (a = ηλn/(σB)) and 1 − a on a drawn sample's own
     direction. When a = 1 every direction can be annihilated with positive probability, so
     E log|j| = −∞ in each and the top Lyapunov exponent is λ₁ = −∞ exactly; a finite-run estimate
@@ -303,8 +295,6 @@ def lyapunov_figure(path, eta_a, half, lyap, se, singular, eta_star, title):
 
 
 def experiment_lyapunov(out: Path, quick: bool, run_kw: dict, *, cell=None, etas=None) -> dict:
-    import rmt
-
     cellf = cell or LyapunovCell(steps=2000 if quick else 8000, replicas=8 if quick else 16)
     if etas is None:
         etas = list(np.round(np.linspace(0.3, 1.2, 10 if quick else 28), 4))
@@ -342,35 +332,15 @@ def experiment_realdata(out: Path, quick: bool, run_kw: dict) -> dict:
     return {"figures": ["realdata/realdata.png"], "summary": summary, "markdown": md}
 
 
-def _asymptotics_experiment():
-    """HOOK: ``simulations.asymptotics_figure.experiment_asymptotics(out, quick) -> dict`` (numbers,
-    a "markdown" snippet, written PNGs listed under "figures"); registered only when the module
-    exists."""
-    try:
-        from . import asymptotics_figure as mod
-    except ImportError:
-        return None
-    fn = getattr(mod, "experiment_asymptotics", None)
-    if fn is None:
-        return None
+def experiment_asymptotics(out: Path, quick: bool, run_kw: dict) -> dict:
+    """:func:`simulations.asymptotics_figure.experiment_asymptotics` (numbers, a "markdown"
+    snippet, written PNGs listed under "figures"); no sweep, so ``run_kw`` is unused."""
+    from . import asymptotics_figure  # looked up per call: a test substitutes the module
 
-    def experiment_asymptotics(out: Path, quick: bool, run_kw: dict) -> dict:
-        return fn(Path(out), quick)
-
-    return experiment_asymptotics
+    return asymptotics_figure.experiment_asymptotics(Path(out), quick)
 
 
 # ----------------------------------------------------------------------------- report
-def _md_table(rows, cols):
-    def fmt(f, v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "–"
-        return f.format(v)
-
-    head = "| " + " | ".join(c for c, _ in cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
-    return head + "".join("| " + " | ".join(fmt(f, r[c]) for c, f in cols) + " |\n" for r in rows)
-
-
 def _demote(md: str, levels: int = 2) -> str:
     """Markdown headings pushed ``levels`` deeper (a sub-report inside a section)."""
     return "\n".join(("#" * levels + line) if line.startswith("#") else line
@@ -397,7 +367,7 @@ def _section_hessian_grid(r):
         "(σ identical rank-one Hessians plus zeros — exactly the grid's shared direction) with its "
         "exact condition in this scheme (stable above the curve; it coincides with the exact "
         "frontier wherever the shared direction is the first to go unstable), and the proven "
-        "divergence bound THEORY §5.4(a) at α = 0 (diverges at or below). Dexter et al.'s "
+        "divergence bound contract §5.4(a) at α = 0 (diverges at or below). Dexter et al.'s "
         "Theorem 1 itself is a Bernoulli statement with no without-replacement form, so it is not "
         "drawn; no Bernoulli formula appears on these diagrams. The unlearning panels (α > 0) "
         "carry no theorem curve: the Dexter statements are SGD statements.",
@@ -405,10 +375,10 @@ def _section_hessian_grid(r):
         "Agreement of the published heuristic with the exact mean-square verdict (simulated cells "
         "with B ≤ n_retain):", "",
     ]
-    lines.append(_md_table(r["rows"], [("eta", "{}"), ("alpha", "{}"), ("cells", "{}"),
-                                       ("agree", "{}"), ("agreement", "{:.3f}"),
-                                       ("exact_forgets", "{}"), ("heuristic_forgets", "{}"),
-                                       ("exact_only", "{}"), ("heuristic_only", "{}")]))
+    lines.append(figures.md_table(r["rows"], [
+        ("eta", "{}"), ("alpha", "{}"), ("cells", "{}"), ("agree", "{}"), ("agreement", "{:.3f}"),
+        ("exact_forgets", "{}"), ("heuristic_forgets", "{}"), ("exact_only", "{}"),
+        ("heuristic_only", "{}")]))
     lines += ["`exact_only`: ρ(T) > 1 (forgets in mean square) but the heuristic saw no escape; "
               "`heuristic_only`: the reverse. Forget set for α > 0: the first min(10, σ) samples "
               "of the shared-direction block (see `simulations/hessian_grid.py`). A cell with "
@@ -437,9 +407,9 @@ def _section_lyapunov(r):
         + "Learning rates where the model is mean-square unstable (forgets in mean square) yet "
         f"almost surely stable (shaded): {r['parting_etas']}.")
     lines.append("")
-    lines.append(_md_table(r["rows"], [("eta", "{:.3f}"), ("half_log_rate", "{:.4f}"),
-                                       ("lyapunov", "{:.4f}"), ("stderr", "{:.4f}"),
-                                       ("clipped", "{}")]))
+    lines.append(figures.md_table(r["rows"], [
+        ("eta", "{:.3f}"), ("half_log_rate", "{:.4f}"), ("lyapunov", "{:.4f}"),
+        ("stderr", "{:.4f}"), ("clipped", "{}")]))
     return lines
 
 
@@ -540,22 +510,15 @@ EXPERIMENTS = {
 }
 
 
-def _optional_cnn_experiments():
-    try:
-        from .cnn import reproduce as cnn_reproduce  # provided by the CNN package
-    except ImportError:
-        return {}
-    return dict(getattr(cnn_reproduce, "EXPERIMENTS", {}))
+def _optional_cnn_experiments() -> dict:
+    """The CNN experiments (:data:`simulations.cnn.reproduce.EXPERIMENTS`), in their order."""
+    return dict(cnn_reproduce.EXPERIMENTS)
 
 
 def all_experiments() -> dict:
     """Every experiment in the default order (the slow real-data one last)."""
-    exps = {**EXPERIMENTS, **_optional_cnn_experiments()}
-    asym = _asymptotics_experiment()
-    if asym is not None:
-        exps["asymptotics"] = asym
-    exps["realdata"] = experiment_realdata
-    return exps
+    return {**EXPERIMENTS, **_optional_cnn_experiments(), "asymptotics": experiment_asymptotics,
+            "realdata": experiment_realdata}
 
 
 #: Experiments whose result is reused from ``summary.json`` on a rerun instead of recomputed
@@ -609,12 +572,9 @@ def _check_out(out: Path, quick: bool) -> None:
 
 
 def _check_scheduler(address: str, timeout: float = 5.0) -> None:
-    import importlib.util
     import socket
     from urllib.parse import urlsplit
 
-    if importlib.util.find_spec("distributed") is None:
-        raise ValueError("--scheduler needs the 'distributed' package (pip install distributed)")
     url = urlsplit(address if "://" in address else "tcp://" + address)
     if url.scheme not in ("tcp", "tls"):
         return  # other transports (inproc, ucx) cannot be probed with a socket

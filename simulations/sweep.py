@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
 
@@ -81,23 +81,13 @@ _NEEDS = {
 _MAX_PRECHECK_CELLS = 200_000
 
 
-def resolve_lyapunov():
+def resolve_lyapunov() -> Callable:
     """The Lyapunov estimator ``rmt.lyapunov(hs, schedule, steps, replicas, seed)``.
 
-    Imported lazily (it is built separately); raises ImportError with the reason when absent.
+    One seam for the ``lyapunov`` quantity (validation, cells and ``rmt analyze`` all call it), so
+    a test can substitute the estimator in one place.
     """
-    import importlib
-
-    import rmt
-
-    obj = getattr(rmt, "lyapunov", None)
-    if obj is None:
-        obj = importlib.import_module("rmt.lyapunov")
-    if not callable(obj):  # the module rather than the function
-        obj = getattr(obj, "lyapunov", None)
-    if not callable(obj):
-        raise ImportError("rmt.lyapunov exists but provides no callable lyapunov(...)")
-    return obj
+    return rmt.lyapunov
 
 
 def load_config(path) -> dict:
@@ -213,7 +203,7 @@ def validate_config(raw: Mapping) -> dict:
         _check_values("config [lyapunov]", LYAPUNOV_CONSTRAINTS, lyap)
         try:
             resolve_lyapunov()
-        except Exception as exc:
+        except ImportError as exc:
             raise SweepError(
                 f"config: quantity 'lyapunov' is unavailable (rmt.lyapunov cannot be loaded: {exc})"
             ) from None
@@ -357,7 +347,7 @@ def compute_quantities(hs, schedule, quantities, *, lyapunov=None, seed=None) ->
         if q == "rate":
             ms = mean_square(hs, schedule)
             out["rate"] = ms.rate
-            out["diverges"] = float(ms.diverges)
+            out["diverges"] = float(ms.forgets)
         elif q == "critical_eta":
             out["critical_eta"] = critical_eta(hs, schedule)
         elif q == "critical_batch":

@@ -29,7 +29,6 @@ forgets, "converges" = it resists unlearning).
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import json
 import math
@@ -42,6 +41,8 @@ from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
+
+from rmt.threads import limit_blas
 
 __all__ = [
     "register",
@@ -323,22 +324,10 @@ def _json_safe(obj):
     return obj
 
 
-def _lyapunov_fn():
-    try:
-        from .sweep import resolve_lyapunov
+def _theorem_catalogue() -> list:
+    from theory.theorems import extra_theorems, theorems
 
-        return resolve_lyapunov(), None
-    except Exception as exc:  # built by someone else; report as unavailable
-        return None, f"rmt.lyapunov unavailable ({type(exc).__name__}: {exc})"
-
-
-def _theorem_catalogue():
-    try:
-        from theory.theorems import extra_theorems, theorems
-
-        return list(theorems()) + extra_theorems(), None
-    except Exception as exc:
-        return None, f"theory.theorems unavailable ({type(exc).__name__}: {exc})"
+    return list(theorems()) + extra_theorems()
 
 
 def _combination_label(sch):
@@ -408,19 +397,16 @@ def plan_analysis(hs, *, etas=None, batches=(1,), alphas=None, samplings=("berno
                            "sigma_forget": _num(coh.sigma_forget),
                            "sigma_cross": _num(coh.sigma_cross)}
     if lyapunov:
-        plan.lyapunov_fn, plan.lyapunov_error = _lyapunov_fn()
+        from .sweep import resolve_lyapunov
+
+        plan.lyapunov_fn = resolve_lyapunov()
     else:
         plan.lyapunov_error = "skipped (--no-lyapunov)"
     if theorems:
-        plan.theorems, plan.theorem_error = _theorem_catalogue()
+        plan.theorems = _theorem_catalogue()
     else:
         plan.theorem_error = "skipped (--no-theorems)"
     return plan
-
-
-def _forecast_kwargs(fn, rate):
-    # share ρ(T) with the forecast when rmt.forecast accepts it (it recomputes it otherwise)
-    return {"rate": rate} if "rate" in inspect.signature(fn).parameters else {}
 
 
 def _theorem_row(th, chk):
@@ -515,7 +501,7 @@ def analyze_combination(plan: AnalysisPlan, dyn) -> dict:
 
         if st["forecast"]:
             fc = rmt.forecast(dyn, st["steps"], replicas=st["forecast_replicas"], seed=st["seed"],
-                              **_forecast_kwargs(rmt.forecast, rate))
+                              rate=rate)  # ρ(T) shared, not recomputed
             entry["forecast"] = {
                 "available": True, "outcome": fc.outcome, "forgets": bool(fc.forgets),
                 "verdict": fc.verdict, "notion": fc.notion, "reason": fc.reason,
@@ -600,19 +586,11 @@ def _check_theorems(plan, dyn, rate, eta_star):
     return {"available": True, "counts": counts, "checks": rows}
 
 
-def _blas_limit():
-    from threadpoolctl import threadpool_limits
-
-    from rmt.threads import blas_threads
-
-    return threadpool_limits(limits=blas_threads(), user_api="blas")
-
-
 def _run(plan, on_entry=None):
     """Analyse every combination of ``plan`` (BLAS capped); a failing combination becomes an
     entry with ``error`` and the others still run. ``on_entry(entry)`` streams."""
     results = []
-    with _blas_limit():
+    with limit_blas():
         for i, dyn in enumerate(plan.dynamics):
             try:
                 entry = analyze_combination(plan, dyn)

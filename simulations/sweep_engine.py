@@ -1,7 +1,8 @@
 """Generic resumable grid engine: grid → labelled ``xarray.Dataset`` in a zarr store.
 
 Knows nothing about rmt: it evaluates any picklable ``func(params, seed)`` (the rmt-specific
-config-driven cells live in :mod:`simulations.sweep`, which re-exports everything here).
+config-driven cells live in :mod:`simulations.sweep`, which re-exports everything here). Its one
+use of rmt is in a pool worker, which takes the BLAS thread policy from :mod:`rmt.threads`.
 
 The engine evaluates ``func(params, seed)`` on every cell of a Cartesian grid and assembles the
 scalar outputs into an :class:`xarray.Dataset` whose dimensions are the grid axes (eta, batch,
@@ -56,6 +57,7 @@ __all__ = [
     "SweepError",
     "SweepMismatchError",
     "SweepStatus",
+    "CellFunction",
     "run_sweep",
     "open_sweep",
     "sweep_status",
@@ -81,6 +83,16 @@ class SweepError(ValueError):
 
 class SweepMismatchError(SweepError):
     """The output store already holds a *different* sweep."""
+
+
+class CellFunction:
+    """Base of a cell function that is an instance (e.g. a frozen dataclass of the fixed protocol
+    parameters, picklable for the process and Dask executors): like a plain function it has a
+    ``__name__``, its class name."""
+
+    @property
+    def __name__(self) -> str:
+        return type(self).__name__
 
 
 # ---------------------------------------------------------------------- grid and seeds
@@ -376,9 +388,10 @@ def _init_worker(single_thread, coordinator_pid=None):
     if coordinator_pid is not None:
         _exit_with(coordinator_pid)
     if single_thread:
-        from threadpoolctl import threadpool_limits
+        # imported here, in the worker: importing the engine loads nothing of rmt
+        from rmt.threads import single_blas_thread
 
-        threadpool_limits(limits=1, user_api="blas")
+        single_blas_thread()  # outside a `with`: the limit holds for the worker's lifetime
 
 
 def _exit_with(pid: int, poll: float = 0.2) -> None:
