@@ -29,6 +29,7 @@ from rmt.affine import (
     stationary,
 )
 from rmt.dynamics import as_dynamics
+from rmt.schedule import Schedule
 from rmt.verdict import MEAN_SQUARE, OutcomeVerdict
 
 from . import affine_closed_forms, affine_derivations
@@ -43,7 +44,7 @@ from .affine_derivations import (  # noqa: F401
     B, M0_s, _check_recursion, a_s, ak_s, beta_s, g_F, g_R, gamma_s, k_s, m0_s, n, p_F, p_R,
     r_F, r_R, t_s, tk_s, v_s)
 from .derivations import Derivation
-from .instance import Instance
+from .instance import Instance, InstanceLike
 from .statement import RATE_TOL, EncodedStatement, StatementCheck, find_statement
 
 __all__ = [
@@ -65,7 +66,7 @@ __all__ = [
 _INSTANCES: dict[int, ExactAffine] = {}
 
 
-def _instance(hs, schedule=None) -> ExactAffine:
+def _instance(hs: InstanceLike | ExactAffine, schedule: Schedule | None = None) -> ExactAffine:
     """The :class:`rmt.affine.ExactAffine` of an ExactAffine, a :class:`theory.instance.Instance`
     (its ρ(T) is reused when known), a Dynamics or (hs, schedule); one per Dynamics, so the
     statements checked on one instance share the exact quantities."""
@@ -87,7 +88,7 @@ def _instance(hs, schedule=None) -> ExactAffine:
     return inst
 
 
-def asymptotic_outcome(hs, schedule=None) -> AffineOutcome:
+def asymptotic_outcome(hs: InstanceLike, schedule: Schedule | None = None) -> AffineOutcome:
     """The exact asymptotic mean-square outcome of the affine recursion
     (:func:`rmt.affine.asymptotic_outcome`; also accepts a :class:`theory.instance.Instance`)."""
     return _instance(hs, schedule).outcome
@@ -153,19 +154,19 @@ class AffineTheorem(EncodedStatement):
         """The hypothesis, as one sentence."""
         return (self.hypothesis,)
 
-    def structural(self, hs, schedule=None) -> bool:
+    def structural(self, hs: InstanceLike, schedule: Schedule | None = None) -> bool:
         """The hypothesis holds (these statements have no η inequality)."""
         return bool(self._hypothesis(_instance(hs, schedule))[0])
 
-    def applies(self, hs, schedule=None) -> bool:
+    def applies(self, hs: InstanceLike, schedule: Schedule | None = None) -> bool:
         """The hypothesis holds on the instance."""
         return self.structural(hs, schedule)
 
-    def why(self, hs, schedule=None) -> str:
+    def why(self, hs: InstanceLike, schedule: Schedule | None = None) -> str:
         """Why the statement applies or not on the instance (one sentence)."""
         return self._hypothesis(_instance(hs, schedule))[1]
 
-    def threshold(self, hs, schedule=None) -> float:
+    def threshold(self, hs: InstanceLike, schedule: Schedule | None = None) -> float:
         """These statements have no step-size threshold: nan (as a Theorem's threshold)."""
         return float("nan")
 
@@ -175,7 +176,7 @@ class AffineTheorem(EncodedStatement):
                            "null-space statements of contract §8 do not apply")
         return self._pre(inst)
 
-    def check(self, hs, schedule=None, *, critical: bool = True) -> AffineCheck:
+    def check(self, hs: InstanceLike, schedule: Schedule | None = None, *, critical: bool = True) -> AffineCheck:
         """Hypothesis, then the conclusion against the exact moments (``held`` None if it does
         not apply). ``critical`` is accepted for the common interface: no η* is computed."""
         inst = _instance(hs, schedule)
@@ -292,7 +293,7 @@ def _dominates_pre(inst):
     return True, why + ", summed, ρ(T) < 1"
 
 
-def dominance_horizon(hs, schedule=None) -> tuple[int, float]:
+def dominance_horizon(hs: InstanceLike | ExactAffine, schedule: Schedule | None = None) -> tuple[int, float]:
     """(K₀, S) of theorem ``affine-null-drift-dominates``: the span part of E‖δ_k‖² (from δ_0 = 0)
     is ≤ S = (√tr M∞_U + (√r‖M∞_U‖_F)^{1/2})² for every k, and the null part exceeds S for
     k ≥ K₀ (summed schedule, ρ(T) < 1, b_V ≢ 0; docs/affine.md)."""

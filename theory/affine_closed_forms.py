@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
 from rmt.dynamics import Dynamics, as_dynamics
+from rmt.hessians import HessianSet
+from rmt.schedule import Schedule
 
 from .affine_derivations import (
     SCHEDULES,
@@ -23,6 +26,7 @@ from .affine_derivations import (
     affine_null_solution,
     affine_stationary_solution,
 )
+from .instance import Problem
 
 __all__ = [
     "DirectionCoefficients",
@@ -35,7 +39,7 @@ __all__ = [
 ]
 
 
-def _commuting_pair(hs, schedule) -> tuple:
+def _commuting_pair(hs: Problem, schedule: Schedule | None) -> tuple[HessianSet, Schedule]:
     """(HessianSet, Schedule) of a commuting set with the summed or alternating schedule."""
     dyn = as_dynamics(hs, schedule)  # validates the pair
     hs, sch = dyn.hs, dyn.schedule
@@ -101,29 +105,29 @@ class DirectionCoefficients:
         return np.maximum(self.v - self.beta**2, 0.0)
 
 
-def direction_coefficients(hs, schedule=None) -> DirectionCoefficients:
+def direction_coefficients(hs: Problem, schedule: Schedule | None = None) -> DirectionCoefficients:
     """(a, β, t, γ, v) per direction of a commuting set, from the sympy derivation (contract §8).
 
     Evaluates :func:`affine_direction_coefficients` on the per-direction set statistics read from
     the raw HessianSet (profiles, basis, gradients) and the Schedule — not from rmt's operators.
     Accepts ``(hs, schedule)`` or a :class:`rmt.Dynamics`; summed, alternating or SAM schedule.
     """
-    hs, sch = _commuting_pair(hs, schedule)
+    sets, sch = _commuting_pair(hs, schedule)
     f = affine_direction_coefficients(sch.sampling, sch.schedule).function
-    stats = _set_statistics(hs, sch, "retain") + _set_statistics(hs, sch, "forget")
-    d = hs.dim
+    stats = _set_statistics(sets, sch, "retain") + _set_statistics(sets, sch, "forget")
+    d = sets.dim
     extra = (sch.sam_rho, sch.sam_a) if sch.schedule == "sam" else ()
     vals = [np.broadcast_to(np.asarray(x, float), (d,)).copy()
             for x in f(sch.eta, sch.alpha, *stats, *extra)]
     active = np.zeros(d, dtype=bool)
     for which, uses in (("retain", sch.uses_retain), ("forget", sch.uses_forget)):
         if uses:
-            active |= np.any(hs.eigenvalues(which) > 0, axis=0)
+            active |= np.any(sets.eigenvalues(which) > 0, axis=0)
     null = ~active
     # exact values where the derivation says so (they are 1, 1, β up to round-off already)
     vals[0][null], vals[2][null], vals[3][null] = 1.0, 1.0, vals[1][null]
     a, beta, t, gamma, v = vals
-    return DirectionCoefficients(a, beta, t, gamma, v, null, hs.basis)
+    return DirectionCoefficients(a, beta, t, gamma, v, null, sets.basis)
 
 
 @dataclass(frozen=True)
@@ -158,8 +162,9 @@ def _start_moments(start, Q):
     return np.diag(Q.T @ s0 @ Q).copy(), np.zeros(d)
 
 
-def closed_form_affine_moments(hs, schedule=None, steps: int | None = None, *,
-                               start=None) -> ClosedFormMoments:
+def closed_form_affine_moments(hs: Problem, schedule: Schedule | int | None = None,
+                               steps: int | None = None, *,
+                               start: np.ndarray | None = None) -> ClosedFormMoments:
     """Exact moments of a commuting set from the per-direction closed forms (contract §8).
 
     Accepts ``(hs, schedule, steps)`` or ``(dynamics, steps)``. ``start``: None (δ_0 = 0), a
@@ -172,7 +177,7 @@ def closed_form_affine_moments(hs, schedule=None, steps: int | None = None, *,
         schedule, steps = None, schedule
     if steps is None:
         raise TypeError("closed_form_affine_moments needs steps")
-    co = direction_coefficients(hs, schedule)
+    co = direction_coefficients(hs, cast("Schedule | None", schedule))
     Q = co.basis
     d = Q.shape[0]
     M0, m0 = _start_moments(start, Q)
@@ -253,7 +258,7 @@ class ClosedFormStationary:
     variance: np.ndarray | None = field(default=None, repr=False)
 
 
-def closed_form_stationary(hs, schedule=None, *,
+def closed_form_stationary(hs: Problem, schedule: Schedule | None = None, *,
                            drift_rtol: float = 1e-12) -> ClosedFormStationary:
     """m∞ and M∞ of a commuting set from :func:`affine_stationary_solution` (contract §8).
 
@@ -288,7 +293,15 @@ def _span_basis(mats, rtol=1e-10):
     return V[:, lam > rtol * max(float(lam.max()), 1e-300)]
 
 
-def summed_stationary_mean(hs, schedule=None) -> tuple[np.ndarray, np.ndarray]:
+def _mean_gradient(sets: HessianSet, which: str) -> np.ndarray:
+    """ḡ_S, the mean per-sample gradient of one set (the set must carry gradients)."""
+    G = sets.gradients(which)
+    if G is None:
+        raise ValueError("summed_stationary_mean needs per-sample gradients")
+    return G.mean(axis=0)
+
+
+def summed_stationary_mean(hs: Problem, schedule: Schedule | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Summed schedule, any HessianSet: m∞ = U(UᵀDU)⁻¹Uᵀ(αḡ_F − (1−α)ḡ_R) (contract §8).
 
     Built from the raw data only (dense mean Hessians ``hs.mean``, per-sample gradients, α);
@@ -297,23 +310,23 @@ def summed_stationary_mean(hs, schedule=None) -> tuple[np.ndarray, np.ndarray]:
     and the sampling scheme (:func:`summed_stationary_mean_formula`). Returns (m∞ (d,), U).
     """
     dyn = as_dynamics(hs, schedule)
-    hs, sch = dyn.hs, dyn.schedule
+    sets, sch = dyn.hs, dyn.schedule
     if sch.schedule != "summed":
         raise ValueError(f"summed_stationary_mean needs schedule='summed', got {sch.schedule!r}")
-    if not hs.has_gradients:
+    if not sets.has_gradients:
         raise ValueError("summed_stationary_mean needs per-sample gradients")
     a = sch.alpha
-    mats, D, g = [], np.zeros((hs.dim, hs.dim)), np.zeros(hs.dim)
+    mats, D, g = [], np.zeros((sets.dim, sets.dim)), np.zeros(sets.dim)
     if sch.uses_retain:
-        HR = hs.mean("retain")
+        HR = sets.mean("retain")
         mats.append(HR)
         D += (1 - a) * HR
-        g -= (1 - a) * hs.gradients("retain").mean(axis=0)
+        g -= (1 - a) * _mean_gradient(sets, "retain")
     if sch.uses_forget:
-        HF = hs.mean("forget")
+        HF = sets.mean("forget")
         mats.append(HF)
         D -= a * HF
-        g += a * hs.gradients("forget").mean(axis=0)
+        g += a * _mean_gradient(sets, "forget")
     U = _span_basis(mats)
     m_inf = U @ np.linalg.solve(U.T @ D @ U, U.T @ g)
     return m_inf, U

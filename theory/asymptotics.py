@@ -305,12 +305,10 @@ def cnn_signed_gram_bbp() -> Derivation:
                  [("threshold ||mu||^2", sol[0]), ("n||mu||^4/(sigma_p^4 d)", kou)], "§6, §9")
 
 
-def all_asymptotic_derivations():
+def all_asymptotic_derivations() -> dict[str, Derivation]:
     """Every derivation of this module (name → Derivation)."""
-    out = {}
-    for f in (online_reduction, online_mean_square, rank_one_frame_volume,
-              proportional_secular_equation, critical_eta_limit, mixed_hessian_edge_polynomial,
-              bbp_spike, cnn_coherence_knee, cnn_signed_gram_bbp):
-        r = f()
-        out[r.name] = r
-    return out
+    derivations = (f() for f in (
+        online_reduction, online_mean_square, rank_one_frame_volume, proportional_secular_equation,
+        critical_eta_limit, mixed_hessian_edge_polynomial, bbp_spike, cnn_coherence_knee,
+        cnn_signed_gram_bbp))
+    return {d.name: d for d in derivations}

@@ -30,12 +30,14 @@ FINDINGS = {
 }
 
 
-def finding_certificate(name):
+def finding_certificate(name: str) -> rmt.Certificate:
+    """The exact-arithmetic certificate of the finding ``name`` (a key of :data:`FINDINGS`)."""
     ex = examples.all_examples()[FINDINGS[name]]
     return rmt.certify(ex.hs, ex.schedule)
 
 
-def write_findings(folder="docs/certificates"):
+def write_findings(folder: str | Path = "docs/certificates") -> dict[str, Path]:
+    """Verify and save every finding's certificate under ``folder`` → {name: path}."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = {}

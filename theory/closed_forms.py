@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from rmt.dynamics import as_dynamics
+from rmt.schedule import Schedule
 
 from .derivations import (
     alternating_direction_polynomial,
@@ -25,6 +26,7 @@ from .derivations import (
     commuting_critical_eta,
     commuting_direction_rate,
 )
+from .instance import Problem
 
 __all__ = [
     "closed_form_rate",
@@ -74,7 +76,7 @@ def _commuting_args(hs, schedule=None):
     return tuple(out)
 
 
-def closed_form_rate(hs, schedule=None):
+def closed_form_rate(hs: Problem, schedule: Schedule | None = None) -> float:
     """ρ(T) of a commuting set from the sympy per-direction factor (summed or alternating)."""
     dyn = _commuting_dynamics(hs, schedule)
     s = dyn.schedule
@@ -82,7 +84,7 @@ def closed_form_rate(hs, schedule=None):
     return float(np.max(f(s.eta, s.alpha, *_commuting_args(dyn))))
 
 
-def closed_form_critical_eta(hs, schedule=None):
+def closed_form_critical_eta(hs: Problem, schedule: Schedule | None = None) -> float:
     """η* of a commuting set, with :func:`rmt.critical_eta`'s definition: the upper edge of the
     lowest component of the stable set (0.0 when it is empty).
 
@@ -165,7 +167,7 @@ def _alternating_stable_set(dyn):
     return tuple(sset)
 
 
-def closed_form_stable_set(hs, schedule=None):
+def closed_form_stable_set(hs: Problem, schedule: Schedule | None = None) -> tuple[tuple[float, float], ...]:
     """The mean-square stable set {η > 0 : ρ(T(η)) ≤ 1} of a commuting set, as intervals.
 
     Independent of :func:`rmt.stable_set`: intersection over directions of the per-direction
@@ -180,7 +182,7 @@ def closed_form_stable_set(hs, schedule=None):
     return ((0.0, eta_star),) if eta_star > 0 else ()
 
 
-def closed_form_critical_batch(hs, schedule=None):
+def closed_form_critical_batch(hs: Problem, schedule: Schedule | None = None) -> int | None:
     """Smallest integer B with ρ(T) ≤ 1 from the sympy B*_k (summed, B_F = B); None if none.
 
     Each direction is stable iff B ≥ B*_k (ρ_k decreases in B); a direction whose mean factor
@@ -210,7 +212,7 @@ def closed_form_critical_batch(hs, schedule=None):
     return need if need <= nmax else None
 
 
-def closed_form_critical_alpha(hs, schedule=None):
+def closed_form_critical_alpha(hs: Problem, schedule: Schedule | None = None) -> float | None:
     """α* = inf{α ∈ [0, 1]: ρ(T) > 1} from the quadratic f_k(α) = ρ_k(α) − 1 (summed, §3).
 
     Per direction: 0 if f_k(0) > 0, else the first root in [0, 1] after which f_k > 0; the
@@ -230,9 +232,10 @@ def closed_form_critical_alpha(hs, schedule=None):
         if a0 > 1e-13 * scale:
             cand = 0.0
         else:
-            roots = f.roots() if abs(a2) > 1e-14 * scale or abs(a1) > 1e-14 * scale else []
+            quadratic = abs(a2) > 1e-14 * scale or abs(a1) > 1e-14 * scale
+            roots = f.roots() if quadratic else np.array([])
             cand = None
-            for r in sorted(np.real(x) for x in roots if abs(np.imag(x)) <= 1e-12):
+            for r in sorted(float(np.real(x)) for x in roots if abs(np.imag(x)) <= 1e-12):
                 if -1e-12 <= r <= 1.0 and f(min(r + 1e-7, 1.0)) > 0 and r < 1.0:
                     cand = max(float(r), 0.0)
                     break

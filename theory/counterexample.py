@@ -9,6 +9,7 @@ summed and alternating schedules, batch sizes, α and η — looking for an inst
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import numbers
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis import seed as hyp_seed
 
 import rmt
+from rmt import HessianSet, Schedule
 from rmt import testing as rt
 
 from .theorems import RATE_TOL, Instance, MeanSquareVerdict, Theorem
@@ -28,7 +30,8 @@ __all__ = ["Counterexample", "search_counterexample", "theorem_instances"]
 
 
 @st.composite
-def theorem_instances(draw, theorem, *, max_dim=4, max_retain=6, max_forget=4):
+def theorem_instances(draw: Callable, theorem: Theorem, *, max_dim: int = 4, max_retain: int = 6,
+                      max_forget: int = 4) -> tuple[HessianSet, Schedule]:
     """Instances on which ``theorem`` applies, with η placed relative to its threshold.
 
     Draws a structurally admissible pair from :func:`rmt.testing.instances` (using
@@ -73,7 +76,7 @@ class Counterexample(MeanSquareVerdict):
     certificate: object = field(default=None, repr=False)
     certificate_note: str = ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Counterexample(rate={self.rate:.6g}, conclusion={self.conclusion!r}, "
                 f"hs={self.hs!r}, schedule={self.schedule!r})")
 
@@ -82,7 +85,9 @@ class _Found(Exception):
     pass
 
 
-def search_counterexample(hypothesis, conclusion, max_examples=200, seed=0, *, strategy=None):
+def search_counterexample(hypothesis: Callable[..., bool], conclusion: str, max_examples: int = 200,
+                          seed: int = 0, *,
+                          strategy: st.SearchStrategy | None = None) -> Counterexample | None:
     """Search for an instance with ``hypothesis(hs, schedule)`` true and ``conclusion`` false.
 
     ``conclusion``: "diverges" (claims ρ(T) ≥ 1) or "converges" (claims ρ(T) ≤ 1), in the sense

@@ -35,10 +35,10 @@ class Example:
     hs: object = field(repr=False)
     schedule: Schedule
     expected: dict
-    description: str = ""
+    description: str | None = ""
 
 
-def orthogonal_noise_blowup(n=4, eta=1.5):
+def orthogonal_noise_blowup(n: int = 4, eta: float = 1.5) -> Example:
     """σ = 1, H̄ = I, η·λ_max(D) = 1.5 < 2 and D ≻ 0, yet Bernoulli SGD with B = 1 diverges.
 
     H_i = n e_ie_iᵀ (i = 1..n, d = n): per direction m = 1, q = (1/n)·n² = n,
@@ -55,7 +55,8 @@ def orthogonal_noise_blowup(n=4, eta=1.5):
                     "sigma": 1.0}, orthogonal_noise_blowup.__doc__)
 
 
-def near_optimal_construction(n=6, sigma=2, batch=2, lam=1.0, eta=0.9):
+def near_optimal_construction(n: int = 6, sigma: int = 2, batch: int = 2, lam: float = 1.0,
+                              eta: float = 0.9) -> Example:
     """Dexter Thm 2 construction: H_i = (λn/σ)e₁e₁ᵀ for i ≤ σ, 0 otherwise, Bernoulli.
 
     Critical η* = (2/λ)/(1 + (n/B − 1)/σ); with n = 6, σ = 2, B = 2, λ = 1: 2/(1 + 2/2) = 1.
@@ -71,7 +72,8 @@ def near_optimal_construction(n=6, sigma=2, batch=2, lam=1.0, eta=0.9):
                     "dexter_thm1_eta": np.sqrt(2.0)}, near_optimal_construction.__doc__)
 
 
-def identical_hessians(n=5, batch=2, sampling="without_replacement", eta=1.0):
+def identical_hessians(n: int = 5, batch: int = 2, sampling: str = "without_replacement",
+                       eta: float = 1.0) -> Example:
     """σ = n: all H_i = e₁e₁ᵀ. Without/with replacement the batch Hessian is constant, so SGD is
     gradient descent: ρ(T) = (1 − η)², η* = 2 (= 2/λ_max, the B → n limit for any B).
     Bernoulli still has batch-size noise: V = ((n−B)/(Bn))·1, η* = 2/(1 + (n−B)/(Bn)).
@@ -88,7 +90,7 @@ def identical_hessians(n=5, batch=2, sampling="without_replacement", eta=1.0):
                    identical_hessians.__doc__)
 
 
-def unlearning_mean_escape_example(alpha=0.5, eta=0.1):
+def unlearning_mean_escape_example(alpha: float = 0.5, eta: float = 0.1) -> Example:
     """Forget curvature outside the retain span: D = (1−α)e₁e₁ᵀ − αe₂e₂ᵀ has λ_min = −α < 0, so
     ascent escapes for every η > 0 (contract §5.4 (c)); exact critical η* = 0.
     Full-batch (B = n = 1, Bernoulli: no noise): ρ(T) = max((1 − η(1−α))², (1 + ηα)²) = 1.1025
@@ -105,7 +107,7 @@ def unlearning_mean_escape_example(alpha=0.5, eta=0.1):
 
 
 # ---------------------------------------------------------------------- regression counterexamples
-def wu_ma_e_counterexample():
+def wu_ma_e_counterexample() -> Example:
     """Shrunk counterexample to the literal d-dimensional Wu–Ma–E non-uniformity condition.
 
     Four rank-one Hessians in d = 2, without replacement, B = 1, η = 1.7376536562041134 equal to
@@ -125,7 +127,7 @@ def wu_ma_e_counterexample():
                    wu_ma_e_counterexample.__doc__)
 
 
-def scheme_analogue_counterexample(lam=0.41014117120079824):
+def scheme_analogue_counterexample(lam: float = 0.41014117120079824) -> Example:
     """One sample, with replacement, B = 1: the "scheme analogue" of (a) claims divergence at
     η = σ/(λ√(n c)) = 1/λ, but a single sample has no sampling noise (C ≡ 0):
     ρ(T) = (1 − ηλ)² = 0.
@@ -136,7 +138,7 @@ def scheme_analogue_counterexample(lam=0.41014117120079824):
                    scheme_analogue_counterexample.__doc__)
 
 
-def coherence_resistance_counterexample():
+def coherence_resistance_counterexample() -> Example:
     """Candidate B of §5.5 fails: d = 1, retain {1}, forget {0.28694…, 0.13075…, 1.70042…},
     α = 0.5, Bernoulli, B = B_F = 1. D = 0.5 − 0.5·0.70603… ≈ 0.147 > 0, η = 4.8548 is below the
     candidate's threshold 9.7097, yet ρ(T) = 3.998 > 1: the forget-set noise alone diverges.
@@ -150,7 +152,7 @@ def coherence_resistance_counterexample():
                    coherence_resistance_counterexample.__doc__)
 
 
-def coherence_sum_counterexample():
+def coherence_sum_counterexample() -> Example:
     """Candidate A of §5.5 fails: the retain and forget noise terms do not add.
 
     d = 2, retain factors (0.35, −0.06), (0.05, 0.28) (nearly orthogonal, σ_R ≈ 1,
@@ -173,7 +175,7 @@ def coherence_sum_counterexample():
                    coherence_sum_counterexample.__doc__)
 
 
-def all_examples():
+def all_examples() -> dict[str, Example]:
     """Every worked example (name → Example)."""
     exs = [orthogonal_noise_blowup(), near_optimal_construction(), identical_hessians(),
            unlearning_mean_escape_example(), wu_ma_e_counterexample(),

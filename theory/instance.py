@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import math
 from functools import cached_property
+from typing import Union
 
 import numpy as np
 import scipy.sparse.linalg as spla
 
 import rmt
 from rmt.dynamics import Dynamics, SetTerm, as_dynamics
+from rmt.hessians import HessianSet
+from rmt.schedule import Schedule
 
-__all__ = ["Instance", "KRON_MAX_SPAN", "noise_operator_radius"]
+__all__ = ["Instance", "InstanceLike", "KRON_MAX_SPAN", "Problem", "noise_operator_radius"]
+
+#: what a function of :mod:`theory` takes as ``hs``: a HessianSet (with its ``schedule``) or a
+#: :class:`rmt.Dynamics` (``schedule`` None)
+Problem = Union[HessianSet, Dynamics]
 
 #: Largest span dimension r for which a check may build an r²×r² Kronecker matrix (exact dense
 #: eigenvalues); above it every operator quantity is computed matrix-free.
@@ -33,7 +40,7 @@ class Instance:
     the span — is read from ``dyn.terms`` (:meth:`term`), never re-derived from the schedule.
     """
 
-    def __init__(self, hs, schedule=None, *, rate: float | None = None,
+    def __init__(self, hs: Problem, schedule: Schedule | None = None, *, rate: float | None = None,
                  exact_critical: float | None = None,
                  coherence: rmt.CoherenceResult | None = None):
         """``rate`` (ρ(T)), ``exact_critical`` (η* of :func:`rmt.critical_eta`) and
@@ -131,6 +138,10 @@ class Instance:
     def exact_critical(self) -> float:
         """η*, exact (:func:`rmt.critical_eta`)."""
         return float(rmt.critical_eta(self.dyn))
+
+
+#: ``hs`` of a statement: a :data:`Problem` or an :class:`Instance` of one
+InstanceLike = Union[Instance, HessianSet, Dynamics]
 
 
 def noise_operator_radius(inst: Instance) -> float:

@@ -53,7 +53,7 @@ def _regimes(inst):
     return (coh, a, f"sampling = {s.sampling}")
 
 
-def collect(n_examples=120, seed=0):
+def collect(n_examples: int = 120, seed: int = 0) -> dict[str, list]:
     """Checks of every theorem on ``n_examples`` generated instances each → {name: [(check, regimes)]}."""
     return {th.name: _collect_one(th, n_examples, seed) for th in theorems()}
 
@@ -93,7 +93,8 @@ def _summary(rows, conclusion):
     return len(applied), viol, zero, float("nan"), float("nan"), float("nan")
 
 
-def render(results, counterexamples, *, n_examples, seed, elapsed):
+def render(results: dict[str, list], counterexamples: dict, *, n_examples: int, seed: int,
+           elapsed: float) -> str:
     """Markdown text of the report."""
     ths = {t.name: t for t in theorems()}
     lines = [
@@ -146,7 +147,8 @@ def render(results, counterexamples, *, n_examples, seed, elapsed):
     return "\n".join(lines)
 
 
-def run(n_examples=120, seed=0, search_examples=300):
+def run(n_examples: int = 120, seed: int = 0, search_examples: int = 300) -> str:
+    """The report's markdown: :func:`collect`, the counterexample searches, :func:`render`."""
     t0 = time.time()
     results = collect(n_examples, seed)
     ces = {}
@@ -160,7 +162,7 @@ def run(n_examples=120, seed=0, search_examples=300):
     return render(results, ces, n_examples=n_examples, seed=seed, elapsed=time.time() - t0)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m theory.report", description=__doc__.split("\n")[0])
     parser.add_argument("--examples", type=int, default=120, help="instances per theorem")
     parser.add_argument("--search-examples", type=int, default=300,
@@ -190,7 +192,7 @@ def main(argv=None):
     return 0
 
 
-def render_derivations(max_len=900):
+def render_derivations(max_len: int = 900) -> str:
     """Markdown of the sympy derivations (LaTeX straight from the sympy objects), for docs/theory.md.
 
     Expressions longer than ``max_len`` LaTeX characters are left out (say so) — they are

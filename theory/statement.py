@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from rmt.dynamics import Dynamics, as_dynamics
+from rmt.schedule import Schedule
 
-from .instance import Instance
+from .instance import Instance, InstanceLike
 
 __all__ = [
     "RATE_TOL",
@@ -49,7 +50,7 @@ __all__ = [
 RATE_TOL = 1e-9
 
 
-def as_instance(hs, schedule=None) -> Instance:
+def as_instance(hs: InstanceLike, schedule: Schedule | None = None) -> Instance:
     """An :class:`Instance` from an Instance, a :class:`rmt.Dynamics` or (hs, schedule)."""
     if isinstance(hs, Instance):
         if schedule is not None:
@@ -58,7 +59,7 @@ def as_instance(hs, schedule=None) -> Instance:
     return Instance(hs, schedule)
 
 
-def as_dynamics_of(hs, schedule=None) -> Dynamics:
+def as_dynamics_of(hs: InstanceLike, schedule: Schedule | None = None) -> Dynamics:
     """The :class:`rmt.Dynamics` of an Instance, a Dynamics or (hs, schedule)."""
     if isinstance(hs, Instance):
         if schedule is not None:
@@ -100,15 +101,15 @@ class Statement(ABC):
         """The hypotheses, in order (:class:`Hypothesis` atoms or sentences)."""
 
     @abstractmethod
-    def applies(self, hs, schedule=None) -> bool:
+    def applies(self, hs: InstanceLike, schedule: Schedule | None = None) -> bool:
         """The hypotheses hold on the instance."""
 
     @abstractmethod
-    def why(self, hs, schedule=None) -> str:
+    def why(self, hs: InstanceLike, schedule: Schedule | None = None) -> str:
         """Why the statement applies or not on the instance (one sentence)."""
 
     @abstractmethod
-    def check(self, hs, schedule=None, *, critical: bool = True) -> StatementCheck:
+    def check(self, hs: InstanceLike, schedule: Schedule | None = None, *, critical: bool = True) -> StatementCheck:
         """The statement against the exact quantities of the instance. ``critical=False``
         skips the exact critical step size where a check would compute it."""
 

@@ -37,7 +37,9 @@ import numpy as np
 import rmt
 from rmt.dynamics import as_dynamics
 from rmt.meansquare import MeanSquareOperator
+from rmt.schedule import Schedule
 
+from .instance import InstanceLike
 from .statement import Statement, StatementCheck, as_dynamics_of, find_statement
 from .summed_closed_form import EIG_RTOL, _sym_matrix, closed_form_eta, sym_basis
 
@@ -96,11 +98,11 @@ class SummedStatement(Statement):
     status: str = "proven"
     hypotheses: ClassVar[tuple[str, ...]] = HYPOTHESES
 
-    def applies(self, hs, schedule=None) -> bool:
+    def applies(self, hs: InstanceLike, schedule: Schedule | None = None) -> bool:
         """True iff the schedule is ``"summed"`` (every scheme, batch and representation)."""
         return as_dynamics_of(hs, schedule).schedule.schedule == "summed"
 
-    def why(self, hs, schedule=None) -> str:
+    def why(self, hs: InstanceLike, schedule: Schedule | None = None) -> str:
         """Why the statement applies or not (one sentence)."""
         got = as_dynamics_of(hs, schedule).schedule.schedule
         if got == "summed":
@@ -110,7 +112,7 @@ class SummedStatement(Statement):
         return (f"hypothesis not met: summed schedule (got schedule={got!r}: {detail}, so T need "
                 "not be self-adjoint and ρ need not be convex)")
 
-    def check(self, hs, schedule=None, *, critical: bool = True,
+    def check(self, hs: InstanceLike, schedule: Schedule | None = None, *, critical: bool = True,
               rng: np.random.Generator | None = None, seed: int = 0) -> SummedCheck:
         """Verify the statement numerically on the instance (docs/contract.md §10). The random
         test matrices come from ``rng`` (default: a generator seeded with ``seed``);

@@ -31,6 +31,9 @@ import rmt
 from rmt.dynamics import as_dynamics
 from rmt.meansquare import MeanSquareOperator
 from rmt.meansquare._linalg import _sym_embedding
+from rmt.schedule import Schedule
+
+from .instance import Problem
 
 __all__ = ["EIG_RTOL", "closed_form_eta", "sym_basis"]
 
@@ -77,7 +80,7 @@ def _curvature_scale(hs, sch) -> float:
     return s if s > 0 else 1.0
 
 
-def closed_form_eta(hs, schedule=None) -> tuple[float, str]:
+def closed_form_eta(hs: Problem, schedule: Schedule | None = None) -> tuple[float, str]:
     """η* of docs/contract.md §10.3 from the pencil (𝒜, 𝒬) → (η*, case); case ∈ {"definite",
     "escape", "singular-unstable", "neutral"} (η* = nan for "neutral", not decided by 10.3)."""
     dyn = as_dynamics(hs, schedule)

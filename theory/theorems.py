@@ -51,11 +51,12 @@ import numpy as np
 
 import rmt
 from rmt.verdict import MEAN_SQUARE, verdict_text
+from rmt.schedule import Schedule
 
 from . import derivations as dv
 from . import thresholds as th
 from .derivations import weyl_convergence
-from .instance import KRON_MAX_SPAN, Instance, noise_operator_radius
+from .instance import KRON_MAX_SPAN, Instance, InstanceLike, noise_operator_radius
 from .statement import (
     RATE_TOL,
     EncodedStatement,
@@ -167,18 +168,18 @@ class Theorem(EncodedStatement):
         """The named structural hypotheses (:class:`Hypothesis`), in order."""
         return self._pre.atoms
 
-    def structural(self, hs, schedule=None) -> bool:
+    def structural(self, hs: InstanceLike, schedule: Schedule | None = None) -> bool:
         """The structural part of the hypothesis (everything except the η inequality)."""
         return bool(self._pre(as_instance(hs, schedule)))
 
-    def threshold(self, hs, schedule=None) -> float:
+    def threshold(self, hs: InstanceLike, schedule: Schedule | None = None) -> float:
         """η_thm for this instance (nan when the structural hypothesis fails)."""
         inst = as_instance(hs, schedule)
         if not self._pre(inst):
             return float("nan")
         return float(self._eta(inst))
 
-    def applies(self, hs, schedule=None) -> bool:
+    def applies(self, hs: InstanceLike, schedule: Schedule | None = None) -> bool:
         """The hypothesis holds: structural part and η ≥ η_thm (divergence) / η < η_thm."""
         inst = as_instance(hs, schedule)
         thr = self.threshold(inst)
@@ -193,7 +194,7 @@ class Theorem(EncodedStatement):
             return bool(rate >= 1.0 - RATE_TOL)
         return bool(rate <= 1.0 + RATE_TOL)
 
-    def why(self, hs, schedule=None) -> str:
+    def why(self, hs: InstanceLike, schedule: Schedule | None = None) -> str:
         """Why the statement applies or not on this instance (one sentence).
 
         Names every failed structural hypothesis with the instance's value (and the
@@ -222,7 +223,7 @@ class Theorem(EncodedStatement):
         return (f"η = {eta:.6g} {rel} η_thm = {thr:.6g}: the {side} condition is not met, so the "
                 "statement concludes nothing here")
 
-    def check(self, hs, schedule=None, *, critical: bool = True) -> TheoremCheck:
+    def check(self, hs: InstanceLike, schedule: Schedule | None = None, *, critical: bool = True) -> TheoremCheck:
         """Compare with the exact operator; ``critical=False`` skips η*_exact (and tightness)."""
         inst = as_instance(hs, schedule)
         applies = self.applies(inst)
@@ -492,7 +493,7 @@ def _check_foreign(t: Statement, inst: Instance, critical: bool) -> StatementChe
     return t.check(inst, critical=critical)
 
 
-def check_all(hs, schedule=None, thms: list[Statement] | None = None, *, critical: bool = True,
+def check_all(hs: InstanceLike, schedule: Schedule | None = None, thms: list[Statement] | None = None, *, critical: bool = True,
               rate: float | None = None, exact_critical: float | None = None,
               coherence: rmt.CoherenceResult | None = None) -> list[StatementCheck]:
     """Check several statements on one instance, sharing ρ(T) and η*_exact.

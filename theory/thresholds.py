@@ -70,7 +70,7 @@ class lazy_derivation:
             raise AttributeError(name)
         return getattr(self._get(), name)
 
-    def __call__(self, *values):
+    def __call__(self, *values: object) -> object:
         return self._get()(*values)
 
     def __repr__(self):
