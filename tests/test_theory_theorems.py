@@ -428,7 +428,7 @@ def test_noise_operator_is_matrix_free_above_kron_max_span(monkeypatch):
     res = get_theorem("noise-operator-divergence").check(dyn, critical=False)
     assert res.threshold == pytest.approx(1 / np.sqrt(want), rel=1e-9)
     # the literal Wu–Ma–E s on the factor path (SGD, without replacement) matches the dense sum
-    from theory.theorems import _nonuniformity_s
+    from theory.thresholds import _nonuniformity_s
 
     sgd = Instance(hs, Schedule(eta=0.3, batch=B, sampling="without_replacement"))
     H = sgd.term("retain").hessians()

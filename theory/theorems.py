@@ -67,7 +67,7 @@ from .statement import (
     as_instance,
     find_statement,
 )
-from .thresholds import EIG_RTOL, _fn, _nonuniformity_s, lazy_derivation
+from .thresholds import EIG_RTOL, lazy_derivation
 
 __all__ = [
     "RATE_TOL",
@@ -85,9 +85,6 @@ __all__ = [
     "noise_operator_radius",
     "weyl_convergence",
 ]
-
-# names kept importable from their former home: _fn (theory.thresholds), _nonuniformity_s
-_COMPAT = (_fn, _nonuniformity_s)
 
 
 class MeanSquareVerdict:
