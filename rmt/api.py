@@ -12,7 +12,9 @@ shares is written once, here, instead of at the top of each function.
   values unchanged; it keeps only checks that relate several parameters);
 - **normalises** ``(hs, schedule)`` / :class:`rmt.Dynamics`: the body is called with the
   :class:`~rmt.Dynamics` as ``hs`` and ``schedule=None`` (a Dynamics is validated once, when it
-  is built), unless ``dynamics=False``;
+  is built); ``f(dyn, steps)`` puts ``steps`` after the empty schedule slot. With
+  ``dynamics=False`` the body receives the pair as given and checks it itself (e.g. the Monte
+  Carlo functions, whose ``(dyn, steps, ...)`` positional form is an error that says so);
 - **caps the BLAS thread pool** at :func:`rmt.threads.blas_threads` and turns an overflow into a
   ValueError (:func:`rmt.threads.capped`), unless ``blas=False``;
 - ``time_budget`` (seconds, > 0, or None) and ``seed`` (:class:`~rmt.validation.RandomState`)
@@ -80,6 +82,11 @@ UNIT = [Interval(Real, 0, 1, closed="both")]
 NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
 
 
+#: the curvature/step arguments, checked by :func:`rmt.dynamics.as_dynamics` (or, with
+#: ``dynamics=False``, by the body) with the messages of :class:`rmt.Dynamics`
+PAIR = ("hs", "schedule", "dyn")
+
+
 def at_least(k: int) -> list:
     """An integer ≥ k."""
     return [Interval(Integral, k, None, closed="left")]
@@ -115,7 +122,7 @@ def analysis(constraints: dict[str, list], *, dynamics: bool = True, blas: bool 
                 args = (args[0], None, *args[1:])  # f(dyn, steps, ...): no schedule slot
             bound = sig.bind(*args, **kwargs)
             for name, value in bound.arguments.items():
-                if name not in ("hs", "schedule") or not dynamics:
+                if name not in PAIR:  # the pair: as_dynamics below, or the body's own checks
                     validate_param(name, value, table[name])
             if dynamics:  # as_dynamics checks both, with the messages of rmt.Dynamics
                 bound.arguments["hs"] = as_dynamics(bound.arguments.get("hs"),

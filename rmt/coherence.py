@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse.linalg as spla
 
+from .api import HESSIANS, analysis
 from .hessians import check_hessian_set
 from .validation import check_real, check_unit_interval
 from .hessians import HessianSet
@@ -143,6 +144,7 @@ class CoherenceResult:
         return 1.0 - alpha, sign * alpha
 
 
+@analysis({"hs": HESSIANS}, dynamics=False, blas=False)
 def coherence(hs: HessianSet) -> CoherenceResult:
     """Coherence matrix and σ, σ_retain, σ_forget, σ_cross of a HessianSet (contract §4).
 

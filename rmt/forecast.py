@@ -50,6 +50,7 @@ from .api import (BOOL, HESSIANS, HS, NON_NEGATIVE, POSITIVE, TOLERANCE, UNIT, I
                   analysis, at_least)
 from .validation import Array, Options
 from .dynamics import Dynamics, as_dynamics
+from .hessians import check_hessian_set
 from .verdict import ALMOST_SURE, MEAN_SQUARE, OutcomeVerdict
 
 __all__ = ["ForecastResult", "forecast", "OUTCOMES", "HorizonCritical", "horizon_critical",
@@ -380,6 +381,7 @@ class HorizonCritical:
 @analysis({"hs": HESSIANS}, dynamics=False)
 def out_of_span_share(hs) -> float:
     """tr(P⊥ H̄_F)/tr(H̄_F): the share of forget curvature outside the span of the retain Hessians."""
+    check_hessian_set(hs)
     if not hs.has_forget:
         raise ValueError("out_of_span_share needs a HessianSet with a forget set")
     U = hs.reduction(True, False).basis  # explicit, or implicit at large d (no d×r array)

@@ -32,7 +32,9 @@ from functools import cached_property
 import numpy as np
 import numpy.typing as npt
 
+from ..api import HS, SCHEDULE, SEED, analysis, at_least
 from ..dynamics import Dynamics, as_dynamics
+from ..validation import Array, Options
 from ..hessians import HessianSet
 from ..schedule import Schedule
 from ..validation import check_finite_array, check_int
@@ -40,7 +42,7 @@ from . import _kernels as K_
 from . import _reference as R_
 from ..span import hstack_bases, lift, project
 from ._rng import Seed
-from .engine import _check_backend, _kernel_args, _plan, _streams
+from .engine import PATHS, _check_backend, _kernel_args, _plan, _streams
 
 __all__ = ["affine_paths", "AffinePathsResult"]
 
@@ -157,6 +159,9 @@ def _affine_start(start, plan, W, replicas, null_coord=False):
     return np.ascontiguousarray(X), np.ascontiguousarray(frozen), rest
 
 
+@analysis({"hs": HS, "schedule": SCHEDULE, "steps": at_least(1), "replicas": at_least(1),
+           "seed": SEED, "start": [None, Array(ndim=(1, 2))],
+           "path": [Options(PATHS)], "backend": [Options(("numba", "reference"))]}, blas=False)
 def affine_paths(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *, steps: int,
                  replicas: int = 256, seed: Seed = None, start: npt.ArrayLike | None = None,
                  path: str = "auto", backend: str = "numba") -> AffinePathsResult:

@@ -59,7 +59,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import logsumexp
 
+from numbers import Real
+
+from ..api import HS, SCHEDULE, SEED, analysis, at_least
 from ..dynamics import Dynamics, as_dynamics
+from ..validation import Array, Interval, Options
 from ..hessians import HessianSet
 from ..schedule import Schedule
 from ..validation import (
@@ -69,7 +73,7 @@ from ..validation import (
     check_finite_array,
     check_int,
 )
-from ..verdict import ALMOST_SURE, verdict_text
+from ..verdict import ALMOST_SURE, Verdict, deprecated_alias
 from . import _kernels as K_
 from . import _reference as R_
 from ._rng import Seed
@@ -94,7 +98,7 @@ _SCHED = {"summed": K_.SUMMED, "alternating": K_.ALTERNATING, "sam": K_.SAM}
 
 # ====================================================================== results
 @dataclass(frozen=True)
-class _AlmostSureRuns:
+class _AlmostSureRuns(Verdict):
     """What every almost-sure estimate reports: the estimate and its replicas, the singular
     steps, the run lengths and the coordinates (fields as listed in :class:`LyapunovResult`).
     A subclass defines ``forgets``; ``verdict`` is its text and ``notion`` is almost-sure."""
@@ -118,10 +122,6 @@ class _AlmostSureRuns:
     def forgets(self) -> bool:
         raise NotImplementedError
 
-    @property
-    def verdict(self) -> str:
-        return verdict_text(self.forgets)
-
 
 @dataclass(frozen=True)
 class LyapunovResult(_AlmostSureRuns):
@@ -141,7 +141,7 @@ class LyapunovResult(_AlmostSureRuns):
     ``dim`` (d), ``path``.
 
     Verdict (:mod:`rmt.verdict`): ``forgets`` = λ₁ > 0, ``verdict`` its text, ``notion`` =
-    ``"almost-sure"``; ``escapes`` is an alias of ``forgets``.
+    ``"almost-sure"``; ``escapes`` is a deprecated alias of ``forgets``.
 
     **Shared curvature λI**: the null space N of the factors is invariant and J is a
     scalar j there, so the cocycle is block diagonal and λ₁ = max(λ₁(span), E log|j|). The span
@@ -160,10 +160,7 @@ class LyapunovResult(_AlmostSureRuns):
         """λ₁ > 0: almost every run escapes w* (the model forgets)."""
         return bool(self.exponent > 0.0)
 
-    @property
-    def escapes(self) -> bool:
-        """Alias of :attr:`forgets`."""
-        return self.forgets
+    escapes = deprecated_alias("forgets")
 
 
 @dataclass(frozen=True)
@@ -513,6 +510,13 @@ def _run_fields(plan, per, nsing, nmeas, steps, burn_in, replicas):
 
 
 # ====================================================================== public functions
+_MC = dict(dynamics=False, blas=False)  # the pair is checked by _dynamics (positional form); numba, not BLAS
+_PATH, _BACKEND = [Options(PATHS)], [Options(("numba", "reference"))]
+
+
+@analysis({"hs": HS, "schedule": SCHEDULE, "steps": at_least(1),
+           "replicas": at_least(2), "seed": SEED, "burn_in": [None, *at_least(0)],
+           "path": _PATH, "backend": _BACKEND}, **_MC)
 def lyapunov(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
              steps: int | None = None, replicas: int | None = None, seed: Seed = None,
              burn_in: int | None = None, *, path: str = "auto",
@@ -555,17 +559,15 @@ def lyapunov(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
     )
 
 
-#: Constraint table of the estimator settings of :func:`lyapunov` (``rmt.validation``): the one
-#: place the sweep config and ``rmt analyze`` look its ranges up. The body checks the same.
-LYAPUNOV_CONSTRAINTS = {
-    "steps": [Interval(numbers.Integral, 1, None, closed="left")],
-    "replicas": [Interval(numbers.Integral, 2, None, closed="left")],
-    "seed": [RandomState()],
-    "burn_in": [None, Interval(numbers.Integral, 0, None, closed="left")],
-}
-lyapunov.parameter_constraints = LYAPUNOV_CONSTRAINTS  # type: ignore[attr-defined]
+#: Constraint table of the estimator settings of :func:`lyapunov` (a view of its
+#: ``parameter_constraints``): the one place the sweep config and ``rmt analyze`` look them up.
+LYAPUNOV_CONSTRAINTS = {k: lyapunov.parameter_constraints[k]  # type: ignore[attr-defined]
+                        for k in ("steps", "replicas", "seed", "burn_in")}
 
 
+@analysis({"hs": HS, "schedule": SCHEDULE, "steps": at_least(1),
+           "replicas": at_least(2), "seed": SEED, "k": [None, *at_least(1)],
+           "burn_in": [None, *at_least(0)], "path": _PATH, "backend": _BACKEND}, **_MC)
 def lyapunov_spectrum(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
                       steps: int | None = None, replicas: int | None = None, seed: Seed = None,
                       k: int | None = None, burn_in: int | None = None, *, path: str = "auto",
@@ -610,6 +612,10 @@ def _logmeanexp(x, axis=0):
     return logsumexp(x, axis=axis) - math.log(x.shape[axis])
 
 
+@analysis({"hs": HS, "schedule": SCHEDULE,
+           "p": [None, Interval(Real, None, None), Array(ndim=(0, 1))],
+           "steps": at_least(1), "replicas": at_least(2), "seed": SEED,
+           "path": _PATH, "backend": _BACKEND}, **_MC)
 def moment_growth(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
                   p: npt.ArrayLike | None = None, steps: int | None = None,
                   replicas: int | None = None, seed: Seed = None, *, path: str = "auto",
@@ -672,6 +678,9 @@ def moment_growth(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
     )
 
 
+@analysis({"hs": HS, "schedule": SCHEDULE, "steps": at_least(1),
+           "replicas": at_least(1), "seed": SEED, "w0": [None, Array(ndim=1)],
+           "path": _PATH, "backend": _BACKEND}, **_MC)
 def simulate(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
              steps: int | None = None, replicas: int | None = None, seed: Seed = None, *,
              w0: npt.ArrayLike | None = None, path: str = "auto",
