@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Speed of the Monte Carlo engine (issue 3) against the two numpy baselines, in one run.
+"""Speed of the Monte Carlo engine against the two numpy baselines, in one run.
 
 Instance: rank-one Hessians, d = 1000, n_r = 2000, n_f = 200, B = B_F = 32, without replacement,
 summed schedule, α = 0.1. Reported per replica-step:
@@ -10,7 +10,7 @@ summed schedule, α = 0.1. Reported per replica-step:
 (iii) this engine (``rmt.lyapunov``, numba kernel) on 1 and 2 threads, given a prebuilt
       ``rmt.Dynamics`` (the step's span coordinates, means and maps are built once per
       (HessianSet, Schedule) and reported separately as setup);
-(iv)  ``rmt.montecarlo.affine_paths`` (affine recursion δ ↦ Jδ + b, THEORY §8) on the same
+(iv)  ``rmt.montecarlo.affine_paths`` (affine recursion δ ↦ Jδ + b, contract §8) on the same
       instance with per-sample gradients, 1 and 2 threads.
 
 The floating-point limit for the 4·(B_R + B_F)·d flops of one step is measured with OpenBLAS on

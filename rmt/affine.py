@@ -1,6 +1,6 @@
-"""Exact moments of affine unlearning at a non-interpolating minimum (THEORY.md §8).
+"""Exact moments of affine unlearning at a non-interpolating minimum (contract §8).
 
-**Shared curvature λI** (issue 11): the drift directions V and the rest of the null space are no
+**Shared curvature λI**: the drift directions V and the rest of the null space are no
 longer frozen: J is the null scalar j there (``Dynamics.null_step``), correlated with the batch
 through the realised batch size under Bernoulli sampling; the recursion below treats every
 sample's Hessian as H_i + λI on all p coordinates, which is exact.
@@ -18,7 +18,7 @@ affine map a(δ) = Aδ + b, independent of δ,
 
 and for a set term A = I + sĤK, b = s g̃̂ (batch means with the same indicators):
 
-    E[A M Aᵀ] = Ā M Āᵀ + s² N(K M K)                      (N: the noise operator of THEORY §2.1)
+    E[A M Aᵀ] = Ā M Āᵀ + s² N(K M K)                      (N: the noise operator of contract §2.1)
     X         = Ā m b̄ᵀ + s² (c/n Σ_i H_i K m g̃_iᵀ − e H̄ K m ḡᵀ)
     E[bbᵀ]    = b̄ b̄ᵀ + s² (c/n Σ_i g̃_i g̃_iᵀ − e ḡ ḡᵀ)
 
@@ -30,7 +30,7 @@ identity, so the mean moves linearly there forever, E[δ_k]_V = E[δ_0]_V + k·E
 **Stationary answers** (ρ(T) < 1 and no drift outside the span): E[δ_k] → m∞ with
 (I − E[J]) m∞ = E[b] (summed: m∞ = D⁻¹(αḡ_F − (1−α)ḡ_R)/... on the span), and
 E[δδᵀ] → M∞, the solution of the Lyapunov-type equation (I − T) M∞ = X(m∞) + X(m∞)ᵀ + E[bbᵀ].
-With zero gradients everything reduces to THEORY §3 (m ≡ E[δ_0]·E[J]^k, M_k = T^k(M_0)).
+With zero gradients everything reduces to contract §3 (m ≡ E[δ_0]·E[J]^k, M_k = T^k(M_0)).
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def start_coordinates(dyn: Dynamics, start):
 
 @dataclass(frozen=True)
 class AffineMoments:
-    """Exact E‖δ_k‖² and E[δ_k] for k = 0..steps of the affine recursion (THEORY §8).
+    """Exact E‖δ_k‖² and E[δ_k] for k = 0..steps of the affine recursion (contract §8).
 
     ``expected_sq_distance`` (steps+1,) = E‖δ_k‖² = E‖w_k − w*‖²; ``mean`` (steps+1, p) = E[δ_k]
     in [U, V] coordinates; ``mean_norm`` (steps+1,) = ‖E[δ_k]‖ (the mean path norm, without the
@@ -194,7 +194,7 @@ EIGENBASIS_MIN_SPAN = 64
 
 @analysis({"steps": at_least(0), "start": [None, Array(ndim=(1, 2))]})
 def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoments:
-    """Exact first and second moments of δ_{k+1} = J_kδ_k + b_k for k = 0..steps (THEORY §8).
+    """Exact first and second moments of δ_{k+1} = J_kδ_k + b_k for k = 0..steps (contract §8).
 
     Accepts ``(hs, schedule, steps)`` or ``(dynamics, steps=...)``. ``start`` as in
     :func:`start_coordinates` (default δ_0 = 0: unlearning starts at w*). Cost per step
@@ -251,7 +251,7 @@ def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoment
 
 @dataclass(frozen=True)
 class StationaryResult:
-    """Stationary answers of the affine recursion when it is mean-square stable (THEORY §8).
+    """Stationary answers of the affine recursion when it is mean-square stable (contract §8).
 
     ``exists``: ρ(T) < 1 and no drift outside the span, neither in mean nor in spread (else the
     moments grow and the other fields are None). ``mean`` m∞ (p,) in [U, V] coordinates and ``mean_full`` (d,) in the
@@ -274,7 +274,7 @@ class StationaryResult:
 
 @analysis({"rate": [None, *NON_NEGATIVE], "tol": POSITIVE})
 def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
-    """Displaced fixed point m∞ and stationary second moment M∞ (THEORY §8), exactly.
+    """Displaced fixed point m∞ and stationary second moment M∞ (contract §8), exactly.
 
     Solves (I − E[J]) m∞ = E[b] on the span and the Lyapunov-type equation
     (I − T) M∞ = X(m∞) + X(m∞)ᵀ + E[bbᵀ] with T the mean-square operator (matrix-free: conjugate

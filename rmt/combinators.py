@@ -125,7 +125,7 @@ class Summed(Combinator):
     name = "summed"
     self_adjoint = True
 
-    def apply_T(self, dyn, M, adjoint=False):
+    def apply_T(self, dyn: Any, M: np.ndarray, adjoint: bool = False) -> np.ndarray:
         A = dyn.mean_map
         out = A @ M @ A
         for t in dyn.terms:
@@ -133,14 +133,14 @@ class Summed(Combinator):
             out += w * t.noise(w * M)
         return out
 
-    def matrix_T(self, dyn):
+    def matrix_T(self, dyn: Any) -> np.ndarray:
         A = dyn.mean_map
         out = np.kron(A, A)
         for t in dyn.terms:
             out += t.weight**2 * t.kron_noise()
         return out
 
-    def noise_T(self, dyn, M):
+    def noise_T(self, dyn: Any, M: np.ndarray) -> np.ndarray:
         out = np.zeros_like(M)
         for t in dyn.terms:
             out += t.weight**2 * t.noise(M)
@@ -153,30 +153,34 @@ class Alternating(Combinator):
     name = "alternating"
     products = True
 
-    def mean_map(self, eye, terms, step_maps, K):
+    def mean_map(self, eye: np.ndarray, terms: Sequence[Any], step_maps: dict,
+                 K: np.ndarray) -> np.ndarray:
         return step_maps.get("forget", eye) @ step_maps.get("retain", eye)
 
-    def compose(self, J, b, A, bt, eye):
+    def compose(self, J: np.ndarray, b: np.ndarray, A: np.ndarray, bt: np.ndarray,
+                eye: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return A @ J, A @ b + bt
 
-    def chain(self, x, a):
+    def chain(self, x: Any, a: Any) -> Any:
         return (1.0 + a) * x
 
-    def groups(self, terms):
+    def groups(self, terms: Sequence[Any]) -> list[list[Any]]:
         return [[t] for t in terms]
 
-    def rates(self, moms, kappa):
+    def rates(self, moms: Sequence[tuple], kappa: Any) -> np.ndarray:
         prod = 1.0
         for t, m, N in moms:
             prod = prod * ((1.0 + t.weight * m) ** 2 + t.weight**2 * N)
         return np.asarray(prod)
 
-    def second_moment(self, Y, A, parts, K=None):
+    def second_moment(self, Y: np.ndarray, A: np.ndarray,
+                      parts: Sequence[tuple[np.ndarray, Callable]], K: np.ndarray | None = None
+                      ) -> np.ndarray:
         for As, noise in parts:
             Y = As @ Y @ As.T + noise(Y)
         return Y
 
-    def apply_T(self, dyn, M, adjoint=False):
+    def apply_T(self, dyn: Any, M: np.ndarray, adjoint: bool = False) -> np.ndarray:
         # T = T_F ∘ T_R with self-adjoint T_S, so T* = T_R ∘ T_F
         out = M
         for t in (reversed(dyn.terms) if adjoint else dyn.terms):
@@ -185,20 +189,20 @@ class Alternating(Combinator):
             out = A @ out @ A + w * t.noise(w * out)
         return out
 
-    def matrix_T(self, dyn):
+    def matrix_T(self, dyn: Any) -> np.ndarray:
         out = np.eye(dyn.r**2)
         for t in dyn.terms:
             A = dyn.step_maps[t.name]
             out = (np.kron(A, A) + t.weight**2 * t.kron_noise()) @ out
         return out
 
-    def mean_deviation(self, dyn):
+    def mean_deviation(self, dyn: Any) -> np.ndarray:
         E = np.zeros((dyn.r, dyn.r))
         for t in dyn.terms:  # I − A_t A = (I − A_t) + A_t (I − A)
             E = -t.weight * t.mean + dyn.step_maps[t.name] @ E
         return E
 
-    def noise_T(self, dyn, M):
+    def noise_T(self, dyn: Any, M: np.ndarray) -> np.ndarray:
         mean_part, Z = M, np.zeros_like(M)
         for t in dyn.terms:  # T_t(P M Pᵀ + Z) = A_t P M Pᵀ A_t + [A_t Z A_t + s² N_t(P M Pᵀ + Z)]
             A = dyn.step_maps[t.name]
@@ -214,16 +218,19 @@ class SAM(Combinator):
     preconditioned = True
     takes_forget = False
 
-    def ascent(self, schedule):
+    def ascent(self, schedule: Any) -> float:
         return schedule.sam_rho / schedule.sam_a
 
-    def precondition(self, schedule, mean_retain, eye):
+    def precondition(self, schedule: Any, mean_retain: np.ndarray | None,
+                     eye: np.ndarray) -> np.ndarray:
+        if mean_retain is None:
+            raise ValueError("the SAM factor K needs the retain set's mean Hessian")
         return eye + self.ascent(schedule) * mean_retain
 
-    def kappa(self, schedule, m):
+    def kappa(self, schedule: Any, m: Any) -> Any:
         return 1.0 + self.ascent(schedule) * m
 
-    def apply_T(self, dyn, M, adjoint=False):
+    def apply_T(self, dyn: Any, M: np.ndarray, adjoint: bool = False) -> np.ndarray:
         # A = I − ηH̄K symmetric (H̄ and K commute); T*(M) = AMA + η² K N(M) K
         A, K = dyn.mean_map, dyn.K
         t = dyn.terms[0]
@@ -231,12 +238,12 @@ class SAM(Combinator):
             return A @ M @ A.T + t.weight**2 * (K @ t.noise(M) @ K)
         return A @ M @ A.T + t.weight**2 * t.noise(K @ M @ K)
 
-    def matrix_T(self, dyn):
+    def matrix_T(self, dyn: Any) -> np.ndarray:
         A, K = dyn.mean_map, dyn.K
         t = dyn.terms[0]
         return np.kron(A, A) + t.weight**2 * t.kron_noise() @ np.kron(K, K)
 
-    def noise_T(self, dyn, M):
+    def noise_T(self, dyn: Any, M: np.ndarray) -> np.ndarray:
         t = dyn.terms[0]
         return t.weight**2 * t.noise(dyn.K @ M @ dyn.K)
 

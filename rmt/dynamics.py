@@ -1,4 +1,4 @@
-"""One unlearning step, defined once: :class:`Dynamics` (THEORY.md §2, §2.1, §8).
+"""One unlearning step, defined once: :class:`Dynamics` (contract §2, §2.1, §8).
 
 A :class:`Dynamics` is the validated pair (HessianSet, Schedule) with everything that defines the
 random step, in span coordinates:
@@ -14,7 +14,7 @@ its size n, batch B, weight s (J contains s·Ĥ_S), sampling coefficients (c, e)
     SAM      s = −η on retain, and Ĥ is followed by K = I + (ρ/a)H̄_R
 
 with the batch Hessian Ĥ_S = (1/B) Σ_i x_i H_i and batch gradient ĝ_S = (1/B) Σ_i x_i g_i drawn
-with the *same* indicators x (THEORY §8).
+with the *same* indicators x (contract §8).
 
 **Combinator** (``Dynamics.combinator``): how the set terms make one step. Each term is the
 affine map  a_S(δ) = (I + s_S Ĥ_S K) δ + s_S g̃_S,  and
@@ -28,14 +28,14 @@ g̃_i = g_i + (ρ/a) H_i ḡ_R). :meth:`Dynamics.step` evaluates exactly this fo
 indicators: it is the definition every other module (mean-square operator, Monte Carlo kernels,
 closed forms, theorem instances, test oracles) must agree with.
 
-**Sampling coefficients** (THEORY §2.1). For any two per-sample quantities u_i, v_i,
+**Sampling coefficients** (contract §2.1). For any two per-sample quantities u_i, v_i,
 E[û ⊗ v̂] − ū ⊗ v̄ = c·(1/n)Σ_i u_i ⊗ v_i − e·ū ⊗ v̄, with
 
     bernoulli            c = (n−B)/(B n)      e = 0
     with_replacement     c = 1/B              e = 1/B
     without_replacement  c = (n−B)/(B(n−1))   e = c
 
-**Shared curvature** (issue 11, ``HessianSet.from_factors(..., shared=λ or Q)``): every sample's
+**Shared curvature** (``HessianSet.from_factors(..., shared=λ or Q)``): every sample's
 Hessian is H_i + C. On the span, C is part of every reduced Hessian (``SetTerm.shared``; the mean
 includes it, and Ĥ_S = Ĥ⁰_S + (|batch|/B)·C, random only for Bernoulli sampling, whence the extra
 noise (c − e)[H̄MH̄ − H̄⁰MH̄⁰]). With C ∋ λI the null space N of the factors is no longer frozen:
@@ -45,9 +45,9 @@ direction of eigenvalue λ for every sample. Analyses take the maximum over the 
 closed-form mode.
 
 **Coordinates.** U (d×r) is an orthonormal basis of the span of the active Hessians; on its
-complement every J is the identity (THEORY §3, "Null space") — or the null scalar j with a
+complement every J is the identity (contract §3, "Null space") — or the null scalar j with a
 shared λI. When gradients are present their
-components outside U span V (d×q); there the step is δ ↦ δ + (drift), a linear walk (THEORY §8).
+components outside U span V (d×q); there the step is δ ↦ δ + (drift), a linear walk (contract §8).
 Affine quantities live in the p = r + q coordinates [U, V]; whatever lies outside [U, V] is
 frozen.
 """
@@ -59,6 +59,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from numbers import Integral
 
@@ -72,7 +73,7 @@ __all__ = ["Dynamics", "SetTerm", "noise_coefficients", "as_dynamics"]
 @constrained({"sampling": [Options(SAMPLING_SCHEMES)], "n": [Interval(Integral, 1, None)],
               "batch": [Interval(Integral, 1, None)]})
 def noise_coefficients(sampling: str, n: int, batch: int) -> tuple[float, float]:
-    """(c, e) with E[ĤMĤ] − H̄MH̄ = c·(1/n)Σ_i H_i M H_i − e·H̄MH̄ (THEORY §2.1)."""
+    """(c, e) with E[ĤMĤ] − H̄MH̄ = c·(1/n)Σ_i H_i M H_i − e·H̄MH̄ (contract §2.1)."""
     check_choice(sampling, "sampling", SAMPLING_SCHEMES)
     n = check_int(n, "n", minimum=1)
     batch = check_int(batch, "batch", minimum=1, maximum=n)
@@ -107,7 +108,7 @@ class SetTerm:
     mean: np.ndarray = field(repr=False)
     gradients: np.ndarray | None = field(default=None, repr=False)
     profile: np.ndarray | None = field(default=None, repr=False)
-    #: shared curvature C = λI + QQᵀ in span coordinates (r, r), or None (issue 11); ``mean``
+    #: shared curvature C = λI + QQᵀ in span coordinates (r, r), or None; ``mean``
     #: includes it and ``base_mean`` = (1/n)ΣΨ_iΨ_iᵀ does not
     shared: np.ndarray | None = field(default=None, repr=False)
     shared_scalar: float = 0.0
@@ -135,7 +136,7 @@ class SetTerm:
         out = np.einsum("rna,sna->nrs", self.psi, self.psi)
         return out if self.shared is None else out + self.shared[None]
 
-    def batch_hessian(self, x) -> np.ndarray:
+    def batch_hessian(self, x: ArrayLike) -> np.ndarray:
         """Ĥ_S = (1/B) Σ_i x_i (Ψ_iΨ_iᵀ + C) for indicators/counts ``x`` (n,)."""
         r, n, k = self.psi.shape
         x = np.asarray(x, float)
@@ -145,11 +146,11 @@ class SetTerm:
             out = out + (x.sum() / self.batch) * self.shared
         return out
 
-    def batch_gradient(self, x) -> np.ndarray:
+    def batch_gradient(self, x: ArrayLike) -> np.ndarray:
         """ĝ_S = (1/B) Σ_i x_i g̃_i (p,) (zero without gradients is *not* implied: needs gradients)."""
         return np.asarray(x, float) @ self.gradients / self.batch
 
-    def quad(self, M):
+    def quad(self, M: np.ndarray) -> np.ndarray:
         """(1/n) Σ_i H_i M H_i for symmetric M (r×r), H_i = Ψ_iΨ_iᵀ + C."""
         out = self._base_quad(M)
         C = self.shared
@@ -170,8 +171,8 @@ class SetTerm:
         X = np.einsum("rna,nab->rnb", self.psi, Y).reshape(r, n * k)
         return X @ flat.T / n
 
-    def noise(self, M):
-        """N_S(M) = c·(1/n)Σ_i H_i M H_i − e·H̄ M H̄ = E[ĤMĤ] − H̄MH̄ (THEORY §2.1).
+    def noise(self, M: np.ndarray) -> np.ndarray:
+        """N_S(M) = c·(1/n)Σ_i H_i M H_i − e·H̄ M H̄ = E[ĤMĤ] − H̄MH̄ (contract §2.1).
 
         With a shared term (H_i = H⁰_i + C): N_S = N⁰_S + (c − e)·[H̄MH̄ − H̄⁰MH̄⁰], which vanishes
         unless the batch size is random (Bernoulli)."""
@@ -199,7 +200,7 @@ class SetTerm:
             out -= self.e * (self.base_mean @ M @ self.base_mean)
         return out
 
-    def kron_noise(self):
+    def kron_noise(self) -> np.ndarray:
         """Row-major Kronecker matrix of N_S (r²×r²), small r only."""
         psi = self.psi
         hs = np.einsum("rna,sna->nrs", psi, psi)
@@ -211,7 +212,7 @@ class SetTerm:
             out = out + (self.c - self.e) * (np.kron(self.mean, self.mean) - np.kron(H0, H0))
         return out
 
-    def cross_noise(self, v):
+    def cross_noise(self, v: np.ndarray) -> np.ndarray:
         """E[Ĥ v ĝᵀ] − H̄ v ḡᵀ = c·(1/n)Σ_i H_i v g̃_iᵀ − e·H̄ v ḡᵀ, shape (r, p), for v (r,)."""
         r, n, k = self.psi.shape
         proj = np.einsum("rnk,r->nk", self.psi, v)  # Ψ_iᵀ v
@@ -223,7 +224,7 @@ class SetTerm:
             out += (self.c - self.e) * np.outer(self.shared @ v, self.mean_gradient)
         return out
 
-    def gradient_noise(self):
+    def gradient_noise(self) -> np.ndarray:
         """Cov(ĝ) = c·(1/n)Σ_i g̃_i g̃_iᵀ − e·ḡḡᵀ, shape (p, p) (computed once: read-only)."""
         return self._gradient_noise
 
@@ -286,7 +287,7 @@ class Dynamics:
         batches = {"retain": sch.batch, "forget": sch.batch_forget}
         means = {w: red.mean(w) for w in self.active}
         self.K = comb.precondition(sch, means.get("retain"), eye)
-        # shared curvature λI (issue 11): on the null space N every J is the scalar j (below)
+        # shared curvature λI: on the null space N every J is the scalar j (below)
         self.shared_scalar = red.shared_scalar
         self.has_null_mode = red.has_null_mode
         self.null_kappa = comb.kappa(sch, red.shared_scalar)
@@ -383,7 +384,7 @@ class Dynamics:
         that analyses that each need e.g. ρ(T) solve once."""
         return {}
 
-    def term(self, name):
+    def term(self, name: str) -> SetTerm | None:
         """The :class:`SetTerm` called ``name``, or None when that set does not enter the step."""
         for t in self.terms:
             if t.name == name:
@@ -428,13 +429,13 @@ class Dynamics:
         return out
 
     # ------------------------------------------------------------------ the null mode (shared λI)
-    def null_moments(self):
+    def null_moments(self) -> list[tuple[SetTerm, np.ndarray, np.ndarray]]:
         """Per term (term, m, N) of the null-space scalar: m = λ, N = (c − e)λ² — the null space is a
-        commuting direction on which every sample's Hessian is λ (THEORY §3, commuting)."""
+        commuting direction on which every sample's Hessian is λ (contract §3, commuting)."""
         lam = self.shared_scalar
         return [(t, np.array([lam]), np.array([t.size_variance * lam**2])) for t in self.terms]
 
-    def null_step(self, indicators) -> float:
+    def null_step(self, indicators: dict[str, ArrayLike]) -> float:
         """The scalar j that J is on the null space N for given batch indicators (1 without λ)."""
         lam, out = self.shared_scalar, 1.0
         for t in self.terms:
@@ -498,7 +499,7 @@ class Dynamics:
             return -math.inf
         return float(np.sum(probs * logs))
 
-    def null_log_moment(self, p) -> np.ndarray:
+    def null_log_moment(self, p: ArrayLike) -> np.ndarray:
         """log E|j|^p for an array of p (the moment Lyapunov function of the null mode)."""
         vals, probs = self.null_distribution()
         p = np.atleast_1d(np.asarray(p, float))
@@ -512,7 +513,7 @@ class Dynamics:
                 if np.isfinite(terms.max()) else float(terms.max())
         return out
 
-    def null_distribution(self):
+    def null_distribution(self) -> tuple[np.ndarray, np.ndarray]:
         """(values, probabilities) of the null scalar j (finite support).
 
         Deterministic unless the sampling is Bernoulli; then |batch_S| ~ Binomial(n_S, B_S/n_S),
@@ -537,7 +538,7 @@ class Dynamics:
         return vals, probs
 
     # ------------------------------------------------------------------ the step itself
-    def step(self, indicators) -> tuple[np.ndarray, np.ndarray]:
+    def step(self, indicators: dict[str, ArrayLike]) -> tuple[np.ndarray, np.ndarray]:
         """(J, b) for given batch indicators/counts: ``{"retain": x_R (n_R,), "forget": x_F}``.
 
         J is (p, p) in [U, V] coordinates (identity on V — or the null scalar
@@ -560,9 +561,9 @@ class Dynamics:
         return J, b
 
     # ------------------------------------------------------------------ commuting closed forms
-    def direction_moments(self):
+    def direction_moments(self) -> list[tuple[SetTerm, np.ndarray, np.ndarray]]:
         """Commuting sets: per term (term, m_k, N_k) on the active directions, with
-        m_k = mean eigenvalue and N_k = c·mean(λ_k²) − e·m_k² (THEORY §3, commuting)."""
+        m_k = mean eigenvalue and N_k = c·mean(λ_k²) − e·m_k² (contract §3, commuting)."""
         if self.hs.kind != "commuting":
             raise ValueError(f"direction moments need a commuting HessianSet, got {self.hs.kind!r}")
         out = []
@@ -572,7 +573,7 @@ class Dynamics:
             out.append((t, m, t.c * (lam**2).mean(axis=0) - t.e * m**2))
         return out
 
-    def direction_factors(self):
+    def direction_factors(self) -> list[tuple]:
         """Commuting sets: per term the quadratic E[a_k²] = 1 + 2 s κ m + s²κ²(m² + N) of its
         per-direction factor, as coefficient arrays (a0, a1, a2) in powers of η (κ = SAM factor)."""
         out = []
@@ -583,7 +584,7 @@ class Dynamics:
         return out
 
     def direction_rates(self) -> np.ndarray:
-        """Commuting sets: E[j_k²] per active direction (the diagonal of T, THEORY §3)."""
+        """Commuting sets: E[j_k²] per active direction (the diagonal of T, contract §3)."""
         moms = self.direction_moments()
         kappa = self.combinator.kappa(self.schedule, moms[0][1]) \
             if self.combinator.preconditioned else 1.0
@@ -607,7 +608,7 @@ def _pad_zero(A, p):
 
 
 def _check_gradients(hs, active):
-    """Per-sample gradients must be given for every active set or for none (THEORY §8)."""
+    """Per-sample gradients must be given for every active set or for none (contract §8)."""
     if not hs.has_gradients:
         return
     have = [w for w in active if hs.gradients(w) is not None]
@@ -620,7 +621,7 @@ def _check_gradients(hs, active):
         )
 
 
-def as_dynamics(hs, schedule=None) -> Dynamics:
+def as_dynamics(hs: HessianSet | Dynamics, schedule: Schedule | None = None) -> Dynamics:
     """Normalise the ``(hs, schedule)`` arguments of a public function into a :class:`Dynamics`.
 
     Accepts a Dynamics (``schedule`` must then be None) or a HessianSet and a Schedule.
@@ -634,7 +635,7 @@ def as_dynamics(hs, schedule=None) -> Dynamics:
     return Dynamics(hs, schedule)
 
 
-def check_pair(hs, schedule):
+def check_pair(hs: HessianSet, schedule: Schedule) -> None:
     """Type-check a (HessianSet, Schedule) pair and that the schedule can run on the set."""
     check_hessian_set(hs)
     if not isinstance(schedule, Schedule):

@@ -1,5 +1,5 @@
 """Finite-horizon forecasts of unlearning: does the model leave w* within ``steps`` steps?
-(THEORY.md §8, "Finite horizon").
+(contract §8, "Finite horizon").
 
 The asymptotic verdict ρ(T) > 1 answers a question nobody observes: a rate of 1 + 1e-4 is
 divergent in the limit and invisible within thousands of steps, and at a non-interpolating
@@ -62,7 +62,7 @@ OUTCOMES = ("escapes", "displaced", "returns")
 
 @dataclass(frozen=True)
 class ForgettingCost:
-    """What leaving w* costs, to second order, at the horizon K (THEORY §8 moments).
+    """What leaving w* costs, to second order, at the horizon K (contract §8 moments).
 
     For each set S the predicted mean loss change E[L_S(w* + δ_K)] − L_S(w*) ≈ ḡ_Sᵀ E[δ_K] +
     ½ tr(H̄_S E[δ_Kδ_Kᵀ]) (ḡ_S the mean per-sample gradient at w*, zero when no gradients were
@@ -202,7 +202,7 @@ def _default_radius(dyn, start_norm, escape_factor):
 def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas=256, seed=None,
              notion=ALMOST_SURE, escape_factor=10.0, lyapunov=True,
              forget_fitted=None, rate=None) -> ForecastResult:
-    """Does the model leave w* within ``steps`` steps? Exact moments + Monte Carlo (THEORY §8).
+    """Does the model leave w* within ``steps`` steps? Exact moments + Monte Carlo (contract §8).
 
     Accepts ``(hs, schedule, steps)`` or ``(dynamics, steps)``. See the module docstring for the
     criterion and the defaults. ``replicas`` ≥ 2 Monte Carlo runs of the affine linearised
@@ -360,7 +360,7 @@ def forgetting_cost(dyn, moments, *, forget_fitted=None) -> ForgettingCost | Non
 # ---------------------------------------------------------------------- horizon-aware critical values
 @dataclass(frozen=True)
 class HorizonCritical:
-    """Critical value of one knob at a finite horizon (mean square, start-aware; THEORY §8).
+    """Critical value of one knob at a finite horizon (mean square, start-aware; contract §8).
 
     ``value``: for η and α the smallest value at which max_{k ≤ steps} E‖δ_k‖² reaches
     ``radius``² (the model leaves the ball), for B the smallest batch that stays inside (None

@@ -1,11 +1,11 @@
-"""The optimiser side of the pair: :class:`Schedule` (THEORY.md §2).
+"""The optimiser side of the pair: :class:`Schedule` (contract §2).
 
 A Schedule fixes the step size η, the batch sizes, the mixing weight α, the batch sampling scheme
 and how the retain and forget steps are combined:
 
 ``"summed"``       J = I − η(1−α)Ĥ_R + ηαĤ_F
 ``"alternating"``  J = (I + ηαĤ_F)(I − η(1−α)Ĥ_R)         (retain step, then forget step)
-``"sam"``          J = I − ηĤ_R (I + (ρ/a) H̄_R)            (SAM, THEORY §2; needs α = 0)
+``"sam"``          J = I − ηĤ_R (I + (ρ/a) H̄_R)            (SAM, contract §2; needs α = 0)
 
 Plain SGD is ``alpha=0`` (the forget set, if any, then does not enter the dynamics).
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from .combinators import COMBINATORS, Combinator, get_combinator
 from .validation import Interval, Options, validate_params
@@ -26,7 +26,7 @@ SAMPLING_SCHEMES = ("bernoulli", "with_replacement", "without_replacement")
 SCHEDULES = tuple(COMBINATORS)
 
 
-def mixing_weights(alpha):
+def mixing_weights(alpha: Any) -> tuple[Any, Any]:
     """(1 − α, α): the retain and forget weights of the mixed objective (contract §2).
 
     The one place the mixing is written; works for floats, arrays and sympy symbols."""
@@ -35,7 +35,7 @@ def mixing_weights(alpha):
 
 @dataclass(frozen=True)
 class Schedule:
-    """Step size, batch sizes, mixing weight and sampling of one unlearning run (THEORY §2).
+    """Step size, batch sizes, mixing weight and sampling of one unlearning run (contract §2).
 
     Parameters
     ----------
@@ -47,7 +47,7 @@ class Schedule:
         Mixing weight α: descent on the retain batch with weight 1−α, ascent on the forget batch
         with weight α. ``alpha=0`` is plain SGD on the retain set.
     sampling : {"bernoulli", "with_replacement", "without_replacement"}
-        Batch sampling scheme (THEORY §2.1).
+        Batch sampling scheme (contract §2.1).
     schedule : {"summed", "alternating", "sam"}
         How the steps combine (module docstring).
     forget_batch : int ≥ 1 or None
@@ -118,7 +118,7 @@ class Schedule:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
-    def validate_for(self, hs) -> None:
+    def validate_for(self, hs: Any) -> None:
         """Check that this schedule can run on HessianSet ``hs`` (batch sizes, forget set)."""
         if self.uses_retain and self.batch > hs.n_retain:
             raise ValueError(

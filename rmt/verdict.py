@@ -1,4 +1,4 @@
-"""One verdict vocabulary for every result object (THEORY.md §2, "Success of unlearning").
+"""One verdict vocabulary for every result object (contract §2, "Success of unlearning").
 
 Every result that decides "does the model leave w*?" exposes the same fields:
 

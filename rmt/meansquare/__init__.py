@@ -1,11 +1,11 @@
-"""Exact mean-square stability: the operator T(M) = E[J M Jᵀ] (THEORY.md §3).
+"""Exact mean-square stability: the operator T(M) = E[J M Jᵀ] (contract §3).
 
 For the summed schedule
 
     T(M) = (I − ηD) M (I − ηD) + η²(1−α)² N_R(M) + η²α² N_F(M),      D = (1−α)H̄_R − αH̄_F,
 
 with the per-set noise operator N_S(M) = c_S·(1/n)Σ_i H_i M H_i − e_S·H̄_S M H̄_S read off the
-sampling table of THEORY §2.1:
+sampling table of contract §2.1:
 
 =====================  ======================  ======================
 scheme                 c_S                     e_S
@@ -19,7 +19,7 @@ Alternating: T = T_F ∘ T_R. SAM: T(M) = A M Aᵀ + η² N_R(K M K), K = I + (�
 
 Everything is evaluated on the span U of the Hessians that enter the dynamics (reduced
 coordinates from :meth:`HessianSet.reduction`): on the common null space every step is the
-identity, which would pin the full spectral radius at 1 and hide the answer (THEORY §3, "Null
+identity, which would pin the full spectral radius at 1 and hide the answer (contract §3, "Null
 space"). Applying T costs O(r³ + r²·Σk) for span dimension r; no d×d matrix is formed.
 
 Files: ``operator`` (T on span coordinates), ``eigenbasis`` (summed T in the eigenbasis of E[J]),

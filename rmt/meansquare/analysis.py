@@ -39,7 +39,7 @@ class MeanSquareResult:
     (E‖w_k‖² changes by less than that fraction over k steps): then ``verdict`` says so instead
     of forgets/resists, and ``rate`` is only known to that precision.
 
-    **Shared curvature λI** (issue 11, :meth:`HessianSet.from_factors` ``shared=``): the null
+    **Shared curvature λI** (:meth:`HessianSet.from_factors` ``shared=``): the null
     space N of the per-sample factors is invariant and every J is a scalar j there, so T is
     block diagonal and ρ(T) = max(``span_rate``, ``null_rate``) exactly, with ``span_rate`` the
     spectral radius on the span and ``null_rate`` = E[j²] (None without a null mode; then
@@ -101,7 +101,7 @@ class MeanSquareResult:
            "horizon": [None, *at_least(1)], "horizon_tol": POSITIVE})
 def mean_square(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None,
                 horizon=None, horizon_tol=1e-2) -> MeanSquareResult:
-    """Exact mean-square analysis on the span of the Hessians (THEORY §3).
+    """Exact mean-square analysis on the span of the Hessians (contract §3).
 
     ρ(T) is the spectral radius of T(M) = E[J M Jᵀ] restricted to symmetric matrices on the span
     U of the Hessians that enter J. ``method``:
@@ -244,7 +244,7 @@ def _with_null(op, rate, V, method, converged, bounds, horizon, band, t0, tol=ma
 
 @analysis({"method": [Options(METHODS)], "tol": POSITIVE, "time_budget": TIME_BUDGET})
 def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None) -> float:
-    """ρ(T): the mean-square growth rate per step on the span of the Hessians (THEORY §3).
+    """ρ(T): the mean-square growth rate per step on the span of the Hessians (contract §3).
 
     T(M) = E[J M Jᵀ]; for the summed schedule
     T(M) = (I−ηD)M(I−ηD) + η²(1−α)²N_R(M) + η²α²N_F(M). E‖w_k‖² ~ ρ(T)^k on the span;

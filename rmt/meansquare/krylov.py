@@ -89,7 +89,7 @@ def _secular_rate(eig, guess, tol, max_newton=40):
     In the eigenbasis of E[J], 𝒜 is the diagonal (a_i a_j) and D(δ) = ρ(𝒜) + δ − a_i a_j ≥ δ.
     For δ > 0, T X = (ρ(𝒜) + δ) X  ⇔  K̃(δ) y = y with the *symmetric* positive map
     K̃(δ) = D^{-1/2} 𝒩 D^{-1/2} and y = D^{1/2} ∘ X, and ρ(T) > ρ(𝒜) + δ ⇔ κ(δ) = λ_max K̃(δ) > 1
-    (regular splitting, THEORY §3). K̃ no longer carries 𝒜's cluster of eigenvalues near 1 (the
+    (regular splitting, contract §3). K̃ no longer carries 𝒜's cluster of eigenvalues near 1 (the
     reason Lanczos on T needs many steps when ρ(T) sits just above ρ(𝒜)); its top eigenvalue
     is found by Lanczos in a few steps (:func:`_block_krylov_top`, identity share in the start).
 

@@ -19,7 +19,7 @@ from .operator import MeanSquareOperator
 # ---------------------------------------------------------------------- second moment
 @dataclass(frozen=True)
 class SecondMomentResult:
-    """Exact E‖w_k‖² for k = 0..steps (THEORY §3: E[w_k w_kᵀ] = T^k(E[w_0 w_0ᵀ])).
+    """Exact E‖w_k‖² for k = 0..steps (contract §3: E[w_k w_kᵀ] = T^k(E[w_0 w_0ᵀ])).
 
     ``total`` = E‖w_k‖² (shape steps+1), ``span`` = the part on the span of the Hessians,
     ``null`` = the part on the common null space — a constant float, or with the null mode of a
@@ -36,7 +36,7 @@ class SecondMomentResult:
 @analysis({"steps": at_least(0), "m0": [None, Array(ndim=(1, 2))], "return_matrices": BOOL})
 def second_moment(hs, schedule=None, steps=None, m0=None, *,
                   return_matrices=False) -> SecondMomentResult:
-    """Exact second moments E‖w_k‖², k = 0..steps, by iterating T (THEORY §3).
+    """Exact second moments E‖w_k‖², k = 0..steps, by iterating T (contract §3).
 
     ``m0`` is E[w_0 w_0ᵀ] as a (d, d) PSD matrix, or a vector w_0 of shape (d,) (deterministic
     start, m0 = w_0 w_0ᵀ), or None for m0 = I. With w = u + v (u on the span U, v on the null
@@ -110,7 +110,7 @@ def second_moment(hs, schedule=None, steps=None, m0=None, *,
 # ---------------------------------------------------------------------- mixed Hessian
 @analysis({"hs": HESSIANS, "alpha": UNIT, "matrix_free": BOOL}, dynamics=False, blas=False)
 def mixed_hessian(hs: HessianSet, alpha: float, *, matrix_free=False):
-    """Mixed Hessian D = (1−α)H̄_R − αH̄_F (THEORY §2), so that E[J] = I − ηD.
+    """Mixed Hessian D = (1−α)H̄_R − αH̄_F (contract §2), so that E[J] = I − ηD.
 
     Returns a dense (d, d) array, or with ``matrix_free=True`` a
     :class:`scipy.sparse.linalg.LinearOperator` that applies D through the factors (O(n d k) per
@@ -142,7 +142,7 @@ def mixed_hessian_extremes(hs: HessianSet, alpha: float) -> tuple[float, float]:
     """(λ_min, λ_max) of D = (1−α)H̄_R − αH̄_F restricted to the span of the active Hessians.
 
     Restricting to the span means a round-off "eigenvalue" of D on the common null space is never
-    reported as an escape direction (THEORY §5.4). λ_min < 0 means the mean dynamics already
+    reported as an escape direction (contract §5.4). λ_min < 0 means the mean dynamics already
     escape along that direction.
     """
     D = _reduced_mixed(hs, alpha)

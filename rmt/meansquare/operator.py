@@ -18,7 +18,7 @@ from .krylov import IDENTITY_SHARE, _block_krylov_top, _secular_rate
 from .splitting import _splitting_rate
 
 class MeanSquareOperator(spla.LinearOperator):
-    """The mean-square operator T(M) = E[J M Jᵀ] on r×r matrices of the span (THEORY §3).
+    """The mean-square operator T(M) = E[J M Jᵀ] on r×r matrices of the span (contract §3).
 
     Built from a :class:`~rmt.dynamics.Dynamics` (or an ``(hs, schedule)`` pair): the set terms,
     their weights and sampling coefficients and the combinator all come from there, so
@@ -221,7 +221,7 @@ class _AdjointOperator(spla.LinearOperator):
 
 
 def _commuting_rate(dyn):
-    """ρ(T) = max_k E[j_k²] of a commuting set (THEORY §3) from the per-direction factors."""
+    """ρ(T) = max_k E[j_k²] of a commuting set (contract §3) from the per-direction factors."""
     rates = dyn.direction_rates()
     if rates.size == 0:
         raise ValueError("every Hessian that enters the dynamics is zero")

@@ -20,7 +20,7 @@ class _Splitting:
     T ≈ 𝒜. The Stein map (μ − 𝒜)⁻¹ is inverted exactly in the eigenbasis of A, so
     K(μ) = (μ − 𝒜)⁻¹𝒩 no longer has the cluster. Both 𝒜 and 𝒩 are positive maps (𝒩 is a sum of
     compositions of the noise maps N_S, E[(Ĥ−H̄)M(Ĥ−H̄)] ⪰ 0, with congruences), so for
-    μ > ρ(𝒜) this is a regular splitting of μ − T (THEORY §3) and
+    μ > ρ(𝒜) this is a regular splitting of μ − T (contract §3) and
 
         ρ(T) < μ  ⇔  ρ(K(μ)) < 1,        ρ(T) = μ  ⇔  ρ(K(μ)) = 1,        ρ(T) ≥ ρ(𝒜).
 
@@ -69,7 +69,7 @@ class _Splitting:
 def _perron(split, delta, v0=None, tol=1e-14):
     """ρ(K(1+δ)) and its PSD eigenmatrix, with a Collatz–Wielandt bracket (lo, hi) of ρ(K).
 
-    For a positive map K and X ≻ 0: λ_min(X^{-1/2}K(X)X^{-1/2}) ≤ ρ(K) ≤ λ_max(…) (THEORY §3,
+    For a positive map K and X ≻ 0: λ_min(X^{-1/2}K(X)X^{-1/2}) ≤ ρ(K) ≤ λ_max(…) (contract §3,
     Krein–Rutman). A warm start keeps a share of the identity, which overlaps every PSD
     eigenmatrix (a warm start with an exactly zero component would hide a decoupled direction
     from the Krylov space); a wide bracket means ARPACK returned a non-Perron eigenvector, and
