@@ -265,11 +265,11 @@ H_FORGET = Hypothesis("the forget set enters the step (α > 0, not SAM)",
                       lambda i: f"alpha={i.schedule.alpha:g}, schedule={_sched(i)!r}")
 H_RETAIN_SAMPLED = Hypothesis(
     "a retain batch smaller than the retain set (B < n_R: otherwise no sampling noise)",
-    lambda i: not th._retain_full_batch(i),
-    lambda i: f"B={th._term(i).batch}, n_R={th._term(i).n}")
+    lambda i: not th.retain_full_batch(i),
+    lambda i: f"B={th.required_term(i).batch}, n_R={th.required_term(i).n}")
 H_CONSTRUCTION = Hypothesis(
     "retain Hessians are identical rank-one matrices plus zeros (Dexter Thm 2 construction)",
-    lambda i: th._is_construction(i), lambda i: "a generic retain set")
+    th.is_construction, lambda i: "a generic retain set")
 H_D_POSITIVE = Hypothesis(
     "D = (1−α)H̄_R − αH̄_F positive definite on the span",
     lambda i: i.d_extremes[0] > th.EIG_RTOL * i.d_extremes[2],

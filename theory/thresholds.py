@@ -31,6 +31,9 @@ __all__ = [
     "EIG_RTOL",
     "lazy_derivation",
     "threshold_function",
+    "required_term",
+    "is_construction",
+    "retain_full_batch",
     "dexter_thm1_eta",
     "dexter_single_sample_eta",
     "thm2_eta",
@@ -162,7 +165,7 @@ def _eval(inst_args: tuple, factory: Callable[..., dv.Derivation], *args: object
     return _safe(_fn(factory, *args), *inst_args)
 
 
-def _term(inst: Instance, which: str = "retain") -> SetTerm:
+def required_term(inst: Instance, which: str = "retain") -> SetTerm:
     """The :class:`rmt.SetTerm` of a set that the statement's hypotheses make enter the step
     (AttributeError otherwise, as reading a field of the missing term would raise)."""
     t = inst.term(which)
@@ -184,7 +187,7 @@ def _set_args(inst: Instance, which: str) -> tuple[float, float, int, int]:
 _CONSTRUCTION_MAX_N = 2000
 
 
-def _is_construction(inst: Instance) -> bool:
+def is_construction(inst: Instance) -> bool:
     """Retain set = k identical rank-one Hessians plus zeros (Dexter Thm 2 construction)."""
     hs = inst.hs
     lam = hs.max_eigenvalues("retain")
@@ -205,15 +208,15 @@ def _is_construction(inst: Instance) -> bool:
     return bool(np.allclose(T, top * top, rtol=1e-9, atol=0))
 
 
-def _retain_full_batch(inst: Instance) -> bool:
+def retain_full_batch(inst: Instance) -> bool:
     """The retain batch is the whole retain set (B ≥ n): no Bernoulli sampling noise."""
-    t = _term(inst)
+    t = required_term(inst)
     return t.batch >= t.n
 
 
 def _nonuniformity_s(inst: Instance) -> float:
     """s = √λ_max((1/n)ΣH_i² − H̄²) of the retain set (Wu–Ma–E's non-uniformity, contract §5.3)."""
-    t = _term(inst)
+    t = required_term(inst)
     r, n, k = t.psi.shape
     if r <= KRON_MAX_SPAN:
         Hs = t.hessians()
@@ -229,16 +232,16 @@ def _nonuniformity_s(inst: Instance) -> float:
 # ---------------------------------------------------------------------- η_thm, one per statement
 def dexter_thm1_eta(inst: Instance) -> float:
     """Dexter Theorem 1 (contract §5.1): σ/(λ̄√(n/B − 1)); inf for a full batch."""
-    if _retain_full_batch(inst):
+    if retain_full_batch(inst):
         return math.inf
     return _eval(_set_args(inst, "retain"), dv.dexter_thm1)
 
 
 def dexter_single_sample_eta(inst: Instance) -> float:
     """Single-sample form of Dexter Theorem 1 (contract §5.1): n/(L√(n/B − 1))."""
-    if _retain_full_batch(inst):
+    if retain_full_batch(inst):
         return math.inf
-    t = _term(inst)
+    t = required_term(inst)
     return _eval((inst.L(), t.n, t.batch), dv.dexter_single_sample)
 
 
@@ -247,7 +250,7 @@ def thm2_eta(inst: Instance) -> float:
     s = inst.schedule
     lam = inst.hs.max_eigenvalues("retain")
     k = int(np.sum(lam > 1e-12 * np.max(lam)))
-    t = _term(inst)
+    t = required_term(inst)
     lam_bar = inst.lam_bar("retain")
     if s.sampling == "without_replacement" and t.n == 1:
         return 2.0 / lam_bar
@@ -265,7 +268,7 @@ def nonuniformity_eta(inst: Instance) -> float:
     s = _nonuniformity_s(inst)
     if s <= 0:
         return math.inf
-    t = _term(inst)
+    t = required_term(inst)
     return _eval((s, t.n, t.batch), dv.wu_ma_e_nonuniformity)
 
 
@@ -323,7 +326,7 @@ def weyl_eta(inst: Instance) -> float:
 
 def sam_eta(inst: Instance) -> float:
     """SAM divergence (contract §5.6): the SGD threshold of Dexter Theorem 1 over κ."""
-    s, t = inst.schedule, _term(inst)
+    s, t = inst.schedule, required_term(inst)
     if t.batch >= t.n:
         return math.inf
     return _eval(_set_args(inst, "retain") + (s.sam_rho, s.sam_a, inst.lam_min_span("retain")),
