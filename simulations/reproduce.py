@@ -39,7 +39,7 @@ from rmt.verdict import FORGETS, RESISTS, SIGN_CONVENTION, SIGN_CONVENTION_SHORT
 from . import figures
 from . import hessian_grid as hg
 from .cnn import reproduce as cnn_reproduce
-from .sweep import CellFunction, run_sweep
+from .sweep import CellFunction, check_scheduler, run_sweep
 
 __all__ = ["register", "reproduce", "all_experiments", "default_out", "write_report",
            "HessianGridCell", "HessianFrontierCell", "LyapunovCell", "hessian_grid_panel",
@@ -571,27 +571,6 @@ def _check_out(out: Path, quick: bool) -> None:
                          "output; choose a new or empty folder")
 
 
-def _check_scheduler(address: str, timeout: float = 5.0) -> None:
-    import socket
-    from urllib.parse import urlsplit
-
-    url = urlsplit(address if "://" in address else "tcp://" + address)
-    if url.scheme not in ("tcp", "tls"):
-        return  # other transports (inproc, ucx) cannot be probed with a socket
-    try:
-        host, port = url.hostname, url.port or 8786
-    except ValueError as exc:
-        raise ValueError(f"--scheduler {address!r} is not a valid address: {exc}") from None
-    if not host:
-        raise ValueError(f"--scheduler {address!r} is not a valid address (expected tcp://HOST:PORT)")
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise ValueError(f"cannot reach the Dask scheduler at {address!r} "
-                         f"({exc.strerror or exc}); start it or check --scheduler") from None
-
-
 def _select(only, skip, experiments) -> list:
     names = list(experiments) if not only else list(dict.fromkeys(only))
     unknown = [n for n in [*names, *(skip or [])] if n not in experiments]
@@ -624,7 +603,7 @@ def reproduce(out=None, *, quick=False, executor="processes", dask_local=None, s
         raise ValueError(f"--dask-local must be >= 1, got {dask_local}")
     _check_out(out, quick)
     if scheduler is not None and dask_local is None:
-        _check_scheduler(scheduler)
+        check_scheduler(scheduler)
     run_kw = dict(executor=executor, progress=progress)
     if dask_local is not None:
         run_kw.update(executor="dask", dask_local=int(dask_local))

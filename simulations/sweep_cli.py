@@ -32,7 +32,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import socket
 import sys
 import time
 import warnings
@@ -149,28 +148,9 @@ def _error(cmd, msg) -> int:
 
 
 # ====================================================================== rmt sweep
-def _check_scheduler(address):
-    """A reachable ``tcp://HOST:PORT`` (or ``HOST:PORT``) Dask scheduler, checked before the
-    store is created (an unreachable one used to leave an empty store after a 20 s timeout)."""
-    from .sweep import SweepError
-
-    addr = address.strip()
-    rest = addr.split("://", 1)[1] if "://" in addr else addr
-    scheme = addr.split("://", 1)[0] if "://" in addr else "tcp"
-    if scheme not in ("tcp", "tls"):
-        return  # inproc://, ucx://, ...: let Dask handle them
-    host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise SweepError(f"--scheduler must look like tcp://HOST:PORT, got {address!r}")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
-            pass
-    except OSError as exc:
-        raise SweepError(f"--scheduler {address!r} is not reachable ({exc})") from None
-
-
 def cmd_sweep(args) -> int:
-    from .sweep import SweepError, load_config, run_config, sweep_status, validate_config
+    from .sweep import (SweepError, check_scheduler, load_config, run_config, sweep_status,
+                        validate_config)
 
     try:
         cfg_path, out = Path(args.config), Path(args.out)
@@ -196,7 +176,7 @@ def cmd_sweep(args) -> int:
         elif args.dask_local is not None:
             executor, opts = "dask", {"dask_local": args.dask_local}
         elif args.scheduler is not None:
-            _check_scheduler(args.scheduler)
+            check_scheduler(args.scheduler)
             executor, opts = "dask", {"scheduler": args.scheduler}
         else:
             executor, opts = "processes", {"n_workers": args.workers}

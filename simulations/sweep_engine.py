@@ -43,11 +43,13 @@ import math
 import numbers
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -59,6 +61,7 @@ __all__ = [
     "SweepStatus",
     "CellFunction",
     "run_sweep",
+    "check_scheduler",
     "open_sweep",
     "sweep_status",
     "grid_cells",
@@ -471,6 +474,33 @@ def _processes(func, todo, seed, *, n_workers=None, **_):
             for proc in list((getattr(pool, "_processes", None) or {}).values()):
                 proc.terminate()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def check_scheduler(address: str, timeout: float = 5.0) -> None:
+    """Raise :class:`SweepError` unless a Dask scheduler answers at ``address``.
+
+    ``address``: ``tcp://HOST:PORT``, ``tls://HOST:PORT`` or ``HOST:PORT`` (port 8786 when
+    omitted); other transports (inproc, ucx) cannot be probed with a socket and are left to Dask.
+    A command calls it before it writes anything: Dask itself fails only after its 20 s connect
+    timeout, by when the output folder exists.
+    """
+    addr = address.strip()
+    url = urlsplit(addr if "://" in addr else "tcp://" + addr)
+    if url.scheme not in ("tcp", "tls"):
+        return
+    try:
+        host, port = url.hostname, url.port or 8786
+    except ValueError:  # a port that is not a number in range
+        host = None
+    if not host or any(c.isspace() for c in host):
+        raise SweepError(f"--scheduler must look like tcp://HOST:PORT, got {address!r}")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise SweepError(f"cannot reach the Dask scheduler: --scheduler {address!r} is not "
+                         f"reachable ({exc.strerror or exc}); start it or check the address"
+                         ) from None
 
 
 def _dask(func, todo, seed, *, client=None, dask_local=None, scheduler=None, **_):
