@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 import rmt
 from rmt.meansquare.critical import smallest_stable_integer
@@ -113,7 +114,7 @@ def critical_batches(n, sigmas, eta, alpha=0.0, n_forget=10, b_max=None,
 
 
 # ----------------------------------------------------------------------------- theorem curves
-def _noise_c(n, B, sampling):
+def _noise_c(n: int, B: ArrayLike, sampling: str) -> np.ndarray:
     """Coefficient c of C(M) in N(M) = c·C(M) (contract §2.1) for with/without replacement."""
     B = np.asarray(B, dtype=float)
     if sampling == "with_replacement":
@@ -123,7 +124,8 @@ def _noise_c(n, B, sampling):
     raise ValueError(f"sampling must be 'with_replacement' or 'without_replacement', got {sampling!r}")
 
 
-def thm1_sigma(n, batch, eta, lam=2.0, sampling="bernoulli"):
+def thm1_sigma(n: int, batch: ArrayLike, eta: float, lam: float = 2.0,
+               sampling: str = "bernoulli") -> np.ndarray:
     """σ at or below which SGD provably diverges (α = 0), for the given sampling scheme.
 
     Bernoulli: Dexter et al. Theorem 1 (contract §5.1), λ ≥ (σ/η)(n/B − 1)^{−1/2}, i.e.
@@ -141,7 +143,8 @@ def thm1_sigma(n, batch, eta, lam=2.0, sampling="bernoulli"):
     return n / (1.0 + k)
 
 
-def thm2_sigma(n, batch, eta, lam=2.0, sampling="bernoulli"):
+def thm2_sigma(n: int, batch: ArrayLike, eta: float, lam: float = 2.0,
+               sampling: str = "bernoulli") -> np.ndarray:
     """σ above which Dexter's Theorem 2 construction is mean-square stable, for ``sampling``.
 
     Construction (contract §5.2): σ identical Hessians (λn/σ)e₁e₁ᵀ and n − σ zeros — exactly the
@@ -161,11 +164,12 @@ def thm2_sigma(n, batch, eta, lam=2.0, sampling="bernoulli"):
     return n * c / (c + x)
 
 
-def theorem_curves(n, batch, eta, sampling, lam=2.0):
+def theorem_curves(n: int, batch: ArrayLike, eta: float, sampling: str,
+                   lam: float = 2.0) -> list[dict]:
     """The theorem curves of ``sampling`` over the batch sizes ``batch`` (SGD, α = 0).
 
     A list of dicts ``name``, ``label`` (names the scheme), ``sigma`` (array over ``batch``),
-    ``side`` ("diverges at or below" / "stable above") and ``source`` (section of the contract, docs/contract.md).
+    ``side`` ("diverges at or below" / "stable above") and ``source`` (its contract section).
     Bernoulli: Dexter Theorems 1 and 2. With / without replacement: the §5.4(a) bound (the
     scheme's proven analogue of Theorem 1) and the Theorem 2 construction's exact condition in
     that scheme — never a Bernoulli formula.
@@ -185,7 +189,7 @@ def theorem_curves(n, batch, eta, sampling, lam=2.0):
     ]
 
 
-def dexter_thm1_sigma(n, batch, eta, lam=2.0):
+def dexter_thm1_sigma(n: int, batch: ArrayLike, eta: float, lam: float = 2.0) -> np.ndarray:
     """Bernoulli only (use :func:`thm1_sigma` for other schemes). Dexter et al. Thm 1
     (contract §5.1): diverges if λ ≥ (σ/η)(n/B − 1)^{−1/2}, i.e. for σ ≤ ηλ√(n/B − 1). Returns that σ bound (divergence guaranteed at or below it)."""
     B = np.asarray(batch, dtype=float)
@@ -193,7 +197,7 @@ def dexter_thm1_sigma(n, batch, eta, lam=2.0):
         return eta * lam * np.sqrt(np.maximum(n / B - 1.0, 0.0))
 
 
-def dexter_thm2_sigma(n, batch, eta, lam=2.0):
+def dexter_thm2_sigma(n: int, batch: ArrayLike, eta: float, lam: float = 2.0) -> np.ndarray:
     """Bernoulli only (use :func:`thm2_sigma` for other schemes). Dexter et al. Thm 2
     construction (contract §5.2): stable iff λ < (2/η)[1 + (n/B − 1)/σ]^{−1}, i.e. σ > (n/B − 1)/(2/(ηλ) − 1) when ηλ < 2 (every σ diverges when ηλ ≥ 2). Returns the σ
     boundary (the construction is stable above it)."""

@@ -351,13 +351,15 @@ def _figure(rows, path):
     plt.close(fig)
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m simulations.realdata", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulations.realdata",
+                                description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="small grid (a few minutes)")
     p.add_argument("--out", default="rmt-output/realdata", help="output folder")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     a = p.parse_args(argv)
-    s = run(a.out, quick=a.quick, seed=a.seed)
+    s = run(a.out, quick=a.quick, seed=a.seed, progress=not a.no_progress)
     print(json.dumps(s, indent=1))
     return 0
 

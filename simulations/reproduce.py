@@ -225,7 +225,8 @@ def experiment_hessian_grid(out: Path, quick: bool, run_kw: dict, *, cell=None, 
             "grid": {k: (v[0], v[-1], len(v)) for k, v in grid.items()}}
 
 
-def hessian_test_singular(n, sigma, batch, eta, lam=2.0, rtol=1e-9):
+def hessian_test_singular(n: int, sigma: int, batch: int, eta: float, lam: float = 2.0,
+                          rtol: float = 1e-9) -> bool:
     """True when some without-replacement batch makes J = I − ηĤ singular in *every* direction.
 
     Hessian test (contract §7): each sample has eigenvalue λn/σ, so a batch holding k shared

@@ -414,7 +414,7 @@ def _critical(fn, dyn, budget, notes, what):
 
 
 def _certificate(dyn) -> dict:
-    """The exact-arithmetic certificate of the mean-square verdict (docs/contract.md §10.6), or why
+    """The exact-arithmetic certificate of the mean-square verdict (contract §10.6), or why
     none could be made (ρ within the search's resolution of 1, span too large, …)."""
     import rmt
 

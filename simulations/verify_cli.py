@@ -1,4 +1,4 @@
-"""``rmt verify CERT.json``: check a mean-square certificate in exact arithmetic (docs/contract.md §10.6).
+"""``rmt verify CERT.json``: check a mean-square certificate in exact arithmetic (contract §10.6).
 
 The check itself is :mod:`rmt.verify`, which uses the standard library only; for a check that
 imports nothing of the toolkit at all, run that file directly: ``python rmt/verify.py CERT.json``.
