@@ -1,4 +1,4 @@
-"""CNN experiments of ``rmt reproduce`` (issue 6, items 2 and 3; THEORY §6, §7).
+"""CNN experiments of ``rmt reproduce`` (contract §6, §7).
 
 Two experiments, each a resumable sweep (``simulations.sweep.run_sweep``) stored under
 ``OUT/sweeps/<name>``; :data:`EXPERIMENTS` is picked up by ``simulations.reproduce``:
@@ -29,7 +29,6 @@ Sizes live in :data:`SIZES` (``"quick"`` and ``"full"``); tests monkeypatch them
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 from rmt.threads import single_blas_thread
 from rmt.verdict import FORGETS, RESISTS, SIGN_CONVENTION
 
-from ..figures import LEGEND_CONVERGES, LEGEND_DIVERGES
+from ..figures import LEGEND_CONVERGES, LEGEND_DIVERGES, md_table
 from ..sweep import run_sweep
 from .heatmap import _ROW_CACHE, HeatmapCell, derived_seed, snr_grid  # noqa: F401 (re-exported)
 
@@ -82,7 +81,7 @@ class CoherenceCell:
     Grid axes, in this order: ``state`` ("init" | "trained"), ``snr``, ``replicate``. The draw uses
     ``SeedSequence(root, spawn_key=(PAIR_TAG, i_snr, i_replicate))`` — the same for both states.
     Init: H_i = g_i g_iᵀ (``weights=False``); trained: squared loss to ``tol``, H_i = ℓ''_i g_i g_iᵀ
-    with ℓ'' = 1 (docs/cnn.md §1). σ is :func:`rmt.coherence` (THEORY §4).
+    with ℓ'' = 1 (docs/cnn.md §1). σ is :func:`rmt.coherence` (contract §4).
     """
 
     n: int = 60
@@ -185,7 +184,7 @@ def experiment_coherence_snr(out: Path, quick: bool, run_kw: dict) -> dict:
     ax.legend(fontsize=7.5, loc="center left")
     figures.save(fig, Path(out) / "coherence_snr.png")
 
-    table = _md_table(rows, [("state", "{}"), ("snr", "{:.3g}"), ("closed_form", "{:.3f}"),
+    table = md_table(rows, [("state", "{}"), ("snr", "{:.3g}"), ("closed_form", "{:.3f}"),
                              ("sampled", "{:.3f}"), ("sampled_sd", "{:.3f}"),
                              ("rel_error", "{:+.1%}"), ("zeroth_order", "{:.3f}"),
                              ("converged", "{}")])
@@ -298,7 +297,7 @@ def experiment_cnn_heatmaps(out: Path, quick: bool, run_kw: dict) -> dict:
             + "."
         )
     h0 = _heatmap_cell(h, "snr,alpha")
-    table = _md_table(rows, [
+    table = md_table(rows, [
         ("map", "{}"), ("cells", "{}"),
         ("agreement", "{:.3f}"), ("agree_counted", "{}"), ("counted", "{}"),
         ("all_cells", "{:.3f}"), ("agree_all", "{}"),
@@ -336,16 +335,6 @@ def experiment_cnn_heatmaps(out: Path, quick: bool, run_kw: dict) -> dict:
             for r in rows)
     return {"figures": figs, "table": table, "text": text, "rows": rows,
             "params": {k: (list(v) if isinstance(v, tuple) else v) for k, v in h.items()}}
-
-
-def _md_table(rows, cols):
-    def fmt(f, v):
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return "–"
-        return f.format(v)
-
-    head = "| " + " | ".join(c for c, _ in cols) + " |\n|" + "|".join("---" for _ in cols) + "|\n"
-    return head + "".join("| " + " | ".join(fmt(f, r[c]) for c, f in cols) + " |\n" for r in rows)
 
 
 EXPERIMENTS = {
