@@ -36,9 +36,9 @@ from . import affine_closed_forms, affine_derivations
 from .affine_closed_forms import *  # noqa: F401,F403 — re-exported (affine_closed_forms.__all__)
 from .affine_closed_forms import summed_stationary_mean
 from .affine_derivations import *  # noqa: F401,F403 — re-exported (affine_derivations.__all__)
-from .affine_derivations import affine_kstep_solution, affine_null_solution  # noqa: F401
-from .affine_derivations import affine_stationary_solution, null_dominance_horizon  # noqa: F401
-from .affine_derivations import summed_stationary_mean_formula  # noqa: F401
+from .affine_derivations import (affine_kstep_solution, affine_null_solution,
+                                 affine_stationary_solution, null_dominance_horizon,
+                                 summed_stationary_mean_formula)
 # the symbols and the recursion check, for readers who build on the derivations
 from .affine_derivations import (  # noqa: F401
     B, M0_s, _check_recursion, a_s, ak_s, beta_s, g_F, g_R, gamma_s, k_s, m0_s, n, p_F, p_R,

@@ -156,7 +156,9 @@ def noise_operator_radius(inst: Instance) -> float:
     terms = inst.unit.terms
     r = inst.unit.r
     if r <= KRON_MAX_SPAN:
-        K = sum(t.weight**2 * t.kron_noise() for t in terms)
+        K = np.zeros((r * r, r * r))
+        for t in terms:
+            K += t.weight**2 * t.kron_noise()
         return float(np.max(np.abs(np.linalg.eigvalsh(0.5 * (K + K.T)))))
 
     def matvec(x):

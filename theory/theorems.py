@@ -484,13 +484,8 @@ def extra_theorems() -> list[Statement]:
     return list(affine.AFFINE_THEOREMS)
 
 
-def _check_foreign(t: Statement, inst: Instance, critical: bool) -> StatementCheck:
-    """``t.check(inst, critical=critical)``: every statement has the same ``check`` (kept for
-    callers written before :class:`theory.statement.Statement`)."""
-    return t.check(inst, critical=critical)
-
-
-def check_all(hs: InstanceLike, schedule: Schedule | None = None, thms: list[Statement] | None = None, *, critical: bool = True,
+def check_all(hs: InstanceLike, schedule: Schedule | None = None,
+              thms: list[Statement] | None = None, *, critical: bool = True,
               rate: float | None = None, exact_critical: float | None = None,
               coherence: rmt.CoherenceResult | None = None) -> list[StatementCheck]:
     """Check several statements on one instance, sharing ρ(T) and η*_exact.
