@@ -30,9 +30,16 @@ import functools
 import inspect
 import math
 import numbers
+from collections.abc import Callable, Iterable, Mapping
 from numbers import Integral, Real
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .montecarlo._rng import Seed
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     # constraints
@@ -65,29 +72,29 @@ class Constraint:
     TypeError/ValueError naming ``name``. ``str(constraint)`` describes it ("an integer >= 1").
     """
 
-    def accepts_type(self, value) -> bool:  # pragma: no cover - interface
+    def accepts_type(self, value: Any) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def check(self, value, name):  # pragma: no cover - interface
+    def check(self, value: Any, name: str) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
 
 class _NoneConstraint(Constraint):
     """``None`` written in a constraint list: the parameter may be None."""
 
-    def accepts_type(self, value):
+    def accepts_type(self, value: Any) -> bool:
         return value is None
 
-    def check(self, value, name):
+    def check(self, value: Any, name: str) -> None:
         if value is not None:
             raise ValueError(f"{name} must be None, got {value!r}")
         return None
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "None"
 
 
-def _fmt_bound(x):
+def _fmt_bound(x: float) -> str:
     return format(x, "g") if isinstance(x, float) else str(x)
 
 
@@ -101,7 +108,8 @@ class Interval(Constraint):
     integer, booleans are neither).
     """
 
-    def __init__(self, type, left, right, *, closed="both"):
+    def __init__(self, type: type, left: float | None, right: float | None, *,
+                 closed: str = "both") -> None:
         if type not in (Real, Integral):
             raise TypeError("Interval type must be numbers.Real or numbers.Integral")
         if closed not in ("both", "left", "right", "neither"):
@@ -111,17 +119,17 @@ class Interval(Constraint):
         self.type, self.left, self.right, self.closed = type, left, right, closed
 
     @property
-    def _left_closed(self):
+    def _left_closed(self) -> bool:
         return self.closed in ("both", "left")
 
     @property
-    def _right_closed(self):
+    def _right_closed(self) -> bool:
         return self.closed in ("both", "right")
 
-    def accepts_type(self, value):
+    def accepts_type(self, value: Any) -> bool:
         return not isinstance(value, (bool, np.bool_)) and isinstance(value, self.type)
 
-    def _range(self):
+    def _range(self) -> str:
         lo, hi = self.left, self.right
         if lo is not None and hi is not None:
             lb = "[" if self._left_closed else "("
@@ -133,19 +141,20 @@ class Interval(Constraint):
             return f"{'<=' if self._right_closed else '<'} {_fmt_bound(hi)}"
         return ""
 
-    def __str__(self):
+    def __str__(self) -> str:
         kind = "an integer" if self.type is Integral else "a real number"
         rng = self._range()
         return f"{kind} {rng}" if rng else kind
 
-    def contains(self, x) -> bool:
+    def contains(self, x: float) -> bool:
         if self.left is not None and (x < self.left or (x == self.left and not self._left_closed)):
             return False
         if self.right is not None and (x > self.right or (x == self.right and not self._right_closed)):
             return False
         return True
 
-    def check(self, value, name):
+    def check(self, value: Any, name: str) -> Any:
+        """The value as ``int`` (integer intervals) or ``float`` (real intervals)."""
         if self.type is Integral:
             if not self.accepts_type(value):
                 raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
@@ -166,26 +175,26 @@ class Interval(Constraint):
 class Options(Constraint):
     """One of a fixed set of values (usually strings), e.g. ``Options(("bernoulli", "summed"))``."""
 
-    def __init__(self, options):
+    def __init__(self, options: Iterable[Any]) -> None:
         self.options = tuple(options)
         if not self.options:
             raise ValueError("Options needs at least one option")
 
-    def accepts_type(self, value):
+    def accepts_type(self, value: Any) -> bool:
         if isinstance(value, (bool, np.bool_)):
             return any(isinstance(o, bool) for o in self.options)
         return any(isinstance(value, type(o)) for o in self.options)
 
-    def _listed(self):
+    def _listed(self) -> list[Any]:
         try:
             return sorted(self.options)
         except TypeError:
             return list(self.options)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"one of {self._listed()}"
 
-    def check(self, value, name):
+    def check(self, value: Any, name: str) -> Any:
         if not self.accepts_type(value) or value not in self.options:
             raise ValueError(f"{name} must be one of {self._listed()}, got {value!r}")
         return value
@@ -197,15 +206,15 @@ class RandomState(Constraint):
     ``check`` returns the :class:`numpy.random.Generator` (see :func:`check_random_state`).
     """
 
-    def accepts_type(self, value):
+    def accepts_type(self, value: Any) -> bool:
         return value is None or isinstance(value, (np.random.Generator, np.random.SeedSequence)) or (
             isinstance(value, Integral) and not isinstance(value, (bool, np.bool_))
         )
 
-    def __str__(self):
+    def __str__(self) -> str:
         return "an int >= 0, a numpy SeedSequence, a numpy Generator or None"
 
-    def check(self, value, name):
+    def check(self, value: Any, name: str) -> np.random.Generator:
         return check_random_state(value, name)
 
 
@@ -216,26 +225,26 @@ class Array(Constraint):
     ``kind="integer"``: must already have an integer dtype (indices are never rounded).
     """
 
-    def __init__(self, ndim=None, *, kind="real"):
+    def __init__(self, ndim: int | Iterable[int] | None = None, *, kind: str = "real") -> None:
         if kind not in ("real", "integer"):
             raise ValueError(f"kind must be 'real' or 'integer', got {kind!r}")
         self.ndim, self.kind = ndim, kind
 
-    def accepts_type(self, value):
+    def accepts_type(self, value: Any) -> bool:
         return not isinstance(value, (str, bytes)) and (
             isinstance(value, np.ndarray) or np.ndim(value) >= 1
         )
 
-    def _dims(self):
+    def _dims(self) -> str:
         if self.ndim is None:
             return ""
         dims = (self.ndim,) if isinstance(self.ndim, int) else tuple(self.ndim)
         return " or ".join(f"{d}-d" for d in dims) + " "
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"a {self._dims()}{'integer' if self.kind == 'integer' else 'real'} array"
 
-    def check(self, value, name):
+    def check(self, value: Any, name: str) -> np.ndarray:
         if self.kind == "real":
             return check_finite_array(value, name, ndim=self.ndim)
         arr = np.asarray(value)
@@ -249,7 +258,7 @@ class Array(Constraint):
 _NONE = _NoneConstraint()
 
 
-def _as_constraint(c) -> Constraint:
+def _as_constraint(c: Constraint | None) -> Constraint:
     if c is None:
         return _NONE
     if isinstance(c, Constraint):
@@ -258,7 +267,8 @@ def _as_constraint(c) -> Constraint:
 
 
 # ---------------------------------------------------------------------- tables
-def validate_param(name, value, constraints, *, caller=None):
+def validate_param(name: str, value: Any, constraints: Iterable[Constraint | None], *,
+                   caller: str | None = None) -> Any:
     """Check one value against a list of constraints (valid if any accepts it); return it normalised.
 
     With a single constraint its own message is raised; with several, a message listing them.
@@ -271,7 +281,7 @@ def validate_param(name, value, constraints, *, caller=None):
         if len(cons) == 1:
             return cons[0].check(value, name)
         candidates = [c for c in cons if c.accepts_type(value)]
-        errors = []
+        errors: list[TypeError | ValueError] = []
         for c in candidates:
             try:
                 return c.check(value, name)
@@ -288,7 +298,8 @@ def validate_param(name, value, constraints, *, caller=None):
         raise type(exc)(prefix + str(exc)) from None
 
 
-def validate_params(constraints, params, *, caller=None) -> dict:
+def validate_params(constraints: Mapping[str, Iterable[Constraint | None]],
+                    params: Mapping[str, Any], *, caller: str | None = None) -> dict[str, Any]:
     """Check ``params`` (a mapping name → value) against a constraint table; return them normalised.
 
     Every name in ``params`` must have an entry in ``constraints`` (an unknown name is a
@@ -301,7 +312,7 @@ def validate_params(constraints, params, *, caller=None) -> dict:
     return {k: validate_param(k, v, constraints[k], caller=caller) for k, v in params.items()}
 
 
-def constrained(constraints):
+def constrained(constraints: Mapping[str, Iterable[Constraint | None]]) -> Callable[[F], F]:
     """Decorator: declare a function's parameter constraints and check every call against them.
 
     The table must name exactly the function's parameters (checked when decorating). It is
@@ -310,7 +321,7 @@ def constrained(constraints):
     """
     constraints = dict(constraints)
 
-    def decorate(func):
+    def decorate(func: F) -> F:
         sig = inspect.signature(func)
         missing = set(sig.parameters) ^ set(constraints)
         if missing:
@@ -322,15 +333,16 @@ def constrained(constraints):
                 _as_constraint(c)
 
         @functools.wraps(func)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             for name, value in bound.arguments.items():
                 bound.arguments[name] = validate_param(name, value, constraints[name])
             return func(*bound.args, **bound.kwargs)
 
-        wrapper.parameter_constraints = constraints
-        return wrapper
+        # a function attribute, read by callers with getattr / the contract tests
+        setattr(wrapper, "parameter_constraints", constraints)
+        return cast(F, wrapper)  # functools.wraps keeps func's signature
 
     return decorate
 
@@ -341,7 +353,7 @@ _NON_NEGATIVE = Interval(Real, 0, None, closed="left")
 _UNIT = Interval(Real, 0, 1, closed="both")
 
 
-def check_random_state(seed, name="seed"):
+def check_random_state(seed: Seed, name: str = "seed") -> np.random.Generator:
     """Normalise ``seed`` into a :class:`numpy.random.Generator`.
 
     ``None`` gives fresh OS entropy, an int / SeedSequence seeds a new PCG64 generator and a
@@ -361,32 +373,33 @@ def check_random_state(seed, name="seed"):
     )
 
 
-def check_real(value, name):
+def check_real(value: Any, name: str) -> float:
     """A finite real number (as float); booleans and strings are refused."""
     return Interval(Real, None, None).check(value, name)
 
 
-def check_positive(value, name, *, allow_zero=False):
+def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
     """A finite real > 0 (``>= 0`` with ``allow_zero``), as float."""
     return (_NON_NEGATIVE if allow_zero else _POSITIVE).check(value, name)
 
 
-def check_unit_interval(value, name):
+def check_unit_interval(value: Any, name: str) -> float:
     """A finite real in [0, 1], as float."""
     return _UNIT.check(value, name)
 
 
-def check_int(value, name, *, minimum=None, maximum=None):
+def check_int(value: Any, name: str, *, minimum: int | None = None,
+              maximum: int | None = None) -> int:
     """An integer in [minimum, maximum] (either bound optional), as int."""
     return Interval(Integral, minimum, maximum, closed="both").check(value, name)
 
 
-def check_choice(value, name, choices):
+def check_choice(value: Any, name: str, choices: Iterable[Any]) -> Any:
     """One of ``choices``."""
     return Options(choices).check(value, name)
 
 
-def _check_ndim(arr, name, ndim):
+def _check_ndim(arr: np.ndarray, name: str, ndim: int | Iterable[int]) -> None:
     allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if arr.ndim not in allowed:
         raise ValueError(
@@ -394,7 +407,8 @@ def _check_ndim(arr, name, ndim):
         )
 
 
-def check_finite_array(a, name, *, ndim=None):
+def check_finite_array(a: Any, name: str, *, ndim: int | Iterable[int] | None = None
+                       ) -> np.ndarray:
     """Convert to a float64 array and reject NaN/inf and wrong dimensionality."""
     try:
         arr = np.asarray(a, dtype=np.float64)
