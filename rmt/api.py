@@ -26,7 +26,8 @@ from __future__ import annotations
 import functools
 import inspect
 from numbers import Integral, Real
-from typing import Any, Callable, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, TypeVar, cast
 
 from .dynamics import Dynamics, as_dynamics
 from .hessians import HessianSet
@@ -46,13 +47,13 @@ class InstanceOf(Constraint):
     def __init__(self, *types: type):
         self.types = types
 
-    def accepts_type(self, value) -> bool:
+    def accepts_type(self, value: Any) -> bool:
         return isinstance(value, self.types)
 
     def __str__(self) -> str:
         return " or ".join(f"a {t.__name__}" for t in self.types)
 
-    def check(self, value, name):
+    def check(self, value: Any, name: str) -> Any:
         if not isinstance(value, self.types):
             raise TypeError(f"{name} must be {self}, got {type(value).__name__}")
         return value
@@ -87,13 +88,13 @@ NON_NEGATIVE = [Interval(Real, 0, None, closed="left")]
 PAIR = ("hs", "schedule", "dyn")
 
 
-def at_least(k: int) -> list:
+def at_least(k: int) -> list[Constraint | None]:
     """An integer ≥ k."""
     return [Interval(Integral, k, None, closed="left")]
 
 
-def analysis(constraints: dict[str, list], *, dynamics: bool = True, blas: bool = True
-             ) -> Callable[[F], F]:
+def analysis(constraints: Mapping[str, Sequence[Constraint | None]], *, dynamics: bool = True,
+             blas: bool = True) -> Callable[[F], F]:
     """Decorator: the shared argument contract of a public analysis (module docstring).
 
     ``constraints`` maps every parameter name to its allowed values; ``hs`` and ``schedule``
@@ -116,7 +117,7 @@ def analysis(constraints: dict[str, list], *, dynamics: bool = True, blas: bool 
         body = capped(func) if blas else func
 
         @functools.wraps(func)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             if (dynamics and len(args) >= 2 and isinstance(args[0], Dynamics)
                     and not (args[1] is None or isinstance(args[1], Schedule))):
                 args = (args[0], None, *args[1:])  # f(dyn, steps, ...): no schedule slot
@@ -125,13 +126,14 @@ def analysis(constraints: dict[str, list], *, dynamics: bool = True, blas: bool 
                 if name not in PAIR:  # the pair: as_dynamics below, or the body's own checks
                     validate_param(name, value, table[name])
             if dynamics:  # as_dynamics checks both, with the messages of rmt.Dynamics
-                bound.arguments["hs"] = as_dynamics(bound.arguments.get("hs"),
-                                                    bound.arguments.get("schedule"))
+                hs: Any = bound.arguments.get("hs")  # the caller's value, checked by as_dynamics
+                bound.arguments["hs"] = as_dynamics(hs, bound.arguments.get("schedule"))
                 bound.arguments["schedule"] = None
             return body(*bound.args, **bound.kwargs)
 
-        wrapper.parameter_constraints = table
+        # a function attribute, read by callers with getattr / the contract tests
+        setattr(wrapper, "parameter_constraints", table)
         wrapper.__wrapped__ = func
-        return wrapper  # type: ignore[return-value]
+        return cast(F, wrapper)  # functools.wraps keeps func's signature
 
     return decorate
