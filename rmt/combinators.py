@@ -87,6 +87,17 @@ class Combinator(str):
         """The independent random maps of one step, in order, as lists of set terms."""
         return [list(terms)]
 
+    def nonlinear_step(self, w: np.ndarray, parts: Sequence[tuple[float, Callable]],
+                       ascent_gradient: Callable | None = None, ascent: float = 0.0
+                       ) -> np.ndarray:
+        """One step of the nonlinear iteration: ``parts`` are (s_S, g_S) in step order, g_S(v)
+        the set's batch gradient at v (the linearisation is J ∋ s_S Ĥ_S); summed:
+        w + Σ_S s_S g_S(w)."""
+        step = np.zeros_like(w)
+        for s, grad in parts:
+            step += s * grad(w)
+        return w + step
+
     # ------------------------------------------------------------------ second moments
     def rates(self, moms: Sequence[tuple], kappa: Any) -> np.ndarray:
         """E[j²] per commuting direction from per-term moments (term, m, N) (contract §3)."""
@@ -167,6 +178,17 @@ class Alternating(Combinator):
     def groups(self, terms: Sequence[Any]) -> list[list[Any]]:
         return [[t] for t in terms]
 
+    def nonlinear_step(self, w: np.ndarray, parts: Sequence[tuple[float, Callable]],
+                       ascent_gradient: Callable | None = None, ascent: float = 0.0
+                       ) -> np.ndarray:
+        # one set after the other, each at the point the previous one reached (a step that
+        # already overflowed is not continued)
+        for s, grad in parts:
+            if not np.all(np.isfinite(w)):
+                break
+            w = w + s * grad(w)
+        return w
+
     def rates(self, moms: Sequence[tuple], kappa: Any) -> np.ndarray:
         prod = 1.0
         for t, m, N in moms:
@@ -229,6 +251,15 @@ class SAM(Combinator):
 
     def kappa(self, schedule: Any, m: Any) -> Any:
         return 1.0 + self.ascent(schedule) * m
+
+    def nonlinear_step(self, w: np.ndarray, parts: Sequence[tuple[float, Callable]],
+                       ascent_gradient: Callable | None = None, ascent: float = 0.0
+                       ) -> np.ndarray:
+        # the retain batch gradient at the ascent point w + (ρ/a)∇L_R(w) (full-batch gradient)
+        if ascent_gradient is None:
+            raise ValueError("SAM's nonlinear step needs the full-batch retain gradient")
+        (s, grad), = parts
+        return w + s * grad(w + ascent * ascent_gradient(w))
 
     def apply_T(self, dyn: Any, M: np.ndarray, adjoint: bool = False) -> np.ndarray:
         # A = I − ηH̄K symmetric (H̄ and K commute); T*(M) = AMA + η² K N(M) K

@@ -2,8 +2,9 @@
 (:func:`draw_indicators`) and its result type (:class:`UnlearnResult`) — contract §2.
 
 This is the actual update that the linearised :class:`~rmt.dynamics.Dynamics` describes, so
-forecasts can be checked against real runs. The schedule names (``"summed"``, ``"alternating"``,
-``"sam"``) are dispatched here and nowhere else in :mod:`rmt.models`.
+forecasts can be checked against real runs. How the retain and forget steps combine (summed,
+alternating, SAM) is the schedule's combinator's :meth:`~rmt.combinators.Combinator.nonlinear_step`,
+the same strategy object that defines the linearised step.
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def unlearn(model: Model, w_star: ArrayLike, X_retain: ArrayLike, y_retain: Arra
         XF, YF = _check_data(model, X_forget, y_forget, loss, "X_forget", "y_forget")
     sch = schedule
     use_r = sch.uses_retain
-    use_f = sch.uses_forget and sch.schedule != "sam"
+    comb = sch.combinator  # how the retain and forget steps combine (rmt.combinators)
+    use_f = sch.uses_forget and comb.takes_forget
     nR = XR.shape[0]
     if use_r and sch.batch > nR:
         raise ValueError(f"schedule.batch must be <= the retain set size {nR}, got {sch.batch}")
@@ -178,8 +180,11 @@ def unlearn(model: Model, w_star: ArrayLike, X_retain: ArrayLike, y_retain: Arra
     draw_start = start if callable(start) else None
     if draw_start is None:
         delta0 = np.zeros(d) if start is None else check_start(start)
-    sR, sF = sch.eta * (1.0 - sch.alpha), sch.eta * sch.alpha
-    rho_a = sch.sam_rho / sch.sam_a
+    weights = sch.step_weights  # s_S: −η(1−α) (retain, descent), +ηα (forget, ascent)
+    rho_a = comb.ascent(sch)
+
+    def retain_full(w):  # ∇(L_R + λ/2‖w‖²) on the whole retain set (SAM's ascent direction)
+        return _mean_loss_and_grad(model, w, XR, YR, loss)[1] + lam * w
 
     def batch_grad(w, X, Y, x, B):
         idx = np.flatnonzero(x)
@@ -223,24 +228,14 @@ def unlearn(model: Model, w_star: ArrayLike, X_retain: ArrayLike, y_retain: Arra
                         rec["retain"][k] = xR
                     if use_f:
                         rec["forget"][k] = xF
-                if sch.schedule == "sam":
-                    gfull = _mean_loss_and_grad(model, w, XR, YR, loss)[1] + lam * w
-                    w_new = w - sR * (batch_grad(w + rho_a * gfull, XR, YR, xR, sch.batch)
-                                      + lam * (w + rho_a * gfull))
-                elif sch.schedule == "alternating":
-                    w_new = w
-                    if use_r:
-                        w_new = w_new - sR * (batch_grad(w_new, XR, YR, xR, sch.batch)
-                                              + lam * w_new)
-                    if use_f and np.all(np.isfinite(w_new)):
-                        w_new = w_new + sF * batch_grad(w_new, XF, YF, xF, sch.batch_forget)
-                else:
-                    step = np.zeros(d)
-                    if use_r:
-                        step -= sR * (batch_grad(w, XR, YR, xR, sch.batch) + lam * w)
-                    if use_f:
-                        step += sF * batch_grad(w, XF, YF, xF, sch.batch_forget)
-                    w_new = w + step
+                parts = []
+                if use_r:
+                    parts.append((weights["retain"], lambda v, xR=xR: batch_grad(
+                        v, XR, YR, xR, sch.batch) + lam * v))
+                if use_f:
+                    parts.append((weights["forget"], lambda v, xF=xF: batch_grad(
+                        v, XF, YF, xF, sch.batch_forget)))
+                w_new = comb.nonlinear_step(w, parts, retain_full, rho_a)
                 dist = float(np.linalg.norm(w_new - w_star))
                 if not np.all(np.isfinite(w_new)) or not np.isfinite(dist):
                     over[s] = True
