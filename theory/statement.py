@@ -153,6 +153,9 @@ class Hypothesis:
     #: a hypothesis on the scheme/schedule (not on the Hessians): when it fails the statement's
     #: ``analogue`` is where the instance is covered
     routable: bool = False
+    #: keyword arguments of :func:`rmt.testing.instances` whose instances satisfy it ({} when
+    #: generated instances are filtered instead)
+    requires: dict = field(default_factory=dict, repr=False)
 
     def failure(self, inst: Instance) -> str | None:
         """None when the hypothesis holds (or cannot be evaluated because an earlier one
@@ -173,6 +176,14 @@ class Hypotheses:
 
     def __call__(self, inst: Instance) -> bool:
         return all(a.test(inst) for a in self.atoms)
+
+    @property
+    def requires(self) -> dict:
+        """The merged :attr:`Hypothesis.requires` of the atoms."""
+        out: dict = {}
+        for atom in self.atoms:
+            out.update(atom.requires)
+        return out
 
     def failures(self, inst: Instance) -> list[tuple[str, bool]]:
         """[(text, routable)] of the failed hypotheses."""

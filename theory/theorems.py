@@ -41,7 +41,6 @@ certificate: ρ(T) ≤ max_k(1 − ηd_k)² + η²ρ_N by Weyl's inequality).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from functools import partial
@@ -147,18 +146,22 @@ class Theorem(EncodedStatement):
     Fields of :class:`theory.statement.EncodedStatement` plus ``derivation`` (the sympy
     :class:`~theory.derivations.Derivation` of η_thm, built on first use), the structural test
     (:class:`~theory.statement.Hypotheses`), the η_thm function of :mod:`theory.thresholds`,
-    ``notes``, ``requirements`` and ``analogue``.
+    ``notes`` and ``analogue``.
     """
 
     derivation: object = field(repr=False)
     _pre: Hypotheses = field(repr=False)
     _eta: Callable[[Instance], float] = field(repr=False)
     notes: str = ""
-    #: keyword arguments of :func:`rmt.testing.instances` that generate structurally admissible
-    #: instances (used by :func:`theory.counterexample.theorem_instances`).
-    requirements: dict = field(default_factory=dict, repr=False)
     #: where instances outside this statement's hypotheses are covered ("" if nowhere)
     analogue: str = ""
+
+    @property
+    def requirements(self) -> dict:
+        """Keyword arguments of :func:`rmt.testing.instances` that generate structurally
+        admissible instances (used by :func:`theory.counterexample.theorem_instances`): the
+        merged ``requires`` of the hypotheses."""
+        return self._pre.requires
 
     @property
     def hypotheses(self) -> tuple[Hypothesis, ...]:
@@ -244,32 +247,39 @@ def _sched(i: Instance) -> str:
 
 
 H_SUMMED = Hypothesis("summed schedule", lambda i: _sched(i) == "summed",
-                      lambda i: f"schedule={_sched(i)!r}", routable=True)
+                      lambda i: f"schedule={_sched(i)!r}", routable=True,
+                      requires={"schedule_kinds": ("summed",)})
 H_SGD = Hypothesis("plain SGD: α = 0 and no SAM (the retain set alone enters the step)",
-                   lambda i: i.sgd, lambda i: f"alpha={i.schedule.alpha:g}, schedule={_sched(i)!r}", routable=True)
+                   lambda i: i.sgd, lambda i: f"alpha={i.schedule.alpha:g}, schedule={_sched(i)!r}",
+                   routable=True, requires={"alphas": "sgd"})
 H_BERNOULLI = Hypothesis("Bernoulli sampling", lambda i: i.schedule.sampling == "bernoulli",
-                         lambda i: f"sampling={i.schedule.sampling!r}", routable=True)
+                         lambda i: f"sampling={i.schedule.sampling!r}", routable=True,
+                         requires={"samplings": ("bernoulli",)})
 H_WOR = Hypothesis("sampling without replacement",
                    lambda i: i.schedule.sampling == "without_replacement",
-                   lambda i: f"sampling={i.schedule.sampling!r}", routable=True)
+                   lambda i: f"sampling={i.schedule.sampling!r}", routable=True,
+                   requires={"samplings": ("without_replacement",)})
 H_NOT_BERNOULLI = Hypothesis("sampling with or without replacement",
                              lambda i: i.schedule.sampling != "bernoulli",
-                             lambda i: f"sampling={i.schedule.sampling!r}", routable=True)
+                             lambda i: f"sampling={i.schedule.sampling!r}", routable=True,
+                             requires={"samplings": ("with_replacement", "without_replacement")})
 H_SAM = Hypothesis("SAM schedule", lambda i: _sched(i) == "sam",
-                   lambda i: f"schedule={_sched(i)!r}", routable=True)
+                   lambda i: f"schedule={_sched(i)!r}", routable=True,
+                   requires={"schedule_kinds": ("sam",)})
 H_RETAIN = Hypothesis("the retain set enters the step (α < 1)",
                       lambda i: i.term("retain") is not None,
                       lambda i: f"alpha={i.schedule.alpha:g}")
 H_FORGET = Hypothesis("the forget set enters the step (α > 0, not SAM)",
                       lambda i: i.term("forget") is not None,
-                      lambda i: f"alpha={i.schedule.alpha:g}, schedule={_sched(i)!r}")
+                      lambda i: f"alpha={i.schedule.alpha:g}, schedule={_sched(i)!r}",
+                      requires={"alphas": "unlearning"})
 H_RETAIN_SAMPLED = Hypothesis(
     "a retain batch smaller than the retain set (B < n_R: otherwise no sampling noise)",
     lambda i: not th.retain_full_batch(i),
     lambda i: f"B={th.required_term(i).batch}, n_R={th.required_term(i).n}")
 H_CONSTRUCTION = Hypothesis(
     "retain Hessians are identical rank-one matrices plus zeros (Dexter Thm 2 construction)",
-    th.is_construction, lambda i: "a generic retain set")
+    th.is_construction, lambda i: "a generic retain set", requires={"kinds": ("construction",)})
 H_D_POSITIVE = Hypothesis(
     "D = (1−α)H̄_R − αH̄_F positive definite on the span",
     lambda i: i.d_extremes[0] > th.EIG_RTOL * i.d_extremes[2],
@@ -423,31 +433,7 @@ def _build():
         Hypotheses(H_SUMMED, H_D_POSITIVE, H_BERNOULLI), th.coherence_resistance_eta,
         analogue="stated (and refuted) for Bernoulli only; no analogue encoded for other schemes",
     ))
-    return tuple(dataclasses.replace(t, requirements=_REQUIREMENTS.get(t.name, {})) for t in T)
-
-
-_SUMMED = {"schedule_kinds": ("summed",)}
-_BERN = {"samplings": ("bernoulli",)}
-_REQUIREMENTS = {
-    "dexter-thm1": {**_BERN, "alphas": "sgd"},
-    "dexter-thm1-single-sample": {**_BERN, "alphas": "sgd"},
-    "dexter-thm2-construction": {"kinds": ("construction",), "alphas": "sgd"},
-    "wu-ma-e-sharpness": {**_SUMMED, "alphas": "sgd"},
-    "wu-ma-e-nonuniformity": {**_SUMMED, "alphas": "sgd", "samplings": ("without_replacement",)},
-    "noise-operator-divergence": _SUMMED,
-    "unlearning-retain-noise": _SUMMED,
-    "unlearning-forget-noise": {**_SUMMED, "alphas": "unlearning"},
-    "unlearning-retain-noise-single-sample": _SUMMED,
-    "unlearning-forget-noise-single-sample": {**_SUMMED, "alphas": "unlearning"},
-    "unlearning-mean-escape": _SUMMED,
-    "weyl-convergence": _SUMMED,
-    "sam-divergence": {**_BERN, "schedule_kinds": ("sam",)},
-    "naive-mean-stability": _SUMMED,
-    "unlearning-retain-noise-scheme-analogue": {
-        **_SUMMED, "samplings": ("with_replacement", "without_replacement")},
-    "paper-coherence-sum": {**_SUMMED, **_BERN},
-    "paper-coherence-resistance": {**_SUMMED, **_BERN},
-}
+    return tuple(T)
 
 
 _THEOREMS: tuple[Theorem, ...] | None = None
