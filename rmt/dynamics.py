@@ -57,6 +57,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -114,7 +115,7 @@ class SetTerm:
     shared_scalar: float = 0.0
     base_mean: np.ndarray | None = field(default=None, repr=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.base_mean is None:
             object.__setattr__(self, "base_mean",
                                self.mean if self.shared is None else self.mean - self.shared)
@@ -148,6 +149,7 @@ class SetTerm:
 
     def batch_gradient(self, x: ArrayLike) -> np.ndarray:
         """ĝ_S = (1/B) Σ_i x_i g̃_i (p,) (zero without gradients is *not* implied: needs gradients)."""
+        assert self.gradients is not None, "batch_gradient needs a term with gradients"
         return np.asarray(x, float) @ self.gradients / self.batch
 
     def quad(self, M: np.ndarray) -> np.ndarray:
@@ -155,6 +157,7 @@ class SetTerm:
         out = self._base_quad(M)
         C = self.shared
         if C is not None:
+            assert self.base_mean is not None  # set by __post_init__
             HC = self.base_mean @ M @ C
             out = out + HC + HC.T + C @ M @ C
         return out
@@ -206,6 +209,7 @@ class SetTerm:
         hs = np.einsum("rna,sna->nrs", psi, psi)
         r = hs.shape[1]
         H0 = self.base_mean
+        assert H0 is not None  # set by __post_init__
         Kq = np.einsum("nab,ncd->acbd", hs, hs).reshape(r * r, r * r) / self.n
         out = self.c * Kq - self.e * np.kron(H0, H0)
         if self.shared is not None and self.c != self.e:
@@ -215,13 +219,15 @@ class SetTerm:
     def cross_noise(self, v: np.ndarray) -> np.ndarray:
         """E[Ĥ v ĝᵀ] − H̄ v ḡᵀ = c·(1/n)Σ_i H_i v g̃_iᵀ − e·H̄ v ḡᵀ, shape (r, p), for v (r,)."""
         r, n, k = self.psi.shape
+        gb = self.mean_gradient
+        assert self.gradients is not None and gb is not None, "cross_noise needs gradients"
         proj = np.einsum("rnk,r->nk", self.psi, v)  # Ψ_iᵀ v
         Hv = np.einsum("rnk,nk->rn", self.psi, proj)  # H⁰_i v, (r, n)
         out = (self.c / n) * (Hv @ self.gradients)
         if self.e != 0.0:
-            out -= self.e * np.outer(self.base_mean @ v, self.mean_gradient)
+            out -= self.e * np.outer(self.base_mean @ v, gb)
         if self.shared is not None and self.c != self.e:
-            out += (self.c - self.e) * np.outer(self.shared @ v, self.mean_gradient)
+            out += (self.c - self.e) * np.outer(self.shared @ v, gb)
         return out
 
     def gradient_noise(self) -> np.ndarray:
@@ -302,8 +308,10 @@ class Dynamics:
         shared = red.shared_matrix()
         terms = []
         for w in self.active:
+            psi = red.psi(w)
+            assert psi is not None  # the reduction covers every active set
             c, e = noise_coefficients(sch.sampling, hs.size(w), batches[w])
-            terms.append(SetTerm(w, hs.size(w), batches[w], weights[w], c, e, red.psi(w),
+            terms.append(SetTerm(w, hs.size(w), batches[w], weights[w], c, e, psi,
                                  means[w], grads.get(w), profiles.get(w), shared=shared,
                                  shared_scalar=red.shared_scalar,
                                  base_mean=red.mean(w, shared=False) if shared is not None
@@ -399,7 +407,7 @@ class Dynamics:
     def eta(self) -> float:
         return self.schedule.eta
 
-    def replace(self, **changes) -> "Dynamics":
+    def replace(self, **changes: Any) -> "Dynamics":
         """The dynamics of ``schedule.replace(**changes)`` on the same HessianSet."""
         return Dynamics(self.hs, self.schedule.replace(**changes))
 
@@ -411,13 +419,18 @@ class Dynamics:
         """E[b] in [U, V] coordinates (p,); zeros without drift."""
         if not self.has_drift:
             return np.zeros(self.p)
+        drifts = []  # s_S ḡ_S per term
+        for t in self.terms:
+            gbar = t.mean_gradient
+            assert gbar is not None  # has_drift: every active set has gradients (_check_gradients)
+            drifts.append(t.weight * gbar)
         if self.combinator.products:
             out = np.zeros(self.p)
-            for t in self.terms:  # E[A_F s_R ĝ_R] = E[A_F] s_R ḡ_R (independent batches)
+            for t, drift in zip(self.terms, drifts):  # E[A_F s_R ĝ_R] = E[A_F] s_R ḡ_R
                 out = self._pad_map(self.step_maps[t.name], 1.0 + t.weight * self.shared_scalar) \
-                    @ out + t.weight * t.mean_gradient
+                    @ out + drift                      # (independent batches)
             return out
-        return sum(t.weight * t.mean_gradient for t in self.terms)
+        return sum(drifts, np.zeros(self.p))
 
     def _pad_map(self, A, null=1.0):
         """An (r, r) span map extended by ``null``·I on the drift directions V (they lie in the
@@ -569,6 +582,7 @@ class Dynamics:
         out = []
         for t in self.terms:
             lam = t.profile
+            assert lam is not None  # commuting sets carry their profiles
             m = lam.mean(axis=0)
             out.append((t, m, t.c * (lam**2).mean(axis=0) - t.e * m**2))
         return out

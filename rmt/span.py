@@ -72,6 +72,7 @@ class Reduction:
     def mean(self, which: str, shared: bool = True) -> np.ndarray:
         """Reduced mean Hessian H̄_S = (1/n) Σ Ψ_i Ψ_iᵀ + C (r×r); ``shared=False`` omits C."""
         psi = self.psi(which)
+        assert psi is not None, f"the {which} set is not part of this reduction"
         r, n, k = psi.shape
         flat = psi.reshape(r, n * k)
         out = (flat @ flat.T) / n
@@ -81,6 +82,7 @@ class Reduction:
     def hessians(self, which: str) -> np.ndarray:
         """Reduced per-sample Hessians Ψ_iΨ_iᵀ + C (n, r, r) — for tests and small problems only."""
         psi = self.psi(which)
+        assert psi is not None, f"the {which} set is not part of this reduction"
         out = np.einsum("rna,sna->nrs", psi, psi)
         C = self.shared_matrix()
         return out if C is None else out + C[None]
