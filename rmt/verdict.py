@@ -16,6 +16,7 @@ and every report, legend and docstring quotes :data:`SIGN_CONVENTION` instead of
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 __all__ = [
     "Verdict",
@@ -68,6 +69,10 @@ class Verdict:
 
     __slots__ = ()
 
+    if TYPE_CHECKING:  # supplied by the result class (a field or a property)
+        @property
+        def forgets(self) -> bool: ...
+
     @property
     def verdict(self) -> str:
         return verdict_text(self.forgets)
@@ -79,6 +84,7 @@ class OutcomeVerdict(Verdict):
     ``verdict`` its sentence. The result supplies ``outcome`` and ``notion``."""
 
     __slots__ = ()
+    outcome: str  # supplied by the result class (an annotation only)
 
     @property
     def forgets(self) -> bool:
