@@ -16,6 +16,8 @@ that is tr(H_iH_j) + λ(tr H_i + tr H_j) + dλ², for C = QQᵀ the traces are �
 
 from __future__ import annotations
 
+from .schedule import mixing_weights
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -141,7 +143,8 @@ class CoherenceResult:
         sign = check_real(sign, "sign")
         if sign not in (-1.0, 1.0):
             raise ValueError(f"sign must be -1 (ascent) or +1 (descent), got {sign}")
-        return 1.0 - alpha, sign * alpha
+        retain, forget = mixing_weights(alpha)
+        return retain, sign * forget
 
 
 @analysis({"hs": HESSIANS}, dynamics=False, blas=False)

@@ -32,12 +32,13 @@ import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping
 from numbers import Integral, Real
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .montecarlo._rng import Seed
+#: What a ``seed`` argument accepts: an int, a SeedSequence, a Generator (one integer is drawn
+#: from it) or None (fresh OS entropy).
+Seed = int | np.random.SeedSequence | np.random.Generator | None
 
 F = TypeVar("F", bound=Callable[..., Any])
 

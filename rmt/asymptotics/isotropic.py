@@ -15,6 +15,8 @@ closed form (:func:`isotropic_mean_square`). The Monte Carlo oracles of the same
 
 from __future__ import annotations
 
+from ..schedule import mixing_weights
+
 import math
 import warnings
 from dataclasses import dataclass
@@ -45,7 +47,8 @@ def _check_online(eta, batch, d, alpha, batch_forget):
 
 def _coefficients(eta, batch, alpha, batch_forget):
     """(c_R, c_F) = (η(1−α)/B_R, ηα/B_F)."""
-    return eta * (1.0 - alpha) / batch, eta * alpha / batch_forget
+    retain, forget = mixing_weights(alpha)
+    return eta * retain / batch, eta * forget / batch_forget
 
 
 @dataclass(frozen=True)

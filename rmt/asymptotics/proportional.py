@@ -12,6 +12,8 @@ Cauchy transform (:func:`mixed_hessian_edges`), density by subordination
 
 from __future__ import annotations
 
+from ..schedule import mixing_weights
+
 import math
 import warnings
 from dataclasses import dataclass
@@ -191,7 +193,7 @@ def _mixed_params(alpha, n_retain, n_forget, d):
     n_retain = check_int(n_retain, "n_retain", minimum=1)
     n_forget = check_int(n_forget, "n_forget", minimum=1)
     d = check_int(d, "d", minimum=1)
-    A, beta = 1.0 - alpha, alpha
+    A, beta = mixing_weights(alpha)
     return A, beta, d / n_retain, d / n_forget, d
 
 

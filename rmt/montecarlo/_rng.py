@@ -20,11 +20,8 @@ import math
 
 import numpy as np
 
-from ..validation import check_random_state
+from ..validation import Seed, check_random_state
 
-#: What a ``seed`` argument accepts: an int, a SeedSequence, a Generator (one integer is drawn
-#: from it) or None (fresh OS entropy).
-Seed = int | np.random.SeedSequence | np.random.Generator | None
 
 MASK64 = (1 << 64) - 1
 GAMMA = 0x9E3779B97F4A7C15
