@@ -41,8 +41,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from .validation import check_choice, check_finite_array, check_int, check_positive
 from .affine import AffineMoments, StationaryResult, affine_moments, affine_step, stationary
@@ -50,7 +52,8 @@ from .api import (BOOL, HESSIANS, HS, NON_NEGATIVE, POSITIVE, TOLERANCE, UNIT, I
                   analysis, at_least)
 from .validation import Array, Options
 from .dynamics import Dynamics, as_dynamics
-from .hessians import check_hessian_set
+from .hessians import HessianSet, check_hessian_set
+from .schedule import Schedule
 from .verdict import ALMOST_SURE, MEAN_SQUARE, OutcomeVerdict
 
 __all__ = ["ForecastResult", "forecast", "OUTCOMES", "HorizonCritical", "horizon_critical",
@@ -199,9 +202,12 @@ def _default_radius(dyn, start_norm, escape_factor):
            "replicas": at_least(2), "seed": [None, *at_least(0), InstanceOf(np.random.SeedSequence)],
            "notion": [Options((ALMOST_SURE, MEAN_SQUARE))], "escape_factor": POSITIVE,
            "lyapunov": BOOL, "forget_fitted": [None, *UNIT], "rate": [None, *NON_NEGATIVE]})
-def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas=256, seed=None,
-             notion=ALMOST_SURE, escape_factor=10.0, lyapunov=True,
-             forget_fitted=None, rate=None) -> ForecastResult:
+def forecast(hs: HessianSet | Dynamics, schedule: Schedule | int | None = None,
+             steps: int | None = None, *, start: npt.ArrayLike | None = None,
+             radius: float | None = None, replicas: int = 256,
+             seed: int | np.random.SeedSequence | None = None, notion: str = ALMOST_SURE,
+             escape_factor: float = 10.0, lyapunov: bool = True,
+             forget_fitted: float | None = None, rate: float | None = None) -> ForecastResult:
     """Does the model leave w* within ``steps`` steps? Exact moments + Monte Carlo (contract §8).
 
     Accepts ``(hs, schedule, steps)`` or ``(dynamics, steps)``. See the module docstring for the
@@ -218,8 +224,8 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
     from .montecarlo import lyapunov as _lyapunov
 
     if isinstance(hs, Dynamics) and schedule is not None and steps is None:
-        schedule, steps = None, schedule
-    dyn = as_dynamics(hs, schedule)
+        schedule, steps = None, cast(int, schedule)  # the (dynamics, steps) form
+    dyn = as_dynamics(hs, cast("Schedule | None", schedule))
     if steps is None:
         raise TypeError("forecast needs steps (the horizon)")
     steps = check_int(steps, "steps", minimum=1)
@@ -306,7 +312,8 @@ def forecast(hs, schedule=None, steps=None, *, start=None, radius=None, replicas
 
 @analysis({"dyn": HS, "moments": [InstanceOf(AffineMoments)], "forget_fitted": [None, *UNIT]},
           dynamics=False)
-def forgetting_cost(dyn, moments, *, forget_fitted=None) -> ForgettingCost | None:
+def forgetting_cost(dyn: HessianSet | Dynamics, moments: AffineMoments, *,
+                    forget_fitted: float | None = None) -> ForgettingCost | None:
     """:class:`ForgettingCost` at the last step of exact ``moments`` (:func:`rmt.affine_moments`).
 
     Works in the [U, V] coordinates of the moments: per-set factor and gradient coordinates come
@@ -379,7 +386,7 @@ class HorizonCritical:
 
 
 @analysis({"hs": HESSIANS}, dynamics=False)
-def out_of_span_share(hs) -> float:
+def out_of_span_share(hs: HessianSet) -> float:
     """tr(P⊥ H̄_F)/tr(H̄_F): the share of forget curvature outside the span of the retain Hessians."""
     check_hessian_set(hs)
     if not hs.has_forget:
@@ -394,8 +401,10 @@ def out_of_span_share(hs) -> float:
 @analysis({"parameter": [Options(("eta", "alpha", "batch"))], "steps": at_least(1),
            "start": [None, Array(ndim=1)], "radius": [None, *POSITIVE], "escape_factor": POSITIVE,
            "grid": at_least(2), "rtol": TOLERANCE})
-def horizon_critical(hs, schedule, parameter, steps, *, start=None, radius=None,
-                     escape_factor=10.0, grid=48, rtol=1e-6) -> HorizonCritical:
+def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, parameter: str,
+                     steps: int, *, start: npt.ArrayLike | None = None,
+                     radius: float | None = None, escape_factor: float = 10.0, grid: int = 48,
+                     rtol: float = 1e-6) -> HorizonCritical:
     """Critical η, α or B at a horizon of ``steps`` steps (exact mean square, start-aware).
 
     The model *leaves* when max_{k ≤ steps} E‖w_k − w*‖² ≥ radius² (the mean-square notion of
@@ -414,7 +423,7 @@ def horizon_critical(hs, schedule, parameter, steps, *, start=None, radius=None,
         radius = _default_radius(dyn, start_norm, escape_factor) or escape_factor
     radius = check_positive(radius, "radius")
 
-    def excess(**change):
+    def excess(**change: Any) -> float:
         try:
             d2 = dyn.replace(**change)
             m = affine_moments(d2, steps, start=exact_start).expected_sq_distance
@@ -425,7 +434,7 @@ def horizon_critical(hs, schedule, parameter, steps, *, start=None, radius=None,
     share = None
     if parameter == "batch":
         sizes = [t.n for t in dyn.terms if t.name == "retain" or dyn.schedule.forget_batch is None]
-        value = None
+        value: float | None = None
         for B in range(1, min(sizes) + 1):
             if excess(batch=B) < 0:
                 value = B
