@@ -37,12 +37,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse.linalg as spla
 
 from .validation import Array, check_finite_array, check_int
 from .dynamics import Dynamics, as_dynamics
+from .hessians import HessianSet
+from .schedule import Schedule
 from .api import NON_NEGATIVE, POSITIVE, analysis, at_least
 from .span import hstack_bases, lift, project
 
@@ -117,14 +121,15 @@ def _apply_map(dyn, terms, M, m):
     return 0.5 * (out + out.T), m_new
 
 
-def affine_step(dyn: Dynamics, M: np.ndarray, m: np.ndarray):
+def affine_step(dyn: Dynamics, M: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """One exact step of the moment recursion: (M, m) ↦ (E[δ'δ'ᵀ], E[δ']) in [U, V] coordinates."""
     for terms in _maps(dyn):
         M, m = _apply_map(dyn, terms, M, m)
     return M, m
 
 
-def start_coordinates(dyn: Dynamics, start):
+def start_coordinates(dyn: Dynamics, start: str | npt.ArrayLike | None
+                      ) -> tuple[np.ndarray, np.ndarray, float]:
     """Split a start into affine coordinates and a frozen remainder.
 
     ``start``: None (δ_0 = 0), a vector (d,) (deterministic δ_0), a PSD matrix (d, d) =
@@ -193,7 +198,9 @@ EIGENBASIS_MIN_SPAN = 64
 
 
 @analysis({"steps": at_least(0), "start": [None, Array(ndim=(1, 2))]})
-def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoments:
+def affine_moments(hs: HessianSet | Dynamics, schedule: Schedule | int | None = None,
+                   steps: int | None = None, *,
+                   start: str | npt.ArrayLike | None = None) -> AffineMoments:
     """Exact first and second moments of δ_{k+1} = J_kδ_k + b_k for k = 0..steps (contract §8).
 
     Accepts ``(hs, schedule, steps)`` or ``(dynamics, steps=...)``. ``start`` as in
@@ -201,8 +208,8 @@ def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoment
     O(r³ + r²Σk + p²n): no d×d matrix is formed.
     """
     if isinstance(hs, Dynamics) and schedule is not None and steps is None:
-        schedule, steps = None, schedule
-    dyn = as_dynamics(hs, schedule)
+        schedule, steps = None, cast(int, schedule)  # the (dynamics, steps) form
+    dyn = as_dynamics(hs, cast("Schedule | None", schedule))
     if steps is None:
         raise TypeError("affine_moments needs steps")
     steps = check_int(steps, "steps", minimum=0)
@@ -239,12 +246,14 @@ def affine_moments(hs, schedule=None, steps=None, *, start=None) -> AffineMoment
                 M, m = step(M, m)
     if eig is not None:  # back to span coordinates (traces are the same in both)
         M, means = eig.from_basis(M), means @ eig.Q.T
-    rest = frozen
+    rest: float | np.ndarray = frozen
     if dyn.has_null_mode and frozen > 0.0:
         # outside [U, V] the start is scaled by the null scalar j of a shared λI, independently
         # of everything else in the norm: E‖rest_k‖² = E[j²]^k ‖rest_0‖² (orthogonal parts)
+        null_rate = dyn.null_rate
+        assert null_rate is not None  # has_null_mode
         with np.errstate(over="ignore"):
-            rest = frozen * dyn.null_rate ** np.arange(steps + 1)
+            rest = frozen * null_rate ** np.arange(steps + 1)
     return AffineMoments(total + rest, means, np.linalg.norm(means, axis=1), span, drift, frozen,
                          M, steps)
 
@@ -273,7 +282,8 @@ class StationaryResult:
 
 
 @analysis({"rate": [None, *NON_NEGATIVE], "tol": POSITIVE})
-def stationary(hs, schedule=None, *, rate=None, tol=1e-10) -> StationaryResult:
+def stationary(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
+               rate: float | None = None, tol: float = 1e-10) -> StationaryResult:
     """Displaced fixed point m∞ and stationary second moment M∞ (contract §8), exactly.
 
     Solves (I − E[J]) m∞ = E[b] on the span and the Lyapunov-type equation
@@ -440,7 +450,8 @@ class ExactAffine:
     state of the span part and ``outcome`` the :class:`AffineOutcome`.
     """
 
-    def __init__(self, hs, schedule=None, *, rate: float | None = None):
+    def __init__(self, hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
+                 rate: float | None = None) -> None:
         self.dyn = as_dynamics(hs, schedule)
         self._rate = rate
 
@@ -531,7 +542,8 @@ class ExactAffine:
                              f"ρ(T) = {rate:.8g} < 1 and b ≡ 0 outside the span: stationary state")
 
 
-def asymptotic_outcome(hs, schedule=None, *, rate: float | None = None) -> AffineOutcome:
+def asymptotic_outcome(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
+                       rate: float | None = None) -> AffineOutcome:
     """The exact asymptotic mean-square outcome of the affine recursion (:class:`AffineOutcome`).
 
     Accepts ``(hs, schedule)`` or a :class:`rmt.Dynamics`; ``rate``: ρ(T) if already known.
