@@ -31,7 +31,9 @@ import numpy as np
 import scipy.linalg
 
 from . import verify as _verify
-from .dynamics import as_dynamics
+from .dynamics import Dynamics, as_dynamics
+from .hessians import HessianSet
+from .schedule import Schedule
 from .api import TOLERANCE, InstanceOf, analysis
 from .validation import Options
 
@@ -94,11 +96,11 @@ class Certificate:
     def fingerprint(self) -> str:
         return _verify.fingerprint({"input": self.input})
 
-    def verify(self):
+    def verify(self) -> tuple[bool, str]:
         """(True, reason) when the claim is proven from the exact input, else (False, why)."""
         return _verify.verify_data(self.to_dict())
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> str | os.PathLike[str]:
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(self.to_dict(), fh)
         return path
@@ -109,7 +111,7 @@ class Certificate:
 
 
 @analysis({"path": [InstanceOf(str, os.PathLike)]}, dynamics=False, blas=False)
-def load_certificate(path) -> Certificate:
+def load_certificate(path: str | os.PathLike[str]) -> Certificate:
     with open(path, encoding="utf-8") as fh:
         d = json.load(fh)
     q = lambda p: Fraction(p[0], p[1])  # noqa: E731
@@ -192,7 +194,7 @@ def _min_eig(S):
 
 
 @analysis({})
-def certify(hs, schedule=None) -> Certificate:
+def certify(hs: HessianSet | Dynamics, schedule: Schedule | None = None) -> Certificate:
     """A certificate of the mean-square verdict of (hs, schedule) or a :class:`Dynamics`.
 
     Returns a :class:`Certificate` whose :meth:`~Certificate.verify` succeeded; raises
@@ -271,7 +273,7 @@ class CriticalCertificate:
     unique: bool
     note: str
 
-    def verify(self):
+    def verify(self) -> tuple[bool, str]:
         a, why_a = self.at_lo.verify()
         b, why_b = self.at_hi.verify()
         ok = a and b and self.at_lo.claim == "rho <= c" and self.at_hi.claim == "rho >= c"
@@ -279,7 +281,8 @@ class CriticalCertificate:
 
 
 @analysis({"parameter": [Options(("eta", "alpha", "batch"))], "rel": TOLERANCE})
-def certify_critical(hs, schedule=None, parameter="eta", *, rel=1e-6) -> CriticalCertificate:
+def certify_critical(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
+                     parameter: str = "eta", *, rel: float = 1e-6) -> CriticalCertificate:
     """Certify the critical η*, α* or B* of (hs, schedule): certificates at the two ends of a
     bracket around the toolkit's value (relative half-width ``rel`` for η and α; B* − 1 and B* for
     the batch). Raises :class:`CertificateError` when an end cannot be certified."""

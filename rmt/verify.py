@@ -32,8 +32,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
+from typing import Any
 
 __all__ = ["verify_file", "verify_data", "fingerprint", "FORMAT"]
 
@@ -48,7 +51,7 @@ SCHEDULES = ("summed", "alternating", "sam")
 try:  # pragma: no cover - exercised where python-flint is installed
     import flint as _flint
 except ImportError:  # pragma: no cover
-    _flint = None
+    _flint = None  # type: ignore[assignment]  # optional backend: checked with `is None`
 
 BACKEND = "python-flint" if _flint is not None else "fractions"
 
@@ -160,7 +163,7 @@ def _columns(A, idx):
     return _from_fractions([[r[j] for j in idx] for r in rows])
 
 
-def psd_status(S):
+def psd_status(S: Any) -> tuple[str, str]:
     """("pd" | "psd" | "not psd", detail) of a symmetric rational matrix, by LDLᵀ with diagonal
     pivoting in exact arithmetic: a negative pivot, or a zero pivot with a non-zero row, is a proof
     that S is not PSD."""
@@ -204,7 +207,7 @@ def _qmat(rows):
     return _from_fractions([[_q(x) for x in r] for r in rows])
 
 
-def fingerprint(data):
+def fingerprint(data: Mapping[str, Any]) -> str:
     """SHA-256 of the exact input (factors and schedule) in canonical JSON."""
     blob = json.dumps(data["input"], sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
@@ -320,7 +323,7 @@ def _operator(inp, basis_cols):
 
 
 # ---------------------------------------------------------------------- verification
-def verify_data(data):
+def verify_data(data: Mapping[str, Any]) -> tuple[bool, str]:
     """(True, reason) if the certificate proves its claim from its exact input, else (False, why)."""
     try:
         if data.get("format") != FORMAT:
@@ -372,12 +375,12 @@ def verify_data(data):
         return False, f"malformed certificate: {exc}"
 
 
-def verify_file(path):
+def verify_file(path: str | os.PathLike[str]) -> tuple[bool, str]:
     with open(path, encoding="utf-8") as fh:
         return verify_data(json.load(fh))
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1 or argv[0] in ("-h", "--help"):
         print("usage: python -m rmt.verify CERT.json  (exit 0: verified, 1: not, 2: usage)")
