@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rmt.schedule import mixing_weights
+
 __all__ = ["experiment_asymptotics", "D_GRID"]
 
 D_GRID = (250, 500, 1000, 2000)
@@ -93,7 +95,8 @@ def experiment_asymptotics(out: Path, quick: bool) -> dict:
             m2.append(np.mean(ev**2))
             GR = rng.standard_normal((nr, d)) / math.sqrt(d)
             GF = rng.standard_normal((nf, d)) / math.sqrt(d)
-            evd = np.linalg.eigvalsh((1 - alpha) * GR.T @ GR / nr - alpha * GF.T @ GF / nf)
+            w_r, w_f = mixing_weights(alpha)
+            evd = np.linalg.eigvalsh(w_r * GR.T @ GR / nr - w_f * GF.T @ GF / nf)
             los.append(evd[0])
             his.append(evd[-1])
             Gc = rng.standard_normal((d, d)) / math.sqrt(d)

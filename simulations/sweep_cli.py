@@ -456,7 +456,7 @@ def analyze_combination(plan: AnalysisPlan, dyn) -> dict:
         if st.get("certify"):
             entry["certificate"] = _certificate(dyn)
         crit = {"eta": _critical(rmt.critical_eta, dyn, budget, notes, "critical_eta")}
-        if dyn.hs.has_forget and sch.schedule != "sam":
+        if dyn.hs.has_forget and sch.combinator.takes_forget:
             crit["alpha"] = _critical(rmt.critical_alpha, dyn, budget, notes, "critical_alpha")
         crit["batch"] = _critical(rmt.critical_batch, dyn, budget, notes, "critical_batch")
         entry["critical"] = crit

@@ -38,6 +38,7 @@ from rmt.threads import single_blas_thread
 from rmt.validation import check_choice, check_int, check_positive, check_unit_interval
 from rmt.verdict import ALMOST_SURE, MEAN_SQUARE, OBSERVED, SIGN_CONVENTION
 
+from ..sweep_engine import CellFunction
 from .unlearning import horizon_rate
 
 __all__ = ["HeatmapCell", "HeatmapResult", "heatmap", "summarise", "plot_heatmap",
@@ -59,7 +60,7 @@ def derived_seed(seed: np.random.SeedSequence, key) -> np.random.SeedSequence:
 
 
 @dataclass(frozen=True)
-class HeatmapCell:
+class HeatmapCell(CellFunction):
     """One heatmap cell: ρ(T) of the linearisation at w* and real nonlinear unlearning runs.
 
     ``cell(params, seed)`` with ``params`` = {"snr", "alpha"} (``axes="snr,alpha"``, fixed
@@ -101,8 +102,6 @@ class HeatmapCell:
     perturbation: float = 1e-3
     almost_sure: bool = False
     lyapunov_steps: int = 1000
-
-    __name__ = "HeatmapCell"
 
     def __post_init__(self):
         check_choice(self.axes, "axes", AXES)

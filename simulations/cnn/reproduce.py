@@ -40,6 +40,7 @@ from rmt.verdict import FORGETS, RESISTS, SIGN_CONVENTION
 
 from ..figures import LEGEND_CONVERGES, LEGEND_DIVERGES, md_table
 from ..sweep import run_sweep
+from ..sweep_engine import CellFunction
 from .heatmap import _ROW_CACHE, HeatmapCell, derived_seed, snr_grid  # noqa: F401 (re-exported)
 
 __all__ = ["EXPERIMENTS", "SIZES", "CoherenceCell", "HeatmapCell",
@@ -75,7 +76,7 @@ SIZES = {
 
 # ============================================================================ coherence vs SNR
 @dataclass(frozen=True)
-class CoherenceCell:
+class CoherenceCell(CellFunction):
     """One (data, network) draw: sampled σ of the per-sample curvature and the closed form.
 
     Grid axes, in this order: ``state`` ("init" | "trained"), ``snr``, ``replicate``. The draw uses
@@ -91,8 +92,6 @@ class CoherenceCell:
     sigma0: float = 0.01
     tol: float = 1e-8
     max_steps: int = 20000
-
-    __name__ = "CoherenceCell"
 
     def __call__(self, params, seed):
         from rmt import coherence

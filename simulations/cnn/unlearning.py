@@ -97,7 +97,7 @@ def unlearn(cnn_star: CNN, data: SignalNoiseData, schedule: Schedule, *, steps=4
         raise TypeError(f"data must be a SignalNoiseData, got {type(data).__name__}")
     if not isinstance(schedule, Schedule):
         raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-    if schedule.schedule == "sam":
+    if not schedule.combinator.takes_forget:
         raise ValueError("schedule='sam' is not an unlearning schedule; use 'summed' or 'alternating'")
     steps = check_int(steps, "steps", minimum=1)
     perturbation = check_positive(perturbation, "perturbation")
