@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar, cast
 
 from threadpoolctl import threadpool_limits
 
 __all__ = ["blas_threads", "capped", "limit_blas", "single_blas_thread"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def blas_threads() -> int:
@@ -29,7 +34,7 @@ def blas_threads() -> int:
     return 1
 
 
-def limit_blas(threads: int | None = None):
+def limit_blas(threads: int | None = None) -> AbstractContextManager[Any]:
     """Context manager: every BLAS library in the process uses at most ``threads`` threads inside
     (default :func:`blas_threads`); the previous limits are restored afterwards. Called outside a
     ``with`` it sets the limit for the rest of the process (a worker's initialiser)."""
@@ -40,7 +45,7 @@ def limit_blas(threads: int | None = None):
     return threadpool_limits(limits=threads, user_api="blas")
 
 
-def single_blas_thread():
+def single_blas_thread() -> AbstractContextManager[Any]:
     """Context manager: BLAS uses one thread inside, the previous limits are restored after.
 
     For small kernels (a few hundred rows): on a loaded 2-core machine OpenBLAS threading makes
@@ -49,11 +54,11 @@ def single_blas_thread():
     return limit_blas(1)
 
 
-def capped(fn):
+def capped(fn: F) -> F:
     """Run ``fn`` with the BLAS thread pool capped at :func:`blas_threads`; an OverflowError or
     FloatingPointError inside becomes a ValueError that says so (never a verdict)."""
 
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         with limit_blas():
             try:
                 return fn(*args, **kwargs)
@@ -64,7 +69,7 @@ def capped(fn):
                                  "(rescale the curvature or η)") from exc
 
     wrapper.__name__, wrapper.__qualname__, wrapper.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
-    wrapper.__wrapped__ = fn
-    return wrapper
+    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]  # as functools.update_wrapper sets it
+    return cast(F, wrapper)
 
 
