@@ -79,7 +79,7 @@ class Schedule:
         "sam_a": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         for name, value in validate_params(self.parameter_constraints, fields).items():
             object.__setattr__(self, name, value)
@@ -114,7 +114,7 @@ class Schedule:
     def uses_forget(self) -> bool:
         return self.alpha > 0.0
 
-    def replace(self, **changes) -> "Schedule":
+    def replace(self, **changes: Any) -> "Schedule":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
 
