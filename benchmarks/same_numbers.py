@@ -532,6 +532,12 @@ def cmd_compare(args) -> int:
             print(f"WARNING: {what} differ ({fa} vs {fb}): the digits MLP results depend on the BLAS "
                   "thread count, so differences there may come from the environment, not the code")
     ia, ib = a["items"], b["items"]
+    if args.ignore:
+        pats = [re.compile(x) for x in args.ignore]
+        drop = {k for k in set(ia) | set(ib) if any(p.search(k) for p in pats)}
+        ia = {k: v for k, v in ia.items() if k not in drop}
+        ib = {k: v for k, v in ib.items() if k not in drop}
+        print(f"ignored: {len(drop)} item(s) matching {args.ignore}")
     same = diff = 0
     keys = list(ia) + [k for k in ib if k not in ia]
     for k in keys:
@@ -558,6 +564,14 @@ def cmd_compare(args) -> int:
                     print("      " + d)
         else:
             same += 1
+    progress = [k for k in keys if k.startswith("realdata/stdout:line ")
+                and ia.get(k) != ib.get(k)]
+    if progress:
+        print(f"note: {len(progress)} of the differences are the per-cell progress lines of "
+              "`python -m simulations.realdata` on stdout (after 1d52cd4 they are a tqdm bar on "
+              "stderr); every number in them is also in realdata.json rows[] (outcome, observed, "
+              "observed_fraction, rate) — rerun compare with --ignore '^realdata/stdout:line ' to "
+              "check the rest")
     ident = [k for k in keys if k in ia and k in ib and ia[k] != ib[k]
              and re.search(r"(fingerprint|func)$", k)]
     if ident:
@@ -581,6 +595,8 @@ def main(argv=None) -> int:
     c = sub.add_parser("compare", help="compare two manifests")
     c.add_argument("before")
     c.add_argument("after")
+    c.add_argument("--ignore", action="append", metavar="REGEX",
+                   help="leave out items whose key matches REGEX (repeatable); says how many")
     c.set_defaults(func=cmd_compare)
     args = p.parse_args(argv)
     return args.func(args)
