@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..validation import check_choice, check_finite_array
+from ..api import InstanceOf, analysis
+from ..validation import Array, Options, check_choice, check_finite_array
 from .losses import LOSSES, _check_targets, _loss_values, _output_gradient, _prepare
 
 __all__ = ["Model", "fitted_fraction"]
@@ -87,6 +88,13 @@ def _mean_loss_and_grad(model, w, X, Y, loss, weights=None):
     return float(c @ _loss_values(f, Y, loss)), model.vjp(w, X, r)
 
 
+#: constraint of a ``model`` argument and of an optional ``loss`` (None: the model's own)
+MODEL = [InstanceOf(Model)]
+LOSS = [None, Options(LOSSES)]
+
+
+@analysis({"model": MODEL, "w": [Array(ndim=1)], "X": [Array(ndim=2)], "y": [Array()],
+           "loss": LOSS}, dynamics=False, blas=False)
 def fitted_fraction(model: Model, w: ArrayLike, X: ArrayLike, y: ArrayLike,
                     loss: str | None = None) -> float:
     """Fraction of the samples (X, y) the model fits at w: the predicted class is the label

@@ -39,12 +39,16 @@ from numpy.typing import ArrayLike
 
 from ..hessians import HessianSet
 from ..validation import check_finite_array
-from .base import Model, _check_data, _check_model, _resolve_loss
+from ..api import analysis
+from ..validation import Array
+from .base import LOSS, MODEL, Model, _check_data, _check_model, _resolve_loss
 from .losses import _output_gradient, gauss_newton
 
 __all__ = ["loss_gradients", "hessian_set"]
 
 
+@analysis({"model": MODEL, "w": [Array(ndim=1)], "X": [Array(ndim=2)], "y": [Array()],
+           "loss": LOSS}, dynamics=False)
 def loss_gradients(model: Model, w: ArrayLike, X: ArrayLike, y: ArrayLike,
                    loss: str | None = None) -> np.ndarray:
     """Per-sample loss gradients ∇_w ℓ(f(x_i; w), y_i), shape (n, d) (data loss, no decay)."""
@@ -55,6 +59,9 @@ def loss_gradients(model: Model, w: ArrayLike, X: ArrayLike, y: ArrayLike,
     return np.einsum("nkd,nk->nd", J, _output_gradient(model.outputs(w, X), Y, loss))
 
 
+@analysis({"model": MODEL, "w": [Array(ndim=1)], "X_retain": [Array(ndim=2)],
+           "y_retain": [Array()], "X_forget": [None, Array(ndim=2)], "y_forget": [None, Array()],
+           "loss": LOSS}, dynamics=False)
 def hessian_set(model: Model, w: ArrayLike, X_retain: ArrayLike, y_retain: ArrayLike,
                 X_forget: ArrayLike | None = None, y_forget: ArrayLike | None = None,
                 loss: str | None = None) -> HessianSet:

@@ -8,7 +8,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..validation import check_choice, check_int
-from .base import Model, _check_data, _check_model, _resolve_loss
+from numbers import Real
+
+from ..api import InstanceOf, analysis, at_least
+from ..validation import Array, Interval, Options
+from .base import LOSS, MODEL, Model, _check_data, _check_model, _resolve_loss
 from .losses import _loss_values
 
 __all__ = ["DigitsData", "load_digits", "load_digits_binary", "forget_set", "FORGET_KINDS"]
@@ -79,6 +83,12 @@ def _digits(classes, n_components, test_fraction, max_train, flip, seed, binary)
                       flipped=flipped, classes=classes, n_features=Xtr.shape[1])
 
 
+_DIGITS = {"n_components": [None, *at_least(1)],
+           "test_fraction": [Interval(Real, 0, 1, closed="neither")],
+           "max_train": [None, *at_least(1)], "flip": at_least(0), "seed": at_least(0)}
+
+
+@analysis({"classes": [InstanceOf(tuple, list)], **_DIGITS}, dynamics=False, blas=False)
 def load_digits(*, classes: tuple = tuple(range(10)), n_components: int | None = None,
                 test_fraction: float = 0.25, max_train: int | None = None, flip: int = 0,
                 seed: int = 0) -> DigitsData:
@@ -93,6 +103,7 @@ def load_digits(*, classes: tuple = tuple(range(10)), n_components: int | None =
     return _digits(classes, n_components, test_fraction, max_train, flip, seed, binary=False)
 
 
+@analysis({"pair": [InstanceOf(tuple, list)], **_DIGITS}, dynamics=False, blas=False)
 def load_digits_binary(pair: tuple = (3, 8), *, n_components: int | None = None,
                        test_fraction: float = 0.25, max_train: int | None = None, flip: int = 0,
                        seed: int = 0) -> DigitsData:
@@ -106,6 +117,10 @@ def load_digits_binary(pair: tuple = (3, 8), *, n_components: int | None = None,
 FORGET_KINDS = ("typical", "hard", "relabelled")
 
 
+@analysis({"kind": [Options(FORGET_KINDS)], "n_train": at_least(2),
+           "n_forget": [None, *at_least(1)], "seed": at_least(0), "model": [None, *MODEL],
+           "w": [None, Array(ndim=1)], "X": [None, Array(ndim=2)], "y": [None, Array()],
+           "loss": LOSS, "flipped": [None, Array(ndim=1, kind="integer")]}, dynamics=False)
 def forget_set(kind: str, n_train: int, n_forget: int | None = None, *, seed: int = 0,
                model: Model | None = None, w: ArrayLike | None = None, X: ArrayLike | None = None,
                y: ArrayLike | None = None, loss: str | None = None,

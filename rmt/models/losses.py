@@ -20,7 +20,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.special import expit, log_softmax, softmax
 
-from ..validation import check_choice, check_finite_array
+from ..api import analysis
+from ..validation import Array, Options, check_choice, check_finite_array
 
 __all__ = ["LOSSES", "per_sample_loss", "output_gradient", "output_curvature_factor",
            "gauss_newton"]
@@ -78,6 +79,7 @@ def _prepare(outputs, targets, loss):
     return f, y
 
 
+@analysis({"outputs": [Array()], "targets": [Array()], "loss": [Options(LOSSES)]}, dynamics=False, blas=False)
 def per_sample_loss(outputs: ArrayLike, targets: ArrayLike, loss: str) -> np.ndarray:
     """ℓ(f_i, y_i) for every sample, shape (n,). ``outputs`` (n, K) or (n,) when K = 1."""
     f, y = _prepare(outputs, targets, loss)
@@ -96,6 +98,7 @@ def _output_gradient(f, y, loss):
     return softmax(f, axis=1) - y
 
 
+@analysis({"outputs": [Array()], "targets": [Array()], "loss": [Options(LOSSES)]}, dynamics=False, blas=False)
 def output_gradient(outputs: ArrayLike, targets: ArrayLike, loss: str) -> np.ndarray:
     """∂ℓ/∂f for every sample, shape (n, K)."""
     f, y = _prepare(outputs, targets, loss)
@@ -118,6 +121,7 @@ def _curvature_factor(f, loss):
     return np.einsum("ka,nab->nkb", Q, V * np.sqrt(np.clip(lam, 0.0, None))[:, None, :])
 
 
+@analysis({"outputs": [Array()], "targets": [Array()], "loss": [Options(LOSSES)]}, dynamics=False, blas=False)
 def output_curvature_factor(outputs: ArrayLike, targets: ArrayLike, loss: str) -> np.ndarray:
     """S_i with S_i S_iᵀ = ∂²ℓ/∂f² (K×K), shape (n, K, k): k = K (squared), 1 (logistic),
     K − 1 (softmax). ``targets`` are validated but the curvature does not depend on them."""
@@ -132,6 +136,7 @@ def _check_jac(jac, name="jac"):
     return J
 
 
+@analysis({"jac": [Array()], **{"outputs": [Array()], "targets": [Array()], "loss": [Options(LOSSES)]}}, dynamics=False, blas=False)
 def gauss_newton(jac: ArrayLike, outputs: ArrayLike, targets: ArrayLike,
                  loss: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample Gauss–Newton factors and loss gradients from output Jacobians.

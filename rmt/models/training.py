@@ -8,7 +8,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..validation import check_finite_array, check_int, check_positive
-from .base import Model, _check_data, _check_model, _mean_loss_and_grad, _resolve_loss
+from ..api import NON_NEGATIVE, POSITIVE, analysis, at_least
+from ..validation import Array
+from .base import LOSS, MODEL, Model, _check_data, _check_model, _mean_loss_and_grad, _resolve_loss
 
 __all__ = ["TrainResult", "train"]
 
@@ -49,6 +51,9 @@ def _fd_hessian(grad, w, h=1e-5):
     return 0.5 * (H + H.T)
 
 
+@analysis({"model": MODEL, "X": [Array(ndim=2)], "y": [Array()], "loss": LOSS,
+           "weight_decay": NON_NEGATIVE, "seed": at_least(0), "w0": [None, Array(ndim=1)],
+           "tol": POSITIVE, "maxiter": at_least(1), "polish": at_least(0)}, dynamics=False)
 def train(model: Model, X: ArrayLike, y: ArrayLike, loss: str | None = None, *,
           weight_decay: float = 0.0, seed: int = 0, w0: ArrayLike | None = None,
           tol: float = 1e-6, maxiter: int = 5000, polish: int = 5) -> TrainResult:

@@ -16,13 +16,17 @@ from numbers import Integral
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..schedule import Schedule
+from ..api import BOOL, NON_NEGATIVE, POSITIVE, InstanceOf, analysis, at_least
+from ..schedule import SAMPLING_SCHEMES, Schedule
+from ..validation import Array, Options
 from ..validation import check_finite_array, check_int, check_positive
-from .base import Model, _check_data, _check_model, _mean_loss_and_grad, _resolve_loss
+from .base import LOSS, MODEL, Model, _check_data, _check_model, _mean_loss_and_grad, _resolve_loss
 
 __all__ = ["draw_indicators", "UnlearnResult", "unlearn"]
 
 
+@analysis({"rng": [InstanceOf(np.random.Generator)], "sampling": [Options(SAMPLING_SCHEMES)],
+           "n": at_least(1), "batch": at_least(1)}, dynamics=False, blas=False)
 def draw_indicators(rng: np.random.Generator, sampling: str, n: int, batch: int) -> np.ndarray:
     """Batch indicators/counts x (n,) for one draw of a sampling scheme (contract §2.1).
 
@@ -101,6 +105,12 @@ def _seeds(seed):
                  for s in seq)
 
 
+@analysis({"model": MODEL, "w_star": [Array(ndim=1)], "X_retain": [Array(ndim=2)],
+           "y_retain": [Array()], "X_forget": [None, Array(ndim=2)], "y_forget": [None, Array()],
+           "loss": LOSS, "schedule": [InstanceOf(Schedule)], "steps": at_least(1),
+           "seed": [*at_least(0), InstanceOf(np.random.SeedSequence, list, tuple, np.ndarray)],
+           "start": [None, Array(ndim=1), InstanceOf(Callable)], "weight_decay": NON_NEGATIVE,
+           "record": BOOL, "stop_radius": [None, *POSITIVE]}, dynamics=False)
 def unlearn(model: Model, w_star: ArrayLike, X_retain: ArrayLike, y_retain: ArrayLike,
             X_forget: ArrayLike | None = None, y_forget: ArrayLike | None = None,
             loss: str | None = None, *, schedule: Schedule, steps: int,
