@@ -53,15 +53,6 @@ from .span import hstack_bases, lift, project
 __all__ = ["AffineMoments", "StationaryResult", "affine_moments", "stationary", "start_coordinates"]
 
 
-def _pad(A, p):
-    r = A.shape[0]
-    if r == p:
-        return A
-    out = np.eye(p)
-    out[:r, :r] = A
-    return out
-
-
 def _maps(dyn: Dynamics):
     """The independent random affine maps of one step, in order: lists of set terms per map."""
     return dyn.combinator.groups(dyn.terms)

@@ -310,11 +310,6 @@ def _theorem_catalogue() -> list:
     return list(theorems()) + extra_theorems()
 
 
-def _combination_label(sch):
-    return (f"eta={sch.eta:.6g} batch={sch.batch} alpha={sch.alpha:g} sampling={sch.sampling} "
-            f"schedule={sch.schedule} forget_batch={sch.batch_forget}")
-
-
 def plan_analysis(hs, *, etas=None, batches=(1,), alphas=None, samplings=("bernoulli",),
                   schedules=("summed",), forget_batch=None, lyapunov=True, lyapunov_steps=2000,
                   replicas=8, seed=0, steps=1000, forecast=True, forecast_replicas=256,

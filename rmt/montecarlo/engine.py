@@ -63,12 +63,12 @@ from numbers import Real
 
 from ..api import HS, SCHEDULE, SEED, analysis, at_least
 from ..dynamics import Dynamics, as_dynamics
-from ..validation import Array, Interval, Options
 from ..hessians import HessianSet
 from ..schedule import Schedule
 from ..validation import (
+    Array,
     Interval,
-    RandomState,
+    Options,
     check_choice,
     check_finite_array,
     check_int,
