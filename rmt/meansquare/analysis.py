@@ -10,7 +10,9 @@ import numpy as np
 from dataclasses import dataclass, field
 
 from ..validation import check_choice, check_int
-from ..dynamics import as_dynamics
+from ..dynamics import Dynamics, as_dynamics
+from ..hessians import HessianSet
+from ..schedule import Schedule
 from ..api import POSITIVE, TIME_BUDGET, analysis, at_least
 from ..validation import Options
 from ..verdict import MEAN_SQUARE, deprecated_alias, verdict_text
@@ -99,8 +101,9 @@ class MeanSquareResult:
 
 @analysis({"method": [Options(METHODS)], "tol": POSITIVE, "time_budget": TIME_BUDGET,
            "horizon": [None, *at_least(1)], "horizon_tol": POSITIVE})
-def mean_square(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None,
-                horizon=None, horizon_tol=1e-2) -> MeanSquareResult:
+def mean_square(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
+                method: str = "auto", tol: float = 1e-12, time_budget: float | None = None,
+                horizon: int | None = None, horizon_tol: float = 1e-2) -> MeanSquareResult:
     """Exact mean-square analysis on the span of the Hessians (contract §3).
 
     ρ(T) is the spectral radius of T(M) = E[J M Jᵀ] restricted to symmetric matrices on the span
@@ -243,7 +246,9 @@ def _with_null(op, rate, V, method, converged, bounds, horizon, band, t0, tol=ma
 
 
 @analysis({"method": [Options(METHODS)], "tol": POSITIVE, "time_budget": TIME_BUDGET})
-def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12, time_budget=None) -> float:
+def mean_square_rate(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
+                     method: str = "auto", tol: float = 1e-12,
+                     time_budget: float | None = None) -> float:
     """ρ(T): the mean-square growth rate per step on the span of the Hessians (contract §3).
 
     T(M) = E[J M Jᵀ]; for the summed schedule
@@ -255,7 +260,8 @@ def mean_square_rate(hs, schedule=None, *, method="auto", tol=1e-12, time_budget
 
 
 @analysis({"time_budget": TIME_BUDGET})
-def mean_square_stable(hs, schedule=None, *, time_budget=None) -> bool:
+def mean_square_stable(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
+                       time_budget: float | None = None) -> bool:
     """Sign test ρ(T) ≤ 1 (the model resists) without computing ρ to full precision.
 
     Regular splitting (:func:`mean_square`, ``method="splitting"``): ρ(T) < 1 ⇔ ρ(𝒜) < 1 and

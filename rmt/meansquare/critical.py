@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg
 import scipy.optimize
 
 from ..dynamics import Dynamics, as_dynamics
+from ..hessians import HessianSet
+from ..schedule import Schedule
 from ..validation import Options, check_choice
 from ..api import HS, SCHEDULE, TIME_BUDGET, TOLERANCE, analysis, at_least
 from .analysis import (_is_stable, _span_margin, _stability, _stability_margin)
@@ -82,7 +85,8 @@ def _root(f, a, b, fa, fb, rtol, deadline, what):
 
 
 @analysis({"rtol": TOLERANCE, "time_budget": TIME_BUDGET})
-def critical_eta(hs, schedule=None, *, rtol=1e-10, time_budget=None) -> float:
+def critical_eta(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
+                 rtol: float = 1e-10, time_budget: float | None = None) -> float:
     """Critical learning rate η*: the upper edge of the lowest component of the stable set.
 
     The schedule's own ``eta`` is ignored. When the stable set {η > 0 : ρ(T(η)) ≤ 1} is an
@@ -223,7 +227,8 @@ def _commuting_critical_eta(dyn):
 
 
 @analysis({"time_budget": TIME_BUDGET})
-def critical_batch(hs, schedule=None, *, time_budget=None):
+def critical_batch(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
+                   time_budget: float | None = None) -> int | None:
     """Smallest batch size B* with ρ(T) ≤ 1 (the schedule's own ``batch`` is ignored).
 
     The forget batch follows B when ``forget_batch`` is None. ρ(T) is non-increasing in B for
@@ -239,7 +244,7 @@ def critical_batch(hs, schedule=None, *, time_budget=None):
     sizes = [t.n for t in dyn.terms if t.name == "retain" or schedule.forget_batch is None]
     hi = min(sizes) if sizes else schedule.batch
 
-    def stable(B):
+    def stable(B: int) -> bool:
         return _is_stable(dyn.replace(batch=B))
 
     if not stable(hi):
@@ -254,7 +259,8 @@ def critical_batch(hs, schedule=None, *, time_budget=None):
     return hi
 
 
-def smallest_stable_integer(stable, lo, hi, deadline=None):
+def smallest_stable_integer(stable: Callable[[int], bool], lo: int, hi: int,
+                            deadline: float | None = None) -> tuple[int, int, bool]:
     """Bisection over integers of a monotone sign test (unstable at ``lo`` or lo = 0, stable at
     ``hi``) → (lo, hi, done): hi the smallest stable integer when ``done``, else the smallest
     known stable one with B* in (lo, hi] when ``deadline`` (a perf_counter time) passed first."""
@@ -271,7 +277,8 @@ def smallest_stable_integer(stable, lo, hi, deadline=None):
 
 @analysis({"hs": HS, "schedule": SCHEDULE, "grid": at_least(2), "rtol": TOLERANCE,
            "time_budget": TIME_BUDGET}, dynamics=False)  # the schedule's α is ignored: no Dynamics
-def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
+def critical_alpha(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *, grid: int = 64,
+                   rtol: float = 1e-10, time_budget: float | None = None) -> float | None:
     """Critical mixing weight α* = inf{α ∈ [0, 1] : ρ(T) > 1} (the schedule's ``alpha`` is ignored).
 
     Returns 0.0 if already unstable at α = 0 or α = 0⁺ — in particular, exactly, whenever the
@@ -287,11 +294,13 @@ def critical_alpha(hs, schedule=None, *, grid=64, rtol=1e-10, time_budget=None):
     it runs out, the midpoint of the current bracket is returned with a RuntimeWarning.
     """
     if isinstance(hs, Dynamics):
-        hs, schedule = hs.hs, hs.schedule
+        schedule = hs.schedule
+        hs = hs.hs
     if schedule is not None and schedule.combinator.takes_forget:
         Dynamics(hs, schedule.replace(alpha=0.0))  # validates the pair
     else:
         as_dynamics(hs, schedule)
+    assert schedule is not None  # as_dynamics raised otherwise
     if not hs.has_forget:
         raise ValueError("critical_alpha needs a HessianSet with a forget set")
     if not schedule.combinator.takes_forget:
@@ -534,7 +543,8 @@ def _zero_eta(dyn, sset):
 
 # ---------------------------------------------------------------------- stable sets
 @analysis({"parameter": [Options(("eta", "alpha"))], "rtol": TOLERANCE})
-def stable_set(hs, schedule=None, *, parameter="eta", rtol=1e-10):
+def stable_set(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
+               parameter: str = "eta", rtol: float = 1e-10) -> tuple[tuple[float, float], ...]:
     """The mean-square stable set {x : ρ(T(x)) ≤ 1} as a tuple of closed intervals (lo, hi).
 
     ``parameter="eta"`` (x ∈ (0, ∞), the schedule's η ignored; hi may be inf) or ``"alpha"``

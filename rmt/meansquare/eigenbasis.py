@@ -144,7 +144,7 @@ class _Eigenbasis:
 
 
 
-def sym_kron(A, iu, w):
+def sym_kron(A: np.ndarray, iu: tuple[np.ndarray, np.ndarray], w: np.ndarray) -> np.ndarray:
     """Matrix of M ↦ A M A (A symmetric r×r) on packed symmetric coordinates (N×N, N = r(r+1)/2).
 
     For packed indices a = (i, j), b = (k, l) (upper triangle, off-diagonal entries × √2):
@@ -157,7 +157,7 @@ def sym_kron(A, iu, w):
     return out
 
 
-def packed_matrix(eig, mean=True):
+def packed_matrix(eig: _Eigenbasis, mean: bool = True) -> tuple[np.ndarray, float]:
     """The summed T of an :class:`_Eigenbasis` as a symmetric N×N matrix on packed coordinates,
     and an upper bound of the absolute size of its terms (for round-off allowances).
 

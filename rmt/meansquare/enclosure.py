@@ -22,15 +22,20 @@ are the next step. ρ within the allowance of 1 is reported as *undecided*.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .krylov import _block_krylov_top
 
+if TYPE_CHECKING:
+    from .eigenbasis import _Eigenbasis
+
 EPS = float(np.finfo(float).eps)
 
 
-def allowance(r, n, rho, size):
+def allowance(r: int, n: int, rho: float, size: float) -> float:
     """Round-off allowance (absolute) of ρ(T) computed from an r-dimensional span with sums over
     at most n samples: eigensolver backward error N·eps·ρ (N = r(r+1)/2), rounding of the
     eigenbasis and of the factors' products 8(r + n)·eps·(ρ + size), ``size`` an upper bound of
@@ -39,7 +44,7 @@ def allowance(r, n, rho, size):
     return EPS * (2.0 * (N + 2) * abs(rho) + 8.0 * (r + n + 2) * (abs(rho) + size))
 
 
-def term_size(eig):
+def term_size(eig: _Eigenbasis) -> float:
     """An upper bound of ‖|𝒜| + Σ_S w_S²(c_S|(1/n)ΣH_i⊗H_i| + e_S|H̄⊗H̄|)‖ (Frobenius sums)."""
     size = 1.0 + float(np.max(np.abs(eig.one_minus_aa))) if eig.r else 1.0
     for w2, t in eig.terms:
@@ -51,7 +56,7 @@ def term_size(eig):
     return size
 
 
-def rayleigh(eig, X):
+def rayleigh(eig: _Eigenbasis, X: np.ndarray) -> float:
     """⟨X, T X⟩/⟨X, X⟩ in the eigenbasis (a lower bound of λ_max(T) = ρ(T), summed)."""
     X = 0.5 * (X + X.T)
     return float(np.vdot(X, eig.apply(X)) / np.vdot(X, X))
@@ -63,7 +68,7 @@ def _psd_part(X):
     return (Q * lam) @ Q.T, lam
 
 
-def cw_upper(apply, Y, steps=4):
+def cw_upper(apply: Callable[[np.ndarray], np.ndarray], Y: np.ndarray, steps: int = 4) -> float:
     """min over a few P ≻ 0 of λ_max(P^{-1/2} K(P) P^{-1/2}) ≥ ρ(K) for a positive map K.
 
     P = PSD part of Y plus τ·λ_max·I (τ from 1e-12 up), smoothed by power steps P ← K(P) + τ'I
@@ -101,7 +106,8 @@ def cw_upper(apply, Y, steps=4):
     return best
 
 
-def splitting_test(eig, mu, X=None, inner=1e-10):
+def splitting_test(eig: _Eigenbasis, mu: float, X: np.ndarray | None = None,
+                   inner: float = 1e-10) -> tuple[int, float, np.ndarray | None]:
     """Compare ρ(T) with μ through the symmetrised regular splitting at μ (summed schedule).
 
     Returns (sign, kappa, Y): sign = −1 when ρ(T) < μ is certified (Collatz–Wielandt upper bound

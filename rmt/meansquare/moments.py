@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 
+from typing import cast
+
 import numpy as np
+import numpy.typing as npt
 import scipy.sparse.linalg as spla
 from dataclasses import dataclass, field
 
@@ -34,8 +37,9 @@ class SecondMomentResult:
 
 
 @analysis({"steps": at_least(0), "m0": [None, Array(ndim=(1, 2))], "return_matrices": BOOL})
-def second_moment(hs, schedule=None, steps=None, m0=None, *,
-                  return_matrices=False) -> SecondMomentResult:
+def second_moment(hs: HessianSet | Dynamics, schedule: Schedule | int | None = None,
+                  steps: int | None = None, m0: npt.ArrayLike | None = None, *,
+                  return_matrices: bool = False) -> SecondMomentResult:
     """Exact second moments E‖w_k‖², k = 0..steps, by iterating T (contract §3).
 
     ``m0`` is E[w_0 w_0ᵀ] as a (d, d) PSD matrix, or a vector w_0 of shape (d,) (deterministic
@@ -45,7 +49,7 @@ def second_moment(hs, schedule=None, steps=None, m0=None, *,
     if isinstance(hs, Dynamics) and not isinstance(schedule, Schedule) and schedule is not None:
         # second_moment(dynamics, steps, m0) positional form
         schedule, steps, m0 = None, schedule, steps if m0 is None else m0
-    op = MeanSquareOperator(as_dynamics(hs, schedule))
+    op = MeanSquareOperator(as_dynamics(hs, cast("Schedule | None", schedule)))
     hs = op.hs
     if steps is None:
         raise TypeError("second_moment needs steps")
@@ -109,7 +113,8 @@ def second_moment(hs, schedule=None, steps=None, m0=None, *,
 
 # ---------------------------------------------------------------------- mixed Hessian
 @analysis({"hs": HESSIANS, "alpha": UNIT, "matrix_free": BOOL}, dynamics=False, blas=False)
-def mixed_hessian(hs: HessianSet, alpha: float, *, matrix_free=False):
+def mixed_hessian(hs: HessianSet, alpha: float, *, matrix_free: bool = False
+                  ) -> np.ndarray | spla.LinearOperator:
     """Mixed Hessian D = (1−α)H̄_R − αH̄_F (contract §2), so that E[J] = I − ηD.
 
     Returns a dense (d, d) array, or with ``matrix_free=True`` a

@@ -98,7 +98,8 @@ class MeanSquareOperator(spla.LinearOperator):
         return spla.LinearOperator((r * r, r * r), matvec=matvec, dtype=float)
 
     # ------------------------------------------------------------------ spectrum
-    def rate(self, method="auto", tol=1e-12):
+    def rate(self, method: str = "auto", tol: float = 1e-12
+             ) -> tuple[float, np.ndarray | None, str, bool]:
         """Spectral radius ρ(T) on the span and its PSD eigenmatrix → (rate, eigenmatrix, method, converged)."""
         check_choice(method, "method", METHODS)
         if method == "auto":

@@ -256,7 +256,8 @@ def _not_interval_warning(what, intervals):
 
 
 
-def bisect_alpha_edge(dyn, stable, unstable, rtol):
+def bisect_alpha_edge(dyn: Dynamics, stable: float, unstable: float, rtol: float
+                      ) -> tuple[float, float]:
     """Bisection in α between a stable and an unstable point (sign tests): (stable, unstable)
     within ``rtol`` of each other."""
     x0, x1 = stable, unstable

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from .enclosure import EPS, allowance, cw_upper, rayleigh, splitting_test, term_
 from .krylov import IDENTITY_SHARE, _block_krylov_top, _secular_rate
 from .splitting import _splitting_rate
 from ._linalg import _normalise_psd
+
+if TYPE_CHECKING:
+    from .operator import MeanSquareOperator
 
 
 @dataclass
@@ -42,7 +46,7 @@ def _n_max(eig):
     return max((t.psi.shape[1] * t.psi.shape[2] for _, t in eig.terms), default=1)
 
 
-def dense_sym(op, tol=1e-12):
+def dense_sym(op: MeanSquareOperator, tol: float = 1e-12) -> Solve:
     """ρ(T) from ``eigh`` of the packed symmetric matrix of T (Weyl enclosure)."""
     eig = op.eigenbasis
     Tp, _ = packed_matrix(eig)
@@ -69,7 +73,8 @@ def _candidate(op, method, tol):
     return float(rate), X
 
 
-def enclose(op, rate, X, tol, method):
+def enclose(op: MeanSquareOperator, rate: float, X: np.ndarray | None, tol: float,
+            method: str) -> Solve:
     """Check a candidate (ρ̂, X) of a summed T and enclose ρ(T) (module docstring).
 
     lo: Rayleigh quotient of X; hi: μ = ρ̂ + w certified by the splitting. When the splitting
@@ -138,7 +143,7 @@ def _psd(X):
     return (Q * np.maximum(lam, 0.0)) @ Q.T
 
 
-def summed_rate(op, method="auto", tol=1e-12):
+def summed_rate(op: MeanSquareOperator, method: str = "auto", tol: float = 1e-12) -> Solve:
     """ρ(T) of a summed schedule with its enclosure: ``dense`` (and ``auto`` for
     r ≤ ``SYM_DENSE_MAX_SPAN``) by ``eigh``; other methods give a candidate that is checked."""
     if op.r <= 2 or (method in ("auto", "dense") and op.r <= SYM_DENSE_MAX_SPAN) or \
@@ -159,7 +164,7 @@ def summed_rate(op, method="auto", tol=1e-12):
     return enclose(op, rate, X, tol, used)
 
 
-def summed_sign(op):
+def summed_sign(op: MeanSquareOperator) -> tuple[float, bool]:
     """(margin, decided) with margin of the sign of 1 − ρ(T) (a continuous function for root
     finders) and decided = the sign is certified (enclosure excludes 1, or ρ ≤ 1 certified)."""
     eig = op.eigenbasis
@@ -185,7 +190,8 @@ def summed_sign(op):
 
 
 # ---------------------------------------------------------------------- closed-form η*
-def summed_critical_x(op):
+def summed_critical_x(op: MeanSquareOperator
+                      ) -> tuple[float, tuple[int, float] | None, tuple[float, float] | None]:
     """x* = η*·s in the normalised eigenbasis: 1/λ_max(𝒜̃^{-1/2}𝒬̃𝒜̃^{-1/2}) (docs/contract.md
     §10.3), with 𝒜̃ = (d_i + d_j) elementwise and 𝒬̃(X) = (ddᵀ)∘X + Σ_S u_S² Ñ_S(X).
 
