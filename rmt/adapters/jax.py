@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable, Sequence
 from numbers import Integral
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 try:
     import jax
@@ -90,7 +93,7 @@ def _check_params(params):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=jnp.float64), params)
 
 
-def _check_X(X, name="X"):
+def _check_X(X: ArrayLike, name: str = "X") -> np.ndarray:
     try:
         Xa = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -139,7 +142,7 @@ def _output_dim(apply_fn, params, x0):
 
 
 # ---------------------------------------------------------------------- public API
-def flatten(params):
+def flatten(params: Any) -> tuple[np.ndarray, Callable[[ArrayLike], Any]]:
     """``(w, unravel)``: the float64 flat parameter vector (numpy, (d,)) and its inverse.
 
     The coordinates of every factor and gradient this module returns are those of ``w``
@@ -150,7 +153,7 @@ def flatten(params):
         p = _check_params(params)
         flat, unravel = ravel_pytree(p)
 
-    def unravel64(w):
+    def unravel64(w: ArrayLike) -> Any:
         with _x64():
             return unravel(jnp.asarray(check_finite_array(w, "w", ndim=1)))
 
@@ -179,7 +182,8 @@ def _per_sample(apply_fn, params, X, y, loss, chunk_size):
     return np.concatenate(Fs), np.concatenate(gs)
 
 
-def per_sample(apply_fn, params, X, y, *, loss, chunk_size=None):
+def per_sample(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, y: ArrayLike, *,
+               loss: str, chunk_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per-sample Gauss–Newton factors and loss gradients of a JAX model at ``params``.
 
     ``apply_fn(params, x)``: the model on **one** example x = ``X[i]``, returning a scalar or a
@@ -221,7 +225,9 @@ def _check_index(idx, name, n):
     return a.astype(np.intp)
 
 
-def hessian_set(apply_fn, params, X, y, retain, forget=None, *, loss, chunk_size=None):
+def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, y: ArrayLike,
+                retain: ArrayLike, forget: ArrayLike | None = None, *, loss: str,
+                chunk_size: int | None = None) -> HessianSet:
     """The :class:`rmt.HessianSet` of a JAX model at ``params``, per-sample gradients attached.
 
     ``retain`` / ``forget``: disjoint 1-D integer index arrays into the rows of ``X`` (e.g. from
@@ -269,10 +275,11 @@ class JaxModel(Model):
     :func:`flatten`.
     """
 
-    def __init__(self, apply_fn, params, input_shape, *, loss="squared"):
+    def __init__(self, apply_fn: Callable[[Any, Any], Any], params: Any,
+                 input_shape: int | Sequence[int], *, loss: str = "squared") -> None:
         self._apply = _check_apply(apply_fn)
         self.loss = check_choice(loss, "loss", LOSSES)
-        if isinstance(input_shape, Integral):
+        if isinstance(input_shape, (int, Integral)):  # (int: for the type checker; int is Integral)
             input_shape = (input_shape,)
         try:
             shape = tuple(check_int(s, "input_shape", minimum=1) for s in input_shape)
@@ -297,17 +304,17 @@ class JaxModel(Model):
         self._w0 = np.asarray(flat, dtype=np.float64)
         self.n_params = int(self._w0.size)
 
-    def outputs(self, w, X):
+    def outputs(self, w: ArrayLike, X: ArrayLike) -> np.ndarray:
         w, X = self._check(w, X)
         with _x64():
             return np.asarray(self._outs(jnp.asarray(w), jnp.asarray(X)), dtype=np.float64)
 
-    def jacobian(self, w, X):
+    def jacobian(self, w: ArrayLike, X: ArrayLike) -> np.ndarray:
         w, X = self._check(w, X)
         with _x64():
             return np.asarray(self._jac(jnp.asarray(w), jnp.asarray(X)), dtype=np.float64)
 
-    def vjp(self, w, X, V):
+    def vjp(self, w: ArrayLike, X: ArrayLike, V: ArrayLike) -> np.ndarray:
         w, X = self._check(w, X)
         V = check_finite_array(V, "V", ndim=2)
         if V.shape != (X.shape[0], self.n_outputs):
@@ -317,12 +324,12 @@ class JaxModel(Model):
             return np.asarray(self._vjp(jnp.asarray(w), jnp.asarray(X), jnp.asarray(V)),
                               dtype=np.float64)
 
-    def init(self, seed=0):
+    def init(self, seed: int = 0) -> np.ndarray:
         """The flat parameters given at construction (``seed`` is ignored: JAX models are
         initialised by their own framework)."""
         return self._w0.copy()
 
-    def unravel(self, w):
+    def unravel(self, w: ArrayLike) -> Any:
         """The parameter pytree of a flat vector w (e.g. ``train(...).w``)."""
         with _x64():
             return self._unravel(jnp.asarray(check_finite_array(w, "w", ndim=1)))
