@@ -191,7 +191,8 @@ def affine_paths(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
     over = np.empty(replicas, dtype=np.int64)
     last = np.empty((replicas, plan.m))
     fn = K_.run_affine if backend == "numba" else R_.run_affine
-    fn(*_kernel_args(plan), DR, DF, drift, X0, frozen, seeds, steps, logn, over, last)
+    args = (*_kernel_args(plan), DR, DF, drift, X0, frozen, seeds, steps, logn, over, last)
+    fn(*args)
     p = dyn.p
     scale = None
     if rest is not None and null_coord:

@@ -54,6 +54,7 @@ import math
 import numbers
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -442,7 +443,7 @@ def _start_vectors(plan, gens, count=1):
     return (Z @ plan.start_factors).reshape(R, count, plan.m)
 
 
-def _kernel_args(plan):
+def _kernel_args(plan: _Plan) -> tuple[Any, ...]:
     return (*plan.args_R, *plan.args_F, plan.sched, plan.sampling, plan.K)
 
 
