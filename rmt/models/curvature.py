@@ -48,7 +48,7 @@ __all__ = ["loss_gradients", "hessian_set"]
 
 
 @analysis({"model": MODEL, "w": [Array(ndim=1)], "X": [Array(ndim=2)], "y": [Array()],
-           "loss": LOSS}, dynamics=False)
+           "loss": LOSS}, dynamics=False, blas=False)
 def loss_gradients(model: Model, w: ArrayLike, X: ArrayLike, y: ArrayLike,
                    loss: str | None = None) -> np.ndarray:
     """Per-sample loss gradients ∇_w ℓ(f(x_i; w), y_i), shape (n, d) (data loss, no decay)."""
@@ -61,7 +61,7 @@ def loss_gradients(model: Model, w: ArrayLike, X: ArrayLike, y: ArrayLike,
 
 @analysis({"model": MODEL, "w": [Array(ndim=1)], "X_retain": [Array(ndim=2)],
            "y_retain": [Array()], "X_forget": [None, Array(ndim=2)], "y_forget": [None, Array()],
-           "loss": LOSS}, dynamics=False)
+           "loss": LOSS}, dynamics=False, blas=False)
 def hessian_set(model: Model, w: ArrayLike, X_retain: ArrayLike, y_retain: ArrayLike,
                 X_forget: ArrayLike | None = None, y_forget: ArrayLike | None = None,
                 loss: str | None = None) -> HessianSet:

@@ -120,7 +120,8 @@ FORGET_KINDS = ("typical", "hard", "relabelled")
 @analysis({"kind": [Options(FORGET_KINDS)], "n_train": at_least(2),
            "n_forget": [None, *at_least(1)], "seed": at_least(0), "model": [None, *MODEL],
            "w": [None, Array(ndim=1)], "X": [None, Array(ndim=2)], "y": [None, Array()],
-           "loss": LOSS, "flipped": [None, Array(ndim=1, kind="integer")]}, dynamics=False)
+           "loss": LOSS, "flipped": [None, Array(ndim=1, kind="integer")]}, dynamics=False,
+          blas=False)
 def forget_set(kind: str, n_train: int, n_forget: int | None = None, *, seed: int = 0,
                model: Model | None = None, w: ArrayLike | None = None, X: ArrayLike | None = None,
                y: ArrayLike | None = None, loss: str | None = None,

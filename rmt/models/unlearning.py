@@ -110,7 +110,8 @@ def _seeds(seed):
            "loss": LOSS, "schedule": [InstanceOf(Schedule)], "steps": at_least(1),
            "seed": [*at_least(0), InstanceOf(np.random.SeedSequence, list, tuple, np.ndarray)],
            "start": [None, Array(ndim=1), InstanceOf(Callable)], "weight_decay": NON_NEGATIVE,
-           "record": BOOL, "stop_radius": [None, *POSITIVE]}, dynamics=False)
+           "record": BOOL, "stop_radius": [None, *POSITIVE]}, dynamics=False,
+          blas=False)
 def unlearn(model: Model, w_star: ArrayLike, X_retain: ArrayLike, y_retain: ArrayLike,
             X_forget: ArrayLike | None = None, y_forget: ArrayLike | None = None,
             loss: str | None = None, *, schedule: Schedule, steps: int,
