@@ -47,6 +47,7 @@ import math
 import os
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Mapping
 
@@ -58,6 +59,7 @@ from .hessians import HessianSet
 __all__ = [
     "FORMAT_VERSION",
     "KEYS",
+    "EXTENSION_KEYS",
     "LEGACY_KEYS",
     "SCALE_MIN",
     "SCALE_MAX",
@@ -79,12 +81,23 @@ KEYS = {
     "retain_gradients": "(n_r, d) per-sample loss gradients g_i = ∇ℓ_i(w*) (drift, contract §8)",
     "forget_gradients": "(n_f, d) per-sample loss gradients of the forget set",
 }
+#: Optional keys, written only for the sets that need them (module docstring, "Everything a
+#: HessianSet holds"): the dense and commuting representations as they are, and shared curvature.
+EXTENSION_KEYS = {
+    "retain_hessians": "(n_r, d, d) dense symmetric PSD per-sample Hessians (a dense set)",
+    "forget_hessians": "(n_f, d, d) dense per-sample Hessians of the forget set",
+    "retain_eigenvalues": "(n_r, d) eigenvalue profiles of a commuting set (H_i = B diag(λ_i) Bᵀ)",
+    "forget_eigenvalues": "(n_f, d) eigenvalue profiles of the forget set of a commuting set",
+    "basis": "(d, d) orthogonal shared eigenbasis B of a commuting set (identity when absent)",
+    "shared": "() λ >= 0 or (d, k) factor Q: shared curvature λI or QQᵀ in every sample's Hessian "
+              "(weight decay; the shared= argument of from_factors/from_dense)",
+    "folded_shared": "() λ or (d,) profile: a commuting set's shared term, already inside the "
+                     "*_eigenvalues (recorded, never added again)",
+}
 #: Keys read for backwards compatibility (never written).
 LEGACY_KEYS = {
     "retain_grads": "(n_r, d) legacy name of rank-one factors g_i, H_i = g_i g_iᵀ",
     "forget_grads": "(n_f, d) legacy name of rank-one forget factors",
-    "retain_hessians": "(n_r, d, d) dense symmetric PSD per-sample Hessians",
-    "forget_hessians": "(n_f, d, d) dense per-sample Hessians of the forget set",
 }
 
 #: Range of the largest per-sample curvature tr(H_i) = ‖F_i‖_F² of a non-zero set: products of
@@ -95,7 +108,6 @@ SCALE_MAX = 1e140
 #: Largest |entry| of per-sample gradients (their squares enter E[bbᵀ], contract §8).
 GRADIENT_MAX = 1e140
 
-_CURVATURE = {"factors": (2, 3), "grads": (2,), "hessians": (3,)}
 _SETS = ("retain", "forget")
 
 
@@ -172,14 +184,19 @@ def check_curvature_scale(hs: HessianSet) -> None:
 
 
 # ---------------------------------------------------------------------- reading
-def _as_real(arr, name):
-    """A real float64 array, refusing complex, non-numeric, NaN and ±inf entries."""
+def _as_real(arr, name, *, keep_float32=False):
+    """A real float64 array (float32 kept as float32 with ``keep_float32``: factors and
+    gradients, which a large HessianSet stores as given), refusing complex, non-numeric, NaN and
+    ±inf entries."""
     if np.iscomplexobj(arr):
         raise ValueError(f"{name} must be real, got a complex array (dtype {arr.dtype})")
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.floating)
                                  or np.issubdtype(arr.dtype, np.integer)):
         raise ValueError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    out = np.asarray(arr, dtype=np.float64)
+    if keep_float32 and arr.dtype == np.float32:
+        out = arr
+    else:
+        out = np.asarray(arr, dtype=np.float64)
     bad = ~np.isfinite(out)
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
@@ -221,13 +238,25 @@ def _open(path):
                          f"({type(exc).__name__}: {exc})") from None
 
 
+#: curvature key suffix → allowed dimensions; which suffix belongs to which representation
+_CURVATURE = {"factors": (2, 3), "grads": (2,), "hessians": (3,), "eigenvalues": (2,)}
+_SUFFIX_OF_KIND = {"rank1": "factors", "factor": "factors", "dense": "hessians",
+                   "commuting": "eigenvalues"}
+
+
+def _describe(key):
+    return (KEYS | EXTENSION_KEYS | LEGACY_KEYS)[key].split(" ", 1)[0]
+
+
 def _parse(arrays, where):
-    """Validate a {key: array} mapping of the layout → (HessianSet, metadata fields)."""
-    allowed = set(KEYS) | set(LEGACY_KEYS)
+    """Validate a {key: array} mapping of the layout → (HessianSet, version, loss, layout,
+    {set: curvature key})."""
+    allowed = set(KEYS) | set(EXTENSION_KEYS) | set(LEGACY_KEYS)
     unknown = sorted(set(arrays) - allowed)
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where}; the layout has {sorted(KEYS)} "
-                         f"(legacy, read only: {sorted(LEGACY_KEYS)}) — see docs/npz.md")
+        raise ValueError(f"unknown key(s) {unknown} in {where}; the layout has {sorted(KEYS)}, "
+                         f"optional {sorted(EXTENSION_KEYS)} (legacy, read only: "
+                         f"{sorted(LEGACY_KEYS)}) — see docs/npz.md")
     version = 1
     if "format_version" in arrays:
         v = _scalar(arrays, "format_version", "integer")
@@ -252,38 +281,55 @@ def _parse(arrays, where):
 
     curv, layout = {}, "v1"
     for which in _SETS:
-        found = [k for k in (f"{which}_factors", f"{which}_grads", f"{which}_hessians")
-                 if k in arrays]
+        found = [f"{which}_{suffix}" for suffix in _CURVATURE if f"{which}_{suffix}" in arrays]
         if len(found) > 1:
             raise ValueError(f"give one curvature key for the {which} set, not several: {found}")
         if found:
             curv[which] = found[0]
-            if not found[0].endswith("_factors"):
+            if found[0].endswith("_grads"):
                 layout = "legacy"
         if f"{which}_grads" in arrays and f"{which}_gradients" in arrays:
             raise ValueError(
                 f"{which}_grads (legacy name of rank-one factors) cannot be combined with "
                 f"{which}_gradients (loss gradients); rename {which}_grads to {which}_factors")
     if "retain" not in curv:
-        raise ValueError(f"{where} has no retain set: give retain_factors (legacy: retain_grads "
-                         "or retain_hessians)")
+        raise ValueError(f"{where} has no retain set: give retain_factors (or retain_hessians, "
+                         "retain_eigenvalues; legacy: retain_grads)")
     for which in _SETS:
         if f"{which}_gradients" in arrays and which not in curv:
             raise ValueError(f"{which}_gradients was given but there is no {which}_factors")
+    suffixes = {key.split("_", 1)[1] for key in curv.values()}
+    if "eigenvalues" in suffixes and len(suffixes) > 1:
+        raise ValueError(f"{sorted(curv.values())}: a commuting set (*_eigenvalues) needs "
+                         "eigenvalue profiles for both of its sets")
+    if "hessians" in suffixes and len(suffixes) > 1:
+        layout = "legacy"  # dense beside factors: read as dense (files older than the layout)
+    commuting = "eigenvalues" in suffixes
+    for key in ("basis", "folded_shared"):
+        if key in arrays and not commuting:
+            raise ValueError(f"{key} belongs to a commuting set (retain_eigenvalues), but "
+                             f"{where} holds {curv['retain']}")
+    if "shared" in arrays and commuting:
+        raise ValueError("shared cannot be given with *_eigenvalues: a commuting set holds its "
+                         "shared term inside the profiles (recorded as folded_shared)")
 
     mats = {}
     for which, key in curv.items():
-        arr = _as_real(arrays[key], key)
         kind = key.split("_", 1)[1]
+        arr = _as_real(arrays[key], key, keep_float32=kind == "factors")
         if arr.ndim not in _CURVATURE[kind]:
             want = " or ".join(f"{n}" for n in _CURVATURE[kind])
             raise ValueError(f"{key} must have {want} dimensions "
-                             f"({(KEYS | LEGACY_KEYS)[key].split(' ', 1)[0]}), got shape {arr.shape}")
+                             f"({_describe(key)}), got shape {arr.shape}")
         if arr.shape[0] < 1 or arr.shape[1] < 1 or (arr.ndim == 3 and arr.shape[2] < 1):
             raise ValueError(f"{key} must hold at least one sample of dimension >= 1, "
                              f"got shape {arr.shape}")
         if kind == "hessians" and arr.shape[1] != arr.shape[2]:
             raise ValueError(f"{key} must have shape (n, d, d), got {arr.shape}")
+        if kind == "eigenvalues" and np.any(arr < 0):
+            i, k = (int(v) for v in np.argwhere(arr < 0)[0])
+            raise ValueError(f"{key} must hold non-negative eigenvalues; entry [{i}, {k}] is "
+                             f"{arr[i, k]}")
         mats[which] = (kind, arr)
     d = mats["retain"][1].shape[1]
     if "forget" in mats and mats["forget"][1].shape[1] != d:
@@ -294,35 +340,77 @@ def _parse(arrays, where):
         key = f"{which}_gradients"
         if key not in arrays:
             continue
-        g = _as_real(arrays[key], key)
+        g = _as_real(arrays[key], key, keep_float32=True)
         n = mats[which][1].shape[0]
         if g.shape != (n, d):
             raise ValueError(f"{key} must have shape (n_{which}, d) = {(n, d)}, got {g.shape}")
         _check_gradient_scale(g, key)
         grads[which] = g
-    if np.max(np.abs(mats["retain"][1])) == 0.0:
+    shared = _parse_shared(arrays, "shared", d, ndims=(0, 2)) if "shared" in arrays else None
+    folded = (_parse_shared(arrays, "folded_shared", d, ndims=(0, 1))
+              if "folded_shared" in arrays else None)
+    basis = None
+    if "basis" in arrays:
+        basis = _as_real(arrays["basis"], "basis")
+        if basis.shape != (d, d):
+            raise ValueError(f"basis must have shape (d, d) = {(d, d)}, got {basis.shape}")
+    if np.max(np.abs(mats["retain"][1])) == 0.0 and shared is None:
         raise ValueError(f"{curv['retain']} is all zeros: the retain set has no curvature")
     for which, (kind, arr) in mats.items():
-        _check_scale(arr, curv[which], hessians=kind == "hessians")
+        _check_scale(arr, curv[which], hessians=kind in ("hessians", "eigenvalues"))
 
     kw = {"retain_gradients": grads.get("retain"), "forget_gradients": grads.get("forget")}
     try:
-        return _build(mats, kw), version, loss, layout, curv
+        return _build(mats, kw, shared, basis, folded), version, loss, layout, curv
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from None
 
 
-def _build(mats, kw):
-    if any(kind == "hessians" for kind, _ in mats.values()):
+def _parse_shared(arrays, key, d, *, ndims):
+    """``shared`` (λ or Q (d, k)) or ``folded_shared`` (λ or a profile (d,)), checked."""
+    arr = _as_real(arrays[key], key)
+    if arr.ndim not in ndims:
+        shapes = {0: "() for λ", 1: f"({d},) for a profile", 2: f"({d}, k) for a factor Q"}
+        raise ValueError(f"{key} must have shape " + " or ".join(shapes[n] for n in ndims)
+                         + f", got {arr.shape}")
+    if arr.ndim == 0:
+        lam = float(arr)
+        if lam < 0:
+            raise ValueError(f"{key} must be >= 0 (λ of the shared curvature λI), got {lam}")
+        if lam > SCALE_MAX:
+            raise ValueError(f"{key} = {lam:.3g} is too large to analyse in float64 (> "
+                             f"{SCALE_MAX:g}: products of two Hessians overflow)")
+        return lam
+    if arr.shape[0] != d or (arr.ndim == 2 and arr.shape[1] < 1):
+        raise ValueError(f"{key} must have {d} rows (d) and at least one column, got shape "
+                         f"{arr.shape}")
+    if arr.ndim == 1 and np.any(arr < 0):
+        raise ValueError(f"{key} as a profile must hold non-negative eigenvalues")
+    if _log10_max_sq_norm(arr.reshape(1, -1)) > math.log10(SCALE_MAX):
+        raise ValueError(f"{key} is too large to analyse in float64: its curvature exceeds "
+                         f"{SCALE_MAX:g} (products of two Hessians overflow); rescale it")
+    return arr
+
+
+def _build(mats, kw, shared=None, basis=None, folded=None):
+    kinds = {kind for kind, _ in mats.values()}
+    if kinds == {"eigenvalues"}:
+        hs = HessianSet.from_commuting(mats["retain"][1], mats.get("forget", (None, None))[1],
+                                       basis, **kw)
+        if folded is not None:  # already inside the profiles: information only, never re-added
+            hs._folded_shared = (folded, None) if isinstance(folded, float) else (0.0, folded)
+        return hs
+    if "hessians" in kinds:
         dense = {}
         for which, (kind, arr) in mats.items():
             if kind == "hessians":
                 dense[which] = arr
-            else:
+            else:  # legacy files: factors beside dense Hessians are densified
                 F = arr[:, :, None] if arr.ndim == 2 else arr
                 dense[which] = np.einsum("nak,nbk->nab", F, F)
-        return HessianSet.from_dense(dense["retain"], dense.get("forget"), **kw)
-    return HessianSet.from_factors(mats["retain"][1], mats.get("forget", (None, None))[1], **kw)
+        return HessianSet.from_dense(dense["retain"], dense.get("forget"), shared=shared, **kw)
+    return HessianSet.from_factors(mats["retain"][1], mats.get("forget", (None, None))[1],
+                                   shared=shared, **kw)
 
 
 def load_npz(path: str | os.PathLike, *,
@@ -342,30 +430,102 @@ def load_npz(path: str | os.PathLike, *,
 
 
 # ---------------------------------------------------------------------- writing
+#: HessianSet instance fields the layout stores (module docstring), and the ones derived from
+#: them on construction (caches, the large-d flag, a dense set's eigen-factors). A field in
+#: neither list makes save_npz refuse the set rather than write a file without it.
+_SAVED_FIELDS = frozenset({"kind", "_retain", "_forget", "_basis", "_gradients",
+                           "_shared_scalar", "_shared_factor", "_folded_shared"})
+_DERIVED_FIELDS = frozenset({"_reductions", "_large", "_dense_factors"})
+
+
+def _cached_fields(cls):
+    return {name for klass in cls.__mro__ for name, value in vars(klass).items()
+            if isinstance(value, cached_property)}
+
+
 def _arrays_of(hs):
+    """The layout arrays of a HessianSet: every stored field in its own representation and dtype
+    (ValueError for a field the layout cannot hold)."""
+    unknown = sorted(set(vars(hs)) - _SAVED_FIELDS - _DERIVED_FIELDS - _cached_fields(type(hs)))
+    if unknown:
+        raise ValueError(f"this HessianSet has field(s) {unknown} that the .npz layout does not "
+                         "store (docs/npz.md); refusing to write a file without them")
+    if hs.kind not in _SUFFIX_OF_KIND:
+        raise ValueError(f"HessianSet kind {hs.kind!r} has no .npz representation "
+                         f"(known: {sorted(_SUFFIX_OF_KIND)})")
     out = {}
+    suffix = _SUFFIX_OF_KIND[hs.kind]
     for which in hs._present():
-        if hs.kind == "rank1":
-            out[f"{which}_factors"] = np.asarray(hs._raw(which), dtype=np.float64)
-        else:  # factor sets as stored; dense/commuting sets as factors of their eigendecomposition
-            out[f"{which}_factors"] = np.asarray(hs.factors(which), dtype=np.float64)
+        out[f"{which}_{suffix}"] = np.asarray(hs._raw(which))  # as stored: float32 stays float32
         g = hs.gradients(which)
         if g is not None:
-            out[f"{which}_gradients"] = np.asarray(g, dtype=np.float64)
+            out[f"{which}_gradients"] = np.asarray(g)
+    lam, Q = hs._shared_scalar, hs._shared_factor
+    if lam > 0.0 and Q is not None:
+        raise ValueError("this HessianSet carries both a shared λI and a shared QQᵀ; the .npz "
+                         "key 'shared' holds one of them (fold λ into Q: Q' = [Q, √λ·I])")
+    if hs.kind == "commuting":
+        out["basis"] = np.asarray(hs.basis)
+        f_lam, f_prof = getattr(hs, "_folded_shared", (0.0, None))
+        if f_prof is not None:
+            out["folded_shared"] = np.asarray(f_prof, dtype=np.float64)
+        elif f_lam > 0.0:
+            out["folded_shared"] = np.asarray(f_lam, dtype=np.float64)
+    if lam > 0.0:
+        out["shared"] = np.asarray(lam, dtype=np.float64)
+    elif Q is not None:
+        out["shared"] = np.asarray(Q)
     return out
+
+
+def _same(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, float) and isinstance(b, float) and a == b
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def _check_round_trip(hs, back):
+    """Every stored field of ``back`` (built from the arrays to be written) equals ``hs``'s:
+    ValueError naming the first that does not (a file must never answer differently)."""
+    pairs = [("kind", hs.kind == back.kind), ("large-d path", hs._large == back._large),
+             ("retain", _same(hs._retain, back._retain)),
+             ("forget", _same(hs._forget, back._forget)),
+             ("basis", _same(hs._basis, back._basis)),
+             ("shared λ", hs._shared_scalar == back._shared_scalar),
+             ("shared Q", _same(hs._shared_factor, back._shared_factor)),
+             ("gradients", set(hs._gradients) == set(back._gradients)
+              and all(_same(g, back._gradients[w]) for w, g in hs._gradients.items()))]
+    if hs.kind == "commuting":
+        fa = getattr(hs, "_folded_shared", (0.0, None))
+        fb = getattr(back, "_folded_shared", (0.0, None))
+        pairs.append(("folded shared term", fa[0] == fb[0] and _same(fa[1], fb[1])))
+    bad = [name for name, ok in pairs if not ok]
+    if bad:
+        raise ValueError(f"this HessianSet does not survive the .npz round trip ({', '.join(bad)} "
+                         "would differ after load_npz); nothing was written")
 
 
 def save_npz(path: str | os.PathLike, hs_or_arrays: HessianSet | Mapping[str, npt.ArrayLike], *,
              loss: str | None = None, compressed: bool = False) -> Path:
     """Write a HessianSet (or a mapping of layout arrays) as an ``.npz`` file of format version 1.
 
-    ``hs_or_arrays``: a :class:`~rmt.hessians.HessianSet` — its factors (rank-one sets as (n, d),
-    factor sets as (n, d, k); dense and commuting sets as the factors of their eigendecomposition)
-    and per-sample gradients are written — or a mapping with keys of :data:`KEYS` (legacy keys are
-    not written). ``loss``: the loss the factors belong to (``rmt.models.LOSSES``), recorded so a
-    reader knows what the curvature is; None leaves it out. ``path`` must end in ``.npz``; its
-    folder must exist. The content is validated exactly as :func:`load_npz` would, before the
-    file is written. Returns the path.
+    ``hs_or_arrays``: a :class:`~rmt.hessians.HessianSet` — everything it holds is written in its
+    own representation and dtype: factors (rank-one (n, d), rank-k (n, d, k); float32 kept), dense
+    Hessians (``*_hessians``), commuting profiles and basis (``*_eigenvalues``, ``basis``,
+    ``folded_shared``), per-sample gradients and the shared curvature λI or QQᵀ (``shared``,
+    weight decay) — or a mapping with keys of :data:`KEYS` and :data:`EXTENSION_KEYS` (legacy
+    keys are not written). ``loss``: the loss the factors belong to (``rmt.models.LOSSES``),
+    recorded so a reader knows what the curvature is; None leaves it out. ``path`` must end in
+    ``.npz``; its folder must exist.
+
+    Before the file is written the content is validated exactly as :func:`load_npz` would, and
+    for a HessianSet the set that :func:`load_npz` will return is built and compared field by
+    field (kind, arrays and their dtypes, gradients, shared term, large-d path): the file gives
+    the same answers as the set in memory, bit for bit. Anything that cannot be stored or would
+    come back different is a ``ValueError`` here, and nothing is written. Returns the path.
     """
     p = Path(os.fspath(path))
     if p.suffix != ".npz":
@@ -377,11 +537,11 @@ def save_npz(path: str | os.PathLike, hs_or_arrays: HessianSet | Mapping[str, np
     if isinstance(hs_or_arrays, HessianSet):
         arrays = _arrays_of(hs_or_arrays)
     elif isinstance(hs_or_arrays, dict):
-        bad = sorted(set(hs_or_arrays) - (set(KEYS) - {"format_version", "loss"}))
+        writable = (set(KEYS) | set(EXTENSION_KEYS)) - {"format_version", "loss"}
+        bad = sorted(set(hs_or_arrays) - writable)
         if bad:
-            raise ValueError(f"hs_or_arrays has key(s) {bad}; allowed: "
-                             f"{sorted(set(KEYS) - {'format_version', 'loss'})} (pass loss= "
-                             "separately)")
+            raise ValueError(f"hs_or_arrays has key(s) {bad}; allowed: {sorted(writable)} "
+                             "(pass loss= separately)")
         arrays = {k: np.asarray(v) for k, v in hs_or_arrays.items()}
     else:
         raise TypeError("hs_or_arrays must be a HessianSet or a dict of layout arrays, got "
@@ -391,6 +551,8 @@ def save_npz(path: str | os.PathLike, hs_or_arrays: HessianSet | Mapping[str, np
         if not isinstance(loss, str):
             raise TypeError(f"loss must be a string or None, got {type(loss).__name__}")
         arrays["loss"] = np.asarray(loss, dtype=np.str_)
-    _parse(arrays, "hs_or_arrays")  # the file must be one load_npz accepts
+    back = _parse(arrays, "hs_or_arrays")[0]  # the file must be one load_npz accepts ...
+    if isinstance(hs_or_arrays, HessianSet):  # ... and give back this very set
+        _check_round_trip(hs_or_arrays, back)
     (np.savez_compressed if compressed else np.savez)(p, **arrays)
     return p
