@@ -26,6 +26,7 @@ import os
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeVar
 
 import numpy as np
 import scipy.linalg
@@ -39,6 +40,8 @@ from .validation import Options
 
 __all__ = ["Certificate", "CertificateError", "CriticalCertificate", "certify", "certify_critical",
            "load_certificate", "MAX_SPAN"]
+
+_PathT = TypeVar("_PathT", bound="str | os.PathLike[str]")
 
 #: Largest span dimension certified (exact rational arithmetic on r×r matrices per sample).
 MAX_SPAN = 16
@@ -100,7 +103,7 @@ class Certificate:
         """(True, reason) when the claim is proven from the exact input, else (False, why)."""
         return _verify.verify_data(self.to_dict())
 
-    def save(self, path: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    def save(self, path: _PathT) -> _PathT:
         with open(path, "w", encoding="utf-8") as fh:
             json.dump(self.to_dict(), fh)
         return path
@@ -299,10 +302,11 @@ def certify_critical(hs: HessianSet | Dynamics, schedule: Schedule | None = None
         lo, hi = x * (1 - rel), x * (1 + rel)
         ends = (sch.replace(eta=lo), sch.replace(eta=hi))
     elif parameter == "alpha":
-        x = critical_alpha(dyn)
-        if x is None or not (0 < float(x) < 1):
-            raise CertificateError(f"certify_critical: α* = {x} has no two-sided bracket in (0, 1)")
-        x = float(x)
+        a_star = critical_alpha(dyn)
+        if a_star is None or not (0 < float(a_star) < 1):
+            raise CertificateError(f"certify_critical: α* = {a_star} has no two-sided bracket "
+                                   "in (0, 1)")
+        x = float(a_star)
         lo, hi = x * (1 - rel), min(x * (1 + rel), 1.0 - 1e-12)
         ends = (sch.replace(alpha=lo), sch.replace(alpha=hi))
     else:

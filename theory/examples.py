@@ -32,7 +32,7 @@ class Example:
     """A worked example: ``hs``, ``schedule`` and hand-derived ``expected`` values."""
 
     name: str
-    hs: object = field(repr=False)
+    hs: HessianSet = field(repr=False)
     schedule: Schedule
     expected: dict
     description: str | None = ""
