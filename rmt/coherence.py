@@ -103,13 +103,13 @@ class CoherenceResult:
         use :meth:`pair_gram_lmax` for larger sets.
         """
         a, b = self._ab(alpha, sign)
-        nr, nf = self.trace_rr.shape[0], self.trace_ff.shape[0]
+        Trr, Tff, Trf = self._pair_blocks()
+        nr, nf = Trr.shape[0], Tff.shape[0]
         if nr * nf > max_pairs:
             raise ValueError(
                 f"pair_gram has n_r·n_f = {nr * nf} pairs (> max_pairs={max_pairs}); "
                 "use pair_gram_lmax for the top eigenvalue without building it"
             )
-        Trr, Tff, Trf = self.trace_rr, self.trace_ff, self.trace_rf
         G = (
             a * a * Trr[:, None, :, None]
             + a * b * (Trf[:, None, None, :] + Trf.T[None, :, :, None])
@@ -120,8 +120,8 @@ class CoherenceResult:
     def pair_gram_lmax(self, alpha: float, sign: float = -1.0) -> float:
         """Largest eigenvalue of :meth:`pair_gram`, matrix-free (O(n_r n_f (n_r + n_f)) per product)."""
         a, b = self._ab(alpha, sign)
-        nr, nf = self.trace_rr.shape[0], self.trace_ff.shape[0]
-        Trr, Tff, Trf = self.trace_rr, self.trace_ff, self.trace_rf
+        Trr, Tff, Trf = self._pair_blocks()
+        nr, nf = Trr.shape[0], Tff.shape[0]
 
         def mv(x):
             X = np.asarray(x, dtype=float).reshape(nr, nf)
@@ -135,6 +135,12 @@ class CoherenceResult:
             return _lmax_sym(self.pair_gram(alpha, sign))
         op = spla.LinearOperator((nr * nf, nr * nf), matvec=mv, dtype=float)
         return float(spla.eigsh(op, k=1, which="LA", tol=1e-12)[0][0])
+
+    def _pair_blocks(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(tr(H_r H_r'), tr(H_f H_f'), tr(H_r H_f)); called after :meth:`_ab`, which refuses a
+        result without a forget set."""
+        assert self.trace_ff is not None and self.trace_rf is not None
+        return self.trace_rr, self.trace_ff, self.trace_rf
 
     def _ab(self, alpha, sign):
         if self.trace_ff is None:
@@ -157,6 +163,9 @@ def coherence(hs: HessianSet) -> CoherenceResult:
     check_hessian_set(hs)
     Trr = hs.trace_products("retain", "retain")
     lr = hs.max_eigenvalues("retain")
+    Tff: np.ndarray | None = None
+    Trf: np.ndarray | None = None
+    lf: np.ndarray | None = None
     if hs.has_forget:
         Tff = hs.trace_products("forget", "forget")
         Trf = hs.trace_products("retain", "forget")
@@ -164,14 +173,13 @@ def coherence(hs: HessianSet) -> CoherenceResult:
         T = np.block([[Trr, Trf], [Trf.T, Tff]])
         lam = np.concatenate([lr, lf])
     else:
-        Tff = Trf = lf = None
         T, lam = Trr, lr
     S = np.sqrt(np.clip(T, 0.0, None))  # tr(H_i H_j) ≥ 0 for PSD pairs; clip only round-off
     S = 0.5 * (S + S.T)
     sigma = coherence_of_matrix(S, lam)
     nr = hs.n_retain
     sig_r = coherence_of_matrix(S[:nr, :nr], lr) if np.max(lr) > 0 else np.nan
-    if hs.has_forget:
+    if lf is not None:  # a forget set
         sig_f = coherence_of_matrix(S[nr:, nr:], lf) if np.max(lf) > 0 else np.nan
         denom = np.sqrt(np.max(lr) * np.max(lf))
         s_rf = np.linalg.norm(S[:nr, nr:], 2)
