@@ -49,6 +49,7 @@ from .hessian_input import (PSD_RTOL, _check_gradients, _check_sets,  # noqa: F4
                             _check_shared, _check_which, _dense_to_factors, _spectral_scale)
 from .span import ImplicitBasis, Reduction, _clean_profiles, project, span_tolerance
 from .span import hstack_bases, lift  # noqa: F401  (re-exported: rmt.hessians.lift, …)
+from .stationarity import StationarityReport, _from_factors_hook
 from .validation import check_finite_array
 
 __all__ = ["HessianSet", "Reduction", "ImplicitBasis"]
@@ -77,6 +78,9 @@ class HessianSet(GramRows):
     """
 
     _dense_factors: dict[str, np.ndarray]  # from_dense: per-sample eigen-factors
+    #: the stationarity check of w* (:mod:`rmt.stationarity`): set by ``from_factors`` when
+    #: gradients are given and by the bridges (rmt.models, rmt.adapters); None otherwise
+    stationarity: StationarityReport | None = None
     _folded_shared: tuple[float, np.ndarray | None]  # from_commuting: the folded shared term
 
     def __init__(self, kind: str, retain: np.ndarray, forget: np.ndarray | None = None, *,
@@ -166,14 +170,21 @@ class HessianSet(GramRows):
         - a factor Q of shape (d, k): C = QQᵀ, which simply enlarges the span.
 
         The gradients are taken as given: at a regularised minimum they are the gradients of the
-        regularised per-sample losses. ``factors()`` returns the per-sample part F_i only;
-        ``dense``, ``mean``, ``trace_products``, ``max_eigenvalues`` include C.
+        regularised per-sample losses. With gradients, the stationarity of w* is checked
+        (:mod:`rmt.stationarity`; w* is unknown here, so the number is s₀ = ‖ḡ‖ /
+        max(rms‖g_i‖, rms‖F_i‖_F), ḡ the mean gradient over both sets): the report is
+        ``hs.stationarity`` and a :class:`~rmt.stationarity.NotStationaryWarning` names s₀ above
+        :data:`~rmt.stationarity.STATIONARITY_THRESHOLD`. ``factors()`` returns the per-sample
+        part F_i only; ``dense``, ``mean``, ``trace_products``, ``max_eigenvalues`` include C.
         """
         R, F = _check_sets(retain, forget, "factors", chunk_entries=CHUNK_ENTRIES)
         kind = "rank1" if R.ndim == 2 and (F is None or F.ndim == 2) else "factor"
         sh = _check_shared(shared, R.shape[1])
-        return cls(kind, R, F, gradients={"retain": retain_gradients, "forget": forget_gradients},
-                   shared=sh, _token=_CONSTRUCT)
+        hs = cls(kind, R, F, gradients={"retain": retain_gradients, "forget": forget_gradients},
+                 shared=sh, _token=_CONSTRUCT)
+        if hs.has_gradients:  # w* unknown here: s₀ of rmt.stationarity (warns above threshold)
+            hs.stationarity = _from_factors_hook(hs)
+        return hs
 
     @classmethod
     def from_commuting(cls, retain: npt.ArrayLike, forget: npt.ArrayLike | None = None,
