@@ -188,7 +188,7 @@ class AffineMoments:
 EIGENBASIS_MIN_SPAN = 64
 
 
-@analysis({"steps": at_least(0), "start": [None, Array(ndim=(1, 2))]})
+@analysis({"steps": at_least(0), "start": [None, Array(ndim=(1, 2))]}, blas=False)
 def affine_moments(hs: HessianSet | Dynamics, schedule: Schedule | int | None = None,
                    steps: int | None = None, *,
                    start: str | npt.ArrayLike | None = None) -> AffineMoments:
@@ -272,7 +272,7 @@ class StationaryResult:
     null_spread: float = 0.0
 
 
-@analysis({"rate": [None, *NON_NEGATIVE], "tol": POSITIVE})
+@analysis({"rate": [None, *NON_NEGATIVE], "tol": POSITIVE}, blas=False)
 def stationary(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
                rate: float | None = None, tol: float = 1e-10) -> StationaryResult:
     """Displaced fixed point m∞ and stationary second moment M∞ (contract §8), exactly.

@@ -15,8 +15,11 @@ shares is written once, here, instead of at the top of each function.
   is built); ``f(dyn, steps)`` puts ``steps`` after the empty schedule slot. With
   ``dynamics=False`` the body receives the pair as given and checks it itself (e.g. the Monte
   Carlo functions, whose ``(dyn, steps, ...)`` positional form is an error that says so);
-- **caps the BLAS thread pool** at :func:`rmt.threads.blas_threads` and turns an overflow into a
-  ValueError (:func:`rmt.threads.capped`), unless ``blas=False``;
+- **caps the BLAS thread pool** at :func:`rmt.threads.blas_threads` — building the Dynamics
+  included — and turns an overflow into a ValueError (:func:`rmt.threads.capped`), unless
+  ``blas=False`` (the function then runs at the caller's thread count: the exact ρ(T) solvers
+  are capped, the affine moments, forecasts, certificates, Monte Carlo and model fitting are
+  not — a cap there would move their last digits, or an L-BFGS fit's minimum);
 - ``time_budget`` (seconds, > 0, or None) and ``seed`` (:class:`~rmt.validation.RandomState`)
   have one shared constraint: :data:`TIME_BUDGET`, :data:`SEED`.
 """
@@ -114,10 +117,7 @@ def analysis(constraints: Mapping[str, Sequence[Constraint | None]], *, dynamics
         if mismatch:
             raise TypeError(f"constraint table of {func.__qualname__} does not match its "
                             f"parameters: {sorted(mismatch)}")
-        body = capped(func) if blas else func
-
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             if (dynamics and len(args) >= 2 and isinstance(args[0], Dynamics)
                     and not (args[1] is None or isinstance(args[1], Schedule))):
                 args = (args[0], None, *args[1:])  # f(dyn, steps, ...): no schedule slot
@@ -129,7 +129,12 @@ def analysis(constraints: Mapping[str, Sequence[Constraint | None]], *, dynamics
                 hs: Any = bound.arguments.get("hs")  # the caller's value, checked by as_dynamics
                 bound.arguments["hs"] = as_dynamics(hs, bound.arguments.get("schedule"))
                 bound.arguments["schedule"] = None
-            return body(*bound.args, **bound.kwargs)
+            return func(*bound.args, **bound.kwargs)
+
+        # the pair is built inside the cap too: the span's SVD at another BLAS thread count
+        # would change the last digits of ρ(T)
+        call.__name__, call.__qualname__ = func.__name__, func.__qualname__
+        wrapper = functools.wraps(func)(capped(call) if blas else call)
 
         # a function attribute, read by callers with getattr / the contract tests
         setattr(wrapper, "parameter_constraints", table)

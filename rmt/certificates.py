@@ -196,7 +196,7 @@ def _min_eig(S):
     return float(np.linalg.eigvalsh(0.5 * (S + S.T))[0])
 
 
-@analysis({})
+@analysis({}, blas=False)
 def certify(hs: HessianSet | Dynamics, schedule: Schedule | None = None) -> Certificate:
     """A certificate of the mean-square verdict of (hs, schedule) or a :class:`Dynamics`.
 
@@ -283,7 +283,7 @@ class CriticalCertificate:
         return ok, f"at {self.parameter} = {self.lo:.17g}: {why_a}; at {self.hi:.17g}: {why_b}"
 
 
-@analysis({"parameter": [Options(("eta", "alpha", "batch"))], "rel": TOLERANCE})
+@analysis({"parameter": [Options(("eta", "alpha", "batch"))], "rel": TOLERANCE}, blas=False)
 def certify_critical(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
                      parameter: str = "eta", *, rel: float = 1e-6) -> CriticalCertificate:
     """Certify the critical η*, α* or B* of (hs, schedule): certificates at the two ends of a

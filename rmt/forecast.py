@@ -201,7 +201,8 @@ def _default_radius(dyn, start_norm, escape_factor):
 @analysis({"steps": at_least(1), "start": [None, Array(ndim=1)], "radius": [None, *POSITIVE],
            "replicas": at_least(2), "seed": [None, *at_least(0), InstanceOf(np.random.SeedSequence)],
            "notion": [Options((ALMOST_SURE, MEAN_SQUARE))], "escape_factor": POSITIVE,
-           "lyapunov": BOOL, "forget_fitted": [None, *UNIT], "rate": [None, *NON_NEGATIVE]})
+           "lyapunov": BOOL, "forget_fitted": [None, *UNIT], "rate": [None, *NON_NEGATIVE]},
+          blas=False)
 def forecast(hs: HessianSet | Dynamics, schedule: Schedule | int | None = None,
              steps: int | None = None, *, start: npt.ArrayLike | None = None,
              radius: float | None = None, replicas: int = 256,
@@ -311,7 +312,7 @@ def forecast(hs: HessianSet | Dynamics, schedule: Schedule | int | None = None,
 
 
 @analysis({"dyn": HS, "moments": [InstanceOf(AffineMoments)], "forget_fitted": [None, *UNIT]},
-          dynamics=False)
+          dynamics=False, blas=False)
 def forgetting_cost(dyn: HessianSet | Dynamics, moments: AffineMoments, *,
                     forget_fitted: float | None = None) -> ForgettingCost | None:
     """:class:`ForgettingCost` at the last step of exact ``moments`` (:func:`rmt.affine_moments`).
@@ -385,7 +386,7 @@ class HorizonCritical:
     out_of_span_share: float | None = None
 
 
-@analysis({"hs": HESSIANS}, dynamics=False)
+@analysis({"hs": HESSIANS}, dynamics=False, blas=False)
 def out_of_span_share(hs: HessianSet) -> float:
     """tr(P⊥ H̄_F)/tr(H̄_F): the share of forget curvature outside the span of the retain Hessians."""
     check_hessian_set(hs)
@@ -400,7 +401,7 @@ def out_of_span_share(hs: HessianSet) -> float:
 
 @analysis({"parameter": [Options(("eta", "alpha", "batch"))], "steps": at_least(1),
            "start": [None, Array(ndim=1)], "radius": [None, *POSITIVE], "escape_factor": POSITIVE,
-           "grid": at_least(2), "rtol": TOLERANCE})
+           "grid": at_least(2), "rtol": TOLERANCE}, blas=False)
 def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, parameter: str,
                      steps: int, *, start: npt.ArrayLike | None = None,
                      radius: float | None = None, escape_factor: float = 10.0, grid: int = 48,

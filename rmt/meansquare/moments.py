@@ -36,7 +36,8 @@ class SecondMomentResult:
     matrices: np.ndarray | None = field(default=None, repr=False)
 
 
-@analysis({"steps": at_least(0), "m0": [None, Array(ndim=(1, 2))], "return_matrices": BOOL})
+@analysis({"steps": at_least(0), "m0": [None, Array(ndim=(1, 2))], "return_matrices": BOOL},
+          blas=False)
 def second_moment(hs: HessianSet | Dynamics, schedule: Schedule | int | None = None,
                   steps: int | None = None, m0: npt.ArrayLike | None = None, *,
                   return_matrices: bool = False) -> SecondMomentResult:
@@ -142,7 +143,7 @@ def mixed_hessian(hs: HessianSet, alpha: float, *, matrix_free: bool = False
     return spla.LinearOperator((hs.dim, hs.dim), matvec=matvec, matmat=matvec, dtype=float)
 
 
-@analysis({"hs": HESSIANS, "alpha": UNIT}, dynamics=False)
+@analysis({"hs": HESSIANS, "alpha": UNIT}, dynamics=False, blas=False)
 def mixed_hessian_extremes(hs: HessianSet, alpha: float) -> tuple[float, float]:
     """(λ_min, λ_max) of D = (1−α)H̄_R − αH̄_F restricted to the span of the active Hessians.
 
