@@ -22,7 +22,7 @@ to the minimiser is at least ‖∇L‖/κ, so s is a *lower bound on the relati
 minimum. Scale-free: L → cL and w → cw leave s unchanged. ``κ · ‖w*‖ = 0`` gives s = 0 when the
 gradient is exactly 0, inf otherwise.
 
-**Without w\*** (:meth:`rmt.HessianSet.from_factors` only receives factors and gradients): the
+**Without w*** (:meth:`rmt.HessianSet.from_factors` only receives factors and gradients): the
 penalty term C w* cannot be formed. By the convention of ``from_factors`` the gradients of a set
 with shared curvature are those of the *regularised* per-sample losses, so their mean ḡ is ∇L
 itself; without w* there is no length to divide by, and the number becomes
@@ -52,10 +52,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import os
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from numbers import Real
+from types import FrameType
 from typing import Any, Protocol
 
 import numpy as np
@@ -143,13 +146,28 @@ def stationarity(gradient: npt.ArrayLike, curvature: float, w_norm: float, *,
                               curvature=kappa, w_norm=wn)
 
 
-def _warn(report: StationarityReport, stacklevel: int) -> None:
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _outside_level() -> int:
+    """The ``stacklevel`` (for a ``warnings.warn`` in the caller) of the first frame outside
+    the rmt package, so the warning names the user's line however deep the bridge is."""
+    f: FrameType | None = sys._getframe(2)  # the caller's caller
+    level = 2
+    while f is not None and f.f_code.co_filename.startswith(_PACKAGE):
+        f = f.f_back
+        level += 1
+    return level
+
+
+def _warn(report: StationarityReport) -> None:
+    """Warn when not stationary; the warning points at the first line outside rmt."""
     if not report.stationary:
         warnings.warn(
             f"{report}. The linearised unlearning theory expands around a minimum: refit to "
             "convergence (more iterations / a tighter tolerance) or read every forecast as one "
             "about a point the model is not at (rmt.stationarity).",
-            NotStationaryWarning, stacklevel=stacklevel + 1)
+            NotStationaryWarning, stacklevel=_outside_level())
 
 
 class _Text(Constraint):
@@ -178,7 +196,7 @@ def check_stationarity(gradient: npt.ArrayLike, curvature: float, w_norm: float,
     """
     rep = stationarity(gradient, curvature, w_norm, threshold=threshold)
     rep = _replace(rep, source=source)
-    _warn(rep, stacklevel=3)  # the caller of the (decorated) function
+    _warn(rep)
     return rep
 
 
@@ -390,16 +408,16 @@ def _from_factors_hook(hs: Any) -> StationarityReport:
     s₀); warns unless a bridge deferred it."""
     rep = _set_report(hs, None, False, STATIONARITY_THRESHOLD, "HessianSet.from_factors")
     if not _DEFERRED.get():
-        _warn(rep, stacklevel=3)  # the caller of from_factors
+        _warn(rep)
     return rep
 
 
-def _bridge_check(hs: Any, w: npt.ArrayLike, source: str, *, stacklevel: int = 3,
+def _bridge_check(hs: Any, w: npt.ArrayLike, source: str, *,
                   infer_decay: bool = True) -> StationarityReport:
     """The check of a bridge that knows w* but not the training penalty: attach and warn."""
     rep = _set_report(hs, np.asarray(w, dtype=np.float64), infer_decay, STATIONARITY_THRESHOLD,
                       source)
     hs.stationarity = rep
-    _warn(rep, stacklevel=stacklevel)
+    _warn(rep)
     return rep
 

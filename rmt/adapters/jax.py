@@ -53,6 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from ..hessians import HessianSet
+from ..stationarity import _bridge_check, _deferred
 from ..models import LOSSES, Model, _check_targets, gauss_newton
 from ..validation import check_choice, check_finite_array, check_int
 
@@ -235,6 +236,12 @@ def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, 
     :func:`per_sample`. Rank-one factors (logistic, or squared with K = 1) are stored as (n, d)
     arrays, others as (n, d, k) — the same layout as :func:`rmt.models.hessian_set`, so the two
     paths give identical HessianSets for the same model, parameters and data.
+
+    **Stationarity.** As in :func:`rmt.models.hessian_set`: ``params`` is checked to be a
+    stationary point of the training objective over the rows ``retain`` ∪ ``forget`` (taken as
+    the training set), allowing an inferred isotropic weight decay (:mod:`rmt.stationarity`);
+    report ``hs.stationarity``, a :class:`~rmt.stationarity.NotStationaryWarning` above the
+    threshold.
     """
     _check_apply(apply_fn)
     check_choice(loss, "loss", LOSSES)
@@ -257,10 +264,14 @@ def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, 
     if F.shape[2] == 1:
         F = F[:, :, 0]
     nr = R.size
-    if forget is None:
-        return HessianSet.from_factors(F, retain_gradients=g)
-    return HessianSet.from_factors(F[:nr], F[nr:], retain_gradients=g[:nr],
-                                   forget_gradients=g[nr:])
+    with _deferred():  # checked below, with w*
+        if forget is None:
+            hs = HessianSet.from_factors(F, retain_gradients=g)
+        else:
+            hs = HessianSet.from_factors(F[:nr], F[nr:], retain_gradients=g[:nr],
+                                         forget_gradients=g[nr:])
+    _bridge_check(hs, flatten(params)[0], "rmt.adapters.jax.hessian_set")
+    return hs
 
 
 class JaxModel(Model):

@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..hessians import HessianSet
+from ..stationarity import _bridge_check, _deferred
 from ..validation import check_finite_array
 from ..api import analysis
 from ..validation import Array
@@ -72,6 +73,12 @@ def hessian_set(model: Model, w: ArrayLike, X_retain: ArrayLike, y_retain: Array
     gradients are always attached (``retain_gradients``/``forget_gradients``): at a
     non-interpolating minimum they are the drift of contract §8; at an interpolating one they are
     ~0. Weight decay used in training is *not* represented (module docstring: weight decay).
+
+    **Stationarity.** w is checked to be a stationary point of the training objective
+    (:mod:`rmt.stationarity`), taking X_retain ∪ X_forget as the training set; the training
+    penalty is not known here, so an isotropic weight decay λ̂ ≥ 0 fitted to the mean gradient is
+    allowed (report ``hs.stationarity``, its ``weight_decay``). Above the threshold a
+    :class:`~rmt.stationarity.NotStationaryWarning` names the number; nothing else changes.
     """
     _check_model(model)
     loss = _resolve_loss(model, loss)
@@ -90,5 +97,8 @@ def hessian_set(model: Model, w: ArrayLike, X_retain: ArrayLike, y_retain: Array
     FF = gF = None
     if X_forget is not None:
         FF, gF = parts(X_forget, y_forget, "X_forget", "y_forget")
-    return HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF)
+    with _deferred():  # checked below, with w*
+        hs = HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF)
+    _bridge_check(hs, w, "rmt.models.hessian_set")
+    return hs
 
