@@ -24,12 +24,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from rmt.dynamics import Dynamics, as_dynamics
 from rmt.schedule import Schedule
 
 from .instance import Instance, InstanceLike
+
+if TYPE_CHECKING:
+    from .derivations import Derivation
+    from .thresholds import lazy_derivation
 
 __all__ = [
     "RATE_TOL",
@@ -130,15 +134,19 @@ class EncodedStatement(Statement):
     status: str
     section: str
 
+    if TYPE_CHECKING:  # supplied by each statement class (a field or a property)
+        @property
+        def derivation(self) -> Derivation | lazy_derivation: ...
+
     @property
     def expression(self) -> object:
         """The sympy expression the statement rests on (see ``derivation``)."""
-        return self.derivation.expression  # type: ignore[attr-defined]
+        return self.derivation.expression
 
     @property
     def latex(self) -> str:
         """LaTeX of :attr:`expression`."""
-        return self.derivation.latex  # type: ignore[attr-defined]
+        return self.derivation.latex
 
 
 # ---------------------------------------------------------------------- named hypotheses

@@ -18,6 +18,7 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import sympy as sp
@@ -68,7 +69,7 @@ class lazy_derivation:
             self._value = self._factory(*self._args)
         return self._value
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self._get(), name)
