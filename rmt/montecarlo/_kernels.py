@@ -96,7 +96,7 @@ _HELPERS_DIGEST = _helpers_digest()
 try:
     from numba.core.caching import FunctionCache as _FunctionCache
 except ImportError:  # numba moved its internals: plain numba caching (see _key_on_helpers)
-    _FunctionCache = None  # type: ignore[misc,assignment]
+    _FunctionCache = None  # type: ignore[misc,assignment]  # numba internal may be absent
 
 if _FunctionCache is not None:
 

@@ -562,8 +562,9 @@ def lyapunov(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
 
 #: Constraint table of the estimator settings of :func:`lyapunov` (a view of its
 #: ``parameter_constraints``): the one place the sweep config and ``rmt analyze`` look them up.
-LYAPUNOV_CONSTRAINTS = {k: lyapunov.parameter_constraints[k]  # type: ignore[attr-defined]
-                        for k in ("steps", "replicas", "seed", "burn_in")}
+LYAPUNOV_CONSTRAINTS = {
+    k: lyapunov.parameter_constraints[k]  # type: ignore[attr-defined]  # set by @analysis
+    for k in ("steps", "replicas", "seed", "burn_in")}
 
 
 @analysis({"hs": HS, "schedule": SCHEDULE, "steps": at_least(1),
