@@ -43,6 +43,9 @@ Write one from a trained model in one call::
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import contextlib
 import math
 import os
 import zipfile
@@ -93,6 +96,8 @@ EXTENSION_KEYS = {
               "(weight decay; the shared= argument of from_factors/from_dense)",
     "folded_shared": "() λ or (d,) profile: a commuting set's shared term, already inside the "
                      "*_eigenvalues (recorded, never added again)",
+    "stationarity": "() string: JSON of the set's stationarity report (hs.stationarity, "
+                    "rmt.stationarity.StationarityReport), restored as it was",
 }
 #: Keys read for backwards compatibility (never written).
 LEGACY_KEYS = {
@@ -248,7 +253,7 @@ def _describe(key):
     return (KEYS | EXTENSION_KEYS | LEGACY_KEYS)[key].split(" ", 1)[0]
 
 
-def _parse(arrays, where):
+def _parse(arrays, where, *, quiet=False):
     """Validate a {key: array} mapping of the layout → (HessianSet, version, loss, layout,
     {set: curvature key})."""
     allowed = set(KEYS) | set(EXTENSION_KEYS) | set(LEGACY_KEYS)
@@ -349,6 +354,7 @@ def _parse(arrays, where):
     shared = _parse_shared(arrays, "shared", d, ndims=(0, 2)) if "shared" in arrays else None
     folded = (_parse_shared(arrays, "folded_shared", d, ndims=(0, 1))
               if "folded_shared" in arrays else None)
+    report = _parse_report(arrays) if "stationarity" in arrays else None
     basis = None
     if "basis" in arrays:
         basis = _as_real(arrays["basis"], "basis")
@@ -360,10 +366,37 @@ def _parse(arrays, where):
         _check_scale(arr, curv[which], hessians=kind in ("hessians", "eigenvalues"))
 
     kw = {"retain_gradients": grads.get("retain"), "forget_gradients": grads.get("forget")}
+    from .stationarity import _deferred, _warn
+
     try:
-        return _build(mats, kw, shared, basis, folded), version, loss, layout, curv
+        # a stored report replaces the one from_factors would recompute (w*-free s₀): build
+        # quietly, attach it, and warn from it (never when save_npz checks its own content)
+        with _deferred() if (quiet or report is not None) else contextlib.nullcontext():
+            hs = _build(mats, kw, shared, basis, folded)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{where}: {exc}") from None
+    if report is not None:
+        hs.stationarity = report
+        if not quiet:
+            _warn(report)
+    return hs, version, loss, layout, curv
+
+
+def _parse_report(arrays):
+    """The stationarity report stored as a JSON string (``stationarity`` key)."""
+    from .stationarity import StationarityReport
+
+    arr = arrays["stationarity"]
+    if arr.dtype.kind not in ("U", "S") or arr.shape != ():
+        raise ValueError(f"stationarity must be a 0-d string (JSON), got dtype {arr.dtype} and "
+                         f"shape {arr.shape}")
+    text = arr[()]
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    try:
+        return StationarityReport(**json.loads(text))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"stationarity is not the JSON of a StationarityReport "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def _parse_shared(arrays, key, d, *, ndims):
@@ -434,7 +467,7 @@ def load_npz(path: str | os.PathLike, *,
 #: them on construction (caches, the large-d flag, a dense set's eigen-factors). A field in
 #: neither list makes save_npz refuse the set rather than write a file without it.
 _SAVED_FIELDS = frozenset({"kind", "_retain", "_forget", "_basis", "_gradients",
-                           "_shared_scalar", "_shared_factor", "_folded_shared"})
+                           "_shared_scalar", "_shared_factor", "_folded_shared", "stationarity"})
 _DERIVED_FIELDS = frozenset({"_reductions", "_large", "_dense_factors"})
 
 
@@ -475,7 +508,18 @@ def _arrays_of(hs):
         out["shared"] = np.asarray(lam, dtype=np.float64)
     elif Q is not None:
         out["shared"] = np.asarray(Q)
-    return out
+    return out  # hs.stationarity: added by save_npz when load_npz would not recompute it
+
+
+def _report_json(hs):
+    report = getattr(hs, "stationarity", None)
+    if report is None:
+        return None
+    try:
+        return json.dumps(dataclasses.asdict(report), sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"hs.stationarity cannot be stored as JSON ({exc}); refusing to write "
+                         "a file without it") from None
 
 
 def _same(a, b):
@@ -498,6 +542,8 @@ def _check_round_trip(hs, back):
              ("shared Q", _same(hs._shared_factor, back._shared_factor)),
              ("gradients", set(hs._gradients) == set(back._gradients)
               and all(_same(g, back._gradients[w]) for w, g in hs._gradients.items()))]
+    report = _report_json(hs)  # None: nothing to keep (load may attach a fresh s₀)
+    pairs.append(("stationarity report", report is None or report == _report_json(back)))
     if hs.kind == "commuting":
         fa = getattr(hs, "_folded_shared", (0.0, None))
         fb = getattr(back, "_folded_shared", (0.0, None))
@@ -551,8 +597,12 @@ def save_npz(path: str | os.PathLike, hs_or_arrays: HessianSet | Mapping[str, np
         if not isinstance(loss, str):
             raise TypeError(f"loss must be a string or None, got {type(loss).__name__}")
         arrays["loss"] = np.asarray(loss, dtype=np.str_)
-    back = _parse(arrays, "hs_or_arrays")[0]  # the file must be one load_npz accepts ...
+    back = _parse(arrays, "hs_or_arrays", quiet=True)[0]  # a file load_npz accepts ...
     if isinstance(hs_or_arrays, HessianSet):  # ... and give back this very set
+        report = _report_json(hs_or_arrays)
+        if report is not None and report != _report_json(back):  # not what from_factors recomputes (a bridge's, with w*)
+            arrays["stationarity"] = np.asarray(report, dtype=np.str_)
+            back = _parse(arrays, "hs_or_arrays", quiet=True)[0]
         _check_round_trip(hs_or_arrays, back)
     (np.savez_compressed if compressed else np.savez)(p, **arrays)
     return p
