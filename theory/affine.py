@@ -286,7 +286,7 @@ def _dominates_pre(inst):
     ok, why = _null_pre(inst)
     if not ok:
         return ok, why
-    if inst.dyn.combinator != "summed":
+    if not inst.dyn.combinator.self_adjoint:
         return False, "T is self-adjoint only for the summed schedule (the bound uses ‖T^k‖ = ρ^k)"
     if inst.rate >= 1.0 - RATE_TOL:
         return False, f"ρ(T) = {inst.rate:.8g} is not < 1"
@@ -366,7 +366,7 @@ def _mean_held(inst):
     r = dyn.r
     rho_mean = _mean_rate(dyn)
     U = dyn.basis
-    if dyn.combinator == "summed" and dyn.has_drift:
+    if dyn.combinator.self_adjoint and dyn.has_drift:
         m_inf, _ = summed_stationary_mean(dyn)  # raw data: D and ḡ, independent of dyn's maps
     else:
         beta = inst.drift[0]
@@ -391,7 +391,7 @@ def _mean_held(inst):
     err = np.linalg.norm(mean_U - m_inf[None, :], axis=1)
     scale = float(np.linalg.norm(m_inf)) + 1e-300
     out = {"K": K, "displacement": float(np.linalg.norm(m_inf)), "final_err": float(err[-1])}
-    if dyn.combinator == "summed":
+    if dyn.combinator.self_adjoint:
         # E[δ_k]_U − m∞ = −(I − ηD)^k m∞ with I − ηD symmetric: ‖·‖ ≤ ρ(I − ηD)^k ‖m∞‖
         ks = np.arange(K + 1, dtype=float)
         excess = err - rho_mean**ks * scale

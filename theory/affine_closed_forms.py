@@ -17,7 +17,7 @@ import numpy as np
 
 from rmt.dynamics import Dynamics, as_dynamics
 from rmt.hessians import HessianSet
-from rmt.schedule import Schedule
+from rmt.schedule import Schedule, mixing_weights
 
 from .affine_derivations import (
     SCHEDULES,
@@ -116,7 +116,7 @@ def direction_coefficients(hs: Problem, schedule: Schedule | None = None) -> Dir
     f = affine_direction_coefficients(sch.sampling, sch.schedule).function
     stats = _set_statistics(sets, sch, "retain") + _set_statistics(sets, sch, "forget")
     d = sets.dim
-    extra = (sch.sam_rho, sch.sam_a) if sch.schedule == "sam" else ()
+    extra = (sch.sam_rho, sch.sam_a) if sch.combinator.preconditioned else ()
     vals = [np.broadcast_to(np.asarray(x, float), (d,)).copy()
             for x in f(sch.eta, sch.alpha, *stats, *extra)]
     active = np.zeros(d, dtype=bool)
@@ -311,22 +311,22 @@ def summed_stationary_mean(hs: Problem, schedule: Schedule | None = None) -> tup
     """
     dyn = as_dynamics(hs, schedule)
     sets, sch = dyn.hs, dyn.schedule
-    if sch.schedule != "summed":
+    if not sch.combinator.self_adjoint:
         raise ValueError(f"summed_stationary_mean needs schedule='summed', got {sch.schedule!r}")
     if not sets.has_gradients:
         raise ValueError("summed_stationary_mean needs per-sample gradients")
-    a = sch.alpha
+    w_r, w_f = mixing_weights(sch.alpha)
     mats, D, g = [], np.zeros((sets.dim, sets.dim)), np.zeros(sets.dim)
     if sch.uses_retain:
         HR = sets.mean("retain")
         mats.append(HR)
-        D += (1 - a) * HR
-        g -= (1 - a) * _mean_gradient(sets, "retain")
+        D += w_r * HR
+        g -= w_r * _mean_gradient(sets, "retain")
     if sch.uses_forget:
         HF = sets.mean("forget")
         mats.append(HF)
-        D -= a * HF
-        g += a * _mean_gradient(sets, "forget")
+        D -= w_f * HF
+        g += w_f * _mean_gradient(sets, "forget")
     U = _span_basis(mats)
     m_inf = U @ np.linalg.solve(U.T @ D @ U, U.T @ g)
     return m_inf, U

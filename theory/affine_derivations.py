@@ -31,6 +31,9 @@ from functools import lru_cache
 
 import sympy as sp
 
+from rmt.combinators import get_combinator
+from rmt.schedule import mixing_weights
+
 from .derivations import (
     SCHEMES,
     B,
@@ -216,15 +219,17 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed") -> De
     _check_scheme(sampling)
     _check_schedule(schedule)
     hR, gR_, hF, gF_ = sp.symbols("hhat_R ghat_R hhat_F ghat_F", real=True)
-    sR, sF = -eta * (1 - alpha), eta * alpha
-    if schedule == "sam":
+    comb = get_combinator(schedule)
+    w_r, w_f = mixing_weights(alpha)
+    sR, sF = -eta * w_r, eta * w_f
+    if comb.preconditioned:
         # SAM (α = 0): J = I − ηĤ_R K, K = I + (ρ/a)H̄_R, so per direction j = 1 − ηκĥ_R with
         # κ = 1 + (ρ/a)m_R; the drift is −η times the gradient at the ascent point,
         # ĝ_R + (ρ/a)Ĥ_R ḡ_R, whose per-direction coordinate is ĝ_R + (ρ/a)ĥ_R ḡ_R
         kappa = 1 + rho_sam / a_sam * m_R
         j = 1 - eta * kappa * hR
         b = -eta * (gR_ + rho_sam / a_sam * hR * g_R)
-    elif schedule == "summed":
+    elif not comb.products:
         j = 1 + sR * hR + sF * hF
         b = sR * gR_ + sF * gF_
     else:
@@ -239,7 +244,7 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed") -> De
     t = _expect(j**2, gens, moments)
     gamma = _expect(j * b, gens, moments)
     v = _expect(b**2, gens, moments)
-    if schedule == "sam":
+    if comb.preconditioned:
         # with ρ = 0 SAM is SGD: the summed coefficients at α = 0
         sgd = affine_direction_coefficients(sampling, "summed").expression
         _require(all(_is_zero(x.subs(rho_sam, 0) - y.subs(alpha, 0))
@@ -250,14 +255,14 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed") -> De
     else:
         ref = commuting_direction_rate(sampling, schedule).expression
     _require(_is_zero(t - ref), "E[j^2] disagrees with commuting_direction_rate", t)
-    if schedule == "summed":
-        D = (1 - alpha) * m_R - alpha * m_F
+    if comb.self_adjoint:
+        D = w_r * m_R - w_f * m_F
         _require(_is_zero(a - (1 - eta * D)), "E[j] is not 1 - eta D", a)
     null = {m_R: 0, q_R: 0, p_R: 0, m_F: 0, q_F: 0, p_F: 0}
     _require(_is_zero(a.subs(null) - 1) and _is_zero(t.subs(null) - 1)
              and _is_zero((gamma - beta).subs(null)),
              "a null direction is not a = t = 1, gamma = beta", (a.subs(null), t.subs(null)))
-    if schedule == "alternating":
+    if comb.products:
         # composition of two independent scalar affine maps (retain, then forget):
         # a = a_F a_R, β = a_F β_R + β_F, t = t_F t_R, γ = t_F γ_R + γ_F a_R,
         # v = t_F v_R + 2γ_F β_R + v_F, with each factor the summed result of one set alone
@@ -270,7 +275,7 @@ def affine_direction_coefficients(sampling: str, schedule: str = "summed") -> De
         _require(all(_is_zero(x - y) for x, y in zip((a, beta, t, gamma, v), comp)),
                  "the alternating coefficients are not the composition of the two set maps")
     expr = (a, beta, t, gamma, v)
-    args = SAM_COEFFICIENT_ARGS if schedule == "sam" else COEFFICIENT_ARGS
+    args = SAM_COEFFICIENT_ARGS if comb.preconditioned else COEFFICIENT_ARGS
     steps = [("j", j), ("b", b), ("a = E[j]", expr[0]), ("beta = E[b]", expr[1]),
              ("t = E[j^2]", expr[2]), ("gamma = E[j b]", expr[3]), ("v = E[b^2]", expr[4])]
     return _make(f"affine-coefficients-{sampling}-{schedule}", expr, args, steps, "§8")
@@ -439,8 +444,9 @@ def summed_stationary_mean_formula() -> Derivation:
         if out is None:
             out = m_inf
         _require(sp.simplify(m_inf - out) == 0, "the stationary mean depends on the scheme", m_inf)
-    D = (1 - alpha) * m_R - alpha * m_F
-    target = (alpha * g_F - (1 - alpha) * g_R) / D
+    w_r, w_f = mixing_weights(alpha)
+    D = w_r * m_R - w_f * m_F
+    target = (w_f * g_F - w_r * g_R) / D
     _require(sp.simplify(out - target) == 0, "m_inf is not D^-1 (alpha gF - (1-alpha) gR)", out)
     return _make("affine-summed-stationary-mean", target, (alpha, m_R, g_R, m_F, g_F),
                  [("beta / (1 - a)", out)], "§8")

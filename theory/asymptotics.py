@@ -18,6 +18,8 @@ from functools import lru_cache
 import sympy as sp
 import sympy.stats as st
 
+from rmt.schedule import mixing_weights
+
 from .derivations import Derivation, DerivationError, _make, _require
 
 __all__ = [
@@ -112,7 +114,8 @@ def online_mean_square() -> Derivation:
     1 − 2η/d + η²(B + d + 1)/(B d²).
     """
     EX = online_reduction().steps[1][1]
-    rho = sp.simplify(EX.subs({c_R: eta * (1 - alpha) / B_R, c_F: eta * alpha / B_F}))
+    w_r, w_f = mixing_weights(alpha)
+    rho = sp.simplify(EX.subs({c_R: eta * w_r / B_R, c_F: eta * w_f / B_F}))
     sgd = sp.simplify(rho.subs(alpha, 0))
     target = 1 - 2 * eta / d + eta**2 * (B_R + d + 1) / (B_R * d**2)
     _require(sp.simplify(sgd - target) == 0, "SGD limit of the mean-square rate", sgd)

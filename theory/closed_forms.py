@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from rmt.dynamics import as_dynamics
-from rmt.schedule import Schedule
+from rmt.schedule import Schedule, mixing_weights
 
 from .derivations import (
     alternating_direction_polynomial,
@@ -93,15 +93,15 @@ def closed_form_critical_eta(hs: Problem, schedule: Schedule | None = None) -> f
     q_k(η), E[j_k²] − 1 = η q_k(η), §3); the lowest component need not start at η = 0.
     """
     dyn = _commuting_dynamics(hs, schedule)
-    if dyn.combinator == "alternating":
+    if dyn.combinator.products:
         return _alternating_critical_eta(dyn)
     mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(dyn)
-    a = dyn.schedule.alpha
-    Dk = (1 - a) * mR - a * mF
+    w_r, w_f = mixing_weights(dyn.schedule.alpha)
+    Dk = w_r * mR - w_f * mF
     if np.any(Dk <= 0):
         return 0.0
     f = commuting_critical_eta(dyn.sampling).function
-    return float(np.min(f(a, mR, qR, nR, BR, mF, qF, nF, BF)))
+    return float(np.min(f(dyn.schedule.alpha, mR, qR, nR, BR, mF, qF, nF, BF)))
 
 
 def _alternating_critical_eta(dyn):
@@ -176,7 +176,7 @@ def closed_form_stable_set(hs: Problem, schedule: Schedule | None = None) -> tup
     alternating: the cubic q_k of :func:`theory.derivations.alternating_direction_polynomial`.
     """
     dyn = _commuting_dynamics(hs, schedule)
-    if dyn.combinator == "alternating":
+    if dyn.combinator.products:
         return _alternating_stable_set(dyn)
     eta_star = closed_form_critical_eta(dyn)
     return ((0.0, eta_star),) if eta_star > 0 else ()
@@ -190,7 +190,7 @@ def closed_form_critical_batch(hs: Problem, schedule: Schedule | None = None) ->
     """
     dyn = _commuting_dynamics(hs, schedule)
     s = dyn.schedule
-    if dyn.combinator != "summed" or s.forget_batch is not None:
+    if not dyn.combinator.self_adjoint or s.forget_batch is not None:
         raise ValueError("closed_form_critical_batch needs schedule='summed' and forget_batch=None")
     mR, qR, nR, _, mF, qF, nF, _ = _commuting_args(dyn)
     nmax = min(t.n for t in dyn.terms)
@@ -219,7 +219,7 @@ def closed_form_critical_alpha(hs: Problem, schedule: Schedule | None = None) ->
     minimum over directions; None when every f_k ≤ 0 on [0, 1].
     """
     dyn = _commuting_dynamics(hs, schedule)
-    if dyn.combinator != "summed":
+    if not dyn.combinator.self_adjoint:
         raise ValueError("closed_form_critical_alpha needs schedule='summed'")
     mR, qR, nR, BR, mF, qF, nF, BF = _commuting_args(dyn.replace(alpha=0.5))  # both sets enter
     coef = commuting_critical_alpha(dyn.sampling).function

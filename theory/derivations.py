@@ -28,6 +28,9 @@ from typing import Any
 
 import sympy as sp
 
+from rmt.combinators import get_combinator
+from rmt.schedule import mixing_weights
+
 __all__ = [
     "Derivation",
     "DerivationError",
@@ -181,8 +184,8 @@ def commuting_direction_rate(sampling: str, schedule: str = "summed") -> Derivat
     hR, hF = sp.symbols("hhat_R hhat_F", real=True)
     N_R = _noise(sampling, n_R, B_R, m_R, q_R)
     N_F = _noise(sampling, n_F, B_F, m_F, q_F)
-    a, b = 1 - alpha, alpha
-    if schedule == "summed":
+    a, b = mixing_weights(alpha)
+    if not get_combinator(schedule).products:
         j = 1 - eta * a * hR + eta * b * hF
         j2 = sp.expand(j**2)
         # E[ĥ] = m, E[ĥ²] = m² + N; the two sets are sampled independently
@@ -216,7 +219,7 @@ def commuting_critical_eta(sampling: str) -> Derivation:
     _require(len(nonzero) == 1, "expected one non-zero root in eta", roots)
     root = sp.simplify(nonzero[0])
     _require(sp.simplify(root - 2 * D / (D**2 + V)) == 0, "eta^* is not 2D/(D^2 + V)", root)
-    a, b = 1 - alpha, alpha
+    a, b = mixing_weights(alpha)
     Dk = a * m_R - b * m_F
     Vk = a**2 * _noise(sampling, n_R, B_R, m_R, q_R) + b**2 * _noise(sampling, n_F, B_F, m_F, q_F)
     expr = root.subs({D: Dk, V: Vk})
@@ -415,7 +418,7 @@ def unlearning_noise_condition(sampling: str, which: str = "retain",
         raise ValueError(f"which must be 'retain' or 'forget', got {which!r}")
     if form not in ("single", "coherence"):
         raise ValueError(f"form must be 'single' or 'coherence', got {form!r}")
-    w = (1 - alpha) if which == "retain" else alpha
+    w = mixing_weights(alpha)[0 if which == "retain" else 1]
     cc = sampling_coefficients(sampling).expression[0]
     if sampling == "bernoulli":
         rhoN = cc / n * L**2
@@ -525,7 +528,7 @@ def scheme_analogue_threshold() -> Derivation:
     Bernoulli has (c/n)·(nλ̄/σ)² = c·n·λ̄²/σ²; copying that expression to the other schemes with
     their own c gives η²(1−α)²·c·n·λ̄²/σ² ≥ 1. Args: (lambdabar, sigma, n, c, alpha).
     """
-    lower = eta**2 * (1 - alpha) ** 2 * c * n * lam_bar**2 / sigma**2
+    lower = eta**2 * mixing_weights(alpha)[0] ** 2 * c * n * lam_bar**2 / sigma**2
     thr = _solve_eta(lower)
     return _make("unlearning-retain-noise-scheme-analogue", thr, (lam_bar, sigma, n, c, alpha),
                  [("claimed lower bound of rho(T)", lower), ("eta threshold", thr)], "§5.4")
@@ -538,8 +541,9 @@ def coherence_sum_threshold() -> Derivation:
     η²[(1−α)²(n_R/B_R − 1)λ̄_R²/σ_R² + α²(n_F/B_F − 1)λ̄_F²/σ_F²] ≥ 1 ⇒ divergence (Bernoulli).
     Args: (lambdabar_R, sigma_R, n_R, B_R, lambdabar_F, sigma_F, n_F, B_F, alpha).
     """
-    lower = eta**2 * ((1 - alpha) ** 2 * (n_R / B_R - 1) * lam_R**2 / sig_R**2
-                      + alpha**2 * (n_F / B_F - 1) * lam_F**2 / sig_F**2)
+    w_r, w_f = mixing_weights(alpha)
+    lower = eta**2 * (w_r**2 * (n_R / B_R - 1) * lam_R**2 / sig_R**2
+                      + w_f**2 * (n_F / B_F - 1) * lam_F**2 / sig_F**2)
     sol = sp.solve(sp.Eq(lower, 1), eta)
     probe = {lam_R: 1, lam_F: 1, sig_R: 2, sig_F: 2, n_R: 7, n_F: 7, B_R: 2, B_F: 2,
              alpha: sp.Rational(3, 10)}
@@ -560,7 +564,8 @@ def coherence_resistance_threshold() -> Derivation:
     lam_star = dexter_thm2_condition("bernoulli").expression  # critical λ at step η
     lam = sp.symbols("lambda", positive=True)
     eta_thm = sp.solve(sp.Eq(lam_star, lam), eta)[0]  # η* of the construction at curvature λ
-    mixed = (1 - alpha) ** 2 * (n_R / B_R - 1) / sig_R + alpha**2 * (n_F / B_F - 1) / sig_F
+    w_r, w_f = mixing_weights(alpha)
+    mixed = w_r**2 * (n_R / B_R - 1) / sig_R + w_f**2 * (n_F / B_F - 1) / sig_F
     gen = sp.simplify(eta_thm.subs(lam, D_max) * (1 + (n / B - 1) / sigma))
     expr = gen / (1 + mixed)
     _require(sp.simplify(gen - 2 / D_max) == 0, "the construction does not reduce to 2/D_max", gen)

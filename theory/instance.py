@@ -78,7 +78,7 @@ class Instance:
     @property
     def sgd(self) -> bool:
         """Plain SGD on the retain set: only the retain set enters, without SAM's factor K."""
-        return self.dyn.combinator != "sam" and [t.name for t in self.dyn.terms] == ["retain"]
+        return not self.dyn.combinator.preconditioned and [t.name for t in self.dyn.terms] == ["retain"]
 
     @cached_property
     def coherence(self) -> rmt.CoherenceResult:

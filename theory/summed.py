@@ -100,7 +100,7 @@ class SummedStatement(Statement):
 
     def applies(self, hs: InstanceLike, schedule: Schedule | None = None) -> bool:
         """True iff the schedule is ``"summed"`` (every scheme, batch and representation)."""
-        return as_dynamics_of(hs, schedule).schedule.schedule == "summed"
+        return as_dynamics_of(hs, schedule).combinator.self_adjoint
 
     def why(self, hs: InstanceLike, schedule: Schedule | None = None) -> str:
         """Why the statement applies or not (one sentence)."""

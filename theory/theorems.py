@@ -246,7 +246,7 @@ def _sched(i: Instance) -> str:
     return i.schedule.schedule
 
 
-H_SUMMED = Hypothesis("summed schedule", lambda i: _sched(i) == "summed",
+H_SUMMED = Hypothesis("summed schedule", lambda i: i.schedule.combinator.self_adjoint,
                       lambda i: f"schedule={_sched(i)!r}", routable=True,
                       requires={"schedule_kinds": ("summed",)})
 H_SGD = Hypothesis("plain SGD: α = 0 and no SAM (the retain set alone enters the step)",
@@ -263,7 +263,7 @@ H_NOT_BERNOULLI = Hypothesis("sampling with or without replacement",
                              lambda i: i.schedule.sampling != "bernoulli",
                              lambda i: f"sampling={i.schedule.sampling!r}", routable=True,
                              requires={"samplings": ("with_replacement", "without_replacement")})
-H_SAM = Hypothesis("SAM schedule", lambda i: _sched(i) == "sam",
+H_SAM = Hypothesis("SAM schedule", lambda i: i.schedule.combinator.preconditioned,
                    lambda i: f"schedule={_sched(i)!r}", routable=True,
                    requires={"schedule_kinds": ("sam",)})
 H_RETAIN = Hypothesis("the retain set enters the step (α < 1)",
