@@ -167,10 +167,22 @@ class HessianSet(GramRows):
           the common null space N of the factors stays invariant and every J acts on it as one
           scalar j = 1 + Σ_S s_S λ·(|batch_S|/B_S) (|batch|/B = 1 except for Bernoulli
           sampling), a closed-form mode beside the span (``Dynamics.null_*``);
-        - a factor Q of shape (d, k): C = QQᵀ, which simply enlarges the span.
+        - a factor Q of shape (d, k): C = QQᵀ, which simply enlarges the span. Weight decay on
+          some coordinates only (weights but not biases/intercepts, as scikit-learn does) is
+          exactly Q = √λ·I[:, P] for the penalised coordinates P; per-coordinate strengths
+          λ_j: Q = I[:, P]·diag(√λ_j).
+
+        λ is in the **mean-loss form** L(w) = (1/n)Σ_i ℓ_i(w) + (λ/2)‖w‖² over all n training
+        rows (retain ∪ forget). scikit-learn: ``LogisticRegression(C)`` (C·Σℓ_i + ½‖w‖²) →
+        λ = 1/(C·n) on the coefficients; ``Ridge(alpha)`` (‖y − Xw‖² + alpha‖w‖², against the
+        squared loss ½(f − y)² here) → λ = alpha/n on the coefficients; ``MLPClassifier`` /
+        ``MLPRegressor(alpha, solver="lbfgs")`` (mean loss + alpha/(2n)·Σ‖W‖²) → λ = alpha/n on
+        the weights; intercepts unpenalised in all three (docs/models.md, "Weight decay (L2)",
+        has the derivations and the exceptions). ``rmt.io.save_npz`` stores the shared term
+        (key ``shared``) and ``rmt.io.load_npz`` / ``rmt analyze FILE`` use it (docs/npz.md).
 
         The gradients are taken as given: at a regularised minimum they are the gradients of the
-        regularised per-sample losses. With gradients, the stationarity of w* is checked
+        regularised per-sample losses, g_i + Cw*. With gradients, the stationarity of w* is checked
         (:mod:`rmt.stationarity`; w* is unknown here, so the number is s₀ = ‖ḡ‖ /
         max(rms‖g_i‖, rms‖F_i‖_F), ḡ the mean gradient over both sets): the report is
         ``hs.stationarity`` and a :class:`~rmt.stationarity.NotStationaryWarning` names s₀ above

@@ -1,8 +1,10 @@
 """The ``.npz`` file layout of per-sample curvature: :func:`save_npz` and :func:`load_npz`.
 
-One file holds what :class:`~rmt.hessians.HessianSet` needs (contract §1, §8) — Gauss–Newton
-factors per sample, per-sample loss gradients, and the name of the loss the factors belong to.
-This docstring and ``docs/npz.md`` are the two descriptions of the layout (the same text).
+One file holds everything a :class:`~rmt.hessians.HessianSet` holds (contract §1, §8) — per-sample
+curvature in its representation (Gauss–Newton factors, dense Hessians or commuting profiles),
+per-sample loss gradients, shared curvature λI or QQᵀ (weight decay), and the name of the loss
+the factors belong to — so that a set read back gives the same answers, bit for bit, as the set
+that was written. This docstring and ``docs/npz.md`` are the two descriptions of the layout.
 
 Layout, ``format_version`` 1 (every array real and finite; ``n_r``/``n_f`` samples, ``d``
 parameters, ``k`` factor columns)::
@@ -17,14 +19,38 @@ parameters, ``k`` factor columns)::
                                               of contract §8; omit at an interpolating minimum)
     forget_gradients    (n_f, d), optional    the same for the forget set (needs forget_factors)
 
+Everything a HessianSet holds (:data:`EXTENSION_KEYS`; written only for the sets that need
+them, so a plain factor set is the file above, readable by any rmt)::
+
+    shared              () λ >= 0 or (d, k) Q     shared curvature in every sample's Hessian of both
+                                              sets, H_i + λI or H_i + QQᵀ: the shared= argument of
+                                              from_factors/from_dense (weight decay: docs/models.md)
+    retain_hessians     (n_r, d, d)           a dense set (from_dense), as given
+    forget_hessians     (n_f, d, d)
+    retain_eigenvalues  (n_r, d)              a commuting set (from_commuting): profiles λ_i with
+    forget_eigenvalues  (n_f, d)              H_i = B diag(λ_i) Bᵀ, shared term already inside
+    basis               (d, d)                its orthogonal basis B (identity when absent)
+    folded_shared       () or (d,)            the shared term folded into those profiles
+                                              (recorded, never added again)
+    stationarity        () string             JSON of hs.stationarity when it is not the one
+                                              from_factors recomputes (a bridge's, made with w*)
+
+Factors and gradients keep their dtype (float32 stays float32: a set on the large-d path is
+read back on the same path with the same arrays); everything else is float64. ``save_npz``
+builds the set :func:`load_npz` will return and compares it field by field with the one being
+written; a field the layout cannot hold, or one that would come back different, is a
+``ValueError`` at save time and nothing is written. Files older than these keys are read as
+before; an rmt older than these keys refuses a file that uses them ("unknown key"), it never
+reads it without them.
+
 The factors are **not** the loss gradients: for a per-sample loss ℓ(f(x_i; w), y_i) the factor is
 J_iᵀS_i with S_iS_iᵀ = ∂²ℓ/∂f², the gradient J_iᵀ∂ℓ/∂f (:func:`rmt.models.gauss_newton`).
 
 Read-only legacy keys (files written for ``rmt analyze`` before the layout had a version):
 ``retain_grads``/``forget_grads`` (n, d) — rank-one factors g_i, H_i = g_i g_iᵀ (despite the name,
-*not* loss gradients); ``retain_hessians``/``forget_hessians`` (n, d, d) — dense symmetric PSD
-per-sample Hessians. One curvature key per set. A legacy ``*_grads`` key cannot be combined with a
-``*_gradients`` key (the two names would mean different things in one file).
+*not* loss gradients); dense ``*_hessians`` beside factors of the other set (both densified).
+One curvature key per set. A legacy ``*_grads`` key cannot be combined with a ``*_gradients`` key
+(the two names would mean different things in one file).
 
 Checks, all ``ValueError`` with one message naming the key, done before anything is computed:
 not a file / a directory / not an ``.npz`` archive / object arrays; unknown or missing keys; wrong
@@ -37,15 +63,16 @@ opaque error) or underflow (everything would silently "converge").
 Write one from a trained model in one call::
 
     rmt.io.save_npz("curv.npz", rmt.models.hessian_set(model, w, Xr, yr, Xf, yf), loss=model.loss)
+    rmt.io.save_npz("wd.npz", rmt.HessianSet.from_factors(Fr, Ff, shared=lam), loss="logistic")
     hs = rmt.io.load_npz("curv.npz")                       # HessianSet, gradients attached
     hs, meta = rmt.io.load_npz("curv.npz", with_metadata=True)   # meta.loss, meta.format_version
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import contextlib
 import math
 import os
 import zipfile
@@ -600,7 +627,8 @@ def save_npz(path: str | os.PathLike, hs_or_arrays: HessianSet | Mapping[str, np
     back = _parse(arrays, "hs_or_arrays", quiet=True)[0]  # a file load_npz accepts ...
     if isinstance(hs_or_arrays, HessianSet):  # ... and give back this very set
         report = _report_json(hs_or_arrays)
-        if report is not None and report != _report_json(back):  # not what from_factors recomputes (a bridge's, with w*)
+        # a report from_factors would not recompute on load (a bridge's, made with w*): store it
+        if report is not None and report != _report_json(back):
             arrays["stationarity"] = np.asarray(report, dtype=np.str_)
             back = _parse(arrays, "hs_or_arrays", quiet=True)[0]
         _check_round_trip(hs_or_arrays, back)
