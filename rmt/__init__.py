@@ -19,22 +19,8 @@ from .forecast import (
 )
 from .hessians import HessianSet
 from . import verdict
-from .meansquare import (
-    MeanSquareOperator,
-    MeanSquareResult,
-    SecondMomentResult,
-    critical_alpha,
-    critical_batch,
-    critical_eta,
-    mean_square,
-    mean_square_rate,
-    mean_square_stable,
-    stable_set,
-    mixed_hessian,
-    mixed_hessian_extremes,
-    noise_coefficients,
-    second_moment,
-)
+from .meansquare import *  # noqa: F403 (every name of rmt.meansquare.__all__)
+from .meansquare import __all__ as _MEANSQUARE
 from .schedule import Schedule
 from .certificates import Certificate, CertificateError, certify, certify_critical, load_certificate
 from .montecarlo import affine_paths, lyapunov, lyapunov_spectrum, moment_growth, simulate
@@ -69,23 +55,10 @@ __all__ = [
     "validation",
     "coherence",
     "CoherenceResult",
-    "mixed_hessian",
-    "mixed_hessian_extremes",
-    "MeanSquareOperator",
-    "MeanSquareResult",
-    "SecondMomentResult",
-    "mean_square",
-    "mean_square_rate",
-    "mean_square_stable",
-    "stable_set",
     "affine_paths",
-    "second_moment",
-    "critical_eta",
-    "critical_batch",
-    "critical_alpha",
-    "noise_coefficients",
     "lyapunov",
     "lyapunov_spectrum",
     "moment_growth",
     "simulate",
+    *_MEANSQUARE,
 ]

@@ -198,10 +198,8 @@ def affine_moments(hs: HessianSet | Dynamics, schedule: Schedule | int | None = 
     :func:`start_coordinates` (default δ_0 = 0: unlearning starts at w*). Cost per step
     O(r³ + r²Σk + p²n): no d×d matrix is formed.
     """
-    if isinstance(hs, Dynamics) and schedule is not None and steps is None:
-        schedule, steps = None, cast(int, schedule)  # the (dynamics, steps) form
-    dyn = as_dynamics(hs, cast("Schedule | None", schedule))
-    if steps is None:
+    dyn = as_dynamics(hs, cast("Schedule | None", schedule))  # rmt.api.analysis: a Dynamics
+    if steps is None:  # f(dyn, steps) puts steps in its place (rmt.api.analysis)
         raise TypeError("affine_moments needs steps")
     steps = check_int(steps, "steps", minimum=0)
     M, m, frozen = start_coordinates(dyn, start)

@@ -224,9 +224,7 @@ def forecast(hs: HessianSet | Dynamics, schedule: Schedule | int | None = None,
     from .montecarlo import affine_paths
     from .montecarlo import lyapunov as _lyapunov
 
-    if isinstance(hs, Dynamics) and schedule is not None and steps is None:
-        schedule, steps = None, cast(int, schedule)  # the (dynamics, steps) form
-    dyn = as_dynamics(hs, cast("Schedule | None", schedule))
+    dyn = as_dynamics(hs, cast("Schedule | None", schedule))  # rmt.api.analysis: a Dynamics
     if steps is None:
         raise TypeError("forecast needs steps (the horizon)")
     steps = check_int(steps, "steps", minimum=1)

@@ -33,7 +33,7 @@ verdict), ``analysis`` (:func:`mean_square` and sign tests), ``critical`` (η*, 
 from __future__ import annotations
 
 from ..dynamics import noise_coefficients
-from ..threads import blas_threads
+from ..threads import blas_threads  # noqa: F401 (the BLAS policy, importable from here too)
 from .analysis import (MeanSquareResult, mean_square, mean_square_rate, mean_square_stable,
                        _is_stable, _span_margin, _stability_margin)
 from .config import (DENSE_MAX_SPAN, METHODS, PEP_MAX_SPAN, PERRON_DENSE_MAX_SPAN,
@@ -59,5 +59,4 @@ __all__ = [
     "critical_alpha",
     "mixed_hessian",
     "mixed_hessian_extremes",
-    "blas_threads",
 ]

@@ -47,9 +47,7 @@ def second_moment(hs: HessianSet | Dynamics, schedule: Schedule | int | None = N
     start, m0 = w_0 w_0ᵀ), or None for m0 = I. With w = u + v (u on the span U, v on the null
     space), v is frozen and ‖w‖² = ‖u‖² + ‖v‖², so E‖w_k‖² = tr T^k(Uᵀm0U) + tr(P_N m0).
     """
-    if isinstance(hs, Dynamics) and not isinstance(schedule, Schedule) and schedule is not None:
-        # second_moment(dynamics, steps, m0) positional form
-        schedule, steps, m0 = None, schedule, steps if m0 is None else m0
+    # second_moment(dyn, steps, m0) puts steps and m0 in their places (rmt.api.analysis)
     op = MeanSquareOperator(as_dynamics(hs, cast("Schedule | None", schedule)))
     hs = op.hs
     if steps is None:
