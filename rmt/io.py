@@ -79,12 +79,13 @@ import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import numpy.typing as npt
 
 from .hessians import HessianSet
+from .stationarity import StationarityReport
 
 __all__ = [
     "FORMAT_VERSION",
@@ -276,7 +277,7 @@ _SUFFIX_OF_KIND = {"rank1": "factors", "factor": "factors", "dense": "hessians",
                    "commuting": "eigenvalues"}
 
 
-def _describe(key):
+def _describe(key: str) -> str:
     return (KEYS | EXTENSION_KEYS | LEGACY_KEYS)[key].split(" ", 1)[0]
 
 
@@ -409,16 +410,14 @@ def _parse(arrays, where, *, quiet=False):
     return hs, version, loss, layout, curv
 
 
-def _parse_report(arrays):
+def _parse_report(arrays: Mapping[str, np.ndarray]) -> StationarityReport:
     """The stationarity report stored as a JSON string (``stationarity`` key)."""
-    from .stationarity import StationarityReport
-
     arr = arrays["stationarity"]
     if arr.dtype.kind not in ("U", "S") or arr.shape != ():
         raise ValueError(f"stationarity must be a 0-d string (JSON), got dtype {arr.dtype} and "
                          f"shape {arr.shape}")
-    text = arr[()]
-    text = text.decode() if isinstance(text, bytes) else str(text)
+    raw = arr[()]
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
     try:
         return StationarityReport(**json.loads(text))
     except (TypeError, ValueError) as exc:
@@ -426,7 +425,8 @@ def _parse_report(arrays):
                          f"({type(exc).__name__}: {exc})") from None
 
 
-def _parse_shared(arrays, key, d, *, ndims):
+def _parse_shared(arrays: Mapping[str, np.ndarray], key: str, d: int, *,
+                  ndims: tuple[int, ...]) -> float | np.ndarray:
     """``shared`` (λ or Q (d, k)) or ``folded_shared`` (λ or a profile (d,)), checked."""
     arr = _as_real(arrays[key], key)
     if arr.ndim not in ndims:
@@ -452,7 +452,9 @@ def _parse_shared(arrays, key, d, *, ndims):
     return arr
 
 
-def _build(mats, kw, shared=None, basis=None, folded=None):
+def _build(mats: dict[str, tuple[str, np.ndarray]], kw: dict[str, np.ndarray | None],
+           shared: float | np.ndarray | None = None, basis: np.ndarray | None = None,
+           folded: float | np.ndarray | None = None) -> HessianSet:
     kinds = {kind for kind, _ in mats.values()}
     if kinds == {"eigenvalues"}:
         hs = HessianSet.from_commuting(mats["retain"][1], mats.get("forget", (None, None))[1],
@@ -498,12 +500,12 @@ _SAVED_FIELDS = frozenset({"kind", "_retain", "_forget", "_basis", "_gradients",
 _DERIVED_FIELDS = frozenset({"_reductions", "_large", "_dense_factors"})
 
 
-def _cached_fields(cls):
+def _cached_fields(cls: type) -> set[str]:
     return {name for klass in cls.__mro__ for name, value in vars(klass).items()
             if isinstance(value, cached_property)}
 
 
-def _arrays_of(hs):
+def _arrays_of(hs: HessianSet) -> dict[str, np.ndarray]:
     """The layout arrays of a HessianSet: every stored field in its own representation and dtype
     (ValueError for a field the layout cannot hold)."""
     unknown = sorted(set(vars(hs)) - _SAVED_FIELDS - _DERIVED_FIELDS - _cached_fields(type(hs)))
@@ -538,7 +540,7 @@ def _arrays_of(hs):
     return out  # hs.stationarity: added by save_npz when load_npz would not recompute it
 
 
-def _report_json(hs):
+def _report_json(hs: HessianSet) -> str | None:
     report = getattr(hs, "stationarity", None)
     if report is None:
         return None
@@ -549,7 +551,7 @@ def _report_json(hs):
                          "a file without it") from None
 
 
-def _same(a, b):
+def _same(a: object, b: object) -> bool:
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, float) or isinstance(b, float):
@@ -558,7 +560,7 @@ def _same(a, b):
     return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
 
 
-def _check_round_trip(hs, back):
+def _check_round_trip(hs: HessianSet, back: HessianSet) -> None:
     """Every stored field of ``back`` (built from the arrays to be written) equals ``hs``'s:
     ValueError naming the first that does not (a file must never answer differently)."""
     pairs = [("kind", hs.kind == back.kind), ("large-d path", hs._large == back._large),
@@ -608,7 +610,7 @@ def save_npz(path: str | os.PathLike, hs_or_arrays: HessianSet | Mapping[str, np
     if not p.parent.is_dir():
         raise ValueError(f"the folder of path {str(p)!r} does not exist")
     if isinstance(hs_or_arrays, HessianSet):
-        arrays = _arrays_of(hs_or_arrays)
+        arrays: dict[str, Any] = _arrays_of(hs_or_arrays)
     elif isinstance(hs_or_arrays, dict):
         writable = (set(KEYS) | set(EXTENSION_KEYS)) - {"format_version", "loss"}
         bad = sorted(set(hs_or_arrays) - writable)

@@ -23,7 +23,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 import rmt
@@ -161,7 +161,12 @@ def test_round_trip_gives_identical_answers(case, data):
         sch = _valid_for(hs, data.draw(schedules(hs), label="schedule"))
         back = _save_load(hs, folder)
         _assert_same_set(hs, back)
-        _assert_identical(_answers(hs, sch), _answers(back, sch))
+        memory = _answers(hs, sch)
+        _assert_identical(memory, _answers(back, sch))
+    event(f"kind={hs.kind} shared={'none' if shared is None else np.ndim(shared)} "
+          f"large={large} float32={float32}")
+    event(f"forget={hs.has_forget} gradients={hs.has_gradients} "
+          f"critical_alpha={'yes' if memory[1] is not None else 'no'}")
 
 
 @given(case=_sets_with_shared())
