@@ -252,8 +252,10 @@ def test_mlp_gauss_newton_and_gradient_against_finite_differences(small, case):
     # gradient of the trained objective, data + penalty
     L = _mlp_objective(est, X, y, n)
     G_fd = np.array([(L(w + 1e-6 * e) - L(w - 1e-6 * e)) / 2e-6 for e in np.eye(w.size)])
-    np.testing.assert_allclose(g.mean(0) + c * w, G_fd, atol=2e-9)
-    np.testing.assert_allclose(_all_gradients(hs).mean(0), G_fd, atol=2e-9)
+    # rmt's squared loss is ½‖f − y‖²: K times sklearn's, which averages over the K outputs
+    scale = est.n_outputs_ if isinstance(est, MLPRegressor) else 1
+    np.testing.assert_allclose(g.mean(0) + c * w, scale * G_fd, atol=2e-9)
+    np.testing.assert_allclose(_all_gradients(hs).mean(0), scale * G_fd, atol=2e-9)
     # Gauss–Newton Hessian from finite-difference Jacobians of the public outputs
     out = (lambda Z: est.predict(Z)) if isinstance(est, MLPRegressor) else _logits(est)
     J = _fd_jacobian(lambda v: _set_params(est, v).predict(X) if isinstance(est, MLPRegressor)
@@ -261,7 +263,7 @@ def test_mlp_gauss_newton_and_gradient_against_finite_differences(small, case):
     f = out(X).reshape(n, -1)
     K = f.shape[1]
     if isinstance(est, MLPRegressor):
-        Hf = np.broadcast_to(np.eye(K) / K, (n, K, K))  # sklearn averages over the K outputs
+        Hf = np.broadcast_to(np.eye(K), (n, K, K))
     elif K == 1:
         p = expit(f)
         Hf = (p * (1 - p))[:, :, None]
@@ -425,3 +427,26 @@ def test_public_functions_declare_their_constraints():
             table = getattr(fn, "parameter_constraints", None)
             assert table is not None, name
             assert set(table) == set(inspect.signature(fn).parameters), name
+
+
+def test_issue_instance_numbers(breast_cancer):
+    """The breast-cancer instance of docs/models.md "Weight decay (L2)" (built by hand in
+    tests/test_io_roundtrip.py): forget = rows 0..29, η = 0.32, B = 8, α = 0.1 without
+    replacement → ρ(T) = 0.99929 (resists), α* = 0.1434."""
+    X, t = breast_cancer
+    est = LogisticRegression(C=1.0, max_iter=100_000, tol=1e-12).fit(X, t)
+    hs = rs.hessian_set(est, X, t, forget=np.arange(30))
+    sch = rmt.Schedule(eta=0.32, batch=8, alpha=0.1, sampling="without_replacement")
+    assert rmt.mean_square(hs, sch).rate == pytest.approx(0.99929, abs=5e-6)
+    assert float(rmt.critical_alpha(hs, sch)) == pytest.approx(0.1434, abs=5e-5)
+
+
+def test_minibatch_mlp_penalty_is_alpha_over_the_batch_size(small):
+    X, _, t3, Y = small
+    adam = _quiet_fit(MLPClassifier(hidden_layer_sizes=(3,), alpha=0.2, batch_size=8,
+                                    max_iter=3, random_state=0), X, t3)
+    c = rs.penalty(adam, 40)
+    assert c.max() == pytest.approx(0.2 / 8)
+    reg = _quiet_fit(MLPRegressor(hidden_layer_sizes=(3,), alpha=0.2, solver="lbfgs",
+                                  max_iter=3, random_state=0), X, Y)
+    assert rs.penalty(reg, 40).max() == pytest.approx(2 * 0.2 / 40)  # K = 2 outputs

@@ -3,35 +3,36 @@
 Supported, as fitted (exact classes; subclasses and ``*CV`` variants are refused):
 
 ==========================  ==========================  =========================================
-estimator                   per-sample loss ℓ_i          penalty of the trained objective
+estimator                   per-sample loss ℓ_i (rmt)   penalty c_j of the mean-loss form
 ==========================  ==========================  =========================================
-``LogisticRegression``      logistic (2 classes; y =     ``C``: ½‖W‖²/(C·n) on the coefficients,
-                            ±1 with ``classes_[1]`` =    intercept unpenalised (``liblinear``:
-                            +1) or softmax (≥ 3)         ½b²/(C·n·s²), s = ``intercept_scaling``)
-``Ridge``                   squared ½‖f − y‖²            ``alpha``: ½α‖W‖²/n (per target for an
-                                                        array ``alpha``), intercept unpenalised
-``LinearRegression``        squared ½‖f − y‖²            none
-``MLPClassifier``           logistic on the output       ``alpha``: ½α Σ_layers ‖W_l‖²/n,
-                            logit (binary) or softmax    intercepts unpenalised
-                            on the logits (multiclass)
-``MLPRegressor``            squared, (1/K)·½‖f − y‖²     as ``MLPClassifier``
-                            (sklearn averages over the
-                            K outputs)
+``LogisticRegression``      ``"logistic"`` (2 classes;   1/(C·n) on the coefficients, 0 on the
+                            y = ±1, ``classes_[1]`` =    intercept (``liblinear``: 1/(C·n·s²),
+                            +1) or ``"softmax"`` (≥ 3)   s = ``intercept_scaling``); 0 for
+                                                        ``penalty=None`` / ``C=inf``
+``Ridge``                   ``"squared"`` ½‖f − y‖²      α/n on the coefficients (α_k/n on target
+                                                        k's row for an array α), 0 on intercepts
+``LinearRegression``        ``"squared"``                0
+``MLPClassifier``           ``"logistic"`` on the        α/m on every ``coefs_`` entry, 0 on
+                            output logit (binary) or     ``intercepts_``; m = n for ``lbfgs``, the
+                            ``"softmax"`` on the logits  batch size for ``sgd``/``adam``
+``MLPRegressor``            ``"squared"`` ½‖f − y‖²      K·α/m (sklearn averages the squared error
+                                                        over the K outputs too), as above
 ==========================  ==========================  =========================================
 
-**The objective, in the package's mean-loss form.** scikit-learn writes its objectives as
-C·Σ_i loss_i + ½‖w‖² (logistic), ‖y − Xw − b‖² + α‖w‖² (ridge) or (1/n)Σ_i loss_i +
-(α/2n)Σ‖W‖² (MLP). Divided by the positive constant that makes the data term a mean, every one
-is
+**The objective, in the package's mean-loss form** (``docs/models.md``, "Weight decay (L2)").
+scikit-learn writes C·Σ_i loss_i + ½‖w‖² (logistic), ‖y − Xw − b‖² + α‖w‖² (ridge),
+(1/n)Σ_i loss_i + (α/2n)Σ‖W‖² (MLP, with the squared error averaged over outputs too).
+Multiplied by the positive constant that turns the data term into a mean of rmt's per-sample
+losses (:data:`rmt.models.LOSSES`: ½‖f − y‖² for squared error), every one is
 
     L(w) = (1/n) Σ_i ℓ_i(w) + ½ Σ_j c_j w_j²,
 
-with the per-coordinate penalty c_j of :func:`penalty`: λ = 1/(C·n) (logistic), α/n (ridge and
-MLP), 0 (linear regression, ``penalty=None``) on coefficients and 0 on intercepts. The minimiser
-is the same, and this is the scaling in which the per-sample Hessians H_i and gradients g_i of the
-HessianSet are the theory's (contract §1, §8). **n is the number of rows of X**: pass the exact
-training data (after any preprocessing the estimator saw, e.g. the output of a pipeline's
-transformers), not a subset.
+with the per-coordinate penalty c_j of :func:`penalty` (table). The minimiser is the same, and
+this is the scaling in which the per-sample Hessians H_i and gradients g_i of the HessianSet are
+the theory's (contract §1, §8). **n is the number of rows of X**: pass exactly the training data
+(after any preprocessing the estimator saw, e.g. the output of a pipeline's transformers), not a
+subset. For ``sgd``/``adam`` MLPs sklearn penalises each minibatch gradient by αW/m (m the batch
+size), so the fixed point of an epoch is the minimiser of L with α/m (exact when m divides n).
 
 **Parameter order** (:func:`parameters`): ``coef_`` then ``intercept_``, per layer —
 
@@ -290,15 +291,13 @@ def _flat(est: Any) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _loss(est: Any) -> tuple[str, float]:
-    """(rmt loss name, scale s) with sklearn's per-sample loss = s · rmt's ℓ."""
+def _loss(est: Any) -> str:
+    """The rmt loss name of the estimator's per-sample loss (module docstring)."""
     if isinstance(est, LogisticRegression):
-        return ("logistic" if len(est.classes_) == 2 else "softmax"), 1.0
+        return "logistic" if len(est.classes_) == 2 else "softmax"
     if isinstance(est, MLPClassifier):
-        return ("logistic" if est.out_activation_ == "logistic" else "softmax"), 1.0
-    if isinstance(est, MLPRegressor):
-        return "squared", 1.0 / est.n_outputs_  # sklearn: 0.5·mean over samples and outputs
-    return "squared", 1.0
+        return "logistic" if est.out_activation_ == "logistic" else "softmax"
+    return "squared"  # MLPRegressor's 1/K over outputs goes into the penalty instead
 
 
 def _targets(est: Any, y: np.ndarray, n: int, K: int, loss: str) -> np.ndarray:
@@ -389,7 +388,7 @@ def _per_sample(est: Any, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
     n_in = est.n_features_in_
     if X.shape[1] != n_in:
         raise ValueError(f"X has {X.shape[1]} features, the estimator was fitted on {n_in}")
-    loss, scale = _loss(est)
+    loss = _loss(est)
     n = X.shape[0]
     d = _flat(est).size
     K = _layers(est)[0][-1].shape[1]
@@ -401,10 +400,14 @@ def _per_sample(est: Any, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.
         F, g = gauss_newton(J, f, Y[s:s + step], loss)
         Fs.append(F)
         gs.append(g)
-    F, g = np.concatenate(Fs), np.concatenate(gs)
-    if scale != 1.0:  # ℓ_sklearn = scale·ℓ: factors √scale, gradients scale
-        F, g = F * math.sqrt(scale), g * scale
-    return F, g
+    return np.concatenate(Fs), np.concatenate(gs)
+
+
+def _batch_size(est: Any, n: int) -> int:
+    """The minibatch size of an sgd/adam MLP fit on n rows (sklearn's rule)."""
+    if est.batch_size == "auto":
+        return min(200, n)
+    return int(np.clip(est.batch_size, 1, n))
 
 
 def _penalty(est: Any, n: int) -> np.ndarray:
@@ -432,7 +435,12 @@ def _penalty(est: Any, n: int) -> np.ndarray:
         return np.concatenate(c)
     if isinstance(est, LinearRegression):
         return np.zeros(_flat(est).size)
-    lam = est.alpha / n
+    # sklearn: mean loss + α/(2m)·Σ‖W‖² per gradient evaluation over m rows — m = n for lbfgs,
+    # the batch size for sgd/adam; MLPRegressor averages the squared error over its K outputs,
+    # so rmt's ½‖f − y‖² (K times sklearn's) carries K times the penalty
+    m = n if est.solver == "lbfgs" else _batch_size(est, n)
+    K = est.n_outputs_ if isinstance(est, MLPRegressor) else 1
+    lam = K * est.alpha / m
     out: list[np.ndarray] = []
     for W, b in zip(Ws, bs):
         out += [np.full(W.size, lam), np.zeros(np.asarray(b).size)]
