@@ -39,9 +39,11 @@ Factors and gradients keep their dtype (float32 stays float32: a set on the larg
 read back on the same path with the same arrays); everything else is float64. ``save_npz``
 builds the set :func:`load_npz` will return and compares it field by field with the one being
 written; a field the layout cannot hold, or one that would come back different, is a
-``ValueError`` at save time and nothing is written. Files older than these keys are read as
-before; an rmt older than these keys refuses a file that uses them ("unknown key"), it never
-reads it without them.
+``ValueError`` at save time and nothing is written. The version stays 1: a set that needs none
+of these keys is written as before, files older than them are read as before, and an rmt older
+than them refuses (``unknown key``) a file with ``shared``, ``*_eigenvalues``, ``basis``,
+``folded_shared`` or ``stationarity`` — it never reads a weight-decay file without its weight
+decay.
 
 The factors are **not** the loss gradients: for a per-sample loss ℓ(f(x_i; w), y_i) the factor is
 J_iᵀS_i with S_iS_iᵀ = ∂²ℓ/∂f², the gradient J_iᵀ∂ℓ/∂f (:func:`rmt.models.gauss_newton`).
