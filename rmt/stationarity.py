@@ -314,10 +314,15 @@ def _present(hs: _SetLike) -> tuple[str, ...]:
 
 
 def _row_norms_sq(a: np.ndarray) -> np.ndarray:
-    """Σ over all but the first axis of a², accumulated in float64 (float32 input not copied
-    as a whole)."""
+    """Σ over all but the first axis of a², accumulated in float64 over blocks of rows (large
+    float32 input is never upcast as a whole)."""
     flat = a.reshape(a.shape[0], -1)
-    return np.einsum("ij,ij->i", flat, flat, dtype=np.float64)
+    step = max(1, 2**22 // max(1, flat.shape[1]))
+    out = np.empty(flat.shape[0])
+    for s in range(0, flat.shape[0], step):
+        blk = np.asarray(flat[s:s + step], dtype=np.float64)
+        out[s:s + step] = np.einsum("ij,ij->i", blk, blk)
+    return out
 
 
 def _set_report(hs: _SetLike, w: np.ndarray | None, infer_decay: bool, threshold: float,

@@ -377,8 +377,9 @@ def _outputs_jacobian(est: Any, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         gW = np.einsum("ni,nko->nkio", a[layer], delta).reshape(n, K, -1)
         blocks = [gW, delta] + blocks
         if layer > 0:
-            delta = (delta @ W.T) * _activation_derivative(a[layer], act)[:, None, :] \
-                if act != "identity" else delta @ W.T
+            delta = delta @ W.T
+            if act != "identity":
+                delta = delta * np.asarray(_activation_derivative(a[layer], act))[:, None, :]
     return f, np.concatenate(blocks, axis=2)
 
 
