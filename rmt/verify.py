@@ -31,6 +31,7 @@ Use: ``python -m rmt.verify CERT.json`` or ``rmt verify CERT.json`` (exit 0 when
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import os
 import sys
@@ -163,16 +164,45 @@ def _columns(A, idx):
     return _from_fractions([[r[j] for j in idx] for r in rows])
 
 
+def _leading_minors_positive(M: list) -> bool:
+    """True iff every leading principal minor of the symmetric rational matrix M is > 0 (then M ≻ 0,
+    Sylvester). Fraction-free Bareiss elimination on M scaled to integers: the k-th pivot is the
+    k-th leading minor times a positive power of the scale, exactly, with integers bounded by the
+    minors (Hadamard) — no gcd per operation, unlike rational elimination. False says only "not
+    proven positive definite" (a zero minor can still be PSD)."""
+    n = len(M)
+    den = 1
+    for row in M:
+        for x in row:
+            den = den * x.denominator // math.gcd(den, x.denominator)
+    A = [[int(x * den) for x in row] for row in M]
+    prev = 1
+    for k in range(n):
+        p = A[k][k]
+        if p <= 0:
+            return False
+        Ak = A[k]
+        for i in range(k + 1, n):
+            Ai, aik = A[i], A[i][k]
+            for j in range(k + 1, n):
+                Ai[j] = (p * Ai[j] - aik * Ak[j]) // prev  # exact (Bareiss)
+        prev = p
+    return True
+
+
 def psd_status(S: Any) -> tuple[str, str]:
-    """("pd" | "psd" | "not psd", detail) of a symmetric rational matrix, by LDLᵀ with diagonal
-    pivoting in exact arithmetic: a negative pivot, or a zero pivot with a non-zero row, is a proof
-    that S is not PSD."""
+    """("pd" | "psd" | "not psd", detail) of a symmetric rational matrix, exactly: positive
+    definite when every leading principal minor is positive (fraction-free Bareiss); otherwise
+    LDLᵀ with diagonal pivoting, where a negative pivot, or a zero pivot with a non-zero row, is a
+    proof that S is not PSD."""
     M = _entries(S) if not isinstance(S, list) else [list(r) for r in S]
     n = len(M)
     for i in range(n):
         for j in range(i + 1, n):
             if M[i][j] != M[j][i]:
                 return "not psd", "not symmetric"
+    if _leading_minors_positive(M):
+        return "pd", "positive definite (leading principal minors)"
     active = list(range(n))
     definite = True
     while active:
