@@ -31,9 +31,22 @@ import numpy as np
 
 from rmt.schedule import mixing_weights
 
-__all__ = ["experiment_asymptotics", "D_GRID"]
+__all__ = ["experiment_asymptotics", "fingerprint", "D_GRID"]
 
 D_GRID = (250, 500, 1000, 2000)
+
+
+def fingerprint(quick: bool) -> dict:
+    """What the result of :func:`experiment_asymptotics` depends on: the mode, the sizes, this
+    module's source and the rmt version. ``rmt reproduce`` reuses a stored result while it
+    matches (any edit of this file recomputes the figures)."""
+    import hashlib
+
+    from .provenance import rmt_version
+
+    source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
+    return {"experiment": "asymptotics", "quick": bool(quick), "d_grid": list(D_GRID),
+            "source_sha256": source, "rmt_version": rmt_version()}
 
 
 def _rel(a, b):

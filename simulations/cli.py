@@ -13,21 +13,38 @@ Error handling is central (:func:`main`), so every subcommand behaves the same:
 * Ctrl-C (SIGINT) prints one line and exits with status 130; for the resumable commands
   (``rmt sweep``, ``rmt reproduce``) the line says where the finished cells are kept and that
   rerunning the same command resumes. Worker processes are stopped by the sweep engine.
+
+Start-up is cheap: ``rmt``, ``rmt --help`` and ``rmt --version`` import neither numpy/scipy nor
+the toolkit (:data:`COMMANDS` holds each subcommand's one-line help), and ``rmt <cmd> ...`` imports
+only the module of ``<cmd>`` — at dispatch, without catching its ImportError, so a broken
+subcommand fails loudly when it is run (and only then). ``rmt`` with no command prints the usage
+and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
+import re
 import sys
 
-from rmt.verdict import SIGN_CONVENTION
-
-from . import reproduce, sweep_cli, verify_cli
-from .cnn import cli as cnn_cli
-
-# Each module adds one or more subcommands through register(subparsers), in this order.
-_COMMAND_MODULES = (cnn_cli, sweep_cli, reproduce, verify_cli)
+#: Every subcommand, in the order ``rmt --help`` lists them: its module (which adds the full
+#: parser through ``register(subparsers)``, imported only when the command runs) and its one-line
+#: help (the same text the module registers; tests/test_cli_usage.py keeps the two equal).
+COMMANDS = {
+    "cnn": ("simulations.cnn.cli",
+            "two-layer ReLU CNN under signal-plus-noise: coherence and escape heatmaps"),
+    "sweep": ("simulations.sweep_cli",
+              "run a resumable parameter sweep from a TOML/YAML config into a zarr store"),
+    "analyze": ("simulations.sweep_cli",
+                "forecast, rho(T), critical eta/alpha/batch, Lyapunov and theorem checks for a "
+                "curvature .npz file"),
+    "reproduce": ("simulations.reproduce",
+                  "regenerate every figure with exact frontiers and write report.md"),
+    "verify": ("simulations.verify_cli",
+               "check a certificate file (exact arithmetic): exit 0 verified, 1 not"),
+}
 
 #: Commands whose ``--out`` folder keeps finished cells across runs (rerun = resume).
 _RESUMABLE = ("sweep", "reproduce")
@@ -74,19 +91,100 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def verdict_constants():
+    """:mod:`rmt.verdict` (``SIGN_CONVENTION``, ``FORGETS``, ...) without importing ``rmt``.
+
+    ``import rmt.verdict`` runs ``rmt/__init__`` (numpy, scipy, numba: about a second), so the
+    help texts read the constants from ``rmt/verdict.py`` itself, which imports only the standard
+    library (loaded once, under a private name). When ``rmt`` is already imported, that module is
+    returned.
+    """
+    global _VERDICT
+    if "rmt.verdict" in sys.modules:
+        return sys.modules["rmt.verdict"]
+    if _VERDICT is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("rmt")  # locates the package without running it
+        path = os.path.join(next(iter(spec.submodule_search_locations)), "verdict.py")
+        light = importlib.util.spec_from_file_location("_rmt_verdict_light", path)
+        module = importlib.util.module_from_spec(light)
+        light.loader.exec_module(module)
+        _VERDICT = module
+    return _VERDICT
+
+
+_VERDICT = None
+
+
+def rst_to_text(doc: str) -> str:
+    """``doc`` with its reStructuredText inline markup removed, as plain text for ``--help``.
+
+    Double-backquoted literals lose their quotes, a role such as :func:`a.b` becomes a.b (b with
+    a leading ~), bold loses its asterisks; the layout is kept.
+    """
+    doc = re.sub(r":[a-z]+:`~?([^`]+)`",
+                 lambda m: m.group(1).rsplit(".", 1)[-1] if m.group(0).count("~") else m.group(1),
+                 doc)
+    doc = re.sub(r"``([^`]+)``", r"\1", doc)
+    return re.sub(r"\*\*([^*]+)\*\*", r"\1", doc)
+
+
+class _OnlySubparsers:
+    """The ``subparsers`` a module's ``register`` sees when only some of its commands are wanted.
+
+    ``add_parser`` of a wanted name goes to the real subparsers; any other name gets a detached
+    parser that is thrown away (a module such as ``sweep_cli`` registers two commands).
+    """
+
+    def __init__(self, sub, wanted):
+        self._sub, self._wanted = sub, set(wanted)
+
+    def add_parser(self, name, **kwargs):
+        if name in self._wanted:
+            return self._sub.add_parser(name, **kwargs)
+        kwargs.pop("help", None)
+        kwargs.pop("aliases", None)
+        return _Parser(prog=f"rmt {name}", **kwargs)
+
+
+def _command_word(argv) -> str | None:
+    """The subcommand ``argv`` names (its first non-option word), or None."""
+    for word in argv:
+        if word == "--":
+            return None
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(commands=None) -> argparse.ArgumentParser:
+    """The ``rmt`` parser; full parsers only for ``commands`` (default: every command).
+
+    Every other command gets a placeholder carrying its one-line help (``rmt --help`` lists it),
+    so only the modules of ``commands`` are imported — an ImportError there propagates.
+    """
+    wanted = list(COMMANDS) if commands is None else [c for c in commands if c in COMMANDS]
     parser = _Parser(
         prog="rmt",
         description=(
             "Linear-stability toolkit for gradient-based machine unlearning. "
-            f"Convention: {SIGN_CONVENTION}."
+            f"Convention: {verdict_constants().SIGN_CONVENTION}."
         ),
-        epilog="Errors are one line (exit status 2); set RMT_DEBUG=1 for a traceback.",
+        epilog="Errors are one line (exit status 2); set RMT_DEBUG=1 for a traceback. "
+               "'rmt COMMAND --help' describes each command.",
     )
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _COMMAND_MODULES:
-        module.register(sub)
+    registered = set()
+    for name, (module_name, help_line) in COMMANDS.items():
+        if name not in wanted:
+            sub.add_parser(name, help=help_line, add_help=False)
+        elif name not in registered:
+            # one import and one register() per module, for all of its wanted commands at once
+            mine = [n for n in wanted if COMMANDS[n][0] == module_name]
+            importlib.import_module(module_name).register(_OnlySubparsers(sub, mine))
+            registered.update(mine)
     return parser
 
 
@@ -112,12 +210,18 @@ def _interrupted_message(args) -> str:
 
 def main(argv=None) -> int:
     args = None
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        parser = build_parser()
+        word = _command_word(argv)
+        parser = build_parser([word] if word in COMMANDS else [])
         args = parser.parse_args(argv)
+        if args.command is None:  # bare "rmt": the usage, and a usage error's status
+            parser.print_usage(sys.stderr)
+            print("rmt: error: a COMMAND is required (see 'rmt --help')", file=sys.stderr)
+            return EXIT_USAGE
         if getattr(args, "func", None) is None:
             parser.print_help()
-            return 0 if args.command is None else EXIT_USAGE
+            return EXIT_USAGE
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(_interrupted_message(args), file=sys.stderr)

@@ -1,25 +1,37 @@
 """``rmt reproduce``: regenerate the study's figures with exact frontiers, on resumable sweeps.
 
 Writes into ``--out`` (default ``rmt-output/reproduce/quick`` with ``--quick``,
-``rmt-output/reproduce/full`` otherwise; a folder holds one mode):
+``rmt-output/reproduce/full`` otherwise; a folder holds one mode). Experiments, by the name
+``--only``/``--skip`` take, in the order they run:
 
-1. ``hessian_grid_*.png`` — the Hessian-test phase diagrams over (B, σ) for SGD and unlearning at
-   α ∈ {0.1, 0.3, 0.5}, η ∈ {0.5, 0.8}: exact verdict on every integer (B, σ) and the exact
-   frontier ρ(T) = 1 (the critical batch of every σ), the theorem curves of the diagrams'
-   sampling scheme (without replacement), and the published 1000×-norm heuristic simulated with
-   its disagreeing cells marked;
-2. ``coherence_snr.png`` — CNN coherence vs SNR (closed form vs sampled, init and trained);
-3. ``cnn_heatmap_*.png`` — nonlinear CNN unlearning heatmaps with the linear frontier;
-4. ``lyapunov_vs_meansquare.png`` — where almost-sure and mean-square stability part ways;
-5. ``realdata/`` — forecasts vs actual nonlinear unlearning on real data (digits; one of the
-   slowest experiments, minutes even with --quick: leave it out with ``--skip realdata``);
-6. ``report.md`` (figures, agreement tables, version and commit) and ``summary.json`` (the run
-   manifest: mode, provenance, compute time accumulated over runs, every number).
+1. ``hessian_grid`` — ``hessian_grid_eta*.png``: the Hessian-test phase diagrams over (B, σ) for
+   SGD and unlearning at α ∈ {0.1, 0.3, 0.5}, η ∈ {0.5, 0.8}: exact verdict on every integer
+   (B, σ) and the exact frontier ρ(T) = 1 (the critical batch of every σ), the theorem curves of
+   the diagrams' sampling scheme, and the published 1000×-norm heuristic simulated with its
+   disagreeing cells marked;
+2. ``lyapunov`` — ``lyapunov_vs_meansquare.png``: where almost-sure and mean-square stability
+   part ways;
+3. ``coherence_snr`` — ``coherence_snr.png``: CNN coherence vs SNR (closed form vs sampled, init
+   and trained);
+4. ``cnn_heatmaps`` — ``cnn_heatmap_snr_alpha.png``, ``cnn_heatmap_snr_batch.png``: nonlinear
+   CNN unlearning heatmaps with the linear frontier;
+5. ``asymptotics`` — ``asymptotics_limits.png``, ``asymptotics_errors.png``: random-matrix limits
+   against sampled sets at d ∈ {250, 500, 1000, 2000} and their finite-size errors;
+6. ``realdata`` — ``realdata/``: forecasts vs actual nonlinear unlearning on real data (digits;
+   the slowest experiment, minutes even with ``--quick``: leave it out with ``--skip realdata``);
 
-Every sweep experiment is stored under ``OUT/sweeps/``: killing the command and rerunning it
-recomputes nothing that finished (the real-data result is reused once complete). ``--quick``
-uses coarse grids; the full mode uses the published resolutions (n = 100, σ ∈ 1..50,
-B ∈ 1..49, 10 runs of 1000 steps). Every argument is checked before any folder is created.
+and ``report.md`` (figures, agreement tables, version and commit) and ``summary.json`` (the run
+manifest: mode, provenance, compute time accumulated over runs, every number).
+
+Batch sampling: the experiments use the published protocol's scheme, without replacement
+(contract §7); the asymptotics ρ(T) rows use with replacement. The toolkit's default scheme,
+of ``rmt.Schedule`` and ``rmt analyze``, is bernoulli.
+
+Nothing finished is recomputed: every sweep experiment is stored under ``OUT/sweeps/``, and the
+asymptotics and real-data results are kept in ``OUT`` and reused while their inputs match, so
+killing the command and rerunning it resumes. ``--quick`` uses coarse grids; the full mode uses
+the published resolutions (n = 100, σ ∈ 1..50, B ∈ 1..49, 10 runs of 1000 steps). Every argument
+is checked before any folder is created.
 """
 
 from __future__ import annotations
@@ -333,12 +345,51 @@ def experiment_realdata(out: Path, quick: bool, run_kw: dict) -> dict:
     return {"figures": ["realdata/realdata.png"], "summary": summary, "markdown": md}
 
 
+def _result_store(out: Path, name: str) -> Path:
+    """Where a finished non-sweep experiment keeps its result and the fingerprint of its inputs."""
+    return Path(out) / "sweeps" / name / "result.json"
+
+
+def _cached_result(out: Path, name: str, fingerprint) -> dict | None:
+    """The stored result of ``name`` when its fingerprint equals ``fingerprint`` and every
+    figure it lists is still in ``out``; None otherwise (then it is recomputed)."""
+    try:
+        stored = json.loads(_result_store(out, name).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(stored, dict) or stored.get("fingerprint") != fingerprint:
+        return None
+    result = stored.get("result")
+    if not isinstance(result, dict):
+        return None
+    if not all((Path(out) / f).is_file() for f in result.get("figures", [])):
+        return None
+    return result
+
+
 def experiment_asymptotics(out: Path, quick: bool, run_kw: dict) -> dict:
     """:func:`simulations.asymptotics_figure.experiment_asymptotics` (numbers, a "markdown"
-    snippet, written PNGs listed under "figures"); no sweep, so ``run_kw`` is unused."""
+    snippet, written PNGs listed under "figures"); no sweep, so ``run_kw`` is unused.
+
+    Resumable like the sweeps: the result is stored in ``OUT/sweeps/asymptotics/result.json``
+    with the module's :func:`~simulations.asymptotics_figure.fingerprint` (mode, sizes, the
+    module's source and the rmt version) and reused by a rerun while the fingerprint matches and
+    its figures exist.
+    """
     from . import asymptotics_figure  # looked up per call: a test substitutes the module
 
-    return asymptotics_figure.experiment_asymptotics(Path(out), quick)
+    make_fp = getattr(asymptotics_figure, "fingerprint", None)
+    fp = json.loads(json.dumps(make_fp(quick), default=_json_default)) if make_fp else None
+    if fp is not None:
+        cached = _cached_result(out, "asymptotics", fp)
+        if cached is not None:
+            return cached
+    result = asymptotics_figure.experiment_asymptotics(Path(out), quick)
+    if fp is not None:
+        store = _result_store(out, "asymptotics")
+        store.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(store, {"fingerprint": fp, "result": result})
+    return result
 
 
 # ----------------------------------------------------------------------------- report
@@ -662,11 +713,13 @@ def reproduce(out=None, *, quick=False, executor="processes", dask_local=None, s
 
 
 def register(subparsers):
+    from .cli import rst_to_text
+
     names = list(all_experiments())
     p = subparsers.add_parser(
         "reproduce",
         help="regenerate every figure with exact frontiers and write report.md",
-        description=__doc__,
+        description=rst_to_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true",

@@ -39,9 +39,8 @@ from dataclasses import dataclass, field
 from numbers import Integral, Real
 from pathlib import Path
 
-import numpy as np
-
-from rmt.threads import limit_blas
+# numpy and rmt are imported where they are used: "rmt sweep --help" / "rmt analyze --help" then
+# import neither (simulations/cli.py imports this module only when one of its commands runs)
 
 __all__ = [
     "register",
@@ -58,6 +57,9 @@ __all__ = [
 EXIT_PARTIAL = 1
 #: Exit status of a usage or validation error (nothing computed).
 EXIT_USAGE = 2
+#: Default batch sampling of ``rmt analyze`` and of a sweep's schedule: ``rmt.Schedule``'s default
+#: (written out so that ``--help`` does not import rmt; tests/test_cli_usage.py keeps them equal).
+DEFAULT_SAMPLING = "bernoulli"
 
 
 def register(subparsers) -> None:
@@ -69,7 +71,10 @@ def register(subparsers) -> None:
             "Evaluate the quantities named in CONFIG on every cell of its grid and store a labelled "
             "xarray Dataset in STORE/result.zarr. Interrupt at any time and rerun the same command "
             "to finish: finished cells are never recomputed. Schema: docs/sweeps.md. Every error "
-            "is one line (exit status 2) and is found before the store is created. "
+            "is one line (exit status 2) and is found before the store is created. Schedule "
+            "fields the config leaves out take rmt.Schedule's defaults (batch sampling: "
+            f"{DEFAULT_SAMPLING}; set [schedule] sampling = \"without_replacement\" for the "
+            "Hessian-test protocol). "
             "Convention: 'diverges' = forgets, 'converges' = resists unlearning."
         ),
     )
@@ -86,8 +91,9 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=cmd_sweep)
 
-    from rmt.verdict import SIGN_CONVENTION_SHORT
+    from .cli import verdict_constants
 
+    SIGN_CONVENTION_SHORT = verdict_constants().SIGN_CONVENTION_SHORT
     a = subparsers.add_parser(
         "analyze",
         help="forecast, rho(T), critical eta/alpha/batch, Lyapunov and theorem checks for a "
@@ -109,9 +115,17 @@ def register(subparsers) -> None:
     a.add_argument("--batch", type=int, nargs="+", default=[1], help="retain batch size(s) (default 1)")
     a.add_argument("--alpha", type=float, nargs="+",
                    help="mixing weight(s) in [0, 1] (default: 0.1 with a forget set, else 0)")
-    a.add_argument("--sampling", nargs="+", default=["bernoulli"],
-                   choices=["bernoulli", "with_replacement", "without_replacement"])
-    a.add_argument("--schedule", nargs="+", default=["summed"], choices=["summed", "alternating"])
+    a.add_argument("--sampling", nargs="+", default=[DEFAULT_SAMPLING],
+                   choices=["bernoulli", "with_replacement", "without_replacement"],
+                   metavar="SCHEME",
+                   help="batch sampling scheme(s): bernoulli, with_replacement, "
+                        f"without_replacement (default {DEFAULT_SAMPLING}, as in rmt.Schedule: "
+                        "each sample joins a batch independently with probability B/n; "
+                        "the rmt reproduce experiments use without_replacement)")
+    a.add_argument("--schedule", nargs="+", default=["summed"], choices=["summed", "alternating"],
+                   metavar="COMBINATOR",
+                   help="step combinator(s): summed, alternating (default summed, as in "
+                        "rmt.Schedule)")
     a.add_argument("--forget-batch", type=int, help="forget batch size (default: same as --batch)")
     a.add_argument("--steps", type=int, default=1000,
                    help="forecast horizon in steps (default 1000)")
@@ -190,7 +204,7 @@ def cmd_sweep(args) -> int:
         ds = run_config(raw, args.out, executor=executor, progress=not args.no_progress, **opts)
     except SweepError as exc:
         return _error("sweep", exc)
-    total = int(np.prod([ds.sizes[d] for d in ds.dims]))
+    total = math.prod(int(ds.sizes[d]) for d in ds.dims)
     dims = ", ".join(f"{d}={ds.sizes[d]}" for d in ds.dims)
     print(
         f"sweep finished: {total} cells ({total - before} computed now, {before} reused) in "
@@ -276,6 +290,8 @@ class AnalysisPlan:
 
 def _num(x):
     """JSON-safe number: NaN → None, ±inf → "inf"/"-inf"."""
+    import numpy as np
+
     if x is None:
         return None
     if isinstance(x, (bool, np.bool_)):
@@ -295,6 +311,8 @@ def _num(x):
 
 def _json_safe(obj):
     """Recursively replace non-finite floats (JSON has none) and numpy scalars."""
+    import numpy as np
+
     if isinstance(obj, dict):
         return {str(k): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -320,6 +338,8 @@ def plan_analysis(hs, *, etas=None, batches=(1,), alphas=None, samplings=("berno
     the coherence). Raises ValueError/TypeError naming the option (``--eta`` when ``cli``) or the
     combination, before any result exists.
     """
+    import numpy as np
+
     import rmt
     from rmt.hessians import HessianSet
     from rmt.io import check_curvature_scale
@@ -564,6 +584,8 @@ def _check_theorems(plan, dyn, rate, eta_star):
 def _run(plan, on_entry=None):
     """Analyse every combination of ``plan`` (BLAS capped); a failing combination becomes an
     entry with ``error`` and the others still run. ``on_entry(entry)`` streams."""
+    from rmt.threads import limit_blas
+
     results = []
     with limit_blas():
         for i, dyn in enumerate(plan.dynamics):

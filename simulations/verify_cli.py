@@ -21,8 +21,10 @@ def _run(args):
 
 
 def register(subparsers):
+    from .cli import rst_to_text
+
     p = subparsers.add_parser(
         "verify", help="check a certificate file (exact arithmetic): exit 0 verified, 1 not",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=rst_to_text(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("cert", help="certificate file written by rmt.certify(...).save(path)")
     p.set_defaults(func=_run)
