@@ -13,8 +13,9 @@ file. Coordinates: Y lives on B = a set of the input's own factor columns spanni
 span, so that no floating-point basis enters the proof (the verifier checks that every factor lies
 in range(B) exactly).
 
-Scope: per-sample factors without shared curvature, spans r ≤ ``MAX_SPAN`` (exact rational
-verification; its cost grows like r³ times the size of the rationals). ρ(T) within the
+Scope: per-sample factors with or without shared curvature (λI makes the span all of R^d), spans
+r ≤ ``MAX_SPAN`` (exact rational verification; its cost grows like r³ times the size of the
+rationals). ρ(T) within the
 search's resolution of 1 gets no certificate: :class:`CertificateError` says so.
 """
 
@@ -136,6 +137,11 @@ def _exact_input(dyn):
             continue
         F = np.asarray(hs.factors(name), float)  # (n, d, k)
         inp[name] = [[[_pair(v) for v in row] for row in Fi] for Fi in F]
+    if hs.has_shared:  # C = λI + QQᵀ, part of every sample's Hessian
+        Q = hs.shared_factor
+        inp["shared"] = {"scalar": _pair(hs.shared_scalar),
+                         "Q": None if Q is None else [[_pair(v) for v in row]
+                                                      for row in np.asarray(Q, float)]}
     return inp
 
 
@@ -149,17 +155,24 @@ def _float_operator(dyn):
             F = np.asarray(hs.factors(name), float)
             blocks[name] = F
             cols.append(F.transpose(1, 0, 2).reshape(F.shape[1], -1))
+    cols.append(_shared_columns(hs))
     Phi = np.concatenate(cols, axis=1)
     _, _, piv = scipy.linalg.qr(Phi, mode="economic", pivoting=True)
-    r = dyn.r
+    r = _span_size(dyn)
     basis = sorted(int(j) for j in piv[:r])
     B = Phi[:, basis]
     Gi = np.linalg.inv(B.T @ B)
+    BtCB = np.zeros((r, r))  # Bᵀ C B of the shared curvature C = λI + QQᵀ (every sample has it)
+    if hs.shared_scalar > 0.0:
+        BtCB = BtCB + hs.shared_scalar * (B.T @ B)
+    if hs.shared_factor is not None:
+        BtQ = B.T @ np.asarray(hs.shared_factor, float)
+        BtCB = BtCB + BtQ @ BtQ.T
     terms = {}
     for t in dyn.terms:
         F = blocks[t.name]
         BtF = np.einsum("dr,ndk->nrk", B, F)
-        Cs = Gi[None] @ BtF @ BtF.transpose(0, 2, 1)
+        Cs = Gi[None] @ (BtF @ BtF.transpose(0, 2, 1) + BtCB[None])
         terms[t.name] = (t.weight, Cs, Cs.mean(axis=0), t.c, t.e)
     I = np.eye(r)
 
@@ -179,6 +192,21 @@ def _float_operator(dyn):
     return basis, T, r
 
 
+def _shared_columns(hs):
+    """Columns the span must contain besides the factors: Q's (C ∋ QQᵀ), and all of R^d with a
+    shared λI (then the span is the whole space and the null mode is one of T's blocks)."""
+    out = [np.zeros((hs.dim, 0))]
+    if hs.shared_factor is not None:
+        out.append(np.asarray(hs.shared_factor, float))
+    if hs.shared_scalar > 0.0:
+        out.append(np.eye(hs.dim))
+    return np.concatenate(out, axis=1)
+
+
+def _span_size(dyn):
+    return dyn.dim if dyn.hs.shared_scalar > 0.0 else dyn.r
+
+
 #: Spans up to this size get their candidate from the dense r²×r² matrix of T̃ (cheap, exact to
 #: round-off); above it from the toolkit's solver (rmt.mean_square), mapped to B coordinates.
 DENSE_CANDIDATE_SPAN = 8
@@ -192,13 +220,16 @@ def _candidate(dyn, basis, T, r):
     if r <= DENSE_CANDIDATE_SPAN:
         return _top(T, r)
     res = mean_square(dyn)
-    if res.eigenmatrix is None:
-        raise CertificateError("certify: the top mode is the null-space mode (shared curvature)")
     Phi = np.concatenate([np.asarray(dyn.hs.factors(t.name), float).transpose(1, 0, 2)
-                          .reshape(dyn.dim, -1) for t in dyn.terms], axis=1)
-    W = np.asarray(dyn.basis).T @ Phi[:, basis]
-    X = 0.5 * (res.eigenmatrix + res.eigenmatrix.T)
-    Y = np.linalg.solve(W, np.linalg.solve(W, X).T).T
+                          .reshape(dyn.dim, -1) for t in dyn.terms]
+                         + [_shared_columns(dyn.hs)], axis=1)
+    U = np.asarray(dyn.basis)
+    if res.eigenmatrix is None:  # the null mode of a shared λI dominates: its projector
+        Xd = np.eye(dyn.dim) - U @ U.T
+    else:
+        Xd = U @ (0.5 * (res.eigenmatrix + res.eigenmatrix.T)) @ U.T
+    P = np.linalg.lstsq(Phi[:, basis], np.eye(dyn.dim), rcond=None)[0]  # B⁺ (B full column rank)
+    Y = P @ Xd @ P.T
     Y = 0.5 * (Y + Y.T)
     if np.trace(Y) < 0:
         Y = -Y
@@ -231,11 +262,10 @@ def certify(hs: HessianSet | Dynamics, schedule: Schedule | None = None) -> Cert
     Returns a :class:`Certificate` whose :meth:`~Certificate.verify` succeeded; raises
     :class:`CertificateError` when none could be made (reason in the message)."""
     dyn = as_dynamics(hs, schedule)
-    if dyn.hs.shared_scalar != 0.0 or getattr(dyn.hs, "_shared_factor", None) is not None:
-        raise CertificateError("certify: shared curvature (shared=) is not supported yet")
-    if dyn.r > MAX_SPAN:
-        raise CertificateError(f"certify: span r = {dyn.r} > MAX_SPAN = {MAX_SPAN} (exact "
-                               "rational verification grows quickly with r)")
+    if _span_size(dyn) > MAX_SPAN:
+        raise CertificateError(f"certify: span r = {_span_size(dyn)} > MAX_SPAN = {MAX_SPAN} "
+                               "(exact rational verification grows quickly with r; a shared λI "
+                               "makes the span the whole space)")
     basis, T, r = _float_operator(dyn)
     rho, Y0 = _candidate(dyn, basis, T, r)
     inp = _exact_input(dyn)

@@ -10,7 +10,9 @@ the file stores each as an integer pair) and the schedule (η, α, batch sizes, 
 combinator). With B = a set of factor columns named in the certificate:
 
 1. B has full column rank and every factor of an active set lies in range(B) (exactly), so the span
-   U of the Hessians is range(B) and H_i B = B C_i with C_i = (BᵀB)⁻¹ BᵀH_iB.
+   U of the Hessians is range(B) and H_i B = B C_i with C_i = (BᵀB)⁻¹ BᵀH_iB. A shared curvature
+   C = λI + QQᵀ (input key ``shared``) is part of every sample's Hessian, H_i = F_iF_iᵀ + C: Q's
+   columns must lie in range(B) too, and with λ > 0 range(B) must be all of R^d.
 2. In these coordinates T(BYBᵀ) = B T̃(Y) Bᵀ with T̃ built from the C_i and the sampling
    coefficients (c, e) of contract §2.1: summed T̃(Y) = AYAᵀ + Σ_S s_S²[c_S/n_S Σ_i C_iYC_iᵀ −
    e_S C̄_SYC̄_Sᵀ], A = I + Σ_S s_S C̄_S, s_R = −η(1−α), s_F = ηα; alternating T̃_F∘T̃_R; SAM
@@ -271,9 +273,21 @@ def _operator(inp, basis_cols):
     blocks = [F for name in ("retain", "forget") if use[name] for F in sets[name]]
     if not blocks:
         raise ValueError("no active factor")
-    ents = [_entries(F) for F in blocks]
-    rows = [sum((e[i] for e in ents), []) for i in range(_shape(blocks[0])[0])]
-    Phi = _from_fractions(rows)  # d × (Σ k): the stacked factor columns of the active sets
+    d = _shape(blocks[0])[0]
+    shared = inp.get("shared")  # C = λI + QQᵀ in every sample's Hessian (contract §2, shared)
+    lam, Qm = Fraction(0), None
+    if shared is not None:
+        lam = _q(shared["scalar"])
+        if lam < 0:
+            raise ValueError("the shared λ must be >= 0")
+        if shared.get("Q") is not None:
+            Qm = _qmat(shared["Q"])
+    extra = [] if Qm is None else [Qm]
+    if lam > 0:  # the span is all of R^d: the identity's columns are candidates for B
+        extra.append(_eye(d))
+    ents = [_entries(F) for F in blocks + extra]
+    rows = [sum((e[i] for e in ents), []) for i in range(d)]
+    Phi = _from_fractions(rows)  # d × (Σ k): the stacked factor (and shared) columns
     ncols = _shape(Phi)[1]
     if any(not (0 <= j < ncols) for j in basis_cols) or len(set(basis_cols)) != len(basis_cols):
         raise ValueError("basis_columns out of range or repeated")
@@ -287,14 +301,18 @@ def _operator(inp, basis_cols):
         raise ValueError("a factor column lies outside the span of the basis columns")
     r = len(basis_cols)
     G = _mul(_t(Bm), Bm)
+    BtCB = _scale(G, lam)  # Bᵀ C B
+    if Qm is not None:
+        BtQ = _mul(_t(Bm), Qm)
+        BtCB = _add(BtCB, _mul(BtQ, _t(BtQ)))
     terms = {}
     for name in ("retain", "forget"):
         if not use[name]:
             continue
-        Hs = []  # BᵀH_iB = (BᵀF_i)(BᵀF_i)ᵀ: products of the inputs, no inverse
+        Hs = []  # BᵀH_iB = (BᵀF_i)(BᵀF_i)ᵀ + BᵀCB: products of the inputs, no inverse
         for F in sets[name]:
             BtF = _mul(_t(Bm), F)
-            Hs.append(_mul(BtF, _t(BtF)))
+            Hs.append(_add(_mul(BtF, _t(BtF)), BtCB))
         n = len(Hs)
         Hbar = _zeros(r, r)
         for H in Hs:

@@ -1,6 +1,7 @@
 """Soundness of certificates on adversarial instances (issue bar: ≥ 1,000 random small instances,
 no certificate verifies a false claim): ρ within 1e-8 of 1, near-double top eigenvalues, zero
-factors, and spans large enough that the candidate comes from the solver, not the dense matrix.
+factors, shared curvature (λI, QQᵀ), and spans large enough that the candidate comes from the
+solver, not the dense matrix.
 
 The default run checks a few dozen; ``-m slow`` runs 1,050. Every verified certificate is
 compared with the independent table oracle's ρ (tests/oracle.py, imports nothing from rmt), and
@@ -20,7 +21,8 @@ from rmt.verify import verify_data
 
 SCHEDULES = ("summed", "alternating", "sam")
 SAMPLING = ("bernoulli", "with_replacement", "without_replacement")
-KINDS = ("plain", "near_one", "near_double", "zero_factor", "solver_span")
+KINDS = ("plain", "near_one", "near_double", "zero_factor", "solver_span", "shared_lambda",
+         "shared_q")
 
 
 def _factors(rng, kind, d, n_r, n_f):
@@ -49,8 +51,16 @@ def _instance(seed):
     B, BF = int(rng.integers(1, n_r + 1)), int(rng.integers(1, n_f + 1))
     lam = float(np.max(np.linalg.eigvalsh(GR.T @ GR / n_r))) or 1.0
     kw = dict(sam_rho=0.05 / lam, sam_a=1.0) if schedule == "sam" else dict(forget_batch=BF)
-    HR = np.einsum("ni,nj->nij", GR, GR)
-    HF = np.einsum("ni,nj->nij", GF, GF)
+    shared, C = None, np.zeros((d, d))
+    if kind == "shared_lambda":  # weight decay λI: the span is all of R^d, a null mode exists
+        shared = float(rng.uniform(0.05, 0.5)) * lam
+        C = shared * np.eye(d)
+    elif kind == "shared_q":
+        shared = rng.standard_normal((d, 1)) * np.sqrt(0.3 * lam)
+        C = shared @ shared.T
+    # the oracle gets each sample's Hessian with the shared term in it (contract §2: H_i + C)
+    HR = np.einsum("ni,nj->nij", GR, GR) + C
+    HF = np.einsum("ni,nj->nij", GF, GF) + C
     orc = TableOracle(HR, HF, B, alpha, sampling, schedule, BF=BF,
                       sam_rho=kw.get("sam_rho", 0.0), sam_a=1.0)
     eta = float(np.exp(rng.uniform(np.log(0.05), np.log(3.0)))) / lam
@@ -65,7 +75,8 @@ def _instance(seed):
                     hi = mid
             eta = lo if rng.random() < 0.5 else hi
     sch = rmt.Schedule(eta, B, alpha=alpha, sampling=sampling, schedule=schedule, **kw)
-    return rmt.HessianSet.from_factors(GR, GF), sch, orc, kind
+    kw_hs = {} if shared is None else {"shared": shared}
+    return rmt.HessianSet.from_factors(GR, GF, **kw_hs), sch, orc, kind
 
 
 def _check(seed, made):
@@ -102,9 +113,10 @@ def _run(seeds):
 
 
 def test_adversarial_certificates_are_sound():
-    made = _run(range(1000, 1045))
+    made = _run(range(1000, 1056))
     assert made["rho <= c"] >= 5 and made["rho >= c"] >= 5, made
     assert made["near_one"] >= 1 and made["solver_span"] >= 3, made
+    assert made["shared_lambda"] >= 3 and made["shared_q"] >= 3, made
 
 
 @pytest.mark.slow
