@@ -203,6 +203,16 @@ def affine_moments(hs: HessianSet | Dynamics, schedule: Schedule | int | None = 
         raise TypeError("affine_moments needs steps")
     steps = check_int(steps, "steps", minimum=0)
     M, m, frozen = start_coordinates(dyn, start)
+    return _run_moments(dyn, steps, M, m, frozen)
+
+
+def _run_moments(dyn: Dynamics, steps: int, M: np.ndarray, m: np.ndarray, frozen: float, *,
+                 stop_above: float | None = None, tick=None) -> AffineMoments:
+    """The recursion of :func:`affine_moments` from (M0, m0, frozen) in [U, V] coordinates.
+
+    ``stop_above``: stop after the first k with E‖δ_k‖² (without the frozen part, which only
+    adds) ≥ this value; the arrays then end at that k (``steps`` = k). ``tick``: called once per
+    step (progress bars)."""
     r = dyn.r
     total = np.empty(steps + 1)
     span = np.empty(steps + 1)
@@ -220,6 +230,7 @@ def affine_moments(hs: HessianSet | Dynamics, schedule: Schedule | int | None = 
             a = 1.0 - eig.b
             M, m = eig.to_basis(M), eig.Q.T @ m
             step = lambda M, m: (eig.apply(M), a * m)  # noqa: E731
+    last = steps
     with np.errstate(over="ignore", invalid="ignore"):
         for k in range(steps + 1):
             span[k] = np.trace(M[:r, :r])
@@ -231,8 +242,16 @@ def affine_moments(hs: HessianSet | Dynamics, schedule: Schedule | int | None = 
                 # faster than the horizon); keep what was computed instead of raising
                 span[k:], drift[k:], total[k:], means[k:] = np.inf, np.inf, np.inf, np.nan
                 break
+            if stop_above is not None and total[k] >= stop_above:
+                last = k
+                break
             if k < steps:
                 M, m = step(M, m)
+                if tick is not None:
+                    tick()
+    if last < steps:
+        total, span, drift, means = total[:last + 1], span[:last + 1], drift[:last + 1], \
+            means[:last + 1]
     if eig is not None:  # back to span coordinates (traces are the same in both)
         M, means = eig.from_basis(M), means @ eig.Q.T
     rest: float | np.ndarray = frozen
@@ -242,9 +261,9 @@ def affine_moments(hs: HessianSet | Dynamics, schedule: Schedule | int | None = 
         null_rate = dyn.null_rate
         assert null_rate is not None  # has_null_mode
         with np.errstate(over="ignore"):
-            rest = frozen * null_rate ** np.arange(steps + 1)
+            rest = frozen * null_rate ** np.arange(last + 1)
     return AffineMoments(total + rest, means, np.linalg.norm(means, axis=1), span, drift, frozen,
-                         M, steps)
+                         M, last)
 
 
 @dataclass(frozen=True)

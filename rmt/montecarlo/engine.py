@@ -62,7 +62,7 @@ from scipy.special import logsumexp
 
 from numbers import Real
 
-from ..api import HS, SCHEDULE, SEED, analysis, at_least
+from ..api import BOOL, HS, SCHEDULE, SEED, analysis, at_least
 from ..dynamics import Dynamics, as_dynamics
 from ..hessians import HessianSet
 from ..schedule import Schedule
@@ -517,11 +517,11 @@ _PATH, _BACKEND = [Options(PATHS)], [Options(("numba", "reference"))]
 
 @analysis({"hs": HS, "schedule": SCHEDULE, "steps": at_least(1),
            "replicas": at_least(2), "seed": SEED, "burn_in": [None, *at_least(0)],
-           "path": _PATH, "backend": _BACKEND}, **_MC)
+           "path": _PATH, "backend": _BACKEND, "progress": [None, *BOOL]}, **_MC)
 def lyapunov(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
              steps: int | None = None, replicas: int | None = None, seed: Seed = None,
              burn_in: int | None = None, *, path: str = "auto",
-             backend: str = "numba") -> LyapunovResult:
+             backend: str = "numba", progress: bool | None = None) -> LyapunovResult:
     """Top Lyapunov exponent λ₁ of w_{k+1} = J_k w_k on the span of the Hessians (contract §2, §3).
 
     λ₁ = lim (1/k) log‖J_k⋯J_1 w_0‖ (almost surely, for a.e. start on the span). Estimated by
@@ -534,12 +534,26 @@ def lyapunov(hs: HessianSet | Dynamics, schedule: Schedule | None = None,
     plain-numpy twin of the kernel on identical draws (slow, for testing).
     ``hs, schedule``: a HessianSet and a Schedule, or a :class:`~rmt.dynamics.Dynamics` in place
     of the pair (then pass the remaining arguments by keyword).
+    ``progress``: a tqdm bar on stderr over the replicas (None: ``RMT_PROGRESS``, else only on
+    a terminal; :mod:`rmt.progress`); with a bar the replicas run in chunks (same numbers).
     """
+    from ..progress import bar, enabled
+
     dyn, plan, steps, burn_in, replicas = _setup_runs("lyapunov", hs, schedule, path, steps,
                                                       replicas, burn_in, backend)
     gens, seeds = _streams(seed, replicas)
     W0 = _start_vectors(plan, gens)[:, 0, :]
-    logsum, nmeas, nsing, _ = _run_vector(plan, W0, seeds, steps, burn_in, True, False, backend)
+    if enabled(progress):  # replicas are independent streams: chunks give the same numbers
+        parts, chunk = [], max(1, replicas // 16)
+        with bar(replicas, "lyapunov", progress=True, unit="replica") as b:
+            for i in range(0, replicas, chunk):
+                parts.append(_run_vector(plan, W0[i:i + chunk], seeds[i:i + chunk], steps,
+                                         burn_in, True, False, backend)[:3])
+                b.update(min(chunk, replicas - i))
+        logsum, nmeas, nsing = (np.concatenate(x) for x in zip(*parts))
+    else:
+        logsum, nmeas, nsing, _ = _run_vector(plan, W0, seeds, steps, burn_in, True, False,
+                                              backend)
     with np.errstate(invalid="ignore", divide="ignore"):
         per = np.where(nmeas > 0, logsum / np.maximum(nmeas, 1), np.nan)
     _warn_singular(int(nsing.sum()), "those steps were not measured and the vector restarted "
