@@ -396,6 +396,20 @@ def test_decay_options_and_forget_forms(small):
         rs.hessian_set(est, X, t + 5)
 
 
+def test_exact_decay_refuses_a_huge_shared_factor_and_isotropic_is_the_way_out(small, monkeypatch):
+    X, _, t3, _ = small
+    est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(4,), solver="lbfgs", alpha=0.1,
+                                   max_iter=200, random_state=0), X, t3)
+    monkeypatch.setattr(rs, "MAX_SHARED_ENTRIES", 100)
+    with pytest.raises(ValueError, match="decay='isotropic'"):
+        rs.hessian_set(est, X, t3, forget=[0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotStationaryWarning)
+        iso = rs.hessian_set(est, X, t3, forget=[0, 1], decay="isotropic")
+    assert iso.shared_scalar == pytest.approx(0.1 / 40) and iso.shared_factor is None
+    assert iso.kind == "factor" and iso.rank == 2
+
+
 def test_refusals_name_the_reason(small):
     X, t, t3, Y = small
     l1 = _quiet_fit(LogisticRegression(l1_ratio=1.0, solver="saga", C=1.0, max_iter=200), X, t)
