@@ -15,7 +15,8 @@ from ..dynamics import Dynamics, as_dynamics
 from ..hessians import HessianSet
 from ..schedule import Schedule
 from ..validation import Options, check_choice
-from ..api import HS, SCHEDULE, TIME_BUDGET, TOLERANCE, analysis, at_least
+from ..api import BOOL, HS, SCHEDULE, TIME_BUDGET, TOLERANCE, analysis, at_least
+from ..progress import bar as _bar
 from .analysis import (_is_stable, _span_margin, _stability, _stability_margin)
 from .operator import MeanSquareOperator
 from .config import _ROUNDOFF, PEP_MAX_SPAN, SYM_DENSE_MAX_SPAN
@@ -84,9 +85,10 @@ def _root(f, a, b, fa, fb, rtol, deadline, what):
     return float(a if fa >= 0 else b)
 
 
-@analysis({"rtol": TOLERANCE, "time_budget": TIME_BUDGET})
+@analysis({"rtol": TOLERANCE, "time_budget": TIME_BUDGET, "progress": [None, *BOOL]})
 def critical_eta(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
-                 rtol: float = 1e-10, time_budget: float | None = None) -> float:
+                 rtol: float = 1e-10, time_budget: float | None = None,
+                 progress: bool | None = None) -> float:
     """Critical learning rate η*: the upper edge of the lowest component of the stable set.
 
     The schedule's own ``eta`` is ignored. When the stable set {η > 0 : ρ(T(η)) ≤ 1} is an
@@ -104,7 +106,8 @@ def critical_eta(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
     (alternating, SAM) use the exact stable set (real roots of det(T(η) − I)); larger
     alternating/SAM spans fall back to a geometric scan that can miss windows narrower than its
     grid (a RuntimeWarning says so). ``time_budget`` (seconds): when it runs out the midpoint
-    of the current bracket is returned with a RuntimeWarning.
+    of the current bracket is returned with a RuntimeWarning. ``progress``: a tqdm bar on
+    stderr around the scan (None: ``RMT_PROGRESS``, else only on a terminal; :mod:`rmt.progress`).
     """
     dyn = as_dynamics(hs, schedule)
     _deadline(time_budget)  # validates the argument (every path here is a closed form or exact)
@@ -131,8 +134,12 @@ def critical_eta(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
         "scan's grid could be missed", RuntimeWarning, stacklevel=2)
     if lmin <= _ROUNDOFF * dyn.r * scale:
         lmin = lmax
-    return _first_crossing(lambda eta: -_stability_margin(dyn.replace(eta=float(eta))),
-                           1e-6 / lmax, 2.0 / lmin, rtol)
+    with _bar(None, "critical_eta (scan)", progress=progress, unit="eval") as b:
+        def g(eta):
+            b.update()
+            return -_stability_margin(dyn.replace(eta=float(eta)))
+
+        return _first_crossing(g, 1e-6 / lmax, 2.0 / lmin, rtol)
 
 
 def _null_critical_eta(dyn):
@@ -226,9 +233,9 @@ def _commuting_critical_eta(dyn):
     return best
 
 
-@analysis({"time_budget": TIME_BUDGET})
+@analysis({"time_budget": TIME_BUDGET, "progress": [None, *BOOL]})
 def critical_batch(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *,
-                   time_budget: float | None = None) -> int | None:
+                   time_budget: float | None = None, progress: bool | None = None) -> int | None:
     """Smallest batch size B* with ρ(T) ≤ 1 (the schedule's own ``batch`` is ignored).
 
     The forget batch follows B when ``forget_batch`` is None. ρ(T) is non-increasing in B for
@@ -236,23 +243,27 @@ def critical_batch(hs: HessianSet | Dynamics, schedule: Schedule | None = None, 
     and T is monotone in its noise part on the PSD cone — so a bisection over integers with the
     sign test of :func:`mean_square_stable` is exact. Returns None when even the largest
     admissible batch is unstable. ``time_budget``: when it runs out, the smallest batch known
-    to be stable is returned with a RuntimeWarning.
+    to be stable is returned with a RuntimeWarning. ``progress``: a tqdm bar on stderr over the
+    sign tests (:mod:`rmt.progress`).
     """
     dyn = as_dynamics(hs, schedule)
     schedule = dyn.schedule
     deadline = _deadline(time_budget)
     sizes = [t.n for t in dyn.terms if t.name == "retain" or schedule.forget_batch is None]
     hi = min(sizes) if sizes else schedule.batch
+    with _bar(None, "critical_batch", progress=progress, unit="test") as b:
 
-    def stable(B: int) -> bool:
-        return _is_stable(dyn.replace(batch=B))
+        def stable(B: int) -> bool:
+            b.set_postfix_str(f"B={B}")
+            b.update()
+            return _is_stable(dyn.replace(batch=B))
 
-    if not stable(hi):
-        return None
-    lo = 1
-    if stable(lo):
-        return 1
-    lo, hi, done = smallest_stable_integer(stable, lo, hi, deadline)
+        if not stable(hi):
+            return None
+        lo = 1
+        if stable(lo):
+            return 1
+        lo, hi, done = smallest_stable_integer(stable, lo, hi, deadline)
     if not done:
         warnings.warn(f"critical_batch: time budget ran out; B* lies in ({lo}, {hi}] "
                       f"(returning {hi}, known to be stable)", RuntimeWarning, stacklevel=2)
@@ -276,9 +287,11 @@ def smallest_stable_integer(stable: Callable[[int], bool], lo: int, hi: int,
 
 
 @analysis({"hs": HS, "schedule": SCHEDULE, "grid": at_least(2), "rtol": TOLERANCE,
-           "time_budget": TIME_BUDGET}, dynamics=False)  # the schedule's α is ignored: no Dynamics
+           "time_budget": TIME_BUDGET, "progress": [None, *BOOL]},
+          dynamics=False)  # the schedule's α is ignored: no Dynamics
 def critical_alpha(hs: HessianSet | Dynamics, schedule: Schedule | None = None, *, grid: int = 64,
-                   rtol: float = 1e-10, time_budget: float | None = None) -> float | None:
+                   rtol: float = 1e-10, time_budget: float | None = None,
+                   progress: bool | None = None) -> float | None:
     """Critical mixing weight α* = inf{α ∈ [0, 1] : ρ(T) > 1} (the schedule's ``alpha`` is ignored).
 
     Returns 0.0 if already unstable at α = 0 or α = 0⁺ — in particular, exactly, whenever the
@@ -292,6 +305,7 @@ def critical_alpha(hs: HessianSet | Dynamics, schedule: Schedule | None = None, 
     uniform scan of ``grid`` points (sign tests) refined by a root-finder, which can miss an
     unstable window narrower than the grid (a RuntimeWarning says so). ``time_budget``: when
     it runs out, the midpoint of the current bracket is returned with a RuntimeWarning.
+    ``progress``: a tqdm bar on stderr around the iterative search (:mod:`rmt.progress`).
     """
     if isinstance(hs, Dynamics):
         schedule = hs.schedule
@@ -323,7 +337,8 @@ def critical_alpha(hs: HessianSet | Dynamics, schedule: Schedule | None = None, 
         return CriticalValue(0.0, "unstable at α = 0 (retain descent alone already escapes)",
                              method="sign_test")
     if dyn.combinator.self_adjoint and dyn.hs.kind != "commuting":
-        return _summed_critical_alpha(dyn, rtol, deadline)
+        with _bar(None, "critical_alpha", progress=progress, unit="eval") as b:
+            return _summed_critical_alpha(dyn, rtol, deadline, tick=b.update)
     if dyn.hs.kind == "commuting" or dyn.r <= PEP_MAX_SPAN:
         sset = _stable_set(dyn, "alpha", rtol)
         if len(sset) > 1:
@@ -339,15 +354,24 @@ def critical_alpha(hs: HessianSet | Dynamics, schedule: Schedule | None = None, 
         f"{grid}-point scan and an unstable window narrower than its spacing could be missed",
         RuntimeWarning, stacklevel=2)
 
+    b = _bar(None, "critical_alpha (scan)", progress=progress, unit="eval")
+
     def f(alpha):
+        b.update()
         d = _at_alpha(dyn, alpha) if alpha in (0.0, 1.0) else dyn.replace(alpha=float(alpha))
         return _stability_margin(d)
 
+    with b:
+        return _alpha_scan(f, grid, deadline, rtol)
+
+
+def _alpha_scan(f, grid, deadline, rtol):
+    """The uniform α scan of :func:`critical_alpha` (sign tests, then a root-finder)."""
     prev, fprev = None, None
     for p in np.linspace(0.0, 1.0, grid + 1):
         if deadline is not None and time.perf_counter() > deadline:
             warnings.warn("critical_alpha: time budget ran out during the scan; α* > "
-                          f"{prev:.6g} (returning nan)", RuntimeWarning, stacklevel=2)
+                          f"{prev:.6g} (returning nan)", RuntimeWarning, stacklevel=3)
             return math.nan
         val = f(p)
         if val < 0:
@@ -415,7 +439,7 @@ def _summed_critical_eta(dyn):
                          "form failed its sign check)", method="convex_root")
 
 
-def _summed_critical_alpha(dyn, rtol, deadline):
+def _summed_critical_alpha(dyn, rtol, deadline, tick=None):
     """α* of a summed schedule (docs/contract.md §10.2, §10.5). f(α) = ρ(T(α)) − 1 is convex, so
     the stable α-set is one interval. Newton with the Hellmann–Feynman slope
     f′(α) = ⟨X, T′(α) X⟩/⟨X, X⟩ (X the Perron eigenmatrix; T(α) is quadratic in α, so the central
@@ -423,6 +447,8 @@ def _summed_critical_alpha(dyn, rtol, deadline):
     and Newton then descends monotonically to the root; a bracket [lo, hi] updated only by
     decided signs safeguards every step (bisection when Newton leaves it). No scan."""
     def solve(alpha):
+        if tick is not None:
+            tick()
         d = dyn.replace(alpha=float(alpha))
         op = MeanSquareOperator(d)
         if op.r <= SYM_DENSE_MAX_SPAN:  # eigh: exact and cheap, its enclosure decides the sign
