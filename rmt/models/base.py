@@ -30,7 +30,7 @@ class Model:
     n_params: int
     loss: str = "squared"
 
-    def _check(self, w, X):
+    def _check(self, w: ArrayLike, X: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         w = check_finite_array(w, "w", ndim=1)
         if w.shape != (self.n_params,):
             raise ValueError(f"w must have shape ({self.n_params},), got {w.shape}")

@@ -11,7 +11,7 @@ from ..validation import check_choice, check_int
 from numbers import Real
 
 from ..api import InstanceOf, analysis, at_least
-from ..validation import Array, Interval, Options
+from ..validation import Array, Constraint, Interval, Options
 from .base import LOSS, MODEL, Model, _check_data, _check_model, _resolve_loss
 from .losses import _loss_values
 
@@ -83,7 +83,7 @@ def _digits(classes, n_components, test_fraction, max_train, flip, seed, binary)
                       flipped=flipped, classes=classes, n_features=Xtr.shape[1])
 
 
-_DIGITS = {"n_components": [None, *at_least(1)],
+_DIGITS: dict[str, list[Constraint | None]] = {"n_components": [None, *at_least(1)],
            "test_fraction": [Interval(Real, 0, 1, closed="neither")],
            "max_train": [None, *at_least(1)], "flip": at_least(0), "seed": at_least(0)}
 

@@ -109,9 +109,10 @@ def _seeds(seed):
            "y_retain": [Array()], "X_forget": [None, Array(ndim=2)], "y_forget": [None, Array()],
            "loss": LOSS, "schedule": [InstanceOf(Schedule)], "steps": at_least(1),
            "seed": [*at_least(0), InstanceOf(np.random.SeedSequence, list, tuple, np.ndarray)],
-           "start": [None, Array(ndim=1), InstanceOf(Callable)], "weight_decay": NON_NEGATIVE,
-           "record": BOOL, "stop_radius": [None, *POSITIVE]}, dynamics=False,
-          blas=False)
+           "start": [None, Array(ndim=1),
+                     InstanceOf(Callable)],  # type: ignore[arg-type]  # an ABC at run time
+           "weight_decay": NON_NEGATIVE, "record": BOOL, "stop_radius": [None, *POSITIVE]},
+          dynamics=False, blas=False)
 def unlearn(model: Model, w_star: ArrayLike, X_retain: ArrayLike, y_retain: ArrayLike,
             X_forget: ArrayLike | None = None, y_forget: ArrayLike | None = None,
             loss: str | None = None, *, schedule: Schedule, steps: int,
@@ -216,7 +217,8 @@ def unlearn(model: Model, w_star: ArrayLike, X_retain: ArrayLike, y_retain: Arra
     over = np.zeros(len(seeds), dtype=bool)
     ran = np.full(len(seeds), steps)
     start_norms = []
-    recs = [] if record else None
+    recs: list[dict[str, np.ndarray]] | None = [] if record else None
+    nF = 0 if XF is None else XF.shape[0]  # forget-set size (used only when use_f)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         for s, sd in enumerate(seeds):
             rng = np.random.default_rng(sd)
@@ -229,10 +231,10 @@ def unlearn(model: Model, w_star: ArrayLike, X_retain: ArrayLike, y_retain: Arra
                 if use_r:
                     rec["retain"] = np.zeros((steps, nR))
                 if use_f:
-                    rec["forget"] = np.zeros((steps, XF.shape[0]))
+                    rec["forget"] = np.zeros((steps, nF))
             for k in range(steps):
                 xR = draw_indicators(rng, sch.sampling, nR, sch.batch) if use_r else None
-                xF = (draw_indicators(rng, sch.sampling, XF.shape[0], sch.batch_forget)
+                xF = (draw_indicators(rng, sch.sampling, nF, sch.batch_forget)
                       if use_f else None)
                 if record:
                     if use_r:
@@ -263,7 +265,7 @@ def unlearn(model: Model, w_star: ArrayLike, X_retain: ArrayLike, y_retain: Arra
                 lossR[s] = full_loss(w, XR, YR)
                 if XF is not None:
                     lossF[s] = full_loss(w, XF, YF)
-            if record:
+            if recs is not None:  # record
                 recs.append(rec)
     note = ""
     if lam > 0:
