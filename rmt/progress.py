@@ -45,7 +45,7 @@ def enabled(progress: bool | None = None) -> bool:
 class _Null:
     """A bar that does nothing (progress off)."""
 
-    n = 0
+    n: float = 0
 
     def update(self, n: float = 1) -> None:
         self.n += n
