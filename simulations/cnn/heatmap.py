@@ -460,7 +460,7 @@ def plot_heatmap(res, path=None):
     ρ(T) = ρ_c; dashed: asymptotic ρ(T) = 1 (contours of log ρ(T) over the cells); dots: predicted
     to diverge; × marks counted cells where observation and prediction disagree, □ the
     frontier-adjacent (not counted) ones. The title states both agreements as counts
-    (:func:`agreement_counts`). Every marker and line has a contrasting halo, so it reads on the
+    (:func:`agreement_counts`): what is counted, and how many of the uncounted cells disagree. Every marker and line has a contrasting halo, so it reads on the
     dark and the bright end of the colour map. Returns the figure.
     """
     from matplotlib import patheffects
@@ -514,10 +514,16 @@ def plot_heatmap(res, path=None):
     ax.set_ylabel("α (ascent weight on the forget set)" if name == "alpha"
                   else "batch size B  (log scale)")
     c = agreement_counts(res)
+    # say what is counted, and where the disagreements are: counted (×) vs frontier-adjacent (□)
+    bad_counted = c["counted"] - c["agree_counted"]
+    bad_uncounted = (c["cells"] - c["agree_all"]) - bad_counted
+    uncounted = c["cells"] - c["counted"]
     ax.set_title(f"CNN unlearning: escape vs ({res.axes.replace(',', ', ')})\n"
                  f"prediction ρ(T) > {res.rate_threshold:.4f} agrees on {c['agree_counted']}/"
-                 f"{c['counted']} counted cells, {c['agree_all']}/{c['cells']} of all cells",
-                 fontsize=9.5)
+                 f"{c['counted']} counted cells (≥ 1 cell from the frontier)\n"
+                 f"{bad_uncounted} of {uncounted} uncounted (frontier-adjacent) cells disagree; "
+                 f"{c['agree_all']}/{c['cells']} of all cells",
+                 fontsize=9)
     handles = [
         Patch(color=plt.get_cmap("cividis")(1.0), label=f"{LEGEND_DIVERGES} (observed)"),
         Patch(color=plt.get_cmap("cividis")(0.0), label=f"{LEGEND_CONVERGES} (observed)"),

@@ -284,10 +284,14 @@ def experiment_cnn_heatmaps(out: Path, quick: bool, run_kw: dict) -> dict:
         row, res, fixed, dis, dis_inf, fig = _one_heatmap(Path(out), h, axes, run_kw, seed=21 + k)
         rows.append(row)
         figs.append(fig)
+        uncounted = row["cells"] - row["counted"]
+        uncounted_agree = row["agree_all"] - row["agree_counted"]
         notes.append(
             f"* **{row['map']}** ({fixed}): {row['observed_forgets']}/{row['cells']} cells observed "
-            f"to diverge (forget), {row['predicted_forgets']} predicted. Disagreements among counted "
-            f"cells (finite horizon): {dis if dis else 'none'}; against ρ(T) = 1: "
+            f"to diverge (forget), {row['predicted_forgets']} predicted. Finite horizon: "
+            f"agreement {row['agree_counted']}/{row['counted']} on counted cells (disagreements: "
+            f"{dis if dis else 'none'}); {uncounted - uncounted_agree} of the {uncounted} "
+            f"uncounted (frontier-adjacent) cells disagree; against ρ(T) = 1: "
             f"{len(dis_inf)} counted cells"
             + (" — all 'predicted diverges, observed resists' with ρ(T) − 1 ≤ "
                f"{max(d['rate'] for d in dis_inf) - 1:.3g}" if dis_inf and all(
