@@ -40,6 +40,7 @@ from .validation import (
 from .dynamics import Dynamics
 from .hessians import HessianSet
 from .montecarlo._rng import Seed
+from .combinators import get_combinator
 from .schedule import SAMPLING_SCHEMES, Schedule
 
 __all__ = [
@@ -270,11 +271,12 @@ def _schedules(draw, hs, samplings, kinds, max_batch, eta_range, alphas):
     nr = max_batch if hs is None else hs.n_retain
     nf = max_batch if hs is None else hs.n_forget
     alpha = 0.0
+    comb = get_combinator(kind)
     if alphas == "unlearning":
-        if kind == "sam" or nf == 0:
+        if not comb.takes_forget or nf == 0:
             raise ValueError("alphas='unlearning' needs a forget set and a non-SAM schedule")
         alpha = draw(st.one_of(st.floats(0.01, 1.0), st.just(1.0)))
-    elif alphas == "any" and kind != "sam" and nf > 0:
+    elif alphas == "any" and comb.takes_forget and nf > 0:
         alpha = draw(st.one_of(st.just(0.0), st.floats(0.01, 1.0), st.just(1.0)))
     batch = draw(st.integers(1, max(1, min(nr, max_batch))))
     forget_batch = None
@@ -283,7 +285,7 @@ def _schedules(draw, hs, samplings, kinds, max_batch, eta_range, alphas):
         forget_batch = fb
     t = draw(st.floats(*eta_range))
     extra = {}
-    if kind == "sam":
+    if comb.preconditioned:
         extra = {"sam_rho": draw(st.floats(0.0, 2.0)), "sam_a": 1.0}
     sch = Schedule(eta=t, batch=batch, alpha=alpha, sampling=sampling, schedule=kind,
                    forget_batch=forget_batch, **extra)

@@ -104,8 +104,9 @@ class SummedStatement(Statement):
 
     def why(self, hs: InstanceLike, schedule: Schedule | None = None) -> str:
         """Why the statement applies or not (one sentence)."""
-        got = as_dynamics_of(hs, schedule).schedule.schedule
-        if got == "summed":
+        dyn = as_dynamics_of(hs, schedule)
+        got = dyn.schedule.schedule
+        if dyn.combinator.self_adjoint:
             return "hypotheses hold: summed schedule (J affine in η and α, G symmetric)"
         detail = {"alternating": "J = (I + ηαĤ_F)(I − η(1−α)Ĥ_R) is quadratic in η and α",
                   "sam": "J = I − ηĤ_R K with ĤK not symmetric"}.get(got, "J is not I − ηG")
