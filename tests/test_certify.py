@@ -120,11 +120,11 @@ def test_verify_from_a_file_cli_and_standalone(tmp_path):
 
 def test_refusals_say_why():
     rng = np.random.default_rng(0)
-    big = rmt.HessianSet.from_factors(rng.standard_normal((80, 70)))
+    big = rmt.HessianSet.from_factors(rng.standard_normal((90, 80)))
     with pytest.raises(CertificateError, match="MAX_SPAN"):
         certify(big, rmt.Schedule(0.01, 2))
-    # a shared λI makes the span the whole space: 4 samples in d = 70 are over the limit
-    shared = rmt.HessianSet.from_factors(rng.standard_normal((4, 70)), shared=0.1)
+    # a shared λI makes the span the whole space: 4 samples in d = 80 are over the limit
+    shared = rmt.HessianSet.from_factors(rng.standard_normal((4, 80)), shared=0.1)
     with pytest.raises(CertificateError, match="λI"):
         certify(shared, rmt.Schedule(0.01, 2))
 
@@ -184,7 +184,7 @@ def test_analyze_certify_reports_a_verified_certificate_or_why_not():
         ce = e["certificate"]
         assert ce["available"] and ce["verified"], ce
         assert (ce["claim"] == "rho >= c") == e["forgets"]
-    big = rmt.HessianSet.from_factors(rng.standard_normal((80, 70)))  # span 70 > MAX_SPAN = 64
+    big = rmt.HessianSet.from_factors(rng.standard_normal((90, 80)))  # span 80 > MAX_SPAN = 72
     rep = analyze(big, etas=[0.01], lyapunov=False, forecast=False, theorems=False, certify=True)
     ce = rep["results"][0]["certificate"]
     assert not ce["available"] and "MAX_SPAN" in ce["reason"]

@@ -136,3 +136,25 @@ def test_a_singular_or_indefinite_y_is_refused():
     data["Y"] = [[[1 if i == j else 0, 1] for j in range(r)] for i in range(r)]
     data["Y"][0][0] = [-1, 1]  # indefinite
     assert not verify_data(data)[0]
+
+
+def test_round_off_directions_dropped_by_the_span_rule_are_handled_exactly():
+    # one factor has a 1e-20 component outside the others' span: the toolkit's span rule drops it
+    # (curvature at round-off), the exact verifier counts it. ρ > 1: the certificate is made on
+    # the exact span. ρ < 1: exactly, ρ is within ~1e-40 of 1 there — refused, and it says why.
+    rng = np.random.default_rng(3)
+    G = np.zeros((5, 4))
+    G[:, :3] = rng.standard_normal((5, 3))
+    G[2, 3] = 1e-20
+    hs = rmt.HessianSet.from_factors(G)
+    lam = float(np.linalg.eigvalsh(G.T @ G / 5)[-1])
+    orc = TableOracle(np.einsum("ni,nj->nij", G, G), np.zeros((0, 4, 4)), 2, 0.0, "bernoulli",
+                      "summed", BF=1)
+    unstable = rmt.Schedule(3.0 / lam, 2)
+    assert rmt.Dynamics(hs, unstable).r == 3
+    cert = certify(hs, unstable)
+    assert cert.verify()[0] and len(cert.Y) == 4 and cert.claim == "rho >= c"
+    rho, allow = orc.rate(unstable.eta)
+    assert 1.0 < float(cert.c) <= rho * (1 + allow)
+    with pytest.raises(CertificateError, match="round-off curvature"):
+        certify(hs, rmt.Schedule(0.3 / lam, 2))
