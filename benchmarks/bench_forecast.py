@@ -19,6 +19,7 @@ is stopped and reported as a lower bound. Run::
 
     python benchmarks/bench_forecast.py                  # steps 200
     python benchmarks/bench_forecast.py --steps 300 --timeout 1200
+    python benchmarks/bench_forecast.py --blas-threads 1   # on a busy machine
 """
 
 from __future__ import annotations
@@ -75,9 +76,13 @@ print("RESULT " + json.dumps(out), flush=True)
 """
 
 
-def _run(root: Path, steps: int, eta_rel: float, timeout: float) -> dict:
+def _run(root: Path, steps: int, eta_rel: float, timeout: float,
+         blas_threads: int | None = None) -> dict:
     code = _CHILD.format(root=str(root), steps=steps, eta_rel=eta_rel)
     env = dict(os.environ, RMT_PROGRESS="0", PYTHONPATH=str(root))
+    if blas_threads is not None:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[var] = str(blas_threads)
     t0 = time.perf_counter()
     try:
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -109,19 +114,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--old", default=OLD_COMMIT, help="git commit of the old implementation")
     ap.add_argument("--timeout", type=float, default=900.0,
                     help="seconds after which the old code's run is stopped")
+    ap.add_argument("--blas-threads", type=int, default=None,
+                    help="cap BLAS threads in both children (e.g. 1 on a busy machine, where "
+                         "spinning BLAS threads inflate every timing)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="rmt-bench-forecast-") as tmp:
         old_root = Path(tmp) / "old"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old_root),
                         args.old], check=True, capture_output=True)
         try:
-            new = _run(ROOT, args.steps, args.eta_rel, args.timeout)
-            old = _run(old_root, args.steps, args.eta_rel, args.timeout)
+            new = _run(ROOT, args.steps, args.eta_rel, args.timeout, args.blas_threads)
+            old = _run(old_root, args.steps, args.eta_rel, args.timeout, args.blas_threads)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                             str(old_root)], capture_output=True)
     print(f"digits MLP: r = {new.get('r')}, d = {new.get('d')}, steps = {args.steps}, "
-          f"η = {args.eta_rel}·2/λ_max, ρ(T) = {new.get('rate')}")
+          f"η = {args.eta_rel}·2/λ_max, ρ(T) = {new.get('rate')}, max |g_i| = "
+          f"{new.get('grad_max')}, BLAS threads = {args.blas_threads or 'default'}")
     print(f"{'':18s} {'old (' + args.old + ')':>22s} {'new':>12s} {'old/new':>9s}")
     for key in ("forecast", "horizon_critical"):
         ratio = (f"{old[key] / new[key]:8.1f}x" if key in old and key in new else

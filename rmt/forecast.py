@@ -648,19 +648,35 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
             return start_coordinates(d2, s0)
         return _default_start(d2, None, 2, np.random.SeedSequence(0), eps)[0]
 
+    R2 = radius**2
     with bar(None, f"horizon_critical({parameter})", progress=progress, unit="eval") as b:
 
-        def excess(**change: Any) -> float:
+        built: dict = {}  # one Dynamics per knob value (the scan and the refinement share them)
+
+        def moments(change: dict, stop: bool) -> np.ndarray | None:
             b.set_postfix_str(", ".join(f"{k}={v:.6g}" for k, v in change.items()))
             try:
-                d2 = dyn.replace(**change)
-                m = _run_moments(d2, steps, *start_of(d2),
-                                 stop_above=radius**2).expected_sq_distance
+                key2 = tuple(sorted(change.items()))
+                if key2 not in built:
+                    d2 = dyn.replace(**change)
+                    built.clear()  # keep the newest only (each holds O(n·r + r²) arrays)
+                    built[key2] = (d2, start_of(d2))
+                d2, start2 = built[key2]
+                if stop and _stays_certified(d2, start2, steps, R2):
+                    return None  # provably inside for every k ≤ steps: no recursion needed
+                return _run_moments(d2, steps, *start2,
+                                    stop_above=R2 if stop else None).expected_sq_distance
             except FloatingPointError:
-                return math.inf
+                return np.array([0.0, math.inf])
             finally:
                 b.update()
-            return float(np.max(m[1:]) - radius**2) if m.size > 1 else -radius**2
+
+        def excess(**change: Any) -> float:
+            """max_k E‖δ_k‖² − radius² up to its sign (stops once it is ≥ 0)."""
+            m = moments(change, True)
+            if m is None:
+                return -R2
+            return float(np.max(m[1:]) - R2) if m.size > 1 else -R2
 
         share = None
         if parameter == "batch":
@@ -672,28 +688,99 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
                     value = B
                     break
             return HorizonCritical("batch", value, critical_batch(dyn), steps, float(radius))
+        key = "alpha" if parameter == "alpha" else "eta"
         if parameter == "alpha":
             share = out_of_span_share(dyn.hs)
             pts = np.linspace(0.0, 1.0, grid + 1)
             asym = critical_alpha(dyn.hs, dyn.schedule)
-            f = lambda a: excess(alpha=float(a))  # noqa: E731
         else:
             D = dyn.mixed_hessian()
             lam = float(np.max(np.abs(np.linalg.eigvals(D))))
             pts = np.geomspace(1e-3 / lam, 4.0 / lam, grid)
             asym = critical_eta(dyn)
-            f = lambda e: excess(eta=float(e))  # noqa: E731
+
+        def f(x):
+            return excess(**{key: float(x)})
+
+        def g(x):  # log(max_k E‖δ_k‖² / radius²): smooth in the knob, for the refinement
+            m = moments({key: float(x)}, False)
+            top = float(np.max(m[1:]))
+            return math.log(top / R2) if top > 0 else -math.inf
+
         prev, value = None, None
         for x in pts:
             if f(x) >= 0:
-                if prev is None:
-                    value = float(x)
-                else:
-                    lo, hi = prev, x
-                    while hi - lo > rtol * hi:
-                        mid = 0.5 * (lo + hi)
-                        lo, hi = (lo, mid) if f(mid) >= 0 else (mid, hi)
-                    value = float(hi)
+                value = float(x) if prev is None else _refine(f, g, float(prev), float(x), rtol)
                 break
             prev = x
     return HorizonCritical(parameter, value, asym, steps, float(radius), share)
+
+
+def _refine(f, g, lo: float, hi: float, rtol: float) -> float:
+    """Smallest leaving value in (lo, hi] to relative width ``rtol``: f(lo) < 0 ≤ f(hi).
+
+    Illinois (regula falsi that halves the stale end) on the smooth log excess g, bisection
+    when g is not finite or the bracket does not halve within three steps; returns the upper
+    end of the final bracket (a value that leaves, as the bisection it replaces did)."""
+    glo, ghi = g(lo), g(hi)
+    side, stale, width = 0, 0, hi - lo
+    while hi - lo > rtol * hi:
+        w = hi - lo
+        if stale < 3 and math.isfinite(glo) and math.isfinite(ghi) and ghi > glo:
+            mid = hi - ghi * w / (ghi - glo)
+            mid = min(max(mid, lo + 0.25 * rtol * hi), hi - 0.25 * rtol * hi)
+            gm = g(mid)
+            leaves = gm >= 0
+        else:
+            mid = 0.5 * (lo + hi)
+            leaves = f(mid) >= 0
+            gm = g(mid) if math.isfinite(glo) and math.isfinite(ghi) else math.nan
+            stale = 0
+        if leaves:
+            hi, ghi = mid, gm
+            if side == 1:
+                glo *= 0.5
+            side = 1
+        else:
+            lo, glo = mid, gm
+            if side == -1:
+                ghi *= 0.5
+            side = -1
+        if hi - lo > 0.5 * width:
+            stale += 1
+        else:
+            stale, width = 0, hi - lo
+    return float(hi)
+
+
+def _stays_certified(dyn: Dynamics, start, steps: int, R2: float) -> bool:
+    """A cheap proof that E‖δ_k‖² < R2 for every k ≤ steps (False: not proven).
+
+    δ_k = Φ_kδ_0 + Σ_j Φ_{k,j+1}b_j with Φ_{k,j+1} independent of b_j, and for a positive T,
+    tr T^j(X) ≤ τ^j tr X with τ = λ_max(T*(I)) = λ_max(E[JᵀJ]). Minkowski in L² gives
+    √E‖δ_k‖² ≤ √(τ₊^k tr M0) + √E‖b‖²·Σ_{i<k} τ₊^{i/2}, τ₊ = max(τ, 1) (non-decreasing in k).
+    Only without coordinates outside the span (p = r, no shared null mode)."""
+    from .meansquare import MeanSquareOperator
+
+    M0, _, frozen = start
+    r = dyn.r
+    if dyn.p != r or dyn.has_null_mode or r == 0:
+        return False
+    with np.errstate(over="ignore", invalid="ignore"):
+        import scipy.linalg
+
+        top = scipy.linalg.eigh(MeanSquareOperator(dyn).apply_adjoint(np.eye(r)),
+                                eigvals_only=True, subset_by_index=[r - 1, r - 1])
+        tau = max(float(top[-1]) * (1.0 + 1e-12), 1.0)  # slack for the eigensolver's round-off
+        s2 = 0.0
+        if dyn.has_drift:
+            s2 = max(float(np.trace(affine_step(dyn, np.zeros((r, r)), np.zeros(r))[0])), 0.0)
+        q = math.sqrt(tau)
+        try:
+            grow = q**steps
+        except OverflowError:
+            return False
+        walk = float(steps) if q == 1.0 else (grow - 1.0) / (q - 1.0)
+        bound = (math.sqrt(grow**2 * max(float(np.trace(M0)), 0.0)) + math.sqrt(s2) * walk)**2
+        bound += frozen
+    return bool(math.isfinite(bound) and bound < R2)
