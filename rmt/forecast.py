@@ -50,6 +50,16 @@ always reported beside the verdict (``mean_square_leaves``).
 
 ``forgets`` is True for "escapes" and "displaced" (the model left w*), with ``verdict`` and
 ``notion`` as in :mod:`rmt.verdict`.
+
+**Cost** (:class:`ForgettingCost`, second order at K): valid while the RMS distance at K stays
+within √(2·:data:`COST_LOSS`·r / tr H̄_R) (the length along an average span direction at which
+the quadratic retain loss rises by one loss unit); outside, ``valid`` is False and the summary
+says "INVALID".
+
+**Cost of the call.** The exact second-moment recursion runs only when the verdict needs it
+(``notion="mean-square"``) or when ``expected_sq_distance`` / ``mean_square_leaves`` /
+``cost`` are first read (same values). Long calls show a tqdm bar (``progress=``, or
+``RMT_PROGRESS=0/1``; :mod:`rmt.progress`).
 """
 
 from __future__ import annotations
