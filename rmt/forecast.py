@@ -98,15 +98,16 @@ START_LOSS = 1e-4
 COST_LOSS = 1.0
 
 
-def curvature_scale(dyn: HessianSet | Dynamics, loss: float = START_LOSS) -> float | None:
+@analysis({"dyn": [InstanceOf(Dynamics)], "loss": POSITIVE}, dynamics=False, blas=False)
+def curvature_scale(dyn: Dynamics, loss: float = START_LOSS) -> float | None:
     """√(2·loss·n_U / tr_U H̄_R): the length along an average direction of the start subspace at
     which the quadratic retain loss rises by ``loss`` (module docstring); None without curvature.
 
     The start subspace is the Hessian span U (n_U = r) or, with a shared curvature λI (which acts
     off the span too), all of R^d (n_U = d; tr adds λ(d − r)). H̄_R is the mean retain Hessian
     (with its shared curvature); when it vanishes there (a forget-only span), the sum of the
-    active sets' means is used."""
-    dyn = as_dynamics(dyn)
+    active sets' means is used. ``dyn``: a :class:`rmt.Dynamics` (the span depends on the active
+    sets of the schedule)."""
     r = dyn.r
     full = bool(dyn.has_null_mode)
     dim = dyn.dim if full else r
