@@ -38,6 +38,21 @@ and the report's ``reference`` says which denominator was used.
 :class:`NotStationaryWarning` and the number. scikit-learn's default ``tol=1e-4`` lands below it
 (s = 3.1e-4 on the breast-cancer fit above); ``max_iter=3`` lands far above (s = 0.12).
 
+**Gradients below round-off are exactly zero.** Before building the set, every bridge
+(:func:`rmt.models.hessian_set`, the JAX and sklearn adapters — not ``from_factors``, which takes
+its input as given) sets a per-sample gradient to exactly 0 when
+
+    ‖g_i‖ ≤ τ(d)·G,   G = max_j max(‖g_j‖, ‖F_j‖_F·max(1, ‖F_j‖_F·‖w*‖))   (retain ∪ forget),
+
+with τ(d) = 10·√d·eps the package's round-off rule (:func:`rmt.span.span_tolerance`, the span
+rule's threshold) and G the data-gradient scale: the largest gradient of the set, or the gradient
+g = Jᵀr that an output residual r as large as the outputs would produce — ‖F_j‖_F = ‖J_jS_j‖
+is the Jacobian scale (for squared loss ‖J_j‖ itself) and ‖F_j‖_F·‖w*‖ the output scale (a bound
+on |f_j| = |J_j w*| for models linear in w). A residual computed as f − y carries round-off
+~eps·(|f| + |y|), so a g_i under τ(d)·G is round-off (at an interpolating minimum every one is);
+left in, it would add drift directions that are noise. The count is the report's ``zeroed`` and
+its ``note`` says so.
+
 **Where it runs.** :func:`rmt.models.hessian_set`, :func:`rmt.adapters.jax.hessian_set`,
 :func:`rmt.adapters.sklearn.hessian_set` (w* known: s) and :meth:`rmt.HessianSet.from_factors`
 when per-sample gradients are given (w* unknown: s₀). The report is attached to the returned set
@@ -64,6 +79,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from .span import span_tolerance
 from .validation import Array, Constraint, Interval, Options, constrained
 
 __all__ = ["STATIONARITY_THRESHOLD", "NotStationaryWarning", "StationarityReport", "stationarity",
@@ -88,7 +104,8 @@ class StationarityReport:
     ``curvature``: κ = λ_max(∇²L) (None without w*); ``w_norm``: ‖w*‖ (None without w*);
     ``weight_decay``: an isotropic decay λ̂ ≥ 0 the check allowed because the bridge does not know
     the training penalty (None when the penalty was known); ``source``: who checked; ``note``:
-    caveats (e.g. gradients of one set only).
+    caveats (e.g. gradients of one set only, gradients set to zero); ``zeroed``: how many
+    per-sample gradients the bridge set to exactly 0 as below round-off (module docstring).
     """
 
     value: float
@@ -101,6 +118,7 @@ class StationarityReport:
     weight_decay: float | None = None
     source: str = ""
     note: str = ""
+    zeroed: int = 0
 
     @property
     def stationary(self) -> bool:
@@ -417,11 +435,56 @@ def _from_factors_hook(hs: Any) -> StationarityReport:
     return rep
 
 
+def _zero_roundoff(gradients: list[np.ndarray | None], factors: list[np.ndarray | None],
+                   w: npt.ArrayLike) -> tuple[list[np.ndarray | None], int, str]:
+    """Per-sample gradients below round-off set to exactly 0 (module docstring):
+    g_i := 0 iff ‖g_i‖ ≤ τ(d)·G, G = max_j max(‖g_j‖, ‖F_j‖_F·max(1, ‖F_j‖_F·‖w*‖)) over all
+    the arrays given. Returns the arrays (copies only where something changed), the count and a
+    note."""
+    norms = [None if g is None else np.sqrt(_row_norms_sq(np.asarray(g))) for g in gradients]
+    scale = 0.0
+    for g_n in norms:
+        if g_n is not None and g_n.size:
+            scale = max(scale, float(g_n.max()))
+    d = 0
+    w_norm = float(np.linalg.norm(np.asarray(w, dtype=np.float64)))
+    for F in factors:
+        if F is not None:
+            Fa = np.asarray(F)
+            d = Fa.shape[1]
+            if Fa.shape[0]:
+                f_n = np.sqrt(_row_norms_sq(Fa))
+                scale = max(scale, float(np.max(f_n * np.maximum(1.0, f_n * w_norm))))
+    if scale == 0.0 or d == 0:
+        return gradients, 0, ""
+    cut = span_tolerance(d) * scale
+    out: list[np.ndarray | None] = []
+    count = 0
+    for g, g_n in zip(gradients, norms):
+        if g is None or g_n is None:
+            out.append(g)
+            continue
+        small = g_n <= cut
+        k = int(small.sum())
+        if k and np.any(np.asarray(g)[small] != 0):
+            g = np.array(g, copy=True)
+            g[small] = 0
+        count += k
+        out.append(g)
+    note = ("" if count == 0 else
+            f"{count} per-sample gradient(s) below round-off (‖g_i‖ ≤ τ(d)·G = {cut:.3g}) set to "
+            "exactly 0")
+    return out, count, note
+
+
 def _bridge_check(hs: Any, w: npt.ArrayLike, source: str, *,
-                  infer_decay: bool = True) -> StationarityReport:
+                  infer_decay: bool = True, zeroed: int = 0,
+                  zero_note: str = "") -> StationarityReport:
     """The check of a bridge that knows w* but not the training penalty: attach and warn."""
     rep = _set_report(hs, np.asarray(w, dtype=np.float64), infer_decay, STATIONARITY_THRESHOLD,
                       source)
+    if zeroed:
+        rep = _replace(rep, zeroed=zeroed, note="; ".join(x for x in (rep.note, zero_note) if x))
     hs.stationarity = rep
     _warn(rep)
     return rep

@@ -464,3 +464,15 @@ def test_minibatch_mlp_penalty_is_alpha_over_the_batch_size(small):
     reg = _quiet_fit(MLPRegressor(hidden_layer_sizes=(3,), alpha=0.2, solver="lbfgs",
                                   max_iter=3, random_state=0), X, Y)
     assert rs.penalty(reg, 40).max() == pytest.approx(2 * 0.2 / 40)  # K = 2 outputs
+
+
+def test_an_interpolating_fit_has_exactly_zero_gradients(small):
+    X, _, _, Y = small
+    y = X @ [1.0, -2.0, 0.5] + 3.0  # exactly linear: the least-squares residuals are round-off
+    est = LinearRegression().fit(X, y)
+    F, g = rs.per_sample(est, X, y)
+    assert np.any(g != 0)
+    hs = rs.hessian_set(est, X, y, forget=[0, 1])
+    assert not np.any(hs.gradients("retain")) and not np.any(hs.gradients("forget"))
+    assert hs.stationarity.zeroed == 40 and "below round-off" in hs.stationarity.note
+    assert rs.hessian_set(LinearRegression().fit(X, Y[:, 0]), X, Y[:, 0]).stationarity.zeroed == 0

@@ -133,3 +133,38 @@ def test_public_functions_declare_their_constraints():
             table = getattr(fn, "parameter_constraints", None)
             assert table is not None, name
             assert set(table) == set(inspect.signature(fn).parameters), name
+
+
+def test_gradients_below_roundoff_are_exact_zeros_in_the_bridges():
+    """Rule: g_i := 0 iff ‖g_i‖ ≤ τ(d)·G, G = max_j max(‖g_j‖, ‖F_j‖·max(1, ‖F_j‖‖w*‖)),
+    τ(d) = 10·√d·eps."""
+    from rmt.span import span_tolerance
+
+    F = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    tau = span_tolerance(2)
+    g = np.array([[0.5, 0.0], [0.0, 0.9 * tau * 2.0], [1.1 * tau * 2.0, 0.0]])
+    (out,), k, note = st._zero_roundoff([g], [F], np.zeros(2))  # G = max(‖F_j‖) = 2
+    assert k == 1 and np.all(out[1] == 0) and out[2, 0] == g[2, 0] and "set to exactly 0" in note
+    assert out is not g and g[1, 1] != 0  # the input is not modified
+    (same,), k0, _ = st._zero_roundoff([np.zeros((3, 2))], [F], np.zeros(2))
+    (big,), k2, _ = st._zero_roundoff([g], [F], np.array([10.0, 0.0]))  # G = 2·max(1, 20) = 40
+    assert k2 == 2 and not np.any(big[1:])
+    assert k0 == 3 and not np.any(same)
+    # an interpolating least-squares fit: every residual is round-off, every gradient exactly 0
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(30, 3))
+    model = M.LinearRegression(3)
+    y = X @ [1.0, -2.0, 0.5] + 3.0
+    w = M.train(model, X, y, "squared", tol=1e-12).w
+    hs = M.hessian_set(model, w, X[:25], y[:25], X[25:], y[25:], "squared")
+    raw = M.loss_gradients(model, w, X, y, "squared")
+    assert np.any(raw != 0)  # round-off residuals, not zeros, before the rule
+    assert not np.any(hs.gradients("retain")) and not np.any(hs.gradients("forget"))
+    assert hs.stationarity.zeroed == 30 and "below round-off" in hs.stationarity.note
+    sch = rmt.Schedule(eta=0.1, batch=5, alpha=0.1, forget_batch=2)
+    assert rmt.Dynamics(hs, sch).q == 0  # no noise drift directions outside the span
+    # a genuine (non-interpolating) fit keeps every gradient
+    y2 = y + rng.normal(size=30)
+    tr = M.train(model, X, y2, "squared", tol=1e-12)
+    hs2 = M.hessian_set(model, tr.w, X[:25], y2[:25], X[25:], y2[25:], "squared")
+    assert hs2.stationarity.zeroed == 0

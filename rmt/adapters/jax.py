@@ -53,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from ..hessians import HessianSet
-from ..stationarity import _bridge_check, _deferred
+from ..stationarity import _bridge_check, _deferred, _zero_roundoff
 from ..models import LOSSES, Model, _check_targets, gauss_newton
 from ..validation import check_choice, check_finite_array, check_int
 
@@ -241,7 +241,8 @@ def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, 
     stationary point of the training objective over the rows ``retain`` ∪ ``forget`` (taken as
     the training set), allowing an inferred isotropic weight decay (:mod:`rmt.stationarity`);
     report ``hs.stationarity``, a :class:`~rmt.stationarity.NotStationaryWarning` above the
-    threshold.
+    threshold. Gradients below round-off are stored as exact zeros (counted in
+    ``hs.stationarity.zeroed``; rule in :mod:`rmt.stationarity`).
     """
     _check_apply(apply_fn)
     check_choice(loss, "loss", LOSSES)
@@ -264,13 +265,15 @@ def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, 
     if F.shape[2] == 1:
         F = F[:, :, 0]
     nr = R.size
+    (g,), zeroed, znote = _zero_roundoff([g], [F], flatten(params)[0])  # round-off → exactly 0
     with _deferred():  # checked below, with w*
         if forget is None:
             hs = HessianSet.from_factors(F, retain_gradients=g)
         else:
             hs = HessianSet.from_factors(F[:nr], F[nr:], retain_gradients=g[:nr],
                                          forget_gradients=g[nr:])
-    _bridge_check(hs, flatten(params)[0], "rmt.adapters.jax.hessian_set")
+    _bridge_check(hs, flatten(params)[0], "rmt.adapters.jax.hessian_set", zeroed=zeroed,
+                  zero_note=znote)
     return hs
 
 

@@ -79,6 +79,7 @@ record them).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -96,7 +97,7 @@ from ..api import analysis, at_least
 from ..hessians import HessianSet
 from ..models import gauss_newton
 from ..stationarity import (STATIONARITY_THRESHOLD, StationarityReport, _deferred, _lambda_max,
-                            _columns, _warn, stationarity as _stationarity)
+                            _columns, _warn, _zero_roundoff, stationarity as _stationarity)
 from ..validation import Constraint, Options
 
 __all__ = ["SUPPORTED", "DECAY", "parameters", "penalty", "per_sample", "hessian_set",
@@ -504,8 +505,6 @@ def _report(est: Any, F: np.ndarray, g: np.ndarray, c: np.ndarray, w: np.ndarray
     Phi = _columns(F) / math.sqrt(n)
     kappa = _lambda_max(Phi, c if np.any(c) else None, 0.0)
     rep = _stationarity(grad, kappa, float(np.linalg.norm(w)), threshold=STATIONARITY_THRESHOLD)
-    from dataclasses import replace
-
     return replace(rep, source=source)
 
 
@@ -535,7 +534,9 @@ def hessian_set(estimator: Any, X: Any, y: npt.ArrayLike, forget: npt.ArrayLike 
 
     The stationarity of the fit is checked (data + penalty; module docstring) and reported as
     ``hs.stationarity``, with a :class:`~rmt.stationarity.NotStationaryWarning` above the
-    threshold. Parameter coordinates: :func:`parameters`.
+    threshold. Per-sample gradients below round-off (‖g_i‖ ≤ τ(d)·max_j max(‖g_j‖, ‖F_j‖_F),
+    :mod:`rmt.stationarity`) are stored as exact zeros, counted in ``hs.stationarity.zeroed``.
+    Parameter coordinates: :func:`parameters`.
     """
     Xd = _dense(X)
     n = Xd.shape[0]
@@ -560,6 +561,8 @@ def hessian_set(estimator: Any, X: Any, y: npt.ArrayLike, forget: npt.ArrayLike 
             Q[pos, np.arange(pos.size)] = np.sqrt(c[pos])
             shared = Q
     Fs = F[:, :, 0] if F.shape[2] == 1 else F
+    cleaned, zeroed, znote = _zero_roundoff([grads], [F], w)  # round-off → exactly 0
+    grads = grads if cleaned[0] is None else cleaned[0]
     with _deferred():  # checked below, with w* and the penalty
         if forget is None:
             hs = HessianSet.from_factors(Fs, retain_gradients=grads, shared=shared)
@@ -571,6 +574,8 @@ def hessian_set(estimator: Any, X: Any, y: npt.ArrayLike, forget: npt.ArrayLike 
                                          forget_gradients=grads[f_idx], shared=shared)
     rep = _report(estimator, F, g, c, w, f"rmt.adapters.sklearn.hessian_set "
                                          f"({type(estimator).__name__})")
+    if zeroed:
+        rep = replace(rep, zeroed=zeroed, note="; ".join(x for x in (rep.note, znote) if x))
     hs.stationarity = rep
     _warn(rep)
     return hs

@@ -38,7 +38,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..hessians import HessianSet
-from ..stationarity import _bridge_check, _deferred
+from ..stationarity import _bridge_check, _deferred, _zero_roundoff
 from ..validation import check_finite_array
 from ..api import analysis
 from ..validation import Array
@@ -78,7 +78,9 @@ def hessian_set(model: Model, w: ArrayLike, X_retain: ArrayLike, y_retain: Array
     (:mod:`rmt.stationarity`), taking X_retain ∪ X_forget as the training set; the training
     penalty is not known here, so an isotropic weight decay λ̂ ≥ 0 fitted to the mean gradient is
     allowed (report ``hs.stationarity``, its ``weight_decay``). Above the threshold a
-    :class:`~rmt.stationarity.NotStationaryWarning` names the number; nothing else changes.
+    :class:`~rmt.stationarity.NotStationaryWarning` names the number. Per-sample gradients below
+    round-off (‖g_i‖ ≤ τ(d)·max_j max(‖g_j‖, ‖F_j‖_F), :mod:`rmt.stationarity`) are stored as
+    exact zeros; ``hs.stationarity.zeroed`` counts them and its ``note`` says so.
     """
     _check_model(model)
     loss = _resolve_loss(model, loss)
@@ -97,8 +99,9 @@ def hessian_set(model: Model, w: ArrayLike, X_retain: ArrayLike, y_retain: Array
     FF = gF = None
     if X_forget is not None:
         FF, gF = parts(X_forget, y_forget, "X_forget", "y_forget")
+    (gR, gF), zeroed, znote = _zero_roundoff([gR, gF], [FR, FF], w)  # round-off → exactly 0
     with _deferred():  # checked below, with w*
         hs = HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF)
-    _bridge_check(hs, w, "rmt.models.hessian_set")
+    _bridge_check(hs, w, "rmt.models.hessian_set", zeroed=zeroed, zero_note=znote)
     return hs
 
