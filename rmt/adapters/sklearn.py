@@ -534,7 +534,7 @@ def hessian_set(estimator: Any, X: Any, y: npt.ArrayLike, forget: npt.ArrayLike 
 
     The stationarity of the fit is checked (data + penalty; module docstring) and reported as
     ``hs.stationarity``, with a :class:`~rmt.stationarity.NotStationaryWarning` above the
-    threshold. Per-sample gradients below round-off (‖g_i‖ ≤ τ(d)·max_j max(‖g_j‖, ‖F_j‖_F),
+    threshold. Per-sample gradients below round-off (‖g_i‖ ≤ τ(d)·G, G the data-gradient scale of
     :mod:`rmt.stationarity`) are stored as exact zeros, counted in ``hs.stationarity.zeroed``.
     Parameter coordinates: :func:`parameters`.
     """

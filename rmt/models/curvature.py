@@ -79,7 +79,7 @@ def hessian_set(model: Model, w: ArrayLike, X_retain: ArrayLike, y_retain: Array
     penalty is not known here, so an isotropic weight decay λ̂ ≥ 0 fitted to the mean gradient is
     allowed (report ``hs.stationarity``, its ``weight_decay``). Above the threshold a
     :class:`~rmt.stationarity.NotStationaryWarning` names the number. Per-sample gradients below
-    round-off (‖g_i‖ ≤ τ(d)·max_j max(‖g_j‖, ‖F_j‖_F), :mod:`rmt.stationarity`) are stored as
+    round-off (‖g_i‖ ≤ τ(d)·G, G the data-gradient scale of :mod:`rmt.stationarity`) are stored as
     exact zeros; ``hs.stationarity.zeroed`` counts them and its ``note`` says so.
     """
     _check_model(model)
