@@ -55,7 +55,7 @@ def build_case(seed=0):
     return hs, model
 
 
-#: the last commit before the rewrite of ``rmt analyze`` (issue 11)
+#: the last commit before the rewrite of ``rmt analyze``
 OLD_COMMIT = "dd8c671"
 
 

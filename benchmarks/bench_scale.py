@@ -1,4 +1,4 @@
-"""Scale benchmark (issue 11): a rank-one set with n = 1000 samples at d = 10⁶.
+"""Scale benchmark: a rank-one set with n = 1000 samples at d = 10⁶.
 
 Builds 900 retain + 100 forget rank-one float32 factors g_i ~ N(0, I/d) and float32 per-sample
 gradients, then times, in one process:
