@@ -265,7 +265,9 @@ def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, 
     if F.shape[2] == 1:
         F = F[:, :, 0]
     nr = R.size
-    (g,), zeroed, znote = _zero_roundoff([g], [F], flatten(params)[0])  # round-off → exactly 0
+    (g0,), zeroed, znote = _zero_roundoff([g], [F], flatten(params)[0])  # round-off → exactly 0
+    assert g0 is not None  # an array in, an array out
+    g = g0
     with _deferred():  # checked below, with w*
         if forget is None:
             hs = HessianSet.from_factors(F, retain_gradients=g)
