@@ -353,7 +353,6 @@ def breast_cancer():
     √(p(1−p))·[x, 1], regularised per-sample gradients, forget = rows 0..29, and its L2 term
     ½‖w‖² (coefficients only, not the intercept) in the mean-loss form λ = 1/(C·n) as
     C = QQᵀ with Q = √λ·[I_d; 0]."""
-    pytest.importorskip("sklearn")
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler

@@ -282,8 +282,8 @@ def test_relu_gradient_equals_sklearns_backprop_at_a_kinked_minimum(small):
     X, _, t3, _ = small
     est = _quiet_fit(MLPClassifier(hidden_layer_sizes=(4, 3), activation="relu", solver="lbfgs",
                                    alpha=0.1, tol=1e-12, max_iter=3000, random_state=0), X, t3)
-    if not hasattr(est, "_backprop"):  # pragma: no cover - private API moved
-        pytest.skip("sklearn's MLP has no _backprop")
+    # a private method of sklearn (installed with the dev extra): fails loudly if it moves
+    assert hasattr(est, "_backprop"), "sklearn's MLP no longer has _backprop: update this check"
     Yb = est._label_binarizer.transform(t3)
     acts = [X] + [None] * (est.n_layers_ - 1)
     cg = [np.empty_like(W) for W in est.coefs_]
