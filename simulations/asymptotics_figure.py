@@ -222,7 +222,7 @@ def experiment_asymptotics(out: Path, quick: bool) -> dict:
     a.legend(fontsize=8)
 
     a = ax[0, 3]
-    a.plot(eta_ts, rho_curve, color="k", label=f"limit (q = d/n = 2, B/n = ¼)")
+    a.plot(eta_ts, rho_curve, color="k", label="limit (q = d/n = 2, B/n = ¼)")
     for r in rho_rows:
         a.plot(r["eta_over_d"], r["sampled"], "o", color=colors[r["d"]], label=f"exact ρ(T), d={r['d']}")
     for r in rho_stable:

@@ -23,7 +23,7 @@ import numpy as np
 import rmt
 from rmt import ensembles
 from rmt.schedule import Schedule
-from rmt.validation import Interval, RandomState, validate_param
+from rmt.validation import Interval, validate_param
 
 from . import sweep_engine as _engine
 from .sweep_engine import *  # noqa: F403  (re-export: the engine's public names)
