@@ -36,30 +36,12 @@ from .dynamics import Dynamics, as_dynamics
 from .hessians import HessianSet
 from .schedule import Schedule
 from .threads import capped
-from .validation import Constraint, Interval, Options, RandomState, validate_param
+from .validation import Constraint, InstanceOf, Interval, Options, RandomState, validate_param
 
 __all__ = ["analysis", "InstanceOf", "TIME_BUDGET", "SEED", "POSITIVE", "TOLERANCE", "at_least",
            "HS", "SCHEDULE", "DYNAMICS", "HESSIANS", "BOOL", "UNIT", "NON_NEGATIVE"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class InstanceOf(Constraint):
-    """An instance of one of ``types`` (e.g. a :class:`rmt.HessianSet`)."""
-
-    def __init__(self, *types: type):
-        self.types = types
-
-    def accepts_type(self, value: Any) -> bool:
-        return isinstance(value, self.types)
-
-    def __str__(self) -> str:
-        return " or ".join(f"a {t.__name__}" for t in self.types)
-
-    def check(self, value: Any, name: str) -> Any:
-        if not isinstance(value, self.types):
-            raise TypeError(f"{name} must be {self}, got {type(value).__name__}")
-        return value
 
 
 #: ``time_budget``: seconds > 0, or None for no budget

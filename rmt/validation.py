@@ -49,6 +49,7 @@ __all__ = [
     "Options",
     "RandomState",
     "Array",
+    "InstanceOf",
     # tables
     "validate_param",
     "validate_params",
@@ -254,6 +255,24 @@ class Array(Constraint):
         if self.ndim is not None:
             _check_ndim(arr, name, self.ndim)
         return arr
+
+
+class InstanceOf(Constraint):
+    """An instance of one of ``types`` (e.g. a :class:`rmt.HessianSet`)."""
+
+    def __init__(self, *types: type):
+        self.types = types
+
+    def accepts_type(self, value: Any) -> bool:
+        return isinstance(value, self.types)
+
+    def __str__(self) -> str:
+        return " or ".join(f"a {t.__name__}" for t in self.types)
+
+    def check(self, value: Any, name: str) -> Any:
+        if not isinstance(value, self.types):
+            raise TypeError(f"{name} must be {self}, got {type(value).__name__}")
+        return value
 
 
 _NONE = _NoneConstraint()
