@@ -127,10 +127,14 @@ class SetTerm:
         The shared term enters Ĥ_S as (|batch|/B)·C, so it is deterministic unless this is > 0."""
         return self.c - self.e
 
-    @property
+    @functools.cached_property
     def mean_gradient(self) -> np.ndarray | None:
-        """ḡ_S (p,), or None without gradients."""
-        return None if self.gradients is None else self.gradients.mean(axis=0)
+        """ḡ_S (p,), or None without gradients (computed once: read-only)."""
+        if self.gradients is None:
+            return None
+        out = self.gradients.mean(axis=0)
+        out.flags.writeable = False
+        return out
 
     def hessians(self) -> np.ndarray:
         """Reduced per-sample Hessians Ψ_iΨ_iᵀ + C (n, r, r): tests and small problems only."""
@@ -221,9 +225,13 @@ class SetTerm:
         r, n, k = self.psi.shape
         gb = self.mean_gradient
         assert self.gradients is not None and gb is not None, "cross_noise needs gradients"
-        proj = np.einsum("rnk,r->nk", self.psi, v)  # Ψ_iᵀ v
-        Hv = np.einsum("rnk,nk->rn", self.psi, proj)  # H⁰_i v, (r, n)
-        out = (self.c / n) * (Hv @ self.gradients)
+        if k == 1:  # rank-one samples: Σ_i ψ_i(ψ_iᵀv)g̃_iᵀ = Ψ·diag(Ψᵀv)·G, by BLAS
+            flat = self.psi.reshape(r, n)
+            out = (self.c / n) * (flat @ ((flat.T @ v)[:, None] * self.gradients))
+        else:
+            proj = np.einsum("rnk,r->nk", self.psi, v)  # Ψ_iᵀ v
+            Hv = np.einsum("rnk,nk->rn", self.psi, proj)  # H⁰_i v, (r, n)
+            out = (self.c / n) * (Hv @ self.gradients)
         if self.e != 0.0:
             out -= self.e * np.outer(self.base_mean @ v, gb)
         if self.shared is not None and self.c != self.e:

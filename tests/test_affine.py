@@ -4,6 +4,9 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rmt import testing as rt
 
 import rmt
 from rmt import Dynamics, HessianSet, Schedule
@@ -232,3 +235,39 @@ def test_drift_free_moments_in_the_eigenbasis_match_the_enumeration_oracle(sampl
     # a zero start without drift stays exactly zero (no steps are taken)
     zero = rmt.affine_moments(hs, sch, 12)
     assert not np.any(zero.expected_sq_distance) and not np.any(zero.mean)
+
+
+@settings(max_examples=25, deadline=None, database=None, derandomize=True)
+@given(rt.dynamics(gradients=True, max_dim=4, max_retain=5, max_forget=3,
+                   schedule_kinds=("summed",), eta_range=(0.05, 2.5)),
+       st.sampled_from([0, 1, 7, 40, 333]), st.sampled_from([None, "span"]))
+def test_final_moments_closed_form_is_the_recursion(dyn, K, start):
+    # rmt.affine.final_moments sums the recursion in T's eigenbasis (used by affine-bounded at
+    # K ~ 1e4): the K-th moments must be the iterated recursion's
+    from rmt.affine import _run_moments, final_moments, start_coordinates
+    if dyn.r == 0:
+        return
+    M0, m0, frozen = start_coordinates(dyn, start)
+    out = final_moments(dyn, K, M0, m0)
+    if dyn.p != dyn.r or dyn.has_null_mode:
+        assert out is None
+        return
+    assert out is not None
+    mo = _run_moments(dyn, K, M0, m0, frozen)
+    MK, mK = out
+    scale = float(np.max(np.abs(mo.M_final))) if mo.M_final.size else 0.0
+    if not np.isfinite(scale) or scale > 1e200:
+        return  # the recursion overflowed: nothing finite to compare
+    np.testing.assert_allclose(MK, mo.M_final, rtol=0, atol=1e-10 * max(scale, 1e-300))
+    mscale = float(np.max(np.abs(mo.mean[-1])))
+    np.testing.assert_allclose(mK, mo.mean[-1], rtol=0, atol=1e-10 * max(mscale, 1e-300))
+
+
+def test_final_moments_declines_non_self_adjoint_schedules():
+    from rmt.affine import final_moments
+    hs = HessianSet.from_factors(np.eye(3)[:, :2].T.copy(), np.ones((1, 3)),
+                                 retain_gradients=0.1 * np.ones((2, 3)),
+                                 forget_gradients=0.2 * np.ones((1, 3)))
+    for kind, alpha in (("alternating", 0.2), ("sam", 0.0)):
+        dyn = rmt.Dynamics(hs, Schedule(0.1, 1, alpha=alpha, schedule=kind))
+        assert final_moments(dyn, 10, np.eye(dyn.p), np.zeros(dyn.p)) is None

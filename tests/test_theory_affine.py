@@ -434,6 +434,28 @@ def test_affine_theorems_hold_on_random_instances(dyn):
     assert not (bounded and out.outcome == "escapes")
 
 
+@settings(max_examples=12, deadline=None, database=None, derandomize=True)
+@given(rt.dynamics(gradients=True, max_dim=3, max_retain=4, max_forget=3,
+                   schedule_kinds=("summed", "alternating", "sam"), eta_range=(0.05, 2.5)))
+def test_mean_recursion_alone_is_the_moment_recursions_mean(dyn):
+    # affine-stationary-mean runs m' = E[J]m + E[b] alone (E[J] = dyn.mean_map on the span,
+    # the identity on V; E[b] = ExactAffine.drift): it must be the mean of the full moment
+    # recursion (rmt.affine_moments, tested against batch enumeration in test_affine.py)
+    from rmt.affine import ExactAffine
+    K = 25
+    mo = rmt.affine_moments(dyn, K)
+    A = np.eye(dyn.p)
+    A[:dyn.r, :dyn.r] = dyn.mean_map
+    beta = ExactAffine(dyn).drift[0]
+    m = np.zeros(dyn.p)
+    for k in range(1, K + 1):
+        m = A @ m + beta
+        if not np.all(np.isfinite(mo.mean[k])):
+            break
+        scale = max(float(np.max(np.abs(mo.mean[k]))), 1e-300)
+        assert np.max(np.abs(m - mo.mean[k])) <= 1e-11 * scale + 1e-300, k
+
+
 @pytest.mark.slow
 @settings(max_examples=120, deadline=None, database=None, derandomize=True)
 @given(rt.dynamics(gradients=None, max_dim=4, max_retain=5, max_forget=3,

@@ -26,6 +26,8 @@ from rmt.affine import (
     AffineOutcome,
     ExactAffine,
     affine_moments,
+    final_moments,
+    start_coordinates,
     stationary,
 )
 from rmt.dynamics import as_dynamics
@@ -241,9 +243,18 @@ def _bounded_held(inst):
     out = {"K": K, "tr_M_inf": trM, "tol": tol}
     held = True
     for label, start in (("zero", None), ("isotropic", _isotropic_start(dyn))):
-        mo = _moments(inst, K, start)
-        err = abs(float(mo.expected_sq_distance[-1]) - trM)
-        merr = float(np.linalg.norm(mo.mean[-1] - st.mean))
+        # the K-th moments in closed form over T's eigenbasis where that applies (summed, every
+        # coordinate on the span: one N×N eigh instead of K ~ 1e4 steps), else iterated
+        M0, m0, frozen = start_coordinates(dyn, start)
+        fin = final_moments(dyn, K, M0, m0)
+        if fin is None:
+            mo = _moments(inst, K, start)
+            last_sq, last_mean = float(mo.expected_sq_distance[-1]), mo.mean[-1]
+        else:
+            last_sq, last_mean = float(np.trace(fin[0])) + frozen, fin[1]
+        out[f"method_{label}"] = "iterated" if fin is None else "closed form"
+        err = abs(last_sq - trM)
+        merr = float(np.linalg.norm(last_mean - st.mean))
         out[f"err_sq_{label}"], out[f"err_mean_{label}"] = err, merr
         held &= bool(err <= tol and merr <= math.sqrt(tol))
     return held, out, float("nan")
@@ -372,21 +383,16 @@ def _mean_held(inst):
         beta = inst.drift[0]
         m_inf = U @ np.linalg.solve(np.eye(r) - dyn.mean_map, beta[:r])
     K = _horizon(rho_mean)
-    mo = _moments(inst, K)
     W = np.concatenate([dyn.basis, dyn.drift_basis], axis=1)
-    means = mo.mean
-    fin = np.all(np.isfinite(means), axis=1)
-    if not np.all(fin):
-        # E‖δ_k‖² overflowed (ρ(T) > 1 can go with ρ(E[J]) < 1) and affine_moments stops the
-        # mean there; the mean recursion m' = E[J]m + E[b] is exact on its own: continue it
-        # from the last finite step
-        A = np.eye(dyn.p)
-        A[:r, :r] = dyn.mean_map
-        beta = inst.drift[0]
-        last = int(np.flatnonzero(fin)[-1])
-        means = means.copy()
-        for k in range(last + 1, K + 1):
-            means[k] = A @ means[k - 1] + beta
+    # the mean recursion m' = E[J]m + E[b] is exact on its own (the second moments do not enter
+    # it): run it alone from δ_0 = 0, O(p²) per step instead of the moments' O(r²n); it is
+    # checked against the second-moment recursion's mean in tests/test_theory_affine.py
+    A = np.eye(dyn.p)
+    A[:r, :r] = dyn.mean_map
+    beta = inst.drift[0]
+    means = np.zeros((K + 1, dyn.p))
+    for k in range(1, K + 1):
+        means[k] = A @ means[k - 1] + beta
     mean_U = (means @ W.T) @ U @ U.T  # the span part of E[δ_k] in original coordinates
     err = np.linalg.norm(mean_U - m_inf[None, :], axis=1)
     scale = float(np.linalg.norm(m_inf)) + 1e-300
