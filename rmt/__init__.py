@@ -4,7 +4,7 @@ Sign convention everywhere: "diverges" = the iterates escape w* = the model **fo
 "converges" = the model **resists** unlearning. See docs/contract.md for the mathematical contract.
 """
 
-from . import asymptotics, ensembles, io, models, validation
+from . import ensembles, io, models, validation
 from .coherence import CoherenceResult, coherence
 from .dynamics import Dynamics, SetTerm
 from .affine import AffineMoments, StationaryResult, affine_moments, stationary
@@ -26,6 +26,16 @@ from .certificates import Certificate, CertificateError, certify, certify_critic
 from .montecarlo import affine_paths, lyapunov, lyapunov_spectrum, moment_growth, simulate
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # rmt.asymptotics (random-matrix limits; scipy.integrate, 0.7 s) is imported on first use,
+    # not with rmt: `rmt analyze` and the other entry points never need it
+    if name == "asymptotics":
+        import importlib
+
+        return importlib.import_module(".asymptotics", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "certify",

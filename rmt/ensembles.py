@@ -20,7 +20,6 @@ from typing import cast
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import foldnorm, ortho_group
 
 from .hessians import HessianSet
 from .montecarlo._rng import Seed
@@ -54,6 +53,8 @@ _REPRESENTATION = [Options(("rank1", "commuting"))]
 @constrained({"d": _at_least(1), "seed": _SEED})
 def random_orthogonal(d: int, seed: Seed = None) -> np.ndarray:
     """Haar-distributed orthogonal (d, d) matrix (``scipy.stats.ortho_group``, drawn from ``seed``)."""
+    from scipy.stats import ortho_group  # scipy.stats costs 0.5 s at import: on first use
+
     return ortho_group.rvs(d, random_state=seed)
 
 
@@ -201,6 +202,8 @@ def _folded_mean(mu, s):
     """E|X| for X ~ N(mu, s²): the folded normal |N(mu, s²)| is ``foldnorm(|mu|/s, scale=s)``."""
     if s == 0:
         return abs(mu)
+    from scipy.stats import foldnorm
+
     return float(foldnorm.mean(abs(mu) / s, scale=s))
 
 

@@ -101,8 +101,15 @@ class Instance:
         return 0.0 if lam is None else float(max(lam[0], 0.0))
 
     def L(self, which: str = "retain") -> float:
-        """max_i λ_max(H_i) of one set."""
-        return float(np.max(self.hs.max_eigenvalues(which)))
+        """max_i λ_max(H_i) of one set (computed once per set: the statements share it)."""
+        cache = self._max_eigenvalue
+        if which not in cache:
+            cache[which] = float(np.max(self.hs.max_eigenvalues(which)))
+        return cache[which]
+
+    @cached_property
+    def _max_eigenvalue(self) -> dict:
+        return {}
 
     def sigma(self, which: str = "retain") -> float:
         """The coherence σ_S of one set."""
