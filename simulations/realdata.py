@@ -16,12 +16,13 @@ Protocol (contract §8; docs/realdata.md):
 * per cell: the forecast :func:`rmt.forecast` (almost-sure notion, its default) and the
   *actual* nonlinear unlearning runs :func:`rmt.models.unlearn` from the same start, with the
   same sampling and batch sizes, ``seeds`` seeds. Both use one ball: the model *leaves* when
-  ‖w_k − w*‖ ≥ R for some k ≤ ``steps``. Start and R follow the forecast's defaults: δ_0 = 0 and
-  R = 10 × RMS one-step drift when the drift is non-negligible; otherwise (interpolating MLP) a
-  random perturbation δ_0 = ε·u on the span, R = 10ε.
-  With drift (logistic) the ball is R = ``LINEAR_RANGE`` × ‖w*‖ (0.25) instead of the
-  forecast's default 10 × RMS step: (i) the drift's fixed point m∞ does not depend on η while
-  the step does, so a ball of 10 steps is left in every cell at small η (measured: every one of
+  ‖w_k − w*‖ ≥ R for some k ≤ ``steps``. The start and R are set here explicitly and passed to
+  both (``start=``, ``radius=``; this experiment does not use :func:`rmt.forecast`'s default
+  ball on the curvature scale): when the RMS one-step drift is non-negligible (≥ 1e−6·‖w*‖,
+  the logistic models) δ_0 = 0 and R = ``LINEAR_RANGE`` × ‖w*‖; otherwise (the interpolating
+  MLP) a random perturbation δ_0 = ε·u on the span, ε = 1e−3, and R = 10ε.
+  Why R = ``LINEAR_RANGE`` × ‖w*‖ (0.25) with drift, not 10 × the RMS step: (i) the drift's
+  fixed point m∞ does not depend on η while the step does, so a ball of 10 steps is left in every cell at small η (measured: every one of
   18 quick cells observed "left", a forecast-free constant guess scored 1.00); (ii) the forecast
   is a linearisation about w*, and a ball comparable to ‖w*‖ asks a question no linear model
   answers (measured, logistic/hard, η = 0.15·2/λ, α = 0.02: R = 4.1 = 0.7‖w*‖ gave

@@ -508,6 +508,9 @@ def analyze_combination(plan: AnalysisPlan, dyn) -> dict:
                 "almost_sure_leaves": bool(fc.almost_sure_leaves),
                 "notions_disagree": bool(fc.notions_disagree),
                 "displacement": (fc.stationary.displacement if fc.stationary.exists else None),
+                "horizon_displacement": fc.horizon_displacement,
+                "horizon_median_distance": fc.horizon_median_distance,
+                "scale": fc.scale, "scale_rule": fc.scale_rule, "start_norm": fc.start_norm,
                 "null_drift": fc.null_drift, "summary": fc.summary(),
                 "cost": None if getattr(fc, "cost", None) is None else {
                     "forget_loss_rise": fc.cost.forget_loss_rise,
@@ -515,7 +518,10 @@ def analyze_combination(plan: AnalysisPlan, dyn) -> dict:
                     "selectivity": fc.cost.selectivity,
                     "escape_overlap_retain": fc.cost.escape_overlap_retain,
                     "escape_overlap_forget": fc.cost.escape_overlap_forget,
-                    "note": "second-order loss changes at the horizon from the exact moments",
+                    "rms_distance": fc.cost.rms_distance, "valid_range": fc.cost.valid_range,
+                    "valid": bool(fc.cost.valid),
+                    "note": "second-order loss changes at the horizon from the exact moments"
+                            + ("" if fc.cost.valid else f" — {fc.cost.validity}"),
                 },
             }
         else:

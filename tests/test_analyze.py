@@ -492,3 +492,22 @@ def test_time_budget_reaches_every_exact_computation(tmp_path, capsys, monkeypat
     assert seen == {"mean_square": 7.5, "critical_eta": 7.5, "critical_alpha": 7.5,
                     "critical_batch": 7.5}
     assert rep["settings"]["time_budget"] == 7.5
+
+
+def test_json_forecast_carries_ball_horizon_and_cost_validity(tmp_path, capsys):
+    # the report's JSON says how the ball was set, how far the model got within the horizon and
+    # whether the second-order cost is inside its validity range — the same numbers as the API
+    hs = _set(seed=4)
+    path = rio.save_npz(tmp_path / "c.npz", hs)
+    assert main(["analyze", str(path), "--eta", "0.3", "--batch", "2", "--steps", "40",
+                 "--forecast-replicas", "8", "--no-lyapunov", "--no-theorems", "--json"]) == 0
+    (r,) = json.loads(capsys.readouterr().out)["results"]
+    fc = rmt.forecast(hs, Schedule(eta=0.3, batch=2, alpha=0.1), 40, replicas=8, seed=0)
+    f = r["forecast"]
+    assert f["scale_rule"] == fc.scale_rule and "radius" in f["scale_rule"]
+    assert f["scale"] == pytest.approx(fc.scale, rel=1e-12)
+    assert f["horizon_displacement"] == pytest.approx(fc.horizon_displacement, rel=1e-12)
+    assert f["horizon_median_distance"] == pytest.approx(fc.horizon_median_distance, rel=1e-12)
+    assert f["cost"]["valid"] is bool(fc.cost.valid)
+    assert f["cost"]["rms_distance"] == pytest.approx(fc.cost.rms_distance, rel=1e-12)
+    assert ("INVALID" in f["cost"]["note"]) is (not fc.cost.valid)
