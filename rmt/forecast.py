@@ -663,11 +663,15 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
     with bar(None, f"horizon_critical({parameter})", progress=progress, unit="eval") as b:
 
         built: dict = {}  # one Dynamics per knob value (the scan and the refinement share them)
+        full: dict = {}  # knob value -> a trajectory run to the horizon (the scan's stays are
+        # reused by the refinement, which needs the whole trajectory)
 
         def moments(change: dict, stop: bool) -> np.ndarray | None:
             b.set_postfix_str(", ".join(f"{k}={v:.6g}" for k, v in change.items()))
+            key2 = tuple(sorted(change.items()))
+            if key2 in full:
+                return full[key2]
             try:
-                key2 = tuple(sorted(change.items()))
                 if key2 not in built:
                     d2 = dyn.replace(**change)
                     built.clear()  # keep the newest only (each holds O(n·r + r²) arrays)
@@ -675,8 +679,11 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
                 d2, start2 = built[key2]
                 if stop and _stays_certified(d2, start2, steps, R2):
                     return None  # provably inside for every k ≤ steps: no recursion needed
-                return _run_moments(d2, steps, *start2,
-                                    stop_above=R2 if stop else None).expected_sq_distance
+                out = _run_moments(d2, steps, *start2,
+                                   stop_above=R2 if stop else None).expected_sq_distance
+                if out.size == steps + 1:  # ran to the horizon: the whole trajectory
+                    full[key2] = out
+                return out
             except FloatingPointError:
                 return np.array([0.0, math.inf])
             finally:
