@@ -271,3 +271,47 @@ def test_final_moments_declines_non_self_adjoint_schedules():
     for kind, alpha in (("alternating", 0.2), ("sam", 0.0)):
         dyn = rmt.Dynamics(hs, Schedule(0.1, 1, alpha=alpha, schedule=kind))
         assert final_moments(dyn, 10, np.eye(dyn.p), np.zeros(dyn.p)) is None
+
+
+@settings(max_examples=25, deadline=None, database=None, derandomize=True)
+@given(rt.dynamics(gradients=True, max_dim=5, max_retain=6, max_forget=3,
+                   schedule_kinds=("summed",), eta_range=(0.05, 2.5)), st.integers(0, 2**31))
+def test_eigenbasis_affine_step_is_the_affine_step(dyn, seed):
+    # the drift recursion in the eigenbasis of E[J] (used from r = EIGENBASIS_MIN_SPAN on) must
+    # be affine_step conjugated by Q, for random (M, m)
+    from rmt.affine import _eigen_affine_step, affine_step
+    from rmt.meansquare import MeanSquareOperator
+    if dyn.r == 0 or dyn.p != dyn.r or dyn.has_null_mode or not dyn.has_drift:
+        return
+    eig = MeanSquareOperator(dyn).eigenbasis
+    rng = np.random.default_rng(seed)
+    Z = rng.standard_normal((dyn.r, dyn.r))
+    M, m = Z @ Z.T, rng.standard_normal(dyn.r)
+    M1, m1 = affine_step(dyn, M, m)
+    M2, m2 = _eigen_affine_step(dyn, eig)(eig.to_basis(M), eig.Q.T @ m)
+    scale = max(float(np.max(np.abs(M1))), 1e-300)
+    np.testing.assert_allclose(eig.from_basis(M2), M1, rtol=0, atol=1e-11 * scale)
+    np.testing.assert_allclose(eig.Q @ m2, m1, rtol=0,
+                               atol=1e-11 * max(float(np.max(np.abs(m1))), 1e-300))
+
+
+def test_drift_recursion_at_large_span_matches_the_generic_step():
+    # r = 70 ≥ EIGENBASIS_MIN_SPAN with drift: _run_moments takes the eigenbasis path; the
+    # generic affine_step iterated here is the reference
+    from rmt.affine import EIGENBASIS_MIN_SPAN, _run_moments, affine_step, start_coordinates
+    rng = np.random.default_rng(5)
+    r, n = 70, 90
+    G = rng.standard_normal((n, r)) / np.sqrt(r)
+    hs = HessianSet.from_factors(G[:80], G[80:], retain_gradients=0.01 * rng.standard_normal((80, r)),
+                                 forget_gradients=0.01 * rng.standard_normal((10, r)))
+    dyn = Dynamics(hs, Schedule(0.3, 8, alpha=0.2, forget_batch=4,
+                                sampling="without_replacement"))
+    assert dyn.r == r >= EIGENBASIS_MIN_SPAN and dyn.has_drift and dyn.p == r
+    M0, m0, frozen = start_coordinates(dyn, "span")
+    mo = _run_moments(dyn, 30, M0, m0, frozen)
+    M, m = M0, m0
+    for _ in range(30):
+        M, m = affine_step(dyn, M, m)
+    np.testing.assert_allclose(mo.M_final, M, rtol=0, atol=1e-11 * np.max(np.abs(M)))
+    np.testing.assert_allclose(mo.mean[-1], m, rtol=0, atol=1e-11 * np.max(np.abs(m)))
+    assert mo.expected_sq_distance[-1] == pytest.approx(np.trace(M), rel=1e-12)
