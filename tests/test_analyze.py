@@ -410,6 +410,8 @@ class _FakeForecast:
     outcome, forgets, verdict, notion = "displaced", True, "diverges (forgets)", "almost-sure"
     reason, steps, radius, leave_probability = "simulated reason", 60, 1.5, 0.75
     mean_square_leaves, almost_sure_leaves, notions_disagree, null_drift = True, True, False, 0.0
+    horizon_displacement, horizon_median_distance, start_norm = 0.1, 0.2, 0.15
+    scale, scale_rule, cost = 0.15, "simulated ball", None
 
     class stationary:
         exists, displacement = True, 0.25
