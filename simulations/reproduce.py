@@ -17,7 +17,12 @@ Writes into ``--out`` (default ``rmt-output/reproduce/quick`` with ``--quick``,
    CNN unlearning heatmaps with the linear frontier;
 5. ``asymptotics`` — ``asymptotics_limits.png``, ``asymptotics_errors.png``: random-matrix limits
    against sampled sets at d ∈ {250, 500, 1000, 2000} and their finite-size errors;
-6. ``realdata`` — ``realdata/``: forecasts vs actual nonlinear unlearning on real data (digits;
+6. ``coherence-study`` — ``coherence_study/``: does coherence order forgettability? Rank
+   correlations (bootstrap intervals) of σ_F, σ_cross, σ_R, curvature ratio, memorisation and
+   α* with actual nonlinear unlearning across scikit-learn's bundled data sets, the
+   signal-plus-noise model, linear models, three MLP widths (up to d ≥ 10⁴) and a JAX CNN
+   (``simulations/coherence_study``; page ``coherence_study/coherence_study.md``);
+7. ``realdata`` — ``realdata/``: forecasts vs actual nonlinear unlearning on real data (digits;
    the slowest experiment, minutes even with ``--quick``: leave it out with ``--skip realdata``);
 
 and ``report.md`` (figures, agreement tables, version and commit) and ``summary.json`` (the run
@@ -51,6 +56,8 @@ from rmt.verdict import FORGETS, RESISTS, SIGN_CONVENTION, SIGN_CONVENTION_SHORT
 from . import figures
 from . import hessian_grid as hg
 from .cnn import reproduce as cnn_reproduce
+from .coherence_study import experiment_coherence_study
+from .coherence_study.report import report_section as _section_coherence_study
 from .sweep import CellFunction, check_scheduler, run_sweep
 
 __all__ = ["register", "reproduce", "all_experiments", "default_out", "write_report",
@@ -533,6 +540,8 @@ _SECTIONS = {
     "cnn_heatmaps": ("CNN unlearning heatmaps", _section_generic),
     "lyapunov": ("Almost-sure vs mean-square stability", _section_lyapunov),
     "asymptotics": ("Random-matrix asymptotics", _section_generic),
+    "coherence-study": ("Does coherence order forgettability? (real data sets × models)",
+                        _section_coherence_study),
     "realdata": ("Real data: forecasts vs nonlinear unlearning (digits)", _section_generic),
 }
 
@@ -621,7 +630,7 @@ def _optional_cnn_experiments() -> dict:
 def all_experiments() -> dict:
     """Every experiment in the default order (the slow real-data one last)."""
     return {**EXPERIMENTS, **_optional_cnn_experiments(), "asymptotics": experiment_asymptotics,
-            "realdata": experiment_realdata}
+            "coherence-study": experiment_coherence_study, "realdata": experiment_realdata}
 
 
 #: Experiments whose result is reused from ``summary.json`` on a rerun instead of recomputed
