@@ -41,13 +41,25 @@ from .api import TOLERANCE, InstanceOf, analysis
 from .validation import Options
 
 __all__ = ["Certificate", "CertificateError", "CriticalCertificate", "certify", "certify_critical",
-           "load_certificate", "MAX_SPAN"]
+           "load_certificate", "MAX_SPAN", "MAX_SPAN_PRODUCTS", "CONGRUENCE_SPAN",
+           "COMMUTING_RESOLUTION"]
 
 _PathT = TypeVar("_PathT", bound="str | os.PathLike[str]")
 
-#: Largest span dimension certified (exact rational verification; r = 60 verifies in ~25–35 s,
-#: benchmarks/bench_certify.py).
-MAX_SPAN = 72
+#: Largest span dimension certified for the summed schedule (factor input). Up to
+#: :data:`CONGRUENCE_SPAN` the PSD checks are decided by Sylvester's criterion / exact LDLᵀ
+#: (verification "exact"); above it by an exact integer congruence found in floating point
+#: ("exact-integer-congruence": digits MLP r = 300 verifies in seconds, benchmarks/bench_certify.py).
+MAX_SPAN = 400
+#: Largest span for the alternating and SAM schedules (exact rationals with G⁻¹; "exact").
+MAX_SPAN_PRODUCTS = 72
+#: Summed spans above this use verification "exact-integer-congruence".
+CONGRUENCE_SPAN = 64
+#: Commuting input (H_i diagonal in the standard basis, ``HessianSet.from_commuting`` with the
+#: identity basis) is certified at any span with a diagonal Y ("exact-commuting"). The float
+#: candidate resolves |ρ − 1| above this; closer to 1 the exact rates E[J_j²] pick c (only ρ = 1
+#: exactly has no certificate).
+COMMUTING_RESOLUTION = 1e-12
 
 
 class CertificateError(ValueError):
@@ -80,6 +92,9 @@ class Certificate:
     rate: float  # the floating-point ρ(T) the certificate was built from (not part of the proof)
     #: "collatz-wielandt" (any schedule) or "rayleigh" (a lower bound, summed schedules only)
     method: str = "collatz-wielandt"
+    #: how the verifier decides the PSD checks: "exact", "exact-integer-congruence" or
+    #: "exact-commuting" (then Y is the diagonal, one entry per coordinate)
+    verification: str = "exact"
 
     @property
     def bound(self) -> float:
@@ -90,11 +105,22 @@ class Certificate:
         """The claim's verdict: ρ ≥ c > 1 forgets, ρ ≤ c < 1 resists."""
         return self.claim == "rho >= c"
 
+    @property
+    def span(self) -> int:
+        """r, the dimension of the span the claim is about."""
+        if self.verification == "exact-commuting":
+            return len(_verify._commuting_rates(self.input)[0])
+        return len(self.Y)
+
     def to_dict(self) -> dict:
         data = {"format": _verify.FORMAT, "claim": self.claim, "c": _pair(self.c),
-                "Y": [[_pair(v) for v in row] for row in self.Y],
                 "basis_columns": list(self.basis_columns), "input": self.input,
-                "rate_float": self.rate, "method": self.method}
+                "rate_float": self.rate, "method": self.method,
+                "verification": self.verification}
+        if self.verification == "exact-commuting":
+            data["Y_diagonal"] = [_pair(v) for v in self.Y]
+        else:
+            data["Y"] = [[_pair(v) for v in row] for row in self.Y]
         data["fingerprint"] = _verify.fingerprint(data)
         return data
 
@@ -112,8 +138,8 @@ class Certificate:
         return path
 
     def __repr__(self):
-        return (f"Certificate({self.claim!r}, c={float(self.c):.12g}, span r={len(self.Y)}, "
-                f"fingerprint={self.fingerprint[:12]})")
+        return (f"Certificate({self.claim!r}, c={float(self.c):.12g}, span r={self.span}, "
+                f"{self.verification}, fingerprint={self.fingerprint[:12]})")
 
 
 @analysis({"path": [InstanceOf(str, os.PathLike)]}, dynamics=False, blas=False)
@@ -121,17 +147,17 @@ def load_certificate(path: str | os.PathLike[str]) -> Certificate:
     with open(path, encoding="utf-8") as fh:
         d = json.load(fh)
     q = lambda p: Fraction(p[0], p[1])  # noqa: E731
-    return Certificate(d["claim"], q(d["c"]), [[q(v) for v in r] for r in d["Y"]],
-                       d["basis_columns"], d["input"], float(d.get("rate_float", math.nan)),
-                       d.get("method", "collatz-wielandt"))
+    verification = d.get("verification", "exact")
+    Y = ([q(v) for v in d["Y_diagonal"]] if verification == "exact-commuting"
+         else [[q(v) for v in r] for r in d["Y"]])
+    return Certificate(d["claim"], q(d["c"]), Y, d.get("basis_columns", []), d["input"],
+                       float(d.get("rate_float", math.nan)), d.get("method", "collatz-wielandt"),
+                       verification)
 
 
 def _exact_input(dyn):
-    hs, sch = dyn.hs, dyn.schedule
-    inp = {"schedule": {"schedule": sch.schedule, "sampling": sch.sampling, "eta": _pair(sch.eta),
-                        "alpha": _pair(sch.alpha), "batch": int(sch.batch),
-                        "forget_batch": int(sch.batch_forget) if hs.has_forget else None,
-                        "sam_rho": _pair(sch.sam_rho), "sam_a": _pair(sch.sam_a)}}
+    hs = dyn.hs
+    inp = {"schedule": _exact_schedule(dyn)}
     for name in ("retain", "forget"):
         if name == "forget" and not hs.has_forget:
             continue
@@ -166,22 +192,39 @@ def _float_operator(dyn, pivots=None):
     B = Phi[:, basis]
     Gi = np.linalg.inv(B.T @ B)
     BtCB = np.zeros((r, r))  # Bᵀ C B of the shared curvature C = λI + QQᵀ (every sample has it)
+    shared = hs.shared_scalar > 0.0 or hs.shared_factor is not None
     if hs.shared_scalar > 0.0:
         BtCB = BtCB + hs.shared_scalar * (B.T @ B)
     if hs.shared_factor is not None:
         BtQ = B.T @ np.asarray(hs.shared_factor, float)
         BtCB = BtCB + BtQ @ BtQ.T
+    GiK = Gi @ BtCB
     terms = {}
     for t in dyn.terms:
-        F = blocks[t.name]
-        BtF = np.einsum("dr,ndk->nrk", B, F)
-        Cs = Gi[None] @ (BtF @ BtF.transpose(0, 2, 1) + BtCB[None])
-        terms[t.name] = (t.weight, Cs, Cs.mean(axis=0), t.c, t.e)
+        F = blocks[t.name]  # (n, d, k)
+        n, _, k = F.shape
+        W = B.T @ F.transpose(1, 0, 2).reshape(F.shape[1], n * k)  # BᵀF_i side by side: r × nk
+        V = Gi @ W  # C_i = G⁻¹(W_iW_iᵀ + BᵀCB) = V_iW_iᵀ + G⁻¹BᵀCB
+        GiP = V @ W.T  # Σ_i V_iW_iᵀ
+        Cbar = GiP / n + GiK
+        terms[t.name] = (t.weight, (W, V, GiP, n, k), Cbar, t.c, t.e)
     I = np.eye(r)
 
     def noise(term, Y):
-        s, Cs, Cbar, c, e = term
-        out = c * np.einsum("nij,jk,nlk->il", Cs, Y, Cs) / len(Cs) - e * Cbar @ Y @ Cbar.T
+        # s²[c/n Σ_i C_iYC_iᵀ − e C̄YC̄ᵀ] with Σ_i C_iYC_iᵀ = Σ_i V_i(W_iᵀYW_i)V_iᵀ
+        #   + G⁻¹P·Y·KG⁻¹ + G⁻¹K·Y·PG⁻¹ + n G⁻¹KYKG⁻¹   (K = BᵀCB, P = Σ W_iW_iᵀ)
+        s, (W, V, GiP, n, k), Cbar, c, e = term
+        out = np.zeros((r, r))
+        if c:
+            YW = (Y @ W).reshape(r, n, k)
+            D = np.einsum("rnk,rnl->nkl", W.reshape(r, n, k), YW)
+            VD = np.einsum("rnk,nkl->rnl", V.reshape(r, n, k), D).reshape(r, n * k)
+            acc = VD @ V.T
+            if shared:
+                acc = acc + GiP @ Y @ GiK.T + GiK @ Y @ GiP.T + n * (GiK @ Y @ GiK.T)
+            out = out + (c / n) * acc
+        if e:
+            out = out - e * (Cbar @ Y @ Cbar.T)
         return s * s * out
 
     comb = dyn.combinator  # how the per-set maps combine (rmt.combinators)
@@ -192,6 +235,7 @@ def _float_operator(dyn, pivots=None):
 
     def T(Y):
         return comb.second_moment(Y, A, parts, K if comb.preconditioned else None)
+    T.G = B.T @ B  # type: ignore[attr-defined]  # the Gram matrix of B: ⟨X, Z⟩ = tr(GXGZ)
     return basis, T, r
 
 
@@ -227,12 +271,12 @@ def _candidate(dyn, basis, T, r, solver=False):
                           .reshape(dyn.dim, -1) for t in dyn.terms]
                          + [_shared_columns(dyn.hs)], axis=1)
     U = np.asarray(dyn.basis)
+    B = Phi[:, basis]
+    PU = np.linalg.lstsq(B, U, rcond=None)[0]  # B⁺U (B full column rank): r × r_span
     if res.eigenmatrix is None:  # the null mode of a shared λI dominates: its projector
-        Xd = np.eye(dyn.dim) - U @ U.T
+        Y = np.linalg.inv(B.T @ B) - PU @ PU.T  # B⁺(I − UUᵀ)B⁺ᵀ, B⁺B⁺ᵀ = (BᵀB)⁻¹
     else:
-        Xd = U @ (0.5 * (res.eigenmatrix + res.eigenmatrix.T)) @ U.T
-    P = np.linalg.lstsq(Phi[:, basis], np.eye(dyn.dim), rcond=None)[0]  # B⁺ (B full column rank)
-    Y = P @ Xd @ P.T
+        Y = PU @ (0.5 * (res.eigenmatrix + res.eigenmatrix.T)) @ PU.T
     Y = 0.5 * (Y + Y.T)
     if np.trace(Y) < 0:
         Y = -Y
@@ -258,17 +302,38 @@ def _min_eig(S):
     return float(np.linalg.eigvalsh(0.5 * (S + S.T))[0])
 
 
+def _span_limit(dyn):
+    return MAX_SPAN if dyn.schedule.schedule == "summed" else MAX_SPAN_PRODUCTS
+
+
+def _identity_commuting(hs):
+    """True for commuting input whose eigenbasis is exactly the standard basis."""
+    if hs.kind != "commuting":
+        return False
+    Q = np.asarray(hs.basis)
+    return bool(np.array_equal(Q, np.eye(Q.shape[0])))
+
+
 @analysis({}, blas=False)
 def certify(hs: HessianSet | Dynamics, schedule: Schedule | None = None) -> Certificate:
     """A certificate of the mean-square verdict of (hs, schedule) or a :class:`Dynamics`.
 
     Returns a :class:`Certificate` whose :meth:`~Certificate.verify` succeeded; raises
-    :class:`CertificateError` when none could be made (reason in the message)."""
+    :class:`CertificateError` when none could be made (reason in the message).
+
+    Which verification: commuting input in the standard basis → "exact-commuting" (any span);
+    summed schedule, r ≤ :data:`CONGRUENCE_SPAN` → "exact", up to :data:`MAX_SPAN` →
+    "exact-integer-congruence"; alternating and SAM → "exact" up to :data:`MAX_SPAN_PRODUCTS`."""
     dyn = as_dynamics(hs, schedule)
-    if _span_size(dyn) > MAX_SPAN:
-        raise CertificateError(f"certify: span r = {_span_size(dyn)} > MAX_SPAN = {MAX_SPAN} "
-                               "(exact rational verification grows quickly with r; a shared λI "
-                               "makes the span the whole space)")
+    if _identity_commuting(dyn.hs):
+        return _certify_commuting(dyn)
+    limit = _span_limit(dyn)
+    if _span_size(dyn) > limit:
+        which = ("MAX_SPAN" if limit == MAX_SPAN else
+                 f"MAX_SPAN_PRODUCTS for the {dyn.schedule.schedule} schedule")
+        raise CertificateError(f"certify: span r = {_span_size(dyn)} > {which} = {limit} "
+                               "(the exact verification grows like r³ times the size of the "
+                               "numbers; a shared λI makes the span the whole space)")
     try:
         return _certify_at(dyn, None)
     except CertificateError as exc:
@@ -283,11 +348,102 @@ def certify(hs: HessianSet | Dynamics, schedule: Schedule | None = None) -> Cert
                 "certify: ρ(T) < 1 on the toolkit's span, but the factors also reach directions of "
                 "round-off curvature (the span rule drops them); there, exactly, ρ(T) is within "
                 "that curvature of 1, below what a float-found certificate resolves") from exc
-        if full > MAX_SPAN:
+        if full > limit:
             raise CertificateError(f"certify: the exact span of the factors has r = {full} > "
-                                   f"MAX_SPAN = {MAX_SPAN} (the toolkit's span rule keeps "
+                                   f"MAX_SPAN = {limit} (the toolkit's span rule keeps "
                                    f"{_span_size(dyn)}; the rest is curvature at round-off)") from exc
         return _certify_at(dyn, piv, solver=True)
+
+
+def _exact_schedule(dyn):
+    hs, sch = dyn.hs, dyn.schedule
+    return {"schedule": sch.schedule, "sampling": sch.sampling, "eta": _pair(sch.eta),
+            "alpha": _pair(sch.alpha), "batch": int(sch.batch),
+            "forget_batch": int(sch.batch_forget) if hs.has_forget else None,
+            "sam_rho": _pair(sch.sam_rho), "sam_a": _pair(sch.sam_a)}
+
+
+def _commuting_input(dyn):
+    """Exact input of a commuting set in the standard basis: sparse eigenvalue profiles (the
+    stored ones, shared curvature folded in, round-off entries already exact zeros)."""
+    hs = dyn.hs
+    inp = {"representation": "commuting", "dim": int(hs.dim),
+                 "schedule": _exact_schedule(dyn)}
+    for name in ("retain", "forget"):
+        if name == "forget" and not hs.has_forget:
+            continue
+        P = np.asarray(hs.eigenvalues(name), float)
+        ii, jj = np.nonzero(P)
+        inp[name] = {"n": int(P.shape[0]),
+                     "entries": [[int(i), int(j), _pair(P[i, j])] for i, j in zip(ii, jj)]}
+    return inp
+
+
+def _commuting_float_rates(dyn):
+    """(span mask, E[J_j²] per direction) in floating point — the verifier's formulas
+    (rmt.verify._commuting_rates), used only to choose c and Y."""
+    hs, sch = dyn.hs, dyn.schedule
+    parts, mask = [], np.zeros(hs.dim, bool)
+    for t in dyn.terms:
+        H = np.asarray(hs.eigenvalues(t.name), float)
+        n = H.shape[0]
+        hbar = H.mean(axis=0)
+        var = t.c * (H * H).sum(axis=0) / n - t.e * hbar * hbar
+        parts.append((hbar, var, t.weight))
+        mask |= np.any(H != 0, axis=0)
+    if sch.schedule == "sam":
+        hbar, var, s = parts[0]
+        k = 1.0 + dyn.combinator.ascent(sch) * hbar
+        m = (1.0 + s * hbar * k) ** 2 + s * s * k * k * var
+    elif sch.schedule == "summed":
+        m = (1.0 + sum(s * h for h, _v, s in parts)) ** 2 + sum(s * s * v for _h, v, s in parts)
+    else:
+        m = np.ones(hs.dim)
+        for h, v, s in parts:
+            m = m * ((1.0 + s * h) ** 2 + s * s * v)
+    return mask, m
+
+
+def _certify_commuting(dyn):
+    """Diagonal certificate of a commuting set in the standard basis (verification
+    "exact-commuting"): T(diag y) = diag(E[J_j²] y_j), so Y = I on the span proves ρ ≤ c ≥ every
+    E[J_j²], and Y = e_je_jᵀ proves ρ ≥ E[J_j²] ≥ c."""
+    inp = _commuting_input(dyn)
+    mask, m = _commuting_float_rates(dyn)
+    d = dyn.hs.dim
+    if not mask.any():
+        raise CertificateError("certify: no curvature in any active direction")
+    span = np.flatnonzero(mask)
+    j = int(span[np.argmax(m[span])])
+    rho = float(m[j])
+
+    def make(c, claim):
+        if claim == "rho <= c":
+            Y = [Fraction(int(mask[i])) for i in range(d)]
+        else:
+            Y = [Fraction(int(i == j)) for i in range(d)]
+        return Certificate(claim, c, Y, [], inp, rho, "collatz-wielandt", "exact-commuting")
+
+    tried = []
+    if abs(rho - 1.0) > COMMUTING_RESOLUTION:
+        claim = "rho <= c" if rho < 1.0 else "rho >= c"
+        cert = make(_dyadic(rho + 0.5 * (1.0 - rho)), claim)
+        ok, why = cert.verify()
+        if ok:
+            return cert
+        tried.append(why)
+    # closer to 1 than the float resolution (or the float choice failed): the exact rates
+    sp, rates = _verify._commuting_rates(inp)
+    top = max(rates)
+    if top == 1:
+        raise CertificateError("certify: ρ(T) = 1 exactly (commuting set: max_j E[J_j²] = 1), "
+                               "neither bound certifies a verdict")
+    j = sp[rates.index(top)]
+    cert = make(top, "rho <= c" if top < 1 else "rho >= c")
+    ok, why = cert.verify()
+    if ok:
+        return cert
+    raise CertificateError(f"certify: no commuting certificate ({'; '.join(tried + [why])})")
 
 
 def _exact_pivots(dyn):
@@ -311,26 +467,48 @@ def _exact_pivots(dyn):
     return piv
 
 
+def _round_symmetric(Y, verification):
+    """Y rounded to exact dyadic rationals, exactly symmetric. "exact": each entry to 40
+    significant bits (small numbers keep exact products small); "exact-integer-congruence": one
+    grid 2^e with max |Y| ≈ 2^62 (one denominator, integers of ≤ 63 bits)."""
+    r = Y.shape[0]
+    if verification == "exact-integer-congruence":
+        big = float(np.max(np.abs(Y)))
+        e = (math.frexp(big)[1] - 62) if big > 0 else 0
+        Z = np.rint(np.ldexp(0.5 * (Y + Y.T), -e))
+        unit = Fraction(2) ** e
+        return [[int(v) * unit for v in row] for row in Z.tolist()]
+    Yq = [[_dyadic(Y[i, j]) for j in range(r)] for i in range(r)]
+    for i in range(r):
+        for j in range(i):
+            Yq[i][j] = Yq[j][i]
+    return Yq
+
+
 def _certify_at(dyn, pivots, solver=False):
     basis, T, r = _float_operator(dyn, pivots)
     # on an exact span with round-off directions, T̃ in B coordinates is ill-conditioned in
     # floating point: take the candidate from the solver on the toolkit's span instead
     rho, Y0 = _candidate(dyn, basis, T, r, solver)
     inp = _exact_input(dyn)
+    summed = dyn.schedule.schedule == "summed"
+    verification = ("exact-integer-congruence" if summed and r > CONGRUENCE_SPAN else "exact")
+    strict = verification != "exact"  # the congruence proves definiteness, not semidefiniteness
+    G = T.G
     lam = np.linalg.eigvalsh(Y0)
     top = float(lam[-1])
     tried = []
     if rho > 1.0 and dyn.combinator.self_adjoint:
         # a lower bound needs no definiteness for a self-adjoint T: the Rayleigh quotient (§10.1)
-        Yq = [[_dyadic(Y0[i, j]) for j in range(r)] for i in range(r)]
-        for i in range(r):
-            for j in range(i):
-                Yq[i][j] = Yq[j][i]
+        Yq = _round_symmetric(Y0, verification)
+        Yf = np.array([[float(v) for v in row] for row in Yq])
+        GYG = G @ Yf @ G
+        quotient = float(np.sum(GYG * T(Yf)) / np.sum(GYG * Yf))
         for f in (1e-3, 1e-1, 0.5):
             cq = _dyadic(rho - f * (rho - 1.0))
-            if not cq > 1:
+            if not cq > 1 or not quotient > float(cq) * (1 + 1e-12):
                 continue
-            cert = Certificate("rho >= c", cq, Yq, basis, inp, rho, "rayleigh")
+            cert = Certificate("rho >= c", cq, Yq, basis, inp, rho, "rayleigh", verification)
             good, why = cert.verify()
             if good:
                 return cert
@@ -342,22 +520,25 @@ def _certify_at(dyn, pivots, solver=False):
         else:
             c = rho - f * (rho - 1.0)
             Q = np.linalg.eigh(Y0)[1]
-            cands = [(Q * np.where(lam > tau * top, lam, 0.0)) @ Q.T for tau in (0.0, 1e-9, 1e-6)]
+            taus = (1e-9, 1e-6) if strict else (0.0, 1e-9, 1e-6)
+            cands = [(Q * np.where(lam > tau * top, lam, 0.0)) @ Q.T for tau in taus]
+            if strict:  # definite candidates only: the Perron matrix itself
+                cands = [Y0 + tau * top * np.eye(r) for tau in (0.0, 1e-9, 1e-6)]
         cq = _dyadic(c)
         if (rho < 1.0 and not cq < 1) or (rho > 1.0 and not cq > 1):
             continue
         for Y in cands:
             if rho < 1.0:
-                ok = _min_eig(Y) > 0 and _min_eig(float(cq) * Y - T(Y)) > -1e-300
+                ok = _min_eig(Y) > 0 and _min_eig(float(cq) * Y - T(Y)) > (0.0 if strict else -1e-300)
+            elif strict:
+                ok = _min_eig(Y) > 0 and _min_eig(T(Y) - float(cq) * Y) > 0.0
             else:
                 ok = _min_eig(T(Y) - float(cq) * Y) > -1e-12 * top
             if not ok:
                 continue
-            Yq = [[_dyadic(Y[i, j]) for j in range(r)] for i in range(r)]
-            for i in range(r):
-                for j in range(i):
-                    Yq[i][j] = Yq[j][i]
-            cert = Certificate("rho <= c" if rho < 1.0 else "rho >= c", cq, Yq, basis, inp, rho)
+            Yq = _round_symmetric(Y, verification)
+            cert = Certificate("rho <= c" if rho < 1.0 else "rho >= c", cq, Yq, basis, inp, rho,
+                               "collatz-wielandt", verification)
             good, why = cert.verify()
             if good:
                 return cert

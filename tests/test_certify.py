@@ -119,12 +119,15 @@ def test_verify_from_a_file_cli_and_standalone(tmp_path):
 
 
 def test_refusals_say_why():
+    from rmt.certificates import MAX_SPAN, MAX_SPAN_PRODUCTS
+
     rng = np.random.default_rng(0)
-    big = rmt.HessianSet.from_factors(rng.standard_normal((90, 80)))
-    with pytest.raises(CertificateError, match="MAX_SPAN"):
-        certify(big, rmt.Schedule(0.01, 2))
-    # a shared λI makes the span the whole space: 4 samples in d = 80 are over the limit
-    shared = rmt.HessianSet.from_factors(rng.standard_normal((4, 80)), shared=0.1)
+    # alternating and SAM keep the exact rational path (G⁻¹): spans above MAX_SPAN_PRODUCTS
+    mid = rmt.HessianSet.from_factors(rng.standard_normal((90, MAX_SPAN_PRODUCTS + 8)))
+    with pytest.raises(CertificateError, match="MAX_SPAN_PRODUCTS"):
+        certify(mid, rmt.Schedule(0.01, 2, schedule="alternating"))
+    # the summed schedule goes to MAX_SPAN; a shared λI makes the span the whole space
+    shared = rmt.HessianSet.from_factors(rng.standard_normal((4, MAX_SPAN + 1)), shared=0.1)
     with pytest.raises(CertificateError, match="λI"):
         certify(shared, rmt.Schedule(0.01, 2))
 
@@ -184,8 +187,9 @@ def test_analyze_certify_reports_a_verified_certificate_or_why_not():
         ce = e["certificate"]
         assert ce["available"] and ce["verified"], ce
         assert (ce["claim"] == "rho >= c") == e["forgets"]
-    big = rmt.HessianSet.from_factors(rng.standard_normal((90, 80)))  # span 80 > MAX_SPAN = 72
-    rep = analyze(big, etas=[0.01], lyapunov=False, forecast=False, theorems=False, certify=True)
+    big = rmt.HessianSet.from_factors(rng.standard_normal((90, 80)))  # > MAX_SPAN_PRODUCTS = 72
+    rep = analyze(big, etas=[0.01], schedules=("alternating",), lyapunov=False, forecast=False,
+                  theorems=False, certify=True)
     ce = rep["results"][0]["certificate"]
     assert not ce["available"] and "MAX_SPAN" in ce["reason"]
 
@@ -203,3 +207,119 @@ def test_a_rayleigh_lower_bound_is_accepted_for_summed_schedules_only():
     data["fingerprint"] = fingerprint(data)
     ok, why = verify_data(data)
     assert not ok and "summed" in why
+
+
+def test_the_integer_operator_is_the_rational_operator_exactly():
+    """The summed schedule's G·T̃(Y)·G on integer matrices (the fast path of both methods) equals
+    the general rational construction entry by entry, with shared curvature λI and QQᵀ too."""
+    import rmt.verify as V
+
+    rng = np.random.default_rng(stable_seed("integer-operator"))
+    done = 0
+    for k in range(12):
+        d = int(rng.integers(2, 6))
+        GR = rng.standard_normal((int(rng.integers(2, 6)), d, int(rng.integers(1, 3))))
+        GF = rng.standard_normal((2, d, 1))
+        shared = [None, 0.3, rng.standard_normal((d, 1))][k % 3]
+        kw = {} if shared is None else {"shared": shared}
+        hs = rmt.HessianSet.from_factors(GR, GF, **kw)
+        sch = rmt.Schedule(0.1, 2, alpha=0.2, sampling=SAMPLING[k % 3], forget_batch=1)
+        data = certify(hs, sch).to_dict()
+        TG1, G1, r = V._operator(data["input"], data["basis_columns"])
+        TG2, G2, r2 = V._summed_operator_int(data["input"], data["basis_columns"])
+        Yq = [[V._q(x) for x in row] for row in data["Y"]]
+        A, B = TG1(V._qmat(data["Y"])), TG2(V._zq_from_rows(Yq))
+        assert r == r2
+        assert V._entries(A) == [[B.q * int(B.M[i, j]) for j in range(r)] for i in range(r)]
+        assert V._entries(G1) == [[G2.q * int(G2.M[i, j]) for j in range(r)] for i in range(r)]
+        done += 1
+    assert done == 12
+
+
+def _digits_mlp(max_train, hidden, n_forget):
+    import warnings
+
+    from rmt import models as M
+
+    data = M.load_digits_binary((3, 8), n_components=12, max_train=max_train, flip=2, seed=0,
+                                test_fraction=0.1)
+    X, y = data.X_train, data.y_train.astype(float)
+    mlp = M.MLP(X.shape[1], hidden, 1, activation="tanh", loss="squared")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tr = M.train(mlp, X, y, "squared", seed=0, tol=1e-7, maxiter=20000)
+        retain, forget = M.forget_set("typical", len(y), n_forget, seed=0)
+        hs = M.hessian_set(mlp, tr.w, X[retain], y[retain], X[forget], y[forget], "squared")
+    lam = float(np.linalg.eigvalsh(hs.reduction(True, False).mean("retain"))[-1])
+    return hs, lam
+
+
+def _both_sides(hs, lam, n_forget):
+    """A forgetting and a resisting schedule of a digits MLP, certified and verified."""
+    out = []
+    for alpha, rel in ((0.1, 0.5), (0.0, 0.2)):
+        sch = rmt.Schedule(rel * 2 / lam, 8, alpha=alpha, sampling="without_replacement",
+                           forget_batch=n_forget)
+        rate = rmt.mean_square_rate(hs, sch)
+        cert = certify(hs, sch)
+        ok, why = cert.verify()
+        assert ok, why
+        assert cert.verification == "exact-integer-congruence" and "congruence" in why
+        assert cert.forgets == (rate > 1.0)
+        assert (float(cert.c) <= rate * (1 + 1e-9)) if cert.forgets else (float(cert.c) >= rate * (1 - 1e-9))
+        out.append(cert)
+    return out
+
+
+def test_a_digits_mlp_at_r_about_100_is_certified_on_the_rigorous_path(tmp_path):
+    from rmt.certificates import CONGRUENCE_SPAN
+
+    hs, lam = _digits_mlp(110, 16, 4)
+    certs = _both_sides(hs, lam, 4)
+    assert all(c.span > CONGRUENCE_SPAN for c in certs), [c.span for c in certs]
+    assert {c.claim for c in certs} == {"rho >= c", "rho <= c"}
+    # from the file, by the standalone script (stdlib + python-flint; numpy finds congruences)
+    path = certs[1].save(tmp_path / "mlp.json")
+    script = Path(rmt.__file__).parent / "verify.py"
+    out = subprocess.run([sys.executable, "-I", str(script), str(path)], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert out.returncode == 0 and "congruence" in out.stdout, out.stdout + out.stderr
+    assert rmt.load_certificate(path).verification == "exact-integer-congruence"
+
+
+@pytest.mark.slow
+def test_the_digits_mlp_at_r_300_is_certified():
+    import time
+
+    hs, lam = _digits_mlp(300, 32, 6)  # r = 294 (retain) / 300 (retain + forget)
+    t = time.perf_counter()
+    certs = _both_sides(hs, lam, 6)
+    assert max(c.span for c in certs) >= 290, [c.span for c in certs]
+    print(f"digits MLP r = {[c.span for c in certs]}: certified and verified in "
+          f"{time.perf_counter() - t:.1f} s")
+
+
+def test_commuting_sets_are_certified_at_any_span_with_a_diagonal_y(tmp_path):
+    from simulations import hessian_grid as hg
+
+    # a Hessian-test cell: r = 100 directions, verified exactly in milliseconds
+    hs = hg.grid_set(100, 1, 0.3, 10, "commuting")
+    sch = hg.grid_schedule(hs, 0.8, 9, 0.3)
+    cert = certify(hs, sch)
+    assert cert.verification == "exact-commuting" and cert.span == 100 and cert.verify()[0]
+    assert cert.forgets == (rmt.mean_square_rate(hs, sch) > 1.0)
+    path = cert.save(tmp_path / "cell.json")
+    script = Path(rmt.__file__).parent / "verify.py"
+    out = subprocess.run([sys.executable, "-I", str(script), str(path)], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert out.returncode == 0 and "commuting" in out.stdout, out.stdout + out.stderr
+    # ρ(T) = 1 exactly (σ = 50, B = 1, η = 0.5: every batch has ηh = 2 or misses, J² ≡ 1 in
+    # those directions): no verdict to certify, and the refusal says so
+    hs = hg.grid_set(100, 50, 0.0, 10, "commuting")
+    with pytest.raises(CertificateError, match="exactly"):
+        certify(hs, hg.grid_schedule(hs, 0.5, 1, 0.0))
+    # a commuting set in a rotated basis is certified through its factors (the general path)
+    rng = np.random.default_rng(1)
+    Q = np.linalg.qr(rng.standard_normal((3, 3)))[0]
+    rot = rmt.HessianSet.from_commuting(rng.uniform(0, 1, (4, 3)), basis=Q)
+    assert certify(rot, rmt.Schedule(0.5, 2)).verification == "exact"
