@@ -6,6 +6,8 @@ gradients — reusing :func:`rmt.models.gauss_newton` for the loss curvature, so
 definition of a factor in the package (``docs/models.md``).
 
 * :mod:`rmt.adapters.jax` — JAX (optional extra: ``pip install -e ".[jax]"``).
+* :mod:`rmt.adapters.torch` — PyTorch ``nn.Module`` via ``torch.func`` (optional extra:
+  ``pip install -e ".[torch]"``; the training weight decay as shared curvature).
 * :mod:`rmt.adapters.sklearn` — fitted scikit-learn ``LogisticRegression``, ``Ridge``,
   ``LinearRegression``, ``MLPClassifier``, ``MLPRegressor`` (their L2 penalty as shared
   curvature).
