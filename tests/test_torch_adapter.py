@@ -269,6 +269,23 @@ def test_training_mode_float32_and_the_users_module_is_never_modified():
     assert _rel(F, F64) < TOL and _rel(g, g64) < TOL
 
 
+def test_tensor_inputs_and_integer_ids():
+    # X and y as tensors give the same arrays; integer inputs (token ids) reach an nn.Embedding
+    # as integers, and the per-sample gradients sum to autograd's gradient of the summed loss
+    rng = np.random.default_rng(12)
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Embedding(10, 3), nn.Flatten(), nn.Linear(6, 1)).double().eval()
+    ids = rng.integers(0, 10, size=(8, 2))
+    y = rng.choice([-1.0, 1.0], size=8)
+    F, g = rt.per_sample(net, ids, y, loss="logistic")
+    Ft, gt = rt.per_sample(net, torch.as_tensor(ids), torch.as_tensor(y), loss="logistic")
+    assert np.array_equal(F, Ft) and np.array_equal(g, gt)
+    total = nn.functional.binary_cross_entropy_with_logits(
+        net(torch.as_tensor(ids))[:, 0], torch.as_tensor((y + 1) / 2), reduction="sum")
+    grad = torch.cat([p.reshape(-1) for p in torch.autograd.grad(total, list(net.parameters()))])
+    assert F.shape == (8, 37, 1) and _rel(g.sum(axis=0), grad.numpy()) < TOL
+
+
 def test_model_that_casts_to_float32_is_flagged():
     class Cast(nn.Module):
         def __init__(self):
@@ -323,8 +340,8 @@ def test_bad_input_raises_naming_the_argument():
     with pytest.raises(ValueError, match="K = 1"):
         rt.per_sample(net, X, np.ones(4), loss="logistic")
     with pytest.raises(ValueError, match=r"\(B,\) or \(B, K\)"):
-        rt.per_sample(nn.Sequential(nn.Linear(3, 4), nn.Unflatten(1, (2, 2))).double(), X,
-                      y, loss="squared")
+        rt.per_sample(nn.Sequential(nn.Linear(3, 4), nn.Unflatten(1, (2, 2))).double().eval(),
+                      X, y, loss="squared")
     with pytest.raises(ValueError, match="X"):
         rt.per_sample(net, np.zeros((0, 3)), y[:0], loss="squared")
     with pytest.raises(ValueError, match="X contains NaN"):
