@@ -69,6 +69,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral, Real
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -88,10 +89,11 @@ from ..models import LOSSES, Model, _check_targets, gauss_newton
 from ..stationarity import _bridge_check, _deferred, _outside_level, _zero_roundoff
 from ..validation import check_finite_array, check_int, check_positive
 
-__all__ = ["LOSS_ALIASES", "flatten", "per_sample", "hessian_set", "TorchModel"]
+__all__ = ["LOSS_ALIASES", "MAX_SHARED_ENTRIES", "flatten", "per_sample", "hessian_set",
+           "TorchModel"]
 
 #: torch names accepted for rmt's losses (exact equivalents only; module docstring)
-LOSS_ALIASES: Mapping[str, str] = {"cross_entropy": "softmax"}
+LOSS_ALIASES: Mapping[str, str] = MappingProxyType({"cross_entropy": "softmax"})
 
 #: torch names refused, with what to pass instead
 _REFUSED = {
