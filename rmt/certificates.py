@@ -8,15 +8,22 @@ coordinates and a bound c with
 
 for the positive map T of *any* of our schedules. :meth:`Certificate.verify` re-derives T from the
 exact input (every float factor is a rational number) with :mod:`rmt.verify`, which imports nothing
-but the standard library and trusts no eigen-solver; ``rmt verify CERT.json`` does the same from a
-file. Coordinates: Y lives on B = a set of the input's own factor columns spanning the Hessians'
-span, so that no floating-point basis enters the proof (the verifier checks that every factor lies
-in range(B) exactly).
+of the toolkit and trusts no eigen-solver; ``rmt verify CERT.json`` does the same from a file.
+Coordinates: Y lives on B = a set of the input's own factor columns spanning the Hessians' span,
+so that no floating-point basis enters the proof (the verifier checks that every factor lies in
+range(B) exactly).
 
-Scope: per-sample factors with or without shared curvature (λI makes the span all of R^d), spans
-r ≤ ``MAX_SPAN`` (exact rational verification; its cost grows like r³ times the size of the
-rationals). ρ(T) within the
-search's resolution of 1 gets no certificate: :class:`CertificateError` says so.
+Scope and verification method (``Certificate.verification``; every method is exact):
+
+- commuting sets in the standard basis (``HessianSet.from_commuting`` without a rotation, e.g.
+  the Hessian-test grid): any span, diagonal Y, "exact-commuting" (entrywise checks);
+- summed schedule, factor input: r ≤ :data:`CONGRUENCE_SPAN` "exact" (Sylvester / exact LDLᵀ),
+  r ≤ :data:`MAX_SPAN` "exact-integer-congruence" (integer products, positive definiteness by an
+  exact congruence found in floating point; the digits MLP at r = 300 verifies in seconds);
+- alternating and SAM: r ≤ :data:`MAX_SPAN_PRODUCTS`, "exact" (rationals with G⁻¹).
+
+With shared curvature λI the span is all of R^d. ρ(T) within the search's resolution of 1 gets
+no certificate: :class:`CertificateError` says so.
 """
 
 from __future__ import annotations
@@ -33,11 +40,11 @@ import numpy as np
 import scipy.linalg
 
 from . import verify as _verify
-from .dynamics import Dynamics, as_dynamics
+from .dynamics import Dynamics, as_dynamics, check_pair, noise_coefficients
 from .meansquare import mean_square
 from .hessians import HessianSet
 from .schedule import Schedule
-from .api import TOLERANCE, InstanceOf, analysis
+from .api import HS, SCHEDULE, TOLERANCE, InstanceOf, analysis
 from .validation import Options
 
 __all__ = ["Certificate", "CertificateError", "CriticalCertificate", "certify", "certify_critical",
@@ -157,7 +164,7 @@ def load_certificate(path: str | os.PathLike[str]) -> Certificate:
 
 def _exact_input(dyn):
     hs = dyn.hs
-    inp = {"schedule": _exact_schedule(dyn)}
+    inp = {"schedule": _exact_schedule(hs, dyn.schedule)}
     for name in ("retain", "forget"):
         if name == "forget" and not hs.has_forget:
             continue
@@ -314,7 +321,7 @@ def _identity_commuting(hs):
     return bool(np.array_equal(Q, np.eye(Q.shape[0])))
 
 
-@analysis({}, blas=False)
+@analysis({"hs": HS, "schedule": SCHEDULE}, dynamics=False, blas=False)
 def certify(hs: HessianSet | Dynamics, schedule: Schedule | None = None) -> Certificate:
     """A certificate of the mean-square verdict of (hs, schedule) or a :class:`Dynamics`.
 
@@ -324,9 +331,12 @@ def certify(hs: HessianSet | Dynamics, schedule: Schedule | None = None) -> Cert
     Which verification: commuting input in the standard basis → "exact-commuting" (any span);
     summed schedule, r ≤ :data:`CONGRUENCE_SPAN` → "exact", up to :data:`MAX_SPAN` →
     "exact-integer-congruence"; alternating and SAM → "exact" up to :data:`MAX_SPAN_PRODUCTS`."""
+    if isinstance(hs, HessianSet) and isinstance(schedule, Schedule) and _identity_commuting(hs):
+        check_pair(hs, schedule)  # no Dynamics needed (its reduction costs O(n d · d²) here)
+        return _certify_commuting(hs, schedule)
     dyn = as_dynamics(hs, schedule)
     if _identity_commuting(dyn.hs):
-        return _certify_commuting(dyn)
+        return _certify_commuting(dyn.hs, dyn.schedule)
     limit = _span_limit(dyn)
     if _span_size(dyn) > limit:
         which = ("MAX_SPAN" if limit == MAX_SPAN else
@@ -355,20 +365,18 @@ def certify(hs: HessianSet | Dynamics, schedule: Schedule | None = None) -> Cert
         return _certify_at(dyn, piv, solver=True)
 
 
-def _exact_schedule(dyn):
-    hs, sch = dyn.hs, dyn.schedule
+def _exact_schedule(hs, sch):
     return {"schedule": sch.schedule, "sampling": sch.sampling, "eta": _pair(sch.eta),
             "alpha": _pair(sch.alpha), "batch": int(sch.batch),
             "forget_batch": int(sch.batch_forget) if hs.has_forget else None,
             "sam_rho": _pair(sch.sam_rho), "sam_a": _pair(sch.sam_a)}
 
 
-def _commuting_input(dyn):
+def _commuting_input(hs, sch):
     """Exact input of a commuting set in the standard basis: sparse eigenvalue profiles (the
     stored ones, shared curvature folded in, round-off entries already exact zeros)."""
-    hs = dyn.hs
     inp = {"representation": "commuting", "dim": int(hs.dim),
-                 "schedule": _exact_schedule(dyn)}
+           "schedule": _exact_schedule(hs, sch)}
     for name in ("retain", "forget"):
         if name == "forget" and not hs.has_forget:
             continue
@@ -379,21 +387,26 @@ def _commuting_input(dyn):
     return inp
 
 
-def _commuting_float_rates(dyn):
+def _commuting_float_rates(hs, sch):
     """(span mask, E[J_j²] per direction) in floating point — the verifier's formulas
     (rmt.verify._commuting_rates), used only to choose c and Y."""
-    hs, sch = dyn.hs, dyn.schedule
     parts, mask = [], np.zeros(hs.dim, bool)
-    for t in dyn.terms:
-        H = np.asarray(hs.eigenvalues(t.name), float)
+    comb = sch.combinator
+    weights = sch.step_weights
+    batches = {"retain": sch.batch, "forget": sch.batch_forget}
+    active = [w for w, on in (("retain", sch.uses_retain),
+                              ("forget", sch.uses_forget and comb.takes_forget)) if on]
+    for name in active:
+        H = np.asarray(hs.eigenvalues(name), float)
         n = H.shape[0]
+        c, e = noise_coefficients(sch.sampling, n, batches[name])
         hbar = H.mean(axis=0)
-        var = t.c * (H * H).sum(axis=0) / n - t.e * hbar * hbar
-        parts.append((hbar, var, t.weight))
+        var = c * (H * H).sum(axis=0) / n - e * hbar * hbar
+        parts.append((hbar, var, weights[name]))
         mask |= np.any(H != 0, axis=0)
     if sch.schedule == "sam":
         hbar, var, s = parts[0]
-        k = 1.0 + dyn.combinator.ascent(sch) * hbar
+        k = 1.0 + comb.ascent(sch) * hbar
         m = (1.0 + s * hbar * k) ** 2 + s * s * k * k * var
     elif sch.schedule == "summed":
         m = (1.0 + sum(s * h for h, _v, s in parts)) ** 2 + sum(s * s * v for _h, v, s in parts)
@@ -404,13 +417,13 @@ def _commuting_float_rates(dyn):
     return mask, m
 
 
-def _certify_commuting(dyn):
+def _certify_commuting(hs, sch):
     """Diagonal certificate of a commuting set in the standard basis (verification
     "exact-commuting"): T(diag y) = diag(E[J_j²] y_j), so Y = I on the span proves ρ ≤ c ≥ every
     E[J_j²], and Y = e_je_jᵀ proves ρ ≥ E[J_j²] ≥ c."""
-    inp = _commuting_input(dyn)
-    mask, m = _commuting_float_rates(dyn)
-    d = dyn.hs.dim
+    inp = _commuting_input(hs, sch)
+    mask, m = _commuting_float_rates(hs, sch)
+    d = hs.dim
     if not mask.any():
         raise CertificateError("certify: no curvature in any active direction")
     span = np.flatnonzero(mask)

@@ -1,8 +1,9 @@
 """Standalone verifier of mean-square certificates (docs/contract.md §10.6), in exact arithmetic.
 
-This module imports nothing from the rest of the toolkit and no numerical library: only the
-standard library (``fractions``, ``json``, ``hashlib``) and, when installed, python-flint for
-speed. It re-derives everything from the exact
+This module imports nothing from the rest of the toolkit: only the standard library
+(``fractions``, ``json``, ``hashlib``), python-flint (FLINT's exact integers and rationals) when
+installed, and numpy when installed — numpy only to *find* a congruence for the method
+"exact-integer-congruence", never to decide anything. It re-derives everything from the exact
 input stored in the certificate file and trusts no eigen-solver.
 
 **What is checked.** The input is the per-sample factors F_i (every float is a rational number, and
@@ -20,12 +21,30 @@ combinator). With B = a set of factor columns named in the certificate:
    the span, so ρ(T̃) = ρ(T on the span).
 3. Claim ``"rho <= c"``: Y ≻ 0 and cY − T̃(Y) ⪰ 0 (Collatz–Wielandt). Claim ``"rho >= c"``:
    Y ⪰ 0, Y ≠ 0 and T̃(Y) − cY ⪰ 0 — or, for the summed schedule (T self-adjoint, §10.1), with
-   ``"method": "rayleigh"``, tr(Y·GT̃(Y)G) ≥ c·tr(Y·GYG) for a symmetric Y ≠ 0. Both are checked congruent by G = BᵀB ≻ 0, which keeps ⪰:
-   G T̃(Y) G is built from BᵀH_iB = (BᵀF_i)(BᵀF_i)ᵀ alone (no inverse for the summed schedule,
-   so the rationals stay small). Definiteness by exact LDLᵀ with diagonal pivoting.
+   ``"method": "rayleigh"``, tr(Y·GT̃(Y)G) ≥ c·tr(Y·GYG) for a symmetric Y ≠ 0. Both are checked
+   congruent by G = BᵀB ≻ 0, which keeps ⪰: G T̃(Y) G is built from BᵀH_iB = (BᵀF_i)(BᵀF_i)ᵀ
+   alone (no inverse for the summed schedule, so the numbers stay small).
 
-Exact arithmetic: python-flint's ``fmpq_mat`` (FLINT, C) when it is installed, else
-``fractions.Fraction`` — both exact, only the speed differs.
+**How the PSD checks are decided** (the certificate's ``"verification"``; every method is exact):
+
+- ``"exact"`` (default): Sylvester's criterion — every leading principal minor > 0, read off
+  FLINT's fraction-free LU of the matrix scaled to integers — and, when that fails, exact LDLᵀ
+  with diagonal pivoting (complete: semidefinite and indefinite are told apart).
+- ``"exact-integer-congruence"`` (large spans): for the summed schedule every matrix is an
+  integer matrix times one rational (floats are dyadic, so the input shares one denominator),
+  formed by FLINT's exact integer products; G·T̃(Y)·G is formed from the factor blocks
+  (W_S·blockdiag(W_iᵀYW_i)·W_Sᵀ), not from n products of r × r matrices. Positive definiteness of
+  an integer matrix M: D = diag(2^k_i) equilibrates it, a matrix C is found in floating point
+  (inverse Cholesky factor, rounded to integers), and ‖C·DMD·Cᵀ − σI‖_F < σ is checked *exactly*
+  for a power of two σ — then C·DMD·Cᵀ ≻ 0, C is invertible and M ≻ 0 (Sylvester's law of
+  inertia); up to three such steps refine ill-conditioned M. It proves definiteness, never
+  semidefiniteness, and a failure proves nothing. The span checks of step 1 are done modulo
+  primes: rank r of B modulo a prime, and containment by S = δΦ_Ī − B_Ī·adj(B_I)·Φ_I = 0 checked
+  modulo primes whose product exceeds Hadamard's bound on |S| (B_I: r rows of B with δ =
+  det B_I ≠ 0).
+- ``"exact-commuting"``: commuting input (``"representation": "commuting"``, H_i = diag(h_i) in the
+  standard basis, sparse profiles): every J is diagonal, T(diag y) = diag(E[J_j²] y_j), so the
+  certificate is a diagonal Y and both PSD checks are entrywise comparisons of exact rationals.
 
 Use: ``python -m rmt.verify CERT.json`` or ``rmt verify CERT.json`` (exit 0 when it verifies).
 """

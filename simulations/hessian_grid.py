@@ -27,7 +27,8 @@ import rmt
 from rmt.meansquare.critical import smallest_stable_integer
 from rmt.ensembles import hessian_test
 
-__all__ = ["grid_set", "grid_schedule", "cell", "critical_batch", "critical_batches",
+__all__ = ["grid_set", "grid_schedule", "cell", "certify_cell", "certificate_counts",
+           "critical_batch", "critical_batches",
            "thm1_sigma", "thm2_sigma", "theorem_curves", "dexter_thm1_sigma", "dexter_thm2_sigma",
            "SCHEME_NAMES", "HEURISTIC"]
 
@@ -83,6 +84,58 @@ def cell(params, seed):
         out["escaped_fraction"] = math.nan
         out["heuristic_diverges"] = math.nan
     return out
+
+
+# ----------------------------------------------------------------------------- certificates
+def certify_cell(params):
+    """A verified certificate of one cell's exact verdict (contract §10.6).
+
+    The cell's Hessians are diagonal in the standard basis (the "commuting" representation
+    :func:`cell` uses), so :func:`rmt.certify` proves the verdict with a diagonal Y, checked in
+    exact rational arithmetic by :mod:`rmt.verify` ("exact-commuting": T(diag y) =
+    diag(E[J_j²] y_j), so both PSD checks are entrywise, O(n + d) per cell at any span). The
+    float candidate resolves |ρ − 1| > :data:`rmt.certificates.COMMUTING_RESOLUTION`; closer to 1
+    the exact rates choose the bound, so only ρ(T) = 1 exactly (neutral) has no certificate.
+
+    Returns ``certified`` (1: a certificate verified; 0: none), ``forgets`` (its claim: 1 for
+    "ρ ≥ c > 1", 0 for "ρ ≤ c < 1", NaN without one), ``bound`` (c), ``exactly_one`` (1 when
+    refused because ρ(T) = 1 exactly) and ``near_one`` (1 when |c − 1| ≤ the float resolution);
+    all NaN for cells with B > n_retain (no cell).
+    """
+    n, sigma, batch = int(params["n"]), int(params["sigma"]), int(params["batch"])
+    eta, alpha = float(params["eta"]), float(params.get("alpha", 0.0))
+    n_forget = int(params.get("n_forget", 10))
+    hs = grid_set(n, sigma, alpha, n_forget, "commuting")
+    nan = math.nan
+    if batch > hs.n_retain:
+        return {"certified": nan, "forgets": nan, "bound": nan, "exactly_one": nan,
+                "near_one": nan}
+    from rmt.certificates import COMMUTING_RESOLUTION, CertificateError
+
+    try:
+        cert = rmt.certify(hs, grid_schedule(hs, eta, batch, alpha))
+    except CertificateError as exc:
+        return {"certified": 0.0, "forgets": nan, "bound": nan,
+                "exactly_one": float("exactly" in str(exc)), "near_one": 1.0}
+    c = float(cert.c)
+    return {"certified": 1.0, "forgets": float(cert.forgets), "bound": c, "exactly_one": 0.0,
+            "near_one": float(abs(c - 1.0) <= COMMUTING_RESOLUTION)}
+
+
+def certificate_counts(certified, forgets, exactly_one, exact_diverges):
+    """Counts over the valid cells (finite ``exact_diverges``): ``certified`` (a verified
+    certificate whose claim is the cell's exact verdict), ``certificate_disagrees`` (one that
+    contradicts it: the float verdict was wrong — never expected), ``not_certifiable`` (no
+    certificate; ``exactly_one`` of them because ρ(T) = 1 exactly)."""
+    cert = np.asarray(certified, float)
+    fg = np.asarray(forgets, float)
+    ex = np.asarray(exact_diverges, float)
+    valid = np.isfinite(ex) & np.isfinite(cert)
+    made = valid & (cert == 1)
+    return {"certified": int(np.sum(made & (fg == ex))),
+            "certificate_disagrees": int(np.sum(made & (fg != ex))),
+            "not_certifiable": int(np.sum(valid & (cert == 0))),
+            "exactly_one": int(np.sum(valid & (cert == 0) & (np.asarray(exactly_one) == 1)))}
 
 
 # ----------------------------------------------------------------------------- exact frontier

@@ -108,3 +108,29 @@ def test_thm2_curve_is_the_exact_frontier_of_the_shared_direction():
             b = hg.critical_batch(100, sigma, eta, 0.0, b_max=99)
             thr = hg.thm2_sigma(100, np.array([b - 1.0, float(b)]), eta, 2.0, "without_replacement")
             assert thr[1] <= sigma and (b == 1 or thr[0] >= sigma), (eta, sigma, b, thr)
+
+
+def test_grid_cells_carry_verified_certificates():
+    # every valid cell's exact verdict is certified (diagonal Y, exact rational check), except
+    # ρ(T) = 1 exactly: σ = 50, B = 1, η = 0.5 — each own direction has ηλ = 2, so J² ≡ 1 there
+    certified, forgets, one, exact = [], [], [], []
+    for eta in (0.5, 0.8):
+        for alpha in (0.0, 0.3):
+            for sigma in (1, 11, 26, 50):
+                for B in (1, 9, 25, 49, 95):
+                    p = dict(n=100, sigma=sigma, batch=B, eta=eta, alpha=alpha, runs=0)
+                    out, cert = hg.cell(p, None), hg.certify_cell(p)
+                    certified.append(cert["certified"])
+                    forgets.append(cert["forgets"])
+                    one.append(cert["exactly_one"])
+                    exact.append(out["exact_diverges"])
+                    if cert["certified"] == 1:
+                        assert cert["forgets"] == out["exact_diverges"], p
+                        assert (cert["bound"] > 1) == (cert["forgets"] == 1), p
+                    elif np.isfinite(out["rate"]):
+                        assert cert["exactly_one"] == 1 and out["rate"] == pytest.approx(1, abs=1e-12)
+    counts = hg.certificate_counts(certified, forgets, one, exact)
+    valid = int(np.sum(np.isfinite(exact)))
+    assert counts == {"certified": valid - 1, "certificate_disagrees": 0, "not_certifiable": 1,
+                      "exactly_one": 1}, counts
+    assert hand_rate(100, 50, 1, 0.5) == pytest.approx(1.0, abs=1e-15)
