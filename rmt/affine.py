@@ -322,7 +322,10 @@ def _eigen_affine_step(dyn: Dynamics, eig):
         terms.append(replace(t, psi=psi, mean=rot(t.mean), base_mean=rot(t.base_mean),
                              shared=rot(t.shared), gradients=grads, profile=None))
     with_g = [(t.weight, t) for t in terms if t.gradients is not None]
-    bbar = sum((w * t.mean_gradient for w, t in with_g), np.zeros(r))
+    bbar = np.zeros(r)
+    for w, t in with_g:
+        assert t.mean_gradient is not None  # a term with gradients
+        bbar = bbar + w * t.mean_gradient
     C0 = np.outer(bbar, bbar) + sum((w**2 * t.gradient_noise() for w, t in with_g),
                                     np.zeros((r, r)))
 
@@ -357,10 +360,10 @@ def _run_moments(dyn: Dynamics, steps: int, M: np.ndarray, m: np.ndarray, frozen
         elif r >= EIGENBASIS_MIN_SPAN:  # T in the eigenbasis of E[J]: r² for E[J]·M·E[J]
             from .meansquare import MeanSquareOperator
 
-            eig = MeanSquareOperator(dyn).eigenbasis
-            a = 1.0 - eig.b
-            M, m = eig.to_basis(M), eig.Q.T @ m
-            step = lambda M, m: (eig.apply(M), a * m)  # noqa: E731
+            eig = basis = MeanSquareOperator(dyn).eigenbasis
+            a = 1.0 - basis.b
+            M, m = basis.to_basis(M), basis.Q.T @ m
+            step = lambda M, m: (basis.apply(M), a * m)  # noqa: E731
     elif (dyn.combinator.self_adjoint and dyn.p == r and not dyn.has_null_mode
           and r >= EIGENBASIS_MIN_SPAN):
         # with drift, every coordinate on the span: the same eigenbasis, the drift's cross and
