@@ -39,7 +39,7 @@ and the report's ``reference`` says which denominator was used.
 (s = 3.1e-4 on the breast-cancer fit above); ``max_iter=3`` lands far above (s = 0.12).
 
 **Gradients below round-off are exactly zero.** Before building the set, every bridge
-(:func:`rmt.models.hessian_set`, the JAX and sklearn adapters — not ``from_factors``, which takes
+(:func:`rmt.models.hessian_set`, the JAX, PyTorch and sklearn adapters — not ``from_factors``, which takes
 its input as given) sets a per-sample gradient to exactly 0 when
 
     ‖g_i‖ ≤ τ(d)·G,   G = max_j max(‖g_j‖, ‖F_j‖_F·max(1, ‖F_j‖_F·‖w*‖))   (retain ∪ forget),
@@ -54,12 +54,15 @@ left in, it would add drift directions that are noise. The count is the report's
 its ``note`` says so.
 
 **Where it runs.** :func:`rmt.models.hessian_set`, :func:`rmt.adapters.jax.hessian_set`,
+:func:`rmt.adapters.torch.hessian_set`,
 :func:`rmt.adapters.sklearn.hessian_set` (w* known: s) and :meth:`rmt.HessianSet.from_factors`
 when per-sample gradients are given (w* unknown: s₀). The report is attached to the returned set
 as ``hs.stationarity`` (a :class:`StationarityReport`); :func:`set_stationarity` recomputes it for
-any set (with ``w`` when you know w*). The numpy/JAX bridges do not know the training penalty: they
-allow an isotropic weight decay fitted to the gradient (``infer_decay=True``, the report's
-``weight_decay``) — a decayed fit is stationary for ḡ + λ̂w*, not for ḡ.
+any set (with ``w`` when you know w*). :func:`rmt.models.hessian_set`, and the JAX and PyTorch
+adapters with ``weight_decay=None``, do not know the training penalty: they allow an isotropic
+weight decay fitted to the gradient (``infer_decay=True``, the report's ``weight_decay``) — a
+decayed fit is stationary for ḡ + λ̂w*, not for ḡ. Given ``weight_decay=λ`` (JAX, PyTorch) or an
+estimator's own penalty (sklearn), the check uses that penalty and infers nothing.
 """
 
 from __future__ import annotations

@@ -201,6 +201,40 @@ def test_jax_model_runs_unlearn_hessian_set_and_train_like_the_reference():
     assert np.max(np.abs(tr_j.w - tr_r.w)) < 1e-6
 
 
+def test_weight_decay_becomes_shared_curvature_and_regularised_gradients():
+    # a JAX MLP trained with (λ/2)‖w‖²: weight_decay=λ gives shared λI and g_i + λw*; the check
+    # then uses the known penalty (no inferred λ̂) and a wrong λ is flagged
+    rng = np.random.default_rng(11)
+    ref = M.MLP(3, 4, 1, activation="tanh", loss="logistic")
+    X, y = _data(rng, 30, 3, "logistic", 1)
+    jm = rj.JaxModel(_mlp("tanh"), _mlp_params(ref, 0.5 * rng.standard_normal(ref.n_params)), 3,
+                     loss="logistic")
+    lam = 0.05
+    tr = M.train(jm, X, y, weight_decay=lam, seed=0, tol=1e-10)
+    params = jm.unravel(tr.w)
+    retain, forget = np.arange(24), np.arange(24, 30)
+    plain = rj.hessian_set(_mlp("tanh"), params, X, y, retain, forget, loss="logistic")
+    hs = rj.hessian_set(_mlp("tanh"), params, X, y, retain, forget, loss="logistic",
+                        weight_decay=lam)
+    assert hs.has_shared and not plain.has_shared
+    assert plain.stationarity.weight_decay is not None  # unknown penalty: inferred
+    assert hs.stationarity.weight_decay is None and hs.stationarity.stationary
+    w = np.asarray(tr.w)
+    for which in ("retain", "forget"):
+        np.testing.assert_allclose(hs.gradients(which), plain.gradients(which) + lam * w,
+                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(hs.mean(which), plain.mean(which) + lam * np.eye(w.size),
+                                   rtol=0, atol=1e-12)
+    with pytest.warns(rmt.stationarity.NotStationaryWarning):
+        rj.hessian_set(_mlp("tanh"), params, X, y, retain, forget, loss="logistic",
+                       weight_decay=10 * lam)
+    for bad, err in ((-1.0, ValueError), (float("nan"), ValueError), ("0.1", TypeError),
+                     (True, TypeError)):
+        with pytest.raises(err, match="weight_decay"):
+            rj.hessian_set(_mlp("tanh"), params, X, y, retain, loss="logistic",
+                           weight_decay=bad)
+
+
 # ---------------------------------------------------------------------------- bad input
 def _calls():
     n = {"calls": 0}

@@ -72,3 +72,33 @@ def test_jax_snippet_runs():
     params = model.unravel(M.train(model, X, y, weight_decay=1e-3, seed=0, tol=1e-9).w)
     _check(_run(snippet("### A JAX model"), {"apply": apply, "params": params, "X": X, "y": y,
                                              "retain": retain, "forget": forget}))
+
+
+def test_torch_snippet_runs():
+    import torch
+    from torch import nn
+
+    from rmt import models as M
+    from rmt.adapters import torch as rt
+
+    data = M.load_digits_binary((3, 8), n_components=12, max_train=120, seed=0)
+    X, y = data.X_train, data.y_train
+    retain, forget = M.forget_set("typical", len(y), 6, seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: threads only contend on a busy machine
+    try:
+        _torch_snippet(torch, nn, M, rt, X, y, retain, forget)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _torch_snippet(torch, nn, M, rt, X, y, retain, forget):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(12, 8), nn.Tanh(), nn.Linear(8, 1), nn.Flatten(0))
+    lam = 1e-3
+    model = rt.TorchModel(net, 12, loss="logistic")
+    net.load_state_dict(model.unravel(M.train(model, X, y, weight_decay=lam, seed=0,
+                                              tol=1e-9).w), strict=False)
+    net.eval()
+    _check(_run(snippet("### A PyTorch model"), {"net": net, "lam": lam, "X": X, "y": y,
+                                                 "retain": retain, "forget": forget}))

@@ -53,6 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from ..hessians import HessianSet
+from ._rows import check_rows
 from ..stationarity import _bridge_check, _deferred, _zero_roundoff
 from ..models import LOSSES, Model, _check_targets, gauss_newton
 from ..validation import check_choice, check_finite_array, check_int
@@ -206,29 +207,13 @@ def per_sample(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, y
         return _per_sample(apply_fn, params, X, y, loss, chunk_size)
 
 
-def _check_index(idx, name, n):
-    try:
-        a = np.asarray(idx)
-    except Exception as exc:  # pragma: no cover - np.asarray rarely fails
-        raise TypeError(f"{name} must be an array of sample indices: {exc}") from None
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of indices into X, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} must hold at least one index")
-    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer indices into the rows of X, got dtype "
-                        f"{a.dtype}")
-    if a.min() < 0 or a.max() >= n:
-        raise ValueError(f"{name} must index rows of X in [0, {n}), got values in "
-                         f"[{a.min()}, {a.max()}]")
-    if np.unique(a).size != a.size:
-        raise ValueError(f"{name} contains repeated indices")
-    return a.astype(np.intp)
+_check_index = check_rows
 
 
 def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, y: ArrayLike,
                 retain: ArrayLike, forget: ArrayLike | None = None, *, loss: str,
-                chunk_size: int | None = None) -> HessianSet:
+                chunk_size: int | None = None,
+                weight_decay: float | None = None) -> HessianSet:
     """The :class:`rmt.HessianSet` of a JAX model at ``params``, per-sample gradients attached.
 
     ``retain`` / ``forget``: disjoint 1-D integer index arrays into the rows of ``X`` (e.g. from
@@ -243,8 +228,23 @@ def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, 
     report ``hs.stationarity``, a :class:`~rmt.stationarity.NotStationaryWarning` above the
     threshold. Gradients below round-off are stored as exact zeros (counted in
     ``hs.stationarity.zeroed``; rule in :mod:`rmt.stationarity`).
+
+    **Weight decay** (as in :func:`rmt.adapters.torch.hessian_set`): ``weight_decay=λ`` is the
+    training objective (1/n)Σ_i ℓ_i + (λ/2)‖w‖² (optax ``add_decayed_weights`` before an SGD or
+    Adam transform on the mean loss; :func:`rmt.models.train`'s ``weight_decay``): the set then
+    carries the shared curvature λI and the regularised gradients g_i + λw*, and the
+    stationarity check uses this penalty instead of inferring one. ``None`` (default): the
+    penalty is unknown — data curvature and gradients, an inferred λ̂ allowed by the check.
     """
     _check_apply(apply_fn)
+    if weight_decay is not None:
+        if isinstance(weight_decay, bool) or not isinstance(weight_decay, (int, float, np.floating,
+                                                                           np.integer)):
+            raise TypeError(f"weight_decay must be None or a number λ ≥ 0, got "
+                            f"{type(weight_decay).__name__}")
+        weight_decay = float(weight_decay)
+        if not (math.isfinite(weight_decay) and weight_decay >= 0.0):
+            raise ValueError(f"weight_decay must be a finite number ≥ 0, got {weight_decay!r}")
     check_choice(loss, "loss", LOSSES)
     chunk_size = _check_chunk(chunk_size)
     X = _check_X(X)
@@ -265,17 +265,19 @@ def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, 
     if F.shape[2] == 1:
         F = F[:, :, 0]
     nr = R.size
-    (g0,), zeroed, znote = _zero_roundoff([g], [F], flatten(params)[0])  # round-off → exactly 0
+    w = flatten(params)[0]
+    (g0,), zeroed, znote = _zero_roundoff([g], [F], w)  # round-off → exactly 0
     assert g0 is not None  # an array in, an array out
-    g = g0
+    shared = weight_decay if weight_decay else None
+    g = g0 if shared is None else g0 + shared * w  # the regularised per-sample gradients
     with _deferred():  # checked below, with w*
         if forget is None:
-            hs = HessianSet.from_factors(F, retain_gradients=g)
+            hs = HessianSet.from_factors(F, retain_gradients=g, shared=shared)
         else:
             hs = HessianSet.from_factors(F[:nr], F[nr:], retain_gradients=g[:nr],
-                                         forget_gradients=g[nr:])
-    _bridge_check(hs, flatten(params)[0], "rmt.adapters.jax.hessian_set", zeroed=zeroed,
-                  zero_note=znote)
+                                         forget_gradients=g[nr:], shared=shared)
+    _bridge_check(hs, w, "rmt.adapters.jax.hessian_set", infer_decay=weight_decay is None,
+                  zeroed=zeroed, zero_note=znote)
     return hs
 
 

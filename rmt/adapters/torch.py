@@ -85,6 +85,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from ..hessians import HessianSet
+from ._rows import check_rows
 from ..models import LOSSES, Model, _check_targets, gauss_newton
 from ..stationarity import _bridge_check, _deferred, _outside_level, _zero_roundoff
 from ..validation import check_finite_array, check_int, check_positive
@@ -166,20 +167,7 @@ def _check_X(X: Any, name: str = "X") -> torch.Tensor:
 
 
 def _check_index(idx: Any, name: str, n: int) -> np.ndarray:
-    a = np.asarray(_numpy(idx))
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D array of indices into X, got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{name} must hold at least one index")
-    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-        raise TypeError(f"{name} must hold integer indices into the rows of X, got dtype "
-                        f"{a.dtype}")
-    if a.min() < 0 or a.max() >= n:
-        raise ValueError(f"{name} must index rows of X in [0, {n}), got values in "
-                         f"[{a.min()}, {a.max()}]")
-    if np.unique(a).size != a.size:
-        raise ValueError(f"{name} contains repeated indices")
-    return a.astype(np.intp)
+    return check_rows(_numpy(idx), name, n)
 
 
 # ---------------------------------------------------------------------- the float64 copy
