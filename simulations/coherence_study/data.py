@@ -19,7 +19,7 @@ name              source                                           task   featur
 ``wine``          ``load_wine``, cultivar 0 vs 1                   ±1     13        130
 ``iris``          ``load_iris``, versicolor vs virginica           ±1     4         100
 ``diabetes``      ``load_diabetes`` (disease progression)          scalar 10        442
-``snr0.1`` …      signal-plus-noise (contract §6), patch dim 8     ±1     16        drawn
+``snr0.1``, …    signal-plus-noise (contract §6), patch dim 8     ±1     16        drawn
 ================  ===============================================  =====  ========  ==========
 
 Left out: ``load_linnerud`` (20 samples, three targets: too small for a forget set of 10 and not
@@ -185,7 +185,10 @@ def load_task(dataset: str | ArrayDataset, seed: int, n_train: int, n_flip: int)
     import sklearn.datasets as skd
 
     if isinstance(dataset, ArrayDataset):
-        return _prepare(dataset.name, dataset.X, dataset.y, dataset.task, n_train, n_flip, seed,
+        y = dataset.y
+        if dataset.task == "binary":
+            y = _binary(y, y.max())  # the smaller value ↦ −1, the larger ↦ +1
+        return _prepare(dataset.name, dataset.X, y, dataset.task, n_train, n_flip, seed,
                         dataset.description or f"user data set {dataset.name!r}")
     check_dataset(dataset)
     if dataset == "digits":

@@ -15,7 +15,10 @@ A **unit** (:func:`run_unit`) is one trained model, one retain/forget split and 
    σ_cross, σ_R, λ_max(H̄_F)/λ_max(H̄_R), fitted fraction, leave-one-out margin, the exact
    α* (:func:`rmt.critical_alpha`, mean over the grid's (η, B); "stable for every α" counts as
    1) and the horizon α* (:func:`rmt.horizon_critical`, mean square, at the reference (η, B),
-   same start and ball as the runs below; none in [0, 1] counts as 1);
+   same start and ball as the runs below; none in [0, 1] counts as 1); each α* computation
+   has a time limit (``time_limit``; a value past it is missing, NaN, counted in
+   ``timeouts``; one the toolkit refuses with a ValueError/RuntimeError likewise, in
+   ``failures``);
 4. the outcome: actual nonlinear unlearning (:func:`rmt.models.unlearn`, summed schedule,
    batches without replacement, forget batch min(B, n_f)) on the grid η × α × B, ``runs``
    seeds per point, η in units of 2/λ_max(H̄_R). Start and ball as in
@@ -56,14 +59,16 @@ VERSION = 1
 FORGET_KINDS = ("random", "class", "hard", "relabelled")
 
 #: per mode: training-set size, forget-set size (= corrupted labels), seeds, the (η, α, B) grid
-#: (η in units of 2/λ_max(H̄_R)), nonlinear runs per grid point, horizon, and the scan points of
-#: the horizon α*
+#: (η in units of 2/λ_max(H̄_R)), nonlinear runs per grid point, horizon, the scan points and
+#: relative tolerance of the horizon α*, and the time limit (s) of each α* computation (past it
+#: the value is recorded as missing and counted in ``timeouts``)
 SIZES = {
     "quick": dict(n_train=120, n_forget=10, seeds=[0, 1], eta=[0.1, 0.4],
-                  alpha=[0.03, 0.1, 0.2, 0.4], batch=[8], runs=2, steps=150, horizon_grid=12),
+                  alpha=[0.03, 0.1, 0.2, 0.4], batch=[8], runs=2, steps=150, horizon_grid=12,
+                  horizon_rtol=1e-3, time_limit=20.0),
     "full": dict(n_train=300, n_forget=20, seeds=[0, 1, 2, 3, 4], eta=[0.03, 0.1, 0.3, 0.8],
                  alpha=[0.01, 0.03, 0.1, 0.2, 0.4], batch=[4, 16], runs=2, steps=300,
-                 horizon_grid=24),
+                 horizon_grid=24, horizon_rtol=1e-4, time_limit=60.0),
 }
 
 #: random-start size (no drift) and ball factor; the drift ball is realdata's LINEAR_RANGE·‖w*‖
@@ -140,6 +145,57 @@ def _as_alpha(v) -> float:
     return 1.0 if v is None else float(v)
 
 
+class _Timeout(Exception):
+    """Raised inside a call that ran past its time limit (:func:`time_limited`)."""
+
+
+def time_limited(fn, seconds: float):
+    """``(fn(), False)``, or ``(None, True)`` when ``fn`` ran longer than ``seconds``.
+
+    A timer thread raises :class:`_Timeout` asynchronously in the calling thread (CPython's
+    ``PyThreadState_SetAsyncExc``), which takes effect at the next Python bytecode — e.g. the
+    next matrix–vector product an ARPACK iteration calls back for. Works in any thread (a Dask
+    worker runs cells outside the main thread, where ``signal.alarm`` is not available).
+    Used for the exact and horizon α*, whose mean-square solver can iterate for many minutes
+    near ρ(T) = 1 (an ARPACK run of up to 20·r² iterations)."""
+    import ctypes
+    import threading
+
+    lock = threading.Lock()
+    state = {"done": False}
+    tid = threading.get_ident()
+
+    def fire():
+        with lock:
+            if not state["done"]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid),
+                                                           ctypes.py_object(_Timeout))
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    try:
+        try:
+            timer.start()
+            return fn(), False
+        finally:
+            with lock:
+                state["done"] = True
+            timer.cancel()
+    except _Timeout:
+        return None, True
+
+
+def _guarded(fn, seconds: float) -> tuple[object, int, int]:
+    """(value, timed out, failed): :func:`time_limited`, and a ValueError or RuntimeError of the
+    toolkit (e.g. a forget set whose Hessians all vanish, so α = 1 has no span) as a failure
+    instead of the end of the run. Missing values are NaN in the unit and counted."""
+    try:
+        val, late = time_limited(fn, seconds)
+        return val, int(late), 0
+    except (ValueError, RuntimeError):
+        return None, 0, 1
+
+
 def run_unit(dataset: str | ArrayDataset, model_name: str, kind: str, seed: int, sizes: dict,
              cache_dir: str | None = None) -> dict:
     """Every number of one unit (module docstring) as a flat dict of floats."""
@@ -169,8 +225,14 @@ def run_unit(dataset: str | ArrayDataset, model_name: str, kind: str, seed: int,
         pred = curvature_predictors(hs)
         lam = pred["lam_retain"]
         grid = [(float(e) * 2.0 / lam, int(b)) for e in sizes["eta"] for b in sizes["batch"]]
-        a_stars = [_as_alpha(rmt.critical_alpha(hs, _schedule(e, b, 0.5, n_f)))
-                   for e, b in grid]
+        limit = float(sizes.get("time_limit", 30.0))
+        a_stars, timeouts, failures = [], 0, 0
+        for e, b in grid:
+            val, late, bad = _guarded(
+                lambda: rmt.critical_alpha(hs, _schedule(e, b, 0.5, n_f)), limit)
+            timeouts, failures = timeouts + late, failures + bad
+            if not (late or bad):
+                a_stars.append(_as_alpha(val))
         eta_ref = float(sizes["eta"][len(sizes["eta"]) // 2]) * 2.0 / lam
         b_ref = int(sizes["batch"][0])
         a_ref = float(sizes["alpha"][len(sizes["alpha"]) // 2])
@@ -184,8 +246,11 @@ def run_unit(dataset: str | ArrayDataset, model_name: str, kind: str, seed: int,
             start = _span_start(hs, np.random.default_rng([seed, 7]))
             radius = ESCAPE_FACTOR * START_EPS
         steps = int(sizes["steps"])
-        hc = rmt.horizon_critical(dyn, None, "alpha", steps, start=start, radius=radius,
-                                  grid=int(sizes["horizon_grid"]))
+        hc, late, bad = _guarded(
+            lambda: rmt.horizon_critical(dyn, None, "alpha", steps, start=start, radius=radius,
+                                         grid=int(sizes["horizon_grid"]),
+                                         rtol=float(sizes.get("horizon_rtol", 1e-3))), limit)
+        timeouts, failures = timeouts + late, failures + bad
         f_star = M.per_sample_loss(model.outputs(w, XF), yF, loss).mean()
         r_star = M.per_sample_loss(model.outputs(w, XR), yR, loss).mean()
         left, frise, rdam, reach = [], [], [], []
@@ -208,8 +273,10 @@ def run_unit(dataset: str | ArrayDataset, model_name: str, kind: str, seed: int,
         runs=float(len(left)),
         **{k: float(v) for k, v in pred.items()},
         fitted=float(fitted), loo_margin=float(np.mean(margin[forget])),
-        alpha_star=float(np.mean(a_stars)), alpha_star_min=float(np.min(a_stars)),
-        horizon_alpha_star=_as_alpha(hc.value), out_of_span=oos,
+        alpha_star=float(np.mean(a_stars)) if a_stars else math.nan,
+        alpha_star_min=float(np.min(a_stars)) if a_stars else math.nan,
+        horizon_alpha_star=math.nan if hc is None else _as_alpha(hc.value),
+        timeouts=float(timeouts), failures=float(failures), out_of_span=oos,
         d=float(model.n_params), n=float(data.n), n_forget=float(len(forget)),
         span=float(hs.reduction(True, True).r), grad_norm=float(meta["grad_norm"]),
         converged=float(meta["converged"]), fitted_train=float(meta["fitted_train"]),
@@ -222,7 +289,7 @@ def run_unit(dataset: str | ArrayDataset, model_name: str, kind: str, seed: int,
 #: every output of a unit, in order (the sweep's variables)
 OUTPUTS = ("escape", "forget_rise", "retain_damage", "reach", "runs", "sigma_f", "sigma_cross", "sigma_r",
            "lam_forget", "lam_retain", "lam_ratio", "fitted", "loo_margin", "alpha_star",
-           "alpha_star_min", "horizon_alpha_star", "out_of_span", "d", "n", "n_forget", "span",
+           "alpha_star_min", "horizon_alpha_star", "timeouts", "failures", "out_of_span", "d", "n", "n_forget", "span",
            "grad_norm", "converged", "fitted_train", "train_seconds", "cached", "stationarity",
            "drift", "radius", "w_norm", "lam_ref_eta", "seconds")
 

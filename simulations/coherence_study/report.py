@@ -74,6 +74,12 @@ def _column(rows, key):
     return np.array([r[key] for r in rows], dtype=float)
 
 
+def _known(x, y):
+    """The units where neither value is missing (NaN: an α* past its time limit)."""
+    ok = ~(np.isnan(x) | np.isnan(y))
+    return x[ok], y[ok]
+
+
 def analyse(rows: list[dict], *, resamples: int = BOOTSTRAP, seed: int = 0) -> dict:
     """Rank correlations of every predictor with every outcome (module docstring).
 
@@ -91,14 +97,17 @@ def analyse(rows: list[dict], *, resamples: int = BOOTSTRAP, seed: int = 0) -> d
              "converged": float(np.mean(_column(rs, "converged"))),
              "fitted_train": float(np.mean(_column(rs, "fitted_train"))),
              "drift": float(np.mean(_column(rs, "drift"))),
-             "means": {k: float(np.mean(_column(rs, k)))
+             "timeouts": int(np.nansum(_column(rs, "timeouts"))) if "timeouts" in rs[0] else 0,
+             "failures": int(np.nansum(_column(rs, "failures"))) if "failures" in rs[0] else 0,
+             "means": {k: float(np.nanmean(_column(rs, k)))
                        for k in [p[0] for p in PREDICTORS] + [o[0] for o in OUTCOMES]},
              "corr": {}}
         for out, _ in OUTCOMES:
             y = _column(rs, out)
             g["corr"][out] = {}
             for key, _, sign, _ in PREDICTORS:
-                ci = bootstrap_spearman(_column(rs, key), y, resamples=resamples, seed=seed)
+                ci = bootstrap_spearman(*_known(_column(rs, key), y), resamples=resamples,
+                                        seed=seed)
                 ci["verdict"] = verdict(ci, sign)
                 g["corr"][out][key] = ci
         groups[task] = g
@@ -108,7 +117,7 @@ def analyse(rows: list[dict], *, resamples: int = BOOTSTRAP, seed: int = 0) -> d
         for out, _ in OUTCOMES:
             res[out] = {}
             for key, _, sign, _ in PREDICTORS:
-                ci = pooled_spearman([(_column(by_task[t], key), _column(by_task[t], out))
+                ci = pooled_spearman([_known(_column(by_task[t], key), _column(by_task[t], out))
                                       for t in tasks], resamples=resamples, seed=seed)
                 ci["verdict"] = verdict(ci, sign)
                 res[out][key] = ci
@@ -124,7 +133,7 @@ def analyse(rows: list[dict], *, resamples: int = BOOTSTRAP, seed: int = 0) -> d
     kinds = {}
     for kind in sorted({r["forget"] for r in rows}, key=_kind_order):
         rs = [r for r in rows if r["forget"] == kind]
-        kinds[kind] = {k: float(np.median(_column(rs, k)))
+        kinds[kind] = {k: float(np.nanmedian(_column(rs, k)))
                        for k in [p[0] for p in PREDICTORS] + [o[0] for o in OUTCOMES]}
     return {"groups": groups, "models": per_model, "pooled": pooled, "best": best,
             "kinds": kinds, "resamples": resamples, "bootstrap_seed": seed,
@@ -293,6 +302,13 @@ def page(res: dict, figure_path: str | None = None) -> str:
             f"{c['sigma_f']['verdict']} | {_ci(c['sigma_cross'], False)} | "
             f"{c['sigma_cross']['verdict']} | {_ci(c['loo_margin'], False)} | "
             f"{_ci(c['horizon_alpha_star'], False)} |")
+    late = {t: g.get("timeouts", 0) for t, g in A["groups"].items() if g.get("timeouts", 0)}
+    bad = {t: g.get("failures", 0) for t, g in A["groups"].items() if g.get("failures", 0)}
+    L += ["", "Missing α* values (the unit is left out of that predictor's correlations): past "
+          f"the time limit ({res['sizes'].get('time_limit', '?')} s per computation) — "
+          + (", ".join(f"{t} {k}" for t, k in late.items()) if late else "none")
+          + "; refused by the toolkit (ValueError/RuntimeError) — "
+          + (", ".join(f"{t} {k}" for t, k in bad.items()) if bad else "none") + "."]
     L += ["", "## Forget kinds", "",
           "Medians over every unit of a kind (all data sets and models: scales differ between "
           "models, so read the order, not the values).", "",
