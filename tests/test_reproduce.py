@@ -424,6 +424,14 @@ def test_hessian_grid_experiment_titles_match_counts(tmp_path):
         assert row["agree"] == agree and row["cells"] == e.size
         assert f"agrees on {agree}/{e.size} simulated cells" in r["titles"][f"{row['eta']}/{row['alpha']}"]
         assert row["exact_matches_lattice"] is True
+        # every simulated cell carries a verified certificate of its exact verdict (none here
+        # has ρ(T) = 1 exactly)
+        assert row["certified"] == row["cells"] and row["certificate_disagrees"] == 0
+    cert = r["certificates"]
+    assert cert["certified"] == cert["cells"] == sum(row["cells"] for row in r["rows"])
+    assert cert["not_certifiable"] == 0 and cert["verification"] == "exact-commuting"
+    section = "\n".join(rep._section_hessian_grid(r))
+    assert f"**Certificates.** {cert['cells']} of {cert['cells']} simulated cells" in section
 
 
 # ============================================================================ Lyapunov figure
