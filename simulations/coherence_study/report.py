@@ -201,10 +201,13 @@ def _answer(res: dict) -> list[str]:
     if b is not None:
         order = sorted(((abs(c["rho"]), k) for k, c in P.items() if math.isfinite(c["rho"])),
                        reverse=True)
+        none = [_LABEL[k] for k, c in P.items() if not math.isfinite(c["rho"])]
         lines.append(
             f"The predictor that orders forgettability best (largest |pooled ρ| with the escape "
             f"fraction) is **{_LABEL[b]}**: ρ = {_ci(P[b])}; ranking by |ρ|: "
-            + ", ".join(f"{_LABEL[k]} {P[k]['rho']:+.2f}" for _, k in order) + ".")
+            + ", ".join(f"{_LABEL[k]} {P[k]['rho']:+.2f}" for _, k in order)
+            + (f"; untestable (constant in every group): {', '.join(none)}" if none else "")
+            + ".")
     br = A["best"].get("reach")
     if br is not None:
         R = A["pooled"]["reach"]
@@ -244,7 +247,8 @@ def page(res: dict, figure_path: str | None = None) -> str:
               "Left: pooled Spearman ρ of each predictor with the escape fraction and with the "
               "reach (bars: 95 % bootstrap intervals); the paper's expected sign is marked. "
               "Right: ρ(σ_F, escape fraction) per data set × model (colour; printed value; "
-              "\"·\": interval contains 0; blank: not run or constant).", ""]
+              "*: the 95 % interval excludes 0; const.: the outcome or σ_F did not vary; blank: "
+              "not run).", ""]
     L += ["## Protocol", "",
           f"* **Data** ({len(res['datasets'])}): " + "; ".join(
               f"`{k}` — {v}" for k, v in res["datasets"].items()) + f". At most "
@@ -307,7 +311,7 @@ def page(res: dict, figure_path: str | None = None) -> str:
     L += ["", "Missing α* values (the unit is left out of that predictor's correlations): past "
           f"the time limit ({res['sizes'].get('time_limit', '?')} s per computation) — "
           + (", ".join(f"{t} {k}" for t, k in late.items()) if late else "none")
-          + "; refused by the toolkit (ValueError/RuntimeError) — "
+          + "; refused by or failed in the toolkit (ValueError, RuntimeError, OverflowError) — "
           + (", ".join(f"{t} {k}" for t, k in bad.items()) if bad else "none") + "."]
     L += ["", "## Forget kinds", "",
           "Medians over every unit of a kind (all data sets and models: scales differ between "
@@ -380,7 +384,7 @@ def figure(res: dict, path: str | Path) -> Path:
         if math.isfinite(c["rho"]):
             Z[i, j] = c["rho"]
             sig = c["verdict"] in ("holds", "reversed")
-            txt[i, j] = f"{c['rho']:+.2f}" + ("" if sig else "·")
+            txt[i, j] = f"{c['rho']:+.2f}" + ("*" if sig else "")
         else:
             txt[i, j] = "const."
     im = ax2.imshow(Z, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
@@ -389,7 +393,7 @@ def figure(res: dict, path: str | Path) -> Path:
     ax2.set_xticks(range(len(models)), models)
     ax2.set_yticks(range(len(datasets)), datasets)
     ax2.set_title("ρ(σ_F, escape fraction) per data set × model\n"
-                  "(paper: < 0; \"·\": interval contains 0)", fontsize=9)
+                  "(paper: < 0; *: 95 % interval excludes 0; const.: no variation)", fontsize=9)
     cb = fig.colorbar(im, ax=ax2, fraction=0.046, pad=0.04)
     cb.set_label("Spearman ρ")
     fig.suptitle("Does coherence order forgettability? (diverges = forgets)", fontsize=11)
