@@ -794,11 +794,13 @@ def _stays_certified(dyn: Dynamics, start, steps: int, R2: float) -> bool:
         if dyn.has_drift:
             s2 = max(float(np.trace(affine_step(dyn, np.zeros((r, r)), np.zeros(r))[0])), 0.0)
         q = math.sqrt(tau)
+        # in logarithms: q^steps overflows a float long before the bound stops being useful
+        # (Python's float ** raises OverflowError instead of returning inf)
         try:
-            grow = q**steps
+            grow = math.exp(steps * math.log(q))
+            walk = float(steps) if q == 1.0 else (grow - 1.0) / (q - 1.0)
+            bound = (grow * math.sqrt(max(float(np.trace(M0)), 0.0)) + math.sqrt(s2) * walk)**2
+            bound += frozen
         except OverflowError:
             return False
-        walk = float(steps) if q == 1.0 else (grow - 1.0) / (q - 1.0)
-        bound = (math.sqrt(grow**2 * max(float(np.trace(M0)), 0.0)) + math.sqrt(s2) * walk)**2
-        bound += frozen
     return bool(math.isfinite(bound) and bound < R2)

@@ -222,3 +222,17 @@ def test_forecast_reuses_a_given_rate():
     assert given.rate == exact.rate and given.outcome == exact.outcome
     with pytest.raises(ValueError, match="rate"):
         rmt.forecast(hs, sch, 10, replicas=4, seed=0, rate=float("nan"))
+
+
+def test_stays_certificate_does_not_overflow_at_fast_growth():
+    # regression (found by the coherence study): τ^{K/2} beyond 1e154 made the bound's square
+    # raise OverflowError inside horizon_critical; a bound that large proves nothing: False
+    import importlib
+    F = importlib.import_module("rmt.forecast")
+    hs = HessianSet.from_factors(np.ones((2, 1)), retain_gradients=np.array([[0.1], [0.3]]))
+    dyn = rmt.Dynamics(hs, Schedule(2.5, 2, sampling="without_replacement"))  # J = 1 − 2.5 = −1.5
+    start = (np.eye(1) * 1e-4, np.zeros(1), 0.0)
+    assert F._stays_certified(dyn, start, 1000, 1.0) is False  # 1.5^1000 ≈ 1e176
+    assert F._stays_certified(dyn, start, 10**6, 1.0) is False
+    hc = rmt.horizon_critical(dyn, None, "eta", 1000)  # completes (no OverflowError)
+    assert hc.value is not None and hc.value <= 2.5
