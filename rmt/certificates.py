@@ -530,13 +530,13 @@ def _certify_at(dyn, pivots, solver=False):
         if rho < 1.0:
             c = rho + f * (1.0 - rho)
             cands = [Y0 + tau * top * np.eye(r) for tau in (0.0, 1e-9, 1e-6, 1e-3, 1e-1, 1.0)]
-        else:
+        elif strict:  # definite candidates only: the Perron matrix, lifted
+            c = rho - f * (rho - 1.0)
+            cands = [Y0 + tau * top * np.eye(r) for tau in (0.0, 1e-9, 1e-6)]
+        else:  # semidefinite: the Perron matrix with its small eigenvalues cut
             c = rho - f * (rho - 1.0)
             Q = np.linalg.eigh(Y0)[1]
-            taus = (1e-9, 1e-6) if strict else (0.0, 1e-9, 1e-6)
-            cands = [(Q * np.where(lam > tau * top, lam, 0.0)) @ Q.T for tau in taus]
-            if strict:  # definite candidates only: the Perron matrix itself
-                cands = [Y0 + tau * top * np.eye(r) for tau in (0.0, 1e-9, 1e-6)]
+            cands = [(Q * np.where(lam > tau * top, lam, 0.0)) @ Q.T for tau in (0.0, 1e-9, 1e-6)]
         cq = _dyadic(c)
         if (rho < 1.0 and not cq < 1) or (rho > 1.0 and not cq > 1):
             continue
