@@ -238,6 +238,15 @@ def _tamper_checks(data, rng):
         r = len(neg["Y"])
         neg["Y"] = [[[-1 if i == j else 0, 1] for j in range(r)] for i in range(r)]
         assert not verify_data(neg)[0]
+    # a singular Y (rank one, and zero) proves no upper bound; zero proves nothing at all
+    r = len(data["Y"])
+    single = json.loads(json.dumps(data))
+    single["Y"] = [[[int(i == j == 0), 1] for j in range(r)] for i in range(r)]
+    if data["claim"] == "rho <= c" and r > 1:
+        assert not verify_data(single)[0]
+    zero = json.loads(json.dumps(data))
+    zero["Y"] = [[[0, 1] for _ in range(r)] for _ in range(r)]
+    assert not verify_data(zero)[0]
     return made
 
 
