@@ -375,6 +375,9 @@ def run_study(out: str | Path, *, quick: bool = True, run_kw: dict | None = None
               "sizes": {k: v for k, v in sz.items() if k != "seeds"},
               "custom": [[c.name, c.task, c.fingerprint()] for c in custom]}
     run_kw = dict(run_kw or {"executor": "processes", "progress": False})
+    import os
+
+    load0, t0 = os.getloadavg(), time.perf_counter()
     ds = run_sweep(cell, {"task": tasks, "forget": kinds, "seed": seeds},
                    out / "sweeps" / "coherence_study", seed=0, config=config, **run_kw)
     rows = []
@@ -394,6 +397,8 @@ def run_study(out: str | Path, *, quick: bool = True, run_kw: dict | None = None
         "provenance": provenance(), "datasets": descr,
         "models": {m: MODEL_DESCRIPTIONS[m] for m in models}, "kinds": kinds, "tasks": tasks,
         "train_tol": TRAIN_TOL, "compute_seconds": float(sum(r["seconds"] for r in rows)),
+        "this_run": {"wall_seconds": time.perf_counter() - t0, "load_start": list(load0),
+                     "load_end": list(os.getloadavg()), "cpus": os.cpu_count()},
         "processes": f"executor {run_kw.get('executor', 'processes')}",
         "rows": rows, "analysis": analyse(rows),
         "json": "coherence_study/coherence_study.json",

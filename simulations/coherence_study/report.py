@@ -5,7 +5,7 @@
 :func:`write_page` renders ``docs/coherence_study.md`` from the results dict alone (the JSON
 ``OUT/coherence_study/coherence_study.json``), so a page regenerates from a finished run::
 
-    python -m simulations.coherence_study.report OUT/coherence_study/coherence_study.json \\
+    python -m simulations.coherence_study OUT/coherence_study/coherence_study.json \\
         --page docs/coherence_study.md --figure docs/img/coherence_study.png
 
 **Verdicts** (paper's direction: a predictor whose *lower* value should mean *easier*
@@ -166,6 +166,19 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _this_run(res: dict) -> str:
+    r = res.get("this_run")
+    if not r:
+        return ""
+    return (f"; the run that finished the sweep took {r['wall_seconds']:.0f} s wall time on "
+            f"{r['cpus']} cores, load average (1, 5, 15 min) {_load(r['load_start'])} at its "
+            f"start and {_load(r['load_end'])} at its end (the machine is shared)")
+
+
+def _load(v) -> str:
+    return "(" + ", ".join(f"{x:.1f}" for x in v) + ")"
+
+
 def _answer(res: dict) -> list[str]:
     """The empirical answer, in sentences with their evidence (page and report.md)."""
     A = res["analysis"]
@@ -197,6 +210,20 @@ def _answer(res: dict) -> list[str]:
             f"{len(per['reversed'])} ({', '.join(per['reversed']) or 'none'}), inconclusive in "
             f"{len(per['inconclusive'])} and untestable (constant outcome or predictor) in "
             f"{len(per['no variation'])} of {len(A['groups'])}.")
+    fam = []
+    for key in ("sigma_f", "sigma_cross"):
+        by = defaultdict(list)
+        for m, res_m in A["models"].items():
+            by[res_m["escape"][key]["verdict"]].append(f"{m} {res_m['escape'][key]['rho']:+.2f}"
+                                                       if res_m["escape"][key]["verdict"]
+                                                       != "no variation" else m)
+        fam.append(f"the {_LABEL[key]} claim holds for {', '.join(by['holds']) or 'none'}, is "
+                   f"reversed for {', '.join(by['reversed']) or 'none'} and inconclusive for "
+                   f"{', '.join(by['inconclusive']) or 'none'}"
+                   + (f" (untestable: {', '.join(by['no variation'])})"
+                      if by["no variation"] else ""))
+    lines.append("By model family (pooled over data sets, ρ with the escape fraction): "
+                 + "; ".join(fam) + ".")
     b = A["best"]["escape"]
     if b is not None:
         order = sorted(((abs(c["rho"]), k) for k, c in P.items() if math.isfinite(c["rho"])),
@@ -230,9 +257,9 @@ def page(res: dict, figure_path: str | None = None) -> str:
          f"Produced by rmt {prov.get('rmt_version')} (commit {prov.get('commit')}), Python "
          f"{prov.get('python')}, {prov.get('created_utc')}; `rmt reproduce --only "
          f"coherence-study{' --quick' if mode == 'quick' else ''}` ({mode} resolution), sweep "
-         f"seed {res['seed']}, bootstrap seed {A['bootstrap_seed']}; compute time "
-         f"{res.get('compute_seconds', math.nan):.0f} s over every run of the sweep "
-         f"({res.get('processes', '?')}).", "",
+         f"seed {res['seed']}, bootstrap seed {A['bootstrap_seed']}; unit compute time summed "
+         f"over the sweep {res.get('compute_seconds', math.nan):.0f} s "
+         f"({res.get('processes', '?')})" + _this_run(res) + ".", "",
          "Convention: **diverges = forgets** — a unit *forgets* when the actual nonlinear "
          "unlearning run leaves the ball around w*; the escape fraction is the share of runs "
          "that did.", "",
@@ -329,7 +356,7 @@ def page(res: dict, figure_path: str | None = None) -> str:
           "`--quick` (the full resolution; `--dask-local N` or `--scheduler ADDRESS` runs it on "
           "Dask). Every unit is a sweep cell in `OUT/sweeps/coherence_study`, every trained "
           "model is cached in `OUT/coherence_study/models`: a killed run resumes.",
-          "* This page: `python -m simulations.coherence_study.report "
+          "* This page: `python -m simulations.coherence_study "
           "OUT/coherence_study/coherence_study.json --page docs/coherence_study.md --figure "
           "docs/img/coherence_study.png`.",
           "* Your own data set: `simulations.coherence_study.ArrayDataset` and `run_study` — see "
@@ -428,7 +455,7 @@ def report_section(r: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m simulations.coherence_study.report",
+    p = argparse.ArgumentParser(prog="python -m simulations.coherence_study",
                                 description="Regenerate the coherence-study page from its JSON.")
     p.add_argument("json", help="OUT/coherence_study/coherence_study.json")
     p.add_argument("--page", default="docs/coherence_study.md")
