@@ -40,7 +40,7 @@ COMMANDS = {
     "analyze": ("simulations.sweep_cli",
                 "forecast, rho(T), critical eta/alpha/batch, Lyapunov and theorem checks for a "
                 "curvature .npz file"),
-    "reproduce": ("simulations.reproduce",
+    "reproduce": ("simulations.reproduce_cli",
                   "regenerate every figure with exact frontiers and write report.md"),
     "verify": ("simulations.verify_cli",
                "check a certificate file (exact arithmetic): exit 0 verified, 1 not"),

@@ -41,7 +41,6 @@ is checked before any folder is created.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -60,7 +59,7 @@ from .coherence_study import experiment_coherence_study
 from .coherence_study.report import report_section as _section_coherence_study
 from .sweep import CellFunction, check_scheduler, run_sweep
 
-__all__ = ["register", "reproduce", "all_experiments", "default_out", "write_report",
+__all__ = ["reproduce", "all_experiments", "default_out", "write_report",
            "HessianGridCell", "HessianFrontierCell", "HessianCertificateCell", "LyapunovCell",
            "hessian_grid_panel",
            "hessian_test_singular", "lyapunov_figure"]
@@ -830,34 +829,6 @@ def reproduce(out=None, *, quick=False, executor="processes", dask_local=None, s
     # the report covers every experiment this folder holds (an --only run keeps the others)
     shown = {n: state["results"][n] for n in experiments if n in state["results"]}
     return write_report(out, shown, quick, this_run["seconds"], state=state)
-
-
-def register(subparsers):
-    from .cli import rst_to_text
-
-    names = list(all_experiments())
-    p = subparsers.add_parser(
-        "reproduce",
-        help="regenerate every figure with exact frontiers and write report.md",
-        description=rst_to_text(__doc__),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--quick", action="store_true",
-                   help="coarse grids: a few minutes on 2 cores, real-data experiment included")
-    p.add_argument("--out", default=None,
-                   help="output folder (default: rmt-output/reproduce/quick with --quick, "
-                        "rmt-output/reproduce/full otherwise); a folder holds one mode")
-    grp = p.add_mutually_exclusive_group()
-    grp.add_argument("--dask-local", type=int, metavar="N", help="start a local Dask cluster with N workers")
-    grp.add_argument("--scheduler", metavar="ADDRESS",
-                     help="connect to an existing Dask scheduler (tcp://HOST:PORT; checked first)")
-    grp.add_argument("--serial", action="store_true", help="run every cell in this process")
-    p.add_argument("--only", nargs="+", metavar="EXPERIMENT",
-                   help="run only these experiments; valid names: " + ", ".join(names))
-    p.add_argument("--skip", nargs="+", metavar="EXPERIMENT",
-                   help="leave these experiments out (e.g. --skip realdata, the slowest)")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.set_defaults(func=_main)
 
 
 def _main(args):

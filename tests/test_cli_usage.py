@@ -55,6 +55,18 @@ def test_subcommand_help_imports_only_its_module():
     assert res["heavy"] == ["simulations.sweep_cli"], res
 
 
+def test_reproduce_help_imports_nothing_heavy():
+    # rmt reproduce --help reads the experiments' docstring from source (simulations.reproduce_cli)
+    res = _probe(["reproduce", "--help"])
+    assert res["code"] == 0 and res["heavy"] == [], res
+
+
+def test_reproduce_cli_names_are_the_experiments():
+    from simulations import reproduce, reproduce_cli
+    assert reproduce_cli.EXPERIMENT_NAMES == tuple(reproduce.all_experiments())
+    assert reproduce_cli._reproduce_doc() == reproduce.__doc__
+
+
 def test_bare_rmt_prints_usage_and_exits_2(capsys):
     assert cli.main([]) == 2
     captured = capsys.readouterr()
