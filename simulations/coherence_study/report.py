@@ -251,8 +251,9 @@ def page(res: dict, figure_path: str | None = None) -> str:
     prov = res["provenance"]
     s = res["sizes"]
     mode = res["mode"]
-    L = [f"<!-- generated from {res.get('json', 'coherence_study.json')} by "
-         "simulations.coherence_study.report.write_page — edit the generator, not this page -->",
+    L = [f"<!-- generated from OUT/{res.get('json', 'coherence_study/coherence_study.json')} "
+         "(OUT: the --out folder of rmt reproduce) by simulations.coherence_study.report."
+         "write_page — edit the generator, not this page -->",
          "", "# Does coherence order forgettability? A study across real data sets and models", "",
          f"Produced by rmt {prov.get('rmt_version')} (commit {prov.get('commit')}), Python "
          f"{prov.get('python')}, {prov.get('created_utc')}; `rmt reproduce --only "
@@ -462,7 +463,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figure", default="docs/img/coherence_study.png")
     a = p.parse_args(argv)
     res = json.loads(Path(a.json).read_text())
-    res["json"] = a.json
     print(write_page(res, a.page, figure_path=a.figure))
     return 0
 
