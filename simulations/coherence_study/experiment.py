@@ -16,7 +16,8 @@ A **unit** (:func:`run_unit`) is one trained model, one retain/forget split and 
    α* (:func:`rmt.critical_alpha`, mean over the grid's (η, B); "stable for every α" counts as
    1) and the horizon α* (:func:`rmt.horizon_critical`, mean square, at the reference (η, B),
    same start and ball as the runs below; none in [0, 1] counts as 1); each α* computation
-   has a time limit (``time_limit``; a value past it is missing, NaN, counted in
+   has a time limit (``time_limit``, within a per-unit ``alpha_budget``; a value past it or
+   skipped for want of budget is missing, NaN, counted in
    ``timeouts``; one the toolkit refuses or fails on (ValueError, RuntimeError,
    OverflowError) likewise, in ``failures``);
 4. the outcome: actual nonlinear unlearning (:func:`rmt.models.unlearn`, summed schedule,
@@ -60,15 +61,16 @@ FORGET_KINDS = ("random", "class", "hard", "relabelled")
 
 #: per mode: training-set size, forget-set size (= corrupted labels), seeds, the (η, α, B) grid
 #: (η in units of 2/λ_max(H̄_R)), nonlinear runs per grid point, horizon, the scan points and
-#: relative tolerance of the horizon α*, and the time limit (s) of each α* computation (past it
-#: the value is recorded as missing and counted in ``timeouts``)
+#: relative tolerance of the horizon α*, the time limit (s) of each α* computation (past it
+#: the value is recorded as missing and counted in ``timeouts``) and the unit's total α* budget
+#: (s; computations it leaves no time for are skipped and counted the same way)
 SIZES = {
     "quick": dict(n_train=120, n_forget=10, seeds=[0, 1, 2], eta=[0.1, 0.4],
                   alpha=[0.03, 0.1, 0.2, 0.4], batch=[8], runs=2, steps=150, horizon_grid=8,
-                  horizon_rtol=1e-2, time_limit=10.0),
+                  horizon_rtol=1e-2, time_limit=10.0, alpha_budget=40.0),
     "full": dict(n_train=300, n_forget=20, seeds=[0, 1, 2, 3, 4], eta=[0.03, 0.1, 0.3, 0.8],
                  alpha=[0.01, 0.03, 0.1, 0.2, 0.4], batch=[4, 16], runs=2, steps=300,
-                 horizon_grid=24, horizon_rtol=1e-4, time_limit=60.0),
+                 horizon_grid=24, horizon_rtol=1e-4, time_limit=60.0, alpha_budget=150.0),
 }
 
 #: random-start size (no drift) and ball factor; the drift ball is realdata's LINEAR_RANGE·‖w*‖
@@ -227,10 +229,18 @@ def run_unit(dataset: str | ArrayDataset, model_name: str, kind: str, seed: int,
         lam = pred["lam_retain"]
         grid = [(float(e) * 2.0 / lam, int(b)) for e in sizes["eta"] for b in sizes["batch"]]
         limit = float(sizes.get("time_limit", 30.0))
+        t_alpha, budget = time.perf_counter(), float(sizes.get("alpha_budget", 4 * limit))
+
+        def allowed():  # this computation's limit within the unit's α* budget
+            return min(limit, budget - (time.perf_counter() - t_alpha))
+
         a_stars, timeouts, failures = [], 0, 0
         for e, b in grid:
+            if allowed() <= 0:
+                timeouts += 1
+                continue
             val, late, bad = _guarded(
-                lambda: rmt.critical_alpha(hs, _schedule(e, b, 0.5, n_f)), limit)
+                lambda: rmt.critical_alpha(hs, _schedule(e, b, 0.5, n_f)), allowed())
             timeouts, failures = timeouts + late, failures + bad
             if not (late or bad):
                 a_stars.append(_as_alpha(val))
@@ -247,10 +257,13 @@ def run_unit(dataset: str | ArrayDataset, model_name: str, kind: str, seed: int,
             start = _span_start(hs, np.random.default_rng([seed, 7]))
             radius = ESCAPE_FACTOR * START_EPS
         steps = int(sizes["steps"])
-        hc, late, bad = _guarded(
-            lambda: rmt.horizon_critical(dyn, None, "alpha", steps, start=start, radius=radius,
-                                         grid=int(sizes["horizon_grid"]),
-                                         rtol=float(sizes.get("horizon_rtol", 1e-3))), limit)
+        hc, late, bad = None, 1, 0
+        if allowed() > 0:
+            hc, late, bad = _guarded(
+                lambda: rmt.horizon_critical(dyn, None, "alpha", steps, start=start,
+                                             radius=radius, grid=int(sizes["horizon_grid"]),
+                                             rtol=float(sizes.get("horizon_rtol", 1e-3))),
+                allowed())
         timeouts, failures = timeouts + late, failures + bad
         f_star = M.per_sample_loss(model.outputs(w, XF), yF, loss).mean()
         r_star = M.per_sample_loss(model.outputs(w, XR), yR, loss).mean()

@@ -74,6 +74,12 @@ def _column(rows, key):
     return np.array([r[key] for r in rows], dtype=float)
 
 
+def _nanstat(fn, x) -> float:
+    """fn over the known values of x (NaN when none is known, without a warning)."""
+    x = x[~np.isnan(x)]
+    return float(fn(x)) if x.size else math.nan
+
+
 def _known(x, y):
     """The units where neither value is missing (NaN: an α* past its time limit)."""
     ok = ~(np.isnan(x) | np.isnan(y))
@@ -99,7 +105,7 @@ def analyse(rows: list[dict], *, resamples: int = BOOTSTRAP, seed: int = 0) -> d
              "drift": float(np.mean(_column(rs, "drift"))),
              "timeouts": int(np.nansum(_column(rs, "timeouts"))) if "timeouts" in rs[0] else 0,
              "failures": int(np.nansum(_column(rs, "failures"))) if "failures" in rs[0] else 0,
-             "means": {k: float(np.nanmean(_column(rs, k)))
+             "means": {k: _nanstat(np.nanmean, _column(rs, k))
                        for k in [p[0] for p in PREDICTORS] + [o[0] for o in OUTCOMES]},
              "corr": {}}
         for out, _ in OUTCOMES:
@@ -133,7 +139,7 @@ def analyse(rows: list[dict], *, resamples: int = BOOTSTRAP, seed: int = 0) -> d
     kinds = {}
     for kind in sorted({r["forget"] for r in rows}, key=_kind_order):
         rs = [r for r in rows if r["forget"] == kind]
-        kinds[kind] = {k: float(np.nanmedian(_column(rs, k)))
+        kinds[kind] = {k: _nanstat(np.nanmedian, _column(rs, k))
                        for k in [p[0] for p in PREDICTORS] + [o[0] for o in OUTCOMES]}
     return {"groups": groups, "models": per_model, "pooled": pooled, "best": best,
             "kinds": kinds, "resamples": resamples, "bootstrap_seed": seed,
