@@ -70,7 +70,7 @@ SIZES = {
                   horizon_rtol=1e-2, time_limit=10.0, alpha_budget=40.0),
     "full": dict(n_train=300, n_forget=20, seeds=[0, 1, 2, 3, 4], eta=[0.03, 0.1, 0.3, 0.8],
                  alpha=[0.01, 0.03, 0.1, 0.2, 0.4], batch=[4, 16], runs=2, steps=300,
-                 horizon_grid=24, horizon_rtol=1e-4, time_limit=60.0, alpha_budget=150.0),
+                 horizon_grid=24, horizon_rtol=1e-4, time_limit=30.0, alpha_budget=90.0),
 }
 
 #: random-start size (no drift) and ball factor; the drift ball is realdata's LINEAR_RANGE·‖w*‖
