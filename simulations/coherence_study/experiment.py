@@ -301,11 +301,12 @@ def run_unit(dataset: str | ArrayDataset, model_name: str, kind: str, seed: int,
 
 
 #: every output of a unit, in order (the sweep's variables)
-OUTPUTS = ("escape", "forget_rise", "retain_damage", "reach", "runs", "sigma_f", "sigma_cross", "sigma_r",
-           "lam_forget", "lam_retain", "lam_ratio", "fitted", "loo_margin", "alpha_star",
-           "alpha_star_min", "horizon_alpha_star", "timeouts", "failures", "out_of_span", "d", "n", "n_forget", "span",
-           "grad_norm", "converged", "fitted_train", "train_seconds", "cached", "stationarity",
-           "drift", "radius", "w_norm", "lam_ref_eta", "seconds")
+OUTPUTS = ("escape", "forget_rise", "retain_damage", "reach", "runs", "sigma_f", "sigma_cross",
+           "sigma_r", "lam_forget", "lam_retain", "lam_ratio", "fitted", "loo_margin",
+           "alpha_star", "alpha_star_min", "horizon_alpha_star", "timeouts", "failures",
+           "out_of_span", "d", "n", "n_forget", "span", "grad_norm", "converged", "fitted_train",
+           "train_seconds", "cached", "stationarity", "drift", "radius", "w_norm", "lam_ref_eta",
+           "seconds")
 
 
 @dataclass(frozen=True)

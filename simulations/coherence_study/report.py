@@ -190,7 +190,7 @@ def _answer(res: dict) -> list[str]:
     A = res["analysis"]
     P = A["pooled"]["escape"]
     lines = []
-    n_units, n_groups = P["sigma_f"]["n"], P["sigma_f"].get("groups", 0)
+    n_groups = P["sigma_f"].get("groups", 0)
     seeds = len(res["sizes"]["seeds"])
     lines.append(
         f"Evidence: {A['units']} units = {len(A['groups'])} (data set × model) groups × "
