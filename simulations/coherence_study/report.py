@@ -172,6 +172,19 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _alpha_zero(res: dict) -> str:
+    """How often the exact α* is 0 and why (from the rows)."""
+    rows = [r for r in res["rows"] if not math.isnan(r["alpha_star"])]
+    zero = [r for r in rows if r["alpha_star"] == 0.0]
+    oos = [r for r in zero if r["out_of_span"] > 0]
+    models = sorted({r["model"] for r in zero}, key=_model_order)
+    return (f"The exact α* is 0 in {len(zero)} of {len(rows)} units ({len(oos)} of them with "
+            "forget curvature partly outside the retain span — `rmt.critical_alpha`'s exact "
+            "out-of-span rule: ascent escapes along it for every α > 0), in the models "
+            f"{', '.join(models) or 'none'}; where it is 0 for every unit of a group it cannot "
+            "rank forget sets, and the finite-horizon α* takes over.")
+
+
 def _this_run(res: dict) -> str:
     r = res.get("this_run")
     if not r:
@@ -215,7 +228,8 @@ def _answer(res: dict) -> list[str]:
             f"{len(per['holds'])} ({', '.join(per['holds']) or 'none'}), is reversed in "
             f"{len(per['reversed'])} ({', '.join(per['reversed']) or 'none'}), inconclusive in "
             f"{len(per['inconclusive'])} and untestable (constant outcome or predictor) in "
-            f"{len(per['no variation'])} of {len(A['groups'])}.")
+            f"{len(per['no variation'])} of {len(A['groups'])}"
+            + (f" ({', '.join(per['no variation'])})" if per["no variation"] else "") + ".")
     fam = []
     for key in ("sigma_f", "sigma_cross"):
         by = defaultdict(list)
@@ -307,7 +321,8 @@ def page(res: dict, figure_path: str | None = None) -> str:
               for _, lab, sg, why in PREDICTORS)
           + ". Exact α* = `rmt.critical_alpha` averaged over the grid's (η, B) (stable for "
           "every α counts as 1); horizon α* = `rmt.horizon_critical(..., 'alpha')` at the "
-          "middle (η, α) and first B, with the runs' start and ball.", ""]
+          "middle (η, α) and first B, with the runs' start and ball. " + _alpha_zero(res),
+          ""]
     L += ["## Pooled over every (data set × model)", "",
           "Spearman ρ [95 % bootstrap interval] of each predictor with each outcome; n = units.",
           "", "| predictor | " + " | ".join(lab for _, lab in OUTCOMES) + " | paper/toolkit "
