@@ -341,6 +341,9 @@ def _markdown(rows, summary, trained):
                if same else
                "forgettability ties between forget kinds: this grid neither confirms nor refutes "
                "the ordering." if ties else "coherence does not order forgettability here."))
+    lines += ["", "One model each way is an anecdote: the study across data sets, models, forget sets "
+              "and seeds, with bootstrap intervals, is [coherence_study.md](coherence_study.md) "
+              "(`rmt reproduce --only coherence-study`)."]
     lines += ["", "## Disagreements", ""]
     bad = [r for r in rows if r["forecast"] != r["observed"]]
     if not bad:

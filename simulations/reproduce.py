@@ -743,6 +743,14 @@ def _check_out(out: Path, quick: bool) -> None:
 
 
 def _select(only, skip, experiments) -> list:
+    # hyphens and underscores are the same in a name (coherence-study = coherence_study)
+    canon = {n.replace("-", "_"): n for n in experiments}
+
+    def name(n):
+        return canon.get(str(n).replace("-", "_"), n)
+
+    only = None if not only else [name(n) for n in only]
+    skip = [name(n) for n in (skip or [])]
     names = list(experiments) if not only else list(dict.fromkeys(only))
     unknown = [n for n in [*names, *(skip or [])] if n not in experiments]
     if unknown:

@@ -578,3 +578,13 @@ def test_asymptotics_hook_wires_the_module_when_present(tmp_path, monkeypatch):
     assert seen == [(out, True)]
     assert "Random-matrix asymptotics" in text and "Asymptotic table here." in text
     assert "![asym.png](asym.png)" in text
+
+
+def test_only_and_skip_accept_hyphens_and_underscores():
+    exps = {"hessian_grid": None, "coherence-study": None, "realdata": None}
+    assert rep._select(["coherence_study"], None, exps) == ["coherence-study"]
+    assert rep._select(["hessian-grid", "coherence-study"], None, exps) == ["hessian_grid",
+                                                                          "coherence-study"]
+    assert rep._select(None, ["coherence_study", "realdata"], exps) == ["hessian_grid"]
+    with pytest.raises(ValueError, match="unknown experiment"):
+        rep._select(["coherence study"], None, exps)
