@@ -72,3 +72,16 @@ def test_report_out_is_checked_before_the_run(tmp_path, capsys, monkeypatch):
 def test_render_derivations_contains_latex():
     md = render_derivations()
     assert "dexter-thm1" in md and "$$" in md
+
+
+def test_empirical_section_quotes_the_coherence_study(tmp_path):
+    from theory.report import empirical_section
+    page = tmp_path / "coherence_study.md"
+    page.write_text("# t\n\n## The answer\n\n* ρ(σ_F, escape) = -0.05 [-0.15, +0.05]\n\n"
+                    "![fig](img/x.png)\n\n## Protocol\n\nnot quoted\n", encoding="utf-8")
+    text = "\n".join(empirical_section(page))
+    assert "-0.05 [-0.15, +0.05]" in text and "not quoted" not in text and "![" not in text
+    assert "missing" in "\n".join(empirical_section(tmp_path / "absent.md"))
+    # the committed theory report carries the committed study's answer verbatim
+    committed = DOCS_REPORT.read_text(encoding="utf-8")
+    assert "\n".join(empirical_section()).strip() in committed

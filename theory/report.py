@@ -144,7 +144,32 @@ def render(results: dict[str, list], counterexamples: dict, *, n_examples: int, 
             f"ρ(T) = {ce.rate:.6g}; {ce.hs!r}; {ce.schedule!r}")
         lines.append(f"| `{name}` | {ths[name].status} | {strat} | {txt} |")
     lines.append("")
+    lines += empirical_section()
     return "\n".join(lines)
+
+
+#: The generated page of the coherence study (``rmt reproduce --only coherence-study``).
+COHERENCE_STUDY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "coherence_study.md"
+
+
+def empirical_section(page: Path = COHERENCE_STUDY_PAGE) -> list[str]:
+    """The paper's coherence claims as *empirical* statements: the answer of the coherence study,
+    quoted from its generated page (so its numbers are the experiment's), or a line saying the
+    page is missing."""
+    out = ["## Empirical statements (not theorems): does coherence order forgettability?", ""]
+    try:
+        text = page.read_text(encoding="utf-8")
+    except OSError:
+        return out + ["The coherence study's page is missing: run `rmt reproduce --only "
+                      "coherence-study --quick` and copy its page to docs/coherence_study.md.", ""]
+    head = "## The answer"
+    if head not in text:
+        return out + [f"{page.name} has no '{head}' section.", ""]
+    body = text.split(head, 1)[1].split("\n## ", 1)[0].strip()
+    body = body.split("\n\n![", 1)[0].strip()  # the bullets, without the figure
+    return out + ["The paper's RQ2–RQ3 claims tested on real data sets and models by the "
+                  "coherence study ([coherence_study.md](coherence_study.md), protocol and "
+                  "every table there):", "", body, ""]
 
 
 def run(n_examples: int = 120, seed: int = 0, search_examples: int = 300) -> str:
