@@ -1,10 +1,14 @@
-"""Row-index validation shared by the framework adapters (JAX, PyTorch)."""
+"""What the framework adapters (JAX, PyTorch) share: row-index validation and the last step,
+from per-sample factors and gradients to a checked :class:`rmt.HessianSet`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+
+from ..hessians import HessianSet
+from ..stationarity import _bridge_check, _deferred, _zero_roundoff
 
 
 def check_rows(idx: Any, name: str, n: int) -> np.ndarray:
@@ -27,3 +31,26 @@ def check_rows(idx: Any, name: str, n: int) -> np.ndarray:
     if np.unique(a).size != a.size:
         raise ValueError(f"{name} contains repeated indices")
     return a.astype(np.intp)
+
+
+def assemble(F: np.ndarray, g: np.ndarray, w: np.ndarray, n_retain: int, has_forget: bool,
+             penalty: float | np.ndarray | None, shared: float | np.ndarray | None,
+             source: str) -> HessianSet:
+    """The HessianSet of the rows [retain; forget] of (F, g) at w*, checked.
+
+    Round-off gradients become exact zeros (:mod:`rmt.stationarity`); with a known ``penalty``
+    (λ or per-coordinate c, ``shared`` its curvature λ or Q) the gradients are those of the
+    regularised losses g_i + c⊙w* and the stationarity check uses it; ``penalty=None``: data
+    gradients, an inferred isotropic decay allowed."""
+    (g0,), zeroed, znote = _zero_roundoff([g], [F], w)  # round-off → exactly 0
+    assert g0 is not None  # an array in, an array out
+    g = g0 if penalty is None else g0 + penalty * w  # the regularised per-sample gradients
+    nr = n_retain
+    with _deferred():  # checked below, with w* and the penalty
+        if not has_forget:
+            hs = HessianSet.from_factors(F, retain_gradients=g, shared=shared)
+        else:
+            hs = HessianSet.from_factors(F[:nr], F[nr:], retain_gradients=g[:nr],
+                                         forget_gradients=g[nr:], shared=shared)
+    _bridge_check(hs, w, source, infer_decay=penalty is None, zeroed=zeroed, zero_note=znote)
+    return hs

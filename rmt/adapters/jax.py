@@ -53,8 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from ..hessians import HessianSet
-from ._rows import check_rows
-from ..stationarity import _bridge_check, _deferred, _zero_roundoff
+from ._rows import assemble, check_rows
 from ..models import LOSSES, Model, _check_targets, gauss_newton
 from ..validation import check_choice, check_finite_array, check_int
 
@@ -264,21 +263,9 @@ def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, 
         F, g = _per_sample(apply_fn, params, X[idx], yv[idx], loss, chunk_size)
     if F.shape[2] == 1:
         F = F[:, :, 0]
-    nr = R.size
     w = flatten(params)[0]
-    (g0,), zeroed, znote = _zero_roundoff([g], [F], w)  # round-off → exactly 0
-    assert g0 is not None  # an array in, an array out
-    shared = weight_decay if weight_decay else None
-    g = g0 if shared is None else g0 + shared * w  # the regularised per-sample gradients
-    with _deferred():  # checked below, with w*
-        if forget is None:
-            hs = HessianSet.from_factors(F, retain_gradients=g, shared=shared)
-        else:
-            hs = HessianSet.from_factors(F[:nr], F[nr:], retain_gradients=g[:nr],
-                                         forget_gradients=g[nr:], shared=shared)
-    _bridge_check(hs, w, "rmt.adapters.jax.hessian_set", infer_decay=weight_decay is None,
-                  zeroed=zeroed, zero_note=znote)
-    return hs
+    return assemble(F, g, w, R.size, forget is not None, weight_decay,
+                    weight_decay if weight_decay else None, "rmt.adapters.jax.hessian_set")
 
 
 class JaxModel(Model):

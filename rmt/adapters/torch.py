@@ -85,9 +85,9 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from ..hessians import HessianSet
-from ._rows import check_rows
+from ._rows import assemble, check_rows
 from ..models import LOSSES, Model, _check_targets, gauss_newton
-from ..stationarity import _bridge_check, _deferred, _outside_level, _zero_roundoff
+from ..stationarity import _outside_level
 from ..validation import check_finite_array, check_int, check_positive
 
 __all__ = ["LOSS_ALIASES", "MAX_SHARED_ENTRIES", "flatten", "per_sample", "hessian_set",
@@ -438,19 +438,8 @@ def hessian_set(module: torch.nn.Module, X: ArrayLike | torch.Tensor,
     F, g = _per_sample(fz, Xt[torch.as_tensor(idx)], yv[idx], loss, chunk_size)
     if F.shape[2] == 1:
         F = F[:, :, 0]
-    (g0,), zeroed, znote = _zero_roundoff([g], [F], w)  # round-off → exactly 0
-    assert g0 is not None  # an array in, an array out
-    g = g0 if c is None else g0 + c * w  # the regularised per-sample gradients
-    nr = R.size
-    with _deferred():  # checked below, with w* and the penalty
-        if forget is None:
-            hs = HessianSet.from_factors(F, retain_gradients=g, shared=shared)
-        else:
-            hs = HessianSet.from_factors(F[:nr], F[nr:], retain_gradients=g[:nr],
-                                         forget_gradients=g[nr:], shared=shared)
-    _bridge_check(hs, w, "rmt.adapters.torch.hessian_set", infer_decay=c is None,
-                  zeroed=zeroed, zero_note=znote)
-    return hs
+    return assemble(F, g, w, R.size, forget is not None, c, shared,
+                    "rmt.adapters.torch.hessian_set")
 
 
 class TorchModel(Model):
