@@ -34,8 +34,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["DATASETS", "SNR_LEVELS", "PCA_ABOVE", "PCA_COMPONENTS", "TaskData", "ArrayDataset",
+__all__ = ["FORGET_KINDS", "DATASETS", "SNR_LEVELS", "PCA_ABOVE", "PCA_COMPONENTS", "TaskData", "ArrayDataset",
            "load_task", "check_dataset", "class_of"]
+
+#: the forget-set kinds of the study (built by experiment.forget_indices)
+FORGET_KINDS = ("random", "class", "hard", "relabelled")
 
 #: signal-plus-noise SNRs (‖μ‖/(σ_p√d)); Kou et al.'s benign/harmful boundary n‖μ‖⁴/(σ_p⁴d) ≍ 1
 #: sits near SNR 0.16 at n = 120, d = 8, so the three levels straddle it

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sweep_engine import CellFunction
-from .data import ArrayDataset, TaskData, check_dataset, class_of, load_task
+from .data import FORGET_KINDS, ArrayDataset, TaskData, check_dataset, class_of, load_task
 from .models import build_model, check_model, train_cached
 
 __all__ = ["FORGET_KINDS", "SIZES", "StudyCell", "run_unit", "forget_indices", "tasks_of",
@@ -57,7 +57,6 @@ __all__ = ["FORGET_KINDS", "SIZES", "StudyCell", "run_unit", "forget_indices", "
 #: bump when a unit's numbers change meaning (part of the sweep fingerprint)
 VERSION = 1
 
-FORGET_KINDS = ("random", "class", "hard", "relabelled")
 
 #: per mode: training-set size, forget-set size (= corrupted labels), seeds, the (η, α, B) grid
 #: (η in units of 2/λ_max(H̄_R)), nonlinear runs per grid point, horizon, the scan points and

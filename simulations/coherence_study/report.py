@@ -153,7 +153,7 @@ def _model_order(m):
 
 
 def _kind_order(k):
-    from .experiment import FORGET_KINDS
+    from .data import FORGET_KINDS
 
     return FORGET_KINDS.index(k) if k in FORGET_KINDS else len(FORGET_KINDS)
 
