@@ -8,15 +8,8 @@ from . import ensembles, io, models, validation
 from .coherence import CoherenceResult, coherence
 from .dynamics import Dynamics, SetTerm
 from .affine import AffineMoments, StationaryResult, affine_moments, stationary
-from .forecast import (
-    ForecastResult,
-    ForgettingCost,
-    HorizonCritical,
-    forecast,
-    forgetting_cost,
-    horizon_critical,
-    out_of_span_share,
-)
+from .forecast import ForecastResult, ForgettingCost, forecast, forgetting_cost
+from .horizon import HorizonCritical, horizon_critical, out_of_span_share
 from .hessians import HessianSet
 from . import verdict
 from .meansquare import *  # noqa: F403 (every name of rmt.meansquare.__all__)

@@ -110,7 +110,7 @@ def test_horizon_critical_eta_matches_scalar_closed_form():
 
     lo = 2 * m / (m**2 + c * q)  # ρ = 1 here, so g < 0
     expected = scipy.optimize.brentq(g, lo, 10 * lo)
-    from rmt.forecast import horizon_critical
+    from rmt.horizon import horizon_critical
     res = horizon_critical(hs, Schedule(0.1, B), "eta", K, start=np.array([1.0]))
     assert res.value == pytest.approx(expected, rel=1e-5)
     assert res.asymptotic == pytest.approx(lo, rel=1e-9)
@@ -118,7 +118,7 @@ def test_horizon_critical_eta_matches_scalar_closed_form():
 
 
 def test_out_of_span_share_and_asymptotic_alpha_zero():
-    from rmt.forecast import horizon_critical, out_of_span_share
+    from rmt.horizon import horizon_critical, out_of_span_share
     hs = rmt.ensembles.hessian_test(12, 3, forget=4, seed=0)
     share = out_of_span_share(hs)
     assert 0 < share <= 1
@@ -228,7 +228,7 @@ def test_stays_certificate_does_not_overflow_at_fast_growth():
     # regression (found by the coherence study): τ^{K/2} beyond 1e154 made the bound's square
     # raise OverflowError inside horizon_critical; a bound that large proves nothing: False
     import importlib
-    F = importlib.import_module("rmt.forecast")
+    F = importlib.import_module("rmt.horizon")
     hs = HessianSet.from_factors(np.ones((2, 1)), retain_gradients=np.array([[0.1], [0.3]]))
     dyn = rmt.Dynamics(hs, Schedule(2.5, 2, sampling="without_replacement"))  # J = 1 − 2.5 = −1.5
     start = (np.eye(1) * 1e-4, np.zeros(1), 0.0)

@@ -11,7 +11,8 @@ import pytest
 
 import rmt
 from rmt import HessianSet, Schedule
-from rmt.forecast import COST_LOSS, START_LOSS, curvature_scale, forecast, horizon_critical
+from rmt.forecast import COST_LOSS, START_LOSS, curvature_scale, forecast
+from rmt.horizon import horizon_critical
 
 
 @pytest.fixture(autouse=True)
