@@ -33,6 +33,21 @@ def check_rows(idx: Any, name: str, n: int) -> np.ndarray:
     return a.astype(np.intp)
 
 
+def split_rows(y: np.ndarray, n: int, retain: Any, forget: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(retain rows R, rows [R; forget] in order) after checking y has n targets and the two
+    index sets are valid and disjoint (ValueError/TypeError naming the argument)."""
+    if y.ndim < 1 or y.shape[0] != n:
+        raise ValueError(f"y must hold one target per row of X ({n}), got shape {y.shape}")
+    R = check_rows(retain, "retain", n)
+    if forget is None:
+        return R, R
+    Fi = check_rows(forget, "forget", n)
+    both = np.intersect1d(R, Fi)
+    if both.size:
+        raise ValueError(f"retain and forget must be disjoint; both contain {both[:5]}")
+    return R, np.concatenate([R, Fi])
+
+
 def assemble(F: np.ndarray, g: np.ndarray, w: np.ndarray, n_retain: int, has_forget: bool,
              penalty: float | np.ndarray | None, shared: float | np.ndarray | None,
              source: str) -> HessianSet:

@@ -53,7 +53,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from ..hessians import HessianSet
-from ._rows import assemble, check_rows
+from ._rows import assemble, split_rows
 from ..models import LOSSES, Model, _check_targets, gauss_newton
 from ..validation import check_choice, check_finite_array, check_int
 
@@ -206,9 +206,6 @@ def per_sample(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, y
         return _per_sample(apply_fn, params, X, y, loss, chunk_size)
 
 
-_check_index = check_rows
-
-
 def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, y: ArrayLike,
                 retain: ArrayLike, forget: ArrayLike | None = None, *, loss: str,
                 chunk_size: int | None = None,
@@ -249,16 +246,7 @@ def hessian_set(apply_fn: Callable[[Any, Any], Any], params: Any, X: ArrayLike, 
     X = _check_X(X)
     n = X.shape[0]
     yv = np.asarray(y)
-    if yv.ndim < 1 or yv.shape[0] != n:
-        raise ValueError(f"y must hold one target per row of X ({n}), got shape {yv.shape}")
-    R = _check_index(retain, "retain", n)
-    idx = R
-    if forget is not None:
-        Fi = _check_index(forget, "forget", n)
-        both = np.intersect1d(R, Fi)
-        if both.size:
-            raise ValueError(f"retain and forget must be disjoint; both contain {both[:5]}")
-        idx = np.concatenate([R, Fi])
+    R, idx = split_rows(yv, n, retain, forget)
     with _x64():
         F, g = _per_sample(apply_fn, params, X[idx], yv[idx], loss, chunk_size)
     if F.shape[2] == 1:

@@ -85,7 +85,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test that hides 
     ) from exc
 
 from ..hessians import HessianSet
-from ._rows import assemble, check_rows
+from ._rows import assemble, split_rows
 from ..models import LOSSES, Model, _check_targets, gauss_newton
 from ..stationarity import _outside_level
 from ..validation import check_finite_array, check_int, check_positive
@@ -164,10 +164,6 @@ def _check_X(X: Any, name: str = "X") -> torch.Tensor:
     if arr.dtype == np.float64 and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
     return torch.as_tensor(arr)
-
-
-def _check_index(idx: Any, name: str, n: int) -> np.ndarray:
-    return check_rows(_numpy(idx), name, n)
 
 
 # ---------------------------------------------------------------------- the float64 copy
@@ -407,16 +403,7 @@ def hessian_set(module: torch.nn.Module, X: ArrayLike | torch.Tensor,
     Xt = _check_X(X)
     n = Xt.shape[0]
     yv = np.asarray(_numpy(y))
-    if yv.ndim < 1 or yv.shape[0] != n:
-        raise ValueError(f"y must hold one target per row of X ({n}), got shape {yv.shape}")
-    R = _check_index(retain, "retain", n)
-    idx = R
-    if forget is not None:
-        Fi = _check_index(forget, "forget", n)
-        both = np.intersect1d(R, Fi)
-        if both.size:
-            raise ValueError(f"retain and forget must be disjoint; both contain {both[:5]}")
-        idx = np.concatenate([R, Fi])
+    R, idx = split_rows(yv, n, _numpy(retain), None if forget is None else _numpy(forget))
     fz = _Frozen(module)
     c = _penalty(weight_decay, fz)  # before any differentiation
     w = fz.w0.cpu().numpy().astype(np.float64)
