@@ -311,6 +311,7 @@ def _eigen_affine_step(dyn: Dynamics, eig):
     Q = eig.Q
     r = dyn.r
     a = 1.0 - eig.b
+    Tm = eig.recursion_apply  # T' with the fast noise of a large set (eigenbasis.py)
 
     def rot(X):
         return None if X is None else Q.T @ X @ Q
@@ -334,7 +335,7 @@ def _eigen_affine_step(dyn: Dynamics, eig):
         X = np.outer(Am, bbar)
         for w, t in with_g:
             X += w**2 * t.cross_noise(m)
-        out = eig.apply(M) + X + X.T + C0
+        out = Tm(M) + X + X.T + C0
         return 0.5 * (out + out.T), Am + bbar
 
     return step
@@ -363,7 +364,8 @@ def _run_moments(dyn: Dynamics, steps: int, M: np.ndarray, m: np.ndarray, frozen
             eig = basis = MeanSquareOperator(dyn).eigenbasis
             a = 1.0 - basis.b
             M, m = basis.to_basis(M), basis.Q.T @ m
-            step = lambda M, m: (basis.apply(M), a * m)  # noqa: E731
+            Tm = basis.recursion_apply
+            step = lambda M, m: (Tm(M), a * m)  # noqa: E731
     elif (dyn.combinator.self_adjoint and dyn.p == r and not dyn.has_null_mode
           and r >= EIGENBASIS_MIN_SPAN):
         # with drift, every coordinate on the span: the same eigenbasis, the drift's cross and

@@ -75,10 +75,13 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
     :func:`forecast`; start, ``scale`` and radius default as there — a random start of norm ε on
     the Hessian span, radius = ``escape_factor`` × ε — evaluated once at ``schedule``). η: the
     smallest η in (0, 4/λ_max(D)] that leaves; α: the smallest α in [0, 1]; B: the smallest
-    batch that stays inside. Located by a scan of ``grid`` points refined by bisection — a window
-    narrower than one grid cell can be missed (unlike the exact asymptotic values). Each
-    evaluation stops at the first step that leaves the ball. ``progress``: a tqdm bar on stderr
-    (:mod:`rmt.progress`).
+    batch that stays inside. Located by a scan of ``grid`` points — a window narrower than one
+    grid cell can be missed (unlike the exact asymptotic values) — then refined to a bracket of
+    relative width ``rtol`` whose upper end is returned (a value that leaves): cubic fits of the
+    log excess through the scan's trajectories and the new points, with a closing step and a
+    bisection fallback (:func:`_refine`). A scan evaluation stops at the first step that leaves
+    the ball (continued from there if the refinement needs the whole trajectory). ``progress``:
+    a tqdm bar on stderr (:mod:`rmt.progress`).
     """
     from .affine import _run_moments, start_coordinates
     from .meansquare import critical_alpha, critical_batch, critical_eta
@@ -105,8 +108,16 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
     with bar(None, f"horizon_critical({parameter})", progress=progress, unit="eval") as b:
 
         built: dict = {}  # one Dynamics per knob value (the scan and the refinement share them)
-        full: dict = {}  # knob value -> a trajectory run to the horizon (the scan's stays are
-        # reused by the refinement, which needs the whole trajectory)
+        full: dict = {}  # knob value -> a trajectory run to the horizon (the scan's are reused
+        # by the refinement, which needs the whole trajectory)
+        stopped: dict = {}  # knob value -> a run stopped where it left (continued on demand)
+
+        def dynamics_of(key2, change):
+            if key2 not in built:
+                d2 = dyn.replace(**change)
+                built.clear()  # keep the newest only (each holds O(n·r + r²) arrays)
+                built[key2] = (d2, start_of(d2))
+            return built[key2]
 
         def moments(change: dict, stop: bool) -> np.ndarray | None:
             b.set_postfix_str(", ".join(f"{k}={v:.6g}" for k, v in change.items()))
@@ -114,20 +125,25 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
             if key2 in full:
                 return full[key2]
             try:
-                if key2 not in built:
-                    d2 = dyn.replace(**change)
-                    built.clear()  # keep the newest only (each holds O(n·r + r²) arrays)
-                    built[key2] = (d2, start_of(d2))
-                d2, start2 = built[key2]
+                d2, start2 = dynamics_of(key2, change)
+                if key2 in stopped:  # left early: continue from there to the horizon
+                    out = _continue(d2, steps, start2, stopped.pop(key2))
+                    full[key2] = out
+                    return out
                 if stop and _stays_certified(d2, start2, steps, R2):
                     return None  # provably inside for every k ≤ steps: no recursion needed
-                out = _run_moments(d2, steps, *start2,
-                                   stop_above=R2 if stop else None).expected_sq_distance
-                if out.size == steps + 1:  # ran to the horizon: the whole trajectory
-                    full[key2] = out
+                run = _run_moments(d2, steps, *start2, stop_above=R2 if stop else None)
+                out = run.expected_sq_distance
+                if out.size == steps + 1 or not np.all(np.isfinite(out)):
+                    full[key2] = _pad(out, steps)  # ran to the horizon (or overflowed: +inf on)
+                else:
+                    stopped[key2] = run
                 return out
             except FloatingPointError:
-                return np.array([0.0, math.inf])
+                out = np.full(steps + 1, math.inf)
+                out[0] = 0.0
+                full[key2] = out
+                return out
             finally:
                 b.update()
 
@@ -167,50 +183,104 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
             top = float(np.max(m[1:]))
             return math.log(top / R2) if top > 0 else -math.inf
 
+        def known():  # (x, g(x)) of every trajectory run to the horizon so far
+            out = []
+            for k2, m in full.items():
+                top = float(np.max(m[1:]))
+                out.append((dict(k2)[key], math.log(top / R2) if top > 0 else -math.inf))
+            return out
+
         prev, value = None, None
         for x in pts:
             if f(x) >= 0:
-                value = float(x) if prev is None else _refine(f, g, float(prev), float(x), rtol)
+                value = (float(x) if prev is None
+                         else _refine(g, float(prev), float(x), rtol, known()))
                 break
             prev = x
     return HorizonCritical(parameter, value, asym, steps, float(radius), share)
 
 
-def _refine(f, g, lo: float, hi: float, rtol: float) -> float:
-    """Smallest leaving value in (lo, hi] to relative width ``rtol``: f(lo) < 0 ≤ f(hi).
+def _refine(g, lo: float, hi: float, rtol: float, points=()) -> float:
+    """Smallest leaving value in (lo, hi] to relative width ``rtol``: g(lo) < 0 ≤ g(hi).
 
-    Illinois (regula falsi that halves the stale end) on the smooth log excess g, bisection
-    when g is not finite or the bracket does not halve within three steps; returns the upper
-    end of the final bracket (a value that leaves, as the bisection it replaces did)."""
-    glo, ghi = g(lo), g(hi)
-    side, stale, width = 0, 0, hi - lo
+    ``g`` is the log excess log(max_k E‖δ_k‖²/radius²), smooth in the knob; ``points``: (x, g(x))
+    already known (the scan's trajectories). Each step fits a cubic through the (up to) four
+    known points nearest the bracket and takes its root in the bracket; once two successive
+    roots agree to within the tolerance, it evaluates just past the root on the side that
+    closes the bracket (a root-finder's "tolerance step", as in Brent's method). Bisection
+    whenever the fit fails or the bracket has not halved within three evaluations. Returns the
+    upper end of the final bracket (a value that leaves)."""
+    pts = {float(x): float(v) for x, v in points}
+    pts.setdefault(lo, g(lo))
+    pts.setdefault(hi, g(hi))
+    last, stale, width = None, 0, hi - lo
     while hi - lo > rtol * hi:
-        w = hi - lo
-        if stale < 3 and math.isfinite(glo) and math.isfinite(ghi) and ghi > glo:
-            mid = hi - ghi * w / (ghi - glo)
-            mid = min(max(mid, lo + 0.25 * rtol * hi), hi - 0.25 * rtol * hi)
-            gm = g(mid)
-            leaves = gm >= 0
+        tol = rtol * hi
+        x = _cubic_root(pts, lo, hi) if stale < 3 else None
+        if x is None:
+            x, last, stale = 0.5 * (lo + hi), None, 0
         else:
-            mid = 0.5 * (lo + hi)
-            leaves = f(mid) >= 0
-            gm = g(mid) if math.isfinite(glo) and math.isfinite(ghi) else math.nan
-            stale = 0
-        if leaves:
-            hi, ghi = mid, gm
-            if side == 1:
-                glo *= 0.5
-            side = 1
+            eps = math.inf if last is None else abs(x - last)
+            last = x
+            close = 0.9 * tol
+            if x + eps < lo + close:  # the root is within reach of lo: close from there
+                x = lo + close
+            elif x - eps > hi - close:
+                x = hi - close
+            x = min(max(x, lo + 0.05 * tol), hi - 0.05 * tol)
+        gx = g(x)
+        pts[x] = gx
+        if gx >= 0:
+            hi = x
         else:
-            lo, glo = mid, gm
-            if side == -1:
-                ghi *= 0.5
-            side = -1
+            lo = x
         if hi - lo > 0.5 * width:
             stale += 1
         else:
             stale, width = 0, hi - lo
     return float(hi)
+
+
+def _cubic_root(pts: dict, lo: float, hi: float) -> float | None:
+    """The root in (lo, hi) of the cubic (or lower) through the ≤ 4 finite known points nearest
+    the bracket; None when there is none or it is not unique."""
+    good = sorted((x for x, v in pts.items() if math.isfinite(v)),
+                  key=lambda x: 0.0 if lo <= x <= hi else min(abs(x - lo), abs(x - hi)))
+    near = good[:4]
+    if lo not in near or hi not in near or len(near) < 2:
+        return None
+    c, w = 0.5 * (lo + hi), 0.5 * (hi - lo)
+    t = np.array([(x - c) / w for x in near])  # the bracket is [−1, 1]
+    coef = np.polyfit(t, [pts[x] for x in near], len(near) - 1)
+    roots = [float(z.real) for z in np.roots(coef)
+             if abs(z.imag) <= 1e-9 * max(1.0, abs(z)) and -1.0 < z.real < 1.0]
+    if len(roots) != 1:
+        return None
+    return c + w * roots[0]
+
+
+def _pad(out: np.ndarray, steps: int) -> np.ndarray:
+    """A trajectory cut short by overflow, continued with +inf to the horizon."""
+    if out.size == steps + 1:
+        return out
+    full = np.full(steps + 1, math.inf)
+    full[:out.size] = out
+    return full
+
+
+def _continue(dyn: Dynamics, steps: int, start, run) -> np.ndarray:
+    """E‖δ_k‖² for k = 0..steps, from a run that stopped at step ``run.steps`` < steps: the
+    recursion is Markov in (M_k, m_k), so it continues from the stopped state (the part
+    outside [U, V] scaled by the null rate as in :func:`rmt.affine._run_moments`)."""
+    from .affine import _run_moments
+
+    k = run.steps
+    frozen = start[2]
+    if dyn.has_null_mode and frozen > 0.0:
+        frozen = frozen * dyn.null_rate ** k
+    rest = _run_moments(dyn, steps - k, run.M_final, run.mean[-1], frozen)
+    return _pad(np.concatenate([run.expected_sq_distance[:-1], rest.expected_sq_distance]),
+                steps)
 
 
 def _stays_certified(dyn: Dynamics, start, steps: int, R2: float) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -64,6 +65,19 @@ class _Eigenbasis:
                        for t in dyn.terms}
             hit = cache[key] = (d, Q, rotated, scale)
         d, Q, rotated, scale = hit
+        self._weights_per_eta = {t.name: t.weight / eta for t in dyn.terms}
+        #: λ/s of a shared λI, per set (0 without shared curvature); None when some set's
+        #: shared curvature is not exactly λI or enters its noise (Bernoulli)
+        lam = float(dyn.shared_scalar)
+        self._shared_per_set: dict | None = {}
+        for t in dyn.terms:
+            if t.shared is None:
+                self._shared_per_set[t.name] = 0.0
+            elif t.c == t.e and np.array_equal(t.shared, lam * np.eye(r)):
+                self._shared_per_set[t.name] = lam / scale
+            else:
+                self._shared_per_set = None
+                break
         #: curvature scale s (the rotated factors are divided by √s, the weights multiplied by s)
         self.scale = scale
         #: η·s: the dimensionless step (d below is the normalised mixed Hessian's spectrum)
@@ -98,6 +112,80 @@ class _Eigenbasis:
     def apply(self, M):
         out = self.aa * M + self.noise(M)
         return 0.5 * (out + out.T)
+
+    # ---------------------------------------------------------------- the recursion's fast step
+    @functools.cached_property
+    def recursion_apply(self):
+        """M ↦ T'(M) for the moment recursions (:mod:`rmt.affine`): :meth:`apply` with the
+        largest set's e·H̄⁰MH̄⁰ formed from diagonal plus low rank (below), else :meth:`apply`.
+
+        In this basis Σ_S s_S H̄_S is diagonal (−η·diag(d)), so for the set S* with the most
+        factor columns H̄⁰_* = diag(δ) + Σ_{S≠S*} γ_S Φ_SΦ_Sᵀ (Φ_S = [Ψ_i], γ_S = −s_S/(s_*·n_S),
+        δ from d and a shared λI), and H̄⁰_*MH̄⁰_* costs O(r²·Σ_{S≠S*}N_S) instead of O(r²N_*) or
+        O(r³): the per-step noise of a large retain set against a small forget set halves. Used
+        only when the reconstruction of H̄⁰_* agrees with the rotated one to round-off
+        (≤ 1e3·ε·its size); the spectral solvers keep :meth:`apply`."""
+        plan = self._dominant_plan()
+        if plan is None:
+            return self.apply
+        star, w2, delta, lows = plan
+        others = [(w2o, t) for w2o, t in self.terms if t is not star]
+        c, e, n = star.c, star.e, star.n
+        dd = np.outer(delta, delta)
+
+        def apply(M):
+            out = self.aa * M
+            if c != 0.0:
+                out += (w2 * c) * star._base_quad(M)
+            # H M H with H = Δ + L, L = Σ γ Φ Φᵀ = F·G (G = γ∘Fᵀ): ΔMΔ + ΔML + (ΔML)ᵀ + LML
+            HMH = dd * M
+            for F, G in lows:
+                MF = M @ F
+                DML = (delta[:, None] * MF) @ G
+                HMH += DML + DML.T
+                for F2, G2 in lows:
+                    HMH += F2 @ ((G2 @ MF) @ G)
+            out -= (w2 * e) * HMH
+            for w2o, t in others:
+                out += w2o * t.noise(M)
+            return 0.5 * (out + out.T)
+
+        return apply
+
+    def _dominant_plan(self):
+        """(S*, s_*², δ, [(Φ_S, γ_S·Φ_Sᵀ)]) for :attr:`recursion_apply`, or None."""
+        r = self.r
+        terms = self.terms
+        if len(terms) < 2 or r < 32:
+            return None
+        cols = {t.name: t.psi.shape[1] * t.psi.shape[2] for _, t in terms}
+        w2, star = max(terms, key=lambda wt: cols[wt[1].name])
+        n_low = sum(cols[t.name] for _, t in terms if t is not star)
+        if star.e == 0.0 or 4 * n_low > min(cols[star.name], r):
+            return None
+        shared = self._shared_per_set
+        if shared is None:
+            return None
+        rho = self._weights_per_eta
+        rs = rho[star.name]
+        if rs == 0.0:
+            return None
+        # Σ_S ρ_S (H̄⁰_S + λ_S I) = −diag(d), ρ_S = s_S/η (η-free)
+        delta = -(self.d + sum(rho[t.name] * shared[t.name] for _, t in terms)) / rs
+        lows = []
+        for _, t in terms:
+            if t is star:
+                continue
+            F = t.psi.reshape(r, -1)
+            lows.append((F, (-rho[t.name] / (rs * t.n)) * F.T))
+        recon = np.diag(delta) + sum((F @ G for F, G in lows), np.zeros((r, r)))
+        stored = star.base_mean
+        size = float(np.max(np.abs(delta)) + np.max(np.abs(recon - np.diag(delta)))
+                     + np.max(np.abs(stored)))
+        if not np.all(np.isfinite(recon)) or \
+                float(np.max(np.abs(recon - stored))) > 1e3 * np.finfo(float).eps * size:
+            return None
+        return star, w2, delta, lows
 
     def symmetrised_splitting(self, Dh):
         """x ↦ pack(D^{-1/2} 𝒩(D^{-1/2} M) D^{-1/2}), M = unpack(x), for D^{1/2} = ``Dh`` (r, r)
