@@ -88,3 +88,23 @@ def test_recursion_with_drift_matches_generic_step(alpha):
         want.append(np.trace(M))
         M, m = affine_step(dyn, M, m)
     np.testing.assert_allclose(fast.expected_sq_distance - frozen, want, rtol=1e-11)
+
+
+def test_zero_gradients_take_the_drift_free_step():
+    # gradients that are all exactly zero (what the bridges leave of round-off gradients) give
+    # the same moments as a set without gradients, through the drift-free step
+    from rmt.affine import _eigen_affine_step
+
+    base = _case(12, d=70, n_r=90, n_f=6)
+    R, F = base.factors("retain"), base.factors("forget")
+    zero = rmt.HessianSet.from_factors(R, F, retain_gradients=np.zeros((90, 70)),
+                                       forget_gradients=np.zeros((6, 70)))
+    sch = rmt.Schedule(0.3, 8, alpha=0.2, sampling="without_replacement", forget_batch=4)
+    dz, d0 = rmt.Dynamics(zero, sch), rmt.Dynamics(base, sch)
+    assert dz.has_drift and not d0.has_drift
+    step = _eigen_affine_step(dz, MeanSquareOperator(dz).eigenbasis)
+    assert step.__name__ == "<lambda>"  # the drift-free form
+    start = np.random.default_rng(3).standard_normal(70)
+    a = _run_moments(dz, 30, *start_coordinates(dz, start)).expected_sq_distance
+    b = _run_moments(d0, 30, *start_coordinates(d0, start)).expected_sq_distance
+    np.testing.assert_allclose(a, b, rtol=1e-12)
