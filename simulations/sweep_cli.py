@@ -336,8 +336,24 @@ def plan_analysis(hs, *, etas=None, batches=(1,), alphas=None, samplings=("berno
 
     Nothing is computed beyond what validation needs (the span of the set, the default η and
     the coherence). Raises ValueError/TypeError naming the option (``--eta`` when ``cli``) or the
-    combination, before any result exists.
+    combination, before any result exists. BLAS is capped as in :func:`_run` (and in every
+    ``rmt`` analysis, which builds its span inside the cap).
     """
+    from rmt.threads import limit_blas
+
+    with limit_blas():
+        return _plan_analysis(hs, etas=etas, batches=batches, alphas=alphas, samplings=samplings,
+                              schedules=schedules, forget_batch=forget_batch, lyapunov=lyapunov,
+                              lyapunov_steps=lyapunov_steps, replicas=replicas, seed=seed,
+                              steps=steps, forecast=forecast, forecast_replicas=forecast_replicas,
+                              theorems=theorems, time_budget=time_budget, certify=certify,
+                              cli=cli)
+
+
+def _plan_analysis(hs, *, etas, batches, alphas, samplings, schedules, forget_batch, lyapunov,
+                   lyapunov_steps, replicas, seed, steps, forecast, forecast_replicas, theorems,
+                   time_budget, certify, cli) -> AnalysisPlan:
+    """The body of :func:`plan_analysis` (BLAS capped by the caller)."""
     import numpy as np
 
     import rmt

@@ -249,8 +249,11 @@ def packed_matrix(eig: _Eigenbasis, mean: bool = True) -> tuple[np.ndarray, floa
     """The summed T of an :class:`_Eigenbasis` as a symmetric N×N matrix on packed coordinates,
     and an upper bound of the absolute size of its terms (for round-off allowances).
 
-    Rank-one factors without shared curvature: (c/n)·P Pᵀ − e·sym_kron(H̄) per set, with
-    P = [pack(ψ_iψ_iᵀ)] (⟨pack X, pack Y⟩ = tr XY); otherwise column by column from ``apply``.
+    Rank-one factors: (c/n)·P Pᵀ − e·sym_kron(H̄⁰) per set, with P = [pack(ψ_iψ_iᵀ)]
+    (⟨pack X, pack Y⟩ = tr XY); otherwise column by column from ``apply``. A shared curvature C
+    does not prevent this: the noise is N⁰_S + (c − e)[H̄MH̄ − H̄⁰MH̄⁰] (``SetTerm.noise``), i.e.
+    N⁰_S exactly when c = e (with and without replacement; only Bernoulli has c ≠ e). Such sets
+    report the Frobenius norm of the matrix as their size, as the column-by-column path does.
     ``mean=False``: the noise part 𝒩 = T − 𝒜 alone (formed directly, no subtraction)."""
     r = eig.r
     N = r * (r + 1) // 2
@@ -259,7 +262,7 @@ def packed_matrix(eig: _Eigenbasis, mean: bool = True) -> tuple[np.ndarray, floa
         size = float(np.max(np.abs(eig.aa))) if r else 0.0
     else:
         out, size = np.zeros((N, N)), 0.0
-    fast = all(t.psi.shape[2] == 1 and t.shared is None for _, t in eig.terms)
+    fast = all(t.psi.shape[2] == 1 and (t.shared is None or t.c == t.e) for _, t in eig.terms)
     if fast:
         for w2, t in eig.terms:
             psi = t.psi[:, :, 0]
@@ -270,6 +273,8 @@ def packed_matrix(eig: _Eigenbasis, mean: bool = True) -> tuple[np.ndarray, floa
             if t.e != 0.0:
                 out -= (w2 * t.e) * sym_kron(t.base_mean, eig._iu, eig._w)
                 size += 2 * w2 * t.e * float(np.sum(t.base_mean**2))
+        if any(t.shared is not None for _, t in eig.terms):
+            size = float(np.linalg.norm(out))  # the size the column-by-column path reports
     else:
         cols = np.empty((N, N))
         for j in range(N):

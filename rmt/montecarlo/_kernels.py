@@ -13,7 +13,10 @@ Hessian storage ("working coordinates" of dimension m, chosen by ``engine.py``):
 * ``DIAG``   (1): ``G[i, 0]`` is the eigenvalue profile,  H_i v = G[i,0] ⊙ v      — O(m)
 * ``DENSE``  (2): ``G[i]`` is the (m, m) matrix,          H_i v = G[i] v          — O(m²)
 
-so a step costs O(B·m·kk) and never forms a d×d matrix on the factor paths.
+so a step costs O(B·m·kk) and never forms a d×d matrix on the factor paths. A curvature C shared
+by every sample (weight decay: H_i = H⁰_i + C) may be stored apart, once, in ``GS`` (1, k, m)
+with its own mode (``NO_SHARED`` when it is part of the per-sample storage or absent): a batch
+then adds nb·Cw once instead of applying C with every drawn sample (:func:`_apply_shared`).
 
 Compilation caching: on by default — compiled kernels are stored on disk (numba's ``cache=True``:
 ``__pycache__`` next to this file, or the user cache directory when the install is read-only) so
@@ -39,6 +42,8 @@ import numpy as np
 from numba import prange
 
 FACTOR, DIAG, DENSE = 0, 1, 2
+#: mode of the shared-curvature storage ``GS`` when no shared term is applied separately
+NO_SHARED = -1
 SUMMED, ALTERNATING, SAM = 0, 1, 2
 BERNOULLI, WITH_REPLACEMENT, WITHOUT_REPLACEMENT = 0, 1, 2
 
@@ -294,6 +299,31 @@ def _apply_set(G, mode, idx, nb, coef, w, y):
 
 
 @_jit
+def _apply_shared(GS, modeS, coef, w, y):
+    """y += coef · C w for the shared curvature C of every sample (``GS[0]`` in the storage of
+    ``modeS``: FACTOR columns, DIAG profile or DENSE matrix; nothing for ``NO_SHARED``).
+
+    Every sample's Hessian is H⁰_i + C, so a batch adds Σ_b (H⁰_b + C) w = Σ_b H⁰_b w + nb·C w:
+    the kernels pass coef = (s/B)·nb and apply C once per set (or once per step, summed)
+    instead of once per drawn sample."""
+    if modeS == NO_SHARED or coef == 0.0:
+        return
+    m = w.shape[0]
+    if modeS == FACTOR:
+        for a in range(GS.shape[1]):
+            g = GS[0, a]
+            _axpy(coef * _dot(g, w, m), g, y, m)
+    elif modeS == DIAG:
+        g = GS[0, 0]
+        for j in range(m):
+            y[j] += coef * g[j] * w[j]
+    else:
+        C = GS[0]
+        for r in range(m):
+            y[r] += coef * _dot(C[r], w, m)
+
+
+@_jit
 def _copy(src, dst):
     for j in range(src.shape[0]):
         dst[j] = src[j]
@@ -301,12 +331,15 @@ def _copy(src, dst):
 
 @_jit
 def _apply_J(sched_code, GR, modeR, idxR, nbR, cR, useR,
-             GF, modeF, idxF, nbF, cF, useF, K, w, y, v):
+             GF, modeF, idxF, nbF, cF, useF, K, GS, modeS, w, y, v):
     """y = J w for the drawn batches (cR, cF already divided by the nominal batch sizes).
 
     summed:      y = w + cR Σ_R H_i w + cF Σ_F H_j w
     alternating: v = w + cR Σ_R H_i w;  y = v + cF Σ_F H_j v
     sam:         v = K w;               y = w + cR Σ_R H_i v,   K = I + (ρ/a) H̄_R
+
+    with H_i = H⁰_i + C when a shared curvature C is stored apart (``GS``, :func:`_apply_shared`):
+    the batch's nb copies of C are applied as one (summed: one C w for both sets).
     """
     m = w.shape[0]
     if sched_code == SUMMED:
@@ -315,18 +348,28 @@ def _apply_J(sched_code, GR, modeR, idxR, nbR, cR, useR,
             _apply_set(GR, modeR, idxR, nbR, cR, w, y)
         if useF:
             _apply_set(GF, modeF, idxF, nbF, cF, w, y)
+        if modeS != NO_SHARED:
+            coef = 0.0
+            if useR:
+                coef += cR * nbR
+            if useF:
+                coef += cF * nbF
+            _apply_shared(GS, modeS, coef, w, y)
     elif sched_code == ALTERNATING:
         _copy(w, v)
         if useR:
             _apply_set(GR, modeR, idxR, nbR, cR, w, v)
+            _apply_shared(GS, modeS, cR * nbR, w, v)
         _copy(v, y)
         if useF:
             _apply_set(GF, modeF, idxF, nbF, cF, v, y)
+            _apply_shared(GS, modeS, cF * nbF, v, y)
     else:
         for r in range(m):
             v[r] = _dot(K[r], w, m)
         _copy(w, y)
         _apply_set(GR, modeR, idxR, nbR, cR, v, y)
+        _apply_shared(GS, modeS, cR * nbR, v, y)
 
 
 @_jit
@@ -346,7 +389,7 @@ def _replica_scratch(seeds, rep, nR, nF):
 # ---------------------------------------------------------------------- kernels
 @_jit
 def _one_vector(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-                sched_code, sampling, K, W0, seeds, steps, burn_in, restart, record,
+                sched_code, sampling, K, GS, modeS, W0, seeds, steps, burn_in, restart, record,
                 logsum, nmeas, nsing, traj):
     """One replica of :func:`run_vector` (serial; the parallel kernel only distributes these).
 
@@ -382,7 +425,7 @@ def _one_vector(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lq
             nbR = _draw(state, sampling, nR, BR, lqR, permR, idxR) if useR else 0
             nbF = _draw(state, sampling, nF, BF, lqF, permF, idxF) if useF else 0
             _apply_J(sched_code, GR, modeR, idxR, nbR, cR, useR,
-                     GF, modeF, idxF, nbF, cF, useF, K, w, y, v)
+                     GF, modeF, idxF, nbF, cF, useF, K, GS, modeS, w, y, v)
             nrm = _norm(y)
             if nrm == 0.0:
                 sing += 1
@@ -409,7 +452,7 @@ def _one_vector(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lq
 
 @_pjit
 def run_vector(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-               sched_code, sampling, K, W0, seeds, steps, burn_in, restart, record,
+               sched_code, sampling, K, GS, modeS, W0, seeds, steps, burn_in, restart, record,
                logsum, nmeas, nsing, traj):
     """Propagate one renormalised vector per replica for ``steps`` steps.
 
@@ -421,13 +464,14 @@ def run_vector(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, use
     """
     for rep in prange(W0.shape[0]):
         _one_vector(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-                    sched_code, sampling, K, W0, seeds, steps, burn_in, restart, record,
+                    sched_code, sampling, K, GS, modeS, W0, seeds, steps, burn_in, restart, record,
                     logsum, nmeas, nsing, traj)
 
 
 @_jit
 def _one_spectrum(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-                  sched_code, sampling, K, Q0, seeds, steps, burn_in, logsum, nmeas, nsing):
+                  sched_code, sampling, K, GS, modeS, Q0, seeds, steps, burn_in, logsum, nmeas,
+                  nsing):
     """One replica of :func:`run_spectrum` (serial)."""
     p = Q0.shape[1]
     m = Q0.shape[2]
@@ -448,7 +492,7 @@ def _one_spectrum(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, 
         nbF = _draw(state, sampling, nF, BF, lqF, permF, idxF) if useF else 0
         for a in range(p):
             _apply_J(sched_code, GR, modeR, idxR, nbR, cR, useR,
-                     GF, modeF, idxF, nbF, cF, useF, K, Q[a], Y[a], v)
+                     GF, modeF, idxF, nbF, cF, useF, K, GS, modeS, Q[a], Y[a], v)
         ok = True
         for a in range(p):
             ya = Y[a]
@@ -483,7 +527,7 @@ def _one_spectrum(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, 
 
 @_pjit
 def run_spectrum(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-                 sched_code, sampling, K, Q0, seeds, steps, burn_in,
+                 sched_code, sampling, K, GS, modeS, Q0, seeds, steps, burn_in,
                  logsum, nmeas, nsing):
     """Benettin/QR: propagate an orthonormal p-frame per replica, re-orthonormalise every step
     by modified Gram–Schmidt and accumulate log R_jj (``logsum[r, j]``) over steps ≥ burn_in.
@@ -493,7 +537,8 @@ def run_spectrum(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, u
     """
     for rep in prange(Q0.shape[0]):
         _one_spectrum(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-                      sched_code, sampling, K, Q0, seeds, steps, burn_in, logsum, nmeas, nsing)
+                      sched_code, sampling, K, GS, modeS, Q0, seeds, steps, burn_in, logsum, nmeas,
+                      nsing)
 
 
 # ---------------------------------------------------------------------- affine recursion
@@ -521,7 +566,7 @@ def _add_rows(D, idx, nb, coef, y):
 
 @_jit
 def _apply_affine(sched_code, GR, modeR, idxR, nbR, cR, useR,
-                  GF, modeF, idxF, nbF, cF, useF, K, DR, DF, drift, w, y, v):
+                  GF, modeF, idxF, nbF, cF, useF, K, GS, modeS, DR, DF, drift, w, y, v):
     """y = J w + b for the drawn batches (``rmt.Dynamics.step``), b = Σ_S c_S Σ_batch g̃_i.
 
     summed/sam:  y = J w + cR Σ_R g̃_i + cF Σ_F g̃_j
@@ -532,16 +577,18 @@ def _apply_affine(sched_code, GR, modeR, idxR, nbR, cR, useR,
         _copy(w, v)
         if useR:
             _apply_set(GR, modeR, idxR, nbR, cR, w, v)
+            _apply_shared(GS, modeS, cR * nbR, w, v)
             if drift:
                 _add_rows(DR, idxR, nbR, cR, v)
         _copy(v, y)
         if useF:
             _apply_set(GF, modeF, idxF, nbF, cF, v, y)
+            _apply_shared(GS, modeS, cF * nbF, v, y)
             if drift:
                 _add_rows(DF, idxF, nbF, cF, y)
     else:
         _apply_J(sched_code, GR, modeR, idxR, nbR, cR, useR,
-                 GF, modeF, idxF, nbF, cF, useF, K, w, y, v)
+                 GF, modeF, idxF, nbF, cF, useF, K, GS, modeS, w, y, v)
         if drift:
             if useR:
                 _add_rows(DR, idxR, nbR, cR, y)
@@ -578,7 +625,7 @@ def _log_norm(y, f):
 
 @_jit
 def _one_affine(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-                sched_code, sampling, K, DR, DF, drift, X0, frozen, seeds, steps,
+                sched_code, sampling, K, GS, modeS, DR, DF, drift, X0, frozen, seeds, steps,
                 logn, over, last):
     """One replica of :func:`run_affine` (serial)."""
     m = X0.shape[1]
@@ -595,7 +642,7 @@ def _one_affine(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lq
         nbR = _draw(state, sampling, nR, BR, lqR, permR, idxR) if useR else 0
         nbF = _draw(state, sampling, nF, BF, lqF, permF, idxF) if useF else 0
         _apply_affine(sched_code, GR, modeR, idxR, nbR, cR, useR,
-                      GF, modeF, idxF, nbF, cF, useF, K, DR, DF, drift, w, y, v)
+                      GF, modeF, idxF, nbF, cF, useF, K, GS, modeS, DR, DF, drift, w, y, v)
         L, ok = _log_norm(y, f)
         if not ok:
             over[rep] = k + 1
@@ -611,7 +658,7 @@ def _one_affine(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lq
 
 @_pjit
 def run_affine(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-               sched_code, sampling, K, DR, DF, drift, X0, frozen, seeds, steps,
+               sched_code, sampling, K, GS, modeS, DR, DF, drift, X0, frozen, seeds, steps,
                logn, over, last):
     """Iterate δ_{k+1} = J_k δ_k + b_k (no renormalisation) from X0[r] in every replica r.
 
@@ -623,5 +670,5 @@ def run_affine(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, use
     """
     for rep in prange(X0.shape[0]):
         _one_affine(rep, GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-                    sched_code, sampling, K, DR, DF, drift, X0, frozen, seeds, steps,
+                    sched_code, sampling, K, GS, modeS, DR, DF, drift, X0, frozen, seeds, steps,
                     logn, over, last)

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ._kernels import ALTERNATING, DENSE, DIAG, FACTOR, SUMMED
+from ._kernels import ALTERNATING, DENSE, DIAG, FACTOR, NO_SHARED, SUMMED
 from ._rng import SplitMix64, draw_batch
 
 
@@ -30,20 +30,29 @@ def _hw(G, mode, idx, w):
     raise ValueError(f"unknown mode {mode}")
 
 
-def apply_J(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF, K, w):
+def _hsw(GS, modeS, GX, modeX, idx, w):
+    """Σ_{i ∈ idx} (H⁰_i + C) w: the set's own storage plus the shared curvature C (``GS``)
+    once per drawn sample."""
+    out = _hw(GX, modeX, idx, w)
+    if modeS != NO_SHARED and len(idx):
+        out = out + len(idx) * _hw(GS, modeS, [0], w)
+    return out
+
+
+def apply_J(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF, K, GS, modeS, w):
     """J w for drawn batches (cR, cF already divided by the nominal batch sizes)."""
     if sched == SUMMED:
         y = w.copy()
         if useR:
-            y = y + cR * _hw(GR, modeR, idxR, w)
+            y = y + cR * _hsw(GS, modeS, GR, modeR, idxR, w)
         if useF:
-            y = y + cF * _hw(GF, modeF, idxF, w)
+            y = y + cF * _hsw(GS, modeS, GF, modeF, idxF, w)
         return y
     if sched == ALTERNATING:
-        v = w + cR * _hw(GR, modeR, idxR, w) if useR else w.copy()
-        return v + cF * _hw(GF, modeF, idxF, v) if useF else v
+        v = w + cR * _hsw(GS, modeS, GR, modeR, idxR, w) if useR else w.copy()
+        return v + cF * _hsw(GS, modeS, GF, modeF, idxF, v) if useF else v
     v = K @ w
-    return w + cR * _hw(GR, modeR, idxR, v)
+    return w + cR * _hsw(GS, modeS, GR, modeR, idxR, v)
 
 
 def _draws(rng, sampling, useR, nR, BR, lqR, permR, useF, nF, BF, lqF, permF):
@@ -53,7 +62,7 @@ def _draws(rng, sampling, useR, nR, BR, lqR, permR, useF, nF, BF, lqF, permF):
 
 
 def run_vector(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-               sched, sampling, K, W0, seeds, steps, burn_in, restart, record,
+               sched, sampling, K, GS, modeS, W0, seeds, steps, burn_in, restart, record,
                logsum, nmeas, nsing, traj):
     """Reference of ``_kernels.run_vector`` (same in/out arrays)."""
     for rep in range(W0.shape[0]):
@@ -78,7 +87,8 @@ def run_vector(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, use
                     continue
                 idxR, idxF = _draws(rng, sampling, useR, nR, BR, lqR, permR,
                                     useF, nF, BF, lqF, permF)
-                y = apply_J(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF, K, w)
+                y = apply_J(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF, K, GS,
+                            modeS, w)
                 nrm = float(np.linalg.norm(y))
                 if nrm == 0.0:
                     sing += 1
@@ -98,7 +108,7 @@ def run_vector(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, use
 
 
 def run_spectrum(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-                 sched, sampling, K, Q0, seeds, steps, burn_in, logsum, nmeas, nsing):
+                 sched, sampling, K, GS, modeS, Q0, seeds, steps, burn_in, logsum, nmeas, nsing):
     """Reference of ``_kernels.run_spectrum``: Benettin with numpy's Householder QR.
 
     QR is unique up to column signs once R_jj > 0 is imposed, so |diag R| agrees with the
@@ -114,7 +124,7 @@ def run_spectrum(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, u
             idxR, idxF = _draws(rng, sampling, useR, nR, BR, lqR, permR,
                                 useF, nF, BF, lqF, permF)
             Y = np.stack([apply_J(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF,
-                                  K, q) for q in Q])
+                                  K, GS, modeS, q) for q in Q])
             Qn, Rm = np.linalg.qr(Y.T)
             rd = np.abs(np.diag(Rm))
             if np.any(rd == 0.0):
@@ -128,16 +138,16 @@ def run_spectrum(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, u
         nmeas[rep], nsing[rep] = cnt, sing
 
 
-def apply_affine(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF, K, DR, DF, drift,
-                 w):
+def apply_affine(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF, K, GS, modeS, DR, DF,
+                 drift, w):
     """J w + b for drawn batches: the drift uses the same indices as the Hessians."""
     def rows(D, idx):
         return D[np.asarray(idx, dtype=np.int64)].sum(axis=0) if drift and len(idx) else 0.0
 
     if sched == ALTERNATING:
-        v = w + cR * (_hw(GR, modeR, idxR, w) + rows(DR, idxR)) if useR else w.copy()
-        return v + cF * (_hw(GF, modeF, idxF, v) + rows(DF, idxF)) if useF else v
-    y = apply_J(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF, K, w)
+        v = w + cR * (_hsw(GS, modeS, GR, modeR, idxR, w) + rows(DR, idxR)) if useR else w.copy()
+        return v + cF * (_hsw(GS, modeS, GF, modeF, idxF, v) + rows(DF, idxF)) if useF else v
+    y = apply_J(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF, K, GS, modeS, w)
     if useR:
         y = y + cR * rows(DR, idxR)
     if useF:
@@ -156,7 +166,8 @@ def _log_norm(y, f):
 
 
 def run_affine(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, useF,
-               sched, sampling, K, DR, DF, drift, X0, frozen, seeds, steps, logn, over, last):
+               sched, sampling, K, GS, modeS, DR, DF, drift, X0, frozen, seeds, steps, logn, over,
+               last):
     """Reference of ``_kernels.run_affine`` (same in/out arrays)."""
     for rep in range(X0.shape[0]):
         rng = SplitMix64(int(seeds[rep]))
@@ -169,7 +180,7 @@ def run_affine(GR, modeR, nR, BR, cR, lqR, useR, GF, modeF, nF, BF, cF, lqF, use
                                 useF, nF, BF, lqF, permF)
             with np.errstate(over="ignore", invalid="ignore"):
                 y = apply_affine(sched, GR, modeR, idxR, cR, useR, GF, modeF, idxF, cF, useF,
-                                 K, DR, DF, drift, w)
+                                 K, GS, modeS, DR, DF, drift, w)
             L, ok = _log_norm(y, f)
             if not ok:
                 over[rep] = k + 1

@@ -297,6 +297,9 @@ class _Plan:
     span_dim: int
     basis: np.ndarray | None  # (d, m) orthonormal, None on the factor path (identity coords)
     start_factors: np.ndarray | None  # (N, m) factor columns (rows) for the factor-path start
+    #: (GS, modeS): the shared curvature applied once per batch (``_kernels._apply_shared``),
+    #: or (unused, NO_SHARED) when it is part of the per-sample storage or absent
+    shared: tuple = (np.zeros((1, 1, 1)), K_.NO_SHARED)
 
 
 def _dynamics(hs, schedule, fname):
@@ -373,6 +376,7 @@ def _plan(dyn, path, *, full_coordinates=True, width=None) -> _Plan:
     basis, start = dyn.basis, None
     red = dyn.reduction
     G, modes = {}, {}
+    shared = (np.zeros((1, 1, 1)), K_.NO_SHARED)
     m = d if path == "factor" else (dyn.r if width is None else width)
     if path == "diagonal":
         for t in dyn.terms:
@@ -386,8 +390,14 @@ def _plan(dyn, path, *, full_coordinates=True, width=None) -> _Plan:
         start = rows[0] if len(rows) == 1 else np.concatenate(rows, axis=0)
         basis = None
     else:
+        dense = {t.name: path == "dense" or (hs.kind == "dense" and 2 * t.psi.shape[2] > dyn.r)
+                 for t in dyn.terms}
+        # a shared curvature C (λI on all m coordinates + (UᵀQ)(UᵀQ)ᵀ on the span) is the same
+        # for every sample: with only factor storage it is kept apart (GS) and applied once per
+        # batch (Σ_b (H⁰_b + C)w = Σ_b H⁰_b w + nb·Cw) instead of as extra columns per sample
+        apart = red.has_shared and not any(dense.values())
         for t in dyn.terms:
-            if path == "dense" or (hs.kind == "dense" and 2 * t.psi.shape[2] > dyn.r):
+            if dense[t.name]:
                 G[t.name] = _widen(t.hessians(), m, dense=True)
                 if red.shared_scalar > 0.0 and m > dyn.r:
                     idx = np.arange(dyn.r, m)
@@ -395,14 +405,16 @@ def _plan(dyn, path, *, full_coordinates=True, width=None) -> _Plan:
                 modes[t.name] = K_.DENSE
             else:
                 cols = [t.psi.transpose(1, 2, 0)]  # (n, k, r)
-                if red.shared_psi is not None:
+                if red.shared_psi is not None and not apart:
                     cols.append(np.broadcast_to(red.shared_psi.T, (t.n,) + red.shared_psi.T.shape))
                 cols = [_widen(c, m, dense=False) for c in cols]
-                if red.shared_scalar > 0.0:
+                if red.shared_scalar > 0.0 and not apart:
                     cols.append(np.broadcast_to(math.sqrt(red.shared_scalar) * np.eye(m),
                                                 (t.n, m, m)))
                 G[t.name] = np.ascontiguousarray(np.concatenate(cols, axis=1))
                 modes[t.name] = K_.FACTOR
+        if apart:
+            shared = _shared_storage(red, m)
         if path == "gram" and K_.DENSE in modes.values():
             path = "dense"
     Kmat = np.eye(1) if path == "factor" else dyn.K
@@ -411,7 +423,23 @@ def _plan(dyn, path, *, full_coordinates=True, width=None) -> _Plan:
         Kmat[: dyn.r, : dyn.r] = dyn.K
     args = {w: _set_args(G.get(w), modes.get(w), dyn.term(w), m) for w in ("retain", "forget")}
     return _Plan(dyn, path, args["retain"], args["forget"], _SCHED[dyn.combinator],
-                 _SAMPLING[dyn.sampling], np.ascontiguousarray(Kmat), m, d, dyn.r, basis, start)
+                 _SAMPLING[dyn.sampling], np.ascontiguousarray(Kmat), m, d, dyn.r, basis, start,
+                 shared)
+
+
+def _shared_storage(red, m):
+    """(GS (1, k, m), mode) of the shared curvature C in m working coordinates: λ on every
+    coordinate plus ΨsΨsᵀ on the span (Ψs = UᵀQ), stored the cheapest way to apply —
+    a profile (λI alone), factor columns (2·k·m per product) or the dense m×m matrix (m²)."""
+    lam, ps = red.shared_scalar, red.shared_psi
+    if ps is None:
+        return np.full((1, 1, m), float(lam)), K_.DIAG
+    cols = _widen(np.ascontiguousarray(ps.T), m, dense=False)  # (k_s, m)
+    if lam == 0.0 and 2 * cols.shape[0] < m:
+        return np.ascontiguousarray(cols[None]), K_.FACTOR
+    C = cols.T @ cols
+    C[np.diag_indices(m)] += lam
+    return np.ascontiguousarray(C[None]), K_.DENSE
 
 
 def _widen(G, m, *, dense):
@@ -444,7 +472,7 @@ def _start_vectors(plan, gens, count=1):
 
 
 def _kernel_args(plan: _Plan) -> tuple[Any, ...]:
-    return (*plan.args_R, *plan.args_F, plan.sched, plan.sampling, plan.K)
+    return (*plan.args_R, *plan.args_F, plan.sched, plan.sampling, plan.K, *plan.shared)
 
 
 def _run_vector(plan, W0, seeds, steps, burn_in, restart, record, backend="numba"):
