@@ -68,7 +68,7 @@ from .validation import Interval, Options, check_choice, check_int, constrained
 from .hessians import HessianSet, check_hessian_set
 from .schedule import SAMPLING_SCHEMES, Schedule
 
-__all__ = ["Dynamics", "SetTerm", "noise_coefficients", "as_dynamics"]
+__all__ = ["Dynamics", "SetTerm", "ZeroSpanError", "noise_coefficients", "as_dynamics"]
 
 
 @constrained({"sampling": [Options(SAMPLING_SCHEMES)], "n": [Interval(Integral, 1, None)],
@@ -86,6 +86,10 @@ def noise_coefficients(sampling: str, n: int, batch: int) -> tuple[float, float]
         return 0.0, 0.0
     c = (n - batch) / (batch * (n - 1))
     return c, c
+
+
+class ZeroSpanError(ValueError):
+    """Every Hessian that enters the step is zero: there is no span (a ValueError)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,7 +294,7 @@ class Dynamics:
         self.dim = hs.dim
         self.null_dim = red.null_dim
         if self.r == 0:
-            raise ValueError(
+            raise ZeroSpanError(
                 f"every Hessian that enters the dynamics is zero (active sets "
                 f"{', '.join(self.active) or 'none'} at alpha={sch.alpha}; with alpha=1 only the "
                 "forget set enters): the step is the identity and there is no span on which to "

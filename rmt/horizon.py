@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from .affine import affine_step
 from .api import BOOL, HESSIANS, POSITIVE, TOLERANCE, analysis, at_least
-from .dynamics import Dynamics, as_dynamics
+from .dynamics import Dynamics, ZeroSpanError, as_dynamics
 from .forecast import _default_radius, _default_start
 from .hessians import HessianSet, check_hessian_set
 from .schedule import Schedule
@@ -105,6 +105,8 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
         return _default_start(d2, None, 2, np.random.SeedSequence(0), eps)[0]
 
     R2 = radius**2
+    st0 = start_of(dyn)
+    sq0 = float(np.trace(st0[0])) + float(st0[2])  # E‖δ_0‖²
     with bar(None, f"horizon_critical({parameter})", progress=progress, unit="eval") as b:
 
         built: dict = {}  # one Dynamics per knob value (the scan and the refinement share them)
@@ -125,7 +127,22 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
             if key2 in full:
                 return full[key2]
             try:
-                d2, start2 = dynamics_of(key2, change)
+                try:
+                    d2, start2 = dynamics_of(key2, change)
+                except ZeroSpanError:
+                    # e.g. α = 1 with a forget set of zero curvature: no Hessian enters the step
+                    sch2 = dyn.schedule.replace(**change)
+                    names = [w for w, on in (("retain", sch2.uses_retain),
+                                             ("forget", sch2.uses_forget)) if on]
+                    if any(dyn.hs.gradients(w) is not None and np.any(dyn.hs.gradients(w))
+                           for w in names):
+                        raise ValueError(
+                            f"horizon_critical: at {change} every Hessian that enters the step "
+                            "is zero but gradients do: a pure random walk, which the exact "
+                            "moment recursion does not cover; narrow the scan") from None
+                    out = np.full(steps + 1, sq0)  # J = I, b = 0: δ_k = δ_0 for every k
+                    full[key2] = out
+                    return out
                 if key2 in stopped:  # left early: continue from there to the horizon
                     out = _continue(d2, steps, start2, stopped.pop(key2))
                     full[key2] = out

@@ -299,11 +299,13 @@ def _schedules(draw, hs, samplings, kinds, max_batch, eta_range, alphas):
 def _try_dynamics(hs, sch):
     """Dynamics(hs, sch), or None when every Hessian that enters the step is zero (no span).
 
-    The strategies build valid pairs by construction, so the zero span is the only ValueError.
+    The strategies build valid pairs by construction; any other ValueError is a bug and raises.
     """
+    from .dynamics import ZeroSpanError
+
     try:
         return Dynamics(hs, sch)
-    except ValueError:
+    except ZeroSpanError:
         return None
 
 

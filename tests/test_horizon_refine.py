@@ -64,3 +64,21 @@ def test_refine_few_evaluations_on_a_smooth_excess():
     value = _refine(h, lo, hi, 1e-6, scan)
     _check_bracket({**dict(scan), **seen}, value, 1e-6)
     assert len(seen) <= 4
+
+
+def test_horizon_critical_alpha_with_a_flat_forget_set():
+    # a forget set of zero curvature: at α = 1 no Hessian enters the step (J = I), which used
+    # to raise; there δ_k = δ_0, the model stays, and so does every α here (descent only)
+    import rmt
+
+    rng = np.random.default_rng(0)
+    hs = rmt.HessianSet.from_factors(rng.standard_normal((20, 6)), np.zeros((3, 6)))
+    sch = rmt.Schedule(0.2, 4, alpha=0.1, forget_batch=2)
+    res = rmt.horizon_critical(hs, sch, "alpha", 100, progress=False)
+    assert res.value is None and res.out_of_span_share == 0.0
+    # with forget gradients the step at α = 1 is a random walk: refused by name
+    hs_g = rmt.HessianSet.from_factors(rng.standard_normal((20, 6)), np.zeros((3, 6)),
+                                       retain_gradients=np.zeros((20, 6)),
+                                       forget_gradients=1e-9 * rng.standard_normal((3, 6)))
+    with pytest.raises(ValueError, match="random walk"):
+        rmt.horizon_critical(hs_g, sch, "alpha", 100, progress=False)
