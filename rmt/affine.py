@@ -161,7 +161,8 @@ def start_coordinates(dyn: Dynamics, start: str | npt.ArrayLike | None
 
 
 #: Largest packed dimension N = r(r+1)/2 for which :func:`final_moments` diagonalises T densely
-#: (eigh of N×N: 0.7 s at N = 2145 on 2 cores) instead of iterating the recursion.
+#: (:func:`_packed_eigh` of N×N: 0.7 s at N = 2145, one BLAS thread) instead of iterating the
+#: recursion.
 SPECTRAL_MAX_PACKED = 3200
 
 
@@ -175,6 +176,55 @@ def _concat(x: tuple, y: tuple) -> tuple:
     ll, al, gl, hl, h1l, ul = y
     return (lk * ll, ak * al, gk + ak * gl, ll[:, None] * hk + ak[None, :] * hl,
             ll * h1k + h1l, ll[:, None] * uk + gk[None, :] * h1l[:, None] + ak[None, :] * ul)
+
+
+#: Packed dimension from which :func:`_packed_eigh` diagonalises through the tridiagonal form
+#: (below it: ``numpy.linalg.eigh``, which is the same LAPACK computation plus a back-transform)
+TRIDIAGONAL_MIN_PACKED = 2
+
+
+def _packed_eigh(Tp: np.ndarray):
+    """(λ, Vᵀ·, V·) of the symmetric Tp = V diag(λ) Vᵀ without forming V (:func:`final_moments`).
+
+    ``numpy.linalg.eigh`` is LAPACK's dsyevd: Householder tridiagonalisation Tp = Q T Qᵀ
+    (dsytrd, lower), divide and conquer on T = Z diag(λ) Zᵀ (dstedc), then the back-transform
+    V = QZ (dormtr, 2N³ — about half of the time at N = 2145). The same first two steps are done
+    here (λ and Z are bit for bit numpy's), and V is applied as Q·Z to the ~r+3 vectors the
+    closed form needs, by dormqr on the stored reflectors. Falls back to ``numpy.linalg.eigh``
+    for N < :data:`TRIDIAGONAL_MIN_PACKED` or a LAPACK failure."""
+    from scipy.linalg import lapack
+
+    N = Tp.shape[0]
+    if N >= max(TRIDIAGONAL_MIN_PACKED, 2):
+        lw = lapack.dsytrd_lwork(N, lower=1)
+        c, d, e, tau, info = lapack.dsytrd(Tp, lower=1, lwork=max(int(lw[0]), 1))
+        if info == 0:
+            lam, Z, info = lapack.dstevd(d, e, compute_v=1)
+        if info == 0:
+            # Q = diag(1, Q₁): Q₁'s reflectors lie below the diagonal of c[1:, :N−1]
+            refl = np.asfortranarray(c[1:, :-1])
+            del c
+
+            def q(X, trans):
+                Y = np.array(X[1:], dtype=float, order="F")  # a copy: dormqr overwrites it
+                lwork = int(lapack.dormqr("L", trans, refl, tau, Y, -1)[1][0])
+                Y, _, inf = lapack.dormqr("L", trans, refl, tau, Y, max(lwork, 1),
+                                          overwrite_c=1)
+                if inf != 0:
+                    raise np.linalg.LinAlgError(f"dormqr failed (info = {inf})")
+                return np.concatenate([X[:1], Y])
+
+            def to_eig(X):  # Vᵀ X = Zᵀ (Qᵀ X)
+                X = np.asarray(X, float)
+                return (Z.T @ q(X.reshape(N, -1), "T")).reshape(X.shape)
+
+            def from_eig(X):  # V X = Q (Z X)
+                X = np.asarray(X, float)
+                return q((Z @ X).reshape(N, -1), "N").reshape(X.shape)
+
+            return lam, to_eig, from_eig
+    lam, V = np.linalg.eigh(Tp)
+    return lam, (lambda X: V.T @ X), (lambda X: V @ X)
 
 
 def _affine_spectrum(dyn: Dynamics):
@@ -202,9 +252,10 @@ def _affine_spectrum(dyn: Dynamics):
     if not all(np.all(np.isfinite(x)) for x in (Tp, S, Acols, C0, beta)):
         out = None
     else:
-        lam, V = np.linalg.eigh(Tp)
+        lam, to_eig, from_eig = _packed_eigh(Tp)
         a, Q = np.linalg.eigh(0.5 * (Acols + Acols.T))
-        out = (eig, lam, V, V.T @ (S @ Q), V.T @ eig.pack(eig.to_basis(C0)), a, Q, Q.T @ beta)
+        out = (eig, lam, to_eig, from_eig, to_eig(S @ Q), to_eig(eig.pack(eig.to_basis(C0))),
+               a, Q, Q.T @ beta)
     cache["affine_spectrum"] = out
     return out
 
@@ -233,7 +284,7 @@ def final_moments(dyn: Dynamics, steps: int, M0: np.ndarray, m0: np.ndarray
     spec = _affine_spectrum(dyn)
     if spec is None:
         return None
-    eig, lam, V, Sh, ch, a, Q, bh = spec
+    eig, lam, to_eig, from_eig, Sh, ch, a, Q, bh = spec
     one_N, one_r = np.ones(N), np.ones(r)
     res = (one_N, one_r, np.zeros(r), np.zeros((N, r)), np.zeros(N), np.zeros((N, r)))
     piece = (lam, a, one_r.copy(), np.ones((N, r)), one_N.copy(), np.zeros((N, r)))
@@ -247,8 +298,8 @@ def final_moments(dyn: Dynamics, steps: int, M0: np.ndarray, m0: np.ndarray
                 piece = _concat(piece, piece)
         lamK, aK, gK, h, h1, u = res
         m0h = Q.T @ m0
-        x = lamK * (V.T @ eig.pack(eig.to_basis(M0))) + (Sh * h) @ m0h + (Sh * u) @ bh + h1 * ch
-        MK = eig.from_basis(eig.unpack(V @ x))
+        x = lamK * to_eig(eig.pack(eig.to_basis(M0))) + (Sh * h) @ m0h + (Sh * u) @ bh + h1 * ch
+        MK = eig.from_basis(eig.unpack(from_eig(x)))
         mK = Q @ (aK * m0h + gK * bh)
     return MK, mK
 

@@ -135,3 +135,77 @@ def test_packed_matrix_fast_path_is_the_column_by_column_matrix(shared, samp, se
         np.testing.assert_allclose(got, 0.5 * (want + want.T), rtol=0, atol=1e-13 * scale)
         if shared is not None:  # the size the column-by-column path reports, to round-off
             assert size == pytest.approx(float(np.linalg.norm(want)), rel=1e-12)
+
+
+@pytest.mark.parametrize("r", [1, 2, 5, 9])
+def test_sym_kron_is_the_packed_matrix_of_the_congruence(r):
+    # entry (a, b) = w_a·f_b·(A_ik A_jl + A_il A_jk): column b is pack(A·unpack(e_b)·A)
+    import math
+
+    from rmt.meansquare.eigenbasis import sym_kron
+
+    rng = np.random.default_rng(r)
+    A = rng.standard_normal((r, r))
+    A = A + A.T
+    iu = np.triu_indices(r)
+    w = np.where(iu[0] == iu[1], 1.0, math.sqrt(2.0))
+    N = len(w)
+    want = np.empty((N, N))
+    for b in range(N):
+        M = np.zeros((r, r))
+        M[iu[0][b], iu[1][b]] = 1.0 / w[b]
+        M = M + np.triu(M, 1).T
+        want[:, b] = (A @ M @ A)[iu] * w
+    np.testing.assert_allclose(sym_kron(A, iu, w), want, rtol=0, atol=1e-13 * np.max(A**2))
+
+
+# ---------------------------------------------------------------------- final_moments
+@pytest.mark.parametrize("N", [2, 3, 10, 120])
+def test_packed_eigh_is_numpys_decomposition(N):
+    # λ and the action of V (V = Q·Z applied by reflectors, never formed) against numpy's eigh:
+    # f(T)X = V f(λ) VᵀX is sign-independent; Vᵀ is orthogonal; the input is left unchanged
+    from rmt.affine import _packed_eigh
+
+    rng = np.random.default_rng(N)
+    A = rng.standard_normal((N, N))
+    A = A + A.T
+    lam, to_eig, from_eig = _packed_eigh(A)
+    want_lam, V = np.linalg.eigh(A)
+    np.testing.assert_allclose(lam, want_lam, rtol=0, atol=1e-13 * np.max(np.abs(want_lam)))
+    X = rng.standard_normal((N, 3))
+    x = X[:, 0].copy()
+    keep = (X.copy(), x.copy())
+    f = np.exp(-np.arange(N) / N)
+    np.testing.assert_allclose(from_eig(f[:, None] * to_eig(X)), V @ (f[:, None] * (V.T @ X)),
+                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(from_eig(to_eig(x)), x, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(np.linalg.norm(to_eig(X), axis=0), np.linalg.norm(X, axis=0),
+                               rtol=1e-13)
+    np.testing.assert_allclose(np.abs(to_eig(X)), np.abs(V.T @ X), rtol=0, atol=1e-12)
+    assert np.array_equal(X, keep[0]) and np.array_equal(x, keep[1])
+
+
+@pytest.mark.filterwarnings("ignore::rmt.stationarity.NotStationaryWarning")  # random gradients
+@pytest.mark.parametrize("shared", [None, "lambda", "low-rank", "wide"])
+@pytest.mark.parametrize("samp", SAMPLINGS)
+def test_final_moments_closed_form_is_the_recursion_with_shared_curvature(shared, samp):
+    # d = 9 with 14 rank-one factors: every coordinate on the span (p = r, no null mode), so the
+    # closed form applies (N = 45, the tridiagonal route of _packed_eigh) and affine-bounded uses
+    # it; the packed matrix takes the rank-one path when c = e
+    from rmt.affine import _run_moments, final_moments, start_coordinates
+
+    d = 9
+    FR, FF, gR, gF = _factors(21, d, 10, 4)
+    hs = HessianSet.from_factors(FR, FF, retain_gradients=gR, forget_gradients=gF,
+                                 shared=None if shared is None else _shared(shared, d))
+    dyn = Dynamics(hs, Schedule(eta=0.5, batch=3, alpha=0.3, sampling=samp, forget_batch=2))
+    assert dyn.p == dyn.r == d and not dyn.has_null_mode
+    for start in (None, "span"):
+        M0, m0, frozen = start_coordinates(dyn, start)
+        for K in (0, 1, 7, 300):
+            MK, mK = final_moments(dyn, K, M0, m0)
+            mo = _run_moments(dyn, K, M0, m0, frozen)
+            scale = float(np.max(np.abs(mo.M_final)))
+            np.testing.assert_allclose(MK, mo.M_final, rtol=0, atol=1e-10 * max(scale, 1e-300))
+            mscale = float(np.max(np.abs(mo.mean[-1])))
+            np.testing.assert_allclose(mK, mo.mean[-1], rtol=0, atol=1e-10 * max(mscale, 1e-300))

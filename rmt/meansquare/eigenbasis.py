@@ -239,9 +239,17 @@ def sym_kron(A: np.ndarray, iu: tuple[np.ndarray, np.ndarray], w: np.ndarray) ->
     entry = w_a·f_b·(A_ik A_jl + A_il A_jk) with f_b = 1/√2 (k < l) or 1/2 (k = l)."""
     I, J = iu
     f = np.where(I == J, 0.5, 1.0 / math.sqrt(2.0))
-    out = A[np.ix_(I, I)] * A[np.ix_(J, J)]
-    out += A[np.ix_(I, J)] * A[np.ix_(J, I)]
-    out *= w[:, None] * f[None, :]
+    # rows first (N×r gathers), then columns: the same products in the same order as
+    # A[ix_(I, I)]·A[ix_(J, J)] + A[ix_(I, J)]·A[ix_(J, I)], times w_a·f_b — bit for bit, with
+    # one N×N scratch instead of five
+    AI, AJ = A[I], A[J]
+    out = AI[:, I]
+    out *= AJ[:, J]
+    tmp = AI[:, J]
+    tmp *= AJ[:, I]
+    out += tmp
+    np.multiply(w[:, None], f[None, :], out=tmp)
+    out *= tmp
     return out
 
 
