@@ -36,6 +36,8 @@ def _shared(kind, d, seed=3):
     rng = np.random.default_rng(seed)
     if kind == "lambda":
         return 0.4
+    if kind == "weight-decay":  # λ on every coordinate but the last (an intercept): λI − λuuᵀ
+        return np.sqrt(0.4) * np.eye(d)[:, :-1]
     k = 2 if kind == "low-rank" else d - 1  # factor storage / dense storage of C
     return 0.5 * rng.standard_normal((d, k)) / np.sqrt(d)
 
@@ -46,11 +48,11 @@ def _schedule(sched, samp, batch=2, eta=0.6, alpha=0.3):
                     sampling=samp, schedule=sched, forget_batch=2, **extra)
 
 
-_MODE = {"lambda": K_.DIAG, "low-rank": K_.FACTOR, "wide": K_.DENSE}
+_MODE = {"lambda": K_.DIAG, "low-rank": K_.FACTOR, "wide": K_.DENSE, "weight-decay": K_.SHIFTED}
 
 
 @pytest.mark.filterwarnings("ignore::rmt.stationarity.NotStationaryWarning")  # random gradients
-@pytest.mark.parametrize("kind", ["lambda", "low-rank", "wide"])
+@pytest.mark.parametrize("kind", ["lambda", "low-rank", "wide", "weight-decay"])
 @pytest.mark.parametrize("sched", [s for s, _ in SCHEDULES])
 @pytest.mark.parametrize("samp", SAMPLINGS)
 def test_shared_curvature_applied_once_per_batch_is_the_per_sample_storage(kind, sched, samp):
@@ -112,7 +114,7 @@ def _columns(eig, mean):
     return cols
 
 
-@pytest.mark.parametrize("shared", [None, "lambda", "low-rank", "wide"])
+@pytest.mark.parametrize("shared", [None, "lambda", "low-rank", "wide", "weight-decay"])
 @pytest.mark.parametrize("samp", SAMPLINGS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_packed_matrix_fast_path_is_the_column_by_column_matrix(shared, samp, seed):
@@ -186,7 +188,7 @@ def test_packed_eigh_is_numpys_decomposition(N):
 
 
 @pytest.mark.filterwarnings("ignore::rmt.stationarity.NotStationaryWarning")  # random gradients
-@pytest.mark.parametrize("shared", [None, "lambda", "low-rank", "wide"])
+@pytest.mark.parametrize("shared", [None, "lambda", "low-rank", "wide", "weight-decay"])
 @pytest.mark.parametrize("samp", SAMPLINGS)
 def test_final_moments_closed_form_is_the_recursion_with_shared_curvature(shared, samp):
     # d = 9 with 14 rank-one factors: every coordinate on the span (p = r, no null mode), so the

@@ -42,8 +42,9 @@ import numpy as np
 from numba import prange
 
 FACTOR, DIAG, DENSE = 0, 1, 2
-#: mode of the shared-curvature storage ``GS`` when no shared term is applied separately
-NO_SHARED = -1
+#: modes of the shared-curvature storage ``GS`` only: none applied separately, and σI plus a
+#: signed low-rank part (:func:`_apply_shared`)
+NO_SHARED, SHIFTED = -1, 3
 SUMMED, ALTERNATING, SAM = 0, 1, 2
 BERNOULLI, WITH_REPLACEMENT, WITHOUT_REPLACEMENT = 0, 1, 2
 
@@ -301,7 +302,8 @@ def _apply_set(G, mode, idx, nb, coef, w, y):
 @_jit
 def _apply_shared(GS, modeS, coef, w, y):
     """y += coef · C w for the shared curvature C of every sample (``GS[0]`` in the storage of
-    ``modeS``: FACTOR columns, DIAG profile or DENSE matrix; nothing for ``NO_SHARED``).
+    ``modeS``: FACTOR columns, DIAG profile, DENSE matrix, or SHIFTED — row 0 a profile and
+    pairs of rows (g, h) with C = diag(row 0) + Σ h gᵀ; nothing for ``NO_SHARED``).
 
     Every sample's Hessian is H⁰_i + C, so a batch adds Σ_b (H⁰_b + C) w = Σ_b H⁰_b w + nb·C w:
     the kernels pass coef = (s/B)·nb and apply C once per set (or once per step, summed)
@@ -313,10 +315,13 @@ def _apply_shared(GS, modeS, coef, w, y):
         for a in range(GS.shape[1]):
             g = GS[0, a]
             _axpy(coef * _dot(g, w, m), g, y, m)
-    elif modeS == DIAG:
+    elif modeS == DIAG or modeS == SHIFTED:
         g = GS[0, 0]
         for j in range(m):
             y[j] += coef * g[j] * w[j]
+        if modeS == SHIFTED:
+            for a in range(1, GS.shape[1], 2):
+                _axpy(coef * _dot(GS[0, a], w, m), GS[0, a + 1], y, m)
     else:
         C = GS[0]
         for r in range(m):

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ._kernels import ALTERNATING, DENSE, DIAG, FACTOR, NO_SHARED, SUMMED
+from ._kernels import ALTERNATING, DENSE, DIAG, FACTOR, NO_SHARED, SHIFTED, SUMMED
 from ._rng import SplitMix64, draw_batch
 
 
@@ -27,6 +27,9 @@ def _hw(G, mode, idx, w):
         return Gb[:, 0, :].sum(axis=0) * w
     if mode == DENSE:
         return Gb.sum(axis=0) @ w
+    if mode == SHIFTED:  # shared storage only: diag(row 0) + Σ h gᵀ over row pairs (g, h)
+        G0 = Gb[0]
+        return G0[0] * w + G0[2::2].T @ (G0[1::2] @ w)
     raise ValueError(f"unknown mode {mode}")
 
 

@@ -427,19 +427,57 @@ def _plan(dyn, path, *, full_coordinates=True, width=None) -> _Plan:
                  shared)
 
 
+#: Largest working dimension for which :func:`_shared_storage` diagonalises the shared curvature
+#: (once per plan, O(m³)) to look for the σI + low-rank form
+SHIFTED_MAX_DIM = 1024
+
+
 def _shared_storage(red, m):
     """(GS (1, k, m), mode) of the shared curvature C in m working coordinates: λ on every
-    coordinate plus ΨsΨsᵀ on the span (Ψs = UᵀQ), stored the cheapest way to apply —
-    a profile (λI alone), factor columns (2·k·m per product) or the dense m×m matrix (m²)."""
+    coordinate plus ΨsΨsᵀ on the span (Ψs = UᵀQ), stored the cheapest way to apply (flops per
+    product) — a profile (λI alone: m), factor columns (2·k·m), σI plus a signed low-rank part
+    (``SHIFTED``: m + 4·k·m; weight decay that spares the intercept is λI − λuuᵀ, k = 1) or the
+    dense m×m matrix (m²).
+
+    The ``SHIFTED`` form is C's eigendecomposition C = Σ_j μ_j v_jv_jᵀ with σ the value of the
+    largest cluster of eigenvalues (within 64·m·ε·max|μ| of each other, i.e. equal to
+    round-off) and the other k eigenpairs kept as ±√|μ_j − σ| v_j: rows 1, 3, … of GS hold
+    g_j = √|μ_j − σ| v_j, rows 2, 4, … sign(μ_j − σ)·g_j, row 0 the profile σ·1. It is used only
+    when it reproduces C to 1e3·ε·max|C|."""
     lam, ps = red.shared_scalar, red.shared_psi
     if ps is None:
         return np.full((1, 1, m), float(lam)), K_.DIAG
     cols = _widen(np.ascontiguousarray(ps.T), m, dense=False)  # (k_s, m)
-    if lam == 0.0 and 2 * cols.shape[0] < m:
-        return np.ascontiguousarray(cols[None]), K_.FACTOR
     C = cols.T @ cols
     C[np.diag_indices(m)] += lam
-    return np.ascontiguousarray(C[None]), K_.DENSE
+    best, cost = (np.ascontiguousarray(C[None]), K_.DENSE), m * m
+    if lam == 0.0 and 2 * cols.shape[0] * m < cost:
+        best, cost = (np.ascontiguousarray(cols[None]), K_.FACTOR), 2 * cols.shape[0] * m
+    if m <= SHIFTED_MAX_DIM:
+        mu, V = np.linalg.eigh(C)
+        size = float(np.max(np.abs(mu)))
+        tol = 64 * m * np.finfo(float).eps * size
+        lo, top, j = 0, (0, 1), 0
+        for hi in range(1, m + 1):  # the longest run mu[lo:hi] with spread ≤ tol
+            while mu[hi - 1] - mu[lo] > tol:
+                lo += 1
+            if hi - lo > top[1] - top[0]:
+                top = (lo, hi)
+        sigma = float(mu[(top[0] + top[1] - 1) // 2])
+        rest = np.r_[0:top[0], top[1]:m]
+        k = len(rest)
+        if m + 4 * k * m < cost:
+            dev = mu[rest] - sigma
+            g = V[:, rest] * np.sqrt(np.abs(dev))  # (m, k)
+            h = g * np.sign(dev)
+            err = float(np.max(np.abs(sigma * np.eye(m) + h @ g.T - C), initial=0.0))
+            if err <= 1e3 * np.finfo(float).eps * max(float(np.max(np.abs(C))), 1e-300):
+                GS = np.empty((1, 1 + 2 * k, m))
+                GS[0, 0] = sigma
+                GS[0, 1::2] = g.T
+                GS[0, 2::2] = h.T
+                best = (GS, K_.SHIFTED)
+    return best
 
 
 def _widen(G, m, *, dense):
