@@ -30,6 +30,11 @@ PEP_MAX_SPAN = 12
 METHODS = ("auto", "closed_form", "dense", "lanczos", "arpack", "splitting")
 
 
+#: Largest packed dimension N = r(r+1)/2 (r ≤ 109) at which the summed Lanczos solve, when its
+#: Krylov basis runs out before convergence (a cluster of eigenvalues at the top), falls back to
+#: ``eigh`` of the packed N×N matrix (≈ 8 s at N = 4095 on 2 cores) instead of ARPACK.
+KRYLOV_DENSE_FALLBACK_PACKED = 6000
+
 #: Largest span dimension for which the summed ρ(T) is found by ``eigh`` of its packed symmetric
 #: N×N matrix (N = r(r+1)/2 = 820 at r = 40): every eigenvalue at once, Weyl enclosure.
 SYM_DENSE_MAX_SPAN = 40

@@ -10,7 +10,7 @@ import scipy.sparse.linalg as spla
 
 from ..validation import check_choice
 from ..dynamics import as_dynamics
-from .config import DENSE_MAX_SPAN, METHODS, SPLITTING_MAX_SPAN
+from .config import DENSE_MAX_SPAN, KRYLOV_DENSE_FALLBACK_PACKED, METHODS, SPLITTING_MAX_SPAN
 
 from ._linalg import _normalise_psd, _own
 from .eigenbasis import _Eigenbasis
@@ -200,7 +200,16 @@ class MeanSquareOperator(spla.LinearOperator):
             start = guess / np.linalg.norm(guess) + IDENTITY_SHARE * start
         out = _block_krylov_top(lambda x: eig.pack(eig.apply(eig.unpack(x))), [eig.pack(start)],
                                 tol)
-        if out is None:  # ran out of Krylov vectors: ARPACK (implicit restarts) from here
+        if out is None:  # ran out of Krylov vectors (a cluster at the top, e.g. ρ(T) ≈ 1 from
+            # a direction of round-off curvature): eigh of the packed matrix where it fits —
+            # seconds, every eigenvalue, deterministic — instead of ARPACK's implicit restarts,
+            # which took minutes on such clusters (20·r² restarts allowed)
+            if r * (r + 1) // 2 <= KRYLOV_DENSE_FALLBACK_PACKED:
+                from .eigenbasis import packed_matrix
+
+                lam, V = np.linalg.eigh(packed_matrix(eig)[0])
+                X = _normalise_psd(eig.from_basis(eig.unpack(V[:, -1])))
+                return float(lam[-1]), X, "dense", True
             return self._arpack(tol, v0=eig.from_basis(guess))
         theta, x, _ = out
         return float(theta), _normalise_psd(eig.from_basis(eig.unpack(x))), "lanczos", True
