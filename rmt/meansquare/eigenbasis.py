@@ -232,24 +232,40 @@ class _Eigenbasis:
 
 
 
-def sym_kron(A: np.ndarray, iu: tuple[np.ndarray, np.ndarray], w: np.ndarray) -> np.ndarray:
+#: rows of :func:`sym_kron` formed per block (two block buffers of this many rows × N)
+_SYM_KRON_BLOCK = 128
+
+
+def sym_kron(A: np.ndarray, iu: tuple[np.ndarray, np.ndarray], w: np.ndarray, *,
+             out: np.ndarray | None = None) -> np.ndarray:
     """Matrix of M ↦ A M A (A symmetric r×r) on packed symmetric coordinates (N×N, N = r(r+1)/2).
 
     For packed indices a = (i, j), b = (k, l) (upper triangle, off-diagonal entries × √2):
-    entry = w_a·f_b·(A_ik A_jl + A_il A_jk) with f_b = 1/√2 (k < l) or 1/2 (k = l)."""
+    entry = w_a·f_b·(A_ik A_jl + A_il A_jk) with f_b = 1/√2 (k < l) or 1/2 (k = l).
+    ``out``: an (N, N) float array to write into (else a new one)."""
     I, J = iu
+    N = len(I)
     f = np.where(I == J, 0.5, 1.0 / math.sqrt(2.0))
-    # rows first (N×r gathers), then columns: the same products in the same order as
-    # A[ix_(I, I)]·A[ix_(J, J)] + A[ix_(I, J)]·A[ix_(J, I)], times w_a·f_b — bit for bit, with
-    # one N×N scratch instead of five
+    if out is None:
+        out = np.empty((N, N))
+    # by blocks of rows, gathered from the N×r rows A[I], A[J]: the same products in the same
+    # order as A[ix_(I, I)]·A[ix_(J, J)] + A[ix_(I, J)]·A[ix_(J, I)], times w_a·f_b — bit for
+    # bit, with no N×N temporary (every fresh N×N array costs its page faults)
     AI, AJ = A[I], A[J]
-    out = AI[:, I]
-    out *= AJ[:, J]
-    tmp = AI[:, J]
-    tmp *= AJ[:, I]
-    out += tmp
-    np.multiply(w[:, None], f[None, :], out=tmp)
-    out *= tmp
+    nb = min(_SYM_KRON_BLOCK, N)
+    b1, b2 = np.empty((nb, N)), np.empty((nb, N))
+    for lo in range(0, N, nb):
+        hi = min(lo + nb, N)
+        o, t1, t2 = out[lo:hi], b1[: hi - lo], b2[: hi - lo]
+        np.take(AI[lo:hi], I, axis=1, out=o)
+        np.take(AJ[lo:hi], J, axis=1, out=t1)
+        o *= t1
+        np.take(AI[lo:hi], J, axis=1, out=t1)
+        np.take(AJ[lo:hi], I, axis=1, out=t2)
+        t1 *= t2
+        o += t1
+        np.multiply(w[lo:hi, None], f[None, :], out=t1)
+        o *= t1
     return out
 
 
@@ -272,17 +288,30 @@ def packed_matrix(eig: _Eigenbasis, mean: bool = True) -> tuple[np.ndarray, floa
         out, size = np.zeros((N, N)), 0.0
     fast = all(t.psi.shape[2] == 1 and (t.shared is None or t.c == t.e) for _, t in eig.terms)
     if fast:
+        # in place, through one scratch: the same values as out += (w2·c/n)·(P Pᵀ) and
+        # out −= (w2·e)·sym_kron(H̄⁰), without an N×N temporary per operation
+        tmp = np.empty((N, N))
         for w2, t in eig.terms:
             psi = t.psi[:, :, 0]
             n = psi.shape[1]
             P = (psi[eig._iu[0], :] * psi[eig._iu[1], :]) * eig._w[:, None]
-            out += (w2 * t.c / n) * (P @ P.T)
+            np.matmul(P, P.T, out=tmp)
+            tmp *= w2 * t.c / n
+            out += tmp
             size += w2 * t.c / n * float(np.sum(P * P))
             if t.e != 0.0:
-                out -= (w2 * t.e) * sym_kron(t.base_mean, eig._iu, eig._w)
+                sym_kron(t.base_mean, eig._iu, eig._w, out=tmp)
+                tmp *= w2 * t.e
+                out -= tmp
                 size += 2 * w2 * t.e * float(np.sum(t.base_mean**2))
         if any(t.shared is not None for _, t in eig.terms):
             size = float(np.linalg.norm(out))  # the size the column-by-column path reports
+        np.add(out, out.T, out=tmp)
+        tmp *= 0.5
+        out = tmp
+        if not np.all(np.isfinite(out)):
+            raise ValueError("the mean-square operator has non-finite entries (overflow)")
+        return out, size
     else:
         cols = np.empty((N, N))
         for j in range(N):
