@@ -183,7 +183,7 @@ def _concat(x: tuple, y: tuple) -> tuple:
 TRIDIAGONAL_MIN_PACKED = 2
 
 
-def _packed_eigh(Tp: np.ndarray):
+def _packed_eigh(Tp: np.ndarray, overwrite: bool = False):
     """(λ, Vᵀ·, V·) of the symmetric Tp = V diag(λ) Vᵀ without forming V (:func:`final_moments`).
 
     ``numpy.linalg.eigh`` is LAPACK's dsyevd: Householder tridiagonalisation Tp = Q T Qᵀ
@@ -191,13 +191,17 @@ def _packed_eigh(Tp: np.ndarray):
     V = QZ (dormtr, 2N³ — about half of the time at N = 2145). The same first two steps are done
     here (λ and Z are bit for bit numpy's), and V is applied as Q·Z to the ~r+3 vectors the
     closed form needs, by dormqr on the stored reflectors. Falls back to ``numpy.linalg.eigh``
-    for N < :data:`TRIDIAGONAL_MIN_PACKED` or a LAPACK failure."""
+    for N < :data:`TRIDIAGONAL_MIN_PACKED` or a LAPACK failure. ``overwrite``: Tp (C-ordered and
+    exactly symmetric, so its transpose is the same matrix in Fortran order) may be destroyed
+    instead of copied."""
     from scipy.linalg import lapack
 
     N = Tp.shape[0]
     if N >= max(TRIDIAGONAL_MIN_PACKED, 2):
         lw = lapack.dsytrd_lwork(N, lower=1)
-        c, d, e, tau, info = lapack.dsytrd(Tp, lower=1, lwork=max(int(lw[0]), 1))
+        sym_f = overwrite and Tp.flags.c_contiguous and Tp.dtype == np.float64
+        c, d, e, tau, info = lapack.dsytrd(Tp.T if sym_f else Tp, lower=1,
+                                           lwork=max(int(lw[0]), 1), overwrite_a=int(sym_f))
         if info == 0:
             lam, Z, info = lapack.dstevd(d, e, compute_v=1)
         if info == 0:
@@ -252,7 +256,7 @@ def _affine_spectrum(dyn: Dynamics):
     if not all(np.all(np.isfinite(x)) for x in (Tp, S, Acols, C0, beta)):
         out = None
     else:
-        lam, to_eig, from_eig = _packed_eigh(Tp)
+        lam, to_eig, from_eig = _packed_eigh(Tp, overwrite=True)  # Tp is not used after
         a, Q = np.linalg.eigh(0.5 * (Acols + Acols.T))
         out = (eig, lam, to_eig, from_eig, to_eig(S @ Q), to_eig(eig.pack(eig.to_basis(C0))),
                a, Q, Q.T @ beta)

@@ -185,6 +185,9 @@ def test_packed_eigh_is_numpys_decomposition(N):
                                rtol=1e-13)
     np.testing.assert_allclose(np.abs(to_eig(X)), np.abs(V.T @ X), rtol=0, atol=1e-12)
     assert np.array_equal(X, keep[0]) and np.array_equal(x, keep[1])
+    # overwrite=True (the transpose of a C-ordered symmetric matrix as its Fortran copy): same
+    lam2, to_eig2, _ = _packed_eigh(A.copy(), overwrite=True)
+    assert np.array_equal(lam2, lam) and np.array_equal(to_eig2(X), to_eig(X))
 
 
 @pytest.mark.filterwarnings("ignore::rmt.stationarity.NotStationaryWarning")  # random gradients
