@@ -20,7 +20,8 @@ from ..progress import bar as _bar
 from .analysis import (_is_stable, _span_margin, _stability, _stability_margin)
 from .operator import MeanSquareOperator
 from .config import _ROUNDOFF, PEP_MAX_SPAN, SYM_DENSE_MAX_SPAN
-from .symmetric import summed_critical_x, summed_rate
+from .enclosure import allowance, term_size
+from .symmetric import _n_max, summed_critical_x, summed_rate
 from .stable_sets import (_alpha_dynamics, _at_alpha, _not_interval_warning, _stable_set,
                           bisect_alpha_edge)
 
@@ -455,9 +456,12 @@ def _summed_critical_alpha(dyn, rtol, deadline, tick=None):
             sol = summed_rate(op)
             rate, X = sol.rate, sol.eigenmatrix
             stable = sol.hi <= 1.0 or (sol.lo <= 1.0 and sol.rate <= 1.0)
+            allow = max(sol.hi - sol.rate, sol.rate - sol.lo)
         else:  # a Krylov candidate; the bracket's two ends are certified at the end
             rate, X, _, _ = op._lanczos(1e-12)
             stable = rate <= 1.0
+            eig = op.eigenbasis
+            allow = allowance(op.r, _n_max(eig), rate, term_size(eig))
         slope = math.nan
         if X is not None:
             h = 1e-3 * min(max(alpha, 1e-3), 1.0 - alpha, 1e-1) if 0 < alpha < 1 else 1e-4
@@ -465,11 +469,17 @@ def _summed_critical_alpha(dyn, rtol, deadline, tick=None):
             q = [float(np.vdot(X, MeanSquareOperator(dyn.replace(alpha=a)).apply(X)))
                  for a in (a1, a2)]
             slope = (q[1] - q[0]) / (a2 - a1) / float(np.vdot(X, X))
-        return rate - 1.0, slope, stable, None
+        return rate - 1.0, slope, stable, allow
 
     lo, hi = 0.0, None
+    # res: the width in α that float64 resolves around a root where ρ(T) is flat in α. ρ is
+    # computed to about one ulp of 1 at best (eps), so a point with |f| within the allowance
+    # and slope g places the root no better than 2·eps/g: the bracket is refined to
+    # max(rtol·α*, res), not below — further solves read only round-off (on a flat instance
+    # of the coherence study, g = 4e-10, they ran ~60 dense solves at 8–11 s each)
+    res = reach = 0.0  # reach: allowance/slope, the distance at which a sign can be certified
     a = 1e-12  # α = 0⁺ on the union span (same span as α = 0 here: no out-of-span direction)
-    f, g, stable, _ = solve(a)
+    f, g, stable, allow = solve(a)
     if not stable:
         return CriticalValue(0.0, "unstable at α = 0⁺", method="convex_root")
     lo = a
@@ -496,12 +506,15 @@ def _summed_critical_alpha(dyn, rtol, deadline, tick=None):
         if abs(nxt - a) <= rtol * max(abs(a), 1e-300) and hi is not None and stable:
             break
         a = nxt
-        f, g, stable, _ = solve(a)
+        f, g, stable, allow = solve(a)
+        if math.isfinite(g) and g > 0 and abs(f) <= allow:
+            res = max(res, 2.0 * np.finfo(float).eps * max(1.0, abs(f + 1.0)) / g)
+            reach = max(reach, allow / g)
         if stable:
             lo = max(lo, a)
         else:
             hi = a if hi is None else min(hi, a)
-        if hi is not None and hi - lo <= rtol * hi:
+        if hi is not None and hi - lo <= max(rtol * hi, res):
             break
     if hi is None:
         return None
@@ -509,7 +522,8 @@ def _summed_critical_alpha(dyn, rtol, deadline, tick=None):
     s_lo, s_hi = _stability(dyn.replace(alpha=lo)), _stability(dyn.replace(alpha=hi))
     # Newton lands within round-off of the root: widen each end (×1, ×16) until its sign is
     # decided; where even that cannot be certified the value comes without bounds
-    width = max(hi - lo, rtol * hi)
+    # (a flat ρ(α): start where the allowance can be beaten, not at round-off widths)
+    width = max(hi - lo, rtol * hi, res, 1.25 * reach)
     for j in (0, 2):
         if s_lo[0] and not s_lo[1] and lo - 4**j * width > 0:
             lo_try = lo - 4**j * width
@@ -530,9 +544,13 @@ def _summed_critical_alpha(dyn, rtol, deadline, tick=None):
             lo_, hi_ = hi, 1.0
         lo, hi = bisect_alpha_edge(dyn, lo_, hi_, rtol)
         certified, estimate = False, lo
+    blur = ""
+    if res > rtol * hi:
+        blur = (f"; ρ(T) is so flat in α here that float64 resolves α* to ≈ {res:.3g} "
+                "(2·eps/slope), not to rtol")
     return CriticalValue(estimate, "upper end of the stable α-interval (ρ convex in α): Newton with the "
                          "Hellmann–Feynman slope" + (", both bracket ends certified"
-                                                     if certified else ""),
+                                                     if certified else "") + blur,
                          method="convex_root", bounds=(lo, hi) if certified else None)
 
 
