@@ -39,6 +39,7 @@ import contextlib
 import hashlib
 import itertools
 import json
+import logging
 import math
 import numbers
 import os
@@ -518,6 +519,10 @@ def _dask(func, todo, seed, *, client=None, dask_local=None, scheduler=None, **_
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
+                # our own loopback cluster: a failing cell reaches the user through its future
+                # (fut.result() raises); worker logs would only add heartbeat tracebacks when
+                # Ctrl-C closes the cluster under running cells
+                silence_logs=logging.CRITICAL,
             )
             client = Client(cluster)
     futures = []
