@@ -1,7 +1,7 @@
 """Fast paths behind `rmt analyze` (issue 21's d = 65 bar) against the slow paths they replace.
 
 * Monte Carlo kernels: a shared curvature C (λI or QQᵀ) stored once and applied as nb·Cw per
-  batch (``engine._shared_storage``, ``_kernels._apply_shared``) against the per-sample dense
+  batch (``plan._shared_storage``, ``_kernels._apply_shared``) against the per-sample dense
   storage H_i + C of ``path="dense"`` — same seeds, so the same batches: the paths must agree
   to round-off, for every schedule and sampling scheme, for the vector, spectrum and affine
   kernels, and with working coordinates beyond the span (drift directions, the null coordinate
@@ -17,7 +17,7 @@ import rmt
 from rmt import HessianSet, Schedule
 from rmt.dynamics import Dynamics
 from rmt.montecarlo import _kernels as K_
-from rmt.montecarlo.engine import _plan
+from rmt.montecarlo.plan import _plan
 
 SCHEDULES = [("summed", {}), ("alternating", {}), ("sam", {"sam_rho": 0.5, "sam_a": 1.0})]
 SAMPLINGS = ["bernoulli", "with_replacement", "without_replacement"]

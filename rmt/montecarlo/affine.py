@@ -42,7 +42,8 @@ from . import _kernels as K_
 from . import _reference as R_
 from ..span import hstack_bases, lift, project
 from ._rng import Seed
-from .engine import PATHS, _check_backend, _kernel_args, _plan, _streams
+from .engine import _check_backend, _streams
+from .plan import PATHS, _kernel_args, _plan
 
 __all__ = ["affine_paths", "AffinePathsResult"]
 
