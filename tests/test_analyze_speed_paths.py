@@ -103,15 +103,9 @@ def test_shared_curvature_applied_once_per_batch_is_the_per_sample_storage(kind,
 # ---------------------------------------------------------------------- packed_matrix
 def _columns(eig, mean):
     """The packed matrix of T (mean) or of its noise part, one column per packed basis vector."""
-    N = eig.r * (eig.r + 1) // 2
-    cols = np.empty((N, N))
-    for j in range(N):
-        x = np.zeros(N)
-        x[j] = 1.0
-        M = eig.unpack(x)
-        Y = eig.apply(M) if mean else eig.noise(M)
-        cols[:, j] = eig.pack(0.5 * (Y + Y.T))
-    return cols
+    from rmt.meansquare.eigenbasis import packed_columns
+
+    return packed_columns(eig, mean)
 
 
 @pytest.mark.parametrize("shared", [None, "lambda", "low-rank", "wide", "weight-decay"])

@@ -387,25 +387,31 @@ def test_store_lock_and_leftovers_of_a_run_killed_at_startup(tmp_path):
     assert markers(mk, "b") == []
 
 
-def test_ctrl_c_stops_workers_promptly(tmp_path):
-    """SIGINT to the process group (Ctrl-C) stops the sweep without waiting for running cells."""
-    mk = tmp_path / "m"
-    mk.mkdir()
-    proc = _launch(tmp_path / "s", mk, "one", sleep=6.0)
+def _ctrl_c_when_busy(proc, mk, *, start_within, exit_within):
+    """Wait until both workers are inside a cell (two markers), send SIGINT to the process group
+    (Ctrl-C) and return (stdout, stderr, seconds until the sweep exited)."""
     try:
-        deadline = time.monotonic() + 60
-        while len(markers(mk)) < 2:  # both workers are inside a 6-second cell
+        deadline = time.monotonic() + start_within
+        while len(markers(mk)) < 2:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.02)
         t0 = time.monotonic()
         os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-        elapsed = time.monotonic() - t0
+        out, err = proc.communicate(timeout=exit_within)
+        return out, err, time.monotonic() - t0
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_ctrl_c_stops_workers_promptly(tmp_path):
+    """SIGINT to the process group (Ctrl-C) stops the sweep without waiting for running cells."""
+    mk = tmp_path / "m"
+    mk.mkdir()
+    proc = _launch(tmp_path / "s", mk, "one", sleep=6.0)
+    out, err, elapsed = _ctrl_c_when_busy(proc, mk, start_within=60, exit_within=30)
     assert "KeyboardInterrupt" in err and "DONE" not in out
     assert elapsed < 3.0, elapsed
     assert len(markers(mk)) == 2  # no further cell was started after the interrupt
@@ -426,20 +432,7 @@ def test_ctrl_c_stops_a_dask_local_sweep_promptly_and_quietly(tmp_path):
     with sigint_not_ignored():
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True, text=True)
-    try:
-        deadline = time.monotonic() + 90
-        while len(markers(mk)) < 2:  # both workers are inside a 60-second cell
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        t0 = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=45)
-        elapsed = time.monotonic() - t0
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    out, err, elapsed = _ctrl_c_when_busy(proc, mk, start_within=90, exit_within=45)
     assert "KeyboardInterrupt" in err and "DONE" not in out
     assert elapsed < 20.0, elapsed  # the nanny kills a busy worker after ~4 s; cells run 60 s
     assert "CommClosedError" not in err and "heartbeat" not in err, err[-2000:]

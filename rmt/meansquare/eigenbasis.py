@@ -269,6 +269,21 @@ def sym_kron(A: np.ndarray, iu: tuple[np.ndarray, np.ndarray], w: np.ndarray, *,
     return out
 
 
+def packed_columns(eig: _Eigenbasis, mean: bool = True) -> np.ndarray:
+    """The packed N×N matrix of T (``mean``) or of its noise part 𝒩, by definition: column j is
+    pack(T(unpack(e_j))), one application per packed basis vector (any factors, any shared term;
+    the reference the fast path of :func:`packed_matrix` is tested against)."""
+    N = eig.r * (eig.r + 1) // 2
+    cols = np.empty((N, N))
+    for j in range(N):
+        x = np.zeros(N)
+        x[j] = 1.0
+        M = eig.unpack(x)
+        Y = eig.apply(M) if mean else eig.noise(M)
+        cols[:, j] = eig.pack(0.5 * (Y + Y.T))
+    return cols
+
+
 def packed_matrix(eig: _Eigenbasis, mean: bool = True) -> tuple[np.ndarray, float]:
     """The summed T of an :class:`_Eigenbasis` as a symmetric N×N matrix on packed coordinates,
     and an upper bound of the absolute size of its terms (for round-off allowances).
@@ -313,15 +328,8 @@ def packed_matrix(eig: _Eigenbasis, mean: bool = True) -> tuple[np.ndarray, floa
             raise ValueError("the mean-square operator has non-finite entries (overflow)")
         return out, size
     else:
-        cols = np.empty((N, N))
-        for j in range(N):
-            x = np.zeros(N)
-            x[j] = 1.0
-            M = eig.unpack(x)
-            Y = eig.apply(M) if mean else eig.noise(M)
-            cols[:, j] = eig.pack(0.5 * (Y + Y.T))
-        out = cols
-        size = float(np.linalg.norm(cols))
+        out = packed_columns(eig, mean)
+        size = float(np.linalg.norm(out))
     out = 0.5 * (out + out.T)
     if not np.all(np.isfinite(out)):
         raise ValueError("the mean-square operator has non-finite entries (overflow)")
