@@ -195,17 +195,15 @@ def horizon_critical(hs: HessianSet | Dynamics, schedule: Schedule | None, param
         def f(x):
             return excess(**{key: float(x)})
 
-        def g(x):  # log(max_k E‖δ_k‖² / radius²): smooth in the knob, for the refinement
-            m = moments({key: float(x)}, False)
+        def log_excess(m):  # log(max_k E‖δ_k‖² / radius²): smooth in the knob
             top = float(np.max(m[1:]))
             return math.log(top / R2) if top > 0 else -math.inf
 
+        def g(x):  # the log excess of a whole trajectory, for the refinement
+            return log_excess(moments({key: float(x)}, False))
+
         def known():  # (x, g(x)) of every trajectory run to the horizon so far
-            out = []
-            for k2, m in full.items():
-                top = float(np.max(m[1:]))
-                out.append((dict(k2)[key], math.log(top / R2) if top > 0 else -math.inf))
-            return out
+            return [(dict(k2)[key], log_excess(m)) for k2, m in full.items()]
 
         prev, value = None, None
         for x in pts:
