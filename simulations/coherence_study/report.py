@@ -442,7 +442,8 @@ def figure(res: dict, path: str | Path) -> Path:
     ax2.set_xticks(range(len(models)), models)
     ax2.set_yticks(range(len(datasets)), datasets)
     ax2.set_title("ρ(σ_F, escape fraction) per data set × model\n"
-                  "(paper: < 0; *: 95 % interval excludes 0; const.: no variation)", fontsize=9)
+                  "(paper: < 0; *: 95 % interval excludes 0; const.: no variation; "
+                  "blank: not run)", fontsize=9)
     cb = fig.colorbar(im, ax=ax2, fraction=0.046, pad=0.04)
     cb.set_label("Spearman ρ")
     fig.suptitle("Does coherence order forgettability? (diverges = forgets)", fontsize=11)
